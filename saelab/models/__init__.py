@@ -1,1 +1,11 @@
+"""JAX transformers with TransformerLens-style hook points: Llama family, Gemma 2, GPT-2."""
 
+from saelab.models.config import ModelConfig, config_from_hf
+from saelab.models.hooks import BLOCK_HOOKS, HookContext, hook_layer, hook_names, validate_hook_names
+from saelab.models.model import Model
+from saelab.models.transformer import ForwardOutput, forward
+
+__all__ = [
+    "BLOCK_HOOKS", "ForwardOutput", "HookContext", "Model", "ModelConfig", "config_from_hf", "forward",
+    "hook_layer", "hook_names", "validate_hook_names",
+]

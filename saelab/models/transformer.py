@@ -1,0 +1,49 @@
+"""The family-independent forward pass: embed, run blocks with hook points, unembed.
+
+Each family module (llama, gemma2, gpt2) provides `embed`, `block` and `unembed`; this module runs them,
+threads the hook context through, and stops early when asked. Layers run as an unrolled Python loop so that
+hooks attach to individual layers and `stop_at_layer` really skips the work.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from saelab.models import gemma2, gpt2, llama
+from saelab.models.config import ModelConfig
+from saelab.models.hooks import HookContext
+
+FAMILIES: dict[str, ModuleType] = {"llama": llama, "gemma2": gemma2, "gpt2": gpt2}
+
+Params = dict[str, Any]
+
+
+class ForwardOutput(NamedTuple):
+    logits: jax.Array | None  # (batch, seq, vocab) float32; None when stopped early
+    cache: dict[str, jax.Array]  # hook name -> activation
+
+
+def forward(
+    params: Params,
+    cfg: ModelConfig,
+    tokens: jax.Array,
+    pad_mask: jax.Array | None,
+    ctx: HookContext,
+    stop_at_layer: int | None = None,
+) -> ForwardOutput:
+    """Run the model on (batch, seq) token ids; `pad_mask` is 1 for real tokens (left or right padding)."""
+    fam = FAMILIES[cfg.family]
+    if pad_mask is None:
+        pad_mask = jnp.ones(tokens.shape, jnp.int32)
+    positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)  # (batch, seq)
+    x = fam.embed(params, cfg, tokens, positions)  # (batch, seq, d_model)
+    n = cfg.n_layers if stop_at_layer is None else stop_at_layer
+    for layer in range(n):
+        x = fam.block(params["layers"][layer], cfg, layer, x, positions, pad_mask, ctx)
+    if stop_at_layer is not None:
+        return ForwardOutput(None, ctx.cache)
+    return ForwardOutput(fam.unembed(params, cfg, x), ctx.cache)
