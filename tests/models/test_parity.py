@@ -1,0 +1,81 @@
+"""Each family against transformers on torch, on small randomly initialised models saved to a temp dir."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saelab.models import Model
+
+torch = pytest.importorskip("torch", reason="reference parity needs the torch extra")
+import transformers  # noqa: E402
+
+VOCAB = 97
+SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4, vocab_size=VOCAB)
+CONFIGS = {
+    "llama-gqa-untied": lambda: transformers.LlamaConfig(
+        **SMALL, num_key_value_heads=2, tie_word_embeddings=False, max_position_embeddings=64
+    ),
+    "llama3-rope-scaling": lambda: transformers.LlamaConfig(
+        **SMALL, num_key_value_heads=1, max_position_embeddings=64, rope_theta=500000.0,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_max_position_embeddings": 8},
+    ),
+    "mistral-sliding": lambda: transformers.MistralConfig(
+        **SMALL, num_key_value_heads=2, sliding_window=5, max_position_embeddings=64
+    ),
+    "gemma2": lambda: transformers.Gemma2Config(
+        **SMALL, num_key_value_heads=2, head_dim=16, sliding_window=4, query_pre_attn_scalar=24,
+        attn_logit_softcapping=5.0, final_logit_softcapping=3.0, max_position_embeddings=64,
+    ),
+    "gpt2": lambda: transformers.GPT2Config(n_embd=64, n_layer=3, n_head=4, vocab_size=VOCAB, n_positions=64),
+}
+
+
+def _save(name: str, path) -> None:
+    torch.manual_seed(0)
+    cfg = CONFIGS[name]()
+    model = transformers.AutoModelForCausalLM.from_config(cfg).to(torch.float32)
+    with torch.no_grad():  # random norms and biases so that every parameter matters
+        for pname, p in model.named_parameters():
+            if p.ndim == 1:
+                p.copy_(torch.randn_like(p) * 0.2 + (0.0 if "gemma" in name else 1.0) * ("norm" in pname or "ln" in pname))
+    model.save_pretrained(path, safe_serialization=True)
+
+
+def _reference(path, tokens, mask):
+    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
+    with torch.no_grad():
+        out = hf(
+            input_ids=torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(mask),
+            position_ids=torch.tensor(pos, dtype=torch.long), output_hidden_states=True,
+        )
+    return out.logits.numpy(), [h.numpy() for h in out.hidden_states]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_logits_and_resid_post_match_transformers(name: str, tmp_path) -> None:
+    _save(name, tmp_path)
+    model = Model.load(str(tmp_path))
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, VOCAB, size=(3, 12)).astype(np.int32)
+    mask = np.ones_like(tokens)
+    mask[1, :4] = 0  # left padding
+    mask[2, :1] = 0
+    names = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    logits, cache = model.run_with_cache(tokens, names, pad_mask=mask)
+    ref, hidden = _reference(tmp_path, tokens, mask)
+    real = mask.astype(bool)
+    ours = np.asarray(logits)
+    assert np.abs(ours - ref)[real].max() <= 1e-3 * np.abs(ref[real]).max()
+    assert (ours.argmax(-1) == ref.argmax(-1))[real].all()
+    for i in range(model.cfg.n_layers - 1):  # transformers' last hidden state is after the final norm
+        h, h_ref = np.asarray(cache[names[i]])[real], hidden[i + 1][real]
+        assert np.abs(h - h_ref).max() <= 1e-4 * np.abs(h_ref).max() + 1e-5, f"layer {i}"
+
+
+def test_unsupported_architecture_lists_supported(tmp_path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="supports model_type in"):
+        Model.load(str(tmp_path))
