@@ -7,6 +7,9 @@ that, as transformers does, to get back the rotate-half layout.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,45 @@ def read_gguf(path: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray], Tok
         weights[name] = w
     tokenizer, special = _tokenizer(meta)
     return cfg, weights, tokenizer, special
+
+
+def cache_dir() -> Path:
+    """Where dequantised GGUF weights are cached ($SAELAB_CACHE, default ~/.cache/saelab)."""
+    return Path(os.environ.get("SAELAB_CACHE", Path.home() / ".cache" / "saelab"))
+
+
+def read_gguf_cached(
+    path: str | Path, fingerprint: str
+) -> tuple[ModelConfig, dict[str, np.ndarray], Tokenizer, dict[str, int]]:
+    """`read_gguf`, with the dequantised result cached as safetensors keyed by the file's fingerprint.
+
+    Parsing a GGUF's metadata and dequantising takes seconds; a cached load is a memory map."""
+    from safetensors.numpy import load_file, save_file
+
+    d = cache_dir() / f"gguf-{fingerprint}"
+    if (d / "done").exists():
+        meta = json.loads((d / "meta.json").read_text())
+        cfg = ModelConfig(**{k: _tuplify(v) for k, v in meta["config"].items()})
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        return cfg, load_file(str(d / "weights.safetensors")), tok, meta["special"]
+    cfg, weights, tok, special = read_gguf(path)
+    try:
+        tmp = d.with_name(d.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file(weights, str(tmp / "weights.safetensors"))
+        tok.save(str(tmp / "tokenizer.json"))
+        (tmp / "meta.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "special": special}))
+        (tmp / "done").write_text(str(path))
+        os.replace(tmp, d)
+    except OSError:  # a read-only or full cache, or another process won the race: only costs speed
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cfg, weights, tok, special
+
+
+def _tuplify(v):
+    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v
 
 
 def _metadata(reader: Any) -> dict[str, Any]:

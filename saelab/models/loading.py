@@ -57,10 +57,11 @@ def open_checkpoint(name: str) -> Checkpoint:
     if path.is_file():
         if path.suffix != ".gguf":
             raise ValueError(f"{path} is a file but not a .gguf; give a GGUF file or a model directory")
-        from saelab.models.gguf_file import read_gguf
+        from saelab.models.gguf_file import read_gguf_cached
 
-        cfg, weights, tok, special = read_gguf(path)
-        return Checkpoint(cfg, weights.__getitem__, tok, special, str(path), _fingerprint([path]))
+        fp = _fingerprint([path])
+        cfg, weights, tok, special = read_gguf_cached(path, fp)
+        return Checkpoint(cfg, weights.__getitem__, tok, special, str(path), fp)
     return _open_hf_dir(path, name)
 
 
