@@ -53,9 +53,13 @@ def pack_batches(
     if context < 2 or batch < 1 or skip_windows < 0:
         raise ValueError(f"need context >= 2, batch >= 1, skip_windows >= 0; "
                          f"got {context}, {batch}, {skip_windows}")
-    width = context - 1
     pieces = _encode(corpus, tokenizer, None if within_document else eos_id)
-    windows = _windows_within(pieces, width) if within_document else _windows_across(pieces, width)
+    windows = (_windows_within if within_document else _windows_across)(pieces, context - 1)
+    return _batches(windows, bos_id, batch, skip_windows)
+
+
+def _batches(windows: Iterator[tuple[np.ndarray, np.ndarray]], bos_id: int, batch: int,
+             skip_windows: int) -> Iterator[PackedBatch]:
     rows: list[tuple[np.ndarray, np.ndarray]] = []
     for n, w in enumerate(windows):
         if n < skip_windows:

@@ -118,4 +118,4 @@ def test_no_eos_concatenates_documents(tokenizer: Tokenizer) -> None:
 @pytest.mark.parametrize("kwargs", [{"context": 1}, {"batch": 0}, {"skip_windows": -1}, {"bos_id": 10**6}])
 def test_bad_arguments_are_rejected(tokenizer: Tokenizer, kwargs: dict) -> None:
     with pytest.raises(ValueError):
-        _pack(tokenizer, **kwargs)
+        pack_batches(DOCS, tokenizer, **({"bos_id": BOS} | kwargs))  # raised at the call, before iterating
