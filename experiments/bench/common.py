@@ -1,0 +1,59 @@
+"""Shared helpers for the benchmark scripts: timing, real text tokens, JSON results and the RESULT line."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "bench"
+
+
+def timeit(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict[str, float]:
+    """Median and min seconds of `fn()` over `reps` runs after `warmup` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return {"median_s": statistics.median(times), "min_s": min(times), "reps": reps}
+
+
+def docstring_tokens(tokenizer, n_tokens: int) -> np.ndarray:
+    """`n_tokens` token ids of real text: standard-library docstrings, concatenated."""
+    from saelab.data import open_corpus
+
+    ids: list[int] = []
+    for doc in open_corpus("python-docs"):
+        ids.extend(tokenizer.encode(doc.text, add_special_tokens=False).ids)
+        if len(ids) >= n_tokens:
+            break
+    return np.asarray(ids[:n_tokens], np.int32)
+
+
+def machine() -> dict[str, str]:
+    import jax
+
+    return {"platform": platform.platform(), "cpu": platform.processor(), "jax_backend": jax.default_backend(),
+            "jax_devices": str(jax.devices())}
+
+
+def write(name: str, result: dict, out: str | None) -> Path:
+    path = Path(out) if out else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return path
+
+
+def result_line(**kv: object) -> str:
+    def fmt(v: object) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return "RESULT " + " ".join(f"{k}={fmt(v)}" for k, v in kv.items())
