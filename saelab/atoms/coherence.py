@@ -27,6 +27,17 @@ class Coherence(NamedTuple):
     nearest: jax.Array  # (m,) int32, the j attaining mu_i (nearest neighbour in |AIP|)
     nearest_aip: jax.Array  # (m,) signed <d_i, d_nearest>_S
 
+    def summary(self) -> dict[str, tuple[float, str]]:
+        """name -> (value, definition)."""
+        return {
+            "mu": (self.mu, "max_{i != j} |<d_i, d_j>_S| (normalised AIP)"),
+            "mean_mu_i": (
+                float(self.per_atom.mean()),
+                "mean over atoms of mu_i = max_{j != i} |<d_i, d_j>_S|",
+            ),
+            "median_mu_i": (float(jnp.median(self.per_atom)), "median over atoms of mu_i"),
+        }
+
 
 def coherence(
     D: jax.Array,
@@ -46,11 +57,13 @@ def coherence(
     m, d = D.shape
     Dn = normalise(whiten(D, metric))  # (m, d)
     block, col_block = min(block, m), min(col_block, m)
-    cols = _pad_rows(Dn, col_block).reshape(-1, col_block, d)  # (n_chunks, col_block, d)
-    rows = _pad_rows(Dn, block)  # (m_pad, d)
     dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
-    cols, rows = cols.astype(dtype), rows.astype(dtype)
-    out = [_block_nearest(rows[s : s + block], jnp.int32(s), cols, m) for s in range(0, m, block)]
+    cols = _pad_rows(Dn.astype(dtype), col_block).reshape(-1, col_block, d)  # (n_chunks, col_block, d)
+    flat = cols.reshape(-1, d)  # (m_pad, d), padded to a multiple of col_block only
+    out = [
+        _block_nearest(_pad_rows(flat[s : s + block], block), jnp.int32(s), cols, m)
+        for s in range(0, m, block)
+    ]
     best = jnp.concatenate([o[0] for o in out])[:m]
     arg = jnp.concatenate([o[1] for o in out])[:m]
     per_atom = jnp.abs(best)

@@ -34,6 +34,13 @@ class Reconstruction(NamedTuple):
     nmse: float  # SSE / sum ||x||^2
     n: int  # samples
 
+    def summary(self) -> dict[str, tuple[float, str]]:
+        """name -> (value, definition)."""
+        return {
+            "r2": (self.r2, "1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2"),
+            "nmse": (self.nmse, "sum ||x - x_hat||^2 / sum ||x||^2"),
+        }
+
 
 def reconstruct(codes: Codes, D: jax.Array, bias: jax.Array | None = None) -> jax.Array:
     """(n, d) x_hat = z D (+ bias) from dense (n, m) or sparse codes and a dictionary D (m, d)."""

@@ -36,6 +36,21 @@ class Recovery(NamedTuple):
     lipschitz: float  # L, the step is 1/L
     n_iter: int
 
+    def summary(self) -> dict[str, tuple[float, str]]:
+        """name -> (value, definition)."""
+        lam = f"lam = {self.lam:g}" + (" x ||x D^T||_inf" if self.relative else "")
+        return {
+            "support_precision": (self.precision, f"|supp z_lasso & supp z_ref| / |supp z_lasso|, {lam}"),
+            "support_recall": (self.recall, "|supp z_lasso & supp z_ref| / |supp z_ref|"),
+            "exact_support": (self.exact_support, "fraction of samples with supp z_lasso == supp z_ref"),
+            "l0_lasso": (self.l0_recovered, "mean |supp z_lasso|"),
+            "l0_reference": (self.l0_reference, "mean |supp z_ref|"),
+            "r2_lasso": (
+                self.recon.r2,
+                "1 - SSE/SST of z_lasso D against x (whitened x, D if a metric was given)",
+            ),
+        }
+
 
 def lipschitz(D: jax.Array, n_iter: int = 200, seed: int = 0) -> float:
     """Largest eigenvalue of D D^T (= of D^T D) by power iteration on the (d, d) side.

@@ -28,6 +28,17 @@ class RIP(NamedTuple):
     per_subset: jax.Array  # (n_subsets,) max(1 - s_min^2, s_max^2 - 1) of each sampled subset
     subsets: jax.Array  # (n_subsets, k) the sampled atom indices
 
+    def summary(self) -> dict[str, tuple[float, str]]:
+        """name -> (value, definition)."""
+        n = self.per_subset.shape[0]
+        return {
+            f"delta_{self.k}": (
+                self.delta,
+                f"max over {n} random {self.k}-subsets of max(1 - s_min^2, s_max^2 - 1)",
+            ),
+            f"median_delta_{self.k}": (float(jnp.median(self.per_subset)), "median of the same over subsets"),
+        }
+
 
 def rip_constant(
     D: jax.Array,

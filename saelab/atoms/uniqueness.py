@@ -98,15 +98,17 @@ def uniqueness(
     codes: Codes,
     *,
     atom_definition: AtomDefinition = "all_samples",
-    block: int = 16384,
+    block: int = 4096,
     n_q: int = 10001,
 ) -> Uniqueness:
     """Per-sample, per-atom and q* uniqueness of codes (n, m) dense or sparse, given per-atom coherence
-    mu_i (m,) of the dictionary. Processed in blocks of `block` samples."""
+    mu_i (m,) of the dictionary. Processed in blocks of `block` samples (dense: block x m
+    floats a step)."""
     per_atom = jnp.asarray(per_atom, jnp.float32)
     m = per_atom.shape[0]
     check(codes, m)
     n = n_rows(codes)
+    block = max(1, min(block, n))
     samples, counts = [], AtomCounts(*(jnp.zeros(m, jnp.int32) for _ in range(3)))
     for s in range(0, n, block):
         blk = _pad(rows(codes, s, min(s + block, n)), block)
