@@ -35,6 +35,44 @@ def _model_generate(a: argparse.Namespace) -> None:
     print(a.prompt + m.generate(a.prompt, a.max_new_tokens))
 
 
+def _harvest(a: argparse.Namespace) -> None:
+    from saelab.cliargs import config_from_args
+    from saelab.harvest import HarvestConfig, run
+
+    path = run(config_from_args(HarvestConfig, a))
+    print(f"store: {path}")
+
+
+def _store_info(a: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saelab.store import store_info
+
+    info = store_info(a.store)
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return
+    t = Table(title=f"activation store {a.store}", show_header=False)
+    for k, v in info.items():
+        if k == "meta":
+            for mk, mv in v.items():
+                t.add_row(f"meta.{mk}", str(mv))
+        else:
+            t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+    Console().print(t)
+
+
+def _store_verify(a: argparse.Namespace) -> int:
+    from saelab.store import verify_store
+
+    problems = verify_store(a.store)
+    for p in problems:
+        print(f"{a.store}/{p.file}: {p.problem}")
+    print(f"{len(problems)} problem(s)" if problems else f"{a.store}: all shards present and checksums match")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saelab", description=__doc__ and "Sparse-autoencoder workbench on JAX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,14 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=12, help="tokens to generate (default 12)")
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_model_generate)
+
+    from saelab.cliargs import add_config_args
+    from saelab.harvest.config import HarvestConfig
+
+    hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
+    add_config_args(hv, HarvestConfig)
+    hv.set_defaults(fn=_harvest)
+
+    store = sub.add_parser("store", help="inspect and verify activation stores").add_subparsers(
+        dest="store_cmd", required=True)
+    si = store.add_parser("info", help="tokens, hooks, d_model, dtype, shards and provenance of a store")
+    si.add_argument("store", help="store directory")
+    si.add_argument("--json", action="store_true", help="print JSON")
+    si.set_defaults(fn=_store_info)
+    sv = store.add_parser("verify", help="check every shard's size and checksum; exits 1 naming bad shards")
+    sv.add_argument("store", help="store directory")
+    sv.set_defaults(fn=_store_verify)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from saelab.store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, StoreError) as e:
         print(f"saelab: error: {e}", file=sys.stderr)
         return 2
 

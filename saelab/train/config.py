@@ -1,0 +1,174 @@
+"""Training run configuration: TOML sections [data], [sae], [optim], [train], validated by pydantic.
+
+`load_config(path, overrides)` reads a TOML file, applies `--set section.key=value` overrides, and rejects
+unknown keys and impossible values before any compute. `resolve(cfg)` then opens the store's manifest (cheap)
+to fill in d_in and check the hook, so a missing store is also an error before any compute.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from saelab.sae import SAEConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class DataConfig(_Section):
+    store: Path = Path("activations/demo")
+    """Activation store directory made by `saelab harvest`."""
+    hook: str | None = None
+    """Hook point to train on; None means the store's only hook."""
+    batch_size: int = Field(default=4096, ge=1)
+    """Tokens per step (global batch across all devices and processes)."""
+    include_bos: bool = False
+    """Train on BOS positions too (their norms are huge; excluded by default)."""
+    seed: int = 0
+    """Seed of the global shuffle."""
+
+
+class SAESection(_Section):
+    """The SAE, as saelab.sae.SAEConfig minus d_in (taken from the store), with d_sae or an expansion factor."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    expansion: int | None = Field(default=8, ge=1)
+    """d_sae = expansion * d_in, unless d_sae is given."""
+    d_sae: int | None = None
+    """Number of latents; overrides expansion."""
+
+
+class OptimConfig(_Section):
+    lr: float = Field(default=3e-4, gt=0)
+    """Peak Adam learning rate (SAELens default 3e-4)."""
+    b1: float = Field(default=0.9, ge=0, lt=1)
+    b2: float = Field(default=0.999, ge=0, lt=1)
+    eps: float = Field(default=1e-8, gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    """Linear learning-rate warm-up from 0."""
+    decay: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning-rate schedule after warm-up, down to `final_lr_fraction` of the peak at the last step."""
+    final_lr_fraction: float = Field(default=0.0, ge=0, le=1)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    """Global gradient-norm clip (SAELens default 1.0); None disables."""
+    coefficient_warmup_steps: int = Field(default=0, ge=0)
+    """Linear warm-up of the L1 / L0 coefficient (Gemma Scope warms the sparsity coefficient up)."""
+
+
+class TrainSection(_Section):
+    name: str = "sae"
+    """Run name: outputs go to `out/name/`."""
+    out: Path = Path("checkpoints")
+    """Root directory of runs."""
+    tokens: int = Field(default=2_000_000, gt=0)
+    """Training tokens; steps = tokens // batch_size."""
+    input_scaling: Literal["sqrt_d", "unit", "none"] = "sqrt_d"
+    """Scale inputs by one scalar from the store's statistics so that the mean squared norm is d_in (sqrt_d,
+    SAELens' convention) or 1 (unit, Gemma Scope's); folded back into the weights at export."""
+    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    """Initial decoder bias, from a sample of the store."""
+    unit_norm_decoder: bool | None = None
+    """Keep decoder rows at unit norm, removing the parallel gradient component (OpenAI); None means on
+    for the TopK family and off for relu and jumprelu."""
+    dead_tokens: int = Field(default=1_000_000, ge=1)
+    """A latent is dead when it has not fired in this many training tokens (drives AuxK and the metric)."""
+    dense_threshold: float = Field(default=0.1, gt=0, le=1)
+    """A latent is dense when it fires on more than this fraction of a logging window's tokens."""
+    log_every: int = Field(default=50, ge=1)
+    checkpoint_every: int = Field(default=500, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    seed: int = 0
+    """Seed of the parameter initialisation."""
+    mesh_data: int = Field(default=-1)
+    """Devices on the `data` (batch) axis; -1 means all devices not on the model axis."""
+    mesh_model: int = Field(default=1, ge=1)
+    """Devices on the `model` (latent) axis: W_enc, b_enc, threshold and W_dec are sharded on d_sae."""
+    wandb: Literal["disabled", "offline", "online"] = "offline"
+    """Weights & Biases tracking: offline by default (files under the run dir), online only when asked."""
+    progress: bool = True
+
+
+class TrainConfig(_Section):
+    data: DataConfig = DataConfig()
+    sae: SAESection = SAESection()
+    optim: OptimConfig = OptimConfig()
+    train: TrainSection = TrainSection()
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.train.tokens < self.data.batch_size:
+            raise ValueError(f"train.tokens={self.train.tokens} is less than one batch ({self.data.batch_size})")
+        return self
+
+    @property
+    def steps(self) -> int:
+        return self.train.tokens // self.data.batch_size
+
+    @property
+    def run_dir(self) -> Path:
+        return self.train.out / self.train.name
+
+
+class Resolved(NamedTuple):
+    cfg: TrainConfig
+    sae: SAEConfig
+    hook: str
+    manifest: dict[str, Any]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """TOML file + `section.key=value` overrides (values parsed as TOML, bare words as strings)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        raw = tomllib.loads(p.read_text())
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"--set expects section.key=value, got {item!r}")
+        section, field = key.split(".", 1)
+        raw.setdefault(section, {})[field] = _parse_value(value)
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as e:
+        raise ValueError(f"invalid training config{f' {path}' if path else ''}:\n{e}") from None
+
+
+def resolve(cfg: TrainConfig) -> Resolved:
+    """Open the store manifest, pick the hook and build the SAEConfig (d_in from the store)."""
+    manifest_path = cfg.data.store / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(
+            f"data.store {cfg.data.store} is not an activation store (no manifest.json); "
+            "make one with `saelab harvest ... --out DIR` or set data.store"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    hooks = manifest["hooks"]
+    hook = cfg.data.hook or (hooks[0] if len(hooks) == 1 else None)
+    if hook is None:
+        raise ValueError(f"store {cfg.data.store} holds hooks {hooks}; choose one with data.hook")
+    if hook not in hooks:
+        raise ValueError(f"data.hook {hook!r} is not in store {cfg.data.store}; it holds {hooks}")
+    d_in = int(manifest["d_model"])
+    extra = dict(cfg.sae.model_extra or {})
+    d_sae = cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in
+    try:
+        sae = SAEConfig(d_in=d_in, d_sae=d_sae, **extra)
+    except ValidationError as e:
+        raise ValueError(f"invalid [sae] section:\n{e}") from None
+    return Resolved(cfg, sae, hook, manifest)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
