@@ -1,1 +1,58 @@
+"""saelab.sae: five SAE architectures as pure functions over one parameter pytree, and their machinery.
 
+- `SAEConfig` (config.py) picks the architecture and its coefficients; `SAEParams` (params.py) holds
+  W_enc, b_enc, W_dec, b_dec and an optional float32 threshold, with SAELens names.
+- Architectures (relu.py, topk.py, batchtopk.py, jumprelu.py, matryoshka.py) each expose
+  `encode(params, x, cfg)`, `decode(params, codes)` and
+  `loss(params, x, cfg, aux_state) -> (loss, LossOutput)`; `ARCHITECTURES` / `get_architecture` look them
+  up by name (registry.py).
+- init.py (tied init, geometric-median b_dec), decoder_norm.py (unit-norm decoder, optax transforms),
+  scaling.py (input scaling and folding it into the parameters), sparse.py (custom-VJP TopK kernels).
+"""
+
+from saelab.sae.affine import decode, pre_activations
+from saelab.sae.config import SAEConfig
+from saelab.sae.decoder_norm import (
+    normalise_decoder,
+    normalise_decoder_transform,
+    remove_parallel_grad,
+    remove_parallel_grad_transform,
+    unit_norm_decoder,
+)
+from saelab.sae.init import geometric_median, init_params
+from saelab.sae.losses import AuxState, LossOutput, init_aux_state
+from saelab.sae.params import SAEParams, check_params
+from saelab.sae.registry import ARCHITECTURES, Architecture, architecture, encode, get_architecture, loss
+from saelab.sae.scaling import fold_input_scaling, input_scale
+from saelab.sae.sparse import TopK, dense_decode, dense_topk_encode, sparse_decode, topk_encode
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "AuxState",
+    "LossOutput",
+    "SAEConfig",
+    "SAEParams",
+    "TopK",
+    "architecture",
+    "check_params",
+    "decode",
+    "dense_decode",
+    "dense_topk_encode",
+    "encode",
+    "fold_input_scaling",
+    "geometric_median",
+    "get_architecture",
+    "init_aux_state",
+    "init_params",
+    "input_scale",
+    "loss",
+    "normalise_decoder",
+    "normalise_decoder_transform",
+    "pre_activations",
+    "remove_parallel_grad",
+    "remove_parallel_grad_transform",
+    "sparse_decode",
+    "topk_encode",
+    "unit_norm_decoder",
+]

@@ -1,0 +1,132 @@
+"""SAEConfig: the one typed configuration of an SAE (architecture, sizes, loss coefficients, kernels).
+
+Scale-dependent defaults (`jumprelu_init_threshold`, `bandwidth`, `l0_coefficient`) assume inputs scaled to
+unit mean squared norm, as in Gemma Scope (Lieberum et al. 2024) and the JumpReLU paper (Rajamanoharan et
+al. 2024). When the trainer scales inputs to mean squared norm d_in instead, multiply the threshold and the
+bandwidth by sqrt(d_in) (a pre-activation grows by that factor) and the L0 coefficient by d_in (the mse does).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+Architecture = Literal["relu", "topk", "batchtopk", "jumprelu", "matryoshka"]
+ComputeDtype = Literal["float32", "bfloat16"]
+
+TOPK_FAMILY = ("topk", "batchtopk", "matryoshka")
+
+
+class SAEConfig(BaseModel):
+    """Validated settings of one SAE; every field doubles as its `--help` text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: Architecture = "topk"
+    """Which SAE: relu (ReLU + L1), topk (TopK + AuxK), batchtopk (BatchTopK + AuxK, exported JumpReLU-like),
+    jumprelu (threshold SAE with an L0 penalty), matryoshka (nested prefix losses over topk or batchtopk)."""
+    d_in: int
+    """Width of the hooked activation."""
+    d_sae: int
+    """Number of latents (dictionary size)."""
+    k: int = 32
+    """TopK family: latents kept per token (batchtopk: k * batch kept across the batch, k per token on
+    average)."""
+    k_aux: int | None = None
+    """TopK family: dead latents used by the AuxK loss per token; None means d_in // 2 (the OpenAI paper's
+    rule "a power of two close to d_model / 2", and SAELens' default), capped at d_sae."""
+    aux_coefficient: float = 1 / 32
+    """TopK family: weight of the AuxK loss (Gao et al. 2024, "Scaling and evaluating sparse autoencoders",
+    sec. A.2)."""
+    l1_coefficient: float = 1.0
+    """relu: weight of the decoder-norm-weighted L1 penalty sum_i |f_i| * ||W_dec[i]|| (SAELens default)."""
+    l0_coefficient: float = 1e-3
+    """jumprelu: weight lambda of the L0 penalty in mse + lambda * L0 (scale as in the module docstring)."""
+    jumprelu_init_threshold: float = 1e-3
+    """jumprelu: initial per-latent threshold theta, in units of the scaled input (Gemma Scope: 0.001 with
+    unit mean squared norm inputs; SAELens uses 0.01 with bandwidth 0.05)."""
+    bandwidth: float = 1e-3
+    """jumprelu: width eps of the rectangle kernel of the straight-through pseudo-derivatives; must match the
+    input scale (Gemma Scope: 0.001 with unit mean squared norm inputs)."""
+    threshold_ema_rate: float = 0.01
+    """batchtopk (and matryoshka over it): rate of the exponential moving average of the smallest kept
+    activation that becomes the shared inference threshold (SAELens' topk_threshold_lr)."""
+    matryoshka_base: Literal["topk", "batchtopk"] = "batchtopk"
+    """matryoshka: the sparsity rule whose codes the nested losses share."""
+    matryoshka_prefixes: tuple[int, ...] | None = None
+    """matryoshka: strictly increasing prefix sizes ending at d_sae; None means
+    (d_sae / 8, d_sae / 4, d_sae / 2, d_sae)."""
+    dec_init_norm: float = 0.1
+    """Norm of every decoder row at init (SAELens default; 1.0 for a unit-norm decoder)."""
+    apply_b_dec_to_input: bool = True
+    """Subtract b_dec from the input before encoding (OpenAI's pre-bias, SAELens' default)."""
+    compute_dtype: ComputeDtype = "float32"
+    """Dtype of the matmuls; parameters, thresholds and all elementwise loss math stay float32."""
+    kernels: Literal["sparse", "dense"] = "sparse"
+    """topk and matryoshka-over-topk: `sparse` uses the custom-VJP kernels of saelab.sae.sparse (backward
+    passes touch only the k chosen latents); `dense` builds (batch, d_sae) codes and lets JAX
+    differentiate."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SAEConfig:
+        if self.d_in < 1 or self.d_sae < 1:
+            raise ValueError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
+        for name in ("aux_coefficient", "l1_coefficient", "l0_coefficient"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.architecture in TOPK_FAMILY:
+            if not 1 <= self.k <= self.d_sae:
+                raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
+            if self.k_aux is not None and not 1 <= self.k_aux <= self.d_sae:
+                raise ValueError(f"k_aux must be in [1, d_sae={self.d_sae}], got k_aux={self.k_aux}")
+        if self.bandwidth <= 0:
+            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
+        if self.jumprelu_init_threshold < 0:
+            raise ValueError(f"jumprelu_init_threshold must be >= 0, got {self.jumprelu_init_threshold}")
+        if not 0 < self.threshold_ema_rate <= 1:
+            raise ValueError(f"threshold_ema_rate must be in (0, 1], got {self.threshold_ema_rate}")
+        if self.dec_init_norm <= 0:
+            raise ValueError(f"dec_init_norm must be > 0, got {self.dec_init_norm}")
+        if self.matryoshka_prefixes is not None:
+            _check_prefixes(self.matryoshka_prefixes, self.d_sae)
+        elif self.architecture == "matryoshka" and self.d_sae < 8:
+            raise ValueError(f"default matryoshka prefixes need d_sae >= 8, got {self.d_sae}; set them")
+        return self
+
+    @property
+    def aux_k(self) -> int:
+        """k_aux with its default resolved."""
+        return min(self.k_aux if self.k_aux is not None else max(self.d_in // 2, 1), self.d_sae)
+
+    @property
+    def prefixes(self) -> tuple[int, ...]:
+        """Matryoshka prefix sizes with the default resolved."""
+        if self.matryoshka_prefixes is not None:
+            return self.matryoshka_prefixes
+        return (self.d_sae // 8, self.d_sae // 4, self.d_sae // 2, self.d_sae)
+
+    @property
+    def uses_threshold(self) -> bool:
+        """Whether the parameters carry a `threshold` (jumprelu, batchtopk, matryoshka over batchtopk)."""
+        return self.architecture in ("jumprelu", "batchtopk") or (
+            self.architecture == "matryoshka" and self.matryoshka_base == "batchtopk"
+        )
+
+    @property
+    def uses_batch_topk(self) -> bool:
+        """Whether training codes come from BatchTopK (k * batch kept across the batch)."""
+        return self.architecture == "batchtopk" or (
+            self.architecture == "matryoshka" and self.matryoshka_base == "batchtopk"
+        )
+
+
+def _check_prefixes(prefixes: tuple[int, ...], d_sae: int) -> None:
+    if len(prefixes) == 0:
+        raise ValueError("matryoshka_prefixes must not be empty")
+    if prefixes[0] < 1:
+        raise ValueError(f"matryoshka_prefixes must be positive, got {list(prefixes)}")
+    if any(b <= a for a, b in zip(prefixes, prefixes[1:], strict=False)):
+        raise ValueError(f"matryoshka_prefixes must be strictly increasing, got {list(prefixes)}")
+    if prefixes[-1] != d_sae:
+        raise ValueError(f"matryoshka_prefixes must end at d_sae={d_sae}, got {list(prefixes)}")

@@ -1,0 +1,68 @@
+"""Parameter initialisation: tied init with short random decoder rows, and the geometric-median b_dec.
+
+Init follows SAELens and OpenAI (Gao et al. 2024, sec. 2.3 / A.1): decoder rows are random directions of
+norm `dec_init_norm`, `W_enc = W_dec.T` (tied init, which cuts dead latents at the start), `b_enc = 0`;
+`b_dec` is 0 or given, typically the geometric median of a sample of activations (OpenAI's b_pre).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from saelab.sae.config import SAEConfig
+from saelab.sae.params import SAEParams
+
+
+def init_params(key: jax.Array, cfg: SAEConfig, b_dec: jax.Array | None = None) -> SAEParams:
+    """Fresh float32 parameters for `cfg`; `threshold` is jumprelu_init_threshold for jumprelu, 0 for the
+    BatchTopK-based architectures (the EMA starts there, as in SAELens), and None otherwise."""
+    W_dec = jax.random.normal(key, (cfg.d_sae, cfg.d_in), jnp.float32)  # (d_sae, d_in)
+    W_dec = W_dec * (cfg.dec_init_norm / jnp.linalg.norm(W_dec, axis=1, keepdims=True))
+    if b_dec is None:
+        b_dec = jnp.zeros((cfg.d_in,), jnp.float32)
+    elif b_dec.shape != (cfg.d_in,):
+        raise ValueError(f"b_dec must have shape ({cfg.d_in},), got {b_dec.shape}")
+    threshold = None
+    if cfg.architecture == "jumprelu":
+        threshold = jnp.full((cfg.d_sae,), cfg.jumprelu_init_threshold, jnp.float32)
+    elif cfg.uses_threshold:
+        threshold = jnp.zeros((cfg.d_sae,), jnp.float32)
+    return SAEParams(
+        W_enc=W_dec.T,
+        b_enc=jnp.zeros((cfg.d_sae,), jnp.float32),
+        W_dec=W_dec,
+        b_dec=jnp.asarray(b_dec, jnp.float32),
+        threshold=threshold,
+    )
+
+
+@partial(jax.jit, static_argnames=("max_iter",))
+def geometric_median(points: jax.Array, max_iter: int = 200, tol: float = 1e-6) -> jax.Array:
+    """argmin_y sum_i ||points_i - y|| by Weiszfeld iterations from the mean, (d,).
+
+    points: (n, d). Stops when a step moves y by less than tol * (mean distance to y); distances are
+    floored at 1e-12 times that scale so an iterate landing on a data point stays finite.
+    """
+    points = points.astype(jnp.float32)
+
+    def step(y: jax.Array) -> jax.Array:
+        dist = jnp.linalg.norm(points - y, axis=1)  # (n,)
+        w = 1.0 / jnp.maximum(dist, 1e-12 * jnp.maximum(dist.mean(), 1e-30))
+        return (w[:, None] * points).sum(0) / w.sum()
+
+    def cond(state):
+        i, y, shift = state
+        scale = jnp.linalg.norm(points - y, axis=1).mean()
+        return (i < max_iter) & (shift > tol * scale)
+
+    def body(state):
+        i, y, _ = state
+        y_new = step(y)
+        return i + 1, y_new, jnp.linalg.norm(y_new - y)
+
+    y0 = points.mean(0)
+    _, y, _ = jax.lax.while_loop(cond, body, (0, y0, jnp.asarray(jnp.inf, jnp.float32)))
+    return y

@@ -1,0 +1,102 @@
+"""What every SAE loss returns and shares: LossOutput, AuxState, reconstruction metrics and AuxK.
+
+Normalisation (research.md, "Metric definitions"): `mse` is the mean over the batch of the squared error
+summed over d_in, `mean_b ||x_b - x_hat_b||^2`, so it grows with the input scale and with d_in;
+`explained_variance` is `1 - SSE / SST` with SST around the batch mean; `nmse` is `SSE / sum ||x||^2`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from saelab.sae.affine import matmul
+from saelab.sae.config import SAEConfig
+from saelab.sae.params import SAEParams
+from saelab.sae.sparse import TopK, densify
+
+
+class AuxState(NamedTuple):
+    """Trainer-owned inputs of a loss that are not parameters (pass the same pytree every step)."""
+
+    dead_mask: jax.Array  # (d_sae,) bool: latents that did not fire in the trainer's window (AuxK input)
+    sparsity_scale: jax.Array  # () float32 multiplier of l1/l0 coefficients, for warm-up without recompiling
+
+
+class LossOutput(NamedTuple):
+    """Named metrics of one loss evaluation; fields an architecture lacks are 0 (nan for batch_threshold)."""
+
+    loss: jax.Array  # () the training objective
+    mse: jax.Array  # () mean_b ||x_b - x_hat_b||^2 of the full reconstruction
+    explained_variance: jax.Array  # () 1 - SSE / SST over the batch
+    nmse: jax.Array  # () SSE / sum ||x||^2
+    l0: jax.Array  # () mean number of non-zero latents per token
+    sparsity_loss: jax.Array  # () weighted sparsity term inside `loss` (relu: L1, jumprelu: L0 penalty)
+    aux_loss: jax.Array  # () unweighted AuxK loss (TopK family; 0 when no latent is dead)
+    latent_counts: jax.Array  # (d_sae,) tokens of this batch on which each latent fired (dead/dense tracking)
+    batch_threshold: jax.Array  # () BatchTopK: smallest positive kept activation, for the threshold EMA
+    prefix_mse: jax.Array  # (n_prefixes,) matryoshka: mse of each prefix reconstruction; (1,) = mse otherwise
+
+
+class Reconstruction(NamedTuple):
+    mse: jax.Array  # ()
+    explained_variance: jax.Array  # ()
+    nmse: jax.Array  # ()
+
+
+def init_aux_state(d_sae: int, sparsity_scale: float = 1.0) -> AuxState:
+    """No latent dead, sparsity coefficient at full strength."""
+    return AuxState(jnp.zeros((d_sae,), bool), jnp.asarray(sparsity_scale, jnp.float32))
+
+
+def resolve_aux_state(aux_state: AuxState | None, d_sae: int) -> AuxState:
+    """`aux_state`, or the default one when None; checks the dead mask shape."""
+    if aux_state is None:
+        return init_aux_state(d_sae)
+    if aux_state.dead_mask.shape != (d_sae,):
+        raise ValueError(f"aux_state.dead_mask must have shape ({d_sae},), got {aux_state.dead_mask.shape}")
+    return aux_state
+
+
+def reconstruction(x: jax.Array, x_hat: jax.Array) -> Reconstruction:
+    """mse (mean over batch of the per-token squared error summed over d_in), R^2 and normalised MSE."""
+    x = x.astype(jnp.float32)
+    sse = jnp.sum(jnp.square(x - x_hat))
+    sst = jnp.sum(jnp.square(x - x.mean(0)))
+    return Reconstruction(sse / x.shape[0], 1.0 - sse / sst, sse / jnp.sum(jnp.square(x)))
+
+
+def auxk_loss(
+    params: SAEParams, aux: TopK, residual: jax.Array, dead_mask: jax.Array, cfg: SAEConfig
+) -> jax.Array:
+    """OpenAI's AuxK (Gao et al. 2024, sec. A.2): reconstruct the residual with the top-k_aux dead latents.
+
+    `sum_b ||e_b - e_hat_b||^2 / sum_b ||e_b||^2` with e = stop_gradient(x - x_hat) and e_hat the aux codes
+    decoded without b_dec: the mse of the aux reconstruction over the mse of predicting zero, as in the
+    paper's normalisation; 0 when no latent is dead (the branch is skipped). The aux codes are densified and
+    decoded with one GEMM: k_aux (~d_in / 2) is too wide for the gather kernels to pay off.
+    """
+    e = jax.lax.stop_gradient(residual.astype(jnp.float32))  # (batch, d_in)
+
+    def live() -> jax.Array:
+        codes = densify(aux.vals, aux.idx, params.d_sae)  # (batch, d_sae)
+        e_hat = matmul(codes, params.W_dec, cfg.compute_dtype)  # (batch, d_in)
+        return jnp.sum(jnp.square(e - e_hat)) / jnp.maximum(jnp.sum(jnp.square(e)), 1e-30)
+
+    return jax.lax.cond(dead_mask.any(), live, lambda: jnp.zeros((), jnp.float32))
+
+
+def dense_l0_and_counts(codes: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(mean non-zero latents per token, (d_sae,) tokens per latent) of dense (batch, d_sae) codes."""
+    fired = (codes != 0).astype(jnp.float32)
+    return fired.sum(1).mean(), fired.sum(0)
+
+
+def zero() -> jax.Array:
+    return jnp.zeros((), jnp.float32)
+
+
+def nan() -> jax.Array:
+    return jnp.full((), jnp.nan, jnp.float32)

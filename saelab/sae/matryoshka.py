@@ -1,0 +1,96 @@
+"""Matryoshka SAE (Bussmann et al. 2025, "Learning Multi-Level Features with Matryoshka Sparse
+Autoencoders"; Nabeshima 2024): nested dictionaries trained together. With prefixes m_1 < ... < m_P = d_sae,
+the codes of one TopK or BatchTopK pass (`cfg.matryoshka_base`) reconstruct x from latents < m_p alone:
+
+    loss = mean_p mse(x, codes[:, :m_p] @ W_dec[:m_p] + b_dec) + aux_coefficient * AuxK
+
+We take the mean over prefixes rather than the paper's sum, so the loss has the scale of a plain SAE's mse
+and the AuxK coefficient keeps its meaning; the gradient direction is the same. AuxK reconstructs the
+residual of the full-width reconstruction.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from saelab.sae import batchtopk, topk
+from saelab.sae.affine import decode, matmul
+from saelab.sae.config import SAEConfig
+from saelab.sae.losses import (
+    AuxState,
+    LossOutput,
+    auxk_loss,
+    dense_l0_and_counts,
+    nan,
+    reconstruction,
+    resolve_aux_state,
+    zero,
+)
+from saelab.sae.params import SAEParams
+from saelab.sae.sparse import aux_topk, densify, latent_counts, sparse_decode_prefixes
+
+__all__ = ["encode", "decode", "loss", "update_threshold", "decode_prefixes"]
+
+
+def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
+    """Inference codes of the base rule, (batch, d_sae): TopK per token, or the BatchTopK threshold."""
+    if cfg.matryoshka_base == "topk":
+        return topk.encode(params, x, cfg)
+    return batchtopk.encode(params, x, cfg)
+
+
+def loss(
+    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+) -> tuple[jax.Array, LossOutput]:
+    """Mean over prefixes of the prefix mse, + aux_coefficient * AuxK on the full reconstruction."""
+    aux_state = resolve_aux_state(aux_state, params.d_sae)
+    dead = aux_state.dead_mask if cfg.aux_coefficient > 0 else None
+    if cfg.matryoshka_base == "topk":
+        codes, aux = topk.topk_codes(params, x, cfg, dead)
+        if cfg.kernels == "sparse":
+            x_hats = sparse_decode_prefixes(
+                *codes, params.W_dec, params.b_dec, cfg.prefixes, compute_dtype=cfg.compute_dtype
+            )  # (n_prefixes, batch, d_in)
+        else:
+            x_hats = decode_prefixes(params, densify(codes.vals, codes.idx, params.d_sae), cfg)
+        counts = latent_counts(codes, params.d_sae)
+        l0, batch_threshold = counts.sum() / x.shape[0], nan()
+    else:
+        enc = batchtopk.encode_train(params, x, cfg)
+        x_hats = decode_prefixes(params, enc.codes, cfg)
+        aux = aux_topk(enc.pre, dead, cfg.aux_k) if dead is not None else None
+        l0, counts = dense_l0_and_counts(enc.codes)
+        batch_threshold = enc.batch_threshold
+    prefix_mse = jnp.stack([reconstruction(x, xh).mse for xh in x_hats])  # (n_prefixes,)
+    rec = reconstruction(x, x_hats[-1])
+    aux_loss = auxk_loss(params, aux, x - x_hats[-1], dead, cfg) if dead is not None else zero()
+    total = prefix_mse.mean() + cfg.aux_coefficient * aux_loss
+    out = LossOutput(
+        loss=total,
+        mse=rec.mse,
+        explained_variance=rec.explained_variance,
+        nmse=rec.nmse,
+        l0=l0,
+        sparsity_loss=zero(),
+        aux_loss=aux_loss,
+        latent_counts=counts,
+        batch_threshold=batch_threshold,
+        prefix_mse=prefix_mse,
+    )
+    return total, out
+
+
+def decode_prefixes(params: SAEParams, codes: jax.Array, cfg: SAEConfig) -> jax.Array:
+    """Dense prefix reconstructions, (n_prefixes, batch, d_in), for the cost of one full decode:
+    each block of latents [m_{p-1}, m_p) is decoded once and the blocks are cumulated."""
+    blocks = zip((0, *cfg.prefixes[:-1]), cfg.prefixes, strict=True)
+    parts = [matmul(codes[:, a:b], params.W_dec[a:b], cfg.compute_dtype) for a, b in blocks]  # (batch, d_in)
+    return jnp.cumsum(jnp.stack(parts), axis=0) + params.b_dec
+
+
+def update_threshold(params: SAEParams, out: LossOutput, cfg: SAEConfig) -> SAEParams:
+    """The BatchTopK threshold EMA when the base is batchtopk; params unchanged over topk."""
+    if cfg.matryoshka_base == "batchtopk":
+        return batchtopk.update_threshold(params, out, cfg)
+    return params

@@ -1,0 +1,47 @@
+"""SAEParams: the parameter pytree shared by every architecture, with SAELens names and shapes.
+
+A NamedTuple is a plain pytree, so optax, jax.grad and orbax take it as it is. `threshold` is None for the
+architectures without one (relu, topk), which makes it an empty subtree everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class SAEParams(NamedTuple):
+    """Parameters of one SAE; all float32 whatever the compute dtype."""
+
+    W_enc: jax.Array  # (d_in, d_sae)
+    b_enc: jax.Array  # (d_sae,)
+    W_dec: jax.Array  # (d_sae, d_in)
+    b_dec: jax.Array  # (d_in,)
+    threshold: jax.Array | None = None  # (d_sae,) jumprelu: per latent; batchtopk: one value repeated
+
+    @property
+    def d_in(self) -> int:
+        return self.W_enc.shape[0]
+
+    @property
+    def d_sae(self) -> int:
+        return self.W_enc.shape[1]
+
+
+def check_params(params: SAEParams, d_in: int, d_sae: int, needs_threshold: bool) -> None:
+    """Raise ValueError when shapes, dtypes or the presence of `threshold` do not fit the config."""
+    want = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if needs_threshold:
+        want["threshold"] = (d_sae,)
+    elif params.threshold is not None:
+        raise ValueError("this architecture has no threshold, but params.threshold is set")
+    for name, shape in want.items():
+        value = getattr(params, name)
+        if value is None:
+            raise ValueError(f"params.{name} is missing")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"params.{name} has shape {tuple(value.shape)}, expected {shape}")
+        if value.dtype != jnp.float32:
+            raise ValueError(f"params.{name} must be float32, got {value.dtype}")

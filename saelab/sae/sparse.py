@@ -1,0 +1,340 @@
+"""Sparse TopK kernels: only k latents per token are live, so the backward passes touch only those.
+
+`topk_encode` and `sparse_decode` are `jax.custom_vjp` functions whose gradients for W_enc, b_enc and W_dec
+are sums over the (batch, k) chosen entries, like the fused encoder and embedding-bag decoder of EleutherAI
+sparsify and the sparse kernels of OpenAI's "Scaling and evaluating sparse autoencoders" (appendix D).
+`dense_topk_encode` / `dense_decode` are the plain-autodiff twins that the tests compare against.
+
+Weight gradients, two ways each (`encoder_grad`, `decoder_grad`):
+- "segment": scatter-add the (batch * k) rows `g_bj * x_b` (encoder) or `vals_bj * dx_hat_b` (decoder)
+  into the chosen latents, scanning over chunks of `chunk` tokens so each chunk's (chunk, k, d) block stays
+  in cache: O(batch * k * d);
+- "gemm": scatter the cotangents into a dense (batch, d_sae) matrix and do one GEMM: O(batch * d_sae * d).
+Measured on a 2-core CPU at d_in 576, d_sae 4608, batch 4096, k 32, fp32: chunked segment-sum ~45 ms
+against ~220 ms for the GEMM, for either weight; the decoder forward as a k-step gather-accumulate ~12 ms
+against ~210 ms dense; so "segment" is the default for both. The AuxK rows (k_aux = d_in / 2 is ~9x k)
+always take the GEMM, where a k_aux-wide scatter would cost more, and only on steps with a dead latent.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from saelab.sae.affine import matmul
+from saelab.sae.config import ComputeDtype
+
+GradMethod = Literal["gemm", "segment"]
+DEFAULT_ENCODER_GRAD: GradMethod = "segment"
+DEFAULT_DECODER_GRAD: GradMethod = "segment"
+DEFAULT_CHUNK = 128
+"""Tokens per scan step of the sparse backward kernels (64-256 measured within 10% of each other)."""
+_UNROLL_MAX_K = 64
+
+
+class TopK(NamedTuple):
+    """k live latents per token."""
+
+    vals: jax.Array  # (batch, k) float32, ReLU applied (a kept pre-activation <= 0 gives 0)
+    idx: jax.Array  # (batch, k) int32 latent indices
+
+
+def topk_encode(
+    x: jax.Array,
+    W_enc: jax.Array,
+    b_enc: jax.Array,
+    k: int,
+    *,
+    compute_dtype: ComputeDtype = "float32",
+    encoder_grad: GradMethod = DEFAULT_ENCODER_GRAD,
+) -> TopK:
+    """ReLU(top_k(x @ W_enc + b_enc)) whose backward touches only the k chosen columns.
+
+    x: (batch, d_in), W_enc: (d_in, d_sae), b_enc: (d_sae,).
+    """
+    kw = dict(compute_dtype=compute_dtype, encoder_grad=encoder_grad)
+    return topk_encode_aux(x, W_enc, b_enc, k, None, 0, **kw)[0]
+
+
+def topk_encode_aux(
+    x: jax.Array,
+    W_enc: jax.Array,
+    b_enc: jax.Array,
+    k: int,
+    dead_mask: jax.Array | None,
+    k_aux: int,
+    *,
+    compute_dtype: ComputeDtype = "float32",
+    encoder_grad: GradMethod = DEFAULT_ENCODER_GRAD,
+) -> tuple[TopK, TopK]:
+    """`topk_encode` plus the AuxK codes `aux_topk(pre, dead_mask, k_aux)` from the same GEMM."""
+    if dead_mask is None or k_aux == 0:
+        dead_mask, k_aux = jnp.zeros((W_enc.shape[1],), bool), 0
+    vals, idx, aux_vals, aux_idx = _encode(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask)
+    return TopK(vals, idx), TopK(aux_vals, aux_idx)
+
+
+def aux_topk(pre: jax.Array, dead_mask: jax.Array, k_aux: int) -> TopK:
+    """ReLU of the top k_aux pre-activations among dead latents, (batch, k_aux) (OpenAI's AuxK codes).
+
+    Slots beyond the number of dead latents are zero; with no dead latent the top-k is skipped (lax.cond).
+    """
+    batch = pre.shape[0]
+
+    def run(pre: jax.Array) -> TopK:
+        top, idx = jax.lax.top_k(jnp.where(dead_mask, pre, -jnp.inf), k_aux)  # (batch, k_aux)
+        return TopK(jnp.where(dead_mask[idx], jax.nn.relu(top), 0.0), idx)
+
+    def skip(pre: jax.Array) -> TopK:
+        return TopK(jnp.zeros((batch, k_aux), pre.dtype), jnp.zeros((batch, k_aux), jnp.int32))
+
+    return jax.lax.cond(dead_mask.any(), run, skip, pre)
+
+
+def sparse_decode(
+    vals: jax.Array,
+    idx: jax.Array,
+    W_dec: jax.Array,
+    b_dec: jax.Array,
+    *,
+    compute_dtype: ComputeDtype = "float32",
+    decoder_grad: GradMethod = DEFAULT_DECODER_GRAD,
+) -> jax.Array:
+    """`sum_j vals[:, j] * W_dec[idx[:, j]] + b_dec`, (batch, d_in), in O(batch * k * d_in)."""
+    prefixes = (W_dec.shape[0],)
+    return _decode(prefixes, compute_dtype, decoder_grad, vals, idx, W_dec, b_dec)[0]
+
+
+def sparse_decode_prefixes(
+    vals: jax.Array,
+    idx: jax.Array,
+    W_dec: jax.Array,
+    b_dec: jax.Array,
+    prefixes: tuple[int, ...],
+    *,
+    compute_dtype: ComputeDtype = "float32",
+    decoder_grad: GradMethod = DEFAULT_DECODER_GRAD,
+) -> jax.Array:
+    """Matryoshka reconstructions from the latents below each prefix size, (n_prefixes, batch, d_in).
+
+    One pass for all prefixes: each slot adds to the partial sum of its prefix block and the blocks are
+    cumulated; backward, a slot's cotangent is the sum of the cotangents of every prefix that contains it.
+    """
+    return _decode(tuple(prefixes), compute_dtype, decoder_grad, vals, idx, W_dec, b_dec)
+
+
+def dense_topk_encode(
+    x: jax.Array, W_enc: jax.Array, b_enc: jax.Array, k: int, *, compute_dtype: ComputeDtype = "float32"
+) -> TopK:
+    """Plain-autodiff reference of `topk_encode`."""
+    pre = matmul(x, W_enc, compute_dtype) + b_enc  # (batch, d_sae)
+    vals, idx = jax.lax.top_k(pre, k)
+    return TopK(jax.nn.relu(vals), idx)
+
+
+def dense_decode(
+    vals: jax.Array,
+    idx: jax.Array,
+    W_dec: jax.Array,
+    b_dec: jax.Array,
+    *,
+    compute_dtype: ComputeDtype = "float32",
+) -> jax.Array:
+    """Plain-autodiff reference of `sparse_decode`: densify the codes, then one GEMM."""
+    return matmul(densify(vals, idx, W_dec.shape[0]), W_dec, compute_dtype) + b_dec
+
+
+def densify(vals: jax.Array, idx: jax.Array, d_sae: int) -> jax.Array:
+    """(batch, k) values at (batch, k) indices -> (batch, d_sae) codes."""
+    rows = jnp.arange(vals.shape[0])[:, None]  # (batch, 1)
+    return jnp.zeros((vals.shape[0], d_sae), vals.dtype).at[rows, idx].set(vals)
+
+
+def latent_counts(codes: TopK, d_sae: int) -> jax.Array:
+    """(d_sae,) number of tokens on which each latent is non-zero."""
+    fired = (codes.vals > 0).astype(jnp.float32).ravel()
+    return jax.ops.segment_sum(fired, codes.idx.ravel(), d_sae)
+
+
+# --- encoder kernel -----------------------------------------------------------------------------------
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _encode(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask):
+    out, _ = _encode_fwd(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask)
+    return out
+
+
+def _encode_fwd(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask):
+    pre = matmul(x, W_enc, compute_dtype) + b_enc  # (batch, d_sae)
+    top, idx = jax.lax.top_k(pre, k)  # (batch, k)
+    vals = jax.nn.relu(top)
+    if k_aux:
+        aux = aux_topk(pre, dead_mask, k_aux)  # (batch, k_aux)
+    else:
+        aux = TopK(jnp.zeros((x.shape[0], 0), jnp.float32), jnp.zeros((x.shape[0], 0), jnp.int32))
+    return (vals, idx, *aux), (x, W_enc, vals, idx, aux.vals, aux.idx, dead_mask)
+
+
+def _encode_bwd(k, k_aux, compute_dtype, encoder_grad, res, cts):
+    x, W_enc, vals, idx, aux_vals, aux_idx, dead_mask = res
+    g_vals, _, g_aux, _ = cts
+    g = g_vals * (vals > 0)  # (batch, k) ReLU
+    g_aux = g_aux * (aux_vals > 0)  # (batch, k_aux)
+    dense_all = partial(_encoder_grad_gemm, x, W_enc, compute_dtype)
+    if k_aux:
+        both = (jnp.concatenate([g, g_aux], 1), jnp.concatenate([idx, aux_idx], 1))
+        if encoder_grad == "gemm":
+            dW_enc, db_enc = dense_all(*both)
+        else:
+            sparse_main = partial(_encoder_grad_segment, x, W_enc.shape[1], g, idx)
+            dW_enc, db_enc = jax.lax.cond(dead_mask.any(), lambda: dense_all(*both), sparse_main)
+    elif encoder_grad == "gemm":
+        dW_enc, db_enc = dense_all(g, idx)
+    else:
+        dW_enc, db_enc = _encoder_grad_segment(x, W_enc.shape[1], g, idx)
+    cols = jnp.concatenate([idx, aux_idx], 1)
+    dx = _gather_sum(jnp.concatenate([g, g_aux], 1), cols, W_enc.T, compute_dtype)  # dead code in training
+    return dx.astype(x.dtype), dW_enc, db_enc, None
+
+
+def _encoder_grad_gemm(x, W_enc, compute_dtype, g, cols):
+    dpre = _scatter_dense(g, cols, W_enc.shape[1])  # (batch, d_sae)
+    return matmul(x.T, dpre, compute_dtype), dpre.sum(0)  # (d_in, d_sae), (d_sae,)
+
+
+def _encoder_grad_segment(x, d_sae, g, cols):
+    dW_enc_t = _scatter_rows(g, cols, x[:, None, :], None, d_sae)  # (d_sae, d_in)
+    return dW_enc_t.T, jax.ops.segment_sum(g.ravel(), cols.ravel(), d_sae)
+
+
+def _scatter_dense(g: jax.Array, cols: jax.Array, d_sae: int) -> jax.Array:
+    """(batch, d_sae) with g added at cols (an index may repeat between the top-k and the aux top-k)."""
+    rows = jnp.arange(g.shape[0])[:, None]
+    return jnp.zeros((g.shape[0], d_sae), g.dtype).at[rows, cols].add(g)
+
+
+_encode.defvjp(_encode_fwd, _encode_bwd)
+
+
+# --- decoder kernel -----------------------------------------------------------------------------------
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _decode(prefixes, compute_dtype, decoder_grad, vals, idx, W_dec, b_dec):
+    return _decode_fwd(prefixes, compute_dtype, decoder_grad, vals, idx, W_dec, b_dec)[0]
+
+
+def _decode_fwd(prefixes, compute_dtype, decoder_grad, vals, idx, W_dec, b_dec):
+    block = _prefix_block(idx, prefixes)  # (batch, k) or None
+    if block is None:
+        parts = _gather_sum(vals, idx, W_dec, compute_dtype)[None]  # (1, batch, d_in)
+    else:
+        masked = [jnp.where(block == m, vals, 0.0) for m in range(len(prefixes))]
+        parts = jnp.stack([_gather_sum(v, idx, W_dec, compute_dtype) for v in masked])  # (n_pre, b, d_in)
+    return jnp.cumsum(parts, axis=0) + b_dec, (vals, idx, W_dec, block)
+
+
+def _decode_bwd(prefixes, compute_dtype, decoder_grad, res, g):
+    vals, idx, W_dec, block = res
+    suffix = jnp.cumsum(g[::-1], axis=0)[::-1]  # (n_prefixes, batch, d_in) a block's total cotangent
+    rows = jnp.moveaxis(suffix, 0, 1)  # (batch, n_prefixes, d_in)
+    dvals = _gather_dot(rows, block, idx, W_dec, compute_dtype)  # (batch, k)
+    if decoder_grad == "segment":
+        dW_dec = _scatter_rows(vals, idx, rows, block, W_dec.shape[0])
+    else:
+        codes = densify(vals, idx, W_dec.shape[0])  # (batch, d_sae)
+        blocks = zip((0, *prefixes[:-1]), prefixes, strict=True)
+        per_block = [matmul(codes[:, a:b].T, suffix[m], compute_dtype) for m, (a, b) in enumerate(blocks)]
+        dW_dec = jnp.concatenate(per_block)  # (d_sae, d_in)
+    return dvals, None, dW_dec, g.sum((0, 1))
+
+
+_decode.defvjp(_decode_fwd, _decode_bwd)
+
+
+def _prefix_block(idx: jax.Array, prefixes: tuple[int, ...]) -> jax.Array | None:
+    """(batch, k) index of the first prefix that contains each latent; None for a single prefix."""
+    if len(prefixes) == 1:
+        return None
+    return jnp.searchsorted(jnp.asarray(prefixes), idx, side="right").astype(jnp.int32)
+
+
+# --- gather / scatter primitives --------------------------------------------------------------------
+
+
+def _gather_sum(w: jax.Array, idx: jax.Array, table: jax.Array, compute_dtype: ComputeDtype) -> jax.Array:
+    """`sum_j w[b, j] * table[idx[b, j]]`, (batch, d): a k-step gather-accumulate that XLA fuses into one
+    loop, never materialising the (batch, k, d) gathered rows."""
+    dt = jnp.dtype(compute_dtype)
+    table = table.astype(dt)
+    step = lambda j, acc: acc + w[:, j, None] * table[idx[:, j]].astype(jnp.float32)
+    acc = jnp.zeros((w.shape[0], table.shape[1]), jnp.float32)
+    if w.shape[1] <= _UNROLL_MAX_K:
+        for j in range(w.shape[1]):
+            acc = step(j, acc)
+        return acc
+    return jax.lax.fori_loop(0, w.shape[1], step, acc)
+
+
+def _gather_dot(
+    rows: jax.Array, block: jax.Array | None, idx: jax.Array, table: jax.Array, compute_dtype: ComputeDtype
+) -> jax.Array:
+    """`<row_bj, table[idx[b, j]]>`, (batch, k), row_bj = rows[b, block[b, j]] (rows[b, 0] without blocks)."""
+    dt = jnp.dtype(compute_dtype)
+    table = table.astype(dt)
+
+    def one(chunk):
+        r, i, blk = chunk  # (c, n_prefixes, d), (c, k), (c, k)
+        gathered = table[i]  # (c, k, d)
+        slot_rows = _slot_rows(r, blk).astype(dt)  # (c, k or 1, d)
+        return jnp.einsum("bkd,bkd->bk", jnp.broadcast_to(slot_rows, gathered.shape), gathered,
+                          preferred_element_type=jnp.float32)
+
+    return _map_chunks(one, rows, idx, block)
+
+
+def _scatter_rows(
+    w: jax.Array, idx: jax.Array, rows: jax.Array, block: jax.Array | None, n_out: int
+) -> jax.Array:
+    """`out[idx[b, j]] += w[b, j] * row_bj` in float32, (n_out, d), scanning over chunks of tokens."""
+    out = jnp.zeros((n_out, rows.shape[-1]), jnp.float32)
+
+    def step(out, chunk):
+        r, i, blk, wc = chunk
+        upd = wc[:, :, None] * _slot_rows(r, blk).astype(jnp.float32)  # (c, k, d)
+        return out.at[i.ravel()].add(upd.reshape(-1, upd.shape[-1]), mode="promise_in_bounds"), None
+
+    n = idx.shape[0]
+    c = min(DEFAULT_CHUNK, n)
+    pad = -n % c
+    blk = None if block is None else _pad_chunk(block, pad, c)
+    chunks = (_pad_chunk(rows, pad, c), _pad_chunk(idx, pad, c), blk, _pad_chunk(w, pad, c))
+    out, _ = jax.lax.scan(step, out, chunks)
+    return out
+
+
+def _map_chunks(fn, rows: jax.Array, idx: jax.Array, block: jax.Array | None) -> jax.Array:
+    n, k = idx.shape
+    c = min(DEFAULT_CHUNK, n)
+    pad = -n % c
+    blk = None if block is None else _pad_chunk(block, pad, c)
+    out = jax.lax.map(fn, (_pad_chunk(rows, pad, c), _pad_chunk(idx, pad, c), blk))  # (n_chunks, c, k)
+    return out.reshape(-1, k)[:n]
+
+
+def _slot_rows(r: jax.Array, blk: jax.Array | None) -> jax.Array:
+    """(c, n_prefixes, d) rows per token -> (c, k, d) per slot, or (c, 1, d) with a single prefix."""
+    if blk is None:
+        return r[:, :1, :]
+    return r[jnp.arange(r.shape[0])[:, None], blk]
+
+
+def _pad_chunk(a: jax.Array, pad: int, c: int) -> jax.Array:
+    """Zero-pad the token axis to a multiple of c and split it into (n_chunks, c, ...)."""
+    if pad:
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+    return a.reshape(-1, c, *a.shape[1:])

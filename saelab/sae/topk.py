@@ -1,0 +1,95 @@
+"""TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): keep the k largest
+pre-activations per token (ReLU on them), trained on mse + aux_coefficient * AuxK.
+
+`cfg.kernels` picks the sparse custom-VJP kernels of saelab.sae.sparse or plain autodiff through dense
+(batch, d_sae) codes; both give the same values and gradients.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from saelab.sae.affine import decode, encoder_inputs, matmul
+from saelab.sae.config import SAEConfig
+from saelab.sae.losses import (
+    AuxState,
+    LossOutput,
+    auxk_loss,
+    nan,
+    reconstruction,
+    resolve_aux_state,
+    zero,
+)
+from saelab.sae.params import SAEParams
+from saelab.sae.sparse import (
+    TopK,
+    aux_topk,
+    dense_decode,
+    densify,
+    latent_counts,
+    sparse_decode,
+    topk_encode_aux,
+)
+
+__all__ = ["encode", "encode_sparse", "decode", "decode_sparse", "loss", "topk_codes"]
+
+
+def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
+    """Dense codes, (batch, d_sae): k non-zero (at most) per token."""
+    return densify(*encode_sparse(params, x, cfg), params.d_sae)
+
+
+def encode_sparse(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> TopK:
+    """The k live latents per token as (vals, idx), each (batch, k)."""
+    return topk_codes(params, x, cfg, None)[0]
+
+
+def decode_sparse(params: SAEParams, codes: TopK, cfg: SAEConfig) -> jax.Array:
+    """x_hat (batch, d_in) from (vals, idx) codes, through the kernel `cfg.kernels` selects."""
+    if cfg.kernels == "sparse":
+        return sparse_decode(*codes, params.W_dec, params.b_dec, compute_dtype=cfg.compute_dtype)
+    return dense_decode(*codes, params.W_dec, params.b_dec, compute_dtype=cfg.compute_dtype)
+
+
+def loss(
+    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+) -> tuple[jax.Array, LossOutput]:
+    """mse + aux_coefficient * AuxK(dead latents of aux_state)."""
+    aux_state = resolve_aux_state(aux_state, params.d_sae)
+    use_aux = cfg.aux_coefficient > 0
+    codes, aux = topk_codes(params, x, cfg, aux_state.dead_mask if use_aux else None)
+    x_hat = decode_sparse(params, codes, cfg)  # (batch, d_in)
+    rec = reconstruction(x, x_hat)
+    aux_loss = auxk_loss(params, aux, x - x_hat, aux_state.dead_mask, cfg) if use_aux else zero()
+    total = rec.mse + cfg.aux_coefficient * aux_loss
+    counts = latent_counts(codes, params.d_sae)  # (d_sae,)
+    out = LossOutput(
+        loss=total,
+        mse=rec.mse,
+        explained_variance=rec.explained_variance,
+        nmse=rec.nmse,
+        l0=counts.sum() / x.shape[0],
+        sparsity_loss=zero(),
+        aux_loss=aux_loss,
+        latent_counts=counts,
+        batch_threshold=nan(),
+        prefix_mse=rec.mse[None],
+    )
+    return total, out
+
+
+def topk_codes(
+    params: SAEParams, x: jax.Array, cfg: SAEConfig, dead_mask: jax.Array | None
+) -> tuple[TopK, TopK]:
+    """(top-k codes, AuxK codes over dead_mask) from one encoder GEMM; AuxK codes are empty without a mask."""
+    xc, bias = encoder_inputs(params, x, cfg)  # (batch, d_in), (d_sae,)
+    k_aux = cfg.aux_k if dead_mask is not None else 0
+    if cfg.kernels == "sparse":
+        dt = cfg.compute_dtype
+        return topk_encode_aux(xc, params.W_enc, bias, cfg.k, dead_mask, k_aux, compute_dtype=dt)
+    pre = matmul(xc, params.W_enc, cfg.compute_dtype) + bias  # (batch, d_sae)
+    top, idx = jax.lax.top_k(pre, cfg.k)
+    codes = TopK(jax.nn.relu(top), idx)
+    if not k_aux:
+        return codes, TopK(top[:, :0], idx[:, :0])
+    return codes, aux_topk(pre, dead_mask, k_aux)

@@ -1,0 +1,173 @@
+"""Init, geometric median, unit-norm decoder, input-scaling folding, BatchTopK cut-off, registry, config."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from saelab.sae import (
+    ARCHITECTURES,
+    LossOutput,
+    SAEConfig,
+    SAEParams,
+    fold_input_scaling,
+    geometric_median,
+    get_architecture,
+    init_params,
+    input_scale,
+    normalise_decoder,
+    remove_parallel_grad,
+    unit_norm_decoder,
+)
+from saelab.sae import batchtopk as btk
+
+D_IN, D_SAE = 6, 16
+
+
+def test_init_is_tied_with_short_decoder_rows() -> None:
+    cfg = SAEConfig(architecture="jumprelu", d_in=D_IN, d_sae=D_SAE, dec_init_norm=0.1)
+    b_dec = jnp.arange(D_IN, dtype=jnp.float32)
+    p = init_params(jax.random.PRNGKey(0), cfg, b_dec=b_dec)
+    np.testing.assert_allclose(np.linalg.norm(p.W_dec, axis=1), 0.1, rtol=1e-5)
+    np.testing.assert_array_equal(p.W_enc, p.W_dec.T)
+    assert float(jnp.abs(p.b_enc).max()) == 0.0 and np.array_equal(p.b_dec, b_dec)
+    assert p.threshold.dtype == jnp.float32 and float(p.threshold[0]) == np.float32(cfg.jumprelu_init_threshold)
+    topk_cfg = cfg.model_copy(update={"architecture": "topk"})
+    assert init_params(jax.random.PRNGKey(0), topk_cfg).threshold is None
+    with pytest.raises(ValueError, match="b_dec must have shape"):
+        init_params(jax.random.PRNGKey(0), cfg, b_dec=jnp.zeros(3))
+
+
+def test_geometric_median_of_collinear_points_is_the_middle_one() -> None:
+    c, u = np.array([1.0, -2.0, 3.0]), np.array([0.6, 0.0, 0.8])
+    pts = c + np.array([-1.0, -0.5, 0.0, 2.0, 50.0])[:, None] * u  # mean is far from c
+    np.testing.assert_allclose(geometric_median(jnp.asarray(pts, jnp.float32)), c, atol=1e-3)
+
+
+def test_geometric_median_minimises_the_sum_of_distances() -> None:
+    pts = np.random.default_rng(0).standard_cauchy(size=(200, 4))  # heavy tails: median != mean
+    y = np.asarray(geometric_median(jnp.asarray(pts, jnp.float32)), np.float64)
+    cost = lambda z: np.linalg.norm(pts - z, axis=1).sum()
+    for step in np.random.default_rng(1).normal(size=(20, 4)) * 1e-2:
+        assert cost(y) <= cost(y + step) + 1e-6
+    assert cost(y) < cost(pts.mean(0))
+
+
+def test_remove_parallel_grad_makes_grad_orthogonal_to_rows() -> None:
+    r = np.random.default_rng(0)
+    W, g = jnp.asarray(r.normal(size=(D_SAE, D_IN)), jnp.float32), jnp.asarray(r.normal(size=(D_SAE, D_IN)))
+    out = remove_parallel_grad(W, g)
+    np.testing.assert_allclose(np.sum(np.asarray(out) * np.asarray(W), axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(normalise_decoder(W), axis=1), 1.0, rtol=1e-6)
+
+
+def test_unit_norm_decoder_optimiser_keeps_rows_unit_norm() -> None:
+    cfg = SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=3, dec_init_norm=1.0)
+    params = init_params(jax.random.PRNGKey(0), cfg)
+    tx = unit_norm_decoder(optax.adam(1e-1))
+    state = tx.init(params)
+    x = jax.random.normal(jax.random.PRNGKey(1), (8, D_IN))
+
+    @jax.jit
+    def step(params, state):
+        grads = jax.grad(lambda p: get_architecture("topk").loss(p, x, cfg)[0])(params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    for _ in range(3):
+        params, state = step(params, state)
+    np.testing.assert_allclose(np.linalg.norm(params.W_dec, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["codes", "weights"])
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_fold_input_scaling_is_equivalent(arch: str, mode: str) -> None:
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, k=3)
+    r = np.random.default_rng(0)
+    p = init_params(jax.random.PRNGKey(0), cfg, b_dec=jnp.asarray(r.normal(size=D_IN), jnp.float32))
+    p = p._replace(b_enc=jnp.asarray(r.normal(size=D_SAE) * 0.05, jnp.float32))
+    if p.threshold is not None:
+        p = p._replace(threshold=jnp.full((D_SAE,), 0.02, jnp.float32))
+    x_raw = jnp.asarray(r.normal(size=(64, D_IN)) * 7.0, jnp.float32)
+    s = float(input_scale(x_raw, "unit"))
+    np.testing.assert_allclose(np.mean(np.sum(np.asarray(x_raw * s) ** 2, 1)), 1.0, rtol=1e-5)
+    a = get_architecture(arch)
+    codes_scaled = a.encode(p, x_raw * s, cfg)
+    want = a.decode(p, codes_scaled) / s
+    folded = fold_input_scaling(p, s, mode)
+    codes_raw = a.encode(folded, x_raw, cfg)
+    assert float((codes_scaled > 0).sum()) > 0
+    np.testing.assert_array_equal(np.asarray(codes_raw) > 0, np.asarray(codes_scaled) > 0)
+    np.testing.assert_allclose(a.decode(folded, codes_raw), want, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_topk_cutoff_is_exact_including_the_fallback() -> None:
+    r = np.random.default_rng(0)
+    acts = r.exponential(size=(16, 40)).astype(np.float32)
+    acts[3] += 10.0  # one token holds more than 2k of the batch's top k * batch: candidates are not enough
+    for a in (acts, r.exponential(size=(16, 40)).astype(np.float32)):
+        got = np.asarray(jax.jit(btk.batch_topk, static_argnums=1)(jnp.asarray(a), 3))
+        cut = np.sort(a.ravel())[::-1][3 * 16 - 1]
+        np.testing.assert_array_equal(got, np.where(a >= cut, a, 0))
+        assert (got > 0).sum() == 3 * 16
+
+
+def test_batchtopk_threshold_ema_and_inference_encode() -> None:
+    cfg = SAEConfig(architecture="batchtopk", d_in=D_IN, d_sae=D_SAE, k=3, threshold_ema_rate=0.5)
+    p = init_params(jax.random.PRNGKey(0), cfg)._replace(threshold=jnp.full((D_SAE,), 0.2, jnp.float32))
+    out = LossOutput(*([jnp.float32(0)] * 8), batch_threshold=jnp.float32(0.4), prefix_mse=jnp.zeros(1))
+    np.testing.assert_allclose(btk.update_threshold(p, out, cfg).threshold, 0.3, rtol=1e-6)
+    kept = btk.update_threshold(p, out._replace(batch_threshold=jnp.float32(jnp.nan)), cfg)
+    np.testing.assert_allclose(kept.threshold, 0.2)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, D_IN))
+    pre = (x - p.b_dec) @ p.W_enc + p.b_enc
+    np.testing.assert_allclose(btk.encode(p, x, cfg), np.where(pre > 0.2, pre, 0), rtol=1e-6)
+
+
+def test_registry_lookup() -> None:
+    assert set(ARCHITECTURES) == {"relu", "topk", "batchtopk", "jumprelu", "matryoshka"}
+    with pytest.raises(ValueError, match="unknown SAE architecture 'gated'"):
+        get_architecture("gated")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"k": 17}, "k must be in"),
+        ({"k": 0}, "k must be in"),
+        ({"k_aux": 99}, "k_aux must be in"),
+        ({"l1_coefficient": -1.0}, "l1_coefficient must be >= 0"),
+        ({"aux_coefficient": -0.1}, "aux_coefficient must be >= 0"),
+        ({"l0_coefficient": -1e-3}, "l0_coefficient must be >= 0"),
+        ({"bandwidth": 0.0}, "bandwidth must be > 0"),
+        ({"architecture": "matryoshka", "matryoshka_prefixes": (4, 2, 16)}, "strictly increasing"),
+        ({"architecture": "matryoshka", "matryoshka_prefixes": (2, 4, 8)}, "must end at d_sae=16"),
+        ({"architecture": "matryoshka", "matryoshka_prefixes": (0, 16)}, "must be positive"),
+        ({"d_sae": 0}, "must be positive"),
+        ({"architecture": "gated"}, "architecture"),
+        ({"typo_field": 1}, "typo_field"),
+        ({"threshold_ema_rate": 0.0}, "threshold_ema_rate"),
+    ],
+)
+def test_config_rejects_impossible_values(fields: dict, message: str) -> None:
+    base = {"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, "k": 3}
+    with pytest.raises(ValueError, match=message):
+        SAEConfig(**{**base, **fields})
+
+
+def test_config_defaults_resolve() -> None:
+    cfg = SAEConfig(architecture="matryoshka", d_in=576, d_sae=4608)
+    assert cfg.prefixes == (576, 1152, 2304, 4608) and cfg.aux_k == 288 and cfg.uses_threshold
+    assert SAEConfig(d_in=8, d_sae=4, k=2).aux_k == 4  # capped at d_sae
+
+
+def test_params_pytree_works_with_optax() -> None:
+    cfg = SAEConfig(architecture="relu", d_in=D_IN, d_sae=D_SAE)
+    p = init_params(jax.random.PRNGKey(0), cfg)
+    assert isinstance(p, SAEParams) and p.threshold is None
+    state = optax.adam(1e-3).init(p)
+    updates, _ = optax.adam(1e-3).update(jax.tree.map(jnp.ones_like, p), state, p)
+    assert optax.apply_updates(p, updates).W_dec.shape == (D_SAE, D_IN)

@@ -1,0 +1,117 @@
+"""Sparse TopK kernels against their plain-autodiff dense twins: values and gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from saelab.sae import sparse
+from saelab.sae.sparse import (
+    aux_topk,
+    dense_decode,
+    dense_topk_encode,
+    densify,
+    sparse_decode,
+    sparse_decode_prefixes,
+    topk_encode,
+    topk_encode_aux,
+)
+
+B, D_IN, D_SAE, K = 37, 6, 16, 4  # 37 tokens: not a multiple of the chunk, so padding is exercised
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(sparse, "DEFAULT_CHUNK", 8)
+
+
+def _arrays(seed: int = 0):
+    r = np.random.default_rng(seed)
+    f = lambda *s: jnp.asarray(r.normal(size=s), jnp.float32)
+    return f(B, D_IN), f(D_IN, D_SAE), 0.1 * f(D_SAE), f(D_SAE, D_IN), f(D_IN), f(B, D_IN)
+
+
+def _close(a, b) -> None:
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        y = np.asarray(y)
+        np.testing.assert_allclose(np.asarray(x), y, rtol=1e-5, atol=1e-5 * max(np.abs(y).max(), 1.0))
+
+
+@pytest.mark.parametrize("method", ["segment", "gemm"])
+def test_sparse_decoder_matches_dense(method: str) -> None:
+    x, W_enc, b_enc, W_dec, b_dec, w = _arrays()
+    codes = dense_topk_encode(x, W_enc, b_enc, K)
+
+    def objective(decode):
+        return lambda vals, W, b: jnp.sum(decode(vals, codes.idx, W, b) * w)
+
+    sparse_fn = lambda v, i, W, b: sparse_decode(v, i, W, b, decoder_grad=method)
+    args = (codes.vals, W_dec, b_dec)
+    _close(sparse_decode(*codes, W_dec, b_dec), dense_decode(*codes, W_dec, b_dec))
+    got = jax.jit(jax.grad(objective(sparse_fn), argnums=(0, 1, 2)))(*args)
+    _close(got, jax.jit(jax.grad(objective(dense_decode), argnums=(0, 1, 2)))(*args))
+
+
+@pytest.mark.parametrize("method", ["segment", "gemm"])
+def test_sparse_encoder_matches_dense(method: str) -> None:
+    x, W_enc, b_enc, _, _, _ = _arrays()
+    wv = jnp.linspace(-1.0, 2.0, B * K).reshape(B, K)
+
+    def objective(encode):
+        return lambda x, W, b: jnp.sum(encode(x, W, b).vals * wv)
+
+    sparse_fn = lambda x, W, b: topk_encode(x, W, b, K, encoder_grad=method)
+    dense_fn = lambda x, W, b: dense_topk_encode(x, W, b, K)
+    s, d = sparse_fn(x, W_enc, b_enc), dense_fn(x, W_enc, b_enc)
+    np.testing.assert_array_equal(np.asarray(s.idx), np.asarray(d.idx))
+    _close(s.vals, d.vals)
+    got = jax.jit(jax.grad(objective(sparse_fn), argnums=(0, 1, 2)))(x, W_enc, b_enc)  # x too: dx checked
+    _close(got, jax.jit(jax.grad(objective(dense_fn), argnums=(0, 1, 2)))(x, W_enc, b_enc))
+
+
+@pytest.mark.parametrize("method", ["segment", "gemm"])
+def test_sparse_encoder_with_aux_matches_dense(method: str) -> None:
+    x, W_enc, b_enc, _, _, _ = _arrays(1)
+    dead = jnp.arange(D_SAE) % 4 == 1
+    wv, wa = jnp.cos(jnp.arange(B * K)).reshape(B, K), jnp.sin(jnp.arange(B * 3)).reshape(B, 3)
+
+    def sparse_obj(W, b):
+        main, aux = topk_encode_aux(x, W, b, K, dead, 3, encoder_grad=method)
+        return jnp.sum(main.vals * wv) + jnp.sum(aux.vals * wa)
+
+    def dense_obj(W, b):
+        pre = x @ W + b
+        return jnp.sum(dense_topk_encode(x, W, b, K).vals * wv) + jnp.sum(aux_topk(pre, dead, 3).vals * wa)
+
+    _close(jax.jit(jax.grad(sparse_obj, argnums=(0, 1)))(W_enc, b_enc),
+           jax.jit(jax.grad(dense_obj, argnums=(0, 1)))(W_enc, b_enc))
+
+
+def test_aux_topk_picks_only_dead_latents() -> None:
+    pre = jnp.asarray(np.random.default_rng(2).normal(size=(5, D_SAE)), jnp.float32)
+    dead = jnp.zeros(D_SAE, bool).at[jnp.array([1, 7])].set(True)
+    aux = aux_topk(pre, dead, 4)
+    live = np.asarray(aux.vals) > 0
+    assert set(np.asarray(aux.idx)[live].tolist()) <= {1, 7}
+    np.testing.assert_allclose(np.asarray(densify(*aux, D_SAE))[:, [1, 7]], np.maximum(pre[:, [1, 7]], 0))
+    assert float(jnp.abs(aux_topk(pre, jnp.zeros(D_SAE, bool), 4).vals).sum()) == 0.0
+
+
+@pytest.mark.parametrize("method", ["segment", "gemm"])
+def test_prefix_decoder_matches_dense(method: str) -> None:
+    x, W_enc, b_enc, W_dec, b_dec, _ = _arrays(3)
+    codes = dense_topk_encode(x, W_enc, b_enc, K)
+    prefixes = (3, 7, 16)
+    weights = jnp.arange(1.0, 4.0)[:, None, None] * jnp.cos(jnp.arange(B * D_IN)).reshape(1, B, D_IN)
+
+    def dense_prefixes(vals, W, b):
+        c = densify(vals, codes.idx, D_SAE)
+        return jnp.stack([c[:, :m] @ W[:m] + b for m in prefixes])
+
+    sparse_fn = lambda v, W, b: sparse_decode_prefixes(v, codes.idx, W, b, prefixes, decoder_grad=method)
+    args = (codes.vals, W_dec, b_dec)
+    _close(sparse_fn(*args), dense_prefixes(*args))
+    obj = lambda f: jax.jit(jax.grad(lambda v, W, b: jnp.sum(f(v, W, b) * weights), argnums=(0, 1, 2)))
+    _close(obj(sparse_fn)(*args), obj(dense_prefixes)(*args))
