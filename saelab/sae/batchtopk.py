@@ -26,7 +26,7 @@ from saelab.sae.losses import (
     zero,
 )
 from saelab.sae.params import SAEParams
-from saelab.sae.sparse import aux_topk
+from saelab.sae.sparse import aux_topk, top_k
 
 __all__ = ["encode", "encode_train", "decode", "loss", "update_threshold", "batch_topk", "BatchCodes"]
 
@@ -60,7 +60,7 @@ def loss(
     x_hat = decode(params, enc.codes, cfg.compute_dtype)  # (batch, d_in)
     rec = reconstruction(x, x_hat)
     if cfg.aux_coefficient > 0:
-        aux = aux_topk(enc.pre, aux_state.dead_mask, cfg.aux_k)
+        aux = aux_topk(enc.pre, aux_state.dead_mask, cfg.resolved_k_aux)
         aux_loss = auxk_loss(params, aux, x - x_hat, aux_state.dead_mask, cfg)
     else:
         aux_loss = zero()
@@ -110,7 +110,7 @@ def batch_topk(pre: jax.Array, k: int) -> jax.Array:
 def _kth_largest(acts: jax.Array, n: int) -> jax.Array:
     """The n-th largest entry of a non-negative (batch, d_sae) array."""
     m = min(acts.shape[1], 2 * -(-n // acts.shape[0]))
-    cand, _ = jax.lax.top_k(acts, m)  # (batch, m)
+    cand, _ = top_k(acts, m)  # (batch, m)
     cut = _bisect_kth(cand, n)
     exact = jnp.all(cand[:, -1] <= cut) | (m == acts.shape[1])
     return jax.lax.cond(exact, lambda: cut, lambda: _bisect_kth(acts, n))

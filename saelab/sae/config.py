@@ -95,12 +95,12 @@ class SAEConfig(BaseModel):
         return self
 
     @property
-    def aux_k(self) -> int:
+    def resolved_k_aux(self) -> int:
         """k_aux with its default resolved."""
         return min(self.k_aux if self.k_aux is not None else max(self.d_in // 2, 1), self.d_sae)
 
     @property
-    def prefixes(self) -> tuple[int, ...]:
+    def resolved_prefixes(self) -> tuple[int, ...]:
         """Matryoshka prefix sizes with the default resolved."""
         if self.matryoshka_prefixes is not None:
             return self.matryoshka_prefixes
@@ -110,13 +110,6 @@ class SAEConfig(BaseModel):
     def uses_threshold(self) -> bool:
         """Whether the parameters carry a `threshold` (jumprelu, batchtopk, matryoshka over batchtopk)."""
         return self.architecture in ("jumprelu", "batchtopk") or (
-            self.architecture == "matryoshka" and self.matryoshka_base == "batchtopk"
-        )
-
-    @property
-    def uses_batch_topk(self) -> bool:
-        """Whether training codes come from BatchTopK (k * batch kept across the batch)."""
-        return self.architecture == "batchtopk" or (
             self.architecture == "matryoshka" and self.matryoshka_base == "batchtopk"
         )
 

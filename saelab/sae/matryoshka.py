@@ -49,9 +49,8 @@ def loss(
     if cfg.matryoshka_base == "topk":
         codes, aux = topk.topk_codes(params, x, cfg, dead)
         if cfg.kernels == "sparse":
-            x_hats = sparse_decode_prefixes(
-                *codes, params.W_dec, params.b_dec, cfg.prefixes, compute_dtype=cfg.compute_dtype
-            )  # (n_prefixes, batch, d_in)
+            prefixes, dt = cfg.resolved_prefixes, cfg.compute_dtype
+            x_hats = sparse_decode_prefixes(*codes, params.W_dec, params.b_dec, prefixes, compute_dtype=dt)
         else:
             x_hats = decode_prefixes(params, densify(codes.vals, codes.idx, params.d_sae), cfg)
         counts = latent_counts(codes, params.d_sae)
@@ -59,7 +58,7 @@ def loss(
     else:
         enc = batchtopk.encode_train(params, x, cfg)
         x_hats = decode_prefixes(params, enc.codes, cfg)
-        aux = aux_topk(enc.pre, dead, cfg.aux_k) if dead is not None else None
+        aux = aux_topk(enc.pre, dead, cfg.resolved_k_aux) if dead is not None else None
         l0, counts = dense_l0_and_counts(enc.codes)
         batch_threshold = enc.batch_threshold
     prefix_mse = jnp.stack([reconstruction(x, xh).mse for xh in x_hats])  # (n_prefixes,)
@@ -84,7 +83,7 @@ def loss(
 def decode_prefixes(params: SAEParams, codes: jax.Array, cfg: SAEConfig) -> jax.Array:
     """Dense prefix reconstructions, (n_prefixes, batch, d_in), for the cost of one full decode:
     each block of latents [m_{p-1}, m_p) is decoded once and the blocks are cumulated."""
-    blocks = zip((0, *cfg.prefixes[:-1]), cfg.prefixes, strict=True)
+    blocks = zip((0, *cfg.resolved_prefixes[:-1]), cfg.resolved_prefixes, strict=True)
     parts = [matmul(codes[:, a:b], params.W_dec[a:b], cfg.compute_dtype) for a, b in blocks]  # (batch, d_in)
     return jnp.cumsum(jnp.stack(parts), axis=0) + params.b_dec
 

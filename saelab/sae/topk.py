@@ -28,6 +28,7 @@ from saelab.sae.sparse import (
     densify,
     latent_counts,
     sparse_decode,
+    top_k,
     topk_encode_aux,
 )
 
@@ -83,12 +84,12 @@ def topk_codes(
 ) -> tuple[TopK, TopK]:
     """(top-k codes, AuxK codes over dead_mask) from one encoder GEMM; AuxK codes are empty without a mask."""
     xc, bias = encoder_inputs(params, x, cfg)  # (batch, d_in), (d_sae,)
-    k_aux = cfg.aux_k if dead_mask is not None else 0
+    k_aux = cfg.resolved_k_aux if dead_mask is not None else 0
     if cfg.kernels == "sparse":
         dt = cfg.compute_dtype
         return topk_encode_aux(xc, params.W_enc, bias, cfg.k, dead_mask, k_aux, compute_dtype=dt)
     pre = matmul(xc, params.W_enc, cfg.compute_dtype) + bias  # (batch, d_sae)
-    top, idx = jax.lax.top_k(pre, cfg.k)
+    top, idx = top_k(pre, cfg.k)
     codes = TopK(jax.nn.relu(top), idx)
     if not k_aux:
         return codes, TopK(top[:, :0], idx[:, :0])

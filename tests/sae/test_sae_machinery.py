@@ -34,7 +34,8 @@ def test_init_is_tied_with_short_decoder_rows() -> None:
     np.testing.assert_allclose(np.linalg.norm(p.W_dec, axis=1), 0.1, rtol=1e-5)
     np.testing.assert_array_equal(p.W_enc, p.W_dec.T)
     assert float(jnp.abs(p.b_enc).max()) == 0.0 and np.array_equal(p.b_dec, b_dec)
-    assert p.threshold.dtype == jnp.float32 and float(p.threshold[0]) == np.float32(cfg.jumprelu_init_threshold)
+    assert p.threshold.dtype == jnp.float32
+    np.testing.assert_array_equal(p.threshold, np.float32(cfg.jumprelu_init_threshold))
     topk_cfg = cfg.model_copy(update={"architecture": "topk"})
     assert init_params(jax.random.PRNGKey(0), topk_cfg).threshold is None
     with pytest.raises(ValueError, match="b_dec must have shape"):
@@ -160,8 +161,9 @@ def test_config_rejects_impossible_values(fields: dict, message: str) -> None:
 
 def test_config_defaults_resolve() -> None:
     cfg = SAEConfig(architecture="matryoshka", d_in=576, d_sae=4608)
-    assert cfg.prefixes == (576, 1152, 2304, 4608) and cfg.aux_k == 288 and cfg.uses_threshold
-    assert SAEConfig(d_in=8, d_sae=4, k=2).aux_k == 4  # capped at d_sae
+    assert cfg.resolved_prefixes == (576, 1152, 2304, 4608) and cfg.resolved_k_aux == 288
+    assert cfg.uses_threshold
+    assert SAEConfig(d_in=8, d_sae=4, k=2).resolved_k_aux == 4  # capped at d_sae
 
 
 def test_params_pytree_works_with_optax() -> None:

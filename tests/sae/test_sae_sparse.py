@@ -89,14 +89,19 @@ def test_sparse_encoder_with_aux_matches_dense(method: str) -> None:
            jax.jit(jax.grad(dense_obj, argnums=(0, 1)))(W_enc, b_enc))
 
 
-def test_aux_topk_picks_only_dead_latents() -> None:
-    pre = jnp.asarray(np.random.default_rng(2).normal(size=(5, D_SAE)), jnp.float32)
-    dead = jnp.zeros(D_SAE, bool).at[jnp.array([1, 7])].set(True)
-    aux = aux_topk(pre, dead, 4)
-    live = np.asarray(aux.vals) > 0
-    assert set(np.asarray(aux.idx)[live].tolist()) <= {1, 7}
-    np.testing.assert_allclose(np.asarray(densify(*aux, D_SAE))[:, [1, 7]], np.maximum(pre[:, [1, 7]], 0))
-    assert float(jnp.abs(aux_topk(pre, jnp.zeros(D_SAE, bool), 4).vals).sum()) == 0.0
+def test_aux_topk_picks_the_top_dead_latents_at_every_width() -> None:
+    r = np.random.default_rng(2)
+    pre = r.normal(size=(5, D_SAE)).astype(np.float32)
+    fn = jax.jit(aux_topk, static_argnums=2)
+    for n_dead in (0, 1, 2, 3, 7, 12, 16):  # every lax.switch width: 4, 8, 16 (d_sae / 4 .. d_sae)
+        dead = np.zeros(D_SAE, bool)
+        dead[r.permutation(D_SAE)[:n_dead]] = True
+        masked = np.where(dead, pre, -np.inf)
+        keep = np.zeros_like(dead, shape=pre.shape)
+        np.put_along_axis(keep, np.argsort(-masked, axis=1)[:, :3], True, axis=1)
+        want = np.where(keep & dead & (pre > 0), pre, 0.0)
+        got = fn(jnp.asarray(pre), jnp.asarray(dead), 3)
+        np.testing.assert_allclose(np.asarray(densify(*got, D_SAE)), want, err_msg=f"{n_dead} dead")
 
 
 @pytest.mark.parametrize("method", ["segment", "gemm"])
