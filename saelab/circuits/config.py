@@ -1,0 +1,99 @@
+"""Circuits configuration: which task and model, which methods, how many prompts, the SAE's settings and the
+ground-truth rule; the same fields as `saelab circuits --help`."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from saelab.circuits.tasks import BUILTIN
+
+PAPER_L1 = {"ioi": 0.02, "greater-than": 0.02, "docstring": 0.05}  # O'Neill & Bui, for uncentred inputs
+CENTERED_L1 = 0.5  # measured on SmolLM2 (IOI, greater-than, docstring) with scaling="center"
+
+
+class CircuitsConfig(BaseModel):
+    """Validated settings of one circuit-discovery run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    """ioi, greater-than, docstring, or jsonl:PATH (records {"positive","negative","answer","wrong"})."""
+    model: str = "smollm2-135m"
+    """Model alias, GGUF file, Hugging Face directory or hub id."""
+    method: Literal["sae-codes", "patching", "attribution", "all"] = "all"
+    """Which head rankings to compute. Exact patching also runs whenever the ground truth needs it."""
+    prompts: int = Field(default=40, ge=1)
+    """Prompt pairs for patching, attribution and the task baselines."""
+    sae_prompts: int = Field(default=5, ge=1)
+    """Prompt pairs the SAE is trained on (this many positives plus as many negatives; the paper used 5-10
+    prompts), drawn independently of the patching prompts."""
+    seed: int = 0
+    """Seed of the prompt generators and the SAE initialisation."""
+    l1: float | None = Field(default=None, ge=0)
+    """SAE L1 coefficient. Default: 0.5 with scaling="center"; otherwise the paper's per-task values
+    (0.02 IOI, greater-than and user tasks; 0.05 docstring)."""
+    epochs: int = Field(default=500, ge=1)
+    """Full-batch Adam steps of the SAE."""
+    latents: int = Field(default=200, ge=2)
+    """SAE width."""
+    lr: float = Field(default=1e-3, gt=0)
+    """SAE Adam learning rate."""
+    positions: Literal["all", "last"] = "last"
+    """Head outputs averaged over all prompt positions (the paper) or taken at the last prompt position
+    (default: better AUC on all three SmolLM2 tasks)."""
+    scaling: Literal["mean-norm", "unit", "center", "none"] = "center"
+    """SAE input scaling: "center" (default) removes each head's mean over the SAE prompts, then scales to
+    unit mean norm, so codes describe how a head varies rather than which head it is; "mean-norm" (the paper's
+    setting) only scales to unit mean norm; "unit" normalises every vector; "none" leaves them raw.
+    The paper's exact recipe is scaling="mean-norm", positions="all"."""
+    ground_truth: Literal["patching", "mean-ablation", "published", "none"] = "patching"
+    """Reference head set: from exact patching, from mean ablation, the published GPT-2 small circuit
+    (Wang et al. IOI, Hanna et al. greater-than), or none (scores only, no AUC)."""
+    threshold: float = Field(default=0.1, gt=0, le=1)
+    """A head is in the ground-truth set when |effect| >= threshold * max |effect|."""
+    top_n: int | None = Field(default=None, ge=1)
+    """Instead of `threshold`: the top_n heads by |effect|."""
+    mean_ablation: bool = True
+    """Also run mean ablation (as costly as exact patching) when patching runs."""
+    stability_seeds: int = Field(default=0, ge=0)
+    """Rerun the SAE-code method on this many fresh draws of its training prompts and report AUC mean and
+    spread (5 in the paper's robustness check; 0 skips)."""
+    docstring_args: int = Field(default=5, ge=2)
+    """Arguments of the docstring task's functions (3 is too easy for SmolLM2)."""
+    eot_prefix: bool = True
+    """Start every prompt with the tokenizer's end-of-text token (steadies weak templates)."""
+    chunk_tokens: int = Field(default=8192, ge=1)
+    """Bound on heads x prompts x seq per patching call (memory)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Model compute dtype."""
+    progress: bool = True
+    """Show progress bars."""
+    out: Path = Path("runs/circuits")
+    """Output directory for circuits.json and the plots."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CircuitsConfig:
+        if self.ground_truth == "published" and self.task not in ("ioi", "greater-than"):
+            raise ValueError("published head sets exist for ioi and greater-than (GPT-2 small) only")
+        if self.ground_truth == "mean-ablation" and not self.mean_ablation:
+            raise ValueError("ground_truth='mean-ablation' needs mean_ablation=true")
+        if self.task not in BUILTIN and not (self.task.startswith("jsonl:") or self.task.endswith(".jsonl")):
+            raise ValueError(f"task must be one of {list(BUILTIN)} or jsonl:PATH, got {self.task!r}")
+        return self
+
+    @property
+    def l1_value(self) -> float:
+        if self.l1 is not None:
+            return self.l1
+        return CENTERED_L1 if self.scaling == "center" else PAPER_L1.get(self.task, 0.02)
+
+
+def load_config(path: str | Path, **overrides: Any) -> CircuitsConfig:
+    """A config from a TOML file (its [circuits] table, or its top level), command-line overrides on top."""
+    data = tomllib.loads(Path(path).read_text())
+    data = data.get("circuits", data)
+    return CircuitsConfig(**(data | {k: v for k, v in overrides.items() if v is not None}))

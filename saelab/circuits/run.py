@@ -1,0 +1,153 @@
+"""`run(cfg)`: one circuit-discovery experiment end to end (research.md section 2).
+
+Builds the task, measures the baselines, runs the chosen methods (SAE codes, exact patching, mean ablation,
+attribution patching), scores every ranking against the ground-truth head set and writes circuits.json,
+one heat map per method and the ROC curves into `cfg.out`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from saelab.circuits.codes import CodesResult, sae_codes, top_edges
+from saelab.circuits.config import CircuitsConfig
+from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, exact_patching
+from saelab.circuits.published import published_heads
+from saelab.circuits.report import heatmap, roc_plot, write_json
+from saelab.circuits.scoring import best_precision_recall, ground_truth, roc_auc, roc_curve
+from saelab.circuits.tasks import TaskData, build_task, prefix_ids
+from saelab.models import Model
+
+GT_STREAM, SAE_STREAM = 0, 1  # independent prompt draws: (seed, stream[, draw])
+
+
+def run(cfg: CircuitsConfig) -> dict[str, Any]:
+    """Run `cfg` and return what circuits.json holds."""
+    model = Model.load(cfg.model, dtype=cfg.dtype)
+    task = make_task(model, cfg, cfg.prompts, (cfg.seed, GT_STREAM))
+    base = baselines(model, task)
+    effects: dict[str, HeadEffects] = {}
+    if cfg.method in ("patching", "all") or cfg.ground_truth in ("patching", "mean-ablation"):
+        effects["patching"] = exact_patching(model, task, base, "negative", chunk_tokens=cfg.chunk_tokens,
+                                             progress=cfg.progress)
+        if cfg.mean_ablation:
+            effects["mean-ablation"] = exact_patching(
+                model, task, base, "mean", chunk_tokens=cfg.chunk_tokens, progress=cfg.progress
+            )
+    if cfg.method in ("attribution", "all"):
+        effects["attribution"] = attribution_patching(model, task, base)
+    codes = None
+    if cfg.method in ("sae-codes", "all"):
+        codes = run_codes(model, cfg, draw=0)
+    scores = {k: np.abs(e.effect) for k, e in effects.items()}
+    if codes is not None:
+        scores |= {"sae-codes": codes.node.astype(float), "sae-codes-edges": codes.edge_node}
+    truth = truth_mask(cfg, model, effects)
+    result: dict[str, Any] = {
+        "config": cfg.model_dump(mode="json"),
+        "model": model.info() | {"source": model.source},
+        "task": _task_summary(task, base),
+        "heads": [f"{layer}.{h}" for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)],
+        "scores": {k: v.ravel() for k, v in scores.items()},
+        "effects": {
+            k: {"normalised": e.effect.ravel(), "metric_drop": e.drop.ravel()} for k, e in effects.items()
+        },
+        "runtime_s": {k: e.runtime_s for k, e in effects.items()},
+    }
+    if codes is not None:
+        result["runtime_s"]["sae-codes"] = codes.runtime_s
+        result["sae_codes"] = _codes_summary(codes, model.cfg.n_heads)
+        if "patching" in effects:
+            result["speedup_vs_patching"] = effects["patching"].runtime_s / codes.runtime_s
+    if truth is not None:
+        result["ground_truth"] = {
+            "source": cfg.ground_truth, "rule": _rule(cfg), "n_heads": int(truth.sum()),
+            "heads": [f"{a}.{b}" for a, b in zip(*np.nonzero(truth), strict=True)],
+        }
+        ranked = {k: v for k, v in scores.items() if not (k == cfg.ground_truth)}
+        result["auc"] = {k: roc_auc(v, truth) for k, v in ranked.items()}
+        result["precision_recall"] = {k: best_precision_recall(v, truth)._asdict() for k, v in ranked.items()}
+        if cfg.stability_seeds and codes is not None:
+            result["stability"] = stability(model, cfg, truth)
+    write_outputs(cfg, result, scores, truth)
+    return result
+
+
+def make_task(model: Model, cfg: CircuitsConfig, n: int, seed: tuple[int, ...]) -> TaskData:
+    if model.tokenizer is None:
+        raise ValueError(f"model {cfg.model} has no tokenizer (tokenizer.json); the tasks need one")
+    prefix = prefix_ids(model.tokenizer) if cfg.eot_prefix else []
+    return build_task(cfg.task, model.tokenizer, n, seed, prefix=prefix, docstring_args=cfg.docstring_args)
+
+
+def run_codes(model: Model, cfg: CircuitsConfig, draw: int) -> CodesResult:
+    """The SAE-code method on draw `draw` of `cfg.sae_prompts` fresh prompt pairs."""
+    task = make_task(model, cfg, cfg.sae_prompts, (cfg.seed, SAE_STREAM, draw))
+    return sae_codes(
+        model, task, latents=cfg.latents, l1=cfg.l1_value, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed + draw,
+        positions=cfg.positions, scaling=cfg.scaling,
+    )
+
+
+def stability(model: Model, cfg: CircuitsConfig, truth: np.ndarray) -> dict[str, Any]:
+    """AUC of the SAE-code node (and edge-node) scores over `cfg.stability_seeds` draws of training prompts
+    and SAE seeds (the paper's robustness check)."""
+    out: dict[str, Any] = {"seeds": cfg.stability_seeds}
+    runs = [run_codes(model, cfg, draw=d) for d in range(cfg.stability_seeds)]
+    for name, get in (("sae-codes", lambda r: r.node), ("sae-codes-edges", lambda r: r.edge_node)):
+        aucs = np.asarray([roc_auc(get(r), truth) for r in runs])
+        out[name] = {
+            "auc": aucs, "mean": aucs.mean(), "std": aucs.std(), "min": aucs.min(), "max": aucs.max(),
+        }
+    out["runtime_s"] = [r.runtime_s for r in runs]
+    return out
+
+
+def truth_mask(cfg: CircuitsConfig, model: Model, effects: dict[str, HeadEffects]) -> np.ndarray | None:
+    """The ground-truth head set the rankings are scored against, (n_layers, n_heads) bool, or None."""
+    if cfg.ground_truth == "none":
+        return None
+    if cfg.ground_truth == "published":
+        return published_heads(cfg.task, model.cfg)
+    return ground_truth(effects[cfg.ground_truth].effect, cfg.threshold, cfg.top_n)
+
+
+def write_outputs(cfg: CircuitsConfig, result: dict[str, Any], scores: dict[str, np.ndarray],
+                  truth: np.ndarray | None) -> None:
+    out = cfg.out
+    files = {"json": "circuits.json"}
+    for name, s in scores.items():
+        files[f"heatmap_{name}"] = heatmap(s, f"{cfg.task}: {name}", out / f"heads_{name}.png", truth).name
+    if truth is not None and "auc" in result:
+        curves = {k: (roc_curve(scores[k], truth), result["auc"][k]) for k in result["auc"]}
+        files["roc"] = roc_plot(curves, f"{cfg.task} vs {cfg.ground_truth} ({int(truth.sum())} heads)",
+                                out / "roc.png").name
+    result["files"] = files
+    write_json(result, out / "circuits.json")
+
+
+def _task_summary(task: TaskData, base: Baselines) -> dict[str, Any]:
+    return {
+        "name": task.name, "metric": task.metric, "pairs": task.n, "seq": task.pos.shape[1],
+        "accuracy": base.accuracy, "negative_accuracy": base.neg_accuracy,
+        "pos_baseline": base.pos, "neg_baseline": base.neg, "example": list(task.texts[0]),
+    }
+
+
+def _codes_summary(c: CodesResult, n_heads: int) -> dict[str, Any]:
+    return {
+        "node_softmax": c.node_softmax.ravel(), "top_edges": top_edges(c.edges, n_heads),
+        "sae": {"mse_normalised": c.train.mse, "l0": c.train.l0, "alive_latents": c.train.alive,
+                "final_loss": float(c.train.loss[-1])},
+        "distinct_codes": int(len(np.unique(np.concatenate([c.pos_codes.ravel(), c.neg_codes.ravel()])))),
+    }
+
+
+def _rule(cfg: CircuitsConfig) -> str:
+    if cfg.ground_truth == "published":
+        return "published GPT-2 small circuit"
+    if cfg.top_n is not None:
+        return f"top {cfg.top_n} heads by |normalised effect|"
+    return f"|normalised effect| >= {cfg.threshold} * max"
