@@ -7,10 +7,12 @@
   `loss(params, x, cfg, aux_state) -> (loss, LossOutput)`; `ARCHITECTURES` / `get_architecture` look them
   up by name (registry.py).
 - init.py (tied init, geometric-median b_dec), decoder_norm.py (unit-norm decoder, optax transforms),
-  scaling.py (input scaling and folding it into the parameters), sparse.py (custom-VJP TopK kernels).
+  scaling.py (input scaling and folding it into the parameters), sparse.py (custom-VJP TopK kernels),
+  codes.py ((values, indices) codes), auxk.py (OpenAI's AuxK loss over the dead latents).
 """
 
 from saelab.sae.affine import decode, pre_activations
+from saelab.sae.codes import TopK
 from saelab.sae.config import SAEConfig
 from saelab.sae.decoder_norm import (
     normalise_decoder,
@@ -24,7 +26,7 @@ from saelab.sae.losses import AuxState, LossOutput, init_aux_state
 from saelab.sae.params import SAEParams, check_params
 from saelab.sae.registry import ARCHITECTURES, Architecture, architecture, encode, get_architecture, loss
 from saelab.sae.scaling import fold_input_scaling, input_scale
-from saelab.sae.sparse import TopK, dense_decode, dense_topk_encode, sparse_decode, topk_encode
+from saelab.sae.sparse import dense_decode, dense_topk_encode, sparse_decode, topk_encode
 
 __all__ = [
     "ARCHITECTURES",

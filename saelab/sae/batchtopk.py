@@ -15,18 +15,18 @@ import jax
 import jax.numpy as jnp
 
 from saelab.sae.affine import decode, pre_activations
+from saelab.sae.auxk import aux_topk, auxk_loss
+from saelab.sae.codes import top_k
 from saelab.sae.config import SAEConfig
 from saelab.sae.losses import (
     AuxState,
     LossOutput,
-    auxk_loss,
     dense_l0_and_counts,
     reconstruction,
     resolve_aux_state,
     zero,
 )
 from saelab.sae.params import SAEParams
-from saelab.sae.sparse import aux_topk, top_k
 
 __all__ = ["encode", "encode_train", "decode", "loss", "update_threshold", "batch_topk", "BatchCodes"]
 

@@ -1,4 +1,4 @@
-"""What every SAE loss returns and shares: LossOutput, AuxState, reconstruction metrics and AuxK.
+"""What every SAE loss returns and shares: LossOutput, AuxState and the reconstruction metrics.
 
 Normalisation (research.md, "Metric definitions"): `mse` is the mean over the batch of the squared error
 summed over d_in, `mean_b ||x_b - x_hat_b||^2`, so it grows with the input scale and with d_in;
@@ -11,11 +11,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-from saelab.sae.affine import matmul
-from saelab.sae.config import SAEConfig
-from saelab.sae.params import SAEParams
-from saelab.sae.sparse import TopK, densify
 
 
 class AuxState(NamedTuple):
@@ -66,26 +61,6 @@ def reconstruction(x: jax.Array, x_hat: jax.Array) -> Reconstruction:
     sse = jnp.sum(jnp.square(x - x_hat))
     sst = jnp.sum(jnp.square(x - x.mean(0)))
     return Reconstruction(sse / x.shape[0], 1.0 - sse / sst, sse / jnp.sum(jnp.square(x)))
-
-
-def auxk_loss(
-    params: SAEParams, aux: TopK, residual: jax.Array, dead_mask: jax.Array, cfg: SAEConfig
-) -> jax.Array:
-    """OpenAI's AuxK (Gao et al. 2024, sec. A.2): reconstruct the residual with the top-k_aux dead latents.
-
-    `sum_b ||e_b - e_hat_b||^2 / sum_b ||e_b||^2` with e = stop_gradient(x - x_hat) and e_hat the aux codes
-    decoded without b_dec: the mse of the aux reconstruction over the mse of predicting zero, as in the
-    paper's normalisation; 0 when no latent is dead (the branch is skipped). The aux codes are densified and
-    decoded with one GEMM: k_aux (~d_in / 2) is too wide for the gather kernels to pay off.
-    """
-    e = jax.lax.stop_gradient(residual.astype(jnp.float32))  # (batch, d_in)
-
-    def live() -> jax.Array:
-        codes = densify(aux.vals, aux.idx, params.d_sae)  # (batch, d_sae)
-        e_hat = matmul(codes, params.W_dec, cfg.compute_dtype)  # (batch, d_in)
-        return jnp.sum(jnp.square(e - e_hat)) / jnp.maximum(jnp.sum(jnp.square(e)), 1e-30)
-
-    return jax.lax.cond(dead_mask.any(), live, lambda: jnp.zeros((), jnp.float32))
 
 
 def dense_l0_and_counts(codes: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -16,11 +16,12 @@ import jax.numpy as jnp
 
 from saelab.sae import batchtopk, topk
 from saelab.sae.affine import decode, matmul
+from saelab.sae.auxk import aux_topk, auxk_loss
+from saelab.sae.codes import densify, latent_counts
 from saelab.sae.config import SAEConfig
 from saelab.sae.losses import (
     AuxState,
     LossOutput,
-    auxk_loss,
     dense_l0_and_counts,
     nan,
     reconstruction,
@@ -28,7 +29,7 @@ from saelab.sae.losses import (
     zero,
 )
 from saelab.sae.params import SAEParams
-from saelab.sae.sparse import aux_topk, densify, latent_counts, sparse_decode_prefixes
+from saelab.sae.sparse import sparse_decode_prefixes
 
 __all__ = ["encode", "decode", "loss", "update_threshold", "decode_prefixes"]
 

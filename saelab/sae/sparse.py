@@ -7,24 +7,26 @@ sparsify and the sparse kernels of OpenAI's "Scaling and evaluating sparse autoe
 
 Weight gradients, two ways each (`encoder_grad`, `decoder_grad`):
 - "segment": scatter-add the (batch * k) rows `g_bj * x_b` (encoder) or `vals_bj * dx_hat_b` (decoder)
-  into the chosen latents, scanning over chunks of `chunk` tokens so each chunk's (chunk, k, d) block stays
-  in cache: O(batch * k * d);
+  into the chosen latents, scanning over chunks of DEFAULT_CHUNK tokens so that each chunk's (chunk, k, d)
+  block stays in cache: O(batch * k * d);
 - "gemm": scatter the cotangents into a dense (batch, d_sae) matrix and do one GEMM: O(batch * d_sae * d).
-Measured on a 2-core CPU at d_in 576, d_sae 4608, batch 4096, k 32, fp32: chunked segment-sum ~45 ms
-against ~220 ms for the GEMM, for either weight; the decoder forward as a k-step gather-accumulate ~12 ms
-against ~210 ms dense; so "segment" is the default for both. The AuxK rows (k_aux = d_in / 2 is ~9x k)
-always take the GEMM, where a k_aux-wide scatter would cost more, and only on steps with a dead latent.
+Measured on the 2-core CPU at d_in 576, d_sae 4608, batch 4096, k 32, fp32: a chunked segment-sum ~45 ms
+against ~220 ms for the GEMM, for either weight, and ~440 ms against ~550-690 ms for a whole TopK train
+step over the four combinations; so "segment" is the default for both. The AuxK codes (k_aux ~ d_in / 2)
+take a GEMM over the dead columns (saelab.sae.auxk), not a scatter.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
 from saelab.sae.affine import matmul
+from saelab.sae.auxk import aux_encoder_grad, aux_topk
+from saelab.sae.codes import TopK, densify, top_k
 from saelab.sae.config import ComputeDtype
 
 GradMethod = Literal["gemm", "segment"]
@@ -32,13 +34,6 @@ DEFAULT_ENCODER_GRAD: GradMethod = "segment"
 DEFAULT_DECODER_GRAD: GradMethod = "segment"
 DEFAULT_CHUNK = 128
 """Tokens per scan step of the sparse backward kernels (64-256 measured within 10% of each other)."""
-
-
-class TopK(NamedTuple):
-    """k live latents per token."""
-
-    vals: jax.Array  # (batch, k) float32, ReLU applied (a kept pre-activation <= 0 gives 0)
-    idx: jax.Array  # (batch, k) int32 latent indices
 
 
 def topk_encode(
@@ -74,47 +69,6 @@ def topk_encode_aux(
         dead_mask, k_aux = jnp.zeros((W_enc.shape[1],), bool), 0
     vals, idx, aux_vals, aux_idx = _encode(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask)
     return TopK(vals, idx), TopK(aux_vals, aux_idx)
-
-
-def top_k(a: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """`jax.lax.top_k` over the last axis behind an optimisation barrier.
-
-    Without it XLA CPU fuses the top-k's slice into consumers that gather with its indices and falls back to
-    a full sort of every row: measured 5 s instead of 0.1 s at batch 4096, d_sae 4608, k 32.
-    """
-    return jax.lax.optimization_barrier(jax.lax.top_k(a, k))
-
-
-def aux_topk(pre: jax.Array, dead_mask: jax.Array, k_aux: int) -> TopK:
-    """ReLU of the top k_aux pre-activations among dead latents, (batch, k_aux) (OpenAI's AuxK codes).
-
-    Slots beyond the number of dead latents are zero; with no dead latent the top-k is skipped (lax.cond).
-    The top-k runs over the dead columns only, gathered into the smallest of d_sae / 8, / 4, / 2, / 1
-    that holds them (lax.switch): top-k cost grows with the width, and usually few latents are dead.
-    """
-    batch, d_sae = pre.shape
-    caps = sorted({min(d_sae, max(k_aux, d_sae >> s)) for s in (3, 2, 1, 0)})
-    n_dead = dead_mask.sum()
-
-    def over(cap: int):
-        def run(pre: jax.Array) -> TopK:
-            if cap == d_sae:
-                cols, ids, valid = pre, jnp.arange(d_sae), dead_mask
-            else:
-                ids = jnp.nonzero(dead_mask, size=cap, fill_value=0)[0]  # (cap,) dead latents first
-                valid = jnp.arange(cap) < n_dead
-                cols = pre[:, ids]  # (batch, cap)
-            top, j = top_k(jnp.where(valid, cols, -jnp.inf), k_aux)  # (batch, k_aux)
-            return TopK(jnp.where(valid[j], jax.nn.relu(top), 0.0), ids[j].astype(jnp.int32))
-
-        return run
-
-    def skip(pre: jax.Array) -> TopK:
-        return TopK(jnp.zeros((batch, k_aux), pre.dtype), jnp.zeros((batch, k_aux), jnp.int32))
-
-    branch = jnp.searchsorted(jnp.asarray(caps), n_dead)  # first width that holds every dead latent
-    live = lambda pre: jax.lax.switch(branch, [over(c) for c in caps], pre)
-    return jax.lax.cond(n_dead > 0, live, skip, pre)
 
 
 def sparse_decode(
@@ -170,19 +124,6 @@ def dense_decode(
     return matmul(densify(vals, idx, W_dec.shape[0]), W_dec, compute_dtype) + b_dec
 
 
-def densify(vals: jax.Array, idx: jax.Array, d_sae: int) -> jax.Array:
-    """(batch, k) values at (batch, k) indices -> (batch, d_sae) codes; repeated indices add up (AuxK
-    pads its unused slots with value 0 at an index already in use)."""
-    rows = jnp.arange(vals.shape[0])[:, None]  # (batch, 1)
-    return jnp.zeros((vals.shape[0], d_sae), vals.dtype).at[rows, idx].add(vals)
-
-
-def latent_counts(codes: TopK, d_sae: int) -> jax.Array:
-    """(d_sae,) number of tokens on which each latent is non-zero."""
-    fired = (codes.vals > 0).astype(jnp.float32).ravel()
-    return jax.ops.segment_sum(fired, codes.idx.ravel(), d_sae)
-
-
 # --- encoder kernel -----------------------------------------------------------------------------------
 
 
@@ -207,38 +148,18 @@ def _encode_bwd(k, k_aux, compute_dtype, encoder_grad, res, cts):
     x, W_enc, vals, idx, aux_vals, aux_idx, dead_mask = res
     g_vals, _, g_aux, _ = cts
     g = g_vals * (vals > 0)  # (batch, k) ReLU
-    g_aux = g_aux * (aux_vals > 0)  # (batch, k_aux)
-    dense_all = partial(_encoder_grad_gemm, x, W_enc, compute_dtype)
-    if k_aux:
-        both = (jnp.concatenate([g, g_aux], 1), jnp.concatenate([idx, aux_idx], 1))
-        if encoder_grad == "gemm":
-            dW_enc, db_enc = dense_all(*both)
-        else:
-            sparse_main = partial(_encoder_grad_segment, x, W_enc.shape[1], g, idx)
-            dW_enc, db_enc = jax.lax.cond(dead_mask.any(), lambda: dense_all(*both), sparse_main)
-    elif encoder_grad == "gemm":
-        dW_enc, db_enc = dense_all(g, idx)
+    if encoder_grad == "gemm":
+        dpre = densify(g, idx, W_enc.shape[1])  # (batch, d_sae)
+        dW_enc, db_enc = matmul(x.T, dpre, compute_dtype), dpre.sum(0)
     else:
-        dW_enc, db_enc = _encoder_grad_segment(x, W_enc.shape[1], g, idx)
-    cols = jnp.concatenate([idx, aux_idx], 1)
-    dx = _gather_sum(jnp.concatenate([g, g_aux], 1), cols, W_enc.T, compute_dtype)  # dead code in training
+        dW_enc = _scatter_rows(g, idx, x[:, None, :], None, W_enc.shape[1]).T  # (d_in, d_sae)
+        db_enc = jax.ops.segment_sum(g.ravel(), idx.ravel(), W_enc.shape[1])
+    if k_aux:
+        dW_aux, db_aux = aux_encoder_grad(x, g_aux, TopK(aux_vals, aux_idx), dead_mask, compute_dtype)
+        dW_enc, db_enc = dW_enc + dW_aux, db_enc + db_aux
+    g_all = jnp.concatenate([g, g_aux * (aux_vals > 0)], 1)  # (batch, k + k_aux)
+    dx = _gather_sum(g_all, jnp.concatenate([idx, aux_idx], 1), W_enc.T, compute_dtype)  # dead in training
     return dx.astype(x.dtype), dW_enc, db_enc, None
-
-
-def _encoder_grad_gemm(x, W_enc, compute_dtype, g, cols):
-    dpre = _scatter_dense(g, cols, W_enc.shape[1])  # (batch, d_sae)
-    return matmul(x.T, dpre, compute_dtype), dpre.sum(0)  # (d_in, d_sae), (d_sae,)
-
-
-def _encoder_grad_segment(x, d_sae, g, cols):
-    dW_enc_t = _scatter_rows(g, cols, x[:, None, :], None, d_sae)  # (d_sae, d_in)
-    return dW_enc_t.T, jax.ops.segment_sum(g.ravel(), cols.ravel(), d_sae)
-
-
-def _scatter_dense(g: jax.Array, cols: jax.Array, d_sae: int) -> jax.Array:
-    """(batch, d_sae) with g added at cols (an index may repeat between the top-k and the aux top-k)."""
-    rows = jnp.arange(g.shape[0])[:, None]
-    return jnp.zeros((g.shape[0], d_sae), g.dtype).at[rows, cols].add(g)
 
 
 _encode.defvjp(_encode_fwd, _encode_bwd)

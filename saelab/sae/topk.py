@@ -10,27 +10,12 @@ from __future__ import annotations
 import jax
 
 from saelab.sae.affine import decode, encoder_inputs, matmul
+from saelab.sae.auxk import aux_topk, auxk_loss
+from saelab.sae.codes import TopK, densify, latent_counts, top_k
 from saelab.sae.config import SAEConfig
-from saelab.sae.losses import (
-    AuxState,
-    LossOutput,
-    auxk_loss,
-    nan,
-    reconstruction,
-    resolve_aux_state,
-    zero,
-)
+from saelab.sae.losses import AuxState, LossOutput, nan, reconstruction, resolve_aux_state, zero
 from saelab.sae.params import SAEParams
-from saelab.sae.sparse import (
-    TopK,
-    aux_topk,
-    dense_decode,
-    densify,
-    latent_counts,
-    sparse_decode,
-    top_k,
-    topk_encode_aux,
-)
+from saelab.sae.sparse import dense_decode, sparse_decode, topk_encode_aux
 
 __all__ = ["encode", "encode_sparse", "decode", "decode_sparse", "loss", "topk_codes"]
 

@@ -68,12 +68,16 @@ def _topk_cfg(kernels: str = "sparse", k_aux: int = 3) -> SAEConfig:
                      kernels=kernels)
 
 
-@pytest.mark.parametrize(("kernels", "k_aux"), [("sparse", 3), ("dense", 10)])  # k_aux <, > 6 dead latents
-def test_topk_loss_and_grads_with_auxk(kernels: str, k_aux: int) -> None:
+@pytest.mark.parametrize(
+    ("kernels", "k_aux", "n_dead"),
+    [("sparse", 3, 6), ("dense", 10, 6), ("sparse", 3, 12)],  # k_aux <, > n_dead; 12 dead: all columns
+)
+def test_topk_loss_and_grads_with_auxk(kernels: str, k_aux: int, n_dead: int) -> None:
     cfg = _topk_cfg(kernels, k_aux)
     params, x = _params(), _x()
-    value, out, grads = _grads(cfg, params, x, _aux())
-    want, want_g, want_aux = ref.topk_loss(params._asdict(), x, 4, DEAD, k_aux, 0.5)
+    dead = np.isin(np.arange(D_SAE), np.random.default_rng(3).permutation(D_SAE)[:n_dead])
+    value, out, grads = _grads(cfg, params, x, _aux(dead))
+    want, want_g, want_aux = ref.topk_loss(params._asdict(), x, 4, dead, k_aux, 0.5)
     _check(value, grads, want, want_g)
     np.testing.assert_allclose(float(out.aux_loss), want_aux, rtol=1e-5)
     assert want_aux > 0

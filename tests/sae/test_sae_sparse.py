@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from saelab.sae import sparse
+from saelab.sae.auxk import aux_topk
+from saelab.sae.codes import densify
 from saelab.sae.sparse import (
-    aux_topk,
     dense_decode,
     dense_topk_encode,
-    densify,
     sparse_decode,
     sparse_decode_prefixes,
     topk_encode,
