@@ -49,8 +49,9 @@ def topk_encode(
 
     x: (batch, d_in), W_enc: (d_in, d_sae), b_enc: (d_sae,).
     """
-    kw = dict(compute_dtype=compute_dtype, encoder_grad=encoder_grad)
-    return topk_encode_aux(x, W_enc, b_enc, k, None, 0, **kw)[0]
+    dt, grad = compute_dtype, encoder_grad
+    codes, _ = topk_encode_aux(x, W_enc, b_enc, k, None, 0, compute_dtype=dt, encoder_grad=grad)
+    return codes
 
 
 def topk_encode_aux(
@@ -65,6 +66,10 @@ def topk_encode_aux(
     encoder_grad: GradMethod = DEFAULT_ENCODER_GRAD,
 ) -> tuple[TopK, TopK]:
     """`topk_encode` plus the AuxK codes `aux_topk(pre, dead_mask, k_aux)` from the same GEMM."""
+    if x.ndim != 2 or W_enc.shape[0] != x.shape[1] or b_enc.shape != (W_enc.shape[1],):
+        raise ValueError(f"shapes x {x.shape}, W_enc {W_enc.shape}, b_enc {b_enc.shape} do not fit together")
+    if not 1 <= k <= W_enc.shape[1] or not 0 <= k_aux <= W_enc.shape[1]:
+        raise ValueError(f"need 1 <= k <= d_sae and 0 <= k_aux <= d_sae, got k={k}, k_aux={k_aux}")
     if dead_mask is None or k_aux == 0:
         dead_mask, k_aux = jnp.zeros((W_enc.shape[1],), bool), 0
     vals, idx, aux_vals, aux_idx = _encode(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask)
@@ -81,6 +86,7 @@ def sparse_decode(
     decoder_grad: GradMethod = DEFAULT_DECODER_GRAD,
 ) -> jax.Array:
     """`sum_j vals[:, j] * W_dec[idx[:, j]] + b_dec`, (batch, d_in), in O(batch * k * d_in)."""
+    _check_codes(vals, idx, W_dec, b_dec)
     prefixes = (W_dec.shape[0],)
     return _decode(prefixes, compute_dtype, decoder_grad, vals, idx, W_dec, b_dec)[0]
 
@@ -100,6 +106,9 @@ def sparse_decode_prefixes(
     One pass for all prefixes: each slot adds to the partial sum of its prefix block and the blocks are
     cumulated; backward, a slot's cotangent is the sum of the cotangents of every prefix that contains it.
     """
+    _check_codes(vals, idx, W_dec, b_dec)
+    if list(prefixes) != sorted(set(prefixes)) or prefixes[0] < 1 or prefixes[-1] != W_dec.shape[0]:
+        raise ValueError(f"prefixes must increase strictly from >= 1 to d_sae={W_dec.shape[0]}: {prefixes}")
     return _decode(tuple(prefixes), compute_dtype, decoder_grad, vals, idx, W_dec, b_dec)
 
 
@@ -122,6 +131,12 @@ def dense_decode(
 ) -> jax.Array:
     """Plain-autodiff reference of `sparse_decode`: densify the codes, then one GEMM."""
     return matmul(densify(vals, idx, W_dec.shape[0]), W_dec, compute_dtype) + b_dec
+
+
+def _check_codes(vals: jax.Array, idx: jax.Array, W_dec: jax.Array, b_dec: jax.Array) -> None:
+    if vals.ndim != 2 or vals.shape != idx.shape or b_dec.shape != (W_dec.shape[1],):
+        shapes = f"vals {vals.shape}, idx {idx.shape}, W_dec {W_dec.shape}, b_dec {b_dec.shape}"
+        raise ValueError(f"shapes {shapes} do not fit together")
 
 
 # --- encoder kernel -----------------------------------------------------------------------------------

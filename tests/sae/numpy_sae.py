@@ -24,8 +24,9 @@ def _encoder_backward(p: dict, xc: np.ndarray, dpre: np.ndarray, g: dict) -> Non
     g["b_dec"] -= (dpre @ p["W_enc"].T).sum(0)
 
 
-def _mse_backward(p: dict, f: np.ndarray, x: np.ndarray, x_hat: np.ndarray, weight: float, g: dict,
-                  upto: int | None = None) -> np.ndarray:
+def _mse_backward(
+    p: dict, f: np.ndarray, x: np.ndarray, x_hat: np.ndarray, weight: float, g: dict, upto: int | None = None
+) -> np.ndarray:
     """Adds weight * grad of mean_b ||x_hat - x||^2 (x_hat from latents < upto); returns dL/df."""
     n = f.shape[1] if upto is None else upto
     G = weight * 2.0 * (x_hat - x) / x.shape[0]
@@ -66,8 +67,16 @@ def _topk_mask(pre: np.ndarray, k: int) -> np.ndarray:
     return mask
 
 
-def _aux(p: dict, pre: np.ndarray, x: np.ndarray, x_hat: np.ndarray, dead: np.ndarray, k_aux: int,
-         coef: float, g: dict) -> tuple[float, np.ndarray]:
+def _aux(
+    p: dict,
+    pre: np.ndarray,
+    x: np.ndarray,
+    x_hat: np.ndarray,
+    dead: np.ndarray,
+    k_aux: int,
+    coef: float,
+    g: dict,
+) -> tuple[float, np.ndarray]:
     """AuxK value and its contribution to dL/dpre (W_dec gradient added to g)."""
     if not dead.any():
         return 0.0, np.zeros_like(pre)
@@ -133,8 +142,9 @@ def jumprelu_loss(params: dict, x: np.ndarray, l0_coef: float, eps: float):
     return _mse(x, x_hat) + l0_coef * l0, g, kernel.sum()
 
 
-def matryoshka_loss(params: dict, x: np.ndarray, k: int, prefixes, base: str, dead: np.ndarray, k_aux: int,
-                    coef: float):
+def matryoshka_loss(
+    params: dict, x: np.ndarray, k: int, prefixes, base: str, dead: np.ndarray, k_aux: int, coef: float
+):
     p, x = _f64(params), np.asarray(x, np.float64)
     xc, pre = _encode_pre(p, x)
     if base == "topk":

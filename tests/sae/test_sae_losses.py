@@ -64,8 +64,9 @@ def test_relu_loss_and_grads() -> None:
 
 
 def _topk_cfg(kernels: str = "sparse", k_aux: int = 3) -> SAEConfig:
-    return SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4, k_aux=k_aux, aux_coefficient=0.5,
-                     kernels=kernels)
+    return SAEConfig(
+        architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4, k_aux=k_aux, aux_coefficient=0.5, kernels=kernels
+    )
 
 
 @pytest.mark.parametrize(
@@ -108,8 +109,14 @@ def test_batchtopk_loss_grads_and_threshold_estimate() -> None:
 def test_jumprelu_loss_and_pseudo_derivative_grads(compute_dtype: str) -> None:
     # a wide bandwidth so many pre-activations fall inside the rectangle kernel
     theta = np.random.default_rng(5).uniform(0.05, 0.4, D_SAE)
-    cfg = SAEConfig(architecture="jumprelu", d_in=D_IN, d_sae=D_SAE, l0_coefficient=0.05, bandwidth=0.3,
-                    compute_dtype=compute_dtype)
+    cfg = SAEConfig(
+        architecture="jumprelu",
+        d_in=D_IN,
+        d_sae=D_SAE,
+        l0_coefficient=0.05,
+        bandwidth=0.3,
+        compute_dtype=compute_dtype,
+    )
     params, x = _params(threshold=theta), _x()
     value, out, grads = _grads(cfg, params, x)
     assert grads.threshold.dtype == jnp.float32 and params.threshold.dtype == jnp.float32
@@ -123,8 +130,17 @@ def test_jumprelu_loss_and_pseudo_derivative_grads(compute_dtype: str) -> None:
 @pytest.mark.parametrize(("base", "kernels"), [("topk", "sparse"), ("batchtopk", "dense")])
 def test_matryoshka_loss_and_grads(base: str, kernels: str) -> None:
     prefixes = (2, 5, 9, 16)
-    cfg = SAEConfig(architecture="matryoshka", d_in=D_IN, d_sae=D_SAE, k=4, k_aux=3, aux_coefficient=0.5,
-                    matryoshka_base=base, matryoshka_prefixes=prefixes, kernels=kernels)
+    cfg = SAEConfig(
+        architecture="matryoshka",
+        d_in=D_IN,
+        d_sae=D_SAE,
+        k=4,
+        k_aux=3,
+        aux_coefficient=0.5,
+        matryoshka_base=base,
+        matryoshka_prefixes=prefixes,
+        kernels=kernels,
+    )
     thr = np.zeros(D_SAE) if base == "batchtopk" else None
     params, x = _params(threshold=thr), _x()
     value, out, grads = _grads(cfg, params, x, _aux())

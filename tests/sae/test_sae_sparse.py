@@ -85,8 +85,10 @@ def test_sparse_encoder_with_aux_matches_dense(method: str) -> None:
         pre = x @ W + b
         return jnp.sum(dense_topk_encode(x, W, b, K).vals * wv) + jnp.sum(aux_topk(pre, dead, 3).vals * wa)
 
-    _close(jax.jit(jax.grad(sparse_obj, argnums=(0, 1)))(W_enc, b_enc),
-           jax.jit(jax.grad(dense_obj, argnums=(0, 1)))(W_enc, b_enc))
+    _close(
+        jax.jit(jax.grad(sparse_obj, argnums=(0, 1)))(W_enc, b_enc),
+        jax.jit(jax.grad(dense_obj, argnums=(0, 1)))(W_enc, b_enc),
+    )
 
 
 def test_aux_topk_picks_the_top_dead_latents_at_every_width() -> None:
