@@ -1,10 +1,11 @@
-"""The on-disk format of an activation store: safetensors shards, the manifest, and shard statistics.
+"""The on-disk format of an activation store: names, errors, safetensors shards and the manifest.
 
-A shard is one safetensors file holding, per hook, activations (n, d_model) in the store dtype, plus the
-token ids, document indices and window positions of its n tokens, plus `__stats__/...` float64 partial sums
-from which the manifest's statistics are merged. Files are written whole to a temporary name, fsynced and
-renamed, so a shard or manifest on disk is always complete. Written bytes depend only on the data (sorted
-JSON, no timestamps), so a resumed store is byte-identical to an uninterrupted one.
+A store is a directory holding `manifest.json` and shards `shard_000000.safetensors`, ... Each shard is one
+safetensors file with, per hook, activations (n, d_model) in the store dtype, the token ids, document
+indices and window positions of its n tokens, and `__stats__/{hook}/{name}` float64 partial sums from which
+the manifest's statistics are merged (see `saelab.store.stats`). Every file is written whole to a `.tmp`
+name, fsynced and renamed, so a shard or manifest on disk is always complete. Written bytes depend only on
+the data (sorted JSON, no timestamps), so a resumed store is byte-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -23,68 +25,83 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 INDEX_FIELDS = {"tokens": np.int32, "doc": np.int64, "pos": np.int32}
 STORE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+STATS_PREFIX = "__stats__/"
+_OWN_FILE = re.compile(r"(shard_\d{6,}\.safetensors|manifest\.json)(\.tmp)?")
 _ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
               "I32": np.int32, "I64": np.int64}
 _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
-NORM_BINS = np.logspace(-3, 5, 65)  # fixed histogram edges for activation norms
 
 
 class StoreError(Exception):
     """Base of the store's errors."""
 
 
+class NotAStoreError(StoreError, FileNotFoundError):
+    """The directory has no manifest.json."""
+
+
 class StoreCorruptError(StoreError):
-    """A shard is missing, truncated or fails its checksum."""
+    """A shard or the manifest is missing, truncated or fails its checksum."""
 
 
 class StoreMismatchError(StoreError):
     """An existing store was made with other settings than the ones given."""
 
 
+class Written(NamedTuple):
+    bytes: int
+    sha256: str
+
+
 def shard_name(i: int) -> str:
     return f"shard_{i:06d}.safetensors"
 
 
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
-    """Write a safetensors file atomically (tmp + fsync + rename), deterministic bytes."""
+def is_own_file(name: str) -> bool:
+    """Whether a file name is one the store writes (so overwrite and resume may delete it)."""
+    return _OWN_FILE.fullmatch(name) is not None
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> Written:
+    """Write a safetensors file atomically (tmp + fsync + rename) with deterministic bytes.
+
+    Tensors are laid out widest dtype first, so every tensor starts aligned to its item size.
+    """
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    names = sorted(arrays, key=lambda k: (-arrays[k].dtype.itemsize, k))
     header: dict[str, Any] = {}
     offset = 0
-    names = sorted(tensors)
     for name in names:
-        a = np.ascontiguousarray(tensors[name])
+        a = arrays[name]
+        if a.dtype not in _ST_NAMES:
+            raise TypeError(f"tensor {name} has dtype {a.dtype}, which a store shard cannot hold")
         header[name] = {"dtype": _ST_NAMES[a.dtype], "shape": list(a.shape),
                         "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
     raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned
+    h = hashlib.sha256()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for name in names:
-            f.write(np.ascontiguousarray(tensors[name]).tobytes())
+        data = (arrays[n].reshape(-1).view(np.uint8) for n in names)
+        for chunk in (struct.pack("<Q", len(raw)), raw, *data):
+            f.write(chunk)
+            h.update(chunk)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    return Written(8 + len(raw) + offset, h.hexdigest())
 
 
-def read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """(safetensors header, byte offset of the data section); raises StoreCorruptError on garbage."""
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > 100_000_000:
-                raise ValueError("header length implausible")
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, struct.error) as e:
-        raise StoreCorruptError(f"shard {path} is unreadable ({e}); run `saelab store verify` and re-harvest") from e
-    return header, 8 + n
+def memmap_tensors(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a read-only view of one memory map (nothing read until indexed).
 
-
-def memmap_tensors(path: Path) -> dict[str, np.memmap]:
-    """Memory-map every tensor of a safetensors file (no data is read until indexed)."""
-    header, start = read_header(path)
+    One mapping per file, not per tensor: a large store has thousands of shards, and Linux allows a process
+    about 65k mappings.
+    """
+    header, start = _read_header(path)
     size = path.stat().st_size
+    raw = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray) if size else np.zeros(0, np.uint8)
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -92,11 +109,9 @@ def memmap_tensors(path: Path) -> dict[str, np.memmap]:
         lo, hi = info["data_offsets"]
         if start + hi > size:
             raise StoreCorruptError(f"shard {path} is truncated ({size} bytes, tensor {name} ends at "
-                                    f"{start + hi}); re-harvest to rewrite it")
+                                    f"{start + hi}); run `saelab store verify` and re-harvest")
         dtype = np.dtype(_ST_DTYPES[info["dtype"]])
-        shape = tuple(info["shape"])
-        out[name] = (np.memmap(path, dtype=dtype, mode="r", offset=start + lo, shape=shape)
-                     if hi > lo else np.zeros(shape, dtype))
+        out[name] = raw[start + lo:start + hi].view(dtype).reshape(info["shape"])
     return out
 
 
@@ -108,6 +123,22 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the store at `path`; NotAStoreError when there is none."""
+    f = path / MANIFEST
+    if not f.is_file():
+        raise NotAStoreError(f"not an activation store: {path} has no {MANIFEST} "
+                             "(make one with `saelab harvest`)")
+    try:
+        m = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreCorruptError(f"{f} is not valid JSON ({e}); re-harvest with --overwrite") from e
+    if m.get("format_version") != FORMAT_VERSION:
+        raise StoreError(f"{f} has format version {m.get('format_version')!r}; this saelab reads version "
+                         f"{FORMAT_VERSION}; re-harvest with --overwrite or use a matching saelab")
+    return m
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -117,37 +148,24 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def shard_stats(acts: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
-    """float64 partial sums of one hook's activations in one shard (merged by `merge_stats`)."""
-    x = acts.astype(np.float64)
-    keep = pos != 0  # BOS positions are excluded from the training statistics
-    norms = np.linalg.norm(x, axis=1)
-    xb = x[keep]
-    return {
-        "n": np.array([len(x), keep.sum()], np.float64),
-        "norm_sums": np.array([norms.sum(), (norms**2).sum(), norms[keep].sum(), (norms[keep] ** 2).sum()]),
-        "sum_x": xb.sum(0),
-        "sum_x2": (xb**2).sum(0),
-        "max_abs": np.array([np.abs(x).max(initial=0.0)]),
-        "norm_hist": np.histogram(np.clip(norms, NORM_BINS[0], NORM_BINS[-1]), NORM_BINS)[0].astype(np.float64),
-    }
+def fsync_dir(path: Path) -> None:
+    """Make renames inside `path` durable (a crash right after os.replace could otherwise lose them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def merge_stats(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
-    """The manifest's per-hook statistics from per-shard partial sums (order-deterministic)."""
-    if not parts:
-        return {}
-    tot = {k: np.sum([p[k] for p in parts], axis=0) for k in parts[0] if k != "max_abs"}
-    tot["max_abs"] = np.max([p["max_abs"] for p in parts])
-    n_all, n_tok = tot["n"]
-    s = tot["norm_sums"]
-    mean = tot["sum_x"] / max(n_tok, 1)
-    var = tot["sum_x2"] / max(n_tok, 1) - mean**2
-    return {
-        "n_tokens": int(n_all), "n_tokens_no_bos": int(n_tok),
-        "mean_norm": s[0] / max(n_all, 1), "mean_sq_norm": s[1] / max(n_all, 1),
-        "mean_norm_no_bos": s[2] / max(n_tok, 1), "mean_sq_norm_no_bos": s[3] / max(n_tok, 1),
-        "mean": mean.tolist(), "var": np.maximum(var, 0).tolist(),  # per dimension, BOS excluded
-        "max_abs": float(tot["max_abs"]),
-        "norm_histogram": {"edges": NORM_BINS.tolist(), "counts": [int(c) for c in tot["norm_hist"]]},
-    }
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """(safetensors header, byte offset of the data section); StoreCorruptError on garbage."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100_000_000:
+                raise ValueError(f"header length {n} is implausible")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error) as e:
+        raise StoreCorruptError(f"shard {path} is unreadable ({e}); "
+                                "run `saelab store verify` and re-harvest") from e
+    return header, 8 + n

@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 
-from saelab.store.format import MANIFEST, StoreCorruptError, StoreError, memmap_tensors, sha256
-
-
-class Problem(NamedTuple):
-    file: str
-    problem: str
-
-
-def verify_store(path: str | Path) -> list[Problem]:
-    """Every missing, truncated or checksum-mismatched shard, named; empty when the store is sound."""
-    path = Path(path)
-    return _shard_problems(path, _read_manifest(path), checksums=True)
-
-
-def _shard_problems(path: Path, manifest: dict[str, Any], checksums: bool) -> list[Problem]:
-    problems = []
-    for s in manifest["shards"]:
-        f = path / s["file"]
-        if not f.exists():
-            problems.append(Problem(s["file"], "missing"))
-        elif f.stat().st_size != s["bytes"]:
-            problems.append(Problem(s["file"], f"size {f.stat().st_size} bytes, manifest says {s['bytes']}"))
-        elif checksums and sha256(f) != s["sha256"]:
-            problems.append(Problem(s["file"], "checksum mismatch (corrupt data)"))
-    return problems
+from saelab.store.format import StoreCorruptError, StoreError, memmap_tensors, read_manifest
+from saelab.store.verify import shard_problems
 
 
 def store_info(path: str | Path) -> dict[str, Any]:
-    """What `saelab store info` prints."""
-    m = _read_manifest(Path(path))
+    """What `saelab store info` prints: size, layout and provenance of a store, from its manifest alone."""
+    m = read_manifest(Path(path))
     return {
         "path": str(path), "complete": m["complete"], "n_tokens": m["n_tokens"], "hooks": m["hooks"],
         "d_model": m["d_model"], "dtype": m["dtype"], "shard_tokens": m["shard_tokens"],
@@ -46,12 +22,12 @@ def store_info(path: str | Path) -> dict[str, Any]:
     }
 
 
-class _View:
-    """Lazy (n_tokens, ...) array over all shards: `view[idx]` gathers, one vectorised read per shard."""
+class ShardedView:
+    """A lazy (n_tokens, ...) array over all shards of one tensor; indexing reads only the rows asked for."""
 
     def __init__(self, parts: list[np.ndarray], starts: np.ndarray) -> None:
         self.parts = parts
-        self.starts = starts  # (n_shards + 1,) global index where each shard begins
+        self.starts = starts  # (n_shards + 1,) global index at which each shard begins, then the total
         self.shape = (int(starts[-1]), *parts[0].shape[1:])
         self.dtype = parts[0].dtype
 
@@ -59,26 +35,39 @@ class _View:
         return self.shape[0]
 
     def __getitem__(self, idx: Any) -> np.ndarray:
+        """`view[i]` one row, `view[idx_array]` or `view[a:b]` rows in the order asked."""
         if isinstance(idx, slice):
             idx = np.arange(*idx.indices(len(self)))
         idx = np.asarray(idx)
-        scalar = idx.ndim == 0
-        idx = np.atleast_1d(idx).astype(np.int64)
+        if idx.ndim == 0:
+            return self.take(idx[None])[0]
+        return self.take(idx)
+
+    def take(self, idx: np.ndarray, dtype: Any = None) -> np.ndarray:
+        """Rows `idx` (any order, repeats allowed) as (len(idx), ...) in `dtype` (default: the stored one).
+
+        Indices are sorted so each shard is read with one vectorised gather in file order, then the rows are
+        put back in the order asked; the cast to `dtype` happens in that same copy.
+        """
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
+            raise IndexError(f"token indices must be a 1-D integer array, "
+                             f"got shape {idx.shape} dtype {idx.dtype}")
+        idx = idx.astype(np.int64, copy=False)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise IndexError(f"token index out of range [0, {len(self)})")
+            raise IndexError(f"token index out of range [0, {len(self)}): min {idx.min()}, max {idx.max()}")
         order = np.argsort(idx, kind="stable")
         sorted_idx = idx[order]
-        shard = np.searchsorted(self.starts, sorted_idx, side="right") - 1
-        out = np.empty((len(idx), *self.shape[1:]), self.dtype)
-        bounds = np.searchsorted(shard, np.arange(len(self.parts) + 1))
-        for s in range(len(self.parts)):
+        bounds = np.searchsorted(sorted_idx, self.starts)  # sorted_idx[bounds[s]:bounds[s+1]] lie in shard s
+        out = np.empty((len(idx), *self.shape[1:]), self.dtype if dtype is None else dtype)
+        for s in np.flatnonzero(np.diff(bounds)):
             lo, hi = bounds[s], bounds[s + 1]
-            if hi > lo:
-                out[order[lo:hi]] = self.parts[s][sorted_idx[lo:hi] - self.starts[s]]
-        return out[0] if scalar else out
+            out[order[lo:hi]] = self.parts[s][sorted_idx[lo:hi] - self.starts[s]]
+        return out
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        a = np.concatenate([np.asarray(p) for p in self.parts])
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """Everything, read into memory: meant for the small index fields, not for activations."""
+        a = np.concatenate(self.parts)
         return a if dtype is None else a.astype(dtype)
 
 
@@ -86,20 +75,21 @@ class ActivationStore:
     """Read side of a store. `verify="size"` checks shard sizes at open (fast); "full" checks checksums."""
 
     def __init__(self, path: str | Path, verify: Literal["none", "size", "full"] = "size") -> None:
+        if verify not in ("none", "size", "full"):
+            raise ValueError(f"verify must be 'none', 'size' or 'full', got {verify!r}")
         self.path = Path(path)
-        self.manifest = _read_manifest(self.path)
+        self.manifest = read_manifest(self.path)
         if verify != "none":
-            problems = _shard_problems(self.path, self.manifest, checksums=verify == "full")
+            problems = shard_problems(self.path, self.manifest, checksums=verify == "full")
             if problems:
                 listing = "; ".join(f"{p.file}: {p.problem}" for p in problems)
                 raise StoreCorruptError(
-                    f"store {self.path} has corrupt or missing shards ({listing}); delete them and their "
-                    "manifest entries by re-running the harvest with --overwrite"
+                    f"store {self.path} has corrupt or missing shards ({listing}); re-harvest it with "
+                    "--overwrite (`saelab store verify` lists every bad shard)"
                 )
-        shards = [memmap_tensors(self.path / s["file"]) for s in self.manifest["shards"]]
-        if not shards:
-            raise StoreError(f"store {self.path} holds no complete shard yet")
-        self._shards = shards
+        if not self.manifest["shards"]:
+            raise StoreError(f"store {self.path} holds no complete shard yet; let the harvest write one")
+        self._shards = [memmap_tensors(self.path / s["file"]) for s in self.manifest["shards"]]
         self._starts = np.concatenate([[0], np.cumsum([s["n_tokens"] for s in self.manifest["shards"]])])
 
     @property
@@ -116,48 +106,54 @@ class ActivationStore:
 
     @property
     def dtype(self) -> str:
+        """Storage dtype name: "float32", "bfloat16" or "float16"."""
         return self.manifest["dtype"]
+
+    @property
+    def complete(self) -> bool:
+        """False while a harvest is still writing (or was killed before finishing)."""
+        return self.manifest["complete"]
 
     @property
     def meta(self) -> dict[str, Any]:
         return self.manifest["meta"]
 
     def stats(self, hook: str) -> dict[str, Any]:
+        """Normalisation statistics of `hook` (see `saelab.store.stats.summarize` for the keys)."""
         self._check_hook(hook)
         return self.manifest["stats"][hook]
 
-    def activations(self, hook: str) -> _View:
+    def activations(self, hook: str) -> ShardedView:
+        """(n_tokens, d_model) lazy view of `hook`'s activations in the storage dtype."""
         self._check_hook(hook)
-        return _View([s[hook] for s in self._shards], self._starts)
+        return self._view(hook)
 
     @property
-    def tokens(self) -> _View:
-        return _View([s["tokens"] for s in self._shards], self._starts)
+    def tokens(self) -> ShardedView:
+        """(n_tokens,) int32 token ids."""
+        return self._view("tokens")
 
     @property
-    def doc(self) -> _View:
-        return _View([s["doc"] for s in self._shards], self._starts)
+    def doc(self) -> ShardedView:
+        """(n_tokens,) int64 document index in the corpus."""
+        return self._view("doc")
 
     @property
-    def pos(self) -> _View:
-        return _View([s["pos"] for s in self._shards], self._starts)
+    def pos(self) -> ShardedView:
+        """(n_tokens,) int32 position in the packed context window; 0 is the BOS."""
+        return self._view("pos")
 
     def train_indices(self, include_bos: bool = False) -> np.ndarray:
         """Global token indices usable for training: every token but the BOS positions unless asked."""
         if include_bos:
             return np.arange(self.n_tokens, dtype=np.int64)
-        return np.flatnonzero(np.asarray(self.pos) != 0).astype(np.int64)
+        starts = self._starts[:-1]
+        return np.concatenate([np.flatnonzero(s["pos"] != 0) + start
+                               for s, start in zip(self._shards, starts, strict=True)]).astype(np.int64)
+
+    def _view(self, name: str) -> ShardedView:
+        return ShardedView([s[name] for s in self._shards], self._starts)
 
     def _check_hook(self, hook: str) -> None:
         if hook not in self.hooks:
             raise ValueError(f"hook {hook!r} is not in store {self.path}; it holds {self.hooks}")
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    f = path / MANIFEST
-    if not f.exists():
-        raise FileNotFoundError(f"not an activation store: {path} has no {MANIFEST} (make one with saelab harvest)")
-    try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise StoreCorruptError(f"{f} is not valid JSON ({e}); the store cannot be read") from e

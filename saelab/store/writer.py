@@ -2,112 +2,132 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from saelab.store.format import (
     FORMAT_VERSION,
     INDEX_FIELDS,
     MANIFEST,
+    STATS_PREFIX,
     STORE_DTYPES,
+    StoreCorruptError,
+    StoreError,
     StoreMismatchError,
+    fsync_dir,
+    is_own_file,
     memmap_tensors,
-    merge_stats,
-    sha256,
+    read_manifest,
     shard_name,
-    shard_stats,
     write_json_atomic,
     write_safetensors,
 )
+from saelab.store.stats import Partial, fold, shard_stats, summarize
+from saelab.store.verify import shard_problems
 
 _IDENTITY = ("format_version", "meta", "hooks", "d_model", "dtype", "shard_tokens")
+_FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, np.float32, np.float64)}
 
 
 class StoreWriter:
     """Buffers appended tokens and writes each full shard, then the manifest, atomically.
 
     The manifest only ever lists complete shards, so after a crash `create_or_resume` keeps those, deletes
-    anything else, and reports `n_tokens_done`: the harvester skips that many tokens of its deterministic
-    stream and carries on, giving the same bytes as an uninterrupted run.
+    anything else the store wrote, and reports `n_tokens_done`: the harvester skips that many tokens of its
+    deterministic stream and carries on, giving the same bytes as an uninterrupted run.
     """
-
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
-        self.path = path
-        self.manifest = manifest
-        self._np_dtype = STORE_DTYPES[manifest["dtype"]]
-        self._buf: dict[str, list[np.ndarray]] = {k: [] for k in [*manifest["hooks"], *INDEX_FIELDS]}
-        self._buffered = 0
-        self._stats = [self._read_stats(s["file"]) for s in manifest["shards"]]
 
     @classmethod
     def create_or_resume(
         cls, path: str | Path, *, meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str,
         shard_tokens: int = 65536, overwrite: bool = False,
     ) -> StoreWriter:
-        if dtype not in STORE_DTYPES:
-            raise ValueError(f"store dtype {dtype!r} not in {sorted(STORE_DTYPES)}")
-        if shard_tokens < 1 or d_model < 1 or not hooks:
-            raise ValueError("shard_tokens and d_model must be positive and hooks non-empty")
+        """Open the store at `path`: create it, resume a matching one, or refuse (StoreMismatchError) a store
+        made with other settings unless `overwrite` (which deletes only the store's own files)."""
         path = Path(path)
-        fresh = {"format_version": FORMAT_VERSION, "meta": meta, "hooks": list(hooks), "d_model": d_model,
-                 "dtype": dtype, "shard_tokens": shard_tokens, "n_tokens": 0, "complete": False, "shards": [],
-                 "stats": {}}
-        fresh = _roundtrip(fresh)
-        mfile = path / MANIFEST
-        if mfile.exists():
-            import json
-
-            old = json.loads(mfile.read_text())
-            diff = [k for k in _IDENTITY if old.get(k) != fresh[k]]
-            if diff and not overwrite:
+        fresh = _fresh_manifest(meta, hooks, d_model, dtype, shard_tokens)
+        if (path / MANIFEST).exists():
+            try:
+                old = read_manifest(path)
+            except StoreError:
+                if not overwrite:
+                    raise
+                old = None
+            diff = [k for k in _IDENTITY if old is None or old.get(k) != fresh[k]]
+            if not diff:
+                return cls._resume(path, old)
+            if not overwrite:
                 detail = "; ".join(_describe(k, old.get(k), fresh[k]) for k in diff)
                 raise StoreMismatchError(
-                    f"{path} holds a store made with other settings ({detail}); pass --overwrite to replace "
-                    "it, or choose another --out"
-                )
-            if diff:
-                _wipe(path)
-            else:
-                _clean_strays(path, {s["file"] for s in old["shards"]})
-                return cls(path, old)
-        elif path.exists() and any(path.iterdir()) and not overwrite:
-            raise StoreMismatchError(f"{path} exists, is not empty and is not an activation store; "
-                                     "choose another --out (or --overwrite to empty it)")
-        elif path.exists() and overwrite:
-            shutil.rmtree(path)
+                    f"{path} holds a store made with other settings ({detail}); pass --overwrite "
+                    "(overwrite=True) to replace it, or choose another --out")
+            _remove_own_files(path, keep=set())
+        elif path.exists():
+            if not path.is_dir():
+                raise StoreMismatchError(f"{path} is a file, not a store directory; choose another --out")
+            foreign = sorted(f.name for f in path.iterdir() if not is_own_file(f.name))
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise StoreMismatchError(
+                    f"{path} is not empty ({shown}) and is not an activation store; choose another --out "
+                    "(--overwrite never deletes other files)")
+            _remove_own_files(path, keep=set())  # debris of a crash before the first manifest
         path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(mfile, fresh)
-        return cls(path, fresh)
+        write_json_atomic(path / MANIFEST, fresh)
+        fsync_dir(path)
+        return cls(path, fresh, None)
+
+    def __init__(self, path: Path, manifest: dict[str, Any], totals: dict[str, Partial] | None) -> None:
+        """Use `create_or_resume`; this takes a validated manifest and the folded statistics so far."""
+        self.path = path
+        self.manifest = manifest
+        self._dtype = np.dtype(STORE_DTYPES[manifest["dtype"]])
+        self._buf: dict[str, list[np.ndarray]] = {k: [] for k in [*manifest["hooks"], *INDEX_FIELDS]}
+        self._buffered = 0
+        self._totals = totals or {h: None for h in manifest["hooks"]}
 
     @property
     def n_tokens_done(self) -> int:
+        """Tokens safely on disk (listed in the manifest); buffered tokens are not counted."""
         return self.manifest["n_tokens"]
 
     @property
     def complete(self) -> bool:
         return self.manifest["complete"]
 
-    def append(self, acts: dict[str, np.ndarray], tokens: np.ndarray, doc: np.ndarray, pos: np.ndarray) -> None:
-        """Add n tokens: acts maps every hook to (n, d_model); tokens, doc, pos are (n,)."""
+    def append(
+        self, acts: dict[str, np.ndarray], tokens: np.ndarray, doc: np.ndarray, pos: np.ndarray
+    ) -> None:
+        """Add n tokens: `acts` maps every hook to (n, d_model) floats; tokens, doc, pos are (n,) integers.
+
+        Each time a shard's worth is buffered it is written (and the manifest updated) before returning.
+        """
         if self.complete:
-            raise ValueError(f"store {self.path} is finalized; nothing can be appended")
-        n = len(tokens)
+            raise StoreError(f"store {self.path} is finalized; nothing can be appended")
+        index = {"tokens": np.asarray(tokens), "doc": np.asarray(doc), "pos": np.asarray(pos)}
+        n = len(index["tokens"])
+        for name, a in index.items():
+            if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"{name} must be a 1-D integer array of {n} entries (one per token), "
+                                 f"got shape {a.shape} dtype {a.dtype}")
         if set(acts) != set(self.manifest["hooks"]):
             raise ValueError(f"append got hooks {sorted(acts)}, the store holds {self.manifest['hooks']}")
+        acts = {h: np.asarray(a) for h, a in acts.items()}
+        d = self.manifest["d_model"]
         for name, a in acts.items():
-            if a.shape != (n, self.manifest["d_model"]):
-                raise ValueError(f"activations for {name} have shape {a.shape}, expected ({n}, "
-                                 f"{self.manifest['d_model']})")
-        for name, a in (("doc", doc), ("pos", pos)):
-            if len(a) != n:
-                raise ValueError(f"{name} has {len(a)} entries for {n} tokens")
+            if a.shape != (n, d):
+                raise ValueError(f"activations for {name} have shape {a.shape}, expected ({n}, {d}): "
+                                 "(tokens, d_model), flattened over batch and sequence")
+            if a.dtype not in _FLOATS:
+                raise ValueError(f"activations for {name} have dtype {a.dtype}; expected a float dtype")
         for name, a in acts.items():
-            self._buf[name].append(np.asarray(a).astype(self._np_dtype, copy=False))
-        for name, a in (("tokens", tokens), ("doc", doc), ("pos", pos)):
-            self._buf[name].append(np.asarray(a).astype(INDEX_FIELDS[name], copy=False))
+            self._buf[name].append(a.astype(self._dtype, copy=False))
+        for name, a in index.items():
+            self._buf[name].append(a.astype(INDEX_FIELDS[name], copy=False))
         self._buffered += n
         while self._buffered >= self.manifest["shard_tokens"]:
             self._flush(self.manifest["shard_tokens"])
@@ -120,6 +140,20 @@ class StoreWriter:
             self._flush(self._buffered)
         self.manifest["complete"] = True
         write_json_atomic(self.path / MANIFEST, self.manifest)
+        fsync_dir(self.path)
+
+    @classmethod
+    def _resume(cls, path: Path, manifest: dict[str, Any]) -> StoreWriter:
+        problems = shard_problems(path, manifest, checksums=False)
+        if problems:
+            listing = "; ".join(f"{p.file}: {p.problem}" for p in problems)
+            raise StoreCorruptError(f"cannot resume {path}: {listing}; pass --overwrite to start it again")
+        _remove_own_files(path, keep={MANIFEST, *(s["file"] for s in manifest["shards"])})
+        totals: dict[str, Partial | None] = {h: None for h in manifest["hooks"]}
+        for s in manifest["shards"]:
+            for h, part in _read_partials(path / s["file"]).items():
+                totals[h] = fold(totals[h], part)
+        return cls(path, manifest, totals)
 
     def _flush(self, n: int) -> None:
         tensors = {}
@@ -128,34 +162,45 @@ class StoreWriter:
             tensors[name], rest = cat[:n], cat[n:]
             self._buf[name] = [rest] if len(rest) else []
         self._buffered -= n
-        stats = {h: shard_stats(tensors[h], tensors["pos"]) for h in self.manifest["hooks"]}
-        for h, st in stats.items():
-            for k, v in st.items():
-                tensors[f"__stats__/{h}/{k}"] = v
-        name = shard_name(len(self.manifest["shards"]))
-        f = self.path / name
-        write_safetensors(f, tensors)
-        self._stats.append(stats)
         m = self.manifest
-        m["shards"].append({"file": name, "n_tokens": n, "bytes": f.stat().st_size, "sha256": sha256(f)})
+        for h in m["hooks"]:
+            part = shard_stats(tensors[h], tensors["pos"])
+            self._totals[h] = fold(self._totals[h], part)
+            tensors.update({f"{STATS_PREFIX}{h}/{k}": v for k, v in part.items()})
+        name = shard_name(len(m["shards"]))
+        written = write_safetensors(self.path / name, tensors)
+        m["shards"].append({"file": name, "n_tokens": n, "bytes": written.bytes, "sha256": written.sha256})
         m["n_tokens"] += n
-        m["stats"] = {h: merge_stats([s[h] for s in self._stats]) for h in m["hooks"]}
+        m["stats"] = {h: summarize(self._totals[h]) for h in m["hooks"]}
         write_json_atomic(self.path / MANIFEST, m)
-
-    def _read_stats(self, file: str) -> dict[str, dict[str, np.ndarray]]:
-        t = memmap_tensors(self.path / file)
-        out: dict[str, dict[str, np.ndarray]] = {}
-        for key, v in t.items():
-            if key.startswith("__stats__/"):
-                _, hook, name = key.split("/")
-                out.setdefault(hook, {})[name] = np.array(v)
-        return out
+        fsync_dir(self.path)
 
 
-def _roundtrip(obj: Any) -> Any:
-    import json
+def _fresh_manifest(meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str,
+                    shard_tokens: int) -> dict[str, Any]:
+    if dtype not in STORE_DTYPES:
+        raise ValueError(f"store dtype {dtype!r} is not one of {sorted(STORE_DTYPES)}")
+    if shard_tokens < 1 or d_model < 1:
+        raise ValueError(f"shard_tokens ({shard_tokens}) and d_model ({d_model}) must be positive")
+    if not hooks or len(set(hooks)) != len(hooks) or any("/" in h or h in INDEX_FIELDS for h in hooks):
+        raise ValueError(f"hooks {hooks} must be distinct, non-empty, without '/' "
+                         f"and none of {list(INDEX_FIELDS)}")
+    fresh = {"format_version": FORMAT_VERSION, "meta": meta, "hooks": list(hooks), "d_model": int(d_model),
+             "dtype": dtype, "shard_tokens": int(shard_tokens), "n_tokens": 0, "complete": False,
+             "shards": [], "stats": {}}
+    try:
+        return json.loads(json.dumps(fresh))  # as it will read back: tuples become lists, keys strings
+    except TypeError as e:
+        raise ValueError(f"store meta must be JSON-serialisable: {e}") from e
 
-    return json.loads(json.dumps(obj))
+
+def _read_partials(file: Path) -> dict[str, Partial]:
+    out: dict[str, Partial] = {}
+    for key, v in memmap_tensors(file).items():
+        if key.startswith(STATS_PREFIX):
+            hook, name = key[len(STATS_PREFIX):].rsplit("/", 1)
+            out.setdefault(hook, {})[name] = np.array(v)
+    return out
 
 
 def _describe(key: str, old: Any, new: Any) -> str:
@@ -165,15 +210,10 @@ def _describe(key: str, old: Any, new: Any) -> str:
     return f"{key}: {old!r} -> {new!r}"
 
 
-def _clean_strays(path: Path, keep: set[str]) -> None:
-    """Remove temporary files and shards the manifest does not list (a crash mid-write leaves these)."""
+def _remove_own_files(path: Path, keep: set[str]) -> None:
+    """Delete files the store writes (shards, manifest, their temporaries) other than `keep`."""
+    if not path.is_dir():
+        return
     for f in path.iterdir():
-        if f.name != MANIFEST and f.name not in keep and (f.name.endswith(".tmp") or f.name.startswith("shard_")):
-            f.unlink()
-
-
-def _wipe(path: Path) -> None:
-    """Remove only the store's own files (manifest, shards, temporaries)."""
-    for f in path.iterdir():
-        if f.name == MANIFEST or f.name.startswith("shard_") or f.name.endswith(".tmp"):
+        if is_own_file(f.name) and f.name not in keep:
             f.unlink()
