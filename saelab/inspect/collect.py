@@ -1,0 +1,165 @@
+"""Stream a store through the two jitted passes and bring the dashboards' activation statistics home."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.inspect import passes
+from saelab.progress import progress_bar
+from saelab.sae import LoadedSAE
+from saelab.store import ActivationStore
+
+
+class Contexts(NamedTuple):
+    """Examples of each kept latent with the tokens around them."""
+
+    token: np.ndarray  # (n, k) int64 global store index of the example token; -1 where empty
+    value: np.ndarray  # (n, k) float32 activation there
+    ids: np.ndarray  # (n, k, width) int32 token ids around it; -1 outside the window or document
+    acts: np.ndarray  # (n, k, width) float32 the latent's activation on them
+
+
+class ActivationStats(NamedTuple):
+    """Everything the dashboards take from activations. Rows of `top`, `intervals` follow `latents`."""
+
+    latents: np.ndarray  # (n,) int64 the latents examples were kept for
+    n_tokens: int  # tokens counted
+    n_over: int  # tokens with more firing latents than `max_active` (0 for TopK SAEs)
+    count: np.ndarray  # (d_sae,) int64 tokens each latent fired on
+    mean: np.ndarray  # (d_sae,) float32 mean activation where firing (0 if never)
+    max: np.ndarray  # (d_sae,) float32
+    hist: np.ndarray  # (d_sae, bins) int64 over (0, max]
+    top: Contexts  # (n, top_k)
+    intervals: Contexts  # (n, n_intervals * per_interval), interval i at columns [i*per, (i+1)*per)
+    moments: object | None  # saelab.atoms.Moments of the activations, when asked for
+
+
+def collect(
+    sae: LoadedSAE,
+    store: ActivationStore,
+    hook: str,
+    *,
+    tokens: int,
+    batch_windows: int = 32,
+    latents: np.ndarray | None = None,
+    top_k: int = 20,
+    quantiles: int = 5,
+    per_quantile: int = 3,
+    bins: int = 32,
+    left: int = 12,
+    right: int = 4,
+    max_active: int = 256,
+    include_bos: bool = False,
+    moments: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> ActivationStats:
+    """Two passes over the first `tokens` tokens of `store` (whole windows) for all latents (or `latents`)."""
+    d_sae = sae.cfg.d_sae
+    latents = np.arange(d_sae) if latents is None else np.asarray(latents, np.int64)
+    if latents.size == 0 or latents.min() < 0 or latents.max() >= d_sae:
+        raise ValueError(f"latents must lie in [0, {d_sae}), got {latents.tolist()[:10]}")
+    context = int(store.meta.get("context") or 128)
+    n = min(tokens, store.n_tokens)
+    n = max(context, n // context * context) if store.n_tokens >= context else store.n_tokens
+    n_latents = len(latents)
+    group_of_latent = np.full(d_sae, n_latents, np.int32)
+    group_of_latent[latents] = np.arange(n_latents)
+    groups = (jnp.asarray(group_of_latent), jnp.asarray(latents, jnp.int32))
+    kw = {"cfg": sae.cfg, "max_active": max_active, "left": left, "right": right}
+    width = left + 1 + right
+    params = jax.device_put(sae.params)
+    mom = None
+
+    state1 = passes.init_first(d_sae, n_latents, top_k, width)
+    with progress_bar("tok/s", progress) as bar:
+        task = bar.add_task("inspect: pass 1/2", total=n, info="counts, max, top contexts")
+        for b, size in batches(store, hook, n, batch_windows * context, include_bos):
+            state1 = passes.first_step(state1, params, b, *groups, **kw)
+            if moments:
+                from saelab.atoms import accumulate
+
+                mom = accumulate(mom, b.x[:size].astype(jnp.float32))
+            bar.update(task, advance=size)
+        latent_max = state1.max
+        state2 = passes.init_second(d_sae, bins, n_latents, quantiles, per_quantile, width)
+        task = bar.add_task("inspect: pass 2/2", total=n, info="histograms, interval examples")
+        key = jax.random.key(seed)
+        for i, (b, size) in enumerate(batches(store, hook, n, batch_windows * context, include_bos)):
+            state2 = passes.second_step(
+                state2, params, b, latent_max, jax.random.fold_in(key, i), *groups, **kw
+            )
+            bar.update(task, advance=size)
+
+    s1, s2 = jax.device_get((state1, state2))
+    count = s1.count.astype(np.int64)
+    mean = np.where(count > 0, s1.total / np.maximum(count, 1), 0).astype(np.float32)
+    inter = s2.interval
+    per = per_quantile * quantiles
+    inter = passes.Examples(*(a.reshape(n_latents, per, *a.shape[2:]) for a in inter))
+    return ActivationStats(
+        latents,
+        int(s1.n_tokens),
+        int(s1.n_over),
+        count,
+        mean,
+        s1.max,
+        s2.hist.astype(np.int64),
+        contexts(store, s1.top, left, right),
+        contexts(store, inter, left, right),
+        mom,
+    )
+
+
+def batches(
+    store: ActivationStore, hook: str, n: int, size: int, include_bos: bool
+) -> Iterator[tuple[passes.StoreBatch, int]]:
+    """(batch padded to `size` rows, real rows) over the store's first n tokens."""
+    acts = store.activations(hook)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        idx = np.arange(start, stop)
+        x = acts[start:stop]
+        pos = store.pos[start:stop].astype(np.int64)
+        doc = store.doc[start:stop]
+        valid = np.ones(stop - start, bool) if include_bos else pos != 0
+        pad = size - (stop - start)
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+            idx, pos, doc = (np.concatenate([a, np.full(pad, a[-1])]) for a in (idx, pos, doc))
+            valid = np.concatenate([valid, np.zeros(pad, bool)])
+        yield (
+            passes.StoreBatch(
+                jnp.asarray(x),
+                jnp.int32(start),
+                jnp.asarray(idx - pos - start, jnp.int32),
+                jnp.asarray(doc - doc[0], jnp.int32),
+                jnp.asarray(valid),
+            ),
+            stop - start,
+        )
+
+
+def contexts(store: ActivationStore, ex: passes.Examples, left: int, right: int) -> Contexts:
+    """Token ids around every example, read back from the store (same window and document only)."""
+    token = np.asarray(ex.token, np.int64)  # (n, k)
+    where = token[..., None] + np.arange(-left, right + 1)  # (n, k, width)
+    inside = (token[..., None] >= 0) & (where >= 0) & (where < store.n_tokens)
+    rows = np.where(inside, where, 0)
+    centre = np.broadcast_to(np.clip(token, 0, None)[..., None], where.shape)
+    need = np.unique(np.concatenate([rows.ravel(), centre.ravel()]))  # each token read once, in file order
+
+    def lookup(view, r: np.ndarray) -> np.ndarray:
+        return view.take(need)[np.searchsorted(need, r)]
+
+    pos, doc = lookup(store.pos, rows).astype(np.int64), lookup(store.doc, rows)
+    c_pos, c_doc = lookup(store.pos, centre).astype(np.int64), lookup(store.doc, centre)
+    same = inside & (rows - pos == centre - c_pos) & (doc == c_doc)
+    ids = np.where(same, lookup(store.tokens, rows), -1).astype(np.int32)
+    acts = np.where(same, np.asarray(ex.window), 0).astype(np.float32)
+    return Contexts(token, np.asarray(ex.value, np.float32), ids, acts)
