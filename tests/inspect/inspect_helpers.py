@@ -1,0 +1,53 @@
+"""Builders for the inspect tests: a synthetic store (random activations, documents ending inside windows) and
+random SAEs. Random SAEs only check that numbers are computed right, never what a feature means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from saelab.sae import SAEConfig, init_params, save_saelens
+from saelab.store import StoreWriter
+
+D, CONTEXT, N_WINDOWS = 24, 16, 40
+HOOK = "blocks.0.hook_resid_post"
+REAL_HOOK = "blocks.3.hook_resid_post"
+
+
+def write_store(
+    path: Path, n_windows: int = N_WINDOWS, d: int = D, model: str = "synthetic", seed: int = 0
+) -> Path:
+    """Windows of CONTEXT tokens (BOS at pos 0), documents ending inside windows, heavy-tailed activations."""
+    rng = np.random.default_rng(seed)
+    n = n_windows * CONTEXT
+    pos = np.tile(np.arange(CONTEXT), n_windows)
+    doc = np.cumsum(rng.random(n) < 0.08)  # a new document every ~12 tokens, across window boundaries
+    tokens = rng.integers(3, 90, n)
+    tokens[pos == 0] = 1
+    acts = (rng.standard_normal((n, d)) * rng.gamma(2.0, 1.0, (n, 1))).astype(np.float32)
+    meta = {"model": model, "weights_hash": "abc", "context": CONTEXT, "bos_id": 1}
+    w = StoreWriter.create_or_resume(
+        path, meta=meta, hooks=[HOOK], d_model=d, dtype="float32", shard_tokens=CONTEXT * 7
+    )  # shards that do not line up with batches
+    w.append({HOOK: acts}, tokens=tokens, doc=doc, pos=pos)
+    w.finalize()
+    return path
+
+
+def write_sae(
+    path: Path,
+    architecture: str = "topk",
+    d_in: int = D,
+    d_sae: int = 48,
+    k: int = 4,
+    meta: dict | None = None,
+    seed: int = 0,
+) -> Path:
+    cfg = SAEConfig(architecture=architecture, d_in=d_in, d_sae=d_sae, k=k)
+    params = init_params(jax.random.key(seed), cfg)
+    if architecture == "relu":  # shift the encoder bias so only some latents fire on each token
+        params = params._replace(b_enc=params.b_enc - 0.15)
+    meta = {"model_name": "synthetic", "hook_name": HOOK, "weights_hash": "abc"} if meta is None else meta
+    return save_saelens(path, params, cfg, meta)
