@@ -1,0 +1,243 @@
+"""The labelled-pool bench of research.md sec. 3 on CLINC150: every selection method in one table.
+
+Pool: the `pool_split` records (7,500 utterances of 75 intents in 5 domains). Targets: for each intent,
+`n_intent` utterances of it drawn from `target_split` (intent level); for each domain, `n_domain` (domain
+level). A method ranks the pool against each target; we report, averaged over the targets of a level,
+precision and recall of the top 1/5/10 % (the share of the selection with the target's label, and the
+share of the label's pool records selected) and average precision over the full ranking. Time per 1,000
+samples = (pool embedding time + mean scoring time per target) / pool size * 1,000, cache not used.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from saelab.select.config import SAE_METHODS, Method, SelectConfig
+from saelab.select.scoring import make_embedder, score_pool
+from saelab.select.similarity import n_selected
+
+ALL_METHODS: list[Method] = [
+    "jaccard",
+    "cosine",
+    "euclidean",
+    "bm25",
+    "embed",
+    "hidden",
+    "neurons",
+    "dsir",
+    "random",
+]
+
+__all__ = ["BenchConfig", "BenchRow", "run_bench", "precision_recall", "average_precision", "format_table"]
+
+
+class BenchConfig(BaseModel):
+    """Settings of `saelab select bench`; the same fields as its flags."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    data: Path = Path("../shared/data/clinc150")
+    """Folder with CLINC150-style {train,val,test}.jsonl records of text, intent and domain."""
+    pool_split: str = "train"
+    """Split used as the pool."""
+    target_split: str = "val"
+    """Split the target examples are drawn from (disjoint from the pool)."""
+    methods: list[Method] = Field(default_factory=lambda: list(ALL_METHODS))
+    """Methods to compare."""
+    saes: list[Path] = Field(default_factory=lambda: [Path("checkpoints/demo")])
+    """SAEs for jaccard/cosine/euclidean (each its own rows); hidden/neurons run at each SAE's hook."""
+    model: str = "smollm2-135m"
+    """Model the SAEs were trained on."""
+    levels: list[Literal["intent", "domain"]] = Field(default_factory=lambda: ["intent", "domain"])
+    """Label levels to bench."""
+    n_intent: int = Field(default=5, ge=1)
+    """Target examples per intent (intent level)."""
+    n_domain: int = Field(default=20, ge=1)
+    """Target examples per domain (domain level)."""
+    ratios: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.10])
+    """Selection fractions to report precision and recall at."""
+    max_labels: int | None = None
+    """Bench only the first N intents / domains (quick runs); None means all."""
+    pool_limit: int | None = None
+    """Use only the first N pool records (quick runs); None means all."""
+    seed: int = 0
+    """Seed of the target draws and of the random baseline."""
+    batch_size: int = Field(default=64, ge=1)
+    """Samples per model forward."""
+    out: Path = Path("results/select-bench")
+    """Output directory: bench.json and bench.md."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+class BenchRow(NamedTuple):
+    method: str
+    sae: str  # SAE (or hook) the method read; "" for text baselines
+    level: str
+    precision: dict[float, float]  # ratio -> mean precision over targets
+    recall: dict[float, float]
+    ap: float
+    ms_per_1k: float  # milliseconds per 1,000 pool samples (embedding + scoring one target)
+    n_targets: int
+
+
+def precision_recall(scores: np.ndarray, relevant: np.ndarray, ratio: float) -> tuple[float, float]:
+    """(precision, recall) of the top `ratio` of the ranking against the boolean `relevant` labels."""
+    top = np.argsort(-scores, kind="stable")[: n_selected(len(scores), ratio)]
+    hits = relevant[top].sum()
+    return float(hits / len(top)), float(hits / max(relevant.sum(), 1))
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    """Mean over the relevant records of the precision of the ranking down to each of them."""
+    rel = relevant[np.argsort(-scores, kind="stable")]
+    if not rel.any():
+        return 0.0
+    prec = np.cumsum(rel) / np.arange(1, len(rel) + 1)
+    return float(prec[rel].mean())
+
+
+def run_bench(cfg: BenchConfig) -> list[BenchRow]:
+    """Run every method on every target set; writes bench.json and bench.md into cfg.out."""
+    pool_path, pool = _load_pool(cfg)
+    targets = _targets(cfg)
+    rows: list[BenchRow] = []
+    embed_times: dict[str, float] = {}  # cache entry -> seconds it took to embed the pool (shared by methods)
+    with tempfile.TemporaryDirectory(prefix="saelab-select-bench-") as tmp:
+        tmp_target = Path(tmp) / "unused-target.jsonl"  # SelectConfig wants a path; the texts are passed in
+        for method, sae in _jobs(cfg):
+            sc = SelectConfig(
+                pool=pool_path,
+                target=tmp_target,
+                method=method,
+                model=cfg.model,
+                sae=sae,
+                batch_size=cfg.batch_size,
+                cache_dir=Path(tmp) / "cache",
+                seed=cfg.seed,
+                progress=cfg.progress,
+            )
+            embedder = make_embedder(sc) if method not in ("bm25", "dsir", "random") else None
+            name = "" if sae is None else _sae_name(sae, embedder)
+            for level, sets in targets.items():
+                res = [score_pool(sc, texts, len(pool), embedder) for _, texts in sets]
+                key = res[0].info.get("cache", "")
+                embed_s = embed_times.setdefault(key, max(r.embed_s for r in res))  # once per embedding
+                rows.append(_row(method, name, level, res, sets, pool, cfg.ratios, embed_s))
+                print(format_table([rows[-1]], cfg.ratios, header=len(rows) == 1), flush=True)
+    _write(cfg, rows)
+    return rows
+
+
+def format_table(rows: list[BenchRow], ratios: list[float], header: bool = True) -> str:
+    """Markdown table: method, SAE, level, P@r, R@r, AP, ms per 1,000 samples."""
+    cols = [
+        "method",
+        "SAE / hook",
+        "level",
+        *[f"P@{r:.0%}" for r in ratios],
+        *[f"R@{r:.0%}" for r in ratios],
+        "AP",
+        "ms/1k",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] if header else []
+    for r in rows:
+        vals = [
+            r.method,
+            r.sae or "-",
+            r.level,
+            *[f"{r.precision[x]:.3f}" for x in ratios],
+            *[f"{r.recall[x]:.3f}" for x in ratios],
+            f"{r.ap:.3f}",
+            f"{r.ms_per_1k:,.0f}",
+        ]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def _jobs(cfg: BenchConfig) -> list[tuple[str, Path | None]]:
+    jobs = []
+    for m in cfg.methods:
+        if m in SAE_METHODS or m in ("hidden", "neurons"):
+            jobs += [(m, s) for s in cfg.saes]
+        else:
+            jobs.append((m, None))
+    return jobs
+
+
+def _sae_name(sae: Path, embedder: Any) -> str:
+    hook = embedder[1].get("hook", "") if embedder else ""
+    return f"{Path(sae).name} ({hook})"
+
+
+def _load_pool(cfg: BenchConfig) -> tuple[Path, list[dict]]:
+    src = cfg.data / f"{cfg.pool_split}.jsonl"
+    if not src.is_file():
+        raise FileNotFoundError(
+            f"bench pool {src} does not exist (expected CLINC150-style JSONL in {cfg.data})"
+        )
+    lines = src.read_bytes().splitlines(keepends=True)[: cfg.pool_limit]
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    path = cfg.out / "pool.jsonl"
+    path.write_bytes(b"".join(lines))
+    return path, [json.loads(x) for x in lines]
+
+
+def _targets(cfg: BenchConfig) -> dict[str, list[tuple[str, list[str]]]]:
+    """level -> [(label, target texts)], drawn with a seeded shuffle of the target split."""
+    recs = [
+        json.loads(x) for x in (cfg.data / f"{cfg.target_split}.jsonl").read_text().splitlines() if x.strip()
+    ]
+    rng = np.random.default_rng(cfg.seed)
+    out = {}
+    for level in cfg.levels:
+        n = cfg.n_intent if level == "intent" else cfg.n_domain
+        labels = sorted({r[level] for r in recs})[: cfg.max_labels]
+        sets = []
+        for lab in labels:
+            texts = [r["text"] for r in recs if r[level] == lab]
+            sets.append((lab, [texts[i] for i in rng.permutation(len(texts))[:n]]))
+        out[level] = sets
+    return out
+
+
+def _row(method, name, level, res, sets, pool, ratios, embed_s) -> BenchRow:
+    p = {r: [] for r in ratios}
+    rc = {r: [] for r in ratios}
+    aps = []
+    for r, (lab, _) in zip(res, sets, strict=True):
+        relevant = np.array([x[level] == lab for x in pool])
+        for ratio in ratios:
+            a, b = precision_recall(r.scores, relevant, ratio)
+            p[ratio].append(a)
+            rc[ratio].append(b)
+        aps.append(average_precision(r.scores, relevant))
+    score_s = float(np.mean([r.score_s for r in res]))
+    ms = (embed_s + score_s) / len(pool) * 1e6
+    return BenchRow(
+        method,
+        name,
+        level,
+        {k: float(np.mean(v)) for k, v in p.items()},
+        {k: float(np.mean(v)) for k, v in rc.items()},
+        float(np.mean(aps)),
+        ms,
+        len(res),
+    )
+
+
+def _write(cfg: BenchConfig, rows: list[BenchRow]) -> None:
+    data = {
+        "config": cfg.model_dump(mode="json"),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": [r._asdict() for r in rows],
+    }
+    (cfg.out / "bench.json").write_text(json.dumps(data, indent=2))
+    (cfg.out / "bench.md").write_text(format_table(rows, cfg.ratios) + "\n")

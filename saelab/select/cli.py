@@ -1,0 +1,57 @@
+"""`saelab select` (score a pool, write the top fraction) and `saelab select bench` (CLINC150 table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `select` and `select bench` to the saelab command line."""
+    from saelab.cliargs import add_config_args
+    from saelab.select.bench import BenchConfig
+    from saelab.select.config import SelectConfig
+
+    sel = sub.add_parser(
+        "select", help="select the pool records most like a target task, by SAE codes or a baseline"
+    )
+    add_config_args(sel, SelectConfig, skip=("pool", "target"))
+    # not argparse-required, so that `saelab select bench` needs neither; SelectConfig still requires both
+    sel.add_argument(
+        "--pool", type=str, default=argparse.SUPPRESS, help="JSONL file of candidate records (required)"
+    )
+    sel.add_argument(
+        "--target",
+        type=str,
+        default=argparse.SUPPRESS,
+        help="JSONL file of a few examples of the target task (required)",
+    )
+    sel.set_defaults(fn=_select)
+    bsub = sel.add_subparsers(dest="select_cmd", required=False)
+    bench = bsub.add_parser(
+        "bench", help="precision/recall/AP of every method on CLINC150 intents and domains"
+    )
+    add_config_args(bench, BenchConfig)
+    bench.set_defaults(fn=_bench)
+
+
+def _select(a: argparse.Namespace) -> None:
+    from saelab.cliargs import config_from_args
+    from saelab.select.config import SelectConfig
+    from saelab.select.run import run
+
+    missing = [f"--{k}" for k in ("pool", "target") if not hasattr(a, k)]
+    if missing:
+        raise ValueError(f"saelab select needs {' and '.join(missing)} (or run `saelab select bench`)")
+    s = run(config_from_args(SelectConfig, a))
+    print(json.dumps({k: v for k, v in s.items() if k != "config"}, indent=2))
+    print(f"selected {s['n_selected']:,} of {s['n_pool']:,} records -> {s['config']['out']}/selected.jsonl")
+
+
+def _bench(a: argparse.Namespace) -> None:
+    from saelab.cliargs import config_from_args
+    from saelab.select.bench import BenchConfig, run_bench
+
+    cfg = config_from_args(BenchConfig, a)
+    run_bench(cfg)
+    print(f"bench table: {cfg.out}/bench.md")

@@ -1,0 +1,117 @@
+"""Sample embeddings from one model forward: mean over tokens of SAE codes, hidden states or MLP neurons.
+
+MoNA (research.md sec. 3) embeds a sample as the mean of its token codes; the mean (not the sum) keeps long
+samples from winning on length, and it makes the embedding of a text equal to that of the same token codes
+repeated. Samples are tokenised on their own (BOS + text, truncated to `max_tokens`), sorted by length inside
+a chunk so a batch carries little padding, padded to a multiple of 16 tokens (few compiled shapes), and run
+only up to the hooked block. BOS is left out of the mean: its residual norm is huge and the same for every
+sample (saelab.train excludes it from SAE training by default too). Nothing is written to disk here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+from saelab.models import HookContext, Model, forward, hook_layer, validate_hook_names
+from saelab.sae import LoadedSAE, encode
+
+Kind = Literal["sae", "hidden", "neurons"]
+SEQ_BUCKET = 16
+
+__all__ = ["Kind", "mean_pool", "ModelEmbedder", "neuron_hook"]
+
+
+def mean_pool(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """(batch, d) mean over the positions where mask is 1 of x (batch, seq, d); 0 for a row with no token."""
+    w = mask.astype(x.dtype)  # (batch, seq)
+    n = w.sum(1, keepdims=True)  # (batch, 1)
+    return jnp.einsum("bs,bsd->bd", w, x) / jnp.maximum(n, 1.0)
+
+
+def neuron_hook(hook: str) -> str:
+    """The MLP-neuron hook (`blocks.L.mlp.hook_post`) of the block that `hook` belongs to."""
+    return f"blocks.{hook_layer(hook)}.mlp.hook_post"
+
+
+class ModelEmbedder:
+    """Texts -> per-sample embeddings of one kind at one hook, batched through the model's forward."""
+
+    def __init__(
+        self,
+        model: Model,
+        hook: str,
+        kind: Kind,
+        sae: LoadedSAE | None = None,
+        batch_size: int = 32,
+        max_tokens: int = 256,
+    ) -> None:
+        if model.tokenizer is None or model.bos_id is None:
+            raise ValueError(f"model {model.source} needs a tokenizer with a BOS id to embed text")
+        validate_hook_names([hook], model.cfg.n_layers)
+        if kind == "sae":
+            if sae is None:
+                raise ValueError("kind 'sae' needs an SAE")
+            if sae.cfg.d_in != _width(model, hook):
+                raise ValueError(f"SAE d_in {sae.cfg.d_in} != width {_width(model, hook)} of {hook}")
+        self.model, self.hook, self.kind, self.sae = model, hook, kind, sae
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        read = neuron_hook(hook) if kind == "neurons" else hook
+        self.width = sae.cfg.d_sae if kind == "sae" else _width(model, read)
+        self._fn = _embed_fn(model.cfg, read, kind, sae.cfg if sae else None)
+
+    def __call__(self, texts: Sequence[str]) -> sp.csr_matrix | np.ndarray:
+        """(len(texts), width) embeddings in input order: CSR for SAE codes, dense float32 otherwise."""
+        ids = [
+            e.ids[: self.max_tokens - 1]
+            for e in self.model.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        ]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = np.zeros((len(ids), self.width), np.float32)
+        sae_params = self.sae.params if self.sae else None
+        for start in range(0, len(ids), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            toks, mask = _pad([ids[i] for i in rows], self.model.bos_id, self.batch_size)
+            emb = self._fn(self.model.params, sae_params, jnp.asarray(toks), jnp.asarray(mask))
+            out[rows] = np.asarray(emb)[: len(rows)]
+        return sp.csr_matrix(out) if self.kind == "sae" else out
+
+
+def _width(model: Model, hook: str) -> int:
+    return model.cfg.d_mlp if hook.endswith("mlp.hook_post") else model.cfg.d_model
+
+
+def _pad(ids: list[list[int]], bos: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """BOS + ids, right-padded to a multiple of SEQ_BUCKET and to `batch` rows: tokens, mask (batch, seq)."""
+    n = max(len(x) for x in ids) + 1
+    seq = -(-n // SEQ_BUCKET) * SEQ_BUCKET
+    toks = np.zeros((batch, seq), np.int32)
+    mask = np.zeros((batch, seq), np.int32)
+    for r, x in enumerate(ids):
+        toks[r, : len(x) + 1] = [bos, *x]
+        mask[r, : len(x) + 1] = 1
+    return toks, mask
+
+
+@functools.lru_cache(maxsize=16)
+def _embed_fn(cfg, read: str, kind: Kind, sae_cfg) -> Callable:
+    """Jitted (params, sae_params, tokens, mask) -> (batch, width) mean embeddings, BOS excluded."""
+    stop = hook_layer(read) + 1
+
+    @jax.jit
+    def run(params, sae_params, tokens, mask):
+        _, cache = forward(params, cfg, tokens, mask, HookContext(cache=(read,)), stop)
+        x = cache[read].astype(jnp.float32)  # (batch, seq, width)
+        pool_mask = mask.at[:, 0].set(0)  # drop BOS
+        if kind == "sae":
+            b, s, d = x.shape
+            x = encode(sae_params, x.reshape(b * s, d), sae_cfg).reshape(b, s, -1)  # (batch, seq, d_sae)
+        return mean_pool(x, pool_mask)
+
+    return run

