@@ -18,7 +18,7 @@ CENTERED_L1 = 0.5  # measured on SmolLM2 (IOI, greater-than, docstring) with sca
 class CircuitsConfig(BaseModel):
     """Validated settings of one circuit-discovery run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     task: str
     """ioi, greater-than, docstring, or jsonl:PATH (records {"positive","negative","answer","wrong"})."""
@@ -72,8 +72,15 @@ class CircuitsConfig(BaseModel):
     """Model compute dtype."""
     progress: bool = True
     """Show progress bars."""
-    out: Path = Path("runs/circuits")
-    """Output directory for circuits.json and the plots."""
+    out: Path = Path("results/circuits")
+    """Output directory for circuits.json and the plots (default: results/circuits/<task>)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_out(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("out") is None and isinstance(data.get("task"), str):
+            data = data | {"out": Path("results/circuits") / Path(data["task"].removeprefix("jsonl:")).stem}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> CircuitsConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +12,19 @@ from pydantic import ValidationError
 from saelab.circuits.config import CircuitsConfig
 from saelab.circuits.published import IOI
 from saelab.circuits.run import run
+from saelab.cli import main
 
 FAST = dict(prompts=4, sae_prompts=3, epochs=20, latents=16, progress=False)
 
 
-def test_run_all_methods_writes_json_and_plots(tokenizer, tiny, tmp_path) -> None:
+def test_cli_runs_all_methods_and_writes_json_and_plots(tokenizer, tiny, tmp_path, capsys) -> None:
     path = tiny(tmp_path / "m", "llama", tokenizer)
-    cfg = CircuitsConfig(task="ioi", model=str(path), out=tmp_path / "out", stability_seeds=2, **FAST)
-    res = run(cfg)
+    flags = "--prompts 4 --sae-prompts 3 --epochs 20 --latents 16 --no-progress --stability-seeds 2"
+    assert (
+        main(["circuits", "ioi", "--model", str(path), *flags.split(), "--out", str(tmp_path / "out")]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "sae-codes" in printed and "attribution" in printed and "AUC over 2 draws" in printed
     saved = json.loads((tmp_path / "out" / "circuits.json").read_text())
     assert saved["auc"].keys() == {"sae-codes", "sae-codes-edges", "attribution", "mean-ablation"}
     assert set(saved["runtime_s"]) == {"patching", "mean-ablation", "attribution", "sae-codes"}
@@ -26,13 +32,20 @@ def test_run_all_methods_writes_json_and_plots(tokenizer, tiny, tmp_path) -> Non
     assert saved["ground_truth"]["n_heads"] >= 1 and len(saved["stability"]["sae-codes"]["auc"]) == 2
     for f in saved["files"].values():
         assert (tmp_path / "out" / f).stat().st_size > 0
-    assert res["task"]["pairs"] == 4 and 0 <= res["task"]["accuracy"] <= 1
+    assert saved["task"]["pairs"] == 4 and 0 <= saved["task"]["accuracy"] <= 1
+    assert saved["config"]["epochs"] == 20 and saved["config"]["stability_seeds"] == 2
 
 
 def test_published_ground_truth_on_gpt2_small_shape(tokenizer, tiny, tmp_path) -> None:
     path = tiny(tmp_path / "g", "gpt2", tokenizer)
-    cfg = CircuitsConfig(task="ioi", model=str(path), method="sae-codes", ground_truth="published",
-                         out=tmp_path / "out", **FAST)
+    cfg = CircuitsConfig(
+        task="ioi",
+        model=str(path),
+        method="sae-codes",
+        ground_truth="published",
+        out=tmp_path / "out",
+        **FAST,
+    )
     res = run(cfg)
     assert "patching" not in res["runtime_s"]  # the published set needs no patching
     assert res["ground_truth"]["n_heads"] == sum(len(v) for v in IOI.values()) == 26
@@ -41,8 +54,14 @@ def test_published_ground_truth_on_gpt2_small_shape(tokenizer, tiny, tmp_path) -
 
 def test_published_ground_truth_rejects_other_models(tokenizer, tiny, tmp_path) -> None:
     path = tiny(tmp_path / "m", "llama", tokenizer)
-    cfg = CircuitsConfig(task="ioi", model=str(path), method="sae-codes", ground_truth="published",
-                         out=tmp_path / "out", **FAST)
+    cfg = CircuitsConfig(
+        task="ioi",
+        model=str(path),
+        method="sae-codes",
+        ground_truth="published",
+        out=tmp_path / "out",
+        **FAST,
+    )
     with pytest.raises(ValueError, match="GPT-2 small"):
         run(cfg)
 
@@ -66,3 +85,5 @@ def test_load_config_from_toml_with_overrides(tmp_path) -> None:
     f.write_text('[circuits]\ntask = "greater-than"\nprompts = 12\n')
     cfg = load_config(f, prompts=None, seed=3)
     assert (cfg.task, cfg.prompts, cfg.seed, cfg.l1_value) == ("greater-than", 12, 3, 0.5)
+    assert cfg.out == Path("results/circuits/greater-than")  # default output directory per task
+    assert CircuitsConfig(task="jsonl:data/my_task.jsonl").out == Path("results/circuits/my_task")

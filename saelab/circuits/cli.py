@@ -1,0 +1,64 @@
+"""`saelab circuits TASK --model M [--method ...] [--prompts N] --out DIR`: parse, run, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from saelab.cliargs import add_config_args, config_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `circuits` subcommand (flags generated from CircuitsConfig, TASK positional)."""
+    from saelab.circuits.config import CircuitsConfig
+
+    p = sub.add_parser(
+        "circuits",
+        help="find a task's circuit heads from discrete SAE codes, scored against activation patching",
+        description="Circuit heads from SAE codes (O'Neill & Bui), exact and attribution patching; writes "
+        "circuits.json, per-method layer x head heat maps and ROC curves into --out.",
+    )
+    p.add_argument("task", help=CircuitsConfig.model_fields["task"].description)
+    p.add_argument("--config", help="TOML file with a [circuits] table; flags override its values")
+    add_config_args(p, CircuitsConfig, skip=("task",))
+    p.set_defaults(fn=_circuits)
+
+
+def _circuits(a: argparse.Namespace) -> None:
+    from saelab.circuits.config import CircuitsConfig, load_config
+    from saelab.circuits.run import run
+
+    if a.config:
+        given = {k: v for k, v in vars(a).items() if k in CircuitsConfig.model_fields}
+        cfg = load_config(a.config, **given)
+    else:
+        cfg = config_from_args(CircuitsConfig, a)
+    print(summary(run(cfg)))
+    print(f"results: {cfg.out / 'circuits.json'}")
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines for the terminal: task baselines, ground truth, AUC and runtime per method."""
+    t = result["task"]
+    lines = [
+        f"{t['name']}: {t['pairs']} pairs, accuracy {t['accuracy']:.2f}"
+        f" (negatives {t['negative_accuracy']:.2f}), metric {t['metric']} {t['pos_baseline']:.3f}"
+        f" vs {t['neg_baseline']:.3f} on negatives"
+    ]
+    if "ground_truth" in result:
+        g = result["ground_truth"]
+        lines.append(f"ground truth ({g['source']}, {g['rule']}): {g['n_heads']} heads")
+    auc, runtime = result.get("auc", {}), result["runtime_s"]
+    for name in sorted(set(auc) | set(runtime) | set(result["scores"])):
+        a = f"AUC {auc[name]:.3f}" if name in auc else "AUC    -  "
+        r = f"{runtime[name]:8.1f} s" if name in runtime else ""
+        lines.append(f"  {name:16s} {a}  {r}")
+    if "speedup_vs_patching" in result:
+        lines.append(f"sae-codes is {result['speedup_vs_patching']:.0f}x faster than exact patching")
+    if "stability" in result:
+        s = result["stability"]["sae-codes"]
+        lines.append(
+            f"sae-codes AUC over {len(s['auc'])} draws of SAE prompts: {s['mean']:.3f} +- {s['std']:.3f}"
+            f" (min {s['min']:.3f}, max {s['max']:.3f})"
+        )
+    return "\n".join(lines)
