@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 
 Handler = Callable[[argparse.Namespace], int | None]
+
+# Analyses on top of trained SAEs add their subcommands with `register(subparsers)` in their own cli module.
+ANALYSIS_COMMANDS: list[str] = ["saelab.circuits.cli", "saelab.atoms.cli", "saelab.select.cli", "saelab.inspect.cli"]
 
 
 def _model_info(a: argparse.Namespace) -> None:
@@ -73,6 +77,38 @@ def _store_verify(a: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _train(a: argparse.Namespace) -> None:
+    from saelab import train
+
+    if a.resume:
+        if a.config or a.set:
+            raise ValueError("--resume continues a run with its saved config; give no CONFIG or --set with it")
+        result = train.run(train.load_run_config(a.resume), resume=True)
+    else:
+        result = train.run(train.load_config(a.config, a.set or []), overwrite=a.overwrite)
+    m = result.metrics
+    print(f"run {result.run_dir}: {result.steps} steps, {result.tokens_per_s:,.0f} tokens/s"
+          + (f", EV {m['explained_variance']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.4f}" if m else ""))
+    if result.export_dir.exists():
+        print(f"SAE (SAELens format): {result.export_dir}")
+
+
+def _export(a: argparse.Namespace) -> None:
+    import shutil
+    from pathlib import Path
+
+    src = Path(a.run) / "sae"
+    if not (src / "cfg.json").exists():
+        raise FileNotFoundError(f"{a.run} has no finished export ({src}); finish training first "
+                                f"(saelab train --resume {a.run})")
+    out = Path(a.out) if a.out else src
+    if out != src:
+        if out.exists() and not a.overwrite:
+            raise ValueError(f"{out} exists; pass --overwrite or choose another --out")
+        shutil.copytree(src, out, dirs_exist_ok=True)
+    print(f"SAELens-format SAE: {out} (load with sae_lens.SAE.load_from_disk)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saelab", description=__doc__ and "Sparse-autoencoder workbench on JAX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     sv = store.add_parser("verify", help="check every shard's size and checksum; exits 1 naming bad shards")
     sv.add_argument("store", help="store directory")
     sv.set_defaults(fn=_store_verify)
+
+    tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
+    tr.add_argument("config", nargs="?", help="TOML file with [data], [sae], [optim], [train] sections")
+    tr.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="override a config value, e.g. --set train.tokens=2000000 (repeatable)")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue checkpoints/<run> exactly where it stopped")
+    tr.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch")
+    tr.set_defaults(fn=_train)
+
+    ex = sub.add_parser("export", help="write a run's SAE in SAELens format (cfg.json + sae_weights.safetensors)")
+    ex.add_argument("run", help="run directory, checkpoints/<name>")
+    ex.add_argument("--format", choices=["saelens"], default="saelens", help="export format")
+    ex.add_argument("--out", help="destination directory (default: RUN/sae)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing destination")
+    ex.set_defaults(fn=_export)
+
+    for module in ANALYSIS_COMMANDS:
+        importlib.import_module(module).register(sub)
     return p
 
 

@@ -1,0 +1,138 @@
+"""SAELens-format SAEs on disk: `cfg.json` + `sae_weights.safetensors`, written and read.
+
+An export is what SAELens's `SAE.load_from_disk` loads (standard / topk / jumprelu architectures), and a
+SAELens-format directory (ours or, for example, Gemma Scope converted by SAELens) loads back as SAEParams
+plus our SAEConfig. Input scaling used in training is folded into the weights before writing, so the
+exported SAE works on raw activations. saelab's own fields ride along in `metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.sae.config import SAEConfig
+from saelab.sae.params import SAEParams
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+SAELENS_FORMAT = "6.0.0"  # the SAELens config layout we write (metadata nested); older layouts still load
+
+
+class LoadedSAE(NamedTuple):
+    params: SAEParams
+    cfg: SAEConfig
+    metadata: dict[str, Any]  # model_name, hook_name, context_size, store, ...
+
+
+def saelens_architecture(cfg: SAEConfig) -> str:
+    """Our architecture -> SAELens's inference architecture (BatchTopK is saved as JumpReLU, as SAELens does)."""
+    if cfg.architecture == "relu":
+        return "standard"
+    if cfg.uses_threshold:
+        return "jumprelu"
+    return "topk"
+
+
+def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: dict[str, Any]) -> Path:
+    """Write params (already folded to raw-activation scale) and config; atomic per file."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    arch = saelens_architecture(cfg)
+    tensors = {k: np.asarray(v, np.float32) for k, v in params._asdict().items() if v is not None}
+    if arch != "jumprelu":
+        tensors.pop("threshold", None)
+    out = {
+        "architecture": arch,
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            **metadata,
+            "sae_lens_version": SAELENS_FORMAT,
+            "sae_lens_training_version": None,
+            "saelab_config": cfg.model_dump(mode="json"),
+        },
+    }
+    if arch == "topk":
+        out |= {"k": cfg.k, "rescale_acts_by_decoder_norm": False}
+    tmp = path / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path / WEIGHTS_FILE)
+    tmp = path / (CFG_FILE + ".tmp")
+    tmp.write_text(json.dumps(out, indent=2))
+    os.replace(tmp, path / CFG_FILE)
+    return path
+
+
+def load_saelens(path: str | Path) -> LoadedSAE:
+    """Read a SAELens-format directory (ours or SAELens's own) into SAEParams and an SAEConfig."""
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    for f in (CFG_FILE, WEIGHTS_FILE):
+        if not (path / f).exists():
+            raise FileNotFoundError(f"{path} is not a SAELens-format SAE directory: {f} is missing")
+    raw = json.loads((path / CFG_FILE).read_text())
+    meta = dict(raw.get("metadata") or {})
+    for key in ("model_name", "hook_name", "context_size", "prepend_bos"):  # older SAELens: top level
+        if key in raw and key not in meta:
+            meta[key] = raw[key]
+    ours = meta.pop("saelab_config", None)
+    if ours is not None:
+        cfg = SAEConfig(**ours)
+    else:
+        arch = raw.get("architecture", "standard")
+        mapping = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk"}
+        if arch not in mapping:
+            raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {sorted(mapping)}")
+        extra = {"k": raw["k"]} if arch == "topk" else {}
+        cfg = SAEConfig(
+            architecture=mapping[arch],
+            d_in=raw["d_in"],
+            d_sae=raw["d_sae"],
+            apply_b_dec_to_input=raw.get("apply_b_dec_to_input", True),
+            **extra,
+        )
+    w = load_file(str(path / WEIGHTS_FILE))
+    missing = [k for k in ("W_enc", "b_enc", "W_dec", "b_dec") if k not in w]
+    if missing:
+        raise ValueError(f"{path / WEIGHTS_FILE} lacks tensors {missing}")
+    t = w.get("threshold")
+    if cfg.uses_threshold and t is None:
+        raise ValueError(f"{path} is a {cfg.architecture} SAE without a threshold tensor")
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    params = SAEParams(
+        f32(w["W_enc"]),
+        f32(w["b_enc"]),
+        f32(w["W_dec"]),
+        f32(w["b_dec"]),
+        None if not cfg.uses_threshold else f32(np.broadcast_to(t, (cfg.d_sae,))),
+    )
+    return LoadedSAE(params, cfg, meta)
+
+
+def load_sae(path: str | Path) -> LoadedSAE:
+    """An SAE from a SAELens-format directory or from a training run directory (its `sae/` export)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"SAE path {path} does not exist; give a run (checkpoints/NAME) or an SAE directory")
+    if not (path / CFG_FILE).exists() and (path / "sae" / CFG_FILE).exists():
+        path = path / "sae"
+    elif not (path / CFG_FILE).exists() and (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"run {path} has no exported SAE yet (no sae/{CFG_FILE}); finish training with "
+            f"`saelab train --resume {path}`"
+        )
+    return load_saelens(path)

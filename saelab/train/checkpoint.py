@@ -1,0 +1,42 @@
+"""Orbax checkpoints of a run: the train state (sharded arrays) plus the loader's JSON state.
+
+Saved with a CheckpointManager (atomic: a checkpoint directory appears only when complete), restored into
+the shardings of the current mesh, so a run saved on N devices or processes restores on M.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from saelab.train.state import TrainState
+
+
+def manager(run_dir: Path, keep: int) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        (run_dir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+    )
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, loader_state: dict[str, Any]) -> None:
+    mngr.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), loader=ocp.args.JsonSave(loader_state)),
+        force=True,
+    )
+
+
+def restore(mngr: ocp.CheckpointManager, like: TrainState) -> tuple[TrainState, dict[str, Any], int] | None:
+    """(state, loader state, step) of the latest checkpoint, laid out like `like`; None if there is none."""
+    step = mngr.latest_step()
+    if step is None:
+        return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    out = mngr.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), loader=ocp.args.JsonRestore())
+    )
+    return TrainState(*out["state"]), out["loader"], step

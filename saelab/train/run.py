@@ -1,0 +1,277 @@
+"""`run(cfg)`: train one SAE on a store, with checkpoints, metrics, tracking and a SAELens-format export.
+
+Layout of `checkpoints/<name>/`: `config.json` (the resolved config), `checkpoints/` (orbax), `metrics.jsonl`
+(one line per log step), `wandb/` (offline tracking) and `sae/` (the export: cfg.json +
+sae_weights.safetensors, input scaling folded in).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from saelab.progress import progress_bar
+from saelab.sae import SAEParams, fold_input_scaling, geometric_median, init_params
+from saelab.sae.saelens_io import save_saelens
+from saelab.store import ActivationLoader, ActivationStore
+from saelab.train import checkpoint
+from saelab.train.config import Resolved, TrainConfig, resolve
+from saelab.train.mesh import check_divisible, make_mesh, param_shardings
+from saelab.train.state import TrainState, init_state, make_optimizer
+from saelab.train.step import make_train_step
+
+CONFIG_FILE = "config.json"
+B_DEC_SAMPLE = 16384
+
+
+class TrainResult(NamedTuple):
+    run_dir: Path
+    export_dir: Path
+    steps: int
+    metrics: dict[str, float]  # the last logged metrics
+    tokens_per_s: float  # training throughput of this invocation (compilation excluded)
+    params: SAEParams  # final parameters in the training (input-scaled) space, on the host
+
+
+def run(
+    cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, stop_at_step: int | None = None
+) -> TrainResult:
+    """Train (or continue with resume=True) the run `cfg.run_dir`. `stop_at_step` checkpoints and returns
+    early, as an interruption would."""
+    r = resolve(cfg)
+    run_dir = cfg.run_dir
+    _prepare_run_dir(run_dir, cfg, resume, overwrite)
+    store = ActivationStore(cfg.data.store)
+    mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
+    check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
+    scale = input_scale(store.stats(r.hook), cfg.train.input_scaling, r.sae.d_in)
+    unit_norm = cfg.train.unit_norm_decoder
+    if unit_norm is None:
+        unit_norm = r.sae.architecture in ("topk", "batchtopk", "matryoshka")
+
+    key = jax.random.key(cfg.train.seed)
+    b_dec = _initial_b_dec(store, r, cfg, scale)
+    params = init_params(key, r.sae, b_dec=b_dec)
+    params = jax.device_put(params, param_shardings(mesh, params))
+    tx = make_optimizer(cfg.optim, cfg.steps, unit_norm)
+    state = _place(init_state(params, tx, key), mesh)
+    shardings = jax.tree.map(lambda a: a.sharding, state)
+    loader = ActivationLoader(
+        store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
+    )
+    mngr = checkpoint.manager(run_dir, cfg.train.keep_checkpoints)
+    start = 0
+    if resume:
+        restored = checkpoint.restore(mngr, state)
+        if restored is not None:
+            state, loader_state, start = restored
+            loader.set_state(loader_state)
+    step_fn = jax.jit(
+        make_train_step(
+            r.sae,
+            tx,
+            scale=scale,
+            dead_tokens=cfg.train.dead_tokens,
+            sparsity_warmup_steps=cfg.optim.coefficient_warmup_steps,
+        ),
+        donate_argnums=0,
+        out_shardings=(shardings, None),
+    )
+    log = _MetricsLog(run_dir, start, cfg)
+    end = cfg.steps if stop_at_step is None else min(stop_at_step, cfg.steps)
+    timer = _Throughput()
+    last: dict[str, float] = {}
+    with progress_bar("step/s", cfg.train.progress and jax.process_index() == 0) as bar:
+        task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
+        pending = []
+        for s in range(start, end):
+            x = next(loader).x
+            state, m = step_fn(state, x)
+            pending.append(m)
+            timer.tick(s == start, cfg.data.batch_size)
+            done = s + 1
+            if done % cfg.train.log_every == 0 or done == end:
+                state, last = log.write(done, pending, state, cfg, timer.rate())
+                pending = []
+                bar.update(
+                    task,
+                    info=f"EV {last['explained_variance']:.3f} L0 {last['l0']:.1f} dead {last['dead_fraction']:.3f}",
+                )
+            if done % cfg.train.checkpoint_every == 0 or done == end:
+                checkpoint.save(mngr, done, state, loader.get_state())
+            bar.update(task, completed=done)
+    mngr.wait_until_finished()
+    export_dir = run_dir / "sae"
+    if end == cfg.steps and jax.process_index() == 0:
+        export(state.params, r, scale, export_dir, cfg)
+    log.close()
+    return TrainResult(run_dir, export_dir, end, last, timer.rate(), jax.device_get(state.params))
+
+
+def input_scale(stats: dict[str, Any], mode: str, d_in: int) -> float:
+    """The scalar that makes the mean squared norm (BOS excluded) d_in ("sqrt_d") or 1 ("unit")."""
+    if mode == "none":
+        return 1.0
+    msq = stats["mean_sq_norm_no_bos"] or stats["mean_sq_norm"]
+    return float(np.sqrt((d_in if mode == "sqrt_d" else 1.0) / msq))
+
+
+def export(params, r: Resolved, scale: float, out: Path, cfg: TrainConfig) -> Path:
+    """Fold the input scaling into the weights and write the SAELens-format SAE."""
+    folded = fold_input_scaling(jax.device_get(params), scale)
+    meta = r.manifest["meta"]
+    return save_saelens(
+        out,
+        folded,
+        r.sae,
+        {
+            "model_name": meta.get("model"),
+            "hook_name": r.hook,
+            "context_size": meta.get("context"),
+            "prepend_bos": True,
+            "dataset_path": str(cfg.data.store),
+            "weights_hash": meta.get("weights_hash"),
+            "corpus": meta.get("corpus"),
+            "training_tokens": cfg.steps * cfg.data.batch_size,
+            "input_scale_folded": scale,
+            "run": str(cfg.run_dir),
+        },
+    )
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    f = Path(run_dir) / CONFIG_FILE
+    if not f.exists():
+        raise FileNotFoundError(f"{run_dir} is not a training run (no {CONFIG_FILE})")
+    return TrainConfig(**json.loads(f.read_text()))
+
+
+def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    f = run_dir / CONFIG_FILE
+    resolved = cfg.model_dump(mode="json")
+    if f.exists():
+        if resume:
+            if json.loads(f.read_text()) != resolved:
+                raise ValueError(
+                    f"run {run_dir} was started with another config; resume it with "
+                    f"`saelab train --resume {run_dir}` and no changes"
+                )
+            return
+        if not overwrite:
+            raise ValueError(
+                f"run {run_dir} exists; continue it with `saelab train --resume {run_dir}`, pick "
+                "another train.name, or pass --overwrite to start it again"
+            )
+        if jax.process_index() == 0:
+            shutil.rmtree(run_dir)
+    if jax.process_index() == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(resolved, indent=2))
+
+
+def _initial_b_dec(store: ActivationStore, r: Resolved, cfg: TrainConfig, scale: float) -> jax.Array | None:
+    if cfg.train.b_dec_init == "zeros":
+        return None
+    idx = store.train_indices(cfg.data.include_bos)
+    rng = np.random.default_rng(cfg.train.seed)
+    sample = np.sort(rng.choice(idx, size=min(B_DEC_SAMPLE, len(idx)), replace=False))
+    x = jnp.asarray(store.activations(r.hook)[sample].astype(np.float32)) * scale
+    return geometric_median(x) if cfg.train.b_dec_init == "geometric_median" else x.mean(0)
+
+
+def _place(state: TrainState, mesh) -> TrainState:
+    """Shard latent-sized bookkeeping over `model`; leaves not yet on the mesh (optimiser counts, scalars) are
+    replicated; params and the moments made from them keep their shardings."""
+    rep = NamedSharding(mesh, P())
+    lat = NamedSharding(mesh, P("model"))
+    on_mesh = lambda a: (
+        a if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh else jax.device_put(a, rep)
+    )
+    state = jax.tree.map(on_mesh, state)
+    return state._replace(
+        since_fired=jax.device_put(state.since_fired, lat), window_counts=jax.device_put(state.window_counts, lat)
+    )
+
+
+class _Throughput:
+    """Tokens per second, excluding the first (compiling) step."""
+
+    def __init__(self) -> None:
+        self.t0: float | None = None
+        self.tokens = 0
+
+    def tick(self, first: bool, batch: int) -> None:
+        if first:
+            return
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+            return
+        self.tokens += batch
+
+    def rate(self) -> float:
+        return self.tokens / (time.perf_counter() - self.t0) if self.t0 and self.tokens else 0.0
+
+
+class _MetricsLog:
+    """metrics.jsonl (truncated to the restored step on resume, so a resumed log equals an uninterrupted
+    one) and wandb."""
+
+    def __init__(self, run_dir: Path, start: int, cfg: TrainConfig) -> None:
+        self.main = jax.process_index() == 0
+        self.path = run_dir / "metrics.jsonl"
+        self.wandb = None
+        if not self.main:
+            return
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        self.path.write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= start))
+        if cfg.train.wandb != "disabled":
+            try:
+                import wandb
+            except ImportError:
+                print("wandb is not installed: metrics go to metrics.jsonl only (pip install wandb)")
+            else:
+                self.wandb = wandb.init(
+                    project="saelab",
+                    name=cfg.train.name,
+                    id=cfg.train.name.replace("/", "-"),
+                    dir=str(run_dir),
+                    mode=cfg.train.wandb,
+                    resume="allow",
+                    config=cfg.model_dump(mode="json"),
+                )
+
+    def write(self, step: int, pending: list[dict], state: TrainState, cfg: TrainConfig, rate: float):
+        """Average the pending per-step metrics (one device fetch), add the dense fraction, log, and reset
+        the window counts."""
+        host = jax.device_get(pending)
+        row = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        window = float(len(host) * cfg.data.batch_size)
+        counts = np.asarray(jax.device_get(state.window_counts))
+        row |= {
+            "step": step,
+            "tokens": step * cfg.data.batch_size,
+            "tokens_per_s": rate,
+            "dense_fraction": float(np.mean(counts / window > cfg.train.dense_threshold)),
+        }
+        state = state._replace(
+            window_counts=jax.device_put(jnp.zeros(counts.shape, jnp.float32), state.window_counts.sharding)
+        )
+        if self.main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if self.wandb is not None:
+                self.wandb.log(row, step=step)
+        return state, row
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -1,0 +1,58 @@
+"""The train step: loss and gradients, optax update (with the decoder-norm constraint when the optimiser
+carries it), BatchTopK threshold, dead-latent bookkeeping.
+
+One jitted function per run; the state is donated, so parameters and optimiser moments are updated in
+place. Inputs are scaled on the device by a constant (input scaling from the store's statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from saelab.sae import AuxState, SAEConfig, architecture
+from saelab.train.state import TrainState
+
+_CAP = 1 << 30  # since_fired saturates here (int32)
+
+
+def make_train_step(
+    sae: SAEConfig,
+    tx: optax.GradientTransformation,
+    *,
+    scale: float,
+    dead_tokens: int,
+    sparsity_warmup_steps: int,
+) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+    """(state, x (batch, d_in) raw activations) -> (state, metrics). Pure; jit it with donation."""
+    arch = architecture(sae.architecture)
+
+    def step(state: TrainState, x: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        x = x.astype(jnp.float32) * scale
+        dead = state.since_fired >= dead_tokens  # (d_sae,)
+        warm = 1.0 if sparsity_warmup_steps == 0 else jnp.minimum(1.0, (state.step + 1) / sparsity_warmup_steps)
+        aux = AuxState(dead, jnp.asarray(warm, jnp.float32))
+        (loss, out), grads = jax.value_and_grad(arch.loss, has_aux=True)(state.params, x, sae, aux)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        params = arch.update_threshold(params, out, sae)
+        fired = out.latent_counts > 0
+        since = jnp.where(fired, 0, jnp.minimum(state.since_fired + x.shape[0], _CAP))
+        new = TrainState(params, opt_state, state.step + 1, since, state.window_counts + out.latent_counts, state.rng)
+        metrics = {
+            "loss": loss,
+            "mse": out.mse,
+            "explained_variance": out.explained_variance,
+            "nmse": out.nmse,
+            "l0": out.l0,
+            "sparsity_loss": out.sparsity_loss,
+            "aux_loss": out.aux_loss,
+            "dead_fraction": jnp.mean(since >= dead_tokens),
+            "grad_norm": optax.tree.norm(grads),
+        }
+        return new, metrics
+
+    return step
