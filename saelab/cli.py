@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -158,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(fn=_export)
 
     for module in ANALYSIS_COMMANDS:
-        importlib.import_module(module).register(sub)
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sub)
     return p
 
 
