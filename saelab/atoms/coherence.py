@@ -60,10 +60,7 @@ def coherence(
     dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
     cols = _pad_rows(Dn.astype(dtype), col_block).reshape(-1, col_block, d)  # (n_chunks, col_block, d)
     flat = cols.reshape(-1, d)  # (m_pad, d), padded to a multiple of col_block only
-    out = [
-        _block_nearest(_pad_rows(flat[s : s + block], block), jnp.int32(s), cols, m)
-        for s in range(0, m, block)
-    ]
+    out = [_block_nearest(_pad_rows(flat[s : s + block], block), jnp.int32(s), cols, m) for s in range(0, m, block)]
     best = jnp.concatenate([o[0] for o in out])[:m]
     arg = jnp.concatenate([o[1] for o in out])[:m]
     per_atom = jnp.abs(best)

@@ -127,9 +127,7 @@ def estimate_metric(
     )
 
 
-def metric_from_activations(
-    H: jax.Array, *, batch: int = 8192, centred: bool = False, max_cond: float = 1e6
-) -> Metric:
+def metric_from_activations(H: jax.Array, *, batch: int = 8192, centred: bool = False, max_cond: float = 1e6) -> Metric:
     """The metric of an in-memory activation matrix H (n, d), accumulated in row batches."""
     return estimate_metric(
         moments_of(H[i : i + batch] for i in range(0, H.shape[0], batch)), centred=centred, max_cond=max_cond

@@ -99,9 +99,7 @@ def synthesize(D: np.ndarray, codes: SparseCodes, noise: float = 0.0, seed: int 
 def _distinct_indices(n: int, m: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """(n, k) indices, distinct within a row, uniform over k-subsets (in random order)."""
     if k * k > m:  # rejection would resample most rows; shuffle row blocks instead
-        return np.concatenate(
-            [np.argsort(rng.random((min(1024, n - i), m)), axis=1)[:, :k] for i in range(0, n, 1024)]
-        )
+        return np.concatenate([np.argsort(rng.random((min(1024, n - i), m)), axis=1)[:, :k] for i in range(0, n, 1024)])
     idx = rng.integers(0, m, (n, k))
     while True:
         s = np.sort(idx, axis=1)

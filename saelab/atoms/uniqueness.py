@@ -104,31 +104,56 @@ def uniqueness(
     """Per-sample, per-atom and q* uniqueness of codes (n, m) dense or sparse, given per-atom coherence
     mu_i (m,) of the dictionary. Processed in blocks of `block` samples (dense: block x m
     floats a step)."""
-    per_atom = jnp.asarray(per_atom, jnp.float32)
-    m = per_atom.shape[0]
-    check(codes, m)
+    acc = UniquenessAccumulator(per_atom)
+    check(codes, acc.m)
     n = n_rows(codes)
     block = max(1, min(block, n))
-    samples, counts = [], AtomCounts(*(jnp.zeros(m, jnp.int32) for _ in range(3)))
     for s in range(0, n, block):
-        blk = _pad(rows(codes, s, min(s + block, n)), block)
-        st, ct = _block_stats(per_atom, blk)
-        samples.append(st)
-        counts = AtomCounts(*(a + b for a, b in zip(counts, ct, strict=True)))
-    stats = SampleStats(*(jnp.concatenate(x)[:n] for x in zip(*samples, strict=True)))
-    fired = counts.fires > 0
-    unique = atom_unique(counts, atom_definition)
-    n_fired = int(fired.sum())
-    return Uniqueness(
-        samples=stats,
-        counts=counts,
-        frac_samples_unique=float(stats.unique.mean()),
-        atom_definition=atom_definition,
-        atom_unique=unique,
-        frac_atoms_unique=float(unique.sum() / max(n_fired, 1)),
-        n_atoms_fired=n_fired,
-        q_star=q_star(stats.mu, stats.l0, n_q),
-    )
+        acc.add(rows(codes, s, min(s + block, n)))
+    return acc.result(atom_definition, n_q)
+
+
+class UniquenessAccumulator:
+    """Streaming form of `uniqueness`: `add` code blocks as they are encoded, then `result`.
+
+    Blocks are padded to the size of the first one, so a stream of equal blocks compiles once.
+    """
+
+    def __init__(self, per_atom: jax.Array) -> None:
+        self.per_atom = jnp.asarray(per_atom, jnp.float32)  # (m,)
+        self.m = self.per_atom.shape[0]
+        self.size = 0
+        self.samples: list[SampleStats] = []
+        self.counts = AtomCounts(*(jnp.zeros(self.m, jnp.int32) for _ in range(3)))
+
+    def add(self, codes: Codes) -> SampleStats:
+        """Add one (b, m) block (dense or sparse); returns its per-sample stats."""
+        check(codes, self.m)
+        b = n_rows(codes)
+        self.size = max(self.size, b)
+        st, ct = _block_stats(self.per_atom, _pad(codes, self.size))
+        st = SampleStats(*(a[:b] for a in st))
+        self.samples.append(st)
+        self.counts = AtomCounts(*(a + c for a, c in zip(self.counts, ct, strict=True)))
+        return st
+
+    def result(self, atom_definition: AtomDefinition = "all_samples", n_q: int = 10001) -> Uniqueness:
+        if not self.samples:
+            raise ValueError("no code blocks were added")
+        stats = SampleStats(*(jnp.concatenate(x) for x in zip(*self.samples, strict=True)))
+        counts = self.counts
+        unique = atom_unique(counts, atom_definition)
+        n_fired = int((counts.fires > 0).sum())
+        return Uniqueness(
+            samples=stats,
+            counts=counts,
+            frac_samples_unique=float(stats.unique.mean()),
+            atom_definition=atom_definition,
+            atom_unique=unique,
+            frac_atoms_unique=float(unique.sum() / max(n_fired, 1)),
+            n_atoms_fired=n_fired,
+            q_star=q_star(stats.mu, stats.l0, n_q),
+        )
 
 
 def atom_unique(counts: AtomCounts, definition: AtomDefinition = "all_samples") -> jax.Array:

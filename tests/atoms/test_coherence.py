@@ -51,9 +51,7 @@ def test_known_coherence(kind, m, d):
     assert c.mu == pytest.approx(mu, abs=1e-6)
     if kind == "two_bases":
         assert mu == pytest.approx(1 / math.sqrt(d))
-        np.testing.assert_allclose(
-            c.per_atom, 1 / math.sqrt(d), atol=1e-6
-        )  # every atom meets the other basis
+        np.testing.assert_allclose(c.per_atom, 1 / math.sqrt(d), atol=1e-6)  # every atom meets the other basis
 
 
 def test_bfloat16_matmul_is_close_to_float32():

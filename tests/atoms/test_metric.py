@@ -67,9 +67,7 @@ def test_aip_is_cosine_after_whitening_and_identity_metric_is_cosine():
     rng = np.random.default_rng(5)
     U, V = rng.standard_normal((7, 5)), rng.standard_normal((3, 5))
     S = np.asarray(met.S, np.float64)
-    ref = (U @ S @ V.T) / np.sqrt(
-        np.einsum("id,de,ie->i", U, S, U)[:, None] * np.einsum("jd,de,je->j", V, S, V)
-    )
+    ref = (U @ S @ V.T) / np.sqrt(np.einsum("id,de,ie->i", U, S, U)[:, None] * np.einsum("jd,de,je->j", V, S, V))
     np.testing.assert_allclose(aip(U, V, met), ref, atol=1e-5)
     Uw, Vw = np.asarray(whiten(U, met)), np.asarray(whiten(V, met))
     np.testing.assert_allclose(aip(U, V, met), np.asarray(cosine(Uw, Vw)), atol=1e-6)

@@ -32,8 +32,6 @@ def test_streaming_sparse_and_dense_agree_with_a_large_mean():
     X = Z @ D + bias + 0.3 * rng.standard_normal((n, d)).astype(np.float32)
     X64, Xh64 = X.astype(np.float64), Z.astype(np.float64) @ D + bias
     ref = 1 - ((X64 - Xh64) ** 2).sum() / ((X64 - X64.mean(0)) ** 2).sum()
-    np.testing.assert_allclose(
-        reconstruct(SparseCodes(vals, idx), D, bias), reconstruct(Z, D, bias), atol=1e-3
-    )
+    np.testing.assert_allclose(reconstruct(SparseCodes(vals, idx), D, bias), reconstruct(Z, D, bias), atol=1e-3)
     for codes in (Z, SparseCodes(vals, idx)):
         assert sparse_r2(X, codes, D, bias, block=300).r2 == pytest.approx(ref, abs=1e-5)

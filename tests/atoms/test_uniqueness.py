@@ -84,3 +84,18 @@ def test_q_star():
     qs = q_star(np.linspace(0.0, 0.5, n), np.linspace(1, 3, n))
     assert qs.mu_q < 1 / (2 * qs.k_q - 1)
     assert qs.q == pytest.approx((-0.5 + np.sqrt(8.25)) / 4, abs=2e-3)  # solves 0.5 q = 1/(1 + 4 q)
+
+
+def test_predicate_matches_the_known_bound_on_a_synthetic_dictionary():
+    # two orthonormal bases in R^64: every mu_i = 1/8, so a K-sparse code is unique iff 1/8 < 1/(2K - 1), K <= 4
+    from saelab.atoms.coherence import coherence
+    from saelab.atoms.synthetic import make_codes, make_dictionary
+
+    D = make_dictionary(128, 64, "two_bases", seed=0)
+    codes = make_codes(2000, 128, (1, 9), seed=1, nonneg=False)
+    u = uniqueness(coherence(D).per_atom, codes, block=512)
+    l0 = (codes.values != 0).sum(1)
+    np.testing.assert_array_equal(u.samples.l0, l0)
+    np.testing.assert_array_equal(u.samples.unique, l0 <= 4)
+    assert u.frac_samples_unique == pytest.approx(np.mean(l0 <= 4))
+    assert 0.4 < u.frac_samples_unique < 0.6  # both sides of the bound are exercised
