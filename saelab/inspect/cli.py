@@ -9,18 +9,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     from saelab.cliargs import add_config_args
     from saelab.inspect.config import InspectConfig
 
-    p = sub.add_parser(
-        "inspect", help="feature dashboards of every latent as a static site (REPORT/index.html)"
-    )
+    p = sub.add_parser("inspect", help="feature dashboards of every latent as a static site (REPORT/index.html)")
     p.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
     add_config_args(p, InspectConfig, skip=("sae",))
     p.set_defaults(fn=_inspect)
 
     s = sub.add_parser("serve", help="serve a report on 127.0.0.1 (the pages also open from disk)")
     s.add_argument("report", help="report directory written by `saelab inspect`")
-    s.add_argument(
-        "--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 picks a free one)"
-    )
+    s.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 picks a free one)")
     s.set_defaults(fn=_serve)
 
     f = sub.add_parser("feature", help="one latent's dashboard in the terminal")

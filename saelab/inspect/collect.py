@@ -57,9 +57,14 @@ def collect(
     include_bos: bool = False,
     moments: bool = False,
     seed: int = 0,
+    cache_bytes: int = 1 << 30,
     progress: bool = True,
 ) -> ActivationStats:
-    """Two passes over the first `tokens` tokens of `store` (whole windows) for all latents (or `latents`)."""
+    """Two passes over the first `tokens` tokens of `store` (whole windows) for all latents (or `latents`).
+
+    The first pass's sparse codes are kept for the second when they fit in `cache_bytes` (TopK at 200k tokens
+    and k 32: 51 MB), so the encoder runs once; otherwise the second pass encodes again.
+    """
     d_sae = sae.cfg.d_sae
     latents = np.arange(d_sae) if latents is None else np.asarray(latents, np.int64)
     if latents.size == 0 or latents.min() < 0 or latents.max() >= d_sae:
@@ -74,27 +79,29 @@ def collect(
     kw = {"cfg": sae.cfg, "max_active": max_active, "left": left, "right": right}
     width = left + 1 + right
     params = jax.device_put(sae.params)
-    mom = None
 
-    state1 = passes.init_first(d_sae, n_latents, top_k, width)
+    d_in = sae.cfg.d_in
+    state1 = passes.init_first(d_sae, n_latents, top_k, width, d_in if moments else 0)
+    m = sae.cfg.k if sae.cfg.architecture == "topk" else min(max_active, d_sae)
+    cache: list | None = [] if n * m * 8 <= cache_bytes else None  # the first pass's codes, for the second
+    size = batch_windows * context
     with progress_bar("tok/s", progress) as bar:
         task = bar.add_task("inspect: pass 1/2", total=n, info="counts, max, top contexts")
-        for b, size in batches(store, hook, n, batch_windows * context, include_bos):
-            state1 = passes.first_step(state1, params, b, *groups, **kw)
-            if moments:
-                from saelab.atoms import accumulate
-
-                mom = accumulate(mom, b.x[:size].astype(jnp.float32))
-            bar.update(task, advance=size)
+        for b, real in batches(store, hook, n, size, include_bos):
+            state1, codes = passes.first_step(state1, params, b, *groups, **kw)
+            if cache is not None:
+                cache.append(codes)
+            bar.update(task, advance=real)
         latent_max = state1.max
         state2 = passes.init_second(d_sae, bins, n_latents, quantiles, per_quantile, width)
         task = bar.add_task("inspect: pass 2/2", total=n, info="histograms, interval examples")
         key = jax.random.key(seed)
-        for i, (b, size) in enumerate(batches(store, hook, n, batch_windows * context, include_bos)):
+        for i, (b, real) in enumerate(batches(store, hook, n, size, include_bos, with_x=cache is None)):
+            codes = cache[i] if cache is not None else passes.sparse_step(params, b.x, cfg=sae.cfg, max_active=m)
             state2 = passes.second_step(
-                state2, params, b, latent_max, jax.random.fold_in(key, i), *groups, **kw
+                state2, codes, b, latent_max, jax.random.fold_in(key, i), *groups, left=left, right=right
             )
-            bar.update(task, advance=size)
+            bar.update(task, advance=real)
 
     s1, s2 = jax.device_get((state1, state2))
     count = s1.count.astype(np.int64)
@@ -112,19 +119,19 @@ def collect(
         s2.hist.astype(np.int64),
         contexts(store, s1.top, left, right),
         contexts(store, inter, left, right),
-        mom,
+        _moments(s1.xx),
     )
 
 
 def batches(
-    store: ActivationStore, hook: str, n: int, size: int, include_bos: bool
+    store: ActivationStore, hook: str, n: int, size: int, include_bos: bool, with_x: bool = True
 ) -> Iterator[tuple[passes.StoreBatch, int]]:
-    """(batch padded to `size` rows, real rows) over the store's first n tokens."""
+    """(batch padded to `size` rows, real rows) over the store's first n tokens; x is None unless `with_x`."""
     acts = store.activations(hook)
     for start in range(0, n, size):
         stop = min(start + size, n)
         idx = np.arange(start, stop)
-        x = acts[start:stop]
+        x = acts[start:stop] if with_x else np.zeros((stop - start, 0), np.float32)
         pos = store.pos[start:stop].astype(np.int64)
         doc = store.doc[start:stop]
         valid = np.ones(stop - start, bool) if include_bos else pos != 0
@@ -135,7 +142,7 @@ def batches(
             valid = np.concatenate([valid, np.zeros(pad, bool)])
         yield (
             passes.StoreBatch(
-                jnp.asarray(x),
+                jnp.asarray(x) if with_x else None,
                 jnp.int32(start),
                 jnp.asarray(idx - pos - start, jnp.int32),
                 jnp.asarray(doc - doc[0], jnp.int32),
@@ -143,6 +150,17 @@ def batches(
             ),
             stop - start,
         )
+
+
+def _moments(xx: np.ndarray):
+    """saelab.atoms.Moments from the augmented second moment sum [x, 1][x, 1]^T (None when not asked)."""
+    if xx.shape[0] == 0:
+        return None
+    from saelab.atoms import Moments
+
+    xx = np.asarray(xx, np.float64)
+    d = xx.shape[0] - 1
+    return Moments(float(xx[d, d]), np.zeros(d), xx[:d, d].copy(), xx[:d, :d].copy())
 
 
 def contexts(store: ActivationStore, ex: passes.Examples, left: int, right: int) -> Contexts:

@@ -32,9 +32,7 @@ def open_inputs(
     hook = hook or meta.get("hook_name")
     if hook is None:
         if len(store.hooks) != 1:
-            raise ValueError(
-                f"SAE {sae_path} names no hook and store {store_path} holds {store.hooks}; pass --hook"
-            )
+            raise ValueError(f"SAE {sae_path} names no hook and store {store_path} holds {store.hooks}; pass --hook")
         hook = store.hooks[0]
     if hook not in store.hooks:
         raise ValueError(

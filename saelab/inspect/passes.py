@@ -5,9 +5,12 @@ each kept example carries the latent's activation on its window (`Examples.windo
 needed to colour a context. Two passes over the store:
 
 - `first_step`: firing count, sum and max of every latent, and its top-k activating tokens (a running top-k:
-  the batch's candidates are sorted by (group, -activation) on device and merged with the kept ones).
+  the batch's candidates are sorted by (group, -activation) on device and merged with the kept ones). It also
+  returns the batch's sparse codes, which the caller may keep so the second pass need not encode again.
 - `second_step` (needs the max): histogram over (0, max], and random examples from equal-width activation
-  intervals (the same merge, with random priorities), as in Anthropic's and sae_vis's dashboards.
+  intervals (the same merge, with random priorities), as in Anthropic's and sae_vis's dashboards. It works
+  from sparse codes (kept from the first pass, or from `sparse_step`), so its window activations come from
+  each token's kept latents: exact for TopK SAEs, and for others on every token not counted in `n_over`.
 
 Groups are what examples are kept per: a latent in the first pass, a (latent, interval) pair in the second;
 `group_of_latent` (d_sae,) maps each latent to its group (or to G, "not kept") so a subset of latents can be
@@ -23,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from saelab.sae import SAEConfig, SAEParams, encode
-from saelab.sae.codes import densify, top_k
+from saelab.sae.codes import TopK, densify, top_k
 from saelab.sae.topk import encode_sparse
 
 
@@ -60,6 +63,8 @@ class FirstPass(NamedTuple):
     total: jax.Array  # (d_sae,) float32 sum of its activations
     max: jax.Array  # (d_sae,) float32 its largest activation (0 if it never fired)
     top: Examples  # (G, k) its top activating tokens
+    xx: jax.Array  # (d_in + 1, d_in + 1) float32 sum of [x, 1][x, 1]^T over counted tokens (second moment,
+    # sum and count in one GEMM) for the AIP metric; (0, 0) when not asked for
 
 
 class SecondPass(NamedTuple):
@@ -76,8 +81,10 @@ def empty_examples(groups: int, k: int, width: int) -> Examples:
     )
 
 
-def init_first(d_sae: int, groups: int, k: int, width: int) -> FirstPass:
+def init_first(d_sae: int, groups: int, k: int, width: int, d_moments: int = 0) -> FirstPass:
+    """Empty first-pass state; `d_moments` = d_in to accumulate the moments of the inputs."""
     zeros = lambda dtype: jnp.zeros((d_sae,), dtype)  # separate buffers: the state is donated
+    xx = jnp.zeros((d_moments + 1, d_moments + 1) if d_moments else (0, 0), jnp.float32)
     return FirstPass(
         jnp.int32(0),
         jnp.int32(0),
@@ -85,15 +92,13 @@ def init_first(d_sae: int, groups: int, k: int, width: int) -> FirstPass:
         zeros(jnp.float32),
         zeros(jnp.float32),
         empty_examples(groups, k, width),
+        xx,
     )
 
 
-def init_second(
-    d_sae: int, bins: int, groups: int, n_intervals: int, per_interval: int, width: int
-) -> SecondPass:
-    return SecondPass(
-        jnp.zeros((d_sae, bins), jnp.int32), empty_examples(groups * n_intervals, per_interval, width)
-    )
+def init_second(d_sae: int, bins: int, groups: int, n_intervals: int, per_interval: int, width: int) -> SecondPass:
+    hist = jnp.zeros((d_sae, bins), jnp.int32)
+    return SecondPass(hist, empty_examples(groups * n_intervals, per_interval, width))
 
 
 def sae_codes(params: SAEParams, x: jax.Array, cfg: SAEConfig, max_active: int) -> Codes:
@@ -109,6 +114,13 @@ def sae_codes(params: SAEParams, x: jax.Array, cfg: SAEConfig, max_active: int) 
     return Codes(vals, idx, dense, n_over)
 
 
+@partial(jax.jit, static_argnames=("cfg", "max_active"))
+def sparse_step(params: SAEParams, x: jax.Array, *, cfg: SAEConfig, max_active: int) -> TopK:
+    """Sparse codes of a batch (for a second pass that did not keep the first pass's)."""
+    codes = sae_codes(params, x, cfg, max_active)
+    return TopK(codes.vals, codes.idx)
+
+
 @partial(jax.jit, static_argnames=("cfg", "max_active", "left", "right"), donate_argnums=(0,))
 def first_step(
     state: FirstPass,
@@ -121,8 +133,8 @@ def first_step(
     max_active: int,
     left: int,
     right: int,
-) -> FirstPass:
-    """Add one batch to the first-pass state."""
+) -> tuple[FirstPass, TopK]:
+    """Add one batch to the first-pass state; also returns the batch's sparse codes (B, m)."""
     codes = sae_codes(params, batch.x, cfg, max_active)
     on = (codes.vals > 0) & batch.valid[:, None]  # (B, m)
     d_sae = state.count.shape[0]
@@ -135,40 +147,44 @@ def first_step(
     prio = jnp.where(on, codes.vals, -jnp.inf)
     top = offer(state.top, group, prio, codes.vals, codes.dense, latent_of_group, batch, left, right)
     n_tokens = state.n_tokens + jnp.sum(batch.valid).astype(jnp.int32)
-    return FirstPass(n_tokens, state.n_over + codes.n_over, count, total, mx, top)
+    xx = state.xx
+    if xx.shape[0]:
+        x = jnp.concatenate([batch.x.astype(jnp.float32), jnp.ones((batch.x.shape[0], 1))], axis=1)
+        x = jnp.where(batch.valid[:, None], x, 0.0)  # (B, d_in + 1)
+        xx = xx + jnp.einsum("bi,bj->ij", x, x, precision=jax.lax.Precision.HIGHEST)
+    state = FirstPass(n_tokens, state.n_over + codes.n_over, count, total, mx, top, xx)
+    return state, TopK(codes.vals, codes.idx)
 
 
-@partial(jax.jit, static_argnames=("cfg", "max_active", "left", "right"), donate_argnums=(0,))
+@partial(jax.jit, static_argnames=("left", "right"), donate_argnums=(0,))
 def second_step(
     state: SecondPass,
-    params: SAEParams,
+    codes: TopK,
     batch: StoreBatch,
     latent_max: jax.Array,
     key: jax.Array,
     group_of_latent: jax.Array,
     latent_of_group: jax.Array,
     *,
-    cfg: SAEConfig,
-    max_active: int,
     left: int,
     right: int,
 ) -> SecondPass:
-    """Add one batch to the second-pass state; `latent_max` (d_sae,) comes from the first pass."""
-    codes = sae_codes(params, batch.x, cfg, max_active)
-    on = (codes.vals > 0) & batch.valid[:, None]  # (B, m)
+    """Add one batch's sparse codes (B, m) to the second-pass state; `latent_max` (d_sae,) is the first pass's."""
+    vals, idx = codes
+    on = (vals > 0) & batch.valid[:, None]  # (B, m)
     d_sae, bins = state.hist.shape
-    frac = codes.vals / jnp.maximum(latent_max[codes.idx], 1e-30)  # (B, m) in (0, 1] where on
-    lat = jnp.where(on, codes.idx, d_sae)
+    frac = vals / jnp.maximum(latent_max[idx], 1e-30)  # (B, m) in (0, 1] where on
+    lat = jnp.where(on, idx, d_sae)
     hist = state.hist.at[lat, _bin(frac, bins)].add(1, mode="drop")
-    n_int = state.interval.prio.shape[0] // latent_of_group.shape[0]
+    n_latents = latent_of_group.shape[0]
     groups = state.interval.prio.shape[0]
-    group = jnp.where(on, group_of_latent[codes.idx] * n_int + _bin(frac, n_int), groups)
-    group = jnp.where(group_of_latent[codes.idx] < latent_of_group.shape[0], group, groups)
-    prio = jnp.where(on, jax.random.uniform(key, codes.vals.shape), -jnp.inf)
+    n_int = groups // n_latents
+    kept = on & (group_of_latent[idx] < n_latents)
+    group = jnp.where(kept, group_of_latent[idx] * n_int + _bin(frac, n_int), groups)
+    prio = jnp.where(kept, jax.random.uniform(key, vals.shape), -jnp.inf)
+    dense = densify(jnp.where(vals > 0, vals, 0.0), idx, d_sae)  # (B, d_sae)
     per_interval_latent = jnp.repeat(latent_of_group, n_int)  # (G * n_int,)
-    interval = offer(
-        state.interval, group, prio, codes.vals, codes.dense, per_interval_latent, batch, left, right
-    )
+    interval = offer(state.interval, group, prio, vals, dense, per_interval_latent, batch, left, right)
     return SecondPass(hist, interval)
 
 

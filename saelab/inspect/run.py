@@ -73,9 +73,7 @@ def dashboards(
         from saelab.atoms import estimate_metric
 
         aip = nearest(stats.latents, W_dec, cfg.n_neighbours, metric=estimate_metric(stats.moments))
-    vocab = model.tokenizer.decode_batch(
-        [[i] for i in range(model.cfg.vocab_size)], skip_special_tokens=False
-    )
+    vocab = model.tokenizer.decode_batch([[i] for i in range(model.cfg.vocab_size)], skip_special_tokens=False)
     meta = {
         "sae": str(cfg.sae),
         "store": str(cfg.store),

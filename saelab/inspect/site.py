@@ -131,9 +131,7 @@ def latent_record(d: Dashboards, r: int, lat: int) -> dict[str, Any]:
 def _examples(c: Contexts, r: int, cols: slice) -> list[list[Any]]:
     """[[token index, activation, token ids (-1: none), activations], ...] for the filled examples."""
     keep = [j for j in range(c.token.shape[1])[cols] if c.token[r, j] >= 0]
-    return [
-        [int(c.token[r, j]), _round(c.value[r, j]), c.ids[r, j].tolist(), _round(c.acts[r, j])] for j in keep
-    ]
+    return [[int(c.token[r, j]), _round(c.value[r, j]), c.ids[r, j].tolist(), _round(c.acts[r, j])] for j in keep]
 
 
 def _ranked(x: Ranked, r: int) -> list[list[Any]]:

@@ -16,9 +16,7 @@ HOOK = "blocks.0.hook_resid_post"
 REAL_HOOK = "blocks.3.hook_resid_post"
 
 
-def write_store(
-    path: Path, n_windows: int = N_WINDOWS, d: int = D, model: str = "synthetic", seed: int = 0
-) -> Path:
+def write_store(path: Path, n_windows: int = N_WINDOWS, d: int = D, model: str = "synthetic", seed: int = 0) -> Path:
     """Windows of CONTEXT tokens (BOS at pos 0), documents ending inside windows, heavy-tailed activations."""
     rng = np.random.default_rng(seed)
     n = n_windows * CONTEXT

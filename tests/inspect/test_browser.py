@@ -17,18 +17,14 @@ import pytest
 from saelab.inspect.serve import address, make_server
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = Path(
-    os.environ.get("SAELAB_SCREENSHOTS") or Path(tempfile.gettempdir()) / "saelab-inspect-screenshots"
-)
+SHOTS = Path(os.environ.get("SAELAB_SCREENSHOTS") or Path(tempfile.gettempdir()) / "saelab-inspect-screenshots")
 
 
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists() or not DRIVER.exists():
         pytest.skip(f"{CHROMIUM} or {DRIVER} is absent: install them with `just setup-browser`")
-    webdriver = pytest.importorskip(
-        "selenium.webdriver", reason="selenium is not installed: `just setup-browser`"
-    )
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: `just setup-browser`")
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
@@ -52,9 +48,7 @@ def site(report):
 def _ready(driver, timeout: float = 30) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout).until(
-        lambda d: d.execute_script("return document.body.dataset.ready === '1'")
-    )
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
 
 
 def _index_data(report: Path) -> dict:
@@ -82,18 +76,12 @@ def test_index_lists_every_latent_and_search_filters(browser, site, report) -> N
     }
     search = browser.find_element(By.ID, "search")
     search.send_keys(word)
-    shown = {
-        int(r.get_attribute("data-latent"))
-        for r in browser.find_elements(By.CSS_SELECTOR, "#latents tbody tr")
-    }
+    shown = {int(r.get_attribute("data-latent")) for r in browser.find_elements(By.CSS_SELECTOR, "#latents tbody tr")}
     assert shown == want and 0 < len(shown) < 200
     browser.save_screenshot(str(SHOTS / "index-search.png"))
     search.clear()
     search.send_keys("137")
-    shown = [
-        int(r.get_attribute("data-latent"))
-        for r in browser.find_elements(By.CSS_SELECTOR, "#latents tbody tr")
-    ]
+    shown = [int(r.get_attribute("data-latent")) for r in browser.find_elements(By.CSS_SELECTOR, "#latents tbody tr")]
     assert 137 in shown and len(shown) < 10  # the id, plus latents whose tokens contain "137"
 
     search.clear()

@@ -65,9 +65,7 @@ def test_top_contexts_equal_brute_force(synthetic, tmp_path, architecture, batch
         np.testing.assert_array_equal(got, want, err_msg=f"latent {lat}")
         np.testing.assert_allclose(s.top.value[lat, : len(want)], codes[want, lat], rtol=1e-5)
         for j, t in enumerate(want):
-            np.testing.assert_allclose(
-                s.top.acts[lat, j], windows(store, codes, t, lat), rtol=1e-5, atol=1e-6
-            )
+            np.testing.assert_allclose(s.top.acts[lat, j], windows(store, codes, t, lat), rtol=1e-5, atol=1e-6)
             ids = s.top.ids[lat, j]
             assert ids[LEFT] == store.tokens[t]
             shown = np.flatnonzero(ids >= 0) - LEFT + t
@@ -114,9 +112,7 @@ def test_histograms_and_interval_examples(synthetic, tmp_path) -> None:
             np.testing.assert_allclose(s.intervals.value[r, cols][: len(tok)], vals, rtol=1e-5)
             assert ((vals > mx * q / nq * (1 - 1e-5)) & (vals <= mx * (q + 1) / nq * (1 + 1e-5))).all()
             for j, t in enumerate(tok):
-                np.testing.assert_allclose(
-                    s.intervals.acts[r, q * per + j], windows(store, codes, t, lat), atol=1e-5
-                )
+                np.testing.assert_allclose(s.intervals.acts[r, q * per + j], windows(store, codes, t, lat), atol=1e-5)
 
 
 def test_tokens_limit_whole_windows_and_bad_latents(synthetic, tmp_path) -> None:
@@ -127,3 +123,19 @@ def test_tokens_limit_whole_windows_and_bad_latents(synthetic, tmp_path) -> None
     assert s.top.token.max() < 5 * CONTEXT
     with pytest.raises(ValueError, match="latents must lie in"):
         collect(sae, store, HOOK, tokens=100, latents=np.array([48]), progress=False)
+
+
+def test_second_pass_same_with_and_without_kept_codes_and_moments(synthetic, tmp_path) -> None:
+    sae = load_sae(write_sae(tmp_path / "sae"))
+    store = ActivationStore(synthetic)
+    kw = dict(tokens=10**6, batch_windows=6, quantiles=3, per_quantile=2, left=LEFT, right=RIGHT, progress=False)
+    kept = collect(sae, store, HOOK, moments=True, **kw)
+    again = collect(sae, store, HOOK, cache_bytes=0, **kw)  # the second pass encodes again
+    np.testing.assert_array_equal(kept.hist, again.hist)
+    np.testing.assert_array_equal(kept.intervals.token, again.intervals.token)
+    np.testing.assert_allclose(kept.intervals.acts, again.intervals.acts, rtol=1e-6)
+    assert again.moments is None
+    x = np.asarray(store.activations(HOOK), np.float64)[np.asarray(store.pos) != 0]
+    assert kept.moments.n == len(x)
+    np.testing.assert_allclose(kept.moments.sum_x, x.sum(0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(kept.moments.sum_xx, x.T @ x, rtol=1e-4, atol=1e-2)
