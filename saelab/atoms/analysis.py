@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from saelab.atoms.coherence import Coherence, coherence
 from saelab.atoms.dictionary import Dictionary
-from saelab.atoms.metric import Metric, pair_angles
+from saelab.atoms.metric import Metric, normalise, pair_angles, whiten
 from saelab.atoms.reconstruction import Reconstruction, add_batch, finish, reconstruct
 from saelab.atoms.recovery import Recovery, recover
 from saelab.atoms.rip import RIP, rip_constant
+from saelab.atoms.support import support_coherence
 from saelab.atoms.uniqueness import DEFINITIONS as U_DEFS
 from saelab.atoms.uniqueness import Uniqueness, UniquenessAccumulator
 
@@ -36,6 +37,11 @@ DEFINITIONS: dict[str, str] = {
     "in the AIP metric",
     "uniqueness_samples": U_DEFS["frac_samples_unique"] + "; mu_i in the AIP metric",
     "q_star": U_DEFS["q_star"] + "; per-sample coherence in the AIP metric",
+    "uniqueness_support": "per-atom uniqueness as `uniqueness`, per-sample coherence restricted to the support "
+    "(alternative reading): mu_supp(z) = max_{i != j in supp z} |<d_i, d_j>_S|",
+    "uniqueness_samples_support": "fraction of samples with mu_supp(z) < 1/(2||z||_0 - 1) (alternative reading; "
+    "samples with ||z||_0 > support_max_k use max_{i in supp z} mu_i)",
+    "q_star_support": "q* with the per-sample coherence mu_supp(z) (alternative reading)",
     "coherence": "mu = max_{i != j} |<d_i, d_j>_S|, S = (E[h h^T])^-1 (AIP; centred: inverse covariance)",
     "coherence_median": "median over atoms of mu_i = max_{j != i} |<d_i, d_j>_S|",
     "coherence_euclidean": "mu = max_{i != j} |cos(d_i, d_j)|, Euclidean",
@@ -76,6 +82,11 @@ class AnalysisOptions(BaseModel):
     """LASSO weight relative to ||x D^T||_inf of each sample."""
     recovery_iters: int = Field(default=200, ge=1)
     """FISTA iterations."""
+    support_coherence: bool = True
+    """Also compute uniqueness and q* under the alternative reading: per-sample coherence among the active atoms
+    only (max_{i != j in supp z}), instead of each active atom against all atoms (the default)."""
+    support_max_k: int = Field(default=64, ge=2)
+    """Largest support for the alternative reading; samples with more active atoms keep the default."""
     angle_pairs: int = Field(default=20_000, ge=1)
     """Random atom pairs for the angle histograms."""
     seed: int = 0
@@ -95,6 +106,7 @@ class DictionaryReport(NamedTuple):
     coherence: Coherence  # AIP
     coherence_euclidean: Coherence
     uniqueness: Uniqueness
+    uniqueness_support: Uniqueness | None  # per-sample coherence restricted to the support (alternative)
     rip: RIP | None
     recovery: Recovery | None
     angles_euclidean: np.ndarray  # (pairs,) degrees
@@ -103,7 +115,7 @@ class DictionaryReport(NamedTuple):
 
     def row(self) -> dict[str, Any]:
         """Flat table row; each numeric column is defined in `DEFINITIONS`."""
-        u = self.uniqueness
+        u, us = self.uniqueness, self.uniqueness_support
         dev = lambda a: float(np.median(np.abs(a - 90.0)))
         return {
             "dictionary": self.name,
@@ -117,6 +129,9 @@ class DictionaryReport(NamedTuple):
             "uniqueness": u.frac_atoms_unique,
             "uniqueness_samples": u.frac_samples_unique,
             "q_star": u.q_star.q,
+            "uniqueness_support": us.frac_atoms_unique if us else None,
+            "uniqueness_samples_support": us.frac_samples_unique if us else None,
+            "q_star_support": us.q_star.q if us else None,
             "coherence": self.coherence.mu,
             "coherence_median": float(np.median(np.asarray(self.coherence.per_atom))),
             "coherence_euclidean": self.coherence_euclidean.mu,
@@ -134,6 +149,9 @@ class DictionaryReport(NamedTuple):
         """Every summary of every measurement: name -> {value, definition}."""
         parts = [self.recon.summary(), self.coherence.summary(), self.uniqueness.summary()]
         parts.append({f"euclidean_{k}": v for k, v in self.coherence_euclidean.summary().items()})
+        if self.uniqueness_support:
+            alt = "; per-sample coherence restricted to the support (alternative reading)"
+            parts.append({f"support_{k}": (v, d + alt) for k, (v, d) in self.uniqueness_support.summary().items()})
         if self.rip:
             parts.append(self.rip.summary())
         if self.recovery:
@@ -154,7 +172,7 @@ def analyse(
     seconds["coherence"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    recon, uniq = _encode_all(dic, X, coh.per_atom, options)
+    recon, uniq, uniq_s = _encode_all(dic, X, coh.per_atom, metric, options)
     seconds["encode_uniqueness_r2"] = time.perf_counter() - t
     l0 = float(jnp.mean(uniq.samples.l0))
 
@@ -201,6 +219,7 @@ def analyse(
         coherence=coh,
         coherence_euclidean=coh_e,
         uniqueness=uniq,
+        uniqueness_support=uniq_s,
         rip=rip,
         recovery=rec,
         angles_euclidean=ang_e,
@@ -216,22 +235,28 @@ def layer_of(hook: str) -> int | None:
 
 
 def _encode_all(
-    dic: Dictionary, X: np.ndarray, per_atom: jnp.ndarray, options: AnalysisOptions
-) -> tuple[Reconstruction, Uniqueness]:
-    """One pass over X in equal blocks (the last padded): R^2 sums and uniqueness statistics."""
+    dic: Dictionary, X: np.ndarray, per_atom: jnp.ndarray, metric: Metric, options: AnalysisOptions
+) -> tuple[Reconstruction, Uniqueness, Uniqueness | None]:
+    """One pass over X in equal blocks (the last padded): R^2 sums and uniqueness statistics (both readings)."""
     n = X.shape[0]
     block = min(options.block, n)
     acc = UniquenessAccumulator(per_atom)
+    acc_s = UniquenessAccumulator(per_atom) if options.support_coherence else None
+    Dn = normalise(whiten(dic.D, metric)) if acc_s else None  # (m, d) unit atoms in the AIP metric
     sums = None
     for s in range(0, n, block):
         e = min(s + block, n)
         xb = jnp.asarray(np.pad(X[s:e], ((0, block - (e - s)), (0, 0))), jnp.float32)  # (block, d)
-        codes = dic.encode(xb)[: e - s]  # (b, m)
+        codes_p = dic.encode(xb)  # (block, m)
+        codes = codes_p[: e - s]
         acc.add(codes)
+        if acc_s is not None:
+            acc_s.add(codes, support_coherence(Dn, codes_p, per_atom, options.support_max_k)[: e - s])
         sums = add_batch(sums, xb[: e - s], reconstruct(codes, dic.D, dic.bias))
     if sums is None:
         raise ValueError("no activations to analyse")
-    return finish(sums), acc.result(options.atom_definition)
+    res_s = acc_s.result(options.atom_definition) if acc_s else None
+    return finish(sums), acc.result(options.atom_definition), res_s
 
 
 def fmt(v: Any, digits: int = 4) -> str:

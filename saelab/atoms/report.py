@@ -16,13 +16,15 @@ COLUMNS = [
     ("uniqueness", "unique atoms"),
     ("uniqueness_samples", "unique samples"),
     ("q_star", "q*"),
+    ("uniqueness_support", "unique atoms (supp)"),
+    ("q_star_support", "q* (supp)"),
     ("coherence", "mu (AIP)"),
     ("coherence_median", "median mu_i"),
     ("coherence_euclidean", "mu (Euclid)"),
     ("rip_delta", "delta_K"),
     ("lasso_recall", "LASSO recall"),
 ]
-PERCENT = {"r2", "uniqueness", "uniqueness_samples", "q_star", "lasso_recall"}
+PERCENT = {"r2", "uniqueness", "uniqueness_samples", "q_star", "lasso_recall", "uniqueness_support", "q_star_support"}
 
 
 def markdown_table(result: dict[str, Any]) -> str:

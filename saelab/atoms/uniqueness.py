@@ -5,6 +5,8 @@ minimisation recovers it, when `mu < 1 / (2K - 1)` (equivalently K < (1 + 1/mu) 
 (arXiv 2509.20784, research.md section 1), each sample uses its own K = ||z||_0 and the coherence restricted
 to the atoms involved, every active atom against ALL atoms: `mu_sample = max_{i in supp z} mu_i` with mu_i the
 per-atom coherence from `coherence.coherence`. The empty code (K = 0) is unique by convention (bound = inf).
+Callers may pass their own per-sample coherence instead (`sample_mu`, e.g. the support-restricted
+alternative of `support.support_coherence`); everything downstream is then computed from it.
 
 Per-atom definitions (the result says which one its per-atom numbers use; counts for both are always kept):
 - "all_samples" (default): an atom is unique if every sample in which it fires satisfies the per-sample bound.
@@ -126,12 +128,16 @@ class UniquenessAccumulator:
         self.samples: list[SampleStats] = []
         self.counts = AtomCounts(*(jnp.zeros(self.m, jnp.int32) for _ in range(3)))
 
-    def add(self, codes: Codes) -> SampleStats:
-        """Add one (b, m) block (dense or sparse); returns its per-sample stats."""
+    def add(self, codes: Codes, sample_mu: jax.Array | None = None) -> SampleStats:
+        """Add one (b, m) block (dense or sparse); `sample_mu` (b,) replaces the per-sample coherence
+        max_{i in supp z} mu_i. Returns the block's per-sample stats."""
         check(codes, self.m)
         b = n_rows(codes)
+        if sample_mu is not None and sample_mu.shape != (b,):
+            raise ValueError(f"sample_mu must have shape ({b},), got {sample_mu.shape}")
         self.size = max(self.size, b)
-        st, ct = _block_stats(self.per_atom, _pad(codes, self.size))
+        mu = None if sample_mu is None else jnp.pad(jnp.asarray(sample_mu, jnp.float32), (0, self.size - b))
+        st, ct = _block_stats(self.per_atom, _pad(codes, self.size), mu)
         st = SampleStats(*(a[:b] for a in st))
         self.samples.append(st)
         self.counts = AtomCounts(*(a + c for a, c in zip(self.counts, ct, strict=True)))
@@ -189,18 +195,20 @@ def _pad(codes: Codes, size: int) -> Codes:
 
 
 @jax.jit
-def _block_stats(per_atom: jax.Array, codes: Codes) -> tuple[SampleStats, AtomCounts]:
+def _block_stats(per_atom: jax.Array, codes: Codes, sample_mu: jax.Array | None) -> tuple[SampleStats, AtomCounts]:
     if isinstance(codes, SparseCodes):
-        return _sparse_stats(per_atom, codes)
-    return _dense_stats(per_atom, codes)
+        return _sparse_stats(per_atom, codes, sample_mu)
+    return _dense_stats(per_atom, codes, sample_mu)
 
 
-def _sparse_stats(per_atom: jax.Array, codes: SparseCodes) -> tuple[SampleStats, AtomCounts]:
+def _sparse_stats(
+    per_atom: jax.Array, codes: SparseCodes, sample_mu: jax.Array | None
+) -> tuple[SampleStats, AtomCounts]:
     m = per_atom.shape[0]
     active = codes.values != 0  # (b, k)
     mu_act = per_atom[codes.indices]  # (b, k)
     l0 = active.sum(1, dtype=jnp.int32)  # (b,)
-    mu = jnp.max(jnp.where(active, mu_act, 0.0), axis=1)
+    mu = jnp.max(jnp.where(active, mu_act, 0.0), axis=1) if sample_mu is None else sample_mu
     b = bound(l0)
     unique = mu < b
     count = partial(_scatter_count, codes.indices, m)
@@ -211,10 +219,10 @@ def _sparse_stats(per_atom: jax.Array, codes: SparseCodes) -> tuple[SampleStats,
     )
 
 
-def _dense_stats(per_atom: jax.Array, Z: jax.Array) -> tuple[SampleStats, AtomCounts]:
+def _dense_stats(per_atom: jax.Array, Z: jax.Array, sample_mu: jax.Array | None) -> tuple[SampleStats, AtomCounts]:
     active = Z != 0  # (b, m)
     l0 = active.sum(1, dtype=jnp.int32)
-    mu = jnp.max(jnp.where(active, per_atom[None, :], 0.0), axis=1)
+    mu = jnp.max(jnp.where(active, per_atom[None, :], 0.0), axis=1) if sample_mu is None else sample_mu
     b = bound(l0)
     unique = mu < b
     return SampleStats(l0, mu, unique), AtomCounts(

@@ -74,6 +74,9 @@ def test_table_rows_definitions_and_files(setup):
     assert rows["atoms"]["uniqueness"] == rows["atoms"]["q_star"] == 1.0
     assert rows["neurons"]["uniqueness_samples"] == 0.0
     assert rows["atoms"]["lasso_recall"] == 1.0
+    # support reading: all 16 neurons are active, so it equals the default; atoms stay unique under both
+    assert rows["neurons"]["uniqueness_samples_support"] == rows["neurons"]["uniqueness_samples"]
+    assert rows["atoms"]["q_star_support"] == 1.0
     assert result["tokens_analysed"] == 1000 and result["metric"][HOOK]["cond"] > 1
     out = setup / "out"
     saved = json.loads((out / "atoms.json").read_text())
