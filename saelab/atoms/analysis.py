@@ -65,7 +65,7 @@ class AnalysisOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     centred: bool = False
-    """AIP metric from the centred covariance instead of the raw second moment E[h h^T] (the paper's)."""
+    """AIP metric from the centred covariance instead of the raw second moment E[h h^T] (the default)."""
     max_cond: float = Field(default=1e6, gt=1)
     """Condition number above which the moment matrix gets a ridge (with a warning) before inversion."""
     atom_definition: AtomDefinition = "all_samples"

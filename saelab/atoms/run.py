@@ -94,13 +94,13 @@ def run(cfg: AtomsConfig) -> dict[str, Any]:
                 bar.advance(task)
     result = _result(cfg, store, reports, metrics, len(idx), time.perf_counter() - t0)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "atoms.json").write_text(json.dumps(result, indent=2, default=_jsonable))
+    (cfg.out / "atoms.json").write_text(_dumps(result))
     (cfg.out / "atoms.md").write_text(markdown_table(result))
     if cfg.plots:
         from saelab.atoms.plots import write_plots
 
         result["plots"] = [str(p) for p in write_plots(reports, cfg.out / "plots", angles)]
-        (cfg.out / "atoms.json").write_text(json.dumps(result, indent=2, default=_jsonable))
+        (cfg.out / "atoms.json").write_text(_dumps(result))
     return result
 
 
@@ -189,6 +189,21 @@ def _result(
         "paper": PAPER,
         "config": cfg.model_dump(mode="json"),
     }
+
+
+def _dumps(result: dict[str, Any]) -> str:
+    """Strict JSON: NaN and infinities (an undefined R^2, an infinite condition number) become null."""
+    return json.dumps(_finite(result), indent=2, default=_jsonable, allow_nan=False)
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    if isinstance(o, float | np.floating) and not np.isfinite(o):
+        return None
+    return o
 
 
 def _jsonable(o: Any) -> Any:
