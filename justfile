@@ -30,3 +30,9 @@ bench *ARGS: setup
 lint: setup
     {{venv}}/bin/ruff check saelab tests experiments
     {{venv}}/bin/ruff format --check saelab tests experiments
+
+# Used by tests/inspect/test_browser.py; apt-get runs only when they are missing (never a browser download).
+# Headless Chromium for the dashboard browser test: Debian chromium + chromium-driver, Selenium in .venv.
+setup-browser: setup
+    test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+    {{py}} -m pip install -q "selenium>=4.20"
