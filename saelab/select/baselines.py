@@ -21,7 +21,16 @@ import numpy as np
 
 Chunks = Callable[[], Iterator[list[str]]]  # a fresh pass over the pool's texts, chunk by chunk
 
-__all__ = ["Chunks", "score_bm25", "score_dsir", "score_random", "MiniLMEmbedder", "DSIR_BUCKETS"]
+__all__ = [
+    "BM25Scorer",
+    "Chunks",
+    "DSIRScorer",
+    "DSIR_BUCKETS",
+    "MiniLMEmbedder",
+    "score_bm25",
+    "score_dsir",
+    "score_random",
+]
 
 DSIR_BUCKETS = 10_000
 
@@ -31,42 +40,62 @@ def score_random(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
+class BM25Scorer:
+    """BM25 index of the pool (built once); calling it with target texts scores every pool record."""
+
+    def __init__(self, chunks: Chunks) -> None:
+        import bm25s
+
+        self._bm25s = bm25s
+        corpus = bm25s.tokenize([t for c in chunks() for t in c], stopwords="en", show_progress=False)
+        self.n = len(corpus.ids)
+        self.vocab = corpus.vocab
+        self.index = bm25s.BM25()
+        self.index.index(corpus, show_progress=False)
+
+    def __call__(self, targets: Sequence[str]) -> np.ndarray:
+        """(n,) mean BM25 score of each pool record against each target example as a query."""
+        scores = np.zeros(self.n, np.float64)
+        for q in self._bm25s.tokenize(list(targets), stopwords="en", show_progress=False, return_ids=False):
+            q = [w for w in q if w in self.vocab]
+            if q:
+                scores += self.index.get_scores(q)
+        return scores / len(targets)
+
+
+class DSIRScorer:
+    """DSIR over the pool (hashed n-gram counts, kept sparse); calling it with target texts gives the log
+    importance weights sum over a record's hashed n-grams of log p_target / p_pool."""
+
+    def __init__(self, chunks: Chunks, buckets: int = DSIR_BUCKETS) -> None:
+        import scipy.sparse as sp
+
+        self.vec = _hasher(buckets)
+        self.buckets = buckets
+        self.counts = sp.vstack([self.vec.transform(c) for c in chunks()]).tocsr()  # (n, buckets)
+        self.pool_counts = np.asarray(self.counts.sum(0)).ravel()
+
+    def __call__(self, targets: Sequence[str]) -> np.ndarray:
+        t = np.asarray(self.vec.transform(list(targets)).sum(0)).ravel()
+        b = self.buckets
+        log_ratio = np.log((t + 1) / (t.sum() + b)) - np.log((self.pool_counts + 1) / (self.pool_counts.sum() + b))
+        return self.counts @ log_ratio
+
+
 def score_bm25(targets: Sequence[str], chunks: Chunks) -> np.ndarray:
     """(n,) mean BM25 score of each pool record against each target example as a query."""
-    import bm25s
-
-    texts = [t for c in chunks() for t in c]
-    corpus = bm25s.tokenize(texts, stopwords="en", show_progress=False)
-    index = bm25s.BM25()
-    index.index(corpus, show_progress=False)
-    vocab = corpus.vocab
-    scores = np.zeros(len(texts), np.float64)
-    for q in bm25s.tokenize(list(targets), stopwords="en", show_progress=False, return_ids=False):
-        q = [w for w in q if w in vocab]
-        if q:
-            scores += index.get_scores(q)
-    return scores / len(targets)
+    return BM25Scorer(chunks)(targets)
 
 
 def score_dsir(targets: Sequence[str], chunks: Chunks, buckets: int = DSIR_BUCKETS) -> np.ndarray:
-    """(n,) DSIR log importance weights: sum over a record's hashed n-grams of log p_target / p_pool."""
-    vec = _hasher(buckets)
-    pool_counts = np.zeros(buckets, np.float64)
-    for c in chunks():
-        pool_counts += np.asarray(vec.transform(c).sum(0)).ravel()
-    target_counts = np.asarray(vec.transform(list(targets)).sum(0)).ravel()
-    log_ratio = np.log((target_counts + 1) / (target_counts.sum() + buckets)) - np.log(
-        (pool_counts + 1) / (pool_counts.sum() + buckets)
-    )
-    return np.concatenate([vec.transform(c) @ log_ratio for c in chunks()])
+    """(n,) DSIR log importance weights of the pool records for the target."""
+    return DSIRScorer(chunks, buckets)(targets)
 
 
 def _hasher(buckets: int):
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    return HashingVectorizer(
-        n_features=buckets, ngram_range=(1, 2), alternate_sign=False, norm=None, lowercase=True
-    )
+    return HashingVectorizer(n_features=buckets, ngram_range=(1, 2), alternate_sign=False, norm=None, lowercase=True)
 
 
 class MiniLMEmbedder:

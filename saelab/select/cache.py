@@ -25,9 +25,7 @@ __all__ = ["EmbeddingCache", "Embeddings", "cache_key", "file_digest"]
 
 def cache_key(fields: dict[str, Any]) -> str:
     """16 hex digits of the sorted JSON of `fields`."""
-    return hashlib.blake2b(
-        json.dumps(fields, sort_keys=True, default=str).encode(), digest_size=8
-    ).hexdigest()
+    return hashlib.blake2b(json.dumps(fields, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
 
 
 def file_digest(*paths: Path) -> str:
@@ -60,9 +58,7 @@ class EmbeddingCache:
         for i in range(self.meta["parts"]):
             p = self.dir / f"part-{i:05d}"
             yield (
-                sp.load_npz(p.with_suffix(".npz"))
-                if p.with_suffix(".npz").exists()
-                else np.load(p.with_suffix(".npy"))
+                sp.load_npz(p.with_suffix(".npz")) if p.with_suffix(".npz").exists() else np.load(p.with_suffix(".npy"))
             )
 
     def start(self) -> None:

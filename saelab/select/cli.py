@@ -11,15 +11,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from saelab.cliargs import add_config_args
     from saelab.select.bench import BenchConfig
     from saelab.select.config import SelectConfig
+    from saelab.select.downstream import DownstreamConfig
 
-    sel = sub.add_parser(
-        "select", help="select the pool records most like a target task, by SAE codes or a baseline"
-    )
+    sel = sub.add_parser("select", help="select the pool records most like a target task, by SAE codes or a baseline")
     add_config_args(sel, SelectConfig, skip=("pool", "target"))
     # not argparse-required, so that `saelab select bench` needs neither; SelectConfig still requires both
-    sel.add_argument(
-        "--pool", type=str, default=argparse.SUPPRESS, help="JSONL file of candidate records (required)"
-    )
+    sel.add_argument("--pool", type=str, default=argparse.SUPPRESS, help="JSONL file of candidate records (required)")
     sel.add_argument(
         "--target",
         type=str,
@@ -28,11 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sel.set_defaults(fn=_select)
     bsub = sel.add_subparsers(dest="select_cmd", required=False)
-    bench = bsub.add_parser(
-        "bench", help="precision/recall/AP of every method on CLINC150 intents and domains"
-    )
+    bench = bsub.add_parser("bench", help="precision/recall/AP of every method on CLINC150 intents and domains")
     add_config_args(bench, BenchConfig)
     bench.set_defaults(fn=_bench)
+    down = bsub.add_parser("downstream", help="fine-tune on each method's selection, compare held-out target loss")
+    add_config_args(down, DownstreamConfig)
+    down.set_defaults(fn=_downstream)
 
 
 def _select(a: argparse.Namespace) -> None:
@@ -55,3 +53,12 @@ def _bench(a: argparse.Namespace) -> None:
     cfg = config_from_args(BenchConfig, a)
     run_bench(cfg)
     print(f"bench table: {cfg.out}/bench.md")
+
+
+def _downstream(a: argparse.Namespace) -> None:
+    from saelab.cliargs import config_from_args
+    from saelab.select.downstream import DownstreamConfig, run_downstream
+
+    cfg = config_from_args(DownstreamConfig, a)
+    run_downstream(cfg)
+    print(f"results: {cfg.out}/downstream.json")

@@ -59,9 +59,7 @@ class SelectConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> SelectConfig:
         if self.method in SAE_METHODS and self.sae is None:
-            raise ValueError(
-                f"method {self.method!r} scores SAE codes: give --sae (a run dir or SAELens directory)"
-            )
+            raise ValueError(f"method {self.method!r} scores SAE codes: give --sae (a run dir or SAELens directory)")
         if self.method in ("hidden", "neurons") and self.sae is None and self.hook is None:
             raise ValueError(f"method {self.method!r} needs --hook (or an --sae whose hook it reads)")
         return self

@@ -17,18 +17,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from saelab.progress import progress_bar
-from saelab.select.baselines import MiniLMEmbedder, score_bm25, score_dsir, score_random
+from saelab.select.baselines import BM25Scorer, DSIRScorer, MiniLMEmbedder, score_random
 from saelab.select.cache import EmbeddingCache, file_digest
 from saelab.select.config import MODEL_METHODS, SAE_METHODS, SelectConfig
 from saelab.select.pool import batched, read_records
 from saelab.select.similarity import score_dense, score_sparse
 
+TEXT_SCORERS = {"bm25": BM25Scorer, "dsir": DSIRScorer}
 Embedder = Callable[[Sequence[str]], "sp.csr_matrix | np.ndarray"]
 
 __all__ = [
     "Scores",
     "Embedder",
     "make_embedder",
+    "pool_chunks",
+    "TEXT_SCORERS",
     "embed_pool",
     "prototype",
     "score_cached",
@@ -43,6 +46,11 @@ class Scores(NamedTuple):
     score_s: float  # seconds spent scoring (prototype, similarity, or the text baseline itself)
     cached: bool  # the pool embeddings came from the cache
     info: dict[str, Any]  # embedder and cache details for the summary
+
+
+def pool_chunks(cfg: SelectConfig) -> Callable[[], Any]:
+    """A re-iterable source of the pool's texts, `cfg.chunk` at a time (the text baselines' input)."""
+    return lambda: ([r.text for r in c] for c in batched(read_records(cfg.pool, cfg.text_field), cfg.chunk))
 
 
 def count_records(path: Path, field: str) -> int:
@@ -124,9 +132,7 @@ def prototype(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(e.mean(0)).ravel().astype(np.float32)
 
 
-def score_cached(
-    cache: EmbeddingCache, proto: np.ndarray, similarity: str, center: bool = False
-) -> np.ndarray:
+def score_cached(cache: EmbeddingCache, proto: np.ndarray, similarity: str, center: bool = False) -> np.ndarray:
     """(n,) similarity of every cached pool embedding to the prototype, one chunk in memory at a time."""
     mean = None
     if center:
@@ -146,19 +152,21 @@ def score_pool(
     cfg: SelectConfig,
     targets: Sequence[str],
     n: int,
-    embedder: tuple[Embedder, dict] | None = None,
+    prepared: Any = None,
     model: Any = None,
 ) -> Scores:
-    """Scores of every pool record for `cfg.method` (embedder: reuse a built one, e.g. in the bench)."""
-    chunks = lambda: ([r.text for r in c] for c in batched(read_records(cfg.pool, cfg.text_field), cfg.chunk))
+    """Scores of every pool record for `cfg.method`. `prepared` reuses what an earlier call built for this
+    pool (the bench): an (embedder, cache fields) pair from make_embedder, or a BM25 / DSIR scorer."""
+    chunks = pool_chunks(cfg)
     t0 = time.perf_counter()
     if cfg.method == "random":
         return Scores(score_random(n, cfg.seed), 0.0, time.perf_counter() - t0, False, {})
-    if cfg.method == "bm25":
-        return Scores(score_bm25(targets, chunks), 0.0, time.perf_counter() - t0, False, {"index": "bm25s"})
-    if cfg.method == "dsir":
-        return Scores(score_dsir(targets, chunks), 0.0, time.perf_counter() - t0, False, {"buckets": 10_000})
-    emb, fields = embedder or make_embedder(cfg, model)
+    if cfg.method in TEXT_SCORERS:
+        scorer = prepared or TEXT_SCORERS[cfg.method](chunks)
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        return Scores(scorer(targets), build_s, time.perf_counter() - t0, prepared is not None, {})
+    emb, fields = prepared or make_embedder(cfg, model)
     cache, embed_s, cached = embed_pool(
         emb, fields, cfg.pool, cfg.text_field, cfg.chunk, cfg.cache_dir, n, cfg.progress
     )
