@@ -1,1 +1,7 @@
+"""SAE evaluation on held-out text: the metrics of research.md's last section, CE loss recovered by splicing
+the reconstruction into the model at the SAE's hook, and a markdown report with plots."""
 
+from saelab.evals.config import EvalConfig
+from saelab.evals.run import run
+
+__all__ = ["EvalConfig", "run"]

@@ -1,0 +1,195 @@
+"""TopK SAE training, saelab against SAELens on the same store, batches and machine.
+
+Both train a TopK SAE (k 32, 8x expansion, batch 4096, fp32, Adam 3e-4) on the same shuffled batches of the
+demo store (BOS excluded), scaled by the same input-scaling scalar. saelab runs its real trainer
+(`saelab.train.run`, checkpoints and logging included); SAELens runs `SAETrainer.fit()` with its defaults
+for everything not named above. Throughput excludes each side's first step (compilation / warm-up).
+Quality: explained variance of both SAEs on held-out docstrings (the corpus split the store never saw),
+activations from the model, BOS excluded. Utilisation: dense-equivalent training FLOPs (12 d_in d_sae per
+token) per second against the peak of one fp32 GEMM of the encoder's shape on this machine.
+
+    python experiments/bench/train_vs_saelens.py [--quick] [--store activations/demo] [--tokens N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, result_line, timeit, write  # noqa: E402
+
+from saelab import train  # noqa: E402
+from saelab.data import open_corpus, pack_batches  # noqa: E402
+from saelab.models import Model  # noqa: E402
+from saelab.sae import decode, encode, load_sae  # noqa: E402
+from saelab.store import ActivationLoader, ActivationStore  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "sae-topk.toml"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="409,600 tokens each (a run under two minutes)")
+    p.add_argument("--store", default="activations/demo", help="activation store (made by `just demo`)")
+    p.add_argument("--tokens", type=int, help="training tokens each (default 2,000,000; quick 409,600)")
+    p.add_argument("--heldout-tokens", type=int, default=16_384)
+    p.add_argument("--out", help="JSON path (default results/bench/train_vs_saelens.json)")
+    a = p.parse_args()
+    tokens = a.tokens or (409_600 if a.quick else 2_000_000)
+    store = ActivationStore(a.store)
+    hook = store.hooks[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = train.load_config(
+            CONFIG,
+            [
+                f"data.store='{a.store}'",
+                f"train.tokens={tokens}",
+                f"train.out='{tmp}'",
+                "train.name='saelab'",
+                "train.wandb='disabled'",
+                "train.log_every=50",
+                "train.checkpoint_every=1000000",
+            ],
+        )
+        ours = train.run(cfg)
+        sae = load_sae(ours.run_dir)
+        scale = train.input_scale(store.stats(hook), cfg.train.input_scaling, sae.cfg.d_in)
+        theirs, their_tok_s = train_saelens(store, hook, cfg, scale, tokens)
+    x = heldout_activations(store.meta["model"], hook, a.heldout_tokens)
+    ev_ours = explained_variance(x, np.asarray(decode(sae.params, encode(sae.params, jnp.asarray(x), sae.cfg))))
+    ev_theirs = explained_variance(x * scale, saelens_reconstruct(theirs, x * scale))
+    d, m = sae.cfg.d_in, sae.cfg.d_sae
+    peak = gemm_peak(cfg.data.batch_size, d, m)
+    flops = lambda tok_s: 12 * d * m * tok_s / 1e9
+    result = {
+        "machine": machine(),
+        "store": a.store,
+        "hook": hook,
+        "tokens": tokens,
+        "batch": cfg.data.batch_size,
+        "d_in": d,
+        "d_sae": m,
+        "k": sae.cfg.k,
+        "heldout_tokens": int(x.shape[0]),
+        "saelab": {
+            "tokens_per_s": ours.tokens_per_s,
+            "heldout_ev": ev_ours,
+            "train_ev_last": ours.metrics.get("explained_variance"),
+            "dense_equiv_gflops": flops(ours.tokens_per_s),
+        },
+        "saelens": {"tokens_per_s": their_tok_s, "heldout_ev": ev_theirs, "dense_equiv_gflops": flops(their_tok_s)},
+        "gemm_peak_gflops": peak,
+        "ratio_tokens_per_s": ours.tokens_per_s / their_tok_s,
+        "utilisation_saelab": flops(ours.tokens_per_s) / peak,
+        "utilisation_saelens": flops(their_tok_s) / peak,
+    }
+    path = write("train_vs_saelens", result, a.out)
+    print(f"wrote {path}")
+    print(
+        result_line(
+            saelab_tok_s=ours.tokens_per_s,
+            saelens_tok_s=their_tok_s,
+            ratio=result["ratio_tokens_per_s"],
+            saelab_ev=ev_ours,
+            saelens_ev=ev_theirs,
+            tokens=tokens,
+            saelab_gflops=flops(ours.tokens_per_s),
+            gemm_peak_gflops=peak,
+            utilisation=result["utilisation_saelab"],
+        )
+    )
+
+
+def train_saelens(store: ActivationStore, hook: str, cfg, scale: float, tokens: int):
+    """SAELens TopK on the batches our loader yields (same seed, same order), pre-scaled by `scale`."""
+    import torch
+    from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import SAETrainerConfig
+
+    batch = cfg.data.batch_size
+    loader = ActivationLoader(store, hook, batch, seed=cfg.data.seed)
+    view = store.activations(hook)
+    marks: list[float] = []
+
+    def provider():
+        step = 0
+        while True:
+            x = view.take(loader.global_indices(step), np.float32) * np.float32(scale)
+            marks.append(time.perf_counter())
+            step += 1
+            yield torch.from_numpy(x)
+
+    d = store.d_model
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(
+            d_in=d,
+            d_sae=cfg.sae.expansion * d,
+            k=cfg.sae.model_extra["k"],
+            dtype="float32",
+            device="cpu",
+            normalize_activations="none",
+        )
+    )
+    trainer = SAETrainer(
+        SAETrainerConfig(total_training_samples=tokens, train_batch_size_samples=batch, lr=cfg.optim.lr, device="cpu"),
+        sae,
+        provider(),
+    )
+    trainer.fit()
+    end = time.perf_counter()
+    steps = tokens // batch
+    return sae, (steps - 1) * batch / (end - marks[1])  # from the second batch's arrival: first step excluded
+
+
+def saelens_reconstruct(sae, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        return sae.decode(sae.encode(t)).numpy()
+
+
+def heldout_activations(model_name: str, hook: str, n_tokens: int) -> np.ndarray:
+    """Hook activations of the held-out docstrings (never in the store), BOS positions dropped."""
+    model = Model.load(model_name)
+    rows = []
+    batches = pack_batches(
+        open_corpus("python-docs", "heldout"),
+        model.tokenizer,
+        bos_id=model.bos_id,
+        eos_id=model.eos_id,
+        context=128,
+        batch=16,
+    )
+    for b in batches:
+        _, cache = model.run_with_cache(b.tokens, [hook], stop_at_layer="auto")
+        rows.append(np.asarray(cache[hook][:, 1:], np.float32).reshape(-1, model.cfg.d_model))
+        if sum(len(r) for r in rows) >= n_tokens:
+            break
+    return np.concatenate(rows)[:n_tokens]
+
+
+def explained_variance(x: np.ndarray, x_hat: np.ndarray) -> float:
+    x, x_hat = x.astype(np.float64), x_hat.astype(np.float64)
+    return float(1 - np.sum((x - x_hat) ** 2) / np.sum((x - x.mean(0)) ** 2))
+
+
+def gemm_peak(batch: int, d: int, m: int) -> float:
+    """GFLOP/s of one jitted fp32 (batch, d) @ (d, m) GEMM, the shape of the encoder's forward."""
+    a = jnp.ones((batch, d), jnp.float32)
+    b = jnp.ones((d, m), jnp.float32)
+    f = jax.jit(lambda a, b: a @ b)
+    t = timeit(lambda: f(a, b).block_until_ready(), reps=20, warmup=2)["min_s"]
+    return 2 * batch * d * m / t / 1e9
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""`run(cfg)`: evaluate one SAE on held-out text: reconstruction, sparsity, CE loss recovered, KL, decoder
+geometry; JSON plus a markdown report with plots."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.data import open_corpus, pack_batches
+from saelab.evals import metrics, splice
+from saelab.evals.config import EvalConfig
+from saelab.evals.report import write_report
+from saelab.models import Model
+from saelab.models.hooks import hook_layer
+from saelab.progress import progress_bar
+from saelab.sae import LoadedSAE, decode, encode, load_sae
+
+
+def run(cfg: EvalConfig) -> dict[str, Any] | None:
+    """Evaluate `cfg.sae`; writes the JSON, the report and its plots and returns the JSON's content (None when
+    `skip_missing` skipped an absent corpus file)."""
+    t0 = time.perf_counter()
+    kind, _, rest = cfg.corpus.partition(":")
+    if cfg.skip_missing and kind in ("text", "jsonl") and not Path(rest.split(":")[0]).exists():
+        print(f"eval skipped: corpus file {rest.split(':')[0]} is absent")
+        return None
+    sae = load_sae(cfg.sae)
+    hook = cfg.hook or sae.metadata.get("hook_name")
+    model_name = cfg.model or sae.metadata.get("model_name")
+    if not hook or not model_name:
+        raise ValueError(
+            f"SAE {cfg.sae} does not name its {'hook' if not hook else 'model'}; pass it "
+            f"({'--hook' if not hook else '--model'})"
+        )
+    model = Model.load(model_name)
+    if hook not in model.hook_names():
+        raise ValueError(f"hook {hook!r} is not a hook point of {model_name}; see `saelab model info {model_name}`")
+    if model.cfg.d_model != sae.cfg.d_in:
+        raise ValueError(
+            f"SAE {cfg.sae} has d_in={sae.cfg.d_in} but {model_name} has d_model={model.cfg.d_model}; "
+            "evaluate it with the model it was trained on (--model)"
+        )
+    out = cfg.out or _default_out(cfg)
+    fn = splice.make_splice_fn(model.cfg, hook, partial(_encode, cfg=sae.cfg), partial(_decode, cfg=sae.cfg))
+    act_mean = None
+    recon_sums = splice_sums = None
+    done = 0
+    corpus = open_corpus(cfg.corpus, cfg.split, cfg.heldout_fraction)
+    batches = pack_batches(
+        corpus, model.tokenizer, bos_id=model.bos_id, eos_id=model.eos_id, context=cfg.context, batch=cfg.batch
+    )
+    with progress_bar("tok/s", cfg.progress) as bar:
+        task = bar.add_task(f"eval {hook}", total=cfg.tokens, info=cfg.corpus)
+        for b in batches:
+            if done >= cfg.tokens or (b.tokens.shape[0] < cfg.batch and done):
+                break
+            tokens = jnp.asarray(b.tokens)
+            if act_mean is None:
+                act_mean = _mean_activation(sae, model, hook, tokens)
+            s, r = fn(model.params, sae.params, tokens, act_mean)
+            splice_sums = _add(splice_sums, s)
+            recon_sums = metrics.add(recon_sums, r)
+            done += b.tokens.size
+            bar.update(task, completed=min(done, cfg.tokens))
+    if recon_sums is None:
+        raise ValueError(
+            f"corpus {cfg.corpus!r} ({cfg.split} split) yielded no text to evaluate on; "
+            "use another --split or a larger --heldout-fraction"
+        )
+    max_cos = metrics.max_decoder_cosine(sae.params.W_dec)
+    result = {
+        **metrics.finish(recon_sums, cfg.dense_threshold),
+        **splice.finish(splice.SpliceSums(*splice_sums)),
+        "max_decoder_cosine": {
+            "mean": float(max_cos.mean()),
+            "median": float(np.median(max_cos)),
+            "fraction_above_0.9": float(np.mean(max_cos > 0.9)),
+            "histogram": _hist(max_cos, 0.0, 1.0),
+        },
+        "meta": {
+            "sae": str(cfg.sae),
+            "model": model_name,
+            "hook": hook,
+            "layer": hook_layer(hook),
+            "architecture": sae.cfg.architecture,
+            "d_sae": sae.cfg.d_sae,
+            "k": getattr(sae.cfg, "k", None),
+            "corpus": cfg.corpus,
+            "split": cfg.split,
+            "tokens_evaluated": done,
+            "context": cfg.context,
+            "mean_ablation": "store mean (BOS excluded)" if sae.metadata.get("dataset_path") else "eval mean",
+            "bos_excluded": True,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "training_tokens": sae.metadata.get("training_tokens"),
+        },
+    }
+    result["meta"] |= {"out": str(out), "report": str(out.with_suffix(".md"))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_report(result, out)
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _encode(params, x, cfg):
+    return encode(params, x, cfg)
+
+
+def _decode(params, codes, cfg):
+    return decode(params, codes)
+
+
+def _mean_activation(sae: LoadedSAE, model: Model, hook: str, tokens: jax.Array) -> jax.Array:
+    """Mean-ablation value: the training store's BOS-excluded mean when the store is here, else this batch's."""
+    from saelab.store import ActivationStore
+
+    store_dir = sae.metadata.get("dataset_path")
+    if store_dir and (Path(store_dir) / "manifest.json").exists():
+        stats = ActivationStore(store_dir).stats(hook)
+        mean = stats.get("mean_no_bos") if stats.get("mean_no_bos") is not None else stats.get("mean")
+        if mean is not None:
+            return jnp.asarray(np.asarray(mean, np.float32))
+    _, cache = model.run_with_cache(tokens, [hook], stop_at_layer="auto")
+    return cache[hook][:, 1:].reshape(-1, model.cfg.d_model).astype(jnp.float32).mean(0)
+
+
+def _add(a, b):
+    b = [np.asarray(v, np.float64) for v in b]
+    return b if a is None else [x + y for x, y in zip(a, b, strict=False)]
+
+
+def _hist(v: np.ndarray, lo: float, hi: float, bins: int = 40) -> dict[str, list]:
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return {"counts": counts.tolist(), "edges": edges.tolist()}
+
+
+def _default_out(cfg: EvalConfig) -> Path:
+    root = cfg.sae.parent if cfg.sae.name == "sae" and (cfg.sae.parent / "config.json").exists() else cfg.sae
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", cfg.corpus).strip("-")
+    return root / f"eval-{slug}-{cfg.split}.json"

@@ -1,0 +1,196 @@
+"""`saelab run EXPERIMENT.toml`: run stages in order, skipping a stage whose outputs exist and match its config.
+
+An experiment file holds an `[experiment]` table (`name`, `description`) and `[[stages]]` tables. Each
+stage has a `kind` (a key of `STAGES`) and that kind's config fields (nested tables for `train`). Optional
+per-stage keys:
+
+- `id`: the stage's name in the log and its marker (default `kind`, with sweep values appended);
+- `sweep`: a table of equal-length lists (`layer = [2, 6, 10, 14]`), expanding the stage into one stage per
+  position; every string of the stage is formatted with the sweep values (`"blocks.{layer}.hook_resid_post"`);
+- `quick`: dotted-key overrides used by `--quick` (`"train.tokens" = 200_000`).
+
+Every string is also formatted with `{name}`: the experiment's name, or `<name>-quick` under `--quick`, so a
+quick run never touches the full run's outputs. A finished stage writes a marker with its config to
+`results/<name>/stages/<id>.json`; on the next run the stage is skipped when the marker matches and its
+output exists, resumed when its output exists without a marker (an interrupted stage), and redone (its old
+outputs replaced, with a message) when the marker shows another config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+RESULTS = Path("results")
+
+
+@dataclass(frozen=True)
+class StageKind:
+    config: str  # "module:Class", a pydantic model
+    run: Callable[[BaseModel, bool], Any]  # (config, redo) -> result
+    output: Callable[[BaseModel], Path]  # where the stage writes (exists once it has started)
+
+
+def _call(target: str, *args, **kwargs):
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def _harvest(cfg, redo: bool):
+    return _call("saelab.harvest:run", cfg.model_copy(update={"overwrite": redo}) if redo else cfg)
+
+
+def _train(cfg, redo: bool):
+    resume = cfg.run_dir.exists() and not redo
+    return _call("saelab.train:run", cfg, resume=resume, overwrite=redo)
+
+
+def _plain(target: str) -> Callable[[BaseModel, bool], Any]:
+    return lambda cfg, redo: _call(target, cfg)
+
+
+STAGES: dict[str, StageKind] = {
+    "harvest": StageKind("saelab.harvest.config:HarvestConfig", _harvest, lambda c: c.out),
+    "train": StageKind("saelab.train.config:TrainConfig", _train, lambda c: c.run_dir),
+    "eval": StageKind("saelab.evals.config:EvalConfig", _plain("saelab.evals:run"), lambda c: c.out),
+    "plot": StageKind("saelab.plots:PlotConfig", _plain("saelab.plots:run"), lambda c: c.out),
+    "saelens-train": StageKind(
+        "saelab.peers.saelens:SAELensTrainConfig", _plain("saelab.peers.saelens:run"), lambda c: c.out
+    ),
+    "inspect": StageKind("saelab.inspect:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
+    "atoms": StageKind("saelab.atoms.config:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
+    "circuits": StageKind("saelab.circuits.config:CircuitsConfig", _plain("saelab.circuits.run:run"), lambda c: c.out),
+    "select": StageKind("saelab.select:SelectConfig", _plain("saelab.select:run"), lambda c: c.out),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    kind: str
+    config: BaseModel
+
+
+def load(path: str | Path, quick: bool = False) -> tuple[str, list[Stage]]:
+    """Parse and validate every stage of an experiment file before anything runs."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"experiment file {path} does not exist (see experiments/*.toml)")
+    raw = tomllib.loads(path.read_text())
+    unknown = set(raw) - {"experiment", "stages"}
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level tables {sorted(unknown)}; expected [experiment] and [[stages]]")
+    name = raw.get("experiment", {}).get("name", path.stem) + ("-quick" if quick else "")
+    stages: list[Stage] = []
+    for i, table in enumerate(raw.get("stages", [])):
+        for sid, kind, fields in _expand(table, i, quick, name, path):
+            cls = _config_class(kind, path)
+            try:
+                stages.append(Stage(sid, kind, cls(**fields)))
+            except ValidationError as e:
+                raise ValueError(f"{path}: stage {sid!r} ({kind}) has an invalid config:\n{e}") from None
+    if not stages:
+        raise ValueError(f"{path} has no [[stages]]")
+    ids = [s.id for s in stages]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: stage ids repeat ({ids}); give stages distinct `id`s")
+    return name, stages
+
+
+def run(path: str | Path, quick: bool = False, only: list[str] | None = None, log=print) -> list[tuple[str, Any]]:
+    """Run the experiment's stages in order; returns (stage id, result or 'skipped') per stage."""
+    name, stages = load(path, quick)
+    marks = RESULTS / name / "stages"
+    out = []
+    for stage in stages:
+        if only and stage.id not in only and stage.kind not in only:
+            continue
+        kind = STAGES[stage.kind]
+        config = stage.config.model_dump(mode="json")
+        mark = marks / f"{stage.id}.json"
+        previous = json.loads(mark.read_text()) if mark.exists() else None
+        output = kind.output(stage.config)
+        if previous is not None and previous["config"] == config and output.exists():
+            log(f"[{stage.id}] up to date ({output}); skipped")
+            out.append((stage.id, "skipped"))
+            continue
+        redo = previous is not None and output.exists()
+        if redo:
+            log(f"[{stage.id}] config changed since the last run: redoing it and replacing {output}")
+        elif output.exists():
+            log(f"[{stage.id}] resuming the interrupted stage in {output}")
+        else:
+            log(f"[{stage.id}] {stage.kind} -> {output}")
+        t0 = time.perf_counter()
+        result = kind.run(stage.config, redo)
+        seconds = time.perf_counter() - t0
+        marks.mkdir(parents=True, exist_ok=True)
+        tmp = mark.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"kind": stage.kind, "config": config, "seconds": round(seconds, 1)}, indent=2))
+        tmp.replace(mark)
+        log(f"[{stage.id}] done in {seconds:.0f} s")
+        out.append((stage.id, result))
+    return out
+
+
+def _config_class(kind: str, path: Path) -> type[BaseModel]:
+    if kind not in STAGES:
+        raise ValueError(f"{path}: unknown stage kind {kind!r}; known kinds: {sorted(STAGES)}")
+    module, cls = STAGES[kind].config.split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as e:
+        raise ValueError(
+            f"{path}: stage kind {kind!r} needs {e.name}, which is not installed "
+            f"(the `bench` extra provides sae_lens: pip install -e '.[bench]')"
+        ) from None
+
+
+def _expand(table: dict, index: int, quick: bool, name: str, path: Path):
+    """(id, kind, fields) for each sweep position of one [[stages]] table."""
+    table = dict(table)
+    kind = table.pop("kind", None)
+    if kind is None:
+        raise ValueError(f"{path}: stage {index} has no `kind`")
+    sweep = table.pop("sweep", {})
+    overrides = table.pop("quick", {}) if quick else {}
+    table.pop("quick", None)
+    sid = table.pop("id", kind)
+    lengths = {len(v) for v in sweep.values()}
+    if len(lengths) > 1 or any(not isinstance(v, list) for v in sweep.values()):
+        raise ValueError(f"{path}: stage {sid!r}: every `sweep` entry must be a list, all of one length")
+    positions = [dict(zip(sweep, vals)) for vals in zip(*sweep.values())] if sweep else [{}]
+    for key, value in overrides.items():
+        _set(table, key, value)
+    for values in positions:
+        fmt = {"name": name, **values}
+        suffix = "".join(f"-{k}{v}" for k, v in values.items())
+        yield f"{sid}{suffix}", kind, _format(table, fmt)
+
+
+def _set(table: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        table = table.setdefault(p, {})
+    table[last] = value
+
+
+def _format(value: Any, fmt: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        try:
+            return value.format(**fmt)
+        except KeyError as e:
+            raise ValueError(f"placeholder {{{e.args[0]}}} in {value!r} is neither `name` nor a sweep key") from None
+    if isinstance(value, dict):
+        return {k: _format(v, fmt) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_format(v, fmt) for v in value]
+    return value
