@@ -3,6 +3,12 @@
 All requested hooks come from a single forward that stops after the deepest hooked block. The next batch
 is dispatched before the previous one is copied to the host, so the device never waits for disk. A killed
 harvest rerun with the same settings resumes after the last complete shard and produces the same store.
+
+With several processes (`saelab.distributed`), the shards are split into contiguous blocks, one per process:
+each process harvests the windows of its block on its own devices and writes those shards under their global
+numbers, recording its progress in its own part manifest (so each resumes on its own). After a barrier,
+process 0 writes the one manifest; the store is then the same as a one-process harvest's (bit for bit when
+every process's first window starts a batch, i.e. windows per shard is a multiple of `batch`).
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.data import open_corpus, pack_batches
+from saelab.distributed import barrier
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
 from saelab.progress import progress_bar
 from saelab.store import StoreWriter
+from saelab.store.writer import Part, merge_parts
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -36,24 +44,33 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
         "context": cfg.context, "within_document": cfg.within_document, "tokens_requested": cfg.tokens,
         "bos_id": model.bos_id, "eos_id": model.eos_id,
     }
-    writer = StoreWriter.create_or_resume(
-        cfg.out, meta=meta, hooks=list(cfg.hooks), d_model=width, dtype=cfg.dtype,
-        shard_tokens=cfg.shard_tokens_aligned, overwrite=cfg.overwrite,
-    )
+    layout = {"meta": meta, "hooks": list(cfg.hooks), "d_model": width, "dtype": cfg.dtype,
+              "shard_tokens": cfg.shard_tokens_aligned}
+    processes = jax.process_count()
+    if processes == 1:
+        writer = StoreWriter.create_or_resume(cfg.out, **layout, overwrite=cfg.overwrite)
+        first, total_windows = 0, cfg.n_windows
+    else:
+        part = share(cfg.n_windows, cfg.shard_tokens_aligned // cfg.context, jax.process_index(), processes)
+        if _open_shared(cfg, layout, processes):
+            return Path(cfg.out)
+        writer = StoreWriter.create_or_resume_part(cfg.out, part)
+        first = part.shards.start * cfg.shard_tokens_aligned // cfg.context
+        total_windows = min(part.shards.stop * cfg.shard_tokens_aligned // cfg.context, cfg.n_windows)
     if writer.complete:
-        return Path(cfg.out)
-    done_windows = writer.n_tokens_done // cfg.context
-    total_windows = cfg.n_windows
+        return _merge(cfg.out, processes)
+    done_windows = first + writer.n_tokens_done // cfg.context
     forward = _forward_fn(model, tuple(cfg.hooks), _DTYPES[cfg.dtype])
     batches = pack_batches(
         corpus, model.tokenizer, bos_id=model.bos_id, eos_id=model.eos_id, context=cfg.context,
         batch=cfg.batch, within_document=cfg.within_document, skip_windows=done_windows,
     )
-    with progress_bar("tok/s", progress) as bar:
-        task = bar.add_task("harvest", total=total_windows * cfg.context, completed=done_windows * cfg.context, info=str(cfg.out))
+    with progress_bar("tok/s", progress and jax.process_index() == 0) as bar:
+        task = bar.add_task("harvest", total=(total_windows - first) * cfg.context,
+                            completed=(done_windows - first) * cfg.context, info=str(cfg.out))
         pending = None
         windows = done_windows
-        for b in batches:
+        for b in batches if done_windows < total_windows else ():
             take = min(len(b.tokens), total_windows - windows)
             if take <= 0:
                 break
@@ -71,7 +88,35 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
         print(f"corpus {cfg.corpus} ran out after {windows * cfg.context:,} tokens "
               f"(asked for {cfg.tokens:,}); the store holds what there was")
     writer.finalize()
-    return Path(cfg.out)
+    return _merge(cfg.out, processes)
+
+
+def share(n_windows: int, shard_windows: int, process: int, processes: int) -> Part:
+    """The contiguous block of global shards (of `shard_windows` windows each) that `process` harvests."""
+    n_shards = -(-n_windows // shard_windows)
+    return Part(process, processes, range(process * n_shards // processes, (process + 1) * n_shards // processes))
+
+
+def _open_shared(cfg: HarvestConfig, layout: dict, processes: int) -> bool:
+    """Every process checks the store (the same errors everywhere), then process 0 alone creates or replaces
+    it; True when it is already complete."""
+    done = StoreWriter.open_shared(cfg.out, **layout, processes=processes, overwrite=cfg.overwrite, act=False)
+    barrier("saelab-harvest-check")
+    if not done and jax.process_index() == 0:
+        StoreWriter.open_shared(cfg.out, **layout, processes=processes, overwrite=cfg.overwrite, act=True)
+    barrier("saelab-harvest-open")
+    return done
+
+
+def _merge(out: Path, processes: int) -> Path:
+    """With several processes: once all parts are final, process 0 writes the one manifest (a barrier before,
+    so it never lists a shard still being written, and one after, so nobody returns before the store is)."""
+    if processes > 1:
+        barrier("saelab-harvest-parts")
+        if jax.process_index() == 0:
+            merge_parts(out, processes)
+        barrier("saelab-harvest-merged")
+    return Path(out)
 
 
 def _hook_width(model: Model, hooks: list[str]) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -31,6 +32,21 @@ from saelab.store.verify import shard_problems
 
 _IDENTITY = ("format_version", "meta", "hooks", "d_model", "dtype", "shard_tokens")
 _FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, np.float32, np.float64)}
+_PART = re.compile(r"manifest\.part-(\d{5})-of-(\d{5})\.json(\.tmp)?")
+_SHARD = re.compile(r"shard_(\d{6,})\.safetensors(\.tmp)?")
+
+
+class Part(NamedTuple):
+    """One process's share of a multi-process harvest: the global shard numbers it writes."""
+
+    index: int  # process index
+    count: int  # number of processes
+    shards: range  # global shard numbers; the process writes them in order, the last maybe short
+
+
+def part_manifest_name(index: int, count: int) -> str:
+    """The per-process manifest of a multi-process harvest in progress (merged away when it completes)."""
+    return f"manifest.part-{index:05d}-of-{count:05d}.json"
 
 
 class StoreWriter:
@@ -58,7 +74,12 @@ class StoreWriter:
                     raise
                 old = None
             diff = [k for k in _IDENTITY if old is None or old.get(k) != fresh[k]]
-            if not diff:
+            started = _part_counts(path)
+            if not diff and started and not overwrite:
+                raise StoreMismatchError(
+                    f"{path} is a harvest started by {max(started)} processes; resume it with as many "
+                    "(--num-processes) or pass --overwrite to start it again")
+            if not diff and not started:
                 return cls._resume(path, old)
             if not overwrite:
                 detail = "; ".join(_describe(k, old.get(k), fresh[k]) for k in diff)
@@ -69,7 +90,7 @@ class StoreWriter:
         elif path.exists():
             if not path.is_dir():
                 raise StoreMismatchError(f"{path} is a file, not a store directory; choose another --out")
-            foreign = sorted(f.name for f in path.iterdir() if not is_own_file(f.name))
+            foreign = sorted(f.name for f in path.iterdir() if not _is_own(f.name))
             if foreign:
                 shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
                 raise StoreMismatchError(
@@ -81,10 +102,103 @@ class StoreWriter:
         fsync_dir(path)
         return cls(path, fresh, None)
 
-    def __init__(self, path: Path, manifest: dict[str, Any], totals: dict[str, Partial] | None) -> None:
-        """Use `create_or_resume`; this takes a validated manifest and the folded statistics so far."""
+    @classmethod
+    def open_shared(
+        cls, path: str | Path, *, meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str,
+        shard_tokens: int, processes: int, overwrite: bool = False, act: bool = True,
+    ) -> bool:
+        """Prepare the store of a harvest by `processes` processes; True if it is already complete.
+
+        Every process calls it with act=False first (the same checks, so all raise the same error), then
+        process 0 alone with act=True creates the store, or replaces it when `overwrite`, or leaves a matching
+        one for the processes to resume. The manifest stays shard-less until `merge_parts`; each process
+        records its progress in its own part manifest (`create_or_resume_part`).
+        """
+        path = Path(path)
+        fresh = _fresh_manifest(meta, hooks, d_model, dtype, shard_tokens)
+        started = _part_counts(path)
+        if (path / MANIFEST).exists():
+            try:
+                old = read_manifest(path)
+            except StoreError:
+                if not overwrite:
+                    raise
+                old = None
+            diff = [k for k in _IDENTITY if old is None or old.get(k) != fresh[k]]
+            if not diff and old["complete"]:
+                return True
+            problem = None
+            if diff:
+                problem = "holds a store made with other settings (" + "; ".join(
+                    _describe(k, old.get(k), fresh[k]) for k in diff) + ")"
+            elif old["shards"]:
+                problem = f"is a harvest started by one process ({old['n_tokens']:,} tokens); resume it with one"
+            elif started - {processes}:
+                problem = f"is a harvest started by {max(started)} processes; resume it with as many"
+            if problem is None:
+                return False
+            if not overwrite:
+                raise StoreMismatchError(f"{path} {problem}; pass --overwrite (overwrite=True) to replace it, "
+                                         "or choose another --out")
+        elif path.exists():
+            if not path.is_dir():
+                raise StoreMismatchError(f"{path} is a file, not a store directory; choose another --out")
+            foreign = sorted(f.name for f in path.iterdir() if not _is_own(f.name))
+            if foreign:
+                raise StoreMismatchError(f"{path} is not empty ({', '.join(foreign[:3])}) and is not an "
+                                         "activation store; choose another --out")
+        if act:
+            _remove_own_files(path, keep=set())
+            path.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path / MANIFEST, fresh)
+            fsync_dir(path)
+        return False
+
+    @classmethod
+    def create_or_resume_part(cls, path: str | Path, part: Part) -> StoreWriter:
+        """This process's writer in a store prepared by `open_shared`: resumes after its last complete shard
+        (its part manifest lists them) and removes its own debris, never another process's shards."""
+        path = Path(path)
+        main = read_manifest(path)
+        file = path / part_manifest_name(part.index, part.count)
+        fresh = {k: main[k] for k in _IDENTITY} | {
+            "n_tokens": 0, "complete": False, "shards": [], "stats": {},
+            "first_shard": part.shards.start, "end_shard": part.shards.stop,
+        }
+        m = json.loads(file.read_text()) if file.exists() else None
+        same = m is not None and all(m.get(k) == fresh[k] for k in (*_IDENTITY, "first_shard", "end_shard"))
+        if same:
+            problems = shard_problems(path, m, checksums=False)
+            if problems:
+                listing = "; ".join(f"{p.file}: {p.problem}" for p in problems)
+                raise StoreCorruptError(f"cannot resume {path} (process {part.index}): {listing}; "
+                                        "pass --overwrite to start it again")
+        else:
+            m = fresh
+        keep = {s["file"] for s in m["shards"]}
+        for f in path.iterdir():
+            hit = _SHARD.fullmatch(f.name)
+            if hit and int(hit.group(1)) in part.shards and f.name not in keep:
+                f.unlink()
+        totals: dict[str, Partial | None] = {h: None for h in m["hooks"]}
+        for s in m["shards"]:
+            for h, p in _read_partials(path / s["file"]).items():
+                totals[h] = fold(totals[h], p)
+        if not same:
+            write_json_atomic(file, m)
+            fsync_dir(path)
+        return cls(path, m, totals, part)
+
+    def __init__(
+        self, path: Path, manifest: dict[str, Any], totals: dict[str, Partial] | None, part: Part | None = None
+    ) -> None:
+        """Use `create_or_resume` (or `create_or_resume_part`); this takes a validated manifest and the
+        folded statistics so far."""
         self.path = path
         self.manifest = manifest
+        self.part = part
+        self._file = MANIFEST if part is None else part_manifest_name(part.index, part.count)
+        self._first = 0 if part is None else part.shards.start
         self._dtype = np.dtype(STORE_DTYPES[manifest["dtype"]])
         self._buf: dict[str, list[np.ndarray]] = {k: [] for k in [*manifest["hooks"], *INDEX_FIELDS]}
         self._buffered = 0
@@ -139,7 +253,7 @@ class StoreWriter:
         if self._buffered:
             self._flush(self._buffered)
         self.manifest["complete"] = True
-        write_json_atomic(self.path / MANIFEST, self.manifest)
+        write_json_atomic(self.path / self._file, self.manifest)
         fsync_dir(self.path)
 
     @classmethod
@@ -167,13 +281,53 @@ class StoreWriter:
             part = shard_stats(tensors[h], tensors["pos"])
             self._totals[h] = fold(self._totals[h], part)
             tensors.update({f"{STATS_PREFIX}{h}/{k}": v for k, v in part.items()})
-        name = shard_name(len(m["shards"]))
+        number = self._first + len(m["shards"])
+        if self.part is not None and number not in self.part.shards:
+            raise StoreError(f"process {self.part.index} may write shards {self.part.shards}, not {number}")
+        name = shard_name(number)
         written = write_safetensors(self.path / name, tensors)
         m["shards"].append({"file": name, "n_tokens": n, "bytes": written.bytes, "sha256": written.sha256})
         m["n_tokens"] += n
         m["stats"] = {h: summarize(self._totals[h]) for h in m["hooks"]}
-        write_json_atomic(self.path / MANIFEST, m)
+        write_json_atomic(self.path / self._file, m)
         fsync_dir(self.path)
+
+
+def merge_parts(path: str | Path, processes: int) -> dict[str, Any]:
+    """Process 0, once every process has finalized its part: write the store's one manifest listing all
+    shards in order (statistics folded in shard order, as one process would have), then drop the parts.
+
+    The result is byte-identical to the manifest of a one-process harvest of the same windows.
+    """
+    path = Path(path)
+    main = read_manifest(path)
+    parts = []
+    for i in range(processes):
+        f = path / part_manifest_name(i, processes)
+        if not f.exists():
+            raise StoreCorruptError(f"{f} is missing: process {i} has not written its part of {path}")
+        parts.append(json.loads(f.read_text()))
+    unfinished = [i for i, m in enumerate(parts) if not m["complete"]]
+    if unfinished:
+        raise StoreError(f"processes {unfinished} have not finished their part of {path}; rerun the harvest")
+    shards: list[dict[str, Any]] = []
+    for i, m in enumerate(parts):
+        if m["shards"] and m["first_shard"] != len(shards):
+            raise StoreCorruptError(f"process {i}'s shards of {path} start at {m['first_shard']}, but the "
+                                    f"processes before it wrote {len(shards)}: the corpus ended early there")
+        shards += m["shards"]
+    totals: dict[str, Partial | None] = {h: None for h in main["hooks"]}
+    for s in shards:
+        for h, p in _read_partials(path / s["file"]).items():
+            totals[h] = fold(totals[h], p)
+    main.update(shards=shards, n_tokens=sum(s["n_tokens"] for s in shards), complete=True,
+                stats={h: summarize(t) for h, t in totals.items()} if shards else {})
+    write_json_atomic(path / MANIFEST, main)
+    fsync_dir(path)
+    for i in range(processes):
+        (path / part_manifest_name(i, processes)).unlink()
+    fsync_dir(path)
+    return main
 
 
 def _fresh_manifest(meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str,
@@ -210,10 +364,19 @@ def _describe(key: str, old: Any, new: Any) -> str:
     return f"{key}: {old!r} -> {new!r}"
 
 
+def _is_own(name: str) -> bool:
+    return is_own_file(name) or _PART.fullmatch(name) is not None
+
+
+def _part_counts(path: Path) -> set[int]:
+    """Process counts of the per-process manifests in `path` (empty unless a multi-process harvest is there)."""
+    return {int(m.group(2)) for f in path.iterdir() if (m := _PART.fullmatch(f.name))} if path.is_dir() else set()
+
+
 def _remove_own_files(path: Path, keep: set[str]) -> None:
-    """Delete files the store writes (shards, manifest, their temporaries) other than `keep`."""
+    """Delete files the store writes (shards, manifests, their temporaries) other than `keep`."""
     if not path.is_dir():
         return
     for f in path.iterdir():
-        if is_own_file(f.name) and f.name not in keep:
+        if _is_own(f.name) and f.name not in keep:
             f.unlink()

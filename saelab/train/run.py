@@ -16,11 +16,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
+import optax
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from saelab.distributed import barrier, put, to_host
 from saelab.progress import progress_bar
-from saelab.sae import SAEParams, fold_input_scaling, geometric_median, init_params
+from saelab.sae import SAEConfig, SAEParams, fold_input_scaling, geometric_median, init_params
 from saelab.sae.saelens_io import save_saelens
 from saelab.store import ActivationLoader, ActivationStore
 from saelab.train import checkpoint
@@ -40,6 +42,7 @@ class TrainResult(NamedTuple):
     metrics: dict[str, float]  # the last logged metrics
     tokens_per_s: float  # training throughput of this invocation (compilation excluded)
     params: SAEParams  # final parameters in the training (input-scaled) space, on the host
+    start_step: int = 0  # the step this invocation started from (the restored checkpoint's when resuming)
 
 
 def run(
@@ -54,16 +57,8 @@ def run(
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
     scale = input_scale(store.stats(r.hook), cfg.train.input_scaling, r.sae.d_in)
-    unit_norm = cfg.train.unit_norm_decoder
-    if unit_norm is None:
-        unit_norm = r.sae.architecture in ("topk", "batchtopk", "matryoshka")
-
-    key = jax.random.key(cfg.train.seed)
     b_dec = _initial_b_dec(store, r, cfg, scale)
-    params = init_params(key, r.sae, b_dec=b_dec)
-    params = jax.device_put(params, param_shardings(mesh, params))
-    tx = make_optimizer(cfg.optim, cfg.steps, unit_norm)
-    state = _place(init_state(params, tx, key), mesh)
+    state, tx = initial_state(r.sae, cfg, mesh, b_dec)
     shardings = jax.tree.map(lambda a: a.sharding, state)
     loader = ActivationLoader(
         store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
@@ -111,10 +106,26 @@ def run(
             bar.update(task, completed=done)
     mngr.wait_until_finished()
     export_dir = run_dir / "sae"
+    host_params = to_host(state.params)  # gathered from every process when latents span processes
     if end == cfg.steps and jax.process_index() == 0:
-        export(state.params, r, scale, export_dir, cfg)
+        export(host_params, r, scale, export_dir, cfg)
     log.close()
-    return TrainResult(run_dir, export_dir, end, last, timer.rate(), jax.device_get(state.params))
+    return TrainResult(run_dir, export_dir, end, last, timer.rate(), host_params, start)
+
+
+def initial_state(
+    sae: SAEConfig, cfg: TrainConfig, mesh: Mesh, b_dec: jax.Array | None = None
+) -> tuple[TrainState, optax.GradientTransformation]:
+    """The step-0 train state on `mesh` and its optimiser: parameters sharded by PARAM_SPECS, Adam moments
+    like them, latent bookkeeping over `model`, the rest replicated (`saelab plan` sizes exactly this)."""
+    unit_norm = cfg.train.unit_norm_decoder
+    if unit_norm is None:
+        unit_norm = sae.architecture in ("topk", "batchtopk", "matryoshka")
+    key = jax.random.key(cfg.train.seed)
+    params = init_params(key, sae, b_dec=b_dec)
+    params = put(params, param_shardings(mesh, params))
+    tx = make_optimizer(cfg.optim, cfg.steps, unit_norm)
+    return _place(init_state(params, tx, key), mesh), tx
 
 
 def input_scale(stats: dict[str, Any], mode: str, d_in: int) -> float:
@@ -156,8 +167,11 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
 
 def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Check the run dir on every process (same errors everywhere), then process 0 alone (re)creates it; the
+    barriers keep a process from seeing the config another one has just written."""
     f = run_dir / CONFIG_FILE
     resolved = cfg.model_dump(mode="json")
+    fresh = True
     if f.exists():
         if resume:
             if json.loads(f.read_text()) != resolved:
@@ -165,17 +179,19 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: b
                     f"run {run_dir} was started with another config; resume it with "
                     f"`saelab train --resume {run_dir}` and no changes"
                 )
-            return
-        if not overwrite:
+            fresh = False
+        elif not overwrite:
             raise ValueError(
                 f"run {run_dir} exists; continue it with `saelab train --resume {run_dir}`, pick "
                 "another train.name, or pass --overwrite to start it again"
             )
-        if jax.process_index() == 0:
+    barrier("saelab-train-check")
+    if fresh and jax.process_index() == 0:
+        if f.exists():
             shutil.rmtree(run_dir)
-    if jax.process_index() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(resolved, indent=2))
+    barrier("saelab-train-prepared")
 
 
 def _initial_b_dec(store: ActivationStore, r: Resolved, cfg: TrainConfig, scale: float) -> jax.Array | None:
@@ -193,13 +209,9 @@ def _place(state: TrainState, mesh) -> TrainState:
     replicated; params and the moments made from them keep their shardings."""
     rep = NamedSharding(mesh, P())
     lat = NamedSharding(mesh, P("model"))
-    on_mesh = lambda a: (
-        a if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh else jax.device_put(a, rep)
-    )
+    on_mesh = lambda a: a if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh else put(a, rep)
     state = jax.tree.map(on_mesh, state)
-    return state._replace(
-        since_fired=jax.device_put(state.since_fired, lat), window_counts=jax.device_put(state.window_counts, lat)
-    )
+    return state._replace(since_fired=put(state.since_fired, lat), window_counts=put(state.window_counts, lat))
 
 
 class _Throughput:
@@ -255,16 +267,14 @@ class _MetricsLog:
         host = jax.device_get(pending)
         row = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
         window = float(len(host) * cfg.data.batch_size)
-        counts = np.asarray(jax.device_get(state.window_counts))
+        counts = to_host(state.window_counts)
         row |= {
             "step": step,
             "tokens": step * cfg.data.batch_size,
             "tokens_per_s": rate,
             "dense_fraction": float(np.mean(counts / window > cfg.train.dense_threshold)),
         }
-        state = state._replace(
-            window_counts=jax.device_put(jnp.zeros(counts.shape, jnp.float32), state.window_counts.sharding)
-        )
+        state = state._replace(window_counts=put(np.zeros(counts.shape, np.float32), state.window_counts.sharding))
         if self.main:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")

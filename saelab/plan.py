@@ -1,0 +1,118 @@
+"""Memory plan of a training run: bytes per device before launching, from the config alone (no devices needed).
+
+The train state (`saelab.train.run.initial_state`) is float32 parameters sharded on the mesh's `model` axis
+(W_enc, W_dec, b_enc, threshold; b_dec replicated), Adam's two moments laid out like them, per-latent
+bookkeeping (since_fired int32, window_counts float32) on `model`, and a few replicated scalars. The step's
+working set adds the gradients (parameter-sized), the batch (batch/data rows of d_in float32) and the
+encoder's activations: pre-activations and their gradient, plus the dense codes for architectures that
+materialise them (relu, jumprelu, batchtopk and matryoshka over batchtopk; topk keeps k values per token).
+The state rows are exact (tests/distributed/test_plan.py checks them against `jax.eval_shape` of the real
+state and its shardings); the working-set rows are an estimate of what XLA keeps alive at the step's peak.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from saelab.sae import SAEConfig
+from saelab.train.config import TrainConfig
+
+F32 = 4
+# Replicated scalar leaves of the state: step, the 2-word PRNG key, Adam's count and the schedule's count.
+SCALAR_BYTES = 4 + 8 + 4 + 4
+
+
+class Mesh(NamedTuple):
+    data: int
+    model: int
+
+
+class MemoryPlan(NamedTuple):
+    """Bytes per device of one training run; `state` is what a checkpoint holds, `peak` adds the step."""
+
+    sae: SAEConfig
+    batch_size: int
+    mesh: Mesh
+    params: int  # W_enc, W_dec, b_enc, threshold shards + replicated b_dec
+    optimizer: int  # Adam mu and nu (parameter-shaped) + counts
+    bookkeeping: int  # since_fired, window_counts shards, step, PRNG key
+    gradients: int  # one parameter-sized gradient, alive during the update
+    batch: int  # the device's rows of the global batch, float32
+    activations: int  # encoder pre-activations, their gradient, dense codes where materialised
+
+    @property
+    def state(self) -> int:
+        return self.params + self.optimizer + self.bookkeeping
+
+    @property
+    def peak(self) -> int:
+        return self.state + self.gradients + self.batch + self.activations
+
+    def rows(self) -> list[tuple[str, int]]:
+        return [
+            ("parameters", self.params),
+            ("Adam moments", self.optimizer),
+            ("latent bookkeeping", self.bookkeeping),
+            ("train state (checkpointed)", self.state),
+            ("gradients", self.gradients),
+            ("activation batch", self.batch),
+            ("encoder activations (estimate)", self.activations),
+            ("peak per device (estimate)", self.peak),
+        ]
+
+
+def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
+    """The per-device memory of training `sae` on global batches of `batch_size` on a `mesh`."""
+    if sae.d_sae % mesh.model:
+        raise ValueError(f"d_sae={sae.d_sae} is not divisible by the model axis ({mesh.model} devices)")
+    if batch_size % mesh.data:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the data axis ({mesh.data} devices)")
+    d_in, lat = sae.d_in, sae.d_sae // mesh.model  # latents on one device
+    rows = batch_size // mesh.data  # batch rows on one device
+    has_threshold = sae.architecture == "jumprelu" or sae.uses_threshold
+    params = F32 * (2 * d_in * lat + lat + d_in + (lat if has_threshold else 0))
+    dense_codes = sae.architecture in ("relu", "jumprelu", "batchtopk") or (
+        sae.architecture == "matryoshka" and sae.matryoshka_base == "batchtopk"
+    )
+    return MemoryPlan(
+        sae=sae,
+        batch_size=batch_size,
+        mesh=mesh,
+        params=params,
+        optimizer=2 * params + 8,  # mu, nu; Adam's and the schedule's step counts
+        bookkeeping=2 * F32 * lat + 4 + 8,  # since_fired, window_counts; step, PRNG key
+        gradients=params,
+        batch=F32 * rows * d_in,
+        activations=F32 * rows * lat * (3 if dense_codes else 2) + (0 if dense_codes else 8 * rows * sae.k),
+    )
+
+
+def plan_config(cfg: TrainConfig, d_in: int | None = None, devices: int | None = None) -> MemoryPlan:
+    """`plan` for a training config: d_in from its store's manifest unless given (plan before harvesting),
+    the mesh from train.mesh_data x train.mesh_model over `devices` (default: the devices JAX sees)."""
+    if d_in is None:
+        from saelab.train.config import resolve
+
+        sae = resolve(cfg).sae
+    else:
+        extra = dict(cfg.sae.model_extra or {})
+        sae = SAEConfig(d_in=d_in, d_sae=cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in, **extra)
+    model = cfg.train.mesh_model
+    if devices is None:
+        import jax
+
+        devices = jax.device_count()
+    if devices % model:
+        raise ValueError(f"mesh_model={model} does not divide the {devices} devices")
+    data = devices // model if cfg.train.mesh_data == -1 else cfg.train.mesh_data
+    if data * model != devices:
+        raise ValueError(f"mesh {data} x {model} does not match the {devices} devices")
+    return plan(sae, cfg.data.batch_size, Mesh(data, model))
+
+
+def human(n: int) -> str:
+    """Bytes in binary units, three significant figures."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
