@@ -79,16 +79,16 @@ def check_out(out: Path, overwrite: bool) -> bool:
 
 
 def index_columns(d: Dashboards) -> dict[str, Any]:
-    """One entry per latent with details: sortable numbers and searchable strings."""
+    """One entry per latent with details: sortable numbers, and token lists (as text) to search."""
     s = d.stats
     lat = s.latents
     n = max(s.n_tokens, 1)
     centre = d.meta["left"]  # column of the activating token in every context
     top_tokens = [_frequent_tokens(s.top.ids[r, :, centre], d.vocab) for r in range(len(lat))]
     logits = (
-        [" ".join(d.vocab[t] for t in d.lens.positive.index[r, :3]) for r in range(len(lat))]
+        [[d.vocab[t] for t in d.lens.positive.index[r, :3]] for r in range(len(lat))]
         if d.lens is not None
-        else [""] * len(lat)
+        else [[] for _ in lat]
     )
     return {
         "latent": lat.tolist(),
@@ -111,7 +111,7 @@ def latent_record(d: Dashboards, r: int, lat: int) -> dict[str, Any]:
         [
             _round(mx * i / n_int),
             _round(mx * (i + 1) / n_int),
-            _examples(s.intervals, r, slice(i * per, (i + 1) * per)),
+            sorted(_examples(s.intervals, r, slice(i * per, (i + 1) * per)), key=lambda e: -e[1]),
         ]
         for i in range(n_int)
     ]
@@ -138,13 +138,10 @@ def _ranked(x: Ranked, r: int) -> list[list[Any]]:
     return [[int(i), v] for i, v in zip(x.index[r], _round(x.value[r]), strict=True)]
 
 
-def _frequent_tokens(ids: np.ndarray, vocab: Sequence[str], n: int = 3) -> str:
+def _frequent_tokens(ids: np.ndarray, vocab: Sequence[str], n: int = 3) -> list[str]:
     """The n most frequent tokens among the top contexts' activating tokens, most frequent first."""
-    ids = ids[ids >= 0]
-    if ids.size == 0:
-        return ""
-    u, c = np.unique(ids, return_counts=True)
-    return " ".join(vocab[t] for t in u[np.argsort(-c, kind="stable")][:n])
+    u, c = np.unique(ids[ids >= 0], return_counts=True)
+    return [vocab[t] for t in u[np.argsort(-c, kind="stable")][:n]]
 
 
 def _round(a: Any, digits: int = 4) -> Any:

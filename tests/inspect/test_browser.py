@@ -68,11 +68,11 @@ def test_index_lists_every_latent_and_search_filters(browser, site, report) -> N
     browser.save_screenshot(str(SHOTS / "index.png"))
 
     idx = _index_data(report)
-    word = next(t for t in " ".join(idx["top_tokens"]).split() if t.isalpha() and len(t) > 2)
+    word = next(t.strip() for tokens in idx["top_tokens"] for t in tokens if t.strip().isalpha() and len(t) > 3)
     want = {
         lat
         for lat, a, b in zip(idx["latent"], idx["top_tokens"], idx["top_logits"], strict=True)
-        if word.lower() in f"{lat} {a} {b}".lower()
+        if word.lower() in " ".join([str(lat), *a, *b]).lower()
     }
     search = browser.find_element(By.ID, "search")
     search.send_keys(word)

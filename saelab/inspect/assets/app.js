@@ -29,6 +29,7 @@ const saelab = (() => {
     const s = Number(x).toPrecision(d);
     return s.includes(".") ? s.replace(/\.?0+(?=e|$)/, "") : s;
   };
+  const chips = (tokens) => tokens.map((t) => `<span class="chip">${show(t)}</span>`).join(" ");
   const pct = (x) => (x * 100).toPrecision(3) + "%";
 
   function metaLine(meta) {
@@ -44,7 +45,8 @@ const saelab = (() => {
     metaLine(meta);
     const n = idx.latent.length;
     const rows = Array.from({ length: n }, (_, i) => i);
-    const hay = rows.map((i) => `${idx.latent[i]} ${idx.top_tokens[i]} ${idx.top_logits[i]}`.toLowerCase());
+    const hay = rows.map((i) => [idx.latent[i], ...idx.top_tokens[i], ...idx.top_logits[i]].join(" ").toLowerCase());
+    const text = { top_tokens: idx.top_tokens.map((t) => t.join("\u0000")), top_logits: idx.top_logits.map((t) => t.join("\u0000")) };
     const body = document.querySelector("#latents tbody");
     const count = document.getElementById("count");
     const search = document.getElementById("search");
@@ -59,8 +61,8 @@ const saelab = (() => {
         const l = idx.latent[i];
         return `<tr data-latent="${l}"><td class="num"><a href="latent.html?i=${l}">${l}</a></td>` +
           `<td class="num">${pct(idx.density[i])}</td><td class="num">${fmt(idx.max[i])}</td>` +
-          `<td class="num">${fmt(idx.mean[i])}</td><td class="tok">${show(idx.top_tokens[i])}</td>` +
-          `<td class="tok">${show(idx.top_logits[i])}</td></tr>`;
+          `<td class="num">${fmt(idx.mean[i])}</td><td>${chips(idx.top_tokens[i])}</td>` +
+          `<td>${chips(idx.top_logits[i])}</td></tr>`;
       }).join("");
       count.textContent = `${shown.length} of ${n} latents`;
     }
@@ -68,7 +70,7 @@ const saelab = (() => {
     function sortBy(k) {
       dir = k === key ? -dir : (k === "latent" || k.startsWith("top") ? 1 : -1);
       key = k;
-      const col = idx[k];
+      const col = text[k] || idx[k];
       order = rows.slice().sort((a, b) => (col[a] < col[b] ? -dir : col[a] > col[b] ? dir : a - b));
       document.querySelectorAll("#latents th").forEach((th) => {
         th.classList.toggle("asc", th.dataset.key === key && dir === 1);
@@ -134,8 +136,8 @@ const saelab = (() => {
     const max = idx.max[row];
     const stats = [["density", `${pct(idx.density[row])} (${idx.count[row]} of ${meta.n_tokens} tokens)`],
       ["max activation", fmt(max)], ["mean activation when firing", fmt(idx.mean[row])],
-      ["top tokens", idx.top_tokens[row]]];
-    table("stats", stats, ([k, v]) => `<tr><td>${k}</td><td class="tok">${show(v)}</td></tr>`);
+      ["top tokens", chips(idx.top_tokens[row])]];
+    table("stats", stats, ([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`);
     document.getElementById("hist").innerHTML = histogram(rec.hist, max);
     const logit = ([t, v]) => `<tr><td class="tok">${show(vocab[t])}</td><td>${fmt(v)}</td></tr>`;
     if (meta.logit_lens) {
