@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 Handler = Callable[[argparse.Namespace], int | None]
 
 # Analyses on top of trained SAEs add their subcommands with `register(subparsers)` in their own cli module.
-ANALYSIS_COMMANDS: list[str] = ["saelab.circuits.cli", "saelab.atoms.cli", "saelab.select.cli", "saelab.inspect.cli"]
+ANALYSIS_COMMANDS: list[str] = ["saelab.circuits.cli", "saelab.atoms.cli", "saelab.select.cli", "saelab.inspect.cli",
+                               "saelab.plan_cli"]
 
 
 def _model_info(a: argparse.Namespace) -> None:
@@ -94,6 +95,28 @@ def _train(a: argparse.Namespace) -> None:
         print(f"SAE (SAELens format): {result.export_dir}")
 
 
+def _eval(a: argparse.Namespace) -> None:
+    from saelab.cliargs import config_from_args
+    from saelab.evals import EvalConfig, run
+
+    r = run(config_from_args(EvalConfig, a, sae=a.sae_path))
+    print(f"EV {r['explained_variance']:.4f}  L0 {r['l0']:.1f}  dead {r['dead_fraction']:.4f}  "
+          f"CE recovered {r['ce_loss_recovered']:.4f}  KL {r['kl_div']:.4f}")
+    print(f"eval JSON: {r['meta']['out']}\nreport: {r['meta']['report']}")
+
+
+def _run(a: argparse.Namespace) -> None:
+    from saelab import experiment
+
+    evals = []
+    for _, result in experiment.run(a.experiment, quick=a.quick, only=a.only):
+        if isinstance(result, dict) and "report" in result.get("meta", {}):
+            evals.append(result["meta"])
+            print(f"report: {result['meta']['report']}")
+    if evals:  # last line: where the (last) eval JSON is, for scripts
+        print(f"eval JSON: {evals[-1]['out']}")
+
+
 def _export(a: argparse.Namespace) -> None:
     import shutil
     from pathlib import Path
@@ -127,11 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(fn=_model_generate)
 
     from saelab.cliargs import add_config_args
+    from saelab.distributed import add_flags as add_distributed_flags
     from saelab.harvest.config import HarvestConfig
 
     hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
     add_config_args(hv, HarvestConfig)
     hv.set_defaults(fn=_harvest)
+    add_distributed_flags(hv)
 
     store = sub.add_parser("store", help="inspect and verify activation stores").add_subparsers(
         dest="store_cmd", required=True)
@@ -150,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue checkpoints/<run> exactly where it stopped")
     tr.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch")
     tr.set_defaults(fn=_train)
+    add_distributed_flags(tr)
 
     ex = sub.add_parser("export", help="write a run's SAE in SAELens format (cfg.json + sae_weights.safetensors)")
     ex.add_argument("run", help="run directory, checkpoints/<name>")
@@ -157,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", help="destination directory (default: RUN/sae)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     ex.set_defaults(fn=_export)
+
+    from saelab.evals import EvalConfig
+
+    ev = sub.add_parser("eval", help="evaluate an SAE on held-out text: EV, L0, dead/dense, CE recovered, KL")
+    ev.add_argument("sae_path", metavar="RUN_OR_SAE_DIR", help="training run (checkpoints/NAME) or SAELens-format SAE")
+    add_config_args(ev, EvalConfig, skip=("sae",))
+    ev.set_defaults(fn=_eval)
+    add_distributed_flags(ev)
+
+    rn = sub.add_parser("run", help="run an experiment file's stages in order, skipping those already done")
+    rn.add_argument("experiment", help="experiment TOML (see experiments/demo.toml)")
+    rn.add_argument("--quick", action="store_true", help="small budgets from each stage's `quick` table (smoke test)")
+    rn.add_argument("--only", action="append", metavar="STAGE", help="run only this stage id or kind (repeatable)")
+    rn.set_defaults(fn=_run)
+    add_distributed_flags(rn)
 
     for module in ANALYSIS_COMMANDS:
         if importlib.util.find_spec(module) is not None:
@@ -167,8 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from saelab.store import StoreError
 
+    from saelab.distributed import initialize_from_args
+
     args = build_parser().parse_args(argv)
     try:
+        initialize_from_args(args)  # before any device is touched: joins a multi-host run when asked
         return int(args.fn(args) or 0)
     except (ValueError, FileNotFoundError, StoreError) as e:
         print(f"saelab: error: {e}", file=sys.stderr)

@@ -6,7 +6,8 @@ per-stage keys:
 
 - `id`: the stage's name in the log and its marker (default `kind`, with sweep values appended);
 - `sweep`: a table of equal-length lists (`layer = [2, 6, 10, 14]`), expanding the stage into one stage per
-  position; every string of the stage is formatted with the sweep values (`"blocks.{layer}.hook_resid_post"`);
+  position; every string of the stage is formatted with the sweep values (`"blocks.{layer}.hook_resid_post"`; a
+  string that is only a placeholder, `"{k}"`, takes the value itself, number or string);
 - `quick`: dotted-key overrides used by `--quick` (`"train.tokens" = 200_000`).
 
 Every string is also formatted with `{name}`: the experiment's name, or `<name>-quick` under `--quick`, so a
@@ -185,6 +186,9 @@ def _set(table: dict, dotted: str, value: Any) -> None:
 
 def _format(value: Any, fmt: dict[str, Any]) -> Any:
     if isinstance(value, str):
+        whole = value[1:-1] if value.startswith("{") and value.endswith("}") else None
+        if whole in fmt:  # "{k}" alone keeps the sweep value's type
+            return fmt[whole]
         try:
             return value.format(**fmt)
         except KeyError as e:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -29,8 +28,9 @@ from common import machine, result_line, timeit, write  # noqa: E402
 from saelab import train  # noqa: E402
 from saelab.data import open_corpus, pack_batches  # noqa: E402
 from saelab.models import Model  # noqa: E402
+from saelab.peers import saelens  # noqa: E402
 from saelab.sae import decode, encode, load_sae  # noqa: E402
-from saelab.store import ActivationLoader, ActivationStore  # noqa: E402
+from saelab.store import ActivationStore  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "sae-topk.toml"
 
@@ -61,11 +61,24 @@ def main() -> None:
         )
         ours = train.run(cfg)
         sae = load_sae(ours.run_dir)
-        scale = train.input_scale(store.stats(hook), cfg.train.input_scaling, sae.cfg.d_in)
-        theirs, their_tok_s = train_saelens(store, hook, cfg, scale, tokens)
+        peer = saelens.train(
+            saelens.SAELensTrainConfig(
+                store=a.store,
+                hook=hook,
+                k=sae.cfg.k,
+                expansion=cfg.sae.expansion,
+                tokens=tokens,
+                batch_size=cfg.data.batch_size,
+                lr=cfg.optim.lr,
+                seed=cfg.data.seed,
+                input_scaling=cfg.train.input_scaling,
+                out=Path(tmp) / "saelens",
+            )
+        )
+        theirs, their_tok_s = peer.sae, peer.tokens_per_s
     x = heldout_activations(store.meta["model"], hook, a.heldout_tokens)
     ev_ours = explained_variance(x, np.asarray(decode(sae.params, encode(sae.params, jnp.asarray(x), sae.cfg))))
-    ev_theirs = explained_variance(x * scale, saelens_reconstruct(theirs, x * scale))
+    ev_theirs = explained_variance(x * peer.scale, saelens_reconstruct(theirs, x * peer.scale))
     d, m = sae.cfg.d_in, sae.cfg.d_sae
     peak = gemm_peak(cfg.data.batch_size, d, m)
     flops = lambda tok_s: 12 * d * m * tok_s / 1e9
@@ -106,47 +119,6 @@ def main() -> None:
             utilisation=result["utilisation_saelab"],
         )
     )
-
-
-def train_saelens(store: ActivationStore, hook: str, cfg, scale: float, tokens: int):
-    """SAELens TopK on the batches our loader yields (same seed, same order), pre-scaled by `scale`."""
-    import torch
-    from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.config import SAETrainerConfig
-
-    batch = cfg.data.batch_size
-    loader = ActivationLoader(store, hook, batch, seed=cfg.data.seed)
-    view = store.activations(hook)
-    marks: list[float] = []
-
-    def provider():
-        step = 0
-        while True:
-            x = view.take(loader.global_indices(step), np.float32) * np.float32(scale)
-            marks.append(time.perf_counter())
-            step += 1
-            yield torch.from_numpy(x)
-
-    d = store.d_model
-    sae = TopKTrainingSAE(
-        TopKTrainingSAEConfig(
-            d_in=d,
-            d_sae=cfg.sae.expansion * d,
-            k=cfg.sae.model_extra["k"],
-            dtype="float32",
-            device="cpu",
-            normalize_activations="none",
-        )
-    )
-    trainer = SAETrainer(
-        SAETrainerConfig(total_training_samples=tokens, train_batch_size_samples=batch, lr=cfg.optim.lr, device="cpu"),
-        sae,
-        provider(),
-    )
-    trainer.fit()
-    end = time.perf_counter()
-    steps = tokens // batch
-    return sae, (steps - 1) * batch / (end - marks[1])  # from the second batch's arrival: first step excluded
 
 
 def saelens_reconstruct(sae, x: np.ndarray) -> np.ndarray:

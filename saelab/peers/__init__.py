@@ -1,0 +1,1 @@
+"""Peers trained on our stores for side-by-side comparisons (needs the `bench` extra)."""
