@@ -69,6 +69,8 @@ def collect(
     latents = np.arange(d_sae) if latents is None else np.asarray(latents, np.int64)
     if latents.size == 0 or latents.min() < 0 or latents.max() >= d_sae:
         raise ValueError(f"latents must lie in [0, {d_sae}), got {latents.tolist()[:10]}")
+    if store.n_tokens >= 2**31:
+        raise ValueError(f"store {store.path} has {store.n_tokens:,} tokens; inspect indexes them with int32")
     context = int(store.meta.get("context") or 128)
     n = min(tokens, store.n_tokens)
     n = max(context, n // context * context) if store.n_tokens >= context else store.n_tokens
@@ -135,16 +137,18 @@ def batches(
         pos = store.pos[start:stop].astype(np.int64)
         doc = store.doc[start:stop]
         valid = np.ones(stop - start, bool) if include_bos else pos != 0
+        window = idx - pos - start  # equal within one context window
         pad = size - (stop - start)
-        if pad:
+        if pad:  # padding rows: never counted, and in no window, so no context reaches into them
             x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
-            idx, pos, doc = (np.concatenate([a, np.full(pad, a[-1])]) for a in (idx, pos, doc))
+            window = np.concatenate([window, np.full(pad, -(2**30))])
+            doc = np.concatenate([doc, np.full(pad, doc[-1])])
             valid = np.concatenate([valid, np.zeros(pad, bool)])
         yield (
             passes.StoreBatch(
                 jnp.asarray(x) if with_x else None,
                 jnp.int32(start),
-                jnp.asarray(idx - pos - start, jnp.int32),
+                jnp.asarray(window, jnp.int32),
                 jnp.asarray(doc - doc[0], jnp.int32),
                 jnp.asarray(valid),
             ),
