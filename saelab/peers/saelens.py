@@ -76,7 +76,11 @@ def train(cfg: SAELensTrainConfig) -> Trained:
     )
     trainer = SAETrainer(
         SAETrainerConfig(
-            total_training_samples=cfg.tokens, train_batch_size_samples=cfg.batch_size, lr=cfg.lr, device="cpu"
+            total_training_samples=cfg.tokens,
+            train_batch_size_samples=cfg.batch_size,
+            lr=cfg.lr,
+            lr_end=cfg.lr,
+            device="cpu",
         ),
         sae,
         batches(),
