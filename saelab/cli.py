@@ -109,12 +109,14 @@ def _run(a: argparse.Namespace) -> None:
     from saelab import experiment
 
     evals = []
-    for _, result in experiment.run(a.experiment, quick=a.quick, only=a.only):
-        if isinstance(result, dict) and "report" in result.get("meta", {}):
-            evals.append(result["meta"])
-            print(f"report: {result['meta']['report']}")
+    for stage, result in experiment.run(a.experiment, quick=a.quick, only=a.only):
+        if stage.kind == "eval" and stage.config.out is not None and stage.config.out.exists():
+            evals.append(stage.config.out)
+            print(f"report: {stage.config.out.with_suffix('.md')}")
+        elif stage.kind == "inspect":
+            print(f"dashboards: open {stage.config.out / 'index.html'} or run `saelab serve {stage.config.out}`")
     if evals:  # last line: where the (last) eval JSON is, for scripts
-        print(f"eval JSON: {evals[-1]['out']}")
+        print(f"eval JSON: {evals[-1]}")
 
 
 def _export(a: argparse.Namespace) -> None:

@@ -45,21 +45,24 @@ def _call(target: str, *args, **kwargs):
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
-def _harvest(cfg, redo: bool):
-    return _call("saelab.harvest:run", cfg.model_copy(update={"overwrite": redo}) if redo else cfg)
-
-
 def _train(cfg, redo: bool):
     resume = cfg.run_dir.exists() and not redo
     return _call("saelab.train:run", cfg, resume=resume, overwrite=redo)
 
 
 def _plain(target: str) -> Callable[[BaseModel, bool], Any]:
-    return lambda cfg, redo: _call(target, cfg)
+    """Stages whose run takes just the config; a redo sets their `overwrite` field when they have one."""
+
+    def run(cfg: BaseModel, redo: bool) -> Any:
+        if redo and "overwrite" in type(cfg).model_fields:
+            cfg = cfg.model_copy(update={"overwrite": True})
+        return _call(target, cfg)
+
+    return run
 
 
 STAGES: dict[str, StageKind] = {
-    "harvest": StageKind("saelab.harvest.config:HarvestConfig", _harvest, lambda c: c.out),
+    "harvest": StageKind("saelab.harvest.config:HarvestConfig", _plain("saelab.harvest:run"), lambda c: c.out),
     "train": StageKind("saelab.train.config:TrainConfig", _train, lambda c: c.run_dir),
     "eval": StageKind("saelab.evals.config:EvalConfig", _plain("saelab.evals:run"), lambda c: c.out),
     "plot": StageKind("saelab.plots:PlotConfig", _plain("saelab.plots:run"), lambda c: c.out),
@@ -67,9 +70,9 @@ STAGES: dict[str, StageKind] = {
         "saelab.peers.saelens:SAELensTrainConfig", _plain("saelab.peers.saelens:run"), lambda c: c.out
     ),
     "inspect": StageKind("saelab.inspect:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
-    "atoms": StageKind("saelab.atoms.config:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
+    "atoms": StageKind("saelab.atoms.run:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
     "circuits": StageKind("saelab.circuits.config:CircuitsConfig", _plain("saelab.circuits.run:run"), lambda c: c.out),
-    "select": StageKind("saelab.select:SelectConfig", _plain("saelab.select:run"), lambda c: c.out),
+    "select": StageKind("saelab.select.config:SelectConfig", _plain("saelab.select.run:run"), lambda c: c.out),
 }
 
 
@@ -106,8 +109,8 @@ def load(path: str | Path, quick: bool = False) -> tuple[str, list[Stage]]:
     return name, stages
 
 
-def run(path: str | Path, quick: bool = False, only: list[str] | None = None, log=print) -> list[tuple[str, Any]]:
-    """Run the experiment's stages in order; returns (stage id, result or 'skipped') per stage."""
+def run(path: str | Path, quick: bool = False, only: list[str] | None = None, log=print) -> list[tuple[Stage, Any]]:
+    """Run the experiment's stages in order; returns (stage, result or 'skipped') per stage."""
     name, stages = load(path, quick)
     marks = RESULTS / name / "stages"
     out = []
@@ -121,7 +124,7 @@ def run(path: str | Path, quick: bool = False, only: list[str] | None = None, lo
         output = kind.output(stage.config)
         if previous is not None and previous["config"] == config and output.exists():
             log(f"[{stage.id}] up to date ({output}); skipped")
-            out.append((stage.id, "skipped"))
+            out.append((stage, "skipped"))
             continue
         redo = previous is not None and output.exists()
         if redo:
@@ -138,7 +141,7 @@ def run(path: str | Path, quick: bool = False, only: list[str] | None = None, lo
         tmp.write_text(json.dumps({"kind": stage.kind, "config": config, "seconds": round(seconds, 1)}, indent=2))
         tmp.replace(mark)
         log(f"[{stage.id}] done in {seconds:.0f} s")
-        out.append((stage.id, result))
+        out.append((stage, result))
     return out
 
 

@@ -58,7 +58,7 @@ sweep = {{ layer = [3, 7] }}
 
 def test_stages_run_in_order_then_skip_then_redo_on_change(fake_kind) -> None:
     f = _write(fake_kind / "e.toml")
-    ids = [sid for sid, _ in experiment.run(f, log=lambda *_: None)]
+    ids = [stage.id for stage, _ in experiment.run(f, log=lambda *_: None)]
     assert ids == ["a", "count-layer3", "count-layer7"]
     assert CALLS == [("out/t/a.txt", False), ("out/t/b-3.txt", False), ("out/t/b-7.txt", False)]
     assert json.loads((fake_kind / "results/t/stages/a.json").read_text())["config"]["value"] == 1
