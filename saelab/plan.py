@@ -4,10 +4,9 @@ The train state (`saelab.train.run.initial_state`) is float32 parameters sharded
 (W_enc, W_dec, b_enc, threshold; b_dec replicated), Adam's two moments laid out like them, per-latent
 bookkeeping (since_fired int32, window_counts float32) on `model`, and a few replicated scalars. The step's
 working set adds the gradients (parameter-sized), the batch (batch/data rows of d_in float32) and the
-encoder's activations: pre-activations and their gradient, plus the dense codes for architectures that
-materialise them (relu, jumprelu, batchtopk and matryoshka over batchtopk; topk keeps k values per token).
+encoder's temporaries (pre-activations, codes, masks and their gradients: a few batch x latents arrays).
 The state rows are exact (tests/distributed/test_plan.py checks them against `jax.eval_shape` of the real
-state and its shardings); the working-set rows are an estimate of what XLA keeps alive at the step's peak.
+state and its shardings); the working-set rows are an estimate calibrated on XLA's memory analysis.
 """
 
 from __future__ import annotations
@@ -18,8 +17,12 @@ from saelab.sae import SAEConfig
 from saelab.train.config import TrainConfig
 
 F32 = 4
-# Replicated scalar leaves of the state: step, the 2-word PRNG key, Adam's count and the schedule's count.
-SCALAR_BYTES = 4 + 8 + 4 + 4
+# The step's float32 temporaries, in (batch rows x latents) arrays per architecture plus (batch rows x d_in)
+# arrays, fitted to XLA's compiled memory analysis of the real step (CPU, one device, sizes 4k..32k latents)
+# and rounded up; tests/distributed/test_plan.py keeps them within [0.9, 1.45] x XLA's number. GPU and TPU
+# compilers fuse differently (not measured here): leave headroom.
+LATENT_ARRAYS = {"relu": 3.0, "topk": 4.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0}
+ROW_ARRAYS = 8
 
 
 class Mesh(NamedTuple):
@@ -71,9 +74,6 @@ def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
     rows = batch_size // mesh.data  # batch rows on one device
     has_threshold = sae.architecture == "jumprelu" or sae.uses_threshold
     params = F32 * (2 * d_in * lat + lat + d_in + (lat if has_threshold else 0))
-    dense_codes = sae.architecture in ("relu", "jumprelu", "batchtopk") or (
-        sae.architecture == "matryoshka" and sae.matryoshka_base == "batchtopk"
-    )
     return MemoryPlan(
         sae=sae,
         batch_size=batch_size,
@@ -83,7 +83,7 @@ def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
         bookkeeping=2 * F32 * lat + 4 + 8,  # since_fired, window_counts; step, PRNG key
         gradients=params,
         batch=F32 * rows * d_in,
-        activations=F32 * rows * lat * (3 if dense_codes else 2) + (0 if dense_codes else 8 * rows * sae.k),
+        activations=F32 * rows * (round(LATENT_ARRAYS[sae.architecture] * lat) + ROW_ARRAYS * d_in),
     )
 
 

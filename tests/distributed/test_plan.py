@@ -101,3 +101,22 @@ def test_plan_scales_and_refuses_impossible_meshes() -> None:
         plan_config(cfg, d_in=2304, devices=7)
     with pytest.raises(ValueError, match="not divisible by the data axis"):
         plan_config(train.load_config(None, [*_sets("topk", 16384, 3, 1), "data.batch_size=4096"]), 2304, 3)
+
+
+@pytest.mark.parametrize("arch", ["topk", "relu", "jumprelu", "batchtopk", "matryoshka"])
+def test_working_set_estimate_is_close_to_xla_memory_analysis_of_the_real_step(arch) -> None:
+    """Gradients + encoder temporaries vs the temporaries XLA allocates for the compiled train step (1 device)."""
+    import jax
+    import jax.numpy as jnp
+
+    from saelab.train.mesh import make_mesh
+    from saelab.train.run import initial_state
+    from saelab.train.step import make_train_step
+
+    cfg = train.load_config(None, _sets(arch, 8192, 1, 1) + ["data.batch_size=2048"])
+    m = plan_config(cfg, d_in=576, devices=1)
+    state, tx = initial_state(m.sae, cfg, make_mesh(1, 1, jax.devices()[:1]))
+    step = jax.jit(make_train_step(m.sae, tx, scale=1.0, dead_tokens=10**6, sparsity_warmup_steps=0), donate_argnums=0)
+    xla = step.lower(state, jax.ShapeDtypeStruct((2048, 576), jnp.float32)).compile().memory_analysis()
+    ours, theirs = m.gradients + m.activations, xla.temp_size_in_bytes
+    assert 0.9 <= ours / theirs <= 1.45, f"plan {ours:,} B vs XLA temporaries {theirs:,} B"
