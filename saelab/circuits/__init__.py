@@ -13,8 +13,23 @@ from saelab.circuits.scoring import best_precision_recall, ground_truth, roc_auc
 from saelab.circuits.tasks import TaskData, build_task
 
 __all__ = [
-    "Baselines", "CircuitsConfig", "CodesResult", "HeadEffects", "TaskData", "attribution_patching",
+    "Baselines",
+    "CircuitsConfig",
+    "CodesResult",
+    "HeadEffects",
+    "TaskData",
+    "attribution_patching",
     "baselines",
-    "best_precision_recall", "build_task", "edge_scores", "exact_patching", "ground_truth", "head_vectors",
-    "node_scores", "roc_auc", "roc_curve", "run", "sae_codes", "stability",
+    "best_precision_recall",
+    "build_task",
+    "edge_scores",
+    "exact_patching",
+    "ground_truth",
+    "head_vectors",
+    "node_scores",
+    "roc_auc",
+    "roc_curve",
+    "run",
+    "sae_codes",
+    "stability",
 ]

@@ -46,8 +46,16 @@ class CodesResult(NamedTuple):
 
 
 def sae_codes(
-    model: Model, task: TaskData, *, latents: int = 200, l1: float = 0.02, epochs: int = 500,
-    lr: float = 1e-3, seed: int = 0, positions: Positions = "all", scaling: Scaling = "mean-norm",
+    model: Model,
+    task: TaskData,
+    *,
+    latents: int = 200,
+    l1: float = 0.02,
+    epochs: int = 500,
+    lr: float = 1e-3,
+    seed: int = 0,
+    positions: Positions = "all",
+    scaling: Scaling = "mean-norm",
 ) -> CodesResult:
     """The whole method on the pairs of `task` (the paper uses 5-10 prompts, positives and negatives)."""
     t0 = time.perf_counter()
@@ -61,9 +69,14 @@ def sae_codes(
     e = edge_scores(pos_codes, neg_codes)
     shape = (model.cfg.n_layers, model.cfg.n_heads)
     return CodesResult(
-        u.reshape(shape), _softmax(u).reshape(shape), e,
+        u.reshape(shape),
+        _softmax(u).reshape(shape),
+        e,
         edge_node_scores(e, model.cfg.n_heads).reshape(shape),
-        pos_codes, neg_codes, train, time.perf_counter() - t0,
+        pos_codes,
+        neg_codes,
+        train,
+        time.perf_counter() - t0,
     )
 
 

@@ -59,6 +59,10 @@ class CircuitsConfig(BaseModel):
     """Instead of `threshold`: the top_n heads by |effect|."""
     mean_ablation: bool = True
     """Also run mean ablation (as costly as exact patching) when patching runs."""
+    effects_from: Path | None = None
+    """circuits.json of an earlier run with the same task, model, prompts, seed and task options: its patching,
+    mean-ablation and attribution effects (and their runtimes) are reused instead of measured again, so SAE-code
+    settings can be re-scored in seconds against a ground truth that took minutes."""
     stability_seeds: int = Field(default=0, ge=0)
     """Rerun the SAE-code method on this many fresh draws of its training prompts and report AUC mean and
     spread (5 in the paper's robustness check; 0 skips)."""

@@ -43,7 +43,9 @@ def later_pairs(logits: jax.Array, t: dict[str, jax.Array]) -> jax.Array:
 
 
 METRICS: dict[str, Metric] = {
-    "logit_diff": logit_diff, "later_digits": later_digits, "later_pairs": later_pairs,
+    "logit_diff": logit_diff,
+    "later_digits": later_digits,
+    "later_pairs": later_pairs,
 }
 CORRECT_ABOVE = {"logit_diff": 0.0, "later_digits": 0.5, "later_pairs": 0.5}  # a prompt is solved above this
 

@@ -57,14 +57,23 @@ def baselines(model: Model, task: TaskData) -> Baselines:
     neg = np.asarray(run(model.params, task.neg, task.mask, task.targets))
     above = CORRECT_ABOVE[task.metric]
     return Baselines(
-        float(pos.mean()), float(neg.mean()), float((pos > above).mean()), float((neg > above).mean()),
-        pos, neg,
+        float(pos.mean()),
+        float(neg.mean()),
+        float((pos > above).mean()),
+        float((neg > above).mean()),
+        pos,
+        neg,
     )
 
 
 def exact_patching(
-    model: Model, task: TaskData, base: Baselines, source: Source = "negative", *,
-    chunk_tokens: int = 8192, progress: bool = False,
+    model: Model,
+    task: TaskData,
+    base: Baselines,
+    source: Source = "negative",
+    *,
+    chunk_tokens: int = 8192,
+    progress: bool = False,
 ) -> HeadEffects:
     """Patch every head, one layer at a time with all its heads in one vmapped call.
 
@@ -98,8 +107,7 @@ def exact_patching(
     patched = total / task.n
     drop = base.pos - patched
     effect = 1.0 - normalise(patched, base.pos, base.neg)
-    return HeadEffects("patching" if source == "negative" else "mean-ablation", effect, drop,
-                       time.perf_counter() - t0)
+    return HeadEffects("patching" if source == "negative" else "mean-ablation", effect, drop, time.perf_counter() - t0)
 
 
 def attribution_patching(model: Model, task: TaskData, base: Baselines) -> HeadEffects:
@@ -118,8 +126,12 @@ def attribution_patching(model: Model, task: TaskData, base: Baselines) -> HeadE
 
 
 def tail_logits(
-    params: dict, cfg: ModelConfig, tokens: jax.Array, mask: jax.Array,
-    hooks: dict[str, Callable[[jax.Array], jax.Array]] | None = None, cache: Sequence[str] = (),
+    params: dict,
+    cfg: ModelConfig,
+    tokens: jax.Array,
+    mask: jax.Array,
+    hooks: dict[str, Callable[[jax.Array], jax.Array]] | None = None,
+    cache: Sequence[str] = (),
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Logits at the last two positions only (b, 2, vocab) and the cache: the unembedding of every position
     would cost a quarter of a small model's forward and no metric reads it."""
@@ -166,9 +178,13 @@ def _metric_fn(cfg: ModelConfig, metric: str):
 
 @functools.lru_cache(maxsize=32)
 def _cache_fn(cfg: ModelConfig, names: tuple[str, ...]):
-    return jax.jit(lambda params, toks, mask: forward(
-        params, cfg, toks, mask, HookContext(cache=names), max(int(n.split(".")[1]) for n in names) + 1
-    ).cache)
+    return jax.jit(
+        lambda params, toks, mask: (
+            forward(
+                params, cfg, toks, mask, HookContext(cache=names), max(int(n.split(".")[1]) for n in names) + 1
+            ).cache
+        )
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -205,8 +221,8 @@ def _attribution_fn(cfg: ModelConfig, metric: str):
     def attr(params, toks, mask, targets, z_neg):
         zeros = [jnp.zeros_like(z) for z in z_neg]
         grads, z_pos = jax.grad(total, has_aux=True)(zeros, params, toks, mask, targets)
-        return jnp.stack([
-            jnp.einsum("bshd,bshd->h", g, zn - zp) for g, zn, zp in zip(grads, z_neg, z_pos, strict=True)
-        ])  # (n_layers, n_heads), summed over prompts
+        return jnp.stack(
+            [jnp.einsum("bshd,bshd->h", g, zn - zp) for g, zn, zp in zip(grads, z_neg, z_pos, strict=True)]
+        )  # (n_layers, n_heads), summed over prompts
 
     return jax.jit(attr)

@@ -28,8 +28,14 @@ def heatmap(scores: np.ndarray, title: str, path: Path, truth: np.ndarray | None
     fig, ax = plt.subplots(figsize=(1.2 + 0.35 * n_heads, 1.0 + 0.22 * n_layers))
     signed = bool((scores < 0).any())
     lim = float(np.abs(scores).max()) or 1.0
-    im = ax.imshow(scores, cmap="RdBu_r" if signed else "viridis", vmin=-lim if signed else 0.0, vmax=lim,
-                   aspect="auto", interpolation="nearest")
+    im = ax.imshow(
+        scores,
+        cmap="RdBu_r" if signed else "viridis",
+        vmin=-lim if signed else 0.0,
+        vmax=lim,
+        aspect="auto",
+        interpolation="nearest",
+    )
     if truth is not None:
         for layer, head in zip(*np.nonzero(truth), strict=True):
             ax.add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, ec="black", lw=1.2))
@@ -46,8 +52,7 @@ def roc_plot(curves: Mapping[str, tuple[Roc, float]], title: str, path: Path) ->
     for name, (roc, auc) in curves.items():
         ax.step(roc.fpr, roc.tpr, where="post", label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1),
-           ylim=(0, 1.01))
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path, plt)
 

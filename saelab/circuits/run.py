@@ -7,6 +7,8 @@ one heat map per method and the ROC curves into `cfg.out`.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,15 +30,17 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     model = Model.load(cfg.model, dtype=cfg.dtype)
     task = make_task(model, cfg, cfg.prompts, (cfg.seed, GT_STREAM))
     base = baselines(model, task)
-    effects: dict[str, HeadEffects] = {}
-    if cfg.method in ("patching", "all") or cfg.ground_truth in ("patching", "mean-ablation"):
-        effects["patching"] = exact_patching(model, task, base, "negative", chunk_tokens=cfg.chunk_tokens,
-                                             progress=cfg.progress)
+    effects: dict[str, HeadEffects] = reused_effects(cfg, model) if cfg.effects_from else {}
+    needs_patching = cfg.method in ("patching", "all") or cfg.ground_truth in ("patching", "mean-ablation")
+    if needs_patching and "patching" not in effects:
+        effects["patching"] = exact_patching(
+            model, task, base, "negative", chunk_tokens=cfg.chunk_tokens, progress=cfg.progress
+        )
         if cfg.mean_ablation:
             effects["mean-ablation"] = exact_patching(
                 model, task, base, "mean", chunk_tokens=cfg.chunk_tokens, progress=cfg.progress
             )
-    if cfg.method in ("attribution", "all"):
+    if cfg.method in ("attribution", "all") and "attribution" not in effects:
         effects["attribution"] = attribution_patching(model, task, base)
     codes = None
     if cfg.method in ("sae-codes", "all"):
@@ -51,11 +55,11 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
         "task": _task_summary(task, base),
         "heads": [f"{layer}.{h}" for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)],
         "scores": {k: v.ravel() for k, v in scores.items()},
-        "effects": {
-            k: {"normalised": e.effect.ravel(), "metric_drop": e.drop.ravel()} for k, e in effects.items()
-        },
+        "effects": {k: {"normalised": e.effect.ravel(), "metric_drop": e.drop.ravel()} for k, e in effects.items()},
         "runtime_s": {k: e.runtime_s for k, e in effects.items()},
     }
+    if cfg.effects_from:
+        result["effects_from"] = {"file": str(cfg.effects_from), "reused": sorted(effects)}
     if codes is not None:
         result["runtime_s"]["sae-codes"] = codes.runtime_s
         result["sae_codes"] = _codes_summary(codes, model.cfg.n_heads)
@@ -63,14 +67,16 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
             result["speedup_vs_patching"] = effects["patching"].runtime_s / codes.runtime_s
     if truth is not None:
         result["ground_truth"] = {
-            "source": cfg.ground_truth, "rule": _rule(cfg), "n_heads": int(truth.sum()),
+            "source": cfg.ground_truth,
+            "rule": _rule(cfg),
+            "n_heads": int(truth.sum()),
             "heads": [f"{a}.{b}" for a, b in zip(*np.nonzero(truth), strict=True)],
         }
         ranked = {k: v for k, v in scores.items() if not (k == cfg.ground_truth)}
         result["auc"] = {k: roc_auc(v, truth) for k, v in ranked.items()}
         result["precision_recall"] = {k: best_precision_recall(v, truth)._asdict() for k, v in ranked.items()}
         if cfg.stability_seeds and codes is not None:
-            result["stability"] = stability(model, cfg, truth)
+            result["stability"] = stability(model, cfg, truth, first=codes)
     write_outputs(cfg, result, scores, truth)
     return result
 
@@ -86,23 +92,56 @@ def run_codes(model: Model, cfg: CircuitsConfig, draw: int) -> CodesResult:
     """The SAE-code method on draw `draw` of `cfg.sae_prompts` fresh prompt pairs."""
     task = make_task(model, cfg, cfg.sae_prompts, (cfg.seed, SAE_STREAM, draw))
     return sae_codes(
-        model, task, latents=cfg.latents, l1=cfg.l1_value, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed + draw,
-        positions=cfg.positions, scaling=cfg.scaling,
+        model,
+        task,
+        latents=cfg.latents,
+        l1=cfg.l1_value,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        seed=cfg.seed + draw,
+        positions=cfg.positions,
+        scaling=cfg.scaling,
     )
 
 
-def stability(model: Model, cfg: CircuitsConfig, truth: np.ndarray) -> dict[str, Any]:
+def stability(model: Model, cfg: CircuitsConfig, truth: np.ndarray, first: CodesResult | None = None) -> dict[str, Any]:
     """AUC of the SAE-code node (and edge-node) scores over `cfg.stability_seeds` draws of training prompts
-    and SAE seeds (the paper's robustness check)."""
+    and SAE seeds (the paper's robustness check). `first`: the result of draw 0 when already computed."""
     out: dict[str, Any] = {"seeds": cfg.stability_seeds}
-    runs = [run_codes(model, cfg, draw=d) for d in range(cfg.stability_seeds)]
+    runs = [first] if first is not None else []
+    runs += [run_codes(model, cfg, draw=d) for d in range(len(runs), cfg.stability_seeds)]
     for name, get in (("sae-codes", lambda r: r.node), ("sae-codes-edges", lambda r: r.edge_node)):
         aucs = np.asarray([roc_auc(get(r), truth) for r in runs])
         out[name] = {
-            "auc": aucs, "mean": aucs.mean(), "std": aucs.std(), "min": aucs.min(), "max": aucs.max(),
+            "auc": aucs,
+            "mean": aucs.mean(),
+            "std": aucs.std(),
+            "min": aucs.min(),
+            "max": aucs.max(),
         }
     out["runtime_s"] = [r.runtime_s for r in runs]
     return out
+
+
+def reused_effects(cfg: CircuitsConfig, model: Model) -> dict[str, HeadEffects]:
+    """The patching, mean-ablation and attribution effects saved by an earlier run (`cfg.effects_from`), after
+    checking that it measured the same prompts on the same model."""
+    path = Path(cfg.effects_from)
+    if not path.is_file():
+        raise FileNotFoundError(f"effects_from: {path} does not exist (give an earlier run's circuits.json)")
+    prev = json.loads(path.read_text())
+    now = cfg.model_dump(mode="json")
+    differ = [k for k in _SAME_PROMPTS if prev["config"].get(k) != now[k]]
+    if differ:
+        raise ValueError(f"effects_from: {path} was measured with other {differ}; rerun patching instead")
+    shape = (model.cfg.n_layers, model.cfg.n_heads)
+    return {
+        k: HeadEffects(k, np.reshape(v["normalised"], shape), np.reshape(v["metric_drop"], shape), prev["runtime_s"][k])
+        for k, v in prev["effects"].items()
+    }
+
+
+_SAME_PROMPTS = ("task", "model", "prompts", "seed", "docstring_args", "eot_prefix", "dtype")
 
 
 def truth_mask(cfg: CircuitsConfig, model: Model, effects: dict[str, HeadEffects]) -> np.ndarray | None:
@@ -111,36 +150,51 @@ def truth_mask(cfg: CircuitsConfig, model: Model, effects: dict[str, HeadEffects
         return None
     if cfg.ground_truth == "published":
         return published_heads(cfg.task, model.cfg)
+    if cfg.ground_truth not in effects:
+        raise ValueError(f"ground truth {cfg.ground_truth!r} was not measured (see mean_ablation, effects_from)")
     return ground_truth(effects[cfg.ground_truth].effect, cfg.threshold, cfg.top_n)
 
 
-def write_outputs(cfg: CircuitsConfig, result: dict[str, Any], scores: dict[str, np.ndarray],
-                  truth: np.ndarray | None) -> None:
+def write_outputs(
+    cfg: CircuitsConfig, result: dict[str, Any], scores: dict[str, np.ndarray], truth: np.ndarray | None
+) -> None:
     out = cfg.out
     files = {"json": "circuits.json"}
     for name, s in scores.items():
         files[f"heatmap_{name}"] = heatmap(s, f"{cfg.task}: {name}", out / f"heads_{name}.png", truth).name
     if truth is not None and "auc" in result:
         curves = {k: (roc_curve(scores[k], truth), result["auc"][k]) for k in result["auc"]}
-        files["roc"] = roc_plot(curves, f"{cfg.task} vs {cfg.ground_truth} ({int(truth.sum())} heads)",
-                                out / "roc.png").name
+        files["roc"] = roc_plot(
+            curves, f"{cfg.task} vs {cfg.ground_truth} ({int(truth.sum())} heads)", out / "roc.png"
+        ).name
     result["files"] = files
     write_json(result, out / "circuits.json")
 
 
 def _task_summary(task: TaskData, base: Baselines) -> dict[str, Any]:
     return {
-        "name": task.name, "metric": task.metric, "pairs": task.n, "seq": task.pos.shape[1],
-        "accuracy": base.accuracy, "negative_accuracy": base.neg_accuracy,
-        "pos_baseline": base.pos, "neg_baseline": base.neg, "example": list(task.texts[0]),
+        "name": task.name,
+        "metric": task.metric,
+        "pairs": task.n,
+        "seq": task.pos.shape[1],
+        "accuracy": base.accuracy,
+        "negative_accuracy": base.neg_accuracy,
+        "pos_baseline": base.pos,
+        "neg_baseline": base.neg,
+        "example": list(task.texts[0]),
     }
 
 
 def _codes_summary(c: CodesResult, n_heads: int) -> dict[str, Any]:
     return {
-        "node_softmax": c.node_softmax.ravel(), "top_edges": top_edges(c.edges, n_heads),
-        "sae": {"mse_normalised": c.train.mse, "l0": c.train.l0, "alive_latents": c.train.alive,
-                "final_loss": float(c.train.loss[-1])},
+        "node_softmax": c.node_softmax.ravel(),
+        "top_edges": top_edges(c.edges, n_heads),
+        "sae": {
+            "mse_normalised": c.train.mse,
+            "l0": c.train.l0,
+            "alive_latents": c.train.alive,
+            "final_loss": float(c.train.loss[-1]),
+        },
         "distinct_codes": int(len(np.unique(np.concatenate([c.pos_codes.ravel(), c.neg_codes.ravel()])))),
     }
 

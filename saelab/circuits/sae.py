@@ -35,7 +35,12 @@ class TrainResult(NamedTuple):
 
 
 def train_sae(
-    x: np.ndarray, latents: int = 200, l1: float = 0.02, epochs: int = 500, lr: float = 1e-3, seed: int = 0,
+    x: np.ndarray,
+    latents: int = 200,
+    l1: float = 0.02,
+    epochs: int = 500,
+    lr: float = 1e-3,
+    seed: int = 0,
 ) -> TrainResult:
     """Train on x: (n, d_in), already scaled. Full batch: one Adam step per epoch."""
     if x.ndim != 2:

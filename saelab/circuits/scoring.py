@@ -52,8 +52,9 @@ def best_precision_recall(scores: np.ndarray, labels: np.ndarray) -> PrecisionRe
     recall = roc.tpr[1:]
     f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     i = int(np.argmax(f1))
-    return PrecisionRecall(float(roc.thresholds[i + 1]), float(precision[i]), float(recall[i]), float(f1[i]),
-                           int(round(predicted[i])))
+    return PrecisionRecall(
+        float(roc.thresholds[i + 1]), float(precision[i]), float(recall[i]), float(f1[i]), int(round(predicted[i]))
+    )
 
 
 def ground_truth(effect: np.ndarray, fraction: float = 0.1, top_n: int | None = None) -> np.ndarray:

@@ -51,7 +51,12 @@ class TaskData(NamedTuple):
 
 
 def build_task(
-    name: str, tokenizer: Tokenizer, n: int, seed: int | Sequence[int], *, prefix: Sequence[int] = (),
+    name: str,
+    tokenizer: Tokenizer,
+    n: int,
+    seed: int | Sequence[int],
+    *,
+    prefix: Sequence[int] = (),
     docstring_args: int = 5,
 ) -> TaskData:
     """`n` pairs of a built-in task ("ioi", "greater-than", "docstring") or of a JSONL file ("jsonl:PATH"
@@ -61,7 +66,9 @@ def build_task(
     if name.startswith("jsonl:") or name.endswith(".jsonl"):
         return _jsonl(Path(name.removeprefix("jsonl:")), tokenizer, n, rng, list(prefix))
     makers: dict[str, Callable[..., TaskData]] = {
-        "ioi": _ioi, "greater-than": _greater_than, "docstring": _docstring,
+        "ioi": _ioi,
+        "greater-than": _greater_than,
+        "docstring": _docstring,
     }
     if name not in makers:
         raise ValueError(f"unknown task {name!r}; choose from {list(BUILTIN)} or jsonl:PATH")
@@ -80,8 +87,11 @@ def subset(task: TaskData, idx: Sequence[int] | np.ndarray) -> TaskData:
     mask = task.mask[idx]
     start = int(np.argmax(mask.any(axis=0)))
     return task._replace(
-        pos=task.pos[idx, start:], neg=task.neg[idx, start:], mask=mask[:, start:],
-        targets={k: v[idx] for k, v in task.targets.items()}, texts=tuple(task.texts[i] for i in idx),
+        pos=task.pos[idx, start:],
+        neg=task.neg[idx, start:],
+        mask=mask[:, start:],
+        targets={k: v[idx] for k, v in task.targets.items()},
+        texts=tuple(task.texts[i] for i in idx),
     )
 
 
@@ -190,15 +200,17 @@ def _docstring(tok: Tokenizer, n: int, rng: np.random.Generator, prefix: list[in
         chosen = rng.choice(names, 2 * k, replace=False)
         args, fresh = list(chosen[:k]), list(chosen[k:])
         fn = rng.choice(_FUNCS)
-        doc = "".join(
-            f"\n    :param {a}: {' '.join(rng.choice(_WORDS, 2))}" for a in args[: k - 1]
-        )
+        doc = "".join(f"\n    :param {a}: {' '.join(rng.choice(_WORDS, 2))}" for a in args[: k - 1])
         head = f'def {fn}(self, {{}}):\n    """{" ".join(rng.choice(_WORDS, 3)).capitalize()}.\n'
         tail = f"{doc}\n    :param"
-        rows.append((
-            head.format(", ".join(args)) + tail, head.format(", ".join(fresh)) + tail,
-            " " + args[k - 1], " " + fresh[k - 1],
-        ))
+        rows.append(
+            (
+                head.format(", ".join(args)) + tail,
+                head.format(", ".join(fresh)) + tail,
+                " " + args[k - 1],
+                " " + fresh[k - 1],
+            )
+        )
     return _pairs_logit_diff("docstring", tok, rows, prefix)
 
 
@@ -218,7 +230,10 @@ def _jsonl(path: Path, tok: Tokenizer, n: int, rng: np.random.Generator, prefix:
 
 
 def _pairs_logit_diff(
-    name: str, tok: Tokenizer, rows: list[tuple[str, str, str | int, str | int]], prefix: list[int],
+    name: str,
+    tok: Tokenizer,
+    rows: list[tuple[str, str, str | int, str | int]],
+    prefix: list[int],
 ) -> TaskData:
     pos_ids = [prefix + _enc(tok, r[0]) for r in rows]
     neg_ids = [prefix + _enc(tok, r[1]) for r in rows]
@@ -230,7 +245,9 @@ def _pairs_logit_diff(
 
 
 def _pad_pairs(
-    pos: list[list[int]], neg: list[list[int]], texts: list[tuple[str, str]],
+    pos: list[list[int]],
+    neg: list[list[int]],
+    texts: list[tuple[str, str]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for p, q, t in zip(pos, neg, texts, strict=True):
         if len(p) != len(q):
@@ -238,7 +255,7 @@ def _pad_pairs(
     width = max(len(p) for p in pos)
     out = np.zeros((3, len(pos), width), np.int32)  # positives, negatives, mask
     for i, (p, q) in enumerate(zip(pos, neg, strict=True)):
-        out[0, i, width - len(p):], out[1, i, width - len(q):], out[2, i, width - len(p):] = p, q, 1
+        out[0, i, width - len(p) :], out[1, i, width - len(q) :], out[2, i, width - len(p) :] = p, q, 1
     return out[0], out[1], out[2]
 
 

@@ -30,13 +30,17 @@ def save_tiny(path: Path, family: str, tokenizer: Tokenizer | None = None, **kw)
     vocab = tokenizer.get_vocab_size() if tokenizer is not None else 97
     if family == "llama":
         cfg = transformers.LlamaConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=128, **kw,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=vocab,
+            max_position_embeddings=128,
+            **kw,
         )
     else:
-        cfg = transformers.GPT2Config(
-            n_embd=48, n_layer=12, n_head=12, vocab_size=vocab, n_positions=128, **kw
-        )
+        cfg = transformers.GPT2Config(n_embd=48, n_layer=12, n_head=12, vocab_size=vocab, n_positions=128, **kw)
     transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(path, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save(str(path / "tokenizer.json"))

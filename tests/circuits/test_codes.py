@@ -44,8 +44,12 @@ def test_edge_node_scores_skip_same_layer() -> None:
     e = np.arange(16).reshape(4, 4)
     e = e + e.T  # 2 layers x 2 heads
     v = edge_node_scores(e, n_heads=2)
-    assert v.tolist() == [(e[0, 2] + e[0, 3]) / 2, (e[1, 2] + e[1, 3]) / 2, (e[2, 0] + e[2, 1]) / 2,
-                          (e[3, 0] + e[3, 1]) / 2]
+    assert v.tolist() == [
+        (e[0, 2] + e[0, 3]) / 2,
+        (e[1, 2] + e[1, 3]) / 2,
+        (e[2, 0] + e[2, 1]) / 2,
+        (e[3, 0] + e[3, 1]) / 2,
+    ]
     assert top_edges(e, 2, k=1) == [("0.1", "1.1", int(e[1, 3]))]
 
 

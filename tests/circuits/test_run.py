@@ -20,9 +20,7 @@ FAST = dict(prompts=4, sae_prompts=3, epochs=20, latents=16, progress=False)
 def test_cli_runs_all_methods_and_writes_json_and_plots(tokenizer, tiny, tmp_path, capsys) -> None:
     path = tiny(tmp_path / "m", "llama", tokenizer)
     flags = "--prompts 4 --sae-prompts 3 --epochs 20 --latents 16 --no-progress --stability-seeds 2"
-    assert (
-        main(["circuits", "ioi", "--model", str(path), *flags.split(), "--out", str(tmp_path / "out")]) == 0
-    )
+    assert main(["circuits", "ioi", "--model", str(path), *flags.split(), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "sae-codes" in printed and "attribution" in printed and "AUC over 2 draws" in printed
     saved = json.loads((tmp_path / "out" / "circuits.json").read_text())
@@ -34,6 +32,15 @@ def test_cli_runs_all_methods_and_writes_json_and_plots(tokenizer, tiny, tmp_pat
         assert (tmp_path / "out" / f).stat().st_size > 0
     assert saved["task"]["pairs"] == 4 and 0 <= saved["task"]["accuracy"] <= 1
     assert saved["config"]["epochs"] == 20 and saved["config"]["stability_seeds"] == 2
+
+    # re-scoring other SAE settings against the saved ground truth measures no patching again
+    again = dict(FAST, task="ioi", model=str(path), method="sae-codes", effects_from=tmp_path / "out" / "circuits.json")
+    res = run(CircuitsConfig(**again | {"latents": 8}, out=tmp_path / "again"))
+    assert res["runtime_s"]["patching"] == saved["runtime_s"]["patching"]
+    assert np.allclose(res["effects"]["patching"]["normalised"], saved["effects"]["patching"]["normalised"])
+    assert res["ground_truth"]["heads"] == saved["ground_truth"]["heads"]
+    with pytest.raises(ValueError, match="other"):
+        run(CircuitsConfig(**again | {"prompts": 5}, out=tmp_path / "bad"))
 
 
 def test_published_ground_truth_on_gpt2_small_shape(tokenizer, tiny, tmp_path) -> None:
