@@ -53,7 +53,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         if name == "distributed":
             kw["choices"] = ["auto", "on", "off"]
         else:
-            kw["type"] = str if name == "coordinator" else int
+            kw |= {"type": str, "metavar": "HOST:PORT"} if name == "coordinator" else {"type": int, "metavar": "N"}
         g.add_argument("--" + name.replace("_", "-"), **kw)
 
 
