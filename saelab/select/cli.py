@@ -31,6 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     down = bsub.add_parser("downstream", help="fine-tune on each method's selection, compare held-out target loss")
     add_config_args(down, DownstreamConfig)
     down.set_defaults(fn=_downstream)
+    scale = bsub.add_parser(
+        "scale", help="stream an N-record pool (built from --source) and report throughput and memory"
+    )
+    scale.add_argument("--n", type=int, default=100_000, help="records in the generated pool (default: 100000)")
+    scale.add_argument(
+        "--source",
+        type=str,
+        default="../shared/data/clinc150/train.jsonl",
+        help="JSONL whose texts are cycled to build the pool",
+    )
+    add_config_args(scale, SelectConfig)
+    scale.set_defaults(fn=_scale)
 
 
 def _select(a: argparse.Namespace) -> None:
@@ -62,3 +74,13 @@ def _downstream(a: argparse.Namespace) -> None:
     cfg = config_from_args(DownstreamConfig, a)
     run_downstream(cfg)
     print(f"results: {cfg.out}/downstream.json")
+
+
+def _scale(a: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from saelab.cliargs import config_from_args
+    from saelab.select.config import SelectConfig
+    from saelab.select.scale import run_scale
+
+    print(json.dumps(run_scale(config_from_args(SelectConfig, a), Path(a.source), a.n), indent=2))

@@ -55,9 +55,7 @@ def tiny_model() -> Model:
             return np.ones(16, np.float32)
         return rng.normal(0, 0.3, shapes[name.split(".")[-2]]).astype(np.float32)
 
-    return Model(
-        cfg, params_from_hf(get, cfg, jnp.float32), tok, {"bos": 1}, source="tiny", weights_hash="tiny-0"
-    )
+    return Model(cfg, params_from_hf(get, cfg, jnp.float32), tok, {"bos": 1}, source="tiny", weights_hash="tiny-0")
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +83,5 @@ def pool_and_target(tmp_path) -> tuple[Path, Path]:
     pool = tmp_path / "pool.jsonl"
     pool.write_bytes("".join(lines).encode())
     target = tmp_path / "target.jsonl"
-    target.write_text(
-        "\n".join(json.dumps({"text": t}) for t in ["set a timer", "timer for five minutes"]) + "\n"
-    )
+    target.write_text("\n".join(json.dumps({"text": t}) for t in ["set a timer", "timer for five minutes"]) + "\n")
     return pool, target

@@ -27,9 +27,7 @@ def test_mean_pool_invariant_to_repetition_and_padding():
     codes = rng.random((1, 5, 8)).astype(np.float32) * (rng.random((1, 5, 8)) < 0.3)  # (batch, seq, d_sae)
     mask = np.ones((1, 5), np.int32)
     once = mean_pool(jnp.asarray(codes), jnp.asarray(mask))
-    twice = mean_pool(
-        jnp.asarray(np.concatenate([codes, codes], 1)), jnp.asarray(np.concatenate([mask, mask], 1))
-    )
+    twice = mean_pool(jnp.asarray(np.concatenate([codes, codes], 1)), jnp.asarray(np.concatenate([mask, mask], 1)))
     np.testing.assert_allclose(np.asarray(twice), np.asarray(once), rtol=1e-6)
     summed_twice = np.asarray(np.concatenate([codes, codes], 1).sum(1))
     assert not np.allclose(summed_twice, np.asarray(once) * 5)  # a sum would double: the mean is the point

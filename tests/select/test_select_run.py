@@ -17,9 +17,7 @@ def _check_selection(pool, out, n_selected):
     rows = [line.split("\t") for line in (out / "scores.tsv").read_text().splitlines()[1:]]
     assert len(rows) == len(pool_lines) and len(selected) == n_selected
     chosen = [int(r[0]) for r in rows if r[3] == "1"]
-    expected = [
-        pool_lines[i - 1] if pool_lines[i - 1].endswith(b"\n") else pool_lines[i - 1] + b"\n" for i in chosen
-    ]
+    expected = [pool_lines[i - 1] if pool_lines[i - 1].endswith(b"\n") else pool_lines[i - 1] + b"\n" for i in chosen]
     assert selected == expected  # same bytes (CRLF, spacing, \\u escapes kept), pool order
     ranks = sorted(int(r[2]) for r in rows)
     assert ranks == list(range(1, len(rows) + 1))

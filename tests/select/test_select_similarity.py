@@ -21,9 +21,7 @@ def test_weighted_jaccard_by_hand():
 @pytest.mark.parametrize("similarity", ["jaccard", "cosine", "euclidean"])
 def test_sparse_scores_match_dense(similarity):
     rng = np.random.default_rng(0)
-    dense = rng.random((37, 50)).astype(np.float32) * (
-        rng.random((37, 50)) < 0.1
-    )  # ~10% non-zero, like codes
+    dense = rng.random((37, 50)).astype(np.float32) * (rng.random((37, 50)) < 0.1)  # ~10% non-zero, like codes
     dense[5] = 0.0  # an all-zero row
     proto = rng.random(50).astype(np.float32) * (rng.random(50) < 0.5)
     ref = {
@@ -31,9 +29,7 @@ def test_sparse_scores_match_dense(similarity):
         "cosine": dense @ proto / np.maximum(np.linalg.norm(dense, axis=1) * np.linalg.norm(proto), 1e-30),
         "euclidean": -np.linalg.norm(dense - proto, axis=1),
     }[similarity]
-    np.testing.assert_allclose(
-        score_sparse(sp.csr_matrix(dense), proto, similarity), ref, rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(score_sparse(sp.csr_matrix(dense), proto, similarity), ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(score_dense(dense, proto, similarity), ref, rtol=1e-5, atol=1e-6)
 
 
