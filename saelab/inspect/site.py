@@ -40,13 +40,19 @@ def shard_name(i: int) -> str:
 
 
 def write_site(out: Path, d: Dashboards, shard_latents: int = 256, overwrite: bool = False) -> Path:
-    """Write the site into `out`; an existing report there is replaced only with `overwrite`."""
+    """Write the site into `out`; an existing report there is replaced only with `overwrite`.
+
+    The site is written whole into a hidden sibling `.NAME.partial` and renamed into place, so an interrupted
+    run never leaves a half report at `out` (and a rerun just starts again).
+    """
     out = Path(out)
-    if check_out(out, overwrite):
-        shutil.rmtree(out / DATA)
-    (out / DATA).mkdir(parents=True, exist_ok=True)
+    replace = check_out(out, overwrite)
+    tmp = out.parent / f".{out.name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an interrupted run: only this module writes that name
+    (tmp / DATA).mkdir(parents=True)
     for page in PAGES:
-        shutil.copyfile(ASSETS / page, out / page)
+        shutil.copyfile(ASSETS / page, tmp / page)
     s = d.stats
     meta = d.meta | {
         "shard_latents": shard_latents,
@@ -55,13 +61,24 @@ def write_site(out: Path, d: Dashboards, shard_latents: int = 256, overwrite: bo
         "n_over": s.n_over,
         "bins": int(s.hist.shape[1]),
     }
-    _write(out, "meta", meta)
-    _write(out, "vocab", d.vocab)
-    _write(out, "index", index_columns(d))
+    _write(tmp, "meta", meta)
+    _write(tmp, "vocab", d.vocab)
+    _write(tmp, "index", index_columns(d))
     rows = {int(lat): r for r, lat in enumerate(s.latents)}
     for shard in sorted({lat // shard_latents for lat in rows}):
         lats = [lat for lat in range(shard * shard_latents, (shard + 1) * shard_latents) if lat in rows]
-        _write(out, shard_name(shard), {str(lat): latent_record(d, rows[lat], lat) for lat in lats})
+        _write(tmp, shard_name(shard), {str(lat): latent_record(d, rows[lat], lat) for lat in lats})
+    if replace:
+        old = out.parent / f".{out.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        if out.exists():
+            out.rmdir()  # empty (check_out refuses anything else)
+        tmp.rename(out)
     return out / "index.html"
 
 
@@ -156,6 +173,4 @@ def _round(a: Any, digits: int = 4) -> Any:
 
 def _write(out: Path, name: str, obj: Any) -> None:
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    tmp = out / DATA / f"{name}.js.tmp"
-    tmp.write_text(f'saelabData("{name}",{text});\n', encoding="utf-8")
-    tmp.replace(out / DATA / f"{name}.js")
+    (out / DATA / f"{name}.js").write_text(f'saelabData("{name}",{text});\n', encoding="utf-8")

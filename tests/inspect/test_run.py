@@ -46,7 +46,10 @@ def test_cli_inspect_overwrite_feature_and_errors(real, tmp_path, capsys) -> Non
     assert "report:" in capsys.readouterr().out and (out / "index.html").exists()
     assert main(args) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
+    (tmp_path / ".r.partial").mkdir()  # as an interrupted run leaves it
+    (tmp_path / ".r.partial" / "junk").write_text("x")
     assert main([*args, "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and (out / "data" / "index.js").exists()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert main([*common, "--out", str(tmp_path / "other"), "--overwrite"]) == 2
