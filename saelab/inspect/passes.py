@@ -53,12 +53,12 @@ class Codes(NamedTuple):
     vals: jax.Array  # (B, m) float32 the m largest activations of each token (0 where not firing)
     idx: jax.Array  # (B, m) int32 their latents
     dense: jax.Array  # (B, d_sae) float32 all activations
-    n_over: jax.Array  # () int32 tokens with more than m firing latents (their smallest were dropped)
+    over: jax.Array  # (B,) bool tokens with more than m firing latents (their smallest were dropped)
 
 
 class FirstPass(NamedTuple):
     n_tokens: jax.Array  # () int32 valid tokens seen
-    n_over: jax.Array  # () int32 see Codes.n_over
+    n_over: jax.Array  # () int32 counted tokens with Codes.over
     count: jax.Array  # (d_sae,) int32 tokens on which the latent fired
     total: jax.Array  # (d_sae,) float32 sum of its activations
     max: jax.Array  # (d_sae,) float32 its largest activation (0 if it never fired)
@@ -107,11 +107,11 @@ def sae_codes(params: SAEParams, x: jax.Array, cfg: SAEConfig, max_active: int) 
     x = x.astype(jnp.float32)
     if cfg.architecture == "topk":
         vals, idx = encode_sparse(params, x, cfg)  # (B, k) each
-        return Codes(vals, idx, densify(vals, idx, params.d_sae), jnp.int32(0))
+        return Codes(vals, idx, densify(vals, idx, params.d_sae), jnp.zeros(x.shape[0], bool))
     dense = encode(params, x, cfg)  # (B, d_sae)
     vals, idx = top_k(dense, min(max_active, params.d_sae))
-    n_over = jnp.sum(jnp.sum(dense > 0, axis=1) > vals.shape[1]).astype(jnp.int32)
-    return Codes(vals, idx, dense, n_over)
+    over = jnp.sum(dense > 0, axis=1) > vals.shape[1]
+    return Codes(vals, idx, dense, over)
 
 
 @partial(jax.jit, static_argnames=("cfg", "max_active"))
@@ -152,7 +152,8 @@ def first_step(
         x = jnp.concatenate([batch.x.astype(jnp.float32), jnp.ones((batch.x.shape[0], 1))], axis=1)
         x = jnp.where(batch.valid[:, None], x, 0.0)  # (B, d_in + 1)
         xx = xx + jnp.einsum("bi,bj->ij", x, x, precision=jax.lax.Precision.HIGHEST)
-    state = FirstPass(n_tokens, state.n_over + codes.n_over, count, total, mx, top, xx)
+    n_over = state.n_over + jnp.sum(codes.over & batch.valid).astype(jnp.int32)
+    state = FirstPass(n_tokens, n_over, count, total, mx, top, xx)
     return state, TopK(codes.vals, codes.idx)
 
 

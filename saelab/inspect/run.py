@@ -81,6 +81,7 @@ def dashboards(
         "model": inputs.model_name,
         "architecture": sae.cfg.architecture,
         "k": sae.cfg.k if sae.cfg.architecture == "topk" else None,
+        "max_active": None if sae.cfg.architecture == "topk" else cfg.max_active,
         "d_in": sae.cfg.d_in,
         "left": cfg.left,
         "right": cfg.right,

@@ -121,6 +121,10 @@ def test_tokens_limit_whole_windows_and_bad_latents(synthetic, tmp_path) -> None
     s = collect(sae, store, HOOK, tokens=5 * CONTEXT + 3, progress=False)
     assert s.n_tokens == 5 * (CONTEXT - 1)  # 5 whole windows, BOS excluded
     assert s.top.token.max() < 5 * CONTEXT
+    relu = load_sae(write_sae(tmp_path / "relu", "relu"))
+    codes, counted = brute(relu, store)
+    s = collect(relu, store, HOOK, tokens=10**6, max_active=3, progress=False)
+    assert s.n_over == ((codes > 0).sum(1)[counted] > 3).sum() > 0  # tokens whose smallest latents were dropped
     with pytest.raises(ValueError, match="latents must lie in"):
         collect(sae, store, HOOK, tokens=100, latents=np.array([48]), progress=False)
 

@@ -35,7 +35,9 @@ const saelab = (() => {
   function metaLine(meta) {
     const el = document.getElementById("meta");
     el.textContent = `SAE ${meta.sae} (${meta.architecture}, ${meta.d_sae} latents) · store ${meta.store} · ` +
-      `${meta.hook} of ${meta.model} · ${meta.n_tokens.toLocaleString()} tokens`;
+      `${meta.hook} of ${meta.model} · ${meta.n_tokens.toLocaleString()} tokens` +
+      (meta.n_over ? ` · ${meta.n_over.toLocaleString()} tokens had more than ${meta.max_active} latents firing ` +
+        "(only their largest were counted)" : "");
   }
 
   // ---------- index ----------
