@@ -49,8 +49,8 @@ class InspectConfig(BaseModel):
     """Also list neighbours by the atomic inner product, its metric estimated from the scanned activations."""
     include_bos: bool = False
     """Count BOS positions (position 0 of each window) too; they are usually excluded from SAE training."""
-    shard_latents: int = Field(default=256, ge=1)
-    """Latents per JSON data shard of the site."""
+    shard_latents: int = Field(default=64, ge=1)
+    """Latents per JSON data shard of the site (a latent page loads one shard: ~0.4 MB at 64)."""
     seed: int = 0
     """Seed of the random choice of interval examples."""
     overwrite: bool = False

@@ -39,7 +39,7 @@ def shard_name(i: int) -> str:
     return f"latents_{i:04d}"
 
 
-def write_site(out: Path, d: Dashboards, shard_latents: int = 256, overwrite: bool = False) -> Path:
+def write_site(out: Path, d: Dashboards, shard_latents: int = 64, overwrite: bool = False) -> Path:
     """Write the site into `out`; an existing report there is replaced only with `overwrite`.
 
     The site is written whole into a hidden sibling `.NAME.partial` and renamed into place, so an interrupted
