@@ -99,7 +99,7 @@ def store_1p(tmp_path_factory) -> Path:
     return out
 
 
-STEPS = 60
+STEPS = 40
 KEYS = ("loss", "mse", "l0", "explained_variance", "aux_loss", "dead_fraction")
 
 
