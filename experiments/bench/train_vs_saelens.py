@@ -5,8 +5,10 @@ demo store (BOS excluded), scaled by the same input-scaling scalar. saelab runs 
 (`saelab.train.run`, checkpoints and logging included); SAELens runs `SAETrainer.fit()` with its defaults
 for everything not named above. Throughput excludes each side's first step (compilation / warm-up).
 Quality: explained variance of both SAEs on held-out docstrings (the corpus split the store never saw),
-activations from the model, BOS excluded. Utilisation: dense-equivalent training FLOPs (12 d_in d_sae per
-token) per second against the peak of one fp32 GEMM of the encoder's shape on this machine.
+activations from the model, BOS excluded. FLOP rates: dense-equivalent training FLOPs (12 d_in d_sae per
+token: forward and backward of both GEMMs, what a dense trainer such as SAELens performs) and the FLOPs our
+sparse step performs (2 d_in d_sae for the encoder GEMM plus 8 d_in k for the sparse encoder-gradient and
+decoder passes), each per second, against the peak of one jitted fp32 GEMM of the encoder's shape here.
 
     python experiments/bench/train_vs_saelens.py [--quick] [--store activations/demo] [--tokens N]
 """
@@ -82,6 +84,7 @@ def main() -> None:
     d, m = sae.cfg.d_in, sae.cfg.d_sae
     peak = gemm_peak(cfg.data.batch_size, d, m)
     flops = lambda tok_s: 12 * d * m * tok_s / 1e9
+    performed = lambda tok_s: (2 * d * m + 8 * d * sae.cfg.k) * tok_s / 1e9
     result = {
         "machine": machine(),
         "store": a.store,

@@ -7,11 +7,11 @@ from typing import Any
 
 ROWS = [
     ("explained_variance", "Explained variance 1 - SSE/SST (BOS excluded)"),
-    ("nmse", "Normalised MSE SSE / sum ||x||^2"),
+    ("nmse", "Normalised MSE SSE / sum ‖x‖²"),
     ("cosine", "Mean cosine(x, x_hat)"),
     ("l0", "L0 (active latents per token)"),
     ("l1", "L1 of the codes per token"),
-    ("shrinkage", "Shrinkage mean ||x_hat|| / ||x||"),
+    ("shrinkage", "Shrinkage mean ‖x̂‖ / ‖x‖"),
     ("dead_fraction", "Dead fraction (never fired on these tokens)"),
     ("dense_fraction", "Dense fraction"),
     ("ce_loss_clean", "CE loss, clean"),
@@ -20,7 +20,7 @@ ROWS = [
     ("ce_loss_mean_ablation", "CE loss, mean ablation"),
     ("ce_loss_recovered", "CE loss recovered vs zero ablation"),
     ("ce_loss_recovered_mean_ablation", "CE loss recovered vs mean ablation"),
-    ("kl_div", "KL(clean || spliced) per position"),
+    ("kl_div", "KL(clean ‖ spliced) per position"),
 ]
 
 
