@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     scale = bsub.add_parser(
         "scale", help="stream an N-record pool (built from --source) and report throughput and memory"
     )
-    scale.add_argument("--n", type=int, default=100_000, help="records in the generated pool (default: 100000)")
+    scale.add_argument("--records", type=int, default=100_000, help="records in the generated pool (default: 100000)")
     scale.add_argument(
         "--source",
         type=str,
@@ -83,4 +83,4 @@ def _scale(a: argparse.Namespace) -> None:
     from saelab.select.config import SelectConfig
     from saelab.select.scale import run_scale
 
-    print(json.dumps(run_scale(config_from_args(SelectConfig, a), Path(a.source), a.n), indent=2))
+    print(json.dumps(run_scale(config_from_args(SelectConfig, a), Path(a.source), a.records), indent=2))

@@ -45,6 +45,9 @@ class SelectConfig(BaseModel):
     """Records per streamed chunk (memory is bounded by one chunk, not by the pool)."""
     center: bool = True
     """hidden/neurons: subtract the pool mean before the cosine (raw residual means share one direction)."""
+    idf: bool = False
+    """SAE methods: weight latent j by log((n+1)/(df_j+1)) over the pool before scoring (not in MoNA; an option
+    that keeps latents firing on nearly every sample from dominating)."""
     seed: int = 0
     """Seed of the random baseline."""
     cache_dir: Path | None = DEFAULT_CACHE

@@ -42,13 +42,13 @@ class DownstreamConfig(BaseModel):
     """Model to select with and to fine-tune."""
     train_layers: int = Field(default=4, ge=1)
     """Fine-tune the top N blocks and the final norm; everything below (and the tied embeddings) is frozen."""
-    steps: int = Field(default=60, ge=1)
+    steps: int = Field(default=48, ge=1)
     """Optimiser steps per selection (the same budget for every method)."""
-    batch: int = Field(default=16, ge=1)
+    batch: int = Field(default=8, ge=1)
     """Texts per step."""
-    lr: float = Field(default=1e-4, gt=0)
+    lr: float = Field(default=2e-4, gt=0)
     """Adam learning rate."""
-    seq: int = Field(default=32, ge=4)
+    seq: int = Field(default=24, ge=4)
     """Tokens per text, BOS included (CLINC utterances are shorter)."""
     seed: int = 0
     """Seed of the target draw, the random baseline and the batch order."""

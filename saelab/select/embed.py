@@ -91,6 +91,7 @@ def _pad(ids: list[list[int]], bos: int, batch: int) -> tuple[np.ndarray, np.nda
     """BOS + ids, right-padded to a multiple of SEQ_BUCKET and to `batch` rows: tokens, mask (batch, seq)."""
     n = max(len(x) for x in ids) + 1
     seq = -(-n // SEQ_BUCKET) * SEQ_BUCKET
+    batch = min(batch, 1 << max(len(ids) - 1, 7).bit_length())  # a few target texts: 8..batch rows, not batch
     toks = np.zeros((batch, seq), np.int32)
     mask = np.zeros((batch, seq), np.int32)
     for r, x in enumerate(ids):

@@ -113,7 +113,7 @@ def embed_pool(
     root = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="saelab-select-"))
     cache = EmbeddingCache(root, {**fields, "data": file_digest(pool), "text_field": text_field})
     if cache.complete:
-        return cache, 0.0, True
+        return cache, float(cache.meta.get("seconds", 0.0)), True  # the time it took when it was computed
     cache.start()
     t0 = time.perf_counter()
     with progress_bar("samples/s", progress) as bar:
@@ -132,15 +132,28 @@ def prototype(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(e.mean(0)).ravel().astype(np.float32)
 
 
-def score_cached(cache: EmbeddingCache, proto: np.ndarray, similarity: str, center: bool = False) -> np.ndarray:
-    """(n,) similarity of every cached pool embedding to the prototype, one chunk in memory at a time."""
-    mean = None
+def score_cached(
+    cache: EmbeddingCache, proto: np.ndarray, similarity: str, center: bool = False, idf: bool = False
+) -> np.ndarray:
+    """(n,) similarity of every cached pool embedding to the prototype, one chunk in memory at a time.
+
+    center: subtract the pool mean first (dense baselines). idf: multiply latent j of every embedding and of
+    the prototype by log((n + 1) / (df_j + 1)), df_j = pool samples where j fires (a TF-IDF-style option,
+    not in MoNA: it keeps latents that fire on almost every sample from dominating the Jaccard sums)."""
+    n = cache.meta["rows"]
+    mean = weight = None
     if center:
         total = sum(np.asarray(p.sum(0)).ravel().astype(np.float64) for p in cache.parts())
-        mean = (total / cache.meta["rows"]).astype(np.float32)
+        mean = (total / n).astype(np.float32)
         proto = proto - mean
+    if idf:
+        df = sum(np.asarray((p > 0).sum(0)).ravel() for p in cache.parts())
+        weight = np.log((n + 1) / (df + 1)).astype(np.float32)  # (width,) >= 0
+        proto = proto * weight
     out = []
     for p in cache.parts():
+        if weight is not None:
+            p = sp.csr_matrix(p.multiply(weight[None])) if sp.issparse(p) else p * weight
         if sp.issparse(p):
             out.append(score_sparse(p, proto, similarity))
         else:
@@ -173,8 +186,14 @@ def score_pool(
     t0 = time.perf_counter()
     similarity = cfg.method if cfg.method in SAE_METHODS else "cosine"
     center = cfg.center and cfg.method in MODEL_METHODS and cfg.method not in SAE_METHODS
-    scores = score_cached(cache, prototype(emb, targets), similarity, center)
+    scores = score_cached(cache, prototype(emb, targets), similarity, center, cfg.idf and fields["kind"] == "sae")
     if len(scores) != n:
         raise ValueError(f"cache {cache.dir} holds {len(scores)} rows for a pool of {n}; delete it and rerun")
-    info = {"embedding": fields, "cache": str(cache.dir), "similarity": similarity, "centered": center}
+    info = {
+        "embedding": fields,
+        "cache": str(cache.dir),
+        "similarity": similarity,
+        "centered": center,
+        "idf": cfg.idf and fields["kind"] == "sae",
+    }
     return Scores(scores, embed_s, time.perf_counter() - t0, cached, info)
