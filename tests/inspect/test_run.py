@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import urllib.request
 from pathlib import Path
@@ -37,19 +38,18 @@ def test_report_layout_and_data(report) -> None:
     assert value == max(a for a in acts) and vocab[ids[12]]  # the activating token is the centre column
 
 
-def test_cli_inspect_overwrite_feature_and_errors(real, tmp_path, capsys) -> None:
+def test_cli_inspect_overwrite_feature_and_errors(real, report, tmp_path, capsys) -> None:
     store, sae = real
-    out = tmp_path / "r"
+    out = shutil.copytree(report, tmp_path / "r")  # an existing report
     common = ["inspect", str(sae), "--store", str(store), "--tokens", "512", "--no-aip"]
     args = [*common, "--out", str(out)]
-    assert main(args) == 0
-    assert "report:" in capsys.readouterr().out and (out / "index.html").exists()
     assert main(args) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     (tmp_path / ".r.partial").mkdir()  # as an interrupted run leaves it
     (tmp_path / ".r.partial" / "junk").write_text("x")
     assert main([*args, "--overwrite"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and (out / "data" / "index.js").exists()
+    assert "report:" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and _data(out, "meta")["n_tokens"] == 512 - 8
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert main([*common, "--out", str(tmp_path / "other"), "--overwrite"]) == 2
