@@ -3,6 +3,7 @@ geometry; JSON plus a markdown report with plots."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -49,7 +50,7 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
             "evaluate it with the model it was trained on (--model)"
         )
     out = cfg.out or _default_out(cfg)
-    fn = splice.make_splice_fn(model.cfg, hook, partial(_encode, cfg=sae.cfg), partial(_decode, cfg=sae.cfg))
+    fn = _splice_fn(model.cfg, hook, sae.cfg)
     act_mean = None
     recon_sums = splice_sums = None
     done = 0
@@ -108,6 +109,12 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
     write_report(result, out)
     out.write_text(json.dumps(result, indent=2))
     return result
+
+
+@functools.lru_cache(maxsize=8)
+def _splice_fn(model_cfg, hook: str, sae_cfg):
+    """One compiled splice per (model, hook, SAE config) in a process: a second eval (another corpus) reuses it."""
+    return splice.make_splice_fn(model_cfg, hook, partial(_encode, cfg=sae_cfg), partial(_decode, cfg=sae_cfg))
 
 
 def _encode(params, x, cfg):
