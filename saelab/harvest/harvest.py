@@ -13,11 +13,14 @@ every process's first window starts a batch, i.e. windows per shard is a multipl
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from saelab.data import open_corpus, pack_batches
 from saelab.distributed import barrier
@@ -60,7 +63,7 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
     if writer.complete:
         return _merge(cfg.out, processes)
     done_windows = first + writer.n_tokens_done // cfg.context
-    forward = _forward_fn(model, tuple(cfg.hooks), _DTYPES[cfg.dtype])
+    forward = _forward_fn(model, tuple(cfg.hooks), _DTYPES[cfg.dtype], cfg.batch)
     batches = pack_batches(
         corpus, model.tokenizer, bos_id=model.bos_id, eos_id=model.eos_id, context=cfg.context,
         batch=cfg.batch, within_document=cfg.within_document, skip_windows=done_windows,
@@ -75,7 +78,7 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
             if take <= 0:
                 break
             toks = _pad_rows(b.tokens[:take], cfg.batch)
-            acts = forward(model.params, jnp.asarray(toks))  # dispatched asynchronously
+            acts = forward(toks)  # dispatched asynchronously
             if pending is not None:
                 _write(writer, *pending)
                 bar.update(task, advance=pending[1].tokens.size)
@@ -131,19 +134,29 @@ def _hook_width(model: Model, hooks: list[str]) -> int:
     return next(iter(widths.values()))
 
 
-def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype):
-    """Jitted (params, tokens) -> {hook: (tokens, width) in storage dtype}, stopping at the deepest hook."""
+def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int):
+    """Jitted tokens (batch, context) -> {hook: (tokens, width) in storage dtype}, stopping at the deepest hook.
+
+    Data-parallel over this process's devices (a TPU host's chips, a node's GPUs): the weights are replicated
+    and the windows split evenly, when the devices divide `batch`; otherwise on one device.
+    """
     from saelab.models import HookContext, forward
 
     stop = max(hook_layer(h) for h in hooks) + 1
+    local = jax.local_devices()
+    n = len(local) if batch % len(local) == 0 else 1
+    if n < len(local):
+        print(f"harvest: --batch {batch} is not a multiple of this process's {len(local)} devices; using one")
+    mesh = Mesh(np.asarray(local[:n]), ("data",))
+    params = jax.device_put(model.params, NamedSharding(mesh, P()))
 
-    @jax.jit
+    @partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None))))
     def run(params, tokens):
         _, cache = forward(params, model.cfg, tokens, None, HookContext(cache=hooks), stop)
         return {h: cache[h].reshape(-1, cache[h].shape[2] * (cache[h].shape[3] if cache[h].ndim == 4 else 1)).astype(dtype)
                 for h in hooks}
 
-    return run
+    return partial(run, params)
 
 
 def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:

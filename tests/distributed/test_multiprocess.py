@@ -38,8 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(job: str, spec: dict, n: int) -> list[subprocess.Popen]:
-    """Start `n` worker processes of one run (process i gets SAELAB_TEST_PROCESS_ID=i)."""
+def start(job: str, spec: dict, n: int, devices: int = 1) -> list[subprocess.Popen]:
+    """Start `n` worker processes of one run with `devices` CPU devices each (process i gets
+    SAELAB_TEST_PROCESS_ID=i)."""
     port = free_port()
     procs = []
     for i in range(n):
@@ -49,6 +50,8 @@ def start(job: str, spec: dict, n: int) -> list[subprocess.Popen]:
             "SAELAB_TEST_PROCESSES": str(n),
             "SAELAB_TEST_PROCESS_ID": str(i),
         }
+        if devices > 1:
+            env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
         procs.append(
             subprocess.Popen(
                 [sys.executable, str(WORKER), job, json.dumps(spec)],
@@ -81,8 +84,8 @@ def wait(procs: list[subprocess.Popen], timeout: float = 300) -> list[str]:
     return outs
 
 
-def launch(job: str, spec: dict, n: int = 2) -> list[str]:
-    return wait(start(job, spec, n))
+def launch(job: str, spec: dict, n: int = 2, devices: int = 1) -> list[str]:
+    return wait(start(job, spec, n, devices))
 
 
 def result(out: str) -> dict[str, int]:
@@ -117,6 +120,14 @@ def test_two_process_harvest_is_the_one_process_store_byte_for_byte(store_1p: Pa
         assert two[name] == one[name], f"{name} differs between the 1- and 2-process harvests"
     store = ActivationStore(out, verify="full")
     assert store.complete and store.n_tokens == 4096
+
+
+def test_harvest_over_two_local_devices_is_the_one_device_store(store_1p: Path, tmp_path) -> None:
+    """One process, two devices: the batch's windows are split over them (as on a TPU host or a GPU node)."""
+    out = tmp_path / "two-devices"
+    (o,) = launch("harvest", HARVEST | {"out": str(out)}, n=1, devices=2)
+    assert result(o)["devices"] == 2
+    assert _files(out) == _files(store_1p)
 
 
 def _sets(store: Path, out: Path, name: str) -> list[str]:
