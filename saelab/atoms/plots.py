@@ -53,9 +53,13 @@ def _angles(rs: list[DictionaryReport], hook: str, path: Path, acts: tuple[np.nd
     panels = [(r.name, "atom", r.angles_euclidean, r.angles_aip) for r in rs]
     if acts is not None:
         panels.insert(0, ("activations", "token", *acts))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
     bins = np.linspace(0, 180, 91)
-    for ax, (title, what, euclid, aip) in zip(axes[0], panels, strict=True):
+    for ax, (title, what, euclid, aip) in zip(axes.flat, panels, strict=False):
         ax.hist(euclid, bins, alpha=0.6, density=True, label="Euclidean")
         ax.hist(aip, bins, alpha=0.6, density=True, label="AIP")
         ax.axvline(90, color="k", lw=0.8, ls=":")

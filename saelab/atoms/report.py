@@ -44,7 +44,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"{result['tokens_analysed']:,} tokens of store `{result['store']['path']}`.",
+        f"{result['tokens_analysed']:,} tokens (window positions >= {result['config']['min_position']}) of store "
+        f"`{result['store']['path']}`.",
         "",
         "## Definitions",
         "",

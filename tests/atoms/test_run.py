@@ -97,7 +97,9 @@ def test_cli_runs_and_reports_bad_input(setup, capsys):
         "--out",
         str(out),
         "--tokens",
-        "300",
+        "5000",
+        "--min-position",
+        "2",
         "--rip-subsets",
         "0",
         "--recovery-samples",
@@ -109,6 +111,7 @@ def test_cli_runs_and_reports_bad_input(setup, capsys):
     ]
     assert main(["atoms", *args]) == 0
     assert "atoms (jumprelu, 16)" in capsys.readouterr().out and (out / "atoms.json").exists()
+    assert json.loads((out / "atoms.json").read_text())["tokens_analysed"] == N - N // 60  # position 1 dropped
     assert main(["atoms", *args[:1], "--store", str(setup / "nope"), "--out", str(out)]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(["atoms", *args, "--baselines", "neurons,features"]) == 2
