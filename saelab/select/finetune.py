@@ -78,8 +78,8 @@ def finetune_and_eval(
     state = opt.init(trainable)
 
     @jax.jit
-    def step(p, s, resid, toks, mask):
-        loss, g = jax.value_and_grad(lambda q: loss_fn(q, frozen, resid, toks, mask)[0])(p)
+    def step(p, s, fixed, resid, toks, mask):  # frozen weights as an argument, not a folded constant
+        loss, g = jax.value_and_grad(lambda q: loss_fn(q, fixed, resid, toks, mask)[0])(p)
         upd, s = opt.update(g, s, p)
         return optax.apply_updates(p, upd), s, loss
 
@@ -93,7 +93,9 @@ def finetune_and_eval(
         task = bar.add_task("fine-tune", total=steps, info="")
         for i in range(steps):
             rows = order[i * batch : (i + 1) * batch]
-            trainable, state, loss = step(trainable, state, train.resid[rows], train.tokens[rows], train.mask[rows])
+            trainable, state, loss = step(
+                trainable, state, frozen, train.resid[rows], train.tokens[rows], train.mask[rows]
+            )
             losses.append(float(loss))
             bar.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
     after = _eval(loss_fn, trainable, frozen, held_out)
