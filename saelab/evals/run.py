@@ -105,9 +105,10 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
         },
     }
     result["meta"] |= {"out": str(out), "report": str(out.with_suffix(".md"))}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_report(result, out)
-    out.write_text(json.dumps(result, indent=2))
+    if jax.process_index() == 0:  # in a multi-process run every process computes the same sums
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_report(result, out)
+        out.write_text(json.dumps(result, indent=2))
     return result
 
 
