@@ -38,6 +38,8 @@ class DownstreamConfig(BaseModel):
     """Fraction of the pool selected and fine-tuned on."""
     sae: Path = Path("checkpoints/demo")
     """SAE for the SAE-code methods."""
+    idf: bool = False
+    """SAE-code methods: IDF-weight the latents (SelectConfig.idf)."""
     model: str = "smollm2-135m"
     """Model to select with and to fine-tune."""
     train_layers: int = Field(default=4, ge=1)
@@ -91,6 +93,7 @@ def run_downstream(cfg: DownstreamConfig) -> dict:
             ratio=cfg.ratio,
             model=cfg.model,
             sae=cfg.sae,
+            idf=cfg.idf,
             seed=cfg.seed,
             out=sel_dir,
             overwrite=True,
