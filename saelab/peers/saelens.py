@@ -45,8 +45,9 @@ class Trained(NamedTuple):
     tokens_per_s: float  # from the second batch on (the first step's warm-up excluded)
 
 
-def train(cfg: SAELensTrainConfig) -> Trained:
-    """SAELens's TopK trainer on our batches, pre-scaled."""
+def make_trainer(cfg: SAELensTrainConfig, data=None):
+    """(SAELens SAETrainer with its TopK training SAE, input scale, batch arrival times). `data` overrides the
+    batch stream (an iterator of torch tensors already scaled); by default our loader's batches, pre-scaled."""
     import torch
     from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
@@ -83,12 +84,18 @@ def train(cfg: SAELensTrainConfig) -> Trained:
             device="cpu",
         ),
         sae,
-        batches(),
+        batches() if data is None else data,
     )
+    return trainer, scale, arrivals
+
+
+def train(cfg: SAELensTrainConfig) -> Trained:
+    """SAELens's TopK trainer (`fit()`) on our batches, pre-scaled."""
+    trainer, scale, arrivals = make_trainer(cfg)
     trainer.fit()
     steps = cfg.tokens // cfg.batch_size
     rate = (steps - 1) * cfg.batch_size / (time.perf_counter() - arrivals[1]) if steps > 1 else 0.0
-    return Trained(sae, scale, rate)
+    return Trained(trainer.sae, scale, rate)
 
 
 def run(cfg: SAELensTrainConfig) -> Path:
