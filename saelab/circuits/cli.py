@@ -19,20 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "circuits.json, per-method layer x head heat maps and ROC curves into --out.",
     )
     p.add_argument("task", help=CircuitsConfig.model_fields["task"].description)
-    p.add_argument("--config", help="TOML file with a [circuits] table; flags override its values")
     add_config_args(p, CircuitsConfig, skip=("task",))
     p.set_defaults(fn=_circuits)
 
 
 def _circuits(a: argparse.Namespace) -> None:
-    from saelab.circuits.config import CircuitsConfig, load_config
+    from saelab.circuits.config import CircuitsConfig
     from saelab.circuits.run import run
 
-    if a.config:
-        given = {k: v for k, v in vars(a).items() if k in CircuitsConfig.model_fields}
-        cfg = load_config(a.config, **given)
-    else:
-        cfg = config_from_args(CircuitsConfig, a)
+    cfg = config_from_args(CircuitsConfig, a)
     print(summary(run(cfg)))
     print(f"results: {cfg.out / 'circuits.json'}")
 

@@ -106,5 +106,7 @@ class CircuitsConfig(BaseModel):
 def load_config(path: str | Path, **overrides: Any) -> CircuitsConfig:
     """A config from a TOML file (its [circuits] table, or its top level), command-line overrides on top."""
     data = tomllib.loads(Path(path).read_text())
+    if "stages" in data:
+        raise ValueError(f"{path} is an experiment file ([[stages]]); run it with `saelab run {path}`")
     data = data.get("circuits", data)
     return CircuitsConfig(**(data | {k: v for k, v in overrides.items() if v is not None}))

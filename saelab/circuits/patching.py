@@ -83,6 +83,7 @@ def exact_patching(
     cfg = model.cfg
     t0 = time.perf_counter()
     chunk = max(1, min(task.n, chunk_tokens // (cfg.n_heads * task.pos.shape[1])))
+    chunk = -(-task.n // -(-task.n // chunk))  # equal chunks: 40 pairs in 3 calls of 14, not 17 + 17 + 6 padded
     runner = _patched_runner(cfg, task.metric)
     cache = _cache_fn(cfg, tuple(_resid_names(cfg) + _z_names(cfg)))
     mean_z = _mean_z(model, task, chunk) if source == "mean" else None

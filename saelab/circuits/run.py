@@ -195,6 +195,7 @@ def _codes_summary(c: CodesResult, n_heads: int) -> dict[str, Any]:
             "alive_latents": c.train.alive,
             "final_loss": float(c.train.loss[-1]),
         },
+        "runtime_s": {"total": c.runtime_s, "activations": c.activations_s, "sae_training": c.train_s},
         "distinct_codes": int(len(np.unique(np.concatenate([c.pos_codes.ravel(), c.neg_codes.ravel()])))),
     }
 
