@@ -14,6 +14,10 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "bench"
 
 
+class StopForward(Exception):
+    """Raised by a torch forward hook to end the pass at the hooked layer (how peers exit early)."""
+
+
 def timeit(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict[str, float]:
     """Median and min seconds of `fn()` over `reps` runs after `warmup` untimed runs."""
     for _ in range(warmup):

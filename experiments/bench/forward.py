@@ -13,11 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import docstring_tokens, machine, result_line, timeit, write  # noqa: E402
-
-
-class _Stop(Exception):
-    pass
+from common import StopForward, docstring_tokens, machine, result_line, timeit, write  # noqa: E402
 
 
 def main() -> None:
@@ -62,7 +58,7 @@ def main() -> None:
     def grab(_m, _i, out, stop: bool):
         captured["x"] = (out[0] if isinstance(out, tuple) else out).detach()
         if stop:
-            raise _Stop
+            raise StopForward
 
     tt = torch.tensor(tokens, dtype=torch.long)
 
@@ -71,7 +67,7 @@ def main() -> None:
         try:
             with torch.inference_mode():
                 hf(input_ids=tt)
-        except _Stop:
+        except StopForward:
             pass
         finally:
             h.remove()

@@ -21,11 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import machine, result_line, write  # noqa: E402
-
-
-class _Stop(Exception):
-    pass
+from common import StopForward, machine, result_line, write  # noqa: E402
 
 
 def main() -> None:
@@ -85,7 +81,7 @@ def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, conte
 
     def grab(_m, _i, o):
         captured["x"] = o[0] if isinstance(o, tuple) else o
-        raise _Stop
+        raise StopForward
 
     handle = hf.model.layers[layer].register_forward_hook(grab)
     t = time.perf_counter()
@@ -96,7 +92,7 @@ def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, conte
         for b in batches:
             try:
                 hf(input_ids=torch.from_numpy(b.tokens.astype(np.int64)))
-            except _Stop:
+            except StopForward:
                 pass
             x = captured["x"].reshape(-1, d).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
             take = min(len(x), n_tokens - done)
