@@ -162,7 +162,7 @@ def write_outputs(
     files = {"json": "circuits.json"}
     for name, s in scores.items():
         files[f"heatmap_{name}"] = heatmap(s, f"{cfg.task}: {name}", out / f"heads_{name}.png", truth).name
-    if truth is not None and "auc" in result:
+    if truth is not None and result.get("auc"):
         curves = {k: (roc_curve(scores[k], truth), result["auc"][k]) for k in result["auc"]}
         files["roc"] = roc_plot(
             curves, f"{cfg.task} vs {cfg.ground_truth} ({int(truth.sum())} heads)", out / "roc.png"
