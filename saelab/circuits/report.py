@@ -46,11 +46,12 @@ def heatmap(scores: np.ndarray, title: str, path: Path, truth: np.ndarray | None
 
 
 def roc_plot(curves: Mapping[str, tuple[Roc, float]], title: str, path: Path) -> Path:
-    """ROC curve per method, AUC in the legend."""
+    """ROC curve per method, AUC in the legend. Points are joined by straight lines: a block of tied scores is
+    a diagonal segment, which is how the AUC counts ties (one half)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (roc, auc) in curves.items():
-        ax.step(roc.fpr, roc.tpr, where="post", label=f"{name} (AUC {auc:.3f})")
+        ax.plot(roc.fpr, roc.tpr, label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)

@@ -31,6 +31,7 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     task = make_task(model, cfg, cfg.prompts, (cfg.seed, GT_STREAM))
     base = baselines(model, task)
     effects: dict[str, HeadEffects] = reused_effects(cfg, model) if cfg.effects_from else {}
+    reused = sorted(effects)
     needs_patching = cfg.method in ("patching", "all") or cfg.ground_truth in ("patching", "mean-ablation")
     if needs_patching and "patching" not in effects:
         effects["patching"] = exact_patching(
@@ -59,7 +60,8 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
         "runtime_s": {k: e.runtime_s for k, e in effects.items()},
     }
     if cfg.effects_from:
-        result["effects_from"] = {"file": str(cfg.effects_from), "reused": sorted(effects)}
+        # runtimes of reused methods come from the earlier run: a speedup then compares two runs
+        result["effects_from"] = {"file": str(cfg.effects_from), "reused": reused}
     if codes is not None:
         result["runtime_s"]["sae-codes"] = codes.runtime_s
         result["sae_codes"] = _codes_summary(codes, model.cfg.n_heads)
@@ -161,7 +163,12 @@ def write_outputs(
     out = cfg.out
     files = {"json": "circuits.json"}
     for name, s in scores.items():
-        files[f"heatmap_{name}"] = heatmap(s, f"{cfg.task}: {name}", out / f"heads_{name}.png", truth).name
+        if name in result["effects"]:  # patching methods: the signed effect (negative heads work against the task)
+            s, what = np.reshape(result["effects"][name]["normalised"], s.shape), "normalised effect"
+        else:
+            what = "score"
+        path = out / f"heads_{name}.png"
+        files[f"heatmap_{name}"] = heatmap(s, f"{cfg.task}: {name} {what}", path, truth).name
     if truth is not None and result.get("auc"):
         curves = {k: (roc_curve(scores[k], truth), result["auc"][k]) for k in result["auc"]}
         files["roc"] = roc_plot(

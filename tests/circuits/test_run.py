@@ -37,6 +37,7 @@ def test_cli_runs_all_methods_and_writes_json_and_plots(tokenizer, tiny, tmp_pat
     again = dict(FAST, task="ioi", model=str(path), method="sae-codes", effects_from=tmp_path / "out" / "circuits.json")
     res = run(CircuitsConfig(**again | {"latents": 8}, out=tmp_path / "again"))
     assert res["runtime_s"]["patching"] == saved["runtime_s"]["patching"]
+    assert res["effects_from"]["reused"] == ["attribution", "mean-ablation", "patching"]
     assert np.allclose(res["effects"]["patching"]["normalised"], saved["effects"]["patching"]["normalised"])
     assert res["ground_truth"]["heads"] == saved["ground_truth"]["heads"]
     with pytest.raises(ValueError, match="other"):
