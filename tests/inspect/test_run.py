@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from inspect_helpers import HOOK, REAL_HOOK, write_sae, write_store
+from .inspect_helpers import HOOK, REAL_HOOK, write_sae, write_store
 
 from saelab.cli import main
 from saelab.inspect.serve import address, make_server

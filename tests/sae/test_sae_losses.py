@@ -7,7 +7,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpy_sae as ref
+from . import numpy_sae as ref
 import pytest
 
 from saelab.sae import AuxState, SAEConfig, SAEParams, init_aux_state, loss
