@@ -72,6 +72,10 @@ STAGES: dict[str, StageKind] = {
     "inspect": StageKind("saelab.inspect:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
     "atoms": StageKind("saelab.atoms.run:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
     "circuits": StageKind("saelab.circuits.config:CircuitsConfig", _plain("saelab.circuits.run:run"), lambda c: c.out),
+    "select-bench": StageKind("saelab.select.bench:BenchConfig", _plain("saelab.select.bench:run_bench"),
+                              lambda c: c.out),
+    "select-downstream": StageKind("saelab.select.downstream:DownstreamConfig",
+                                   _plain("saelab.select.downstream:run_downstream"), lambda c: c.out),
     "select": StageKind("saelab.select.config:SelectConfig", _plain("saelab.select.run:run"), lambda c: c.out),
 }
 
