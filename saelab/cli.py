@@ -12,8 +12,13 @@ from collections.abc import Callable, Sequence
 Handler = Callable[[argparse.Namespace], int | None]
 
 # Analyses on top of trained SAEs add their subcommands with `register(subparsers)` in their own cli module.
-ANALYSIS_COMMANDS: list[str] = ["saelab.circuits.cli", "saelab.atoms.cli", "saelab.select.cli", "saelab.inspect.cli",
-                               "saelab.plan_cli"]
+ANALYSIS_COMMANDS: list[str] = [
+    "saelab.circuits.cli",
+    "saelab.atoms.cli",
+    "saelab.select.cli",
+    "saelab.inspect.cli",
+    "saelab.plan_cli",
+]
 
 
 def _model_info(a: argparse.Namespace) -> None:
@@ -89,8 +94,10 @@ def _train(a: argparse.Namespace) -> None:
     else:
         result = train.run(train.load_config(a.config, a.set or []), overwrite=a.overwrite)
     m = result.metrics
-    print(f"run {result.run_dir}: {result.steps} steps, {result.tokens_per_s:,.0f} tokens/s"
-          + (f", EV {m['explained_variance']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.4f}" if m else ""))
+    print(
+        f"run {result.run_dir}: {result.steps} steps, {result.tokens_per_s:,.0f} tokens/s"
+        + (f", EV {m['explained_variance']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.4f}" if m else "")
+    )
     if result.export_dir.exists():
         print(f"SAE (SAELens format): {result.export_dir}")
 
@@ -100,8 +107,10 @@ def _eval(a: argparse.Namespace) -> None:
     from saelab.evals import EvalConfig, run
 
     r = run(config_from_args(EvalConfig, a, sae=a.sae_path))
-    print(f"EV {r['explained_variance']:.4f}  L0 {r['l0']:.1f}  dead {r['dead_fraction']:.4f}  "
-          f"CE recovered {r['ce_loss_recovered']:.4f}  KL {r['kl_div']:.4f}")
+    print(
+        f"EV {r['explained_variance']:.4f}  L0 {r['l0']:.1f}  dead {r['dead_fraction']:.4f}  "
+        f"CE recovered {r['ce_loss_recovered']:.4f}  KL {r['kl_div']:.4f}"
+    )
     print(f"eval JSON: {r['meta']['out']}\nreport: {r['meta']['report']}")
 
 
@@ -109,7 +118,7 @@ def _run(a: argparse.Namespace) -> None:
     from saelab import experiment
 
     evals = []
-    for stage, result in experiment.run(a.experiment, quick=a.quick, only=a.only):
+    for stage, _ in experiment.run(a.experiment, quick=a.quick, only=a.only):
         if stage.kind == "eval" and stage.config.out is not None and stage.config.out.exists():
             evals.append(stage.config.out)
             print(f"report: {stage.config.out.with_suffix('.md')}")
@@ -125,8 +134,9 @@ def _export(a: argparse.Namespace) -> None:
 
     src = Path(a.run) / "sae"
     if not (src / "cfg.json").exists():
-        raise FileNotFoundError(f"{a.run} has no finished export ({src}); finish training first "
-                                f"(saelab train --resume {a.run})")
+        raise FileNotFoundError(
+            f"{a.run} has no finished export ({src}); finish training first (saelab train --resume {a.run})"
+        )
     out = Path(a.out) if a.out else src
     if out != src:
         if out.exists() and not a.overwrite:
@@ -161,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed_flags(hv)
 
     store = sub.add_parser("store", help="inspect and verify activation stores").add_subparsers(
-        dest="store_cmd", required=True)
+        dest="store_cmd", required=True
+    )
     si = store.add_parser("info", help="tokens, hooks, d_model, dtype, shards and provenance of a store")
     si.add_argument("store", help="store directory")
     si.add_argument("--json", action="store_true", help="print JSON")
@@ -172,8 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
     tr.add_argument("config", nargs="?", help="TOML file with [data], [sae], [optim], [train] sections")
-    tr.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                    help="override a config value, e.g. --set train.tokens=2000000 (repeatable)")
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.tokens=2000000 (repeatable)",
+    )
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue checkpoints/<run> exactly where it stopped")
     tr.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch")
     tr.set_defaults(fn=_train)
@@ -208,9 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from saelab.store import StoreError
-
     from saelab.distributed import initialize_from_args
+    from saelab.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:

@@ -23,7 +23,8 @@ def add_config_args(parser: argparse.ArgumentParser, model: type[BaseModel], ski
         ann = field.annotation
         args = typing.get_args(ann)
         default = None if field.is_required() else field.default
-        help_text = ((field.description or "") + ("" if field.is_required() else f" (default: {default})")).replace("%", "%%")
+        help_text = (field.description or "") + ("" if field.is_required() else f" (default: {default})")
+        help_text = help_text.replace("%", "%%")
         kw: dict[str, Any] = {"dest": name, "help": help_text, "default": argparse.SUPPRESS}
         if field.is_required():
             kw["required"] = True

@@ -72,10 +72,12 @@ STAGES: dict[str, StageKind] = {
     "inspect": StageKind("saelab.inspect:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
     "atoms": StageKind("saelab.atoms.run:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
     "circuits": StageKind("saelab.circuits.config:CircuitsConfig", _plain("saelab.circuits.run:run"), lambda c: c.out),
-    "select-bench": StageKind("saelab.select.bench:BenchConfig", _plain("saelab.select.bench:run_bench"),
-                              lambda c: c.out),
-    "select-downstream": StageKind("saelab.select.downstream:DownstreamConfig",
-                                   _plain("saelab.select.downstream:run_downstream"), lambda c: c.out),
+    "select-bench": StageKind(
+        "saelab.select.bench:BenchConfig", _plain("saelab.select.bench:run_bench"), lambda c: c.out
+    ),
+    "select-downstream": StageKind(
+        "saelab.select.downstream:DownstreamConfig", _plain("saelab.select.downstream:run_downstream"), lambda c: c.out
+    ),
     "select": StageKind("saelab.select.config:SelectConfig", _plain("saelab.select.run:run"), lambda c: c.out),
 }
 
@@ -175,7 +177,7 @@ def _expand(table: dict, index: int, quick: bool, name: str, path: Path):
     lengths = {len(v) for v in sweep.values()}
     if len(lengths) > 1 or any(not isinstance(v, list) for v in sweep.values()):
         raise ValueError(f"{path}: stage {sid!r}: every `sweep` entry must be a list, all of one length")
-    positions = [dict(zip(sweep, vals)) for vals in zip(*sweep.values())] if sweep else [{}]
+    positions = [dict(zip(sweep, vals, strict=True)) for vals in zip(*sweep.values(), strict=True)] if sweep else [{}]
     for key, value in overrides.items():
         _set(table, key, value)
     for values in positions:

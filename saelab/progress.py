@@ -30,7 +30,13 @@ class RateColumn(ProgressColumn):
 def progress_bar(unit: str, enabled: bool = True) -> Progress:
     """A rich Progress with description, bar, done/total, rate, elapsed and remaining time."""
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(unit),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
         disable=not enabled,
     )

@@ -45,8 +45,12 @@ def docstring_tokens(tokenizer, n_tokens: int) -> np.ndarray:
 def machine() -> dict[str, str]:
     import jax
 
-    return {"platform": platform.platform(), "cpu": platform.processor(), "jax_backend": jax.default_backend(),
-            "jax_devices": str(jax.devices())}
+    return {
+        "platform": platform.platform(),
+        "cpu": platform.processor(),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": str(jax.devices()),
+    }
 
 
 def write(name: str, result: dict, out: str | None) -> Path:

@@ -78,21 +78,36 @@ def main() -> None:
     max_diff = float(np.abs(np.asarray(cache[hook]) - captured["x"].numpy()).max())
 
     n = a.batch * a.context
-    tps = {k: n / v["median_s"] for k, v in
-           {"jax": jax_t, "torch_full": torch_full, "torch_early_exit": torch_stop}.items()}
+    tps = {
+        k: n / v["median_s"]
+        for k, v in {"jax": jax_t, "torch_full": torch_full, "torch_early_exit": torch_stop}.items()
+    }
     best_torch = max(tps["torch_full"], tps["torch_early_exit"])
     result = {
-        "bench": "forward", "model": a.model, "hook": hook, "batch": a.batch, "context": a.context,
-        "dtype": "float32", "tokens_per_s": tps, "timings": {"jax": jax_t, "torch_full": torch_full,
-                                                              "torch_early_exit": torch_stop},
-        "ratio_jax_vs_best_torch": tps["jax"] / best_torch, "max_abs_diff_activation": max_diff,
-        "torch_threads": torch.get_num_threads(), "machine": machine(),
+        "bench": "forward",
+        "model": a.model,
+        "hook": hook,
+        "batch": a.batch,
+        "context": a.context,
+        "dtype": "float32",
+        "tokens_per_s": tps,
+        "timings": {"jax": jax_t, "torch_full": torch_full, "torch_early_exit": torch_stop},
+        "ratio_jax_vs_best_torch": tps["jax"] / best_torch,
+        "max_abs_diff_activation": max_diff,
+        "torch_threads": torch.get_num_threads(),
+        "machine": machine(),
     }
     path_out = write("forward", result, a.out)
     print(f"wrote {path_out}")
-    print(result_line(jax_tok_s=tps["jax"], torch_full_tok_s=tps["torch_full"],
-                      torch_early_exit_tok_s=tps["torch_early_exit"],
-                      ratio_jax_vs_torch=result["ratio_jax_vs_best_torch"], max_abs_diff=max_diff))
+    print(
+        result_line(
+            jax_tok_s=tps["jax"],
+            torch_full_tok_s=tps["torch_full"],
+            torch_early_exit_tok_s=tps["torch_early_exit"],
+            ratio_jax_vs_torch=result["ratio_jax_vs_best_torch"],
+            max_abs_diff=max_diff,
+        )
+    )
 
 
 if __name__ == "__main__":

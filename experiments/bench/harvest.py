@@ -43,25 +43,40 @@ def main() -> None:
 
     model = Model.load(a.model)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = HarvestConfig(model=a.model, hooks=[hook], tokens=n_tokens, context=context, batch=batch,
-                            out=Path(tmp) / "store")
+        cfg = HarvestConfig(
+            model=a.model, hooks=[hook], tokens=n_tokens, context=context, batch=batch, out=Path(tmp) / "store"
+        )
         t = time.perf_counter()
         harvest(cfg, model=model, progress=False)
         ours_s = time.perf_counter() - t
         peer_s = torch_harvest(a.model, a.layer, model, n_tokens, batch, context, Path(tmp) / "peer.bin")
         loader_bps, batches = loader_rate(Path(tmp) / "store", hook, a.loader_batches)
     result = {
-        "bench": "harvest", "model": a.model, "hook": hook, "tokens": n_tokens, "batch": batch,
-        "context": context, "stored_dtype": "bfloat16",
-        "saelab_tokens_per_s": n_tokens / ours_s, "torch_tokens_per_s": n_tokens / peer_s,
+        "bench": "harvest",
+        "model": a.model,
+        "hook": hook,
+        "tokens": n_tokens,
+        "batch": batch,
+        "context": context,
+        "stored_dtype": "bfloat16",
+        "saelab_tokens_per_s": n_tokens / ours_s,
+        "torch_tokens_per_s": n_tokens / peer_s,
         "ratio_saelab_vs_torch": peer_s / ours_s,
-        "loader_batch_tokens": 4096, "loader_batches_per_s": loader_bps, "loader_batches_timed": batches,
+        "loader_batch_tokens": 4096,
+        "loader_batches_per_s": loader_bps,
+        "loader_batches_timed": batches,
         "machine": machine(),
     }
     path = write("harvest", result, a.out)
     print(f"wrote {path}")
-    print(result_line(saelab_tok_s=result["saelab_tokens_per_s"], torch_tok_s=result["torch_tokens_per_s"],
-                      ratio=result["ratio_saelab_vs_torch"], loader_batches_per_s=loader_bps))
+    print(
+        result_line(
+            saelab_tok_s=result["saelab_tokens_per_s"],
+            torch_tok_s=result["torch_tokens_per_s"],
+            ratio=result["ratio_saelab_vs_torch"],
+            loader_batches_per_s=loader_bps,
+        )
+    )
 
 
 def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, context: int, out: Path) -> float:
@@ -86,8 +101,14 @@ def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, conte
     handle = hf.model.layers[layer].register_forward_hook(grab)
     t = time.perf_counter()
     done = 0
-    batches = pack_batches(open_corpus("python-docs", "train"), model.tokenizer, bos_id=model.bos_id,
-                           eos_id=model.eos_id, context=context, batch=batch)
+    batches = pack_batches(
+        open_corpus("python-docs", "train"),
+        model.tokenizer,
+        bos_id=model.bos_id,
+        eos_id=model.eos_id,
+        context=context,
+        batch=batch,
+    )
     with torch.inference_mode():
         for b in batches:
             try:
@@ -96,7 +117,7 @@ def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, conte
                 pass
             x = captured["x"].reshape(-1, d).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
             take = min(len(x), n_tokens - done)
-            sink[done:done + take] = x[:take]
+            sink[done : done + take] = x[:take]
             done += take
             if done >= n_tokens:
                 break

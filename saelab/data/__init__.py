@@ -5,6 +5,13 @@ from saelab.data.packing import PackedBatch, pack_batches
 from saelab.data.sources import SOURCES
 
 __all__ = [
-    "SOURCES", "SPEC_FORMS", "Corpus", "Document", "PackedBatch", "Split", "is_heldout", "open_corpus",
+    "SOURCES",
+    "SPEC_FORMS",
+    "Corpus",
+    "Document",
+    "PackedBatch",
+    "Split",
+    "is_heldout",
+    "open_corpus",
     "pack_batches",
 ]

@@ -64,8 +64,10 @@ class Corpus:
                 kept += 1
                 yield Document(i, text)
         if total and not kept:
-            raise ValueError(f"split {self.split!r} of {self.spec} is empty: none of its {total} documents "
-                             f"falls in it at heldout_fraction={self.heldout_fraction}; pick another")
+            raise ValueError(
+                f"split {self.split!r} of {self.spec} is empty: none of its {total} documents "
+                f"falls in it at heldout_fraction={self.heldout_fraction}; pick another"
+            )
 
     def fingerprint(self) -> str:
         """16 hex digits of spec, split, fraction and source revision; differs for a store of other text."""

@@ -42,8 +42,15 @@ class PackedBatch(NamedTuple):
 
 
 def pack_batches(
-    corpus: Iterable[Document], tokenizer: Tokenizer, *, bos_id: int, eos_id: int | None = None,
-    context: int = 128, batch: int = 16, within_document: bool = False, skip_windows: int = 0,
+    corpus: Iterable[Document],
+    tokenizer: Tokenizer,
+    *,
+    bos_id: int,
+    eos_id: int | None = None,
+    context: int = 128,
+    batch: int = 16,
+    within_document: bool = False,
+    skip_windows: int = 0,
 ) -> Iterator[PackedBatch]:
     """Windows of `context` tokens, `batch` per batch (the last may be short), from window `skip_windows`."""
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
@@ -51,15 +58,15 @@ def pack_batches(
         if tid is not None and not 0 <= tid < vocab:
             raise ValueError(f"{what}={tid} is outside the tokenizer's vocabulary of {vocab}")
     if context < 2 or batch < 1 or skip_windows < 0:
-        raise ValueError(f"need context >= 2, batch >= 1, skip_windows >= 0; "
-                         f"got {context}, {batch}, {skip_windows}")
+        raise ValueError(f"need context >= 2, batch >= 1, skip_windows >= 0; got {context}, {batch}, {skip_windows}")
     pieces = _encode(corpus, tokenizer, None if within_document else eos_id)
     windows = (_windows_within if within_document else _windows_across)(pieces, context - 1)
     return _batches(windows, bos_id, batch, skip_windows)
 
 
-def _batches(windows: Iterator[tuple[np.ndarray, np.ndarray]], bos_id: int, batch: int,
-             skip_windows: int) -> Iterator[PackedBatch]:
+def _batches(
+    windows: Iterator[tuple[np.ndarray, np.ndarray]], bos_id: int, batch: int, skip_windows: int
+) -> Iterator[PackedBatch]:
     rows: list[tuple[np.ndarray, np.ndarray]] = []
     for n, w in enumerate(windows):
         if n < skip_windows:
@@ -122,7 +129,7 @@ def _windows_across(chunks: Iterator[list[_Piece]], width: int) -> Iterator[tupl
         buf = _Piece(*(np.concatenate(parts) for parts in zip(rest, *pieces, strict=True)))
         starts, resume = _cuts(buf.cut_ok, width)
         for s in starts:
-            yield buf.ids[s:s + width], buf.doc[s:s + width]
+            yield buf.ids[s : s + width], buf.doc[s : s + width]
         rest = _Piece(*(a[resume:] for a in buf))
 
 
@@ -131,7 +138,7 @@ def _windows_within(chunks: Iterator[list[_Piece]], width: int) -> Iterator[tupl
     for pieces in chunks:
         for p in pieces:
             for s in _cuts(p.cut_ok, width)[0]:
-                yield p.ids[s:s + width], p.doc[s:s + width]
+                yield p.ids[s : s + width], p.doc[s : s + width]
 
 
 def _cuts(cut_ok: np.ndarray, width: int) -> tuple[list[int], int]:

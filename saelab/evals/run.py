@@ -101,7 +101,8 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
             "mean_ablation": "store mean (BOS excluded)" if sae.metadata.get("dataset_path") else "eval mean",
             "bos_excluded": True,
             "seconds": round(time.perf_counter() - t0, 2),
-            "training_tokens": sae.metadata.get("training_tokens"), "trainer": sae.metadata.get("trainer", "saelab"),
+            "training_tokens": sae.metadata.get("training_tokens"),
+            "trainer": sae.metadata.get("trainer", "saelab"),
         },
     }
     result["meta"] |= {"out": str(out), "report": str(out.with_suffix(".md"))}

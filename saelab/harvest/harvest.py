@@ -42,13 +42,25 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
         raise ValueError(f"model {cfg.model} has no tokenizer with a BOS id; harvesting needs both")
     corpus = open_corpus(cfg.corpus, split=cfg.split)
     meta = {
-        "model": cfg.model, "weights_hash": model.weights_hash, "model_dtype": cfg.model_dtype,
-        "corpus": cfg.corpus, "split": cfg.split, "corpus_fingerprint": corpus.fingerprint(),
-        "context": cfg.context, "within_document": cfg.within_document, "tokens_requested": cfg.tokens,
-        "bos_id": model.bos_id, "eos_id": model.eos_id,
+        "model": cfg.model,
+        "weights_hash": model.weights_hash,
+        "model_dtype": cfg.model_dtype,
+        "corpus": cfg.corpus,
+        "split": cfg.split,
+        "corpus_fingerprint": corpus.fingerprint(),
+        "context": cfg.context,
+        "within_document": cfg.within_document,
+        "tokens_requested": cfg.tokens,
+        "bos_id": model.bos_id,
+        "eos_id": model.eos_id,
     }
-    layout = {"meta": meta, "hooks": list(cfg.hooks), "d_model": width, "dtype": cfg.dtype,
-              "shard_tokens": cfg.shard_tokens_aligned}
+    layout = {
+        "meta": meta,
+        "hooks": list(cfg.hooks),
+        "d_model": width,
+        "dtype": cfg.dtype,
+        "shard_tokens": cfg.shard_tokens_aligned,
+    }
     processes = jax.process_count()
     if processes == 1:
         writer = StoreWriter.create_or_resume(cfg.out, **layout, overwrite=cfg.overwrite)
@@ -65,12 +77,22 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
     done_windows = first + writer.n_tokens_done // cfg.context
     forward = _forward_fn(model, tuple(cfg.hooks), _DTYPES[cfg.dtype], cfg.batch)
     batches = pack_batches(
-        corpus, model.tokenizer, bos_id=model.bos_id, eos_id=model.eos_id, context=cfg.context,
-        batch=cfg.batch, within_document=cfg.within_document, skip_windows=done_windows,
+        corpus,
+        model.tokenizer,
+        bos_id=model.bos_id,
+        eos_id=model.eos_id,
+        context=cfg.context,
+        batch=cfg.batch,
+        within_document=cfg.within_document,
+        skip_windows=done_windows,
     )
     with progress_bar("tok/s", progress and jax.process_index() == 0) as bar:
-        task = bar.add_task("harvest", total=(total_windows - first) * cfg.context,
-                            completed=(done_windows - first) * cfg.context, info=str(cfg.out))
+        task = bar.add_task(
+            "harvest",
+            total=(total_windows - first) * cfg.context,
+            completed=(done_windows - first) * cfg.context,
+            info=str(cfg.out),
+        )
         pending = None
         windows = done_windows
         for b in batches if done_windows < total_windows else ():
@@ -88,8 +110,10 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
             _write(writer, *pending)
             bar.update(task, advance=pending[1].tokens.size)
     if windows < total_windows:
-        print(f"corpus {cfg.corpus} ran out after {windows * cfg.context:,} tokens "
-              f"(asked for {cfg.tokens:,}); the store holds what there was")
+        print(
+            f"corpus {cfg.corpus} ran out after {windows * cfg.context:,} tokens "
+            f"(asked for {cfg.tokens:,}); the store holds what there was"
+        )
     writer.finalize()
     return _merge(cfg.out, processes)
 
@@ -128,7 +152,9 @@ def _hook_width(model: Model, hooks: list[str]) -> int:
     for h in hooks:
         if h.endswith("attn.hook_result"):
             raise ValueError(f"{h} is (heads x d_model) per token; harvest hook_attn_out or attn.hook_z instead")
-        widths[h] = c.d_mlp if h.endswith("mlp.hook_post") else c.n_heads * c.d_head if h.endswith("hook_z") else c.d_model
+        widths[h] = (
+            c.d_mlp if h.endswith("mlp.hook_post") else c.n_heads * c.d_head if h.endswith("hook_z") else c.d_model
+        )
     if len(set(widths.values())) > 1:
         raise ValueError(f"hooks of different widths cannot share a store: {widths}; harvest them separately")
     return next(iter(widths.values()))
@@ -153,8 +179,7 @@ def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: i
     @partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None))))
     def run(params, tokens):
         _, cache = forward(params, model.cfg, tokens, None, HookContext(cache=hooks), stop)
-        return {h: cache[h].reshape(-1, cache[h].shape[2] * (cache[h].shape[3] if cache[h].ndim == 4 else 1)).astype(dtype)
-                for h in hooks}
+        return {h: cache[h].reshape(-1, _row_width(cache[h])).astype(dtype) for h in hooks}
 
     return partial(run, params)
 
@@ -170,5 +195,12 @@ def _write(writer: StoreWriter, acts: dict[str, jax.Array], b) -> None:
     n = b.tokens.size
     writer.append(
         {h: np.asarray(a)[:n] for h, a in acts.items()},
-        tokens=b.tokens.reshape(-1), doc=b.doc.reshape(-1), pos=b.pos.reshape(-1),
+        tokens=b.tokens.reshape(-1),
+        doc=b.doc.reshape(-1),
+        pos=b.pos.reshape(-1),
     )
+
+
+def _row_width(a) -> int:
+    """Features per token of a (batch, seq, d) or per-head (batch, seq, heads, d_head) activation."""
+    return a.shape[2] * (a.shape[3] if a.ndim == 4 else 1)

@@ -6,6 +6,14 @@ from saelab.models.model import Model
 from saelab.models.transformer import ForwardOutput, forward
 
 __all__ = [
-    "BLOCK_HOOKS", "ForwardOutput", "HookContext", "Model", "ModelConfig", "config_from_hf", "forward",
-    "hook_layer", "hook_names", "validate_hook_names",
+    "BLOCK_HOOKS",
+    "ForwardOutput",
+    "HookContext",
+    "Model",
+    "ModelConfig",
+    "config_from_hf",
+    "forward",
+    "hook_layer",
+    "hook_names",
+    "validate_hook_names",
 ]

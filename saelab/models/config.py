@@ -75,10 +75,19 @@ def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
     if family == "gpt2":
         d = hf["n_embd"]
         return ModelConfig(
-            family="gpt2", n_layers=hf["n_layer"], d_model=d, n_heads=hf["n_head"], n_kv_heads=hf["n_head"],
-            d_head=d // hf["n_head"], d_mlp=hf.get("n_inner") or 4 * d, vocab_size=hf["vocab_size"],
-            max_positions=hf["n_positions"], norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-            tie_embeddings=True, attention_bias=True, name=name,
+            family="gpt2",
+            n_layers=hf["n_layer"],
+            d_model=d,
+            n_heads=hf["n_head"],
+            n_kv_heads=hf["n_head"],
+            d_head=d // hf["n_head"],
+            d_mlp=hf.get("n_inner") or 4 * d,
+            vocab_size=hf["vocab_size"],
+            max_positions=hf["n_positions"],
+            norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+            tie_embeddings=True,
+            attention_bias=True,
+            name=name,
         )
     rope = hf.get("rope_parameters") or {}
     if "rope_type" in rope and "rope_theta" in rope:
@@ -89,13 +98,20 @@ def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
         scaling = hf.get("rope_scaling")
     d, h = hf["hidden_size"], hf["num_attention_heads"]
     common = dict(
-        n_layers=hf["num_hidden_layers"], d_model=d, n_heads=h,
-        n_kv_heads=hf.get("num_key_value_heads") or h, d_head=hf.get("head_dim") or d // h,
-        d_mlp=hf["intermediate_size"], vocab_size=hf["vocab_size"],
-        max_positions=hf.get("max_position_embeddings", 8192), norm_eps=hf.get("rms_norm_eps", 1e-6),
-        tie_embeddings=hf.get("tie_word_embeddings", family == "gemma2"), rope_theta=float(theta),
+        n_layers=hf["num_hidden_layers"],
+        d_model=d,
+        n_heads=h,
+        n_kv_heads=hf.get("num_key_value_heads") or h,
+        d_head=hf.get("head_dim") or d // h,
+        d_mlp=hf["intermediate_size"],
+        vocab_size=hf["vocab_size"],
+        max_positions=hf.get("max_position_embeddings", 8192),
+        norm_eps=hf.get("rms_norm_eps", 1e-6),
+        tie_embeddings=hf.get("tie_word_embeddings", family == "gemma2"),
+        rope_theta=float(theta),
         rope_scaling=tuple(sorted(scaling.items())) if scaling else None,
-        attention_bias=bool(hf.get("attention_bias", False)), sliding_window=hf.get("sliding_window"),
+        attention_bias=bool(hf.get("attention_bias", False)),
+        sliding_window=hf.get("sliding_window"),
         name=name,
     )
     if family == "llama":
@@ -103,11 +119,11 @@ def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
             common["sliding_window"] = None
         return ModelConfig(family="llama", **common)
     n = common["n_layers"]
-    layer_types = hf.get("layer_types") or [
-        "sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)
-    ]
+    layer_types = hf.get("layer_types") or ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)]
     return ModelConfig(
-        family="gemma2", **common, layer_types=tuple(layer_types),
+        family="gemma2",
+        **common,
+        layer_types=tuple(layer_types),
         attn_logit_softcap=hf.get("attn_logit_softcapping"),
         final_logit_softcap=hf.get("final_logit_softcapping"),
         query_pre_attn_scalar=hf.get("query_pre_attn_scalar", common["d_head"]),

@@ -66,7 +66,12 @@ def _norm(x: jax.Array, w: jax.Array, cfg: ModelConfig) -> jax.Array:
 
 
 def block(
-    p: dict, cfg: ModelConfig, layer: int, x: jax.Array, positions: jax.Array, pad_mask: jax.Array,
+    p: dict,
+    cfg: ModelConfig,
+    layer: int,
+    x: jax.Array,
+    positions: jax.Array,
+    pad_mask: jax.Array,
     ctx: HookContext,
 ) -> jax.Array:
     pre = f"blocks.{layer}."

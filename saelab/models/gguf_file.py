@@ -167,7 +167,8 @@ def _tokenizer(meta: dict[str, Any]) -> tuple[Tokenizer, dict[str, int]]:
         tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
     types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
+    special_tokens = [t for t, ty in zip(tokens, types, strict=True) if ty == 3]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens])
     special = {
         k: int(meta[f"tokenizer.ggml.{k}_token_id"])
         for k in ("bos", "eos", "padding")

@@ -37,18 +37,32 @@ def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
         w_qkv, b_qkv = g(p + "attn.c_attn.weight"), g(p + "attn.c_attn.bias")  # (d, 3d), (3d,)
         wq, wk, wv = np.split(w_qkv, 3, axis=1)
         bq, bk, bv = np.split(b_qkv, 3)
-        layers.append({
-            "ln1_w": a(g(p + "ln_1.weight")), "ln1_b": a(g(p + "ln_1.bias")),
-            "W_Q": a(wq.reshape(d, h, dh)), "W_K": a(wk.reshape(d, h, dh)), "W_V": a(wv.reshape(d, h, dh)),
-            "b_Q": a(bq.reshape(h, dh)), "b_K": a(bk.reshape(h, dh)), "b_V": a(bv.reshape(h, dh)),
-            "W_O": a(g(p + "attn.c_proj.weight").reshape(h, dh, d)), "b_O": a(g(p + "attn.c_proj.bias")),
-            "ln2_w": a(g(p + "ln_2.weight")), "ln2_b": a(g(p + "ln_2.bias")),
-            "W_in": a(g(p + "mlp.c_fc.weight")), "b_in": a(g(p + "mlp.c_fc.bias")),
-            "W_out": a(g(p + "mlp.c_proj.weight")), "b_out": a(g(p + "mlp.c_proj.bias")),
-        })
+        layers.append(
+            {
+                "ln1_w": a(g(p + "ln_1.weight")),
+                "ln1_b": a(g(p + "ln_1.bias")),
+                "W_Q": a(wq.reshape(d, h, dh)),
+                "W_K": a(wk.reshape(d, h, dh)),
+                "W_V": a(wv.reshape(d, h, dh)),
+                "b_Q": a(bq.reshape(h, dh)),
+                "b_K": a(bk.reshape(h, dh)),
+                "b_V": a(bv.reshape(h, dh)),
+                "W_O": a(g(p + "attn.c_proj.weight").reshape(h, dh, d)),
+                "b_O": a(g(p + "attn.c_proj.bias")),
+                "ln2_w": a(g(p + "ln_2.weight")),
+                "ln2_b": a(g(p + "ln_2.bias")),
+                "W_in": a(g(p + "mlp.c_fc.weight")),
+                "b_in": a(g(p + "mlp.c_fc.bias")),
+                "W_out": a(g(p + "mlp.c_proj.weight")),
+                "b_out": a(g(p + "mlp.c_proj.bias")),
+            }
+        )
     return {
-        "embed": a(g("wte.weight")), "pos_embed": a(g("wpe.weight")), "layers": layers,
-        "ln_final_w": a(g("ln_f.weight")), "ln_final_b": a(g("ln_f.bias")),
+        "embed": a(g("wte.weight")),
+        "pos_embed": a(g("wpe.weight")),
+        "layers": layers,
+        "ln_final_w": a(g("ln_f.weight")),
+        "ln_final_b": a(g("ln_f.bias")),
     }
 
 
@@ -57,7 +71,12 @@ def embed(params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Arra
 
 
 def block(
-    p: dict, cfg: ModelConfig, layer: int, x: jax.Array, positions: jax.Array, pad_mask: jax.Array,
+    p: dict,
+    cfg: ModelConfig,
+    layer: int,
+    x: jax.Array,
+    positions: jax.Array,
+    pad_mask: jax.Array,
     ctx: HookContext,
 ) -> jax.Array:
     pre = f"blocks.{layer}."

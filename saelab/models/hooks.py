@@ -47,9 +47,7 @@ def validate_hook_names(names: Iterable[str], n_layers: int) -> None:
     bad = [n for n in names if n not in valid]
     if bad:
         examples = ", ".join(f"blocks.L.{s}" for s in BLOCK_HOOKS)
-        raise ValueError(
-            f"unknown hook point(s) {bad}; valid names are {examples} for L in 0..{n_layers - 1}"
-        )
+        raise ValueError(f"unknown hook point(s) {bad}; valid names are {examples} for L in 0..{n_layers - 1}")
 
 
 class HookContext:

@@ -98,9 +98,7 @@ def attend(
     return z.reshape(b, s, h, d)
 
 
-def project_heads(
-    z: jax.Array, w_o: jax.Array, b_o: jax.Array | None, ctx: HookContext, prefix: str
-) -> jax.Array:
+def project_heads(z: jax.Array, w_o: jax.Array, b_o: jax.Array | None, ctx: HookContext, prefix: str) -> jax.Array:
     """Output projection of z (batch, seq, heads, d_head) -> (batch, seq, d_model).
 
     The per-head results (hook_result, d_model wide per head) cost heads x more memory, so they are only

@@ -54,7 +54,12 @@ def embed(params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Arra
 
 
 def block(
-    p: dict, cfg: ModelConfig, layer: int, x: jax.Array, positions: jax.Array, pad_mask: jax.Array,
+    p: dict,
+    cfg: ModelConfig,
+    layer: int,
+    x: jax.Array,
+    positions: jax.Array,
+    pad_mask: jax.Array,
     ctx: HookContext,
 ) -> jax.Array:
     pre = f"blocks.{layer}."

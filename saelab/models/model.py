@@ -28,8 +28,13 @@ class Model:
     """A transformer with hook points. Build with `Model.load(name)`."""
 
     def __init__(
-        self, cfg: ModelConfig, params: dict, tokenizer: Tokenizer | None = None,
-        special: Mapping[str, int] | None = None, source: str = "", weights_hash: str = "",
+        self,
+        cfg: ModelConfig,
+        params: dict,
+        tokenizer: Tokenizer | None = None,
+        special: Mapping[str, int] | None = None,
+        source: str = "",
+        weights_hash: str = "",
     ) -> None:
         self.cfg = cfg
         self.params = params
@@ -76,9 +81,7 @@ class Model:
         out = _cached_forward(self.cfg, names, stop_at_layer)(self.params, jnp.asarray(tokens), pad_mask)
         return out
 
-    def run_with_hooks(
-        self, tokens: Any, hooks: Mapping[str, HookFn], pad_mask: Any = None
-    ) -> jax.Array:
+    def run_with_hooks(self, tokens: Any, hooks: Mapping[str, HookFn], pad_mask: Any = None) -> jax.Array:
         """Logits with `hooks` (name -> pure function of the activation) applied during the forward.
 
         Traceable: call it inside jit/vmap to sweep interventions. Outside a trace it is jitted per set
@@ -99,8 +102,8 @@ class Model:
         toks = np.zeros((len(ids), n), np.int32)
         mask = np.zeros((len(ids), n), np.int32)
         for i, x in enumerate(ids):
-            toks[i, n - len(x):] = x
-            mask[i, n - len(x):] = 1
+            toks[i, n - len(x) :] = x
+            mask[i, n - len(x) :] = 1
         return toks, mask
 
     def generate(self, prompt: str, max_new_tokens: int = 8, prepend_bos: bool = False) -> str:
@@ -123,10 +126,20 @@ class Model:
     def info(self) -> dict[str, Any]:
         c = self.cfg
         return {
-            "source": self.source, "family": c.family, "n_layers": c.n_layers, "d_model": c.d_model,
-            "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "d_head": c.d_head, "d_mlp": c.d_mlp,
-            "vocab_size": c.vocab_size, "n_params": c.n_params, "dtype": str(self.dtype),
-            "weights_hash": self.weights_hash, "bos_id": self.bos_id, "eos_id": self.eos_id,
+            "source": self.source,
+            "family": c.family,
+            "n_layers": c.n_layers,
+            "d_model": c.d_model,
+            "n_heads": c.n_heads,
+            "n_kv_heads": c.n_kv_heads,
+            "d_head": c.d_head,
+            "d_mlp": c.d_mlp,
+            "vocab_size": c.vocab_size,
+            "n_params": c.n_params,
+            "dtype": str(self.dtype),
+            "weights_hash": self.weights_hash,
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
         }
 
 

@@ -25,14 +25,18 @@ from saelab.sae.init import geometric_median, init_params
 from saelab.sae.losses import AuxState, LossOutput, init_aux_state
 from saelab.sae.params import SAEParams, check_params
 from saelab.sae.registry import ARCHITECTURES, Architecture, architecture, encode, get_architecture, loss
-from saelab.sae.scaling import fold_input_scaling, input_scale
 from saelab.sae.saelens_io import LoadedSAE, load_sae, load_saelens, save_saelens
+from saelab.sae.scaling import fold_input_scaling, input_scale
 from saelab.sae.sparse import dense_decode, dense_topk_encode, sparse_decode, topk_encode
 
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
     "AuxState",
+    "LoadedSAE",
+    "load_sae",
+    "load_saelens",
+    "save_saelens",
     "LossOutput",
     "SAEConfig",
     "SAEParams",

@@ -47,9 +47,7 @@ def aux_topk(pre: jax.Array, dead_mask: jax.Array, k_aux: int) -> TopK:
     return on_dead_width(dead_mask, k_aux, run, empty)
 
 
-def auxk_loss(
-    params: SAEParams, aux: TopK, residual: jax.Array, dead_mask: jax.Array, cfg: SAEConfig
-) -> jax.Array:
+def auxk_loss(params: SAEParams, aux: TopK, residual: jax.Array, dead_mask: jax.Array, cfg: SAEConfig) -> jax.Array:
     """`sum_b ||e_b - e_hat_b||^2 / sum_b ||e_b||^2`, e = stop_gradient(x - x_hat), e_hat the aux codes
     decoded without b_dec: the aux mse over the mse of predicting zero (the paper's normalisation, taken
     over the batch); 0 when no latent is dead."""

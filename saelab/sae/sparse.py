@@ -271,9 +271,7 @@ def _gather_dot(
     return _map_chunks(one, rows, idx, sel)
 
 
-def _scatter_rows(
-    w: jax.Array, idx: jax.Array, rows: jax.Array, sel: jax.Array | None, n_out: int
-) -> jax.Array:
+def _scatter_rows(w: jax.Array, idx: jax.Array, rows: jax.Array, sel: jax.Array | None, n_out: int) -> jax.Array:
     """`out[idx[b, j]] += w[b, j] * row_bj` in float32, (n_out, d), scanning over chunks of tokens."""
 
     def step(out, chunk):

@@ -64,9 +64,7 @@ def loss(
     return total, out
 
 
-def topk_codes(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, dead_mask: jax.Array | None
-) -> tuple[TopK, TopK]:
+def topk_codes(params: SAEParams, x: jax.Array, cfg: SAEConfig, dead_mask: jax.Array | None) -> tuple[TopK, TopK]:
     """(top-k codes, AuxK codes over dead_mask) from one encoder GEMM; AuxK codes are empty without a mask."""
     xc, bias = encoder_inputs(params, x, cfg)  # (batch, d_in), (d_sae,)
     k_aux = cfg.resolved_k_aux if dead_mask is not None else 0

@@ -7,6 +7,16 @@ from saelab.store.verify import Problem, verify_store
 from saelab.store.writer import StoreWriter
 
 __all__ = [
-    "ActivationLoader", "ActivationStore", "Batch", "NotAStoreError", "Problem", "ShardedView",
-    "StoreCorruptError", "StoreError", "StoreMismatchError", "StoreWriter", "store_info", "verify_store",
+    "ActivationLoader",
+    "ActivationStore",
+    "Batch",
+    "NotAStoreError",
+    "Problem",
+    "ShardedView",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreMismatchError",
+    "StoreWriter",
+    "store_info",
+    "verify_store",
 ]

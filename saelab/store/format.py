@@ -27,8 +27,14 @@ INDEX_FIELDS = {"tokens": np.int32, "doc": np.int64, "pos": np.int32}
 STORE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 STATS_PREFIX = "__stats__/"
 _OWN_FILE = re.compile(r"(shard_\d{6,}\.safetensors|manifest\.json)(\.tmp)?")
-_ST_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-              "I32": np.int32, "I64": np.int64}
+_ST_DTYPES = {
+    "F32": np.float32,
+    "F64": np.float64,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I32": np.int32,
+    "I64": np.int64,
+}
 _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 
@@ -75,8 +81,11 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> Written:
         a = arrays[name]
         if a.dtype not in _ST_NAMES:
             raise TypeError(f"tensor {name} has dtype {a.dtype}, which a store shard cannot hold")
-        header[name] = {"dtype": _ST_NAMES[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + a.nbytes]}
+        header[name] = {
+            "dtype": _ST_NAMES[a.dtype],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + a.nbytes],
+        }
         offset += a.nbytes
     raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned
@@ -108,10 +117,12 @@ def memmap_tensors(path: Path) -> dict[str, np.ndarray]:
             continue
         lo, hi = info["data_offsets"]
         if start + hi > size:
-            raise StoreCorruptError(f"shard {path} is truncated ({size} bytes, tensor {name} ends at "
-                                    f"{start + hi}); run `saelab store verify` and re-harvest")
+            raise StoreCorruptError(
+                f"shard {path} is truncated ({size} bytes, tensor {name} ends at "
+                f"{start + hi}); run `saelab store verify` and re-harvest"
+            )
         dtype = np.dtype(_ST_DTYPES[info["dtype"]])
-        out[name] = raw[start + lo:start + hi].view(dtype).reshape(info["shape"])
+        out[name] = raw[start + lo : start + hi].view(dtype).reshape(info["shape"])
     return out
 
 
@@ -127,15 +138,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of the store at `path`; NotAStoreError when there is none."""
     f = path / MANIFEST
     if not f.is_file():
-        raise NotAStoreError(f"not an activation store: {path} has no {MANIFEST} "
-                             "(make one with `saelab harvest`)")
+        raise NotAStoreError(f"not an activation store: {path} has no {MANIFEST} (make one with `saelab harvest`)")
     try:
         m = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StoreCorruptError(f"{f} is not valid JSON ({e}); re-harvest with --overwrite") from e
     if m.get("format_version") != FORMAT_VERSION:
-        raise StoreError(f"{f} has format version {m.get('format_version')!r}; this saelab reads version "
-                         f"{FORMAT_VERSION}; re-harvest with --overwrite or use a matching saelab")
+        raise StoreError(
+            f"{f} has format version {m.get('format_version')!r}; this saelab reads version "
+            f"{FORMAT_VERSION}; re-harvest with --overwrite or use a matching saelab"
+        )
     return m
 
 
@@ -166,6 +178,5 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
                 raise ValueError(f"header length {n} is implausible")
             header = json.loads(f.read(n))
     except (OSError, ValueError, struct.error) as e:
-        raise StoreCorruptError(f"shard {path} is unreadable ({e}); "
-                                "run `saelab store verify` and re-harvest") from e
+        raise StoreCorruptError(f"shard {path} is unreadable ({e}); run `saelab store verify` and re-harvest") from e
     return header, 8 + n

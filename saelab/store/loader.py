@@ -40,9 +40,20 @@ class ActivationLoader:
     """
 
     def __init__(
-        self, store: ActivationStore, hook: str, batch_size: int, *, seed: int = 0, include_bos: bool = False,
-        mesh: Mesh | None = None, dtype: Any = np.float32, prefetch: int = 2, threads: int = 2,
-        process_index: int | None = None, process_count: int | None = None, indices: np.ndarray | None = None,
+        self,
+        store: ActivationStore,
+        hook: str,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        include_bos: bool = False,
+        mesh: Mesh | None = None,
+        dtype: Any = np.float32,
+        prefetch: int = 2,
+        threads: int = 2,
+        process_index: int | None = None,
+        process_count: int | None = None,
+        indices: np.ndarray | None = None,
     ) -> None:
         self.store = store
         self.hook = hook
@@ -91,17 +102,24 @@ class ActivationLoader:
 
     def get_state(self) -> dict[str, Any]:
         """JSON-serialisable position: restoring it with `set_state` continues with exactly the next batch."""
-        return {"seed": self.seed, "batch_size": self.batch_size, "n_train": len(self.indices),
-                "step": self._step, "epoch": self._step * self.batch_size // len(self.indices)}
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "n_train": len(self.indices),
+            "step": self._step,
+            "epoch": self._step * self.batch_size // len(self.indices),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continue from a `get_state()` of a loader over the same store, seed and batch size."""
         mine = self.get_state()
         diff = [k for k in ("seed", "batch_size", "n_train") if state.get(k) != mine[k]]
         if diff:
-            raise ValueError("loader state does not fit this loader: " + ", ".join(
-                f"{k} {state.get(k)} in the state, {mine[k]} here" for k in diff) +
-                " (same store, include_bos, seed and batch size are needed to resume)")
+            raise ValueError(
+                "loader state does not fit this loader: "
+                + ", ".join(f"{k} {state.get(k)} in the state, {mine[k]} here" for k in diff)
+                + " (same store, include_bos, seed and batch size are needed to resume)"
+            )
         self.close()
         self._step = int(state["step"])
 
@@ -112,7 +130,7 @@ class ActivationLoader:
             self._it = None
 
     def _load(self, batch: int) -> Batch:
-        idx = self.global_indices(batch)[self._rows[0]:self._rows[1]]
+        idx = self.global_indices(batch)[self._rows[0] : self._rows[1]]
         x = self.view.take(idx, self.dtype)  # (local rows, d_model)
         if self._sharding is None:
             return Batch(jax.device_put(x), idx)
@@ -123,8 +141,10 @@ class ActivationLoader:
         """The rows [lo, hi) of each global batch this process loads."""
         if self._sharding is not None:
             if process_index is not None or process_count is not None:
-                raise ValueError("give a mesh or process_index/process_count, not both: with a mesh, the "
-                                 "rows each process loads follow the mesh's devices")
+                raise ValueError(
+                    "give a mesh or process_index/process_count, not both: with a mesh, the "
+                    "rows each process loads follow the mesh's devices"
+                )
             return _addressable_rows(self._sharding, (self.batch_size, self.view.shape[1]))
         p = jax.process_index() if process_index is None else process_index
         n = jax.process_count() if process_count is None else process_count
@@ -149,8 +169,9 @@ def _data_sharding(mesh: Mesh, batch_size: int) -> NamedSharding:
     if "data" not in mesh.shape:
         raise ValueError(f"the mesh needs a 'data' axis to shard batches over; it has {tuple(mesh.shape)}")
     if batch_size % mesh.shape["data"]:
-        raise ValueError(f"batch_size {batch_size} is not divisible by the mesh's data axis "
-                         f"({mesh.shape['data']} devices)")
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by the mesh's data axis ({mesh.shape['data']} devices)"
+        )
     return NamedSharding(mesh, P("data", None))
 
 
@@ -159,6 +180,8 @@ def _addressable_rows(sharding: NamedSharding, shape: tuple[int, int]) -> tuple[
     spans = {s[0].indices(shape[0])[:2] for s in sharding.addressable_devices_indices_map(shape).values()}
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
     if sum(b - a for a, b in spans) != hi - lo:
-        raise ValueError(f"this process's devices hold non-contiguous batch rows {sorted(spans)}; order the "
-                         "mesh's devices by process (jax.make_mesh does)")
+        raise ValueError(
+            f"this process's devices hold non-contiguous batch rows {sorted(spans)}; order the "
+            "mesh's devices by process (jax.make_mesh does)"
+        )
     return lo, hi

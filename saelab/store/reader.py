@@ -15,9 +15,16 @@ def store_info(path: str | Path) -> dict[str, Any]:
     """What `saelab store info` prints: size, layout and provenance of a store, from its manifest alone."""
     m = read_manifest(Path(path))
     return {
-        "path": str(path), "complete": m["complete"], "n_tokens": m["n_tokens"], "hooks": m["hooks"],
-        "d_model": m["d_model"], "dtype": m["dtype"], "shard_tokens": m["shard_tokens"],
-        "n_shards": len(m["shards"]), "bytes": sum(s["bytes"] for s in m["shards"]), "meta": m["meta"],
+        "path": str(path),
+        "complete": m["complete"],
+        "n_tokens": m["n_tokens"],
+        "hooks": m["hooks"],
+        "d_model": m["d_model"],
+        "dtype": m["dtype"],
+        "shard_tokens": m["shard_tokens"],
+        "n_shards": len(m["shards"]),
+        "bytes": sum(s["bytes"] for s in m["shards"]),
+        "meta": m["meta"],
         "mean_norm_no_bos": {h: m["stats"].get(h, {}).get("mean_norm_no_bos") for h in m["hooks"]},
     }
 
@@ -51,8 +58,7 @@ class ShardedView:
         """
         idx = np.asarray(idx)
         if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
-            raise IndexError(f"token indices must be a 1-D integer array, "
-                             f"got shape {idx.shape} dtype {idx.dtype}")
+            raise IndexError(f"token indices must be a 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
         idx = idx.astype(np.int64, copy=False)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"token index out of range [0, {len(self)}): min {idx.min()}, max {idx.max()}")
@@ -148,8 +154,9 @@ class ActivationStore:
         if include_bos:
             return np.arange(self.n_tokens, dtype=np.int64)
         starts = self._starts[:-1]
-        return np.concatenate([np.flatnonzero(s["pos"] != 0) + start
-                               for s, start in zip(self._shards, starts, strict=True)]).astype(np.int64)
+        return np.concatenate(
+            [np.flatnonzero(s["pos"] != 0) + start for s, start in zip(self._shards, starts, strict=True)]
+        ).astype(np.int64)
 
     def _view(self, name: str) -> ShardedView:
         return ShardedView([s[name] for s in self._shards], self._starts)

@@ -25,11 +25,11 @@ def shard_stats(acts: np.ndarray, pos: np.ndarray) -> Partial:
     row_max = np.empty(n)
     sums = np.zeros((4, d))  # sum x, sum x^2 over non-BOS rows; the same over BOS rows
     for lo in range(0, n, _CHUNK):
-        a, k = acts[lo:lo + _CHUNK], keep[lo:lo + _CHUNK]
-        row_max[lo:lo + len(a)] = np.abs(a).max(1)
+        a, k = acts[lo : lo + _CHUNK], keep[lo : lo + _CHUNK]
+        row_max[lo : lo + len(a)] = np.abs(a).max(1)
         x = a.astype(np.float64)
         x2 = x * x
-        sq_norms[lo:lo + len(a)] = x2.sum(1)
+        sq_norms[lo : lo + len(a)] = x2.sum(1)
         if k.all():
             sums[0] += x.sum(0)
             sums[1] += x2.sum(0)
@@ -67,11 +67,18 @@ def summarize(total: Partial | None) -> dict[str, Any]:
     mean, var = _moments(sx_k + sx_b, sx2_k + sx2_b, n_all)
     mean_k, var_k = _moments(sx_k, sx2_k, n_keep)
     return {
-        "n_tokens": int(n_all), "n_tokens_no_bos": int(n_keep),
-        "mean_norm": _ratio(s_norm, n_all), "mean_sq_norm": _ratio(s_sq, n_all),
-        "mean_norm_no_bos": _ratio(s_norm_k, n_keep), "mean_sq_norm_no_bos": _ratio(s_sq_k, n_keep),
-        "mean": mean, "var": var, "mean_no_bos": mean_k, "var_no_bos": var_k,
-        "max_abs": float(total["max_abs"][0]), "max_abs_no_bos": float(total["max_abs"][1]),
+        "n_tokens": int(n_all),
+        "n_tokens_no_bos": int(n_keep),
+        "mean_norm": _ratio(s_norm, n_all),
+        "mean_sq_norm": _ratio(s_sq, n_all),
+        "mean_norm_no_bos": _ratio(s_norm_k, n_keep),
+        "mean_sq_norm_no_bos": _ratio(s_sq_k, n_keep),
+        "mean": mean,
+        "var": var,
+        "mean_no_bos": mean_k,
+        "var_no_bos": var_k,
+        "max_abs": float(total["max_abs"][0]),
+        "max_abs_no_bos": float(total["max_abs"][1]),
         "norm_histogram": {"edges": NORM_BINS.tolist(), "counts": [int(c) for c in total["norm_hist"]]},
     }
 

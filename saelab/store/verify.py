@@ -24,15 +24,15 @@ def shard_problems(path: Path, manifest: dict[str, Any], checksums: bool) -> lis
     problems = []
     listed = sum(s["n_tokens"] for s in manifest["shards"])
     if listed != manifest["n_tokens"]:
-        problems.append(Problem(MANIFEST, f"lists shards of {listed} tokens, but n_tokens is "
-                                          f"{manifest['n_tokens']}"))
+        problems.append(Problem(MANIFEST, f"lists shards of {listed} tokens, but n_tokens is {manifest['n_tokens']}"))
     for s in manifest["shards"]:
         f = path / s["file"]
         if not f.is_file():
             problems.append(Problem(s["file"], "missing"))
         elif f.stat().st_size != s["bytes"]:
-            problems.append(Problem(s["file"], f"truncated or grown: size {f.stat().st_size} bytes, "
-                                               f"manifest says {s['bytes']}"))
+            problems.append(
+                Problem(s["file"], f"truncated or grown: size {f.stat().st_size} bytes, manifest says {s['bytes']}")
+            )
         elif checksums and sha256(f) != s["sha256"]:
             problems.append(Problem(s["file"], "checksum mismatch (corrupt data)"))
     return problems

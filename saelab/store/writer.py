@@ -59,8 +59,15 @@ class StoreWriter:
 
     @classmethod
     def create_or_resume(
-        cls, path: str | Path, *, meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str,
-        shard_tokens: int = 65536, overwrite: bool = False,
+        cls,
+        path: str | Path,
+        *,
+        meta: dict[str, Any],
+        hooks: list[str],
+        d_model: int,
+        dtype: str,
+        shard_tokens: int = 65536,
+        overwrite: bool = False,
     ) -> StoreWriter:
         """Open the store at `path`: create it, resume a matching one, or refuse (StoreMismatchError) a store
         made with other settings unless `overwrite` (which deletes only the store's own files)."""
@@ -78,14 +85,16 @@ class StoreWriter:
             if not diff and started and not overwrite:
                 raise StoreMismatchError(
                     f"{path} is a harvest started by {max(started)} processes; resume it with as many "
-                    "(--num-processes) or pass --overwrite to start it again")
+                    "(--num-processes) or pass --overwrite to start it again"
+                )
             if not diff and not started:
                 return cls._resume(path, old)
             if not overwrite:
                 detail = "; ".join(_describe(k, old.get(k), fresh[k]) for k in diff)
                 raise StoreMismatchError(
                     f"{path} holds a store made with other settings ({detail}); pass --overwrite "
-                    "(overwrite=True) to replace it, or choose another --out")
+                    "(overwrite=True) to replace it, or choose another --out"
+                )
             _remove_own_files(path, keep=set())
         elif path.exists():
             if not path.is_dir():
@@ -95,7 +104,8 @@ class StoreWriter:
                 shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
                 raise StoreMismatchError(
                     f"{path} is not empty ({shown}) and is not an activation store; choose another --out "
-                    "(--overwrite never deletes other files)")
+                    "(--overwrite never deletes other files)"
+                )
             _remove_own_files(path, keep=set())  # debris of a crash before the first manifest
         path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path / MANIFEST, fresh)
@@ -104,8 +114,17 @@ class StoreWriter:
 
     @classmethod
     def open_shared(
-        cls, path: str | Path, *, meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str,
-        shard_tokens: int, processes: int, overwrite: bool = False, act: bool = True,
+        cls,
+        path: str | Path,
+        *,
+        meta: dict[str, Any],
+        hooks: list[str],
+        d_model: int,
+        dtype: str,
+        shard_tokens: int,
+        processes: int,
+        overwrite: bool = False,
+        act: bool = True,
     ) -> bool:
         """Prepare the store of a harvest by `processes` processes; True if it is already complete.
 
@@ -129,8 +148,11 @@ class StoreWriter:
                 return True
             problem = None
             if diff:
-                problem = "holds a store made with other settings (" + "; ".join(
-                    _describe(k, old.get(k), fresh[k]) for k in diff) + ")"
+                problem = (
+                    "holds a store made with other settings ("
+                    + "; ".join(_describe(k, old.get(k), fresh[k]) for k in diff)
+                    + ")"
+                )
             elif old["shards"]:
                 problem = f"is a harvest started by one process ({old['n_tokens']:,} tokens); resume it with one"
             elif started - {processes}:
@@ -138,15 +160,18 @@ class StoreWriter:
             if problem is None:
                 return False
             if not overwrite:
-                raise StoreMismatchError(f"{path} {problem}; pass --overwrite (overwrite=True) to replace it, "
-                                         "or choose another --out")
+                raise StoreMismatchError(
+                    f"{path} {problem}; pass --overwrite (overwrite=True) to replace it, or choose another --out"
+                )
         elif path.exists():
             if not path.is_dir():
                 raise StoreMismatchError(f"{path} is a file, not a store directory; choose another --out")
             foreign = sorted(f.name for f in path.iterdir() if not _is_own(f.name))
             if foreign:
-                raise StoreMismatchError(f"{path} is not empty ({', '.join(foreign[:3])}) and is not an "
-                                         "activation store; choose another --out")
+                raise StoreMismatchError(
+                    f"{path} is not empty ({', '.join(foreign[:3])}) and is not an "
+                    "activation store; choose another --out"
+                )
         if act:
             _remove_own_files(path, keep=set())
             path.mkdir(parents=True, exist_ok=True)
@@ -162,8 +187,12 @@ class StoreWriter:
         main = read_manifest(path)
         file = path / part_manifest_name(part.index, part.count)
         fresh = {k: main[k] for k in _IDENTITY} | {
-            "n_tokens": 0, "complete": False, "shards": [], "stats": {},
-            "first_shard": part.shards.start, "end_shard": part.shards.stop,
+            "n_tokens": 0,
+            "complete": False,
+            "shards": [],
+            "stats": {},
+            "first_shard": part.shards.start,
+            "end_shard": part.shards.stop,
         }
         m = json.loads(file.read_text()) if file.exists() else None
         same = m is not None and all(m.get(k) == fresh[k] for k in (*_IDENTITY, "first_shard", "end_shard"))
@@ -171,8 +200,9 @@ class StoreWriter:
             problems = shard_problems(path, m, checksums=False)
             if problems:
                 listing = "; ".join(f"{p.file}: {p.problem}" for p in problems)
-                raise StoreCorruptError(f"cannot resume {path} (process {part.index}): {listing}; "
-                                        "pass --overwrite to start it again")
+                raise StoreCorruptError(
+                    f"cannot resume {path} (process {part.index}): {listing}; pass --overwrite to start it again"
+                )
         else:
             m = fresh
         keep = {s["file"] for s in m["shards"]}
@@ -213,9 +243,7 @@ class StoreWriter:
     def complete(self) -> bool:
         return self.manifest["complete"]
 
-    def append(
-        self, acts: dict[str, np.ndarray], tokens: np.ndarray, doc: np.ndarray, pos: np.ndarray
-    ) -> None:
+    def append(self, acts: dict[str, np.ndarray], tokens: np.ndarray, doc: np.ndarray, pos: np.ndarray) -> None:
         """Add n tokens: `acts` maps every hook to (n, d_model) floats; tokens, doc, pos are (n,) integers.
 
         Each time a shard's worth is buffered it is written (and the manifest updated) before returning.
@@ -226,16 +254,20 @@ class StoreWriter:
         n = len(index["tokens"])
         for name, a in index.items():
             if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"{name} must be a 1-D integer array of {n} entries (one per token), "
-                                 f"got shape {a.shape} dtype {a.dtype}")
+                raise ValueError(
+                    f"{name} must be a 1-D integer array of {n} entries (one per token), "
+                    f"got shape {a.shape} dtype {a.dtype}"
+                )
         if set(acts) != set(self.manifest["hooks"]):
             raise ValueError(f"append got hooks {sorted(acts)}, the store holds {self.manifest['hooks']}")
         acts = {h: np.asarray(a) for h, a in acts.items()}
         d = self.manifest["d_model"]
         for name, a in acts.items():
             if a.shape != (n, d):
-                raise ValueError(f"activations for {name} have shape {a.shape}, expected ({n}, {d}): "
-                                 "(tokens, d_model), flattened over batch and sequence")
+                raise ValueError(
+                    f"activations for {name} have shape {a.shape}, expected ({n}, {d}): "
+                    "(tokens, d_model), flattened over batch and sequence"
+                )
             if a.dtype not in _FLOATS:
                 raise ValueError(f"activations for {name} have dtype {a.dtype}; expected a float dtype")
         for name, a in acts.items():
@@ -313,15 +345,21 @@ def merge_parts(path: str | Path, processes: int) -> dict[str, Any]:
     shards: list[dict[str, Any]] = []
     for i, m in enumerate(parts):
         if m["shards"] and m["first_shard"] != len(shards):
-            raise StoreCorruptError(f"process {i}'s shards of {path} start at {m['first_shard']}, but the "
-                                    f"processes before it wrote {len(shards)}: the corpus ended early there")
+            raise StoreCorruptError(
+                f"process {i}'s shards of {path} start at {m['first_shard']}, but the "
+                f"processes before it wrote {len(shards)}: the corpus ended early there"
+            )
         shards += m["shards"]
     totals: dict[str, Partial | None] = {h: None for h in main["hooks"]}
     for s in shards:
         for h, p in _read_partials(path / s["file"]).items():
             totals[h] = fold(totals[h], p)
-    main.update(shards=shards, n_tokens=sum(s["n_tokens"] for s in shards), complete=True,
-                stats={h: summarize(t) for h, t in totals.items()} if shards else {})
+    main.update(
+        shards=shards,
+        n_tokens=sum(s["n_tokens"] for s in shards),
+        complete=True,
+        stats={h: summarize(t) for h, t in totals.items()} if shards else {},
+    )
     write_json_atomic(path / MANIFEST, main)
     fsync_dir(path)
     for i in range(processes):
@@ -330,18 +368,27 @@ def merge_parts(path: str | Path, processes: int) -> dict[str, Any]:
     return main
 
 
-def _fresh_manifest(meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str,
-                    shard_tokens: int) -> dict[str, Any]:
+def _fresh_manifest(
+    meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str, shard_tokens: int
+) -> dict[str, Any]:
     if dtype not in STORE_DTYPES:
         raise ValueError(f"store dtype {dtype!r} is not one of {sorted(STORE_DTYPES)}")
     if shard_tokens < 1 or d_model < 1:
         raise ValueError(f"shard_tokens ({shard_tokens}) and d_model ({d_model}) must be positive")
     if not hooks or len(set(hooks)) != len(hooks) or any("/" in h or h in INDEX_FIELDS for h in hooks):
-        raise ValueError(f"hooks {hooks} must be distinct, non-empty, without '/' "
-                         f"and none of {list(INDEX_FIELDS)}")
-    fresh = {"format_version": FORMAT_VERSION, "meta": meta, "hooks": list(hooks), "d_model": int(d_model),
-             "dtype": dtype, "shard_tokens": int(shard_tokens), "n_tokens": 0, "complete": False,
-             "shards": [], "stats": {}}
+        raise ValueError(f"hooks {hooks} must be distinct, non-empty, without '/' and none of {list(INDEX_FIELDS)}")
+    fresh = {
+        "format_version": FORMAT_VERSION,
+        "meta": meta,
+        "hooks": list(hooks),
+        "d_model": int(d_model),
+        "dtype": dtype,
+        "shard_tokens": int(shard_tokens),
+        "n_tokens": 0,
+        "complete": False,
+        "shards": [],
+        "stats": {},
+    }
     try:
         return json.loads(json.dumps(fresh))  # as it will read back: tuples become lists, keys strings
     except TypeError as e:
@@ -352,7 +399,7 @@ def _read_partials(file: Path) -> dict[str, Partial]:
     out: dict[str, Partial] = {}
     for key, v in memmap_tensors(file).items():
         if key.startswith(STATS_PREFIX):
-            hook, name = key[len(STATS_PREFIX):].rsplit("/", 1)
+            hook, name = key[len(STATS_PREFIX) :].rsplit("/", 1)
             out.setdefault(hook, {})[name] = np.array(v)
     return out
 

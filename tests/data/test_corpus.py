@@ -55,8 +55,7 @@ def test_split_depends_on_file_name_not_folder(blocks: Path, tmp_path: Path) -> 
 def test_heldout_hash_is_pinned() -> None:
     """Changing the hash would silently change the split of every existing store."""
     held = [i for i in range(200) if is_heldout("python-docs", i, 0.05)]
-    assert held == [27, 29, 58, 64, 75, 83, 96, 106, 112, 116, 120, 123, 125, 131, 143, 145, 146, 151, 167,
-                    168]
+    assert held == [27, 29, 58, 64, 75, 83, 96, 106, 112, 116, 120, 123, 125, 131, 143, 145, 146, 151, 167, 168]
 
 
 def test_empty_split_is_an_error(tmp_path: Path) -> None:
@@ -79,6 +78,5 @@ def test_fingerprint_tracks_spec_split_fraction_and_content(blocks: Path) -> Non
 
 def test_lookup_returns_texts_by_index(blocks: Path) -> None:
     corpus = open_corpus(f"text:{blocks}", split="heldout")
-    assert corpus.lookup([3, 399]) == {3: "document number 3\nsecond line",
-                                       399: "document number 399\nsecond line"}
+    assert corpus.lookup([3, 399]) == {3: "document number 3\nsecond line", 399: "document number 399\nsecond line"}
     assert isinstance(next(iter(corpus)), Document)

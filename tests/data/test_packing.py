@@ -78,7 +78,7 @@ def test_windows_decode_to_source_text(tokenizer: Tokenizer) -> None:
 def test_naive_cuts_would_split_characters(tokenizer: Tokenizer) -> None:
     """The corpus exercises the character-boundary rule: fixed cuts every 8 tokens would break characters."""
     stream = [t for d in DOCS for t in [*tokenizer.encode(d.text, add_special_tokens=False).ids, EOS]]
-    naive = [tokenizer.decode(stream[s:s + 8]) for s in range(0, len(stream) - 7, 8)]
+    naive = [tokenizer.decode(stream[s : s + 8]) for s in range(0, len(stream) - 7, 8)]
     assert any("\ufffd" in text for text in naive)
     assert len(_rows(_pack(tokenizer)).tokens) < len(naive)
 

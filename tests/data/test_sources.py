@@ -26,8 +26,12 @@ print(h.hexdigest())
 
 
 def test_python_docs_is_deterministic_and_substantial() -> None:
-    other = subprocess.Popen([sys.executable, "-c", _DIGEST], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONHASHSEED": "12345"})
+    other = subprocess.Popen(
+        [sys.executable, "-c", _DIGEST],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
     h = hashlib.sha256()
     n = chars = 0
     for d in open_corpus("python-docs"):
@@ -41,18 +45,22 @@ def test_python_docs_is_deterministic_and_substantial() -> None:
 
 
 def test_python_docs_order_and_skipped_folders(tmp_path: Path) -> None:
-    (tmp_path / "b.py").write_text('"""Module b has a docstring long enough."""\n'
-                                   'class C:\n    """Class C, documented at length."""\n'
-                                   '    def f(self):\n        """Short."""\n'
-                                   'def g():\n    """Function g, documented at length."""\n')
+    (tmp_path / "b.py").write_text(
+        '"""Module b has a docstring long enough."""\n'
+        'class C:\n    """Class C, documented at length."""\n'
+        '    def f(self):\n        """Short."""\n'
+        'def g():\n    """Function g, documented at length."""\n'
+    )
     (tmp_path / "a.py").write_text('"""Module a comes first in sorted order."""\n')
     (tmp_path / "broken.py").write_text('"""Never read: the file does not parse."""\ndef (:\n')
     for skipped in ("test", "site-packages", "idlelib"):
         (tmp_path / skipped).mkdir()
         (tmp_path / skipped / "x.py").write_text('"""A docstring inside a skipped folder."""\n')
     assert list(read_docstrings(tmp_path)) == [
-        "Module a comes first in sorted order.", "Module b has a docstring long enough.",
-        "Class C, documented at length.", "Function g, documented at length.",
+        "Module a comes first in sorted order.",
+        "Module b has a docstring long enough.",
+        "Class C, documented at length.",
+        "Function g, documented at length.",
     ]
 
 
@@ -78,8 +86,10 @@ def test_plain_text_splits_on_blank_lines(tmp_path: Path) -> None:
 def test_small_wikitext_file(tmp_path: Path) -> None:
     path = tmp_path / "wiki.txt"
     path.write_text(" \n = One = \n \n Intro . \n \n = = Part = = \n \n Body . \n = Two = \n Text . \n")
-    assert [d.text for d in open_corpus(f"text:{path}")] == ["= One =\nIntro .\n= = Part = =\nBody .",
-                                                             "= Two =\nText ."]
+    assert [d.text for d in open_corpus(f"text:{path}")] == [
+        "= One =\nIntro .\n= = Part = =\nBody .",
+        "= Two =\nText .",
+    ]
 
 
 def test_jsonl_joins_fields(shared_data: Path) -> None:
@@ -90,13 +100,16 @@ def test_jsonl_joins_fields(shared_data: Path) -> None:
     assert docs[0].text == first["question"] + "\n" + first["answer"]
 
 
-@pytest.mark.parametrize(("line", "error"), [
-    ("{not json", r"rows.jsonl:2: not valid JSON .*one JSON object"),
-    ("", r"rows.jsonl:2: empty line"),
-    ('{"title": "x"}', r"rows.jsonl:2: no field 'text' \(this row has 'title'\)"),
-    ('["a", "b"]', r"rows.jsonl:2: a JSON list, not an object"),
-    ('{"text": null}', r"rows.jsonl:2: field 'text' is NoneType, not text"),
-])
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("{not json", r"rows.jsonl:2: not valid JSON .*one JSON object"),
+        ("", r"rows.jsonl:2: empty line"),
+        ('{"title": "x"}', r"rows.jsonl:2: no field 'text' \(this row has 'title'\)"),
+        ('["a", "b"]', r"rows.jsonl:2: a JSON list, not an object"),
+        ('{"text": null}', r"rows.jsonl:2: field 'text' is NoneType, not text"),
+    ],
+)
 def test_jsonl_errors_name_file_and_line(tmp_path: Path, line: str, error: str) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_text('{"text": "fine"}\n' + line + "\n")

@@ -49,22 +49,42 @@ def test_store_matches_direct_forward_and_decodes_to_source(model: Model, tmp_pa
 def test_other_settings_refused_without_overwrite(model: Model, tmp_path) -> None:
     run(HarvestConfig(hooks=HOOKS[:1], tokens=128, batch=1, out=tmp_path / "s"), model=model, progress=False)
     with pytest.raises(StoreMismatchError, match="corpus"):
-        run(HarvestConfig(hooks=HOOKS[:1], tokens=128, batch=1, out=tmp_path / "s", corpus="python-docs",
-                          split="heldout"), model=model, progress=False)
+        run(
+            HarvestConfig(
+                hooks=HOOKS[:1], tokens=128, batch=1, out=tmp_path / "s", corpus="python-docs", split="heldout"
+            ),
+            model=model,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="unknown hook point"):
         run(HarvestConfig(hooks=["blocks.2.hook_bogus"], tokens=128, out=tmp_path / "t"), model=model)
 
 
 def _harvest_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "saelab.cli", "harvest", "--hooks", "blocks.3.hook_resid_post", "--tokens",
-            "3072", "--batch", "2", "--shard-tokens", "512", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "saelab.cli",
+        "harvest",
+        "--hooks",
+        "blocks.3.hook_resid_post",
+        "--tokens",
+        "3072",
+        "--batch",
+        "2",
+        "--shard-tokens",
+        "512",
+        "--out",
+        str(out),
+    ]
 
 
 def test_sigkilled_harvest_resumes_to_identical_store(tmp_path) -> None:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     subprocess.run(_harvest_cmd(tmp_path / "ref"), check=True, env=env, cwd=ROOT, capture_output=True)
-    proc = subprocess.Popen(_harvest_cmd(tmp_path / "kill"), env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _harvest_cmd(tmp_path / "kill"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not (tmp_path / "kill" / "shard_000002.safetensors").exists():
         assert proc.poll() is None and time.time() < deadline, "harvest ended before it could be killed"
@@ -76,6 +96,11 @@ def test_sigkilled_harvest_resumes_to_identical_store(tmp_path) -> None:
     subprocess.run(_harvest_cmd(tmp_path / "kill"), check=True, env=env, cwd=ROOT, capture_output=True)
     files = lambda d: {f.name: f.read_bytes() for f in sorted(d.iterdir())}
     assert files(tmp_path / "kill") == files(tmp_path / "ref")
-    verify = subprocess.run([sys.executable, "-m", "saelab.cli", "store", "verify", str(tmp_path / "kill")],
-                            env=env, cwd=ROOT, capture_output=True, text=True)
+    verify = subprocess.run(
+        [sys.executable, "-m", "saelab.cli", "store", "verify", str(tmp_path / "kill")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert verify.returncode == 0, verify.stdout

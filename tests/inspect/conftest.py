@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from .inspect_helpers import REAL_HOOK, write_sae, write_store
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from .inspect_helpers import CONTEXT, HOOK, write_sae
 
 from saelab.inspect.collect import collect
 from saelab.sae import encode, load_sae
 from saelab.store import ActivationStore
+
+from .inspect_helpers import CONTEXT, HOOK, write_sae
 
 LEFT, RIGHT = 5, 2
 

@@ -9,10 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from .inspect_helpers import HOOK, REAL_HOOK, write_sae, write_store
 
 from saelab.cli import main
 from saelab.inspect.serve import address, make_server
+
+from .inspect_helpers import HOOK, REAL_HOOK, write_sae, write_store
 
 
 def _data(report: Path, name: str):

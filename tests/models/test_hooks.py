@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.models import Model, forward, HookContext
+from saelab.models import HookContext, Model, forward
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,8 @@ def tokens(model: Model) -> np.ndarray:
 
 def test_identity_hook_leaves_logits_unchanged(model: Model, tokens) -> None:
     clean, _ = model.run_with_cache(tokens, [])
-    hooked = model.run_with_hooks(tokens, {"blocks.3.hook_resid_post": lambda x: x, "blocks.5.attn.hook_z": lambda z: z})
+    identity = {"blocks.3.hook_resid_post": lambda x: x, "blocks.5.attn.hook_z": lambda z: z}
+    hooked = model.run_with_hooks(tokens, identity)
     np.testing.assert_allclose(np.asarray(hooked), np.asarray(clean), rtol=0, atol=1e-5)
 
 
@@ -47,8 +48,17 @@ def test_stop_at_layer_returns_same_activations(model: Model, tokens) -> None:
 
 
 def test_hook_shapes_and_head_results_sum_to_attn_out(model: Model, tokens) -> None:
-    names = [f"blocks.2.{s}" for s in ("attn.hook_z", "attn.hook_result", "hook_attn_out", "mlp.hook_post",
-                                       "hook_resid_pre", "hook_resid_mid")]
+    names = [
+        f"blocks.2.{s}"
+        for s in (
+            "attn.hook_z",
+            "attn.hook_result",
+            "hook_attn_out",
+            "mlp.hook_post",
+            "hook_resid_pre",
+            "hook_resid_mid",
+        )
+    ]
     _, c = model.run_with_cache(tokens, names)
     b, s = tokens.shape
     cfg = model.cfg
@@ -60,7 +70,8 @@ def test_hook_shapes_and_head_results_sum_to_attn_out(model: Model, tokens) -> N
     )
     np.testing.assert_allclose(
         np.asarray(c["blocks.2.hook_resid_pre"] + c["blocks.2.hook_attn_out"]),
-        np.asarray(c["blocks.2.hook_resid_mid"]), atol=1e-5,
+        np.asarray(c["blocks.2.hook_resid_mid"]),
+        atol=1e-5,
     )
 
 

@@ -17,16 +17,30 @@ CONFIGS = {
         **SMALL, num_key_value_heads=2, tie_word_embeddings=False, max_position_embeddings=64
     ),
     "llama3-rope-scaling": lambda: transformers.LlamaConfig(
-        **SMALL, num_key_value_heads=1, max_position_embeddings=64, rope_theta=500000.0,
-        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8},
+        **SMALL,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8,
+        },
     ),
     "mistral-sliding": lambda: transformers.MistralConfig(
         **SMALL, num_key_value_heads=2, sliding_window=5, max_position_embeddings=64
     ),
     "gemma2": lambda: transformers.Gemma2Config(
-        **SMALL, num_key_value_heads=2, head_dim=16, sliding_window=4, query_pre_attn_scalar=24,
-        attn_logit_softcapping=5.0, final_logit_softcapping=3.0, max_position_embeddings=64,
+        **SMALL,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=4,
+        query_pre_attn_scalar=24,
+        attn_logit_softcapping=5.0,
+        final_logit_softcapping=3.0,
+        max_position_embeddings=64,
     ),
     "gpt2": lambda: transformers.GPT2Config(n_embd=64, n_layer=3, n_head=4, vocab_size=VOCAB, n_positions=64),
 }
@@ -39,7 +53,8 @@ def _save(name: str, path) -> None:
     with torch.no_grad():  # random norms and biases so that every parameter matters
         for pname, p in model.named_parameters():
             if p.ndim == 1:
-                p.copy_(torch.randn_like(p) * 0.2 + (0.0 if "gemma" in name else 1.0) * ("norm" in pname or "ln" in pname))
+                is_norm = "norm" in pname or "ln" in pname
+                p.copy_(torch.randn_like(p) * 0.2 + (0.0 if "gemma" in name else 1.0) * is_norm)
     model.save_pretrained(path, safe_serialization=True)
 
 
@@ -48,8 +63,10 @@ def _reference(path, tokens, mask):
     pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
     with torch.no_grad():
         out = hf(
-            input_ids=torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(mask),
-            position_ids=torch.tensor(pos, dtype=torch.long), output_hidden_states=True,
+            input_ids=torch.tensor(tokens, dtype=torch.long),
+            attention_mask=torch.tensor(mask),
+            position_ids=torch.tensor(pos, dtype=torch.long),
+            output_hidden_states=True,
         )
     return out.logits.numpy(), [h.numpy() for h in out.hidden_states]
 

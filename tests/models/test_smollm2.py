@@ -11,7 +11,7 @@ from saelab.models.loading import resolve
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. Sparse autoencoders find features in activations.",
-    "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a + b\n",
+    'def add(a, b):\n    """Return the sum of a and b."""\n    return a + b\n',
 ]
 
 
@@ -53,8 +53,10 @@ def test_logits_and_hidden_states_match_transformers(model: Model, torch_model) 
     pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
     with torch.no_grad():
         out = hf(
-            input_ids=torch.tensor(toks, dtype=torch.long), attention_mask=torch.tensor(mask),
-            position_ids=torch.tensor(pos, dtype=torch.long), output_hidden_states=True,
+            input_ids=torch.tensor(toks, dtype=torch.long),
+            attention_mask=torch.tensor(mask),
+            position_ids=torch.tensor(pos, dtype=torch.long),
+            output_hidden_states=True,
         )
     ref = out.logits.numpy()
     real = mask.astype(bool)
@@ -69,8 +71,7 @@ def test_logits_and_hidden_states_match_transformers(model: Model, torch_model) 
 
 
 def test_bfloat16_forward_agrees_with_float32(model: Model) -> None:
-    bf = Model(model.cfg, {k: v for k, v in _cast(model.params, jnp.bfloat16).items()}, model.tokenizer,
-               model.special)
+    bf = Model(model.cfg, {k: v for k, v in _cast(model.params, jnp.bfloat16).items()}, model.tokenizer, model.special)
     toks, _ = model.to_tokens(TEXTS[0])
     l32, _ = model.run_with_cache(toks, [])
     l16, _ = bf.run_with_cache(toks, [])

@@ -7,10 +7,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from . import numpy_sae as ref
 import pytest
 
 from saelab.sae import AuxState, SAEConfig, SAEParams, init_aux_state, loss
+
+from . import numpy_sae as ref
 
 B, D_IN, D_SAE = 8, 6, 16
 DEAD = np.arange(D_SAE) % 3 == 0  # 6 dead latents

@@ -49,7 +49,7 @@ def test_every_token_exactly_once_per_epoch(store) -> None:
     assert len(train) == 980 and loader.epoch_length == 16  # BOS (pos 0) excluded by default
     # 64 does not divide 980: batches run on across the epoch boundary, so the stream cut into 980s is exact
     seen = np.concatenate([next(loader).idx for _ in range(3 * loader.epoch_length)])
-    epochs = [seen[e * 980:(e + 1) * 980] for e in range(3)]
+    epochs = [seen[e * 980 : (e + 1) * 980] for e in range(3)]
     for e in epochs:
         np.testing.assert_array_equal(np.sort(e), train)
     assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
@@ -128,6 +128,12 @@ def test_batches_shard_over_four_devices(store) -> None:
         print("ok")
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[2], timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -35,8 +35,9 @@ def _data(n: int, seed: int = 0):
 
 
 def _open(path, dtype="float32", shard=50, meta=META, overwrite=False) -> StoreWriter:
-    return StoreWriter.create_or_resume(path, meta=meta, hooks=["a", "b"], d_model=D, dtype=dtype,
-                                        shard_tokens=shard, overwrite=overwrite)
+    return StoreWriter.create_or_resume(
+        path, meta=meta, hooks=["a", "b"], d_model=D, dtype=dtype, shard_tokens=shard, overwrite=overwrite
+    )
 
 
 def _write(path, n: int, dtype="float32", shard=50, chunk=13, stop_after: int | None = None) -> StoreWriter:
@@ -147,7 +148,11 @@ def test_resume_after_crash_is_byte_identical(tmp_path) -> None:
     (tmp_path / "crash" / "shard_000009.safetensors").write_bytes(b"unlisted")
     assert _open(tmp_path / "crash").n_tokens_done == 150
     assert sorted(f.name for f in (tmp_path / "crash").iterdir()) == [
-        "manifest.json", "shard_000000.safetensors", "shard_000001.safetensors", "shard_000002.safetensors"]
+        "manifest.json",
+        "shard_000000.safetensors",
+        "shard_000001.safetensors",
+        "shard_000002.safetensors",
+    ]
     w = _write(tmp_path / "crash", 230)
     assert w.complete
     assert _files(tmp_path / "crash") == _files(tmp_path / "ref")
@@ -196,8 +201,7 @@ def test_append_validates_inputs(tmp_path) -> None:
     with pytest.raises(ValueError, match="store dtype 'int8'"):
         StoreWriter.create_or_resume(tmp_path / "t", meta=META, hooks=["a"], d_model=D, dtype="int8")
     with pytest.raises(ValueError, match="JSON"):
-        StoreWriter.create_or_resume(tmp_path / "t", meta={"x": object()}, hooks=["a"], d_model=D,
-                                     dtype="float32")
+        StoreWriter.create_or_resume(tmp_path / "t", meta={"x": object()}, hooks=["a"], d_model=D, dtype="float32")
 
 
 def test_not_a_store(tmp_path) -> None:

@@ -13,8 +13,7 @@ D = 4
 def _write(path, n: int = 230) -> None:
     rng = np.random.default_rng(0)
     w = StoreWriter.create_or_resume(path, meta={}, hooks=["h"], d_model=D, dtype="float32", shard_tokens=50)
-    w.append({"h": rng.standard_normal((n, D)).astype(np.float32)}, np.arange(n), np.arange(n) // 10,
-             np.arange(n) % 10)
+    w.append({"h": rng.standard_normal((n, D)).astype(np.float32)}, np.arange(n), np.arange(n) // 10, np.arange(n) % 10)
     w.finalize()
 
 
@@ -62,8 +61,7 @@ def test_resume_refuses_a_damaged_store(tmp_path) -> None:
     _write(tmp_path / "s")
     (tmp_path / "s" / "shard_000002.safetensors").unlink()
     with pytest.raises(StoreCorruptError, match=r"cannot resume .*shard_000002\S*: missing.*--overwrite"):
-        StoreWriter.create_or_resume(tmp_path / "s", meta={}, hooks=["h"], d_model=D, dtype="float32",
-                                     shard_tokens=50)
+        StoreWriter.create_or_resume(tmp_path / "s", meta={}, hooks=["h"], d_model=D, dtype="float32", shard_tokens=50)
 
 
 def test_garbled_manifest_is_named(tmp_path) -> None:
@@ -71,6 +69,7 @@ def test_garbled_manifest_is_named(tmp_path) -> None:
     (tmp_path / "s" / "manifest.json").write_text("{not json")
     with pytest.raises(StoreCorruptError, match="manifest.json is not valid JSON"):
         ActivationStore(tmp_path / "s")
-    w = StoreWriter.create_or_resume(tmp_path / "s", meta={}, hooks=["h"], d_model=D, dtype="float32",
-                                     shard_tokens=50, overwrite=True)
+    w = StoreWriter.create_or_resume(
+        tmp_path / "s", meta={}, hooks=["h"], d_model=D, dtype="float32", shard_tokens=50, overwrite=True
+    )
     assert w.n_tokens_done == 0

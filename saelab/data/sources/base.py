@@ -39,8 +39,10 @@ def join_fields(row: Mapping[str, Any], fields: list[str], where: str) -> str:
     for f in fields:
         if f not in row:
             have = ", ".join(map(repr, row)) or "none"
-            raise ValueError(f"{where}: no field {f!r} (this row has {have}); name existing fields, "
-                             "several joined with '+', e.g. question+answer")
+            raise ValueError(
+                f"{where}: no field {f!r} (this row has {have}); name existing fields, "
+                "several joined with '+', e.g. question+answer"
+            )
         v = row[f]
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise ValueError(f"{where}: field {f!r} is {type(v).__name__}, not text; pick a string field")

@@ -20,8 +20,9 @@ def open_source(args: str) -> Source:
     elif len(parts) == 4:
         name, config, split, field = parts
     else:
-        raise ValueError(f"hf:{args} has {len(parts)} parts; expected {USAGE}, "
-                         "e.g. hf:wikitext:wikitext-103-raw-v1:train:text")
+        raise ValueError(
+            f"hf:{args} has {len(parts)} parts; expected {USAGE}, e.g. hf:wikitext:wikitext-103-raw-v1:train:text"
+        )
     if not (name and split):
         raise ValueError(f"hf:{args}: empty NAME or SPLIT; expected {USAGE}")
     fields = split_fields(field, USAGE)

@@ -18,8 +18,7 @@ from saelab.data.sources.base import Source
 USAGE = "python-docs"
 MIN_CHARS = 20
 """Shorter docstrings ("Return self.") carry too little text to be worth a document."""
-SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3",
-                       "__pycache__"})
+SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"})
 """Third-party code, test suites (bulky, and partly deliberately broken) and legacy tools."""
 
 _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)

@@ -21,8 +21,7 @@ _TITLE = re.compile(r"= [^=](.*[^=])? =")
 
 def open_source(args: str) -> Source:
     path = existing_file(args, USAGE)
-    return Source(name=f"text:{path.name}", revision=f"bytes={path.stat().st_size}",
-                  read=lambda: read_text(path))
+    return Source(name=f"text:{path.name}", revision=f"bytes={path.stat().st_size}", read=lambda: read_text(path))
 
 
 def read_text(path: Path) -> Iterator[str]:
