@@ -18,6 +18,18 @@ class StopForward(Exception):
     """Raised by a torch forward hook to end the pass at the hooked layer (how peers exit early)."""
 
 
+def torch_model(name: str):
+    """The same checkpoint in transformers on torch (float32, eval mode): the peer of the JAX model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from saelab.models.loading import resolve
+
+    path = resolve(name)
+    kw = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
+    return AutoModelForCausalLM.from_pretrained(str(path.parent if kw else path), dtype=torch.float32, **kw).eval()
+
+
 def timeit(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict[str, float]:
     """Median and min seconds of `fn()` over `reps` runs after `warmup` untimed runs."""
     for _ in range(warmup):

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, docstring_tokens, machine, result_line, timeit, write  # noqa: E402
+from common import StopForward, docstring_tokens, machine, result_line, timeit, torch_model, write  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +32,6 @@ def main() -> None:
     import jax.numpy as jnp
 
     from saelab.models import Model
-    from saelab.models.loading import resolve
 
     model = Model.load(a.model)
     tokens = docstring_tokens(model.tokenizer, a.batch * a.context).reshape(a.batch, a.context)
@@ -46,12 +45,9 @@ def main() -> None:
     jax_t = timeit(jax_run, reps)
 
     import torch
-    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    path = resolve(a.model)
-    kw = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
-    hf = AutoModelForCausalLM.from_pretrained(str(path.parent if kw else path), dtype=torch.float32, **kw).eval()
+    hf = torch_model(a.model)
     layer = hf.model.layers[a.layer]
     captured = {}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, machine, result_line, write  # noqa: E402
+from common import StopForward, machine, result_line, torch_model, write  # noqa: E402
 
 
 def main() -> None:
@@ -82,14 +82,10 @@ def main() -> None:
 def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, context: int, out: Path) -> float:
     """Seconds for transformers + a stopping forward hook to harvest the same windows into a bf16 memmap."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from saelab.data import open_corpus, pack_batches
-    from saelab.models.loading import resolve
 
-    path = resolve(name)
-    kw = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
-    hf = AutoModelForCausalLM.from_pretrained(str(path.parent if kw else path), dtype=torch.float32, **kw).eval()
+    hf = torch_model(name)
     d = hf.config.hidden_size
     sink = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint16, shape=(n_tokens, d))
     captured = {}
