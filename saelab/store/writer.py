@@ -74,13 +74,7 @@ class StoreWriter:
         path = Path(path)
         fresh = _fresh_manifest(meta, hooks, d_model, dtype, shard_tokens)
         if (path / MANIFEST).exists():
-            try:
-                old = read_manifest(path)
-            except StoreError:
-                if not overwrite:
-                    raise
-                old = None
-            diff = [k for k in _IDENTITY if old is None or old.get(k) != fresh[k]]
+            old, diff = _identity_diff(path, fresh, overwrite)
             started = _part_counts(path)
             if not diff and started and not overwrite:
                 raise StoreMismatchError(
@@ -137,13 +131,7 @@ class StoreWriter:
         fresh = _fresh_manifest(meta, hooks, d_model, dtype, shard_tokens)
         started = _part_counts(path)
         if (path / MANIFEST).exists():
-            try:
-                old = read_manifest(path)
-            except StoreError:
-                if not overwrite:
-                    raise
-                old = None
-            diff = [k for k in _IDENTITY if old is None or old.get(k) != fresh[k]]
+            old, diff = _identity_diff(path, fresh, overwrite)
             if not diff and old["complete"]:
                 return True
             problem = None
@@ -427,3 +415,14 @@ def _remove_own_files(path: Path, keep: set[str]) -> None:
     for f in path.iterdir():
         if _is_own(f.name) and f.name not in keep:
             f.unlink()
+
+
+def _identity_diff(path: Path, fresh: dict, overwrite: bool) -> tuple[dict | None, list[str]]:
+    """(existing manifest or None when unreadable and `overwrite`, identity keys where it differs from `fresh`)."""
+    try:
+        old = read_manifest(path)
+    except StoreError:
+        if not overwrite:
+            raise
+        old = None
+    return old, [k for k in _IDENTITY if old is None or old.get(k) != fresh[k]]

@@ -27,7 +27,7 @@ def _check_selection(pool, out, n_selected):
 @pytest.mark.parametrize("method", ["jaccard", "hidden", "bm25", "dsir", "random"])
 def test_selection_is_byte_identical(tmp_path, tiny_model, tiny_sae, pool_and_target, method):
     if method in ("bm25", "dsir"):  # the `select` extra
-        pytest.importorskip({"bm25": "bm25s", "dsir": "sklearn"}[method])
+        pytest.importorskip({"bm25": "bm25s", "dsir": "sklearn"}[method], reason="needs the select extra (just setup)")
     pool, target = pool_and_target
     cfg = SelectConfig(
         pool=pool,
@@ -47,7 +47,7 @@ def test_selection_is_byte_identical(tmp_path, tiny_model, tiny_sae, pool_and_ta
 
 
 def test_bm25_prefers_the_target_words(tmp_path, pool_and_target):
-    pytest.importorskip("bm25s")
+    pytest.importorskip("bm25s", reason="needs the select extra (just setup)")
     pool, target = pool_and_target
     run(SelectConfig(pool=pool, target=target, method="bm25", ratio=0.25, out=tmp_path, progress=False))
     assert b"timer" in (tmp_path / "selected.jsonl").read_bytes()

@@ -126,7 +126,7 @@ def test_one_and_four_devices_give_the_same_losses(real_store, tmp_path, arch) -
 
 @pytest.mark.parametrize("arch", ["topk", "relu", "jumprelu", "batchtopk"])
 def test_export_loads_in_saelens_and_encodes_identically(real_store, tmp_path, arch) -> None:
-    sae_lens = pytest.importorskip("sae_lens")
+    sae_lens = pytest.importorskip("sae_lens", reason="needs SAELens (just bench)")
     import torch
 
     r = train.run(_cfg(real_store, tmp_path, arch, f"sae.architecture='{arch}'", "train.tokens=5120"))
