@@ -17,7 +17,7 @@ ANALYSIS_COMMANDS: list[str] = [
     "saelab.atoms.cli",
     "saelab.select.cli",
     "saelab.inspect.cli",
-    "saelab.plan_cli",
+    "saelab.train.plan_cli",
 ]
 
 
@@ -47,7 +47,7 @@ def _model_generate(a: argparse.Namespace) -> None:
 
 
 def _harvest(a: argparse.Namespace) -> None:
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
     from saelab.harvest import HarvestConfig, run
 
     path = run(config_from_args(HarvestConfig, a))
@@ -103,7 +103,7 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _eval(a: argparse.Namespace) -> None:
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
     from saelab.evals import EvalConfig, run
 
     r = run(config_from_args(EvalConfig, a, sae=a.sae_path))
@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_model_generate)
 
-    from saelab.cliargs import add_config_args
-    from saelab.distributed import add_flags as add_distributed_flags
+    from saelab.runtime.cliargs import add_config_args
+    from saelab.runtime.distributed import add_flags as add_distributed_flags
     from saelab.harvest.config import HarvestConfig
 
     hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from saelab.distributed import initialize_from_args
+    from saelab.runtime.distributed import initialize_from_args
     from saelab.store import StoreError
 
     args = build_parser().parse_args(argv)

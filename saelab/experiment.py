@@ -65,7 +65,7 @@ STAGES: dict[str, StageKind] = {
     "harvest": StageKind("saelab.harvest.config:HarvestConfig", _plain("saelab.harvest:run"), lambda c: c.out),
     "train": StageKind("saelab.train.config:TrainConfig", _train, lambda c: c.run_dir),
     "eval": StageKind("saelab.evals.config:EvalConfig", _plain("saelab.evals:run"), lambda c: c.out),
-    "plot": StageKind("saelab.plots:PlotConfig", _plain("saelab.plots:run"), lambda c: c.out),
+    "plot": StageKind("saelab.evals.plots:PlotConfig", _plain("saelab.evals.plots:run"), lambda c: c.out),
     "saelens-train": StageKind(
         "saelab.peers.saelens:SAELensTrainConfig", _plain("saelab.peers.saelens:run"), lambda c: c.out
     ),

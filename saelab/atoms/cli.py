@@ -10,7 +10,7 @@ from saelab.atoms.analysis import fmt
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `atoms` subcommand to the `saelab` subparsers."""
     from saelab.atoms.run import AtomsConfig
-    from saelab.cliargs import add_config_args
+    from saelab.runtime.cliargs import add_config_args
 
     p = sub.add_parser(
         "atoms",
@@ -32,7 +32,7 @@ def _atoms(a: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from saelab.atoms.run import AtomsConfig, run
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
 
     try:
         cfg = config_from_args(AtomsConfig, a)

@@ -23,7 +23,7 @@ from saelab.atoms.dictionary import Dictionary, load_dictionary, neurons
 from saelab.atoms.metric import Metric, metric_from_activations, pair_angles
 from saelab.atoms.report import markdown_table
 from saelab.atoms.uniqueness import DEFINITIONS as U_DEFS
-from saelab.progress import progress_bar
+from saelab.runtime.progress import progress_bar
 from saelab.store import ActivationStore
 
 PAPER = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from saelab.cliargs import add_config_args, config_from_args
+from saelab.runtime.cliargs import add_config_args, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,7 +25,7 @@ from saelab.circuits.metric import CORRECT_ABOVE, metric_fn, normalise
 from saelab.circuits.tasks import TaskData
 from saelab.models import HookContext, Model, ModelConfig, forward
 from saelab.models.transformer import FAMILIES
-from saelab.progress import progress_bar
+from saelab.runtime.progress import progress_bar
 
 Source = Literal["negative", "mean"]
 

@@ -21,7 +21,7 @@ from saelab.evals.config import EvalConfig
 from saelab.evals.report import write_report
 from saelab.models import Model
 from saelab.models.hooks import hook_layer
-from saelab.progress import progress_bar
+from saelab.runtime.progress import progress_bar
 from saelab.sae import LoadedSAE, decode, encode, load_sae
 
 

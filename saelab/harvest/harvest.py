@@ -4,7 +4,7 @@ All requested hooks come from a single forward that stops after the deepest hook
 is dispatched before the previous one is copied to the host, so the device never waits for disk. A killed
 harvest rerun with the same settings resumes after the last complete shard and produces the same store.
 
-With several processes (`saelab.distributed`), the shards are split into contiguous blocks, one per process:
+With several processes (`saelab.runtime.distributed`), the shards are split into contiguous blocks, one per process:
 each process harvests the windows of its block on its own devices and writes those shards under their global
 numbers, recording its progress in its own part manifest (so each resumes on its own). After a barrier,
 process 0 writes the one manifest; the store is then the same as a one-process harvest's (bit for bit when
@@ -23,10 +23,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from saelab.data import open_corpus, pack_batches
-from saelab.distributed import barrier
+from saelab.runtime.distributed import barrier
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
-from saelab.progress import progress_bar
+from saelab.runtime.progress import progress_bar
 from saelab.store import StoreWriter
 from saelab.store.writer import Part, merge_parts
 

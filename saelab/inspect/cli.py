@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from saelab.cliargs import add_config_args
+    from saelab.runtime.cliargs import add_config_args
     from saelab.inspect.config import InspectConfig
 
     p = sub.add_parser("inspect", help="feature dashboards of every latent as a static site (REPORT/index.html)")
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _inspect(a: argparse.Namespace) -> None:
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
     from saelab.inspect.config import InspectConfig
     from saelab.inspect.run import run
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.inspect import passes
-from saelab.progress import progress_bar
+from saelab.runtime.progress import progress_bar
 from saelab.sae import LoadedSAE
 from saelab.store import ActivationStore
 

@@ -8,7 +8,7 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `select` and `select bench` to the saelab command line."""
-    from saelab.cliargs import add_config_args
+    from saelab.runtime.cliargs import add_config_args
     from saelab.select.bench import BenchConfig
     from saelab.select.config import SelectConfig
     from saelab.select.downstream import DownstreamConfig
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _select(a: argparse.Namespace) -> None:
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
     from saelab.select.config import SelectConfig
     from saelab.select.run import run
 
@@ -59,7 +59,7 @@ def _select(a: argparse.Namespace) -> None:
 
 
 def _bench(a: argparse.Namespace) -> None:
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
     from saelab.select.bench import BenchConfig, run_bench
 
     cfg = config_from_args(BenchConfig, a)
@@ -68,7 +68,7 @@ def _bench(a: argparse.Namespace) -> None:
 
 
 def _downstream(a: argparse.Namespace) -> None:
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
     from saelab.select.downstream import DownstreamConfig, run_downstream
 
     cfg = config_from_args(DownstreamConfig, a)
@@ -79,7 +79,7 @@ def _downstream(a: argparse.Namespace) -> None:
 def _scale(a: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from saelab.cliargs import config_from_args
+    from saelab.runtime.cliargs import config_from_args
     from saelab.select.config import SelectConfig
     from saelab.select.scale import run_scale
 

@@ -21,7 +21,7 @@ import optax
 
 from saelab.models import HookContext, Model
 from saelab.models.transformer import FAMILIES
-from saelab.progress import progress_bar
+from saelab.runtime.progress import progress_bar
 
 __all__ = ["FinetuneResult", "Frozen", "freeze_inputs", "finetune_and_eval"]
 

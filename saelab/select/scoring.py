@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from saelab.progress import progress_bar
+from saelab.runtime.progress import progress_bar
 from saelab.select.baselines import BM25Scorer, DSIRScorer, MiniLMEmbedder, score_random
 from saelab.select.cache import EmbeddingCache, file_digest
 from saelab.select.config import MODEL_METHODS, SAE_METHODS, SelectConfig

@@ -20,8 +20,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from saelab.distributed import barrier, put, to_host
-from saelab.progress import progress_bar
+from saelab.runtime.distributed import barrier, put, to_host
+from saelab.runtime.progress import progress_bar
 from saelab.sae import SAEConfig, SAEParams, fold_input_scaling, geometric_median, init_params
 from saelab.sae.saelens_io import save_saelens
 from saelab.store import ActivationLoader, ActivationStore

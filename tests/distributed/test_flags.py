@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from saelab.distributed import DistributedConfig, add_flags, initialize, initialize_from_args, launcher
+from saelab.runtime.distributed import DistributedConfig, add_flags, initialize, initialize_from_args, launcher
 
 
 def _parse(*argv: str) -> argparse.Namespace:

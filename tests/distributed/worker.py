@@ -13,7 +13,7 @@ import sys
 
 
 def main() -> None:
-    from saelab.distributed import DistributedConfig, initialize
+    from saelab.runtime.distributed import DistributedConfig, initialize
 
     n = int(os.environ["SAELAB_TEST_PROCESSES"])
     if n > 1:

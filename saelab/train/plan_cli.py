@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _plan(a: argparse.Namespace) -> int:
     from saelab import train
-    from saelab.plan import human, plan_config
+    from saelab.train.plan import human, plan_config
 
     if a.devices is not None and a.devices < 1 or a.d_in is not None and a.d_in < 1:
         raise ValueError("--devices and --d-in must be positive")

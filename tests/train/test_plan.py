@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from saelab import plan_cli, train
-from saelab.plan import Mesh, plan_config
+from saelab import train
+from saelab.train import plan_cli
+from saelab.train.plan import Mesh, plan_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
