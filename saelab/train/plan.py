@@ -5,7 +5,7 @@ The train state (`saelab.train.run.initial_state`) is float32 parameters sharded
 bookkeeping (since_fired int32, window_counts float32) on `model`, and a few replicated scalars. The step's
 working set adds the gradients (parameter-sized), the batch (batch/data rows of d_in float32) and the
 encoder's temporaries (pre-activations, codes, masks and their gradients: a few batch x latents arrays).
-The state rows are exact (tests/distributed/test_plan.py checks them against `jax.eval_shape` of the real
+The state rows are exact (tests/train/test_plan.py checks them against `jax.eval_shape` of the real
 state and its shardings); the working-set rows are an estimate calibrated on XLA's memory analysis.
 """
 
@@ -19,7 +19,7 @@ from saelab.train.config import TrainConfig
 F32 = 4
 # The step's float32 temporaries, in (batch rows x latents) arrays per architecture plus (batch rows x d_in)
 # arrays, fitted to XLA's compiled memory analysis of the real step (CPU, one device, sizes 4k..32k latents)
-# and rounded up; tests/distributed/test_plan.py keeps them within [0.9, 1.45] x XLA's number. GPU and TPU
+# and rounded up; tests/train/test_plan.py keeps them within [0.9, 1.45] x XLA's number. GPU and TPU
 # compilers fuse differently (not measured here): leave headroom.
 LATENT_ARRAYS = {"relu": 3.0, "topk": 4.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0}
 ROW_ARRAYS = 8
