@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from saelab.runtime.machine import context_fields, machine
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "bench"
 
@@ -54,18 +55,9 @@ def docstring_tokens(tokenizer, n_tokens: int) -> np.ndarray:
     return np.asarray(ids[:n_tokens], np.int32)
 
 
-def machine() -> dict[str, str]:
-    import jax
-
-    return {
-        "platform": platform.platform(),
-        "cpu": platform.processor(),
-        "jax_backend": jax.default_backend(),
-        "jax_devices": str(jax.devices()),
-    }
-
-
 def write(name: str, result: dict, out: str | None) -> Path:
+    """Write `result` as JSON (with what it ran on, when the script did not record it) and return the path."""
+    result.setdefault("machine", machine())
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
@@ -73,7 +65,10 @@ def write(name: str, result: dict, out: str | None) -> Path:
 
 
 def result_line(**kv: object) -> str:
+    """`RESULT key=value ...`: the measured values, then the machine's context (CPU, ISA, cores, versions)."""
+
     def fmt(v: object) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
+    kv = {**kv, **context_fields(machine())}
     return "RESULT " + " ".join(f"{k}={fmt(v)}" for k, v in kv.items())
