@@ -1,7 +1,11 @@
 """CE loss recovered and KL divergence: the SAE reconstruction spliced into the model at the SAE's own hook.
 
-Four forwards per batch inside one jit: clean (which also caches the hook's activations for the
-reconstruction metrics), SAE-spliced, zero-ablated and mean-ablated. Position 0 of
+Four variants per batch inside one jit: clean (which also gives the hook's activations for the
+reconstruction metrics), SAE-spliced, zero-ablated and mean-ablated. At a residual-stream hook
+(`hook_resid_pre` / `hook_resid_post`) the blocks below the hook run once and the four variants run the
+blocks above it as one `lax.scan` (one compiled copy of the upper model instead of four full forwards: the
+compile is about 4x smaller and the work below the hook is not repeated); at any other hook each variant is a
+full hooked forward. Position 0 of
 every window is the BOS token; the SAE never trained on it (its norm is huge), so every variant keeps the
 clean BOS activation and replaces positions 1.. only. CE is the mean next-token loss over positions 0..T-2.
 """
@@ -17,6 +21,8 @@ import jax.numpy as jnp
 from saelab.evals.metrics import batch_sums
 from saelab.models import HookContext, forward
 from saelab.models.config import ModelConfig
+from saelab.models.hooks import hook_layer
+from saelab.models.transformer import FAMILIES, run_blocks, unembed
 
 Encode = Callable[[Any, jax.Array], jax.Array]  # (sae_params, x (n, d)) -> codes (n, d_sae)
 Decode = Callable[[Any, jax.Array], jax.Array]  # (sae_params, codes) -> x_hat (n, d)
@@ -33,47 +39,99 @@ class SpliceSums(NamedTuple):
     kl_mean: jax.Array
 
 
-def make_splice_fn(cfg: ModelConfig, hook: str, encode: Encode, decode: Decode):
+def residual_split(hook: str) -> int | None:
+    """The first block above a residual-stream hook (the variants share everything below it); None elsewhere."""
+    layer = hook_layer(hook)
+    if hook.endswith(".hook_resid_post"):
+        return layer + 1
+    if hook.endswith(".hook_resid_pre"):
+        return layer
+    return None
+
+
+def make_splice_fn(cfg: ModelConfig, hook: str, encode: Encode, decode: Decode, shared_prefix: bool = True):
     """Jitted (model_params, sae_params, tokens (b, t), act_mean (d,)) -> (SpliceSums, Sums) for one batch:
-    the splice sums and the reconstruction sums of the hook's activations at positions 1.. ."""
+    the splice sums and the reconstruction sums of the hook's activations at positions 1.. .
 
-    def reconstruct(sae_params, x):
-        return decode(sae_params, encode(sae_params, x))
+    `shared_prefix=False` forces four full hooked forwards (the reference the shared-prefix path is tested
+    against)."""
+    split = residual_split(hook) if shared_prefix else None
 
-    def replace_after_bos(new: Callable[[jax.Array], jax.Array]):
-        def hook_fn(x):  # (batch, seq, d)
-            b, t, d = x.shape
-            y = new(x[:, 1:].reshape(-1, d)).reshape(b, t - 1, d)
-            return x.at[:, 1:].set(y.astype(x.dtype))
-
-        return hook_fn
-
-    def run(model_params, sae_params, tokens, act_mean):
-        def logits(hooks, cache=()):
-            out = forward(model_params, cfg, tokens, None, HookContext(hooks=hooks, cache=cache))
-            return out.logits[:, :-1], out.cache
-
-        clean_logits, cache = logits({}, (hook,))
-        clean = jax.nn.log_softmax(clean_logits)
-        x = cache[hook][:, 1:].reshape(-1, cache[hook].shape[-1]).astype(jnp.float32)
-        codes = encode(sae_params, x)
-        recon = batch_sums(x, decode(sae_params, codes), codes)
-        variants = {
-            "sae": replace_after_bos(lambda x: reconstruct(sae_params, x)),
+    def variants(sae_params, act_mean) -> dict[str, Callable[[jax.Array], jax.Array]]:
+        return {
+            "sae": replace_after_bos(lambda x: decode(sae_params, encode(sae_params, x))),
             "zero": replace_after_bos(jnp.zeros_like),
             "mean": replace_after_bos(lambda x: jnp.broadcast_to(act_mean.astype(x.dtype), x.shape)),
         }
+
+    def sums(tokens, clean_lp, lps: dict[str, jax.Array]) -> dict[str, jax.Array]:
         target = tokens[:, 1:, None]
         ce = lambda lp: -jnp.take_along_axis(lp, target, axis=-1).sum()
-        p_clean = jnp.exp(clean)
-        out = {"ce_clean": ce(clean)}
-        for name, fn in variants.items():
-            lp = jax.nn.log_softmax(logits({hook: fn})[0])
+        p_clean = jnp.exp(clean_lp)
+        out = {"ce_clean": ce(clean_lp)}
+        for name, lp in lps.items():
             out[f"ce_{name}"] = ce(lp)
-            out[f"kl_{name}"] = jnp.sum(p_clean * (clean - lp))
-        return SpliceSums(n=jnp.asarray(target.size, jnp.float32), **out), recon
+            out[f"kl_{name}"] = jnp.sum(p_clean * (clean_lp - lp))
+        return out
+
+    def recon_sums(sae_params, act):  # act (b, t, d) at the hook
+        x = act[:, 1:].reshape(-1, act.shape[-1]).astype(jnp.float32)
+        codes = encode(sae_params, x)
+        return batch_sums(x, decode(sae_params, codes), codes)
+
+    def full_forwards(model_params, sae_params, tokens, act_mean):
+        def log_probs(hooks, cache=()):
+            out = forward(model_params, cfg, tokens, None, HookContext(hooks=hooks, cache=cache))
+            return jax.nn.log_softmax(out.logits[:, :-1]), out.cache
+
+        clean, cache = log_probs({}, (hook,))
+        lps = {name: log_probs({hook: fn})[0] for name, fn in variants(sae_params, act_mean).items()}
+        return sums(tokens, clean, lps), recon_sums(sae_params, cache[hook])
+
+    def shared_below(model_params, sae_params, tokens, act_mean):
+        pad_mask = jnp.ones(tokens.shape, jnp.int32)
+        positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)
+        x0 = FAMILIES[cfg.family].embed(model_params, cfg, tokens, positions)
+        act = run_blocks(model_params, cfg, x0, pad_mask, HookContext(), 0, split)  # (b, t, d) at the hook
+        fns = variants(sae_params, act_mean)
+        streams = jnp.stack([act] + [fns[k](act) for k in ("sae", "zero", "mean")])  # (4, b, t, d)
+
+        target = tokens[:, 1:, None]
+
+        def variant(clean_lp, ix):  # one variant through the blocks above the hook; variant 0 is clean
+            i, x = ix
+            y = run_blocks(model_params, cfg, x, pad_mask, HookContext(), split, cfg.n_layers)
+            lp = jax.nn.log_softmax(unembed(model_params, cfg, y)[:, :-1])  # (b, t - 1, vocab)
+            clean_lp = jnp.where(i == 0, lp, clean_lp)
+            ce = -jnp.take_along_axis(lp, target, axis=-1).sum()
+            kl = jnp.sum(jnp.exp(clean_lp) * (clean_lp - lp))
+            return clean_lp, (ce, kl)
+
+        init = jnp.zeros((*target.shape[:2], cfg.vocab_size), jnp.float32)
+        _, (ces, kls) = jax.lax.scan(variant, init, (jnp.arange(4), streams))
+        out = {"ce_clean": ces[0]}
+        for i, name in enumerate(("sae", "zero", "mean"), start=1):
+            out[f"ce_{name}"], out[f"kl_{name}"] = ces[i], kls[i]
+        return out, recon_sums(sae_params, act)
+
+    body = full_forwards if split is None else shared_below
+
+    def run(model_params, sae_params, tokens, act_mean):
+        out, recon = body(model_params, sae_params, tokens, act_mean)
+        return SpliceSums(n=jnp.asarray(tokens[:, 1:].size, jnp.float32), **out), recon
 
     return jax.jit(run)
+
+
+def replace_after_bos(new: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """A hook (batch, seq, d) -> same that replaces positions 1.. by `new` of them (BOS kept clean)."""
+
+    def hook_fn(x):
+        b, t, d = x.shape
+        y = new(x[:, 1:].reshape(-1, d)).reshape(b, t - 1, d)
+        return x.at[:, 1:].set(y.astype(x.dtype))
+
+    return hook_fn
 
 
 def finish(s: SpliceSums) -> dict[str, float]:

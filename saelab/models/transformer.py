@@ -42,8 +42,26 @@ def forward(
     positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)  # (batch, seq)
     x = fam.embed(params, cfg, tokens, positions)  # (batch, seq, d_model)
     n = cfg.n_layers if stop_at_layer is None else stop_at_layer
-    for layer in range(n):
-        x = fam.block(params["layers"][layer], cfg, layer, x, positions, pad_mask, ctx)
+    x = run_blocks(params, cfg, x, pad_mask, ctx, 0, n)
     if stop_at_layer is not None:
         return ForwardOutput(None, ctx.cache)
     return ForwardOutput(fam.unembed(params, cfg, x), ctx.cache)
+
+
+def run_blocks(
+    params: Params, cfg: ModelConfig, x: jax.Array, pad_mask: jax.Array, ctx: HookContext, start: int, stop: int
+) -> jax.Array:
+    """The residual stream (batch, seq, d_model) after blocks start..stop-1, from the stream entering `start`.
+
+    Lets a caller share the work below a layer between several continuations (the eval's splice variants).
+    """
+    fam = FAMILIES[cfg.family]
+    positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)  # (batch, seq)
+    for layer in range(start, stop):
+        x = fam.block(params["layers"][layer], cfg, layer, x, positions, pad_mask, ctx)
+    return x
+
+
+def unembed(params: Params, cfg: ModelConfig, x: jax.Array) -> jax.Array:
+    """Logits (batch, seq, vocab) float32 from the last residual stream (final norm included)."""
+    return FAMILIES[cfg.family].unembed(params, cfg, x)

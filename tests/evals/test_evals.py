@@ -48,10 +48,14 @@ def zero_sae(d: int):
     return _relu_sae(jnp.zeros((d, 8), jnp.float32), jnp.zeros((8, d), jnp.float32), d)
 
 
-def _splice(model: Model, hook: str, sae, tokens, act_mean=None):
+def _splice(model: Model, hook: str, sae, tokens, act_mean=None, shared_prefix: bool = True):
     params, cfg = sae
     fn = splice.make_splice_fn(
-        model.cfg, hook, partial(lambda p, x, c: encode(p, x, c), c=cfg), lambda p, codes: decode(p, codes)
+        model.cfg,
+        hook,
+        partial(lambda p, x, c: encode(p, x, c), c=cfg),
+        lambda p, codes: decode(p, codes),
+        shared_prefix=shared_prefix,
     )
     mean = jnp.zeros((model.cfg.d_model,)) if act_mean is None else act_mean
     s, r = fn(model.params, params, tokens, mean)
@@ -132,3 +136,26 @@ def test_max_decoder_cosine_matches_brute_force() -> None:
     np.fill_diagonal(g, -np.inf)
     np.testing.assert_allclose(got, g.max(1), atol=1e-5)
     assert got[5] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("hook", ["blocks.3.hook_resid_post", "blocks.3.hook_resid_pre", "blocks.0.hook_resid_pre"])
+def test_shared_prefix_splice_equals_four_full_forwards(model: Model, tokens, hook: str) -> None:
+    """Running the blocks below a residual hook once (the fast path) changes no eval number."""
+    d = model.cfg.d_model
+    w = jax.random.normal(jax.random.key(1), (d, 64)) / np.sqrt(d)
+    sae = _relu_sae(w, w.T, d)
+    mean = jnp.full((d,), 0.05)
+    assert splice.residual_split(hook) is not None
+    fast, rec_fast = _splice(model, hook, sae, tokens, mean)
+    slow, rec_slow = _splice(model, hook, sae, tokens, mean, shared_prefix=False)
+    for key, value in slow.items():
+        assert fast[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key
+    numeric = [k for k, v in rec_slow.items() if isinstance(v, float)]
+    assert numeric and all(rec_fast[k] == pytest.approx(rec_slow[k], rel=1e-6, abs=1e-9) for k in numeric)
+
+
+def test_residual_split_only_at_residual_hooks() -> None:
+    assert splice.residual_split("blocks.6.hook_resid_post") == 7
+    assert splice.residual_split("blocks.6.hook_resid_pre") == 6
+    assert splice.residual_split("blocks.6.hook_mlp_out") is None
+    assert splice.residual_split("blocks.6.attn.hook_z") is None
