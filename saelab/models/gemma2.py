@@ -13,10 +13,10 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
+from saelab.models.kv_cache import keys_and_mask
 from saelab.models.layers import (
     apply_rope,
     attend,
-    attention_mask,
     gelu_tanh,
     project_heads,
     rms_norm,
@@ -83,7 +83,7 @@ def block(
     inv_freq = rope_inv_freq(cfg)
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     window = cfg.sliding_window if cfg.is_sliding(layer) else None
-    mask = attention_mask(pad_mask, positions, window)
+    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, window)
     scale = cfg.query_pre_attn_scalar**-0.5
     z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, scale, cfg.attn_logit_softcap))
     # hook_attn_out is what enters the residual stream: after the post-attention norm.

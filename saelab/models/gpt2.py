@@ -13,7 +13,8 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
-from saelab.models.layers import attend, attention_mask, gelu_tanh, layer_norm, project_heads
+from saelab.models.kv_cache import keys_and_mask
+from saelab.models.layers import attend, gelu_tanh, layer_norm, project_heads
 
 Getter = Callable[[str], np.ndarray]
 
@@ -85,7 +86,7 @@ def block(
     q = jnp.einsum("bsm,mhd->bshd", h, p["W_Q"]) + p["b_Q"]
     k = jnp.einsum("bsm,mhd->bshd", h, p["W_K"]) + p["b_K"]
     v = jnp.einsum("bsm,mhd->bshd", h, p["W_V"]) + p["b_V"]
-    mask = attention_mask(pad_mask, positions, None)
+    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, None)
     z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
     attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p["b_O"], ctx, pre))
     x = ctx(pre + "hook_resid_mid", x + attn_out)

@@ -53,10 +53,12 @@ def validate_hook_names(names: Iterable[str], n_layers: int) -> None:
 class HookContext:
     """Applies registered hooks and records requested activations while a forward pass is traced."""
 
-    def __init__(self, hooks: Mapping[str, HookFn] | None = None, cache: Iterable[str] = ()) -> None:
+    def __init__(self, hooks: Mapping[str, HookFn] | None = None, cache: Iterable[str] = (), kv=None) -> None:
         self.hooks = dict(hooks or {})
         self.wanted = frozenset(cache)
         self.cache: dict[str, jax.Array] = {}
+        self.kv = kv  # a models.kv_cache.KVCache during incremental decoding, else None
+        self.kv_written: dict[int, tuple[jax.Array, jax.Array]] = {}  # layer -> its updated (keys, values)
 
     def __call__(self, name: str, x: jax.Array) -> jax.Array:
         fn = self.hooks.get(name)

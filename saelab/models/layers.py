@@ -84,16 +84,19 @@ def attention_mask(pad_mask: jax.Array, positions: jax.Array, window: int | None
 def attend(
     q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float, softcap: float | None = None
 ) -> jax.Array:
-    """Grouped-query attention. q: (b, s, H, d), k/v: (b, s, Hkv, d) -> z: (b, s, H, d)."""
+    """Grouped-query attention. q: (b, s, H, d), k/v: (b, t, Hkv, d), mask (b, 1, s, t) -> z: (b, s, H, d).
+
+    t = s for a full forward; with a KV cache t is the cache length."""
     b, s, h, d = q.shape
+    t = k.shape[1]
     g = h // k.shape[2]
     qg = q.reshape(b, s, k.shape[2], g, d)
     logits = jnp.einsum("bqkgd,btkd->bkgqt", qg, k, preferred_element_type=jnp.float32) * scale
     if softcap is not None:
         logits = jnp.tanh(logits / softcap) * softcap
-    logits = logits.reshape(b, h, s, s)
+    logits = logits.reshape(b, h, s, t)
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype).reshape(b, k.shape[2], g, s, s)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype).reshape(b, k.shape[2], g, s, t)
     z = jnp.einsum("bkgqt,btkd->bqkgd", probs, v)
     return z.reshape(b, s, h, d)
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
-from saelab.models.layers import apply_rope, attend, attention_mask, project_heads, rms_norm, rope_inv_freq
+from saelab.models.kv_cache import keys_and_mask
+from saelab.models.layers import apply_rope, attend, project_heads, rms_norm, rope_inv_freq
 
 Getter = Callable[[str], np.ndarray]
 
@@ -72,7 +73,7 @@ def block(
         q, k, v = q + p["b_Q"], k + p["b_K"], v + p["b_V"]
     inv_freq = rope_inv_freq(cfg)
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
-    mask = attention_mask(pad_mask, positions, cfg.sliding_window)
+    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, cfg.sliding_window)
     z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
     attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], None, ctx, pre))
     x = ctx(pre + "hook_resid_mid", x + attn_out)

@@ -106,22 +106,47 @@ class Model:
             mask[i, n - len(x) :] = 1
         return toks, mask
 
-    def generate(self, prompt: str, max_new_tokens: int = 8, prepend_bos: bool = False) -> str:
-        """Greedy continuation: the quickest proof that weights and tokenizer are right."""
-        toks, _ = self.to_tokens(prompt, prepend_bos=prepend_bos)
-        n = toks.shape[1]
-        buf = np.zeros((1, n + max_new_tokens), np.int32)
-        buf[:, :n] = toks
-        step = _cached_forward(self.cfg, (), None)  # right padding never changes earlier causal logits
-        out = []
-        for i in range(max_new_tokens):
-            logits, _ = step(self.params, jnp.asarray(buf), None)
-            nxt = int(jnp.argmax(logits[0, n + i - 1]))
-            buf[0, n + i] = nxt
-            out.append(nxt)
-            if nxt == self.eos_id:
-                break
-        return self.tokenizer.decode(out)
+    def generate(
+        self,
+        prompt: str | Sequence[str],
+        max_new_tokens: int = 8,
+        prepend_bos: bool = False,
+        *,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        stop: Sequence[int] | None = None,
+        hooks: Mapping[str, HookFn] | None = None,
+    ) -> str | list[str]:
+        """Continuation of one prompt (a string) or of several (a list, batched with left padding), with a KV
+        cache. Greedy by default; `temperature` > 0 samples (with `top_k` / `top_p`, reproducible per `seed`).
+        Stops at `stop` token ids (default: the model's EOS). `hooks` apply at every step."""
+        from saelab.models.generate import Sampling, generate
+
+        texts = [prompt] if isinstance(prompt, str) else list(prompt)
+        toks, mask = self.to_tokens(texts, prepend_bos=prepend_bos)
+        stops = tuple(stop) if stop is not None else (() if self.eos_id is None else (self.eos_id,))
+        if hooks:
+            validate_hook_names(hooks, self.cfg.n_layers)
+        out = generate(
+            self.params,
+            self.cfg,
+            jnp.asarray(toks),
+            jnp.asarray(mask),
+            max_new_tokens,
+            sampling=Sampling(temperature, top_k, top_p),
+            seed=seed,
+            stop_ids=stops,
+            pad_id=stops[0] if stops else 0,
+            hooks=hooks,
+        )
+        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+        texts_out = []
+        for row, n in zip(tokens, lengths, strict=True):
+            ids = [int(t) for t in row[:n] if int(t) not in stops]
+            texts_out.append(self.tokenizer.decode(ids))
+        return texts_out[0] if isinstance(prompt, str) else texts_out
 
     def info(self) -> dict[str, Any]:
         c = self.cfg

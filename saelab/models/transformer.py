@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from saelab.models import gemma2, gpt2, llama
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
+from saelab.models.kv_cache import KVCache, advanced, slot_positions
 
 FAMILIES: dict[str, ModuleType] = {"llama": llama, "gemma2": gemma2, "gpt2": gpt2}
 
@@ -46,6 +47,22 @@ def forward(
     if stop_at_layer is not None:
         return ForwardOutput(None, ctx.cache)
     return ForwardOutput(fam.unembed(params, cfg, x), ctx.cache)
+
+
+def forward_cached(
+    params: Params, cfg: ModelConfig, tokens: jax.Array, kv: KVCache, ctx: HookContext
+) -> tuple[jax.Array, KVCache]:
+    """Logits (batch, s, vocab) of `tokens` (batch, s) placed at slots kv.start.. of the cache, attending to
+    every slot before them, and the cache with their keys written. Hooks in `ctx` apply as in `forward`
+    (to this call's positions only)."""
+    fam = FAMILIES[cfg.family]
+    s = tokens.shape[1]
+    positions = jax.lax.dynamic_slice_in_dim(slot_positions(kv.pad_mask), kv.start, s, axis=1)  # (batch, s)
+    ctx.kv, ctx.kv_written = kv, {}
+    x = fam.embed(params, cfg, tokens, positions)
+    for layer in range(cfg.n_layers):
+        x = fam.block(params["layers"][layer], cfg, layer, x, positions, kv.pad_mask, ctx)
+    return fam.unembed(params, cfg, x), advanced(kv, ctx, s)
 
 
 def run_blocks(

@@ -1,0 +1,118 @@
+"""Text generation with a KV cache: greedy or sampled (temperature, top-k, top-p, seed), stop tokens,
+batched left-padded prompts, and hooks (SAE splices, latent edits, steering) applied at every step.
+
+The whole loop is one jitted function: a prefill over the prompts, then a `lax.scan` of one-token steps,
+each attending to the cache. Rows that produced a stop token keep running (shapes are static) but their
+later tokens are masked out of the result.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from saelab.models.config import ModelConfig
+from saelab.models.hooks import HookContext, HookFn
+from saelab.models.kv_cache import empty_cache
+from saelab.models.transformer import forward_cached
+
+
+class Sampling(NamedTuple):
+    """How the next token is chosen. temperature 0 is greedy (argmax); otherwise logits / temperature are
+    restricted to the `top_k` largest and to the smallest set whose probability reaches `top_p`."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def check(self, vocab_size: int) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
+            raise ValueError(f"top_k must be in [1, vocab_size={vocab_size}], got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+GREEDY = Sampling()
+
+
+class Generation(NamedTuple):
+    tokens: jax.Array  # (batch, max_new) int32; slots after a row's stop token hold `pad_id`
+    lengths: jax.Array  # (batch,) int32: generated tokens per row, its stop token included
+
+
+def next_token(logits: jax.Array, sampling: Sampling, key: jax.Array) -> jax.Array:
+    """The next token (batch,) from last-position logits (batch, vocab) under `sampling`."""
+    if sampling.temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    z = logits.astype(jnp.float32) / sampling.temperature
+    neg = jnp.finfo(jnp.float32).min
+    if sampling.top_k is not None:
+        kth = jax.lax.top_k(z, sampling.top_k)[0][:, -1:]  # (batch, 1)
+        z = jnp.where(z < kth, neg, z)
+    if sampling.top_p is not None:
+        order = jnp.argsort(-z, axis=-1)
+        sorted_p = jax.nn.softmax(jnp.take_along_axis(z, order, axis=-1), axis=-1)
+        before = jnp.cumsum(sorted_p, axis=-1) - sorted_p  # probability of the tokens ranked above
+        drop_sorted = before >= sampling.top_p  # the first token is always kept
+        drop = jnp.zeros_like(drop_sorted).at[jnp.arange(z.shape[0])[:, None], order].set(drop_sorted)
+        z = jnp.where(drop, neg, z)
+    return jax.random.categorical(key, z, axis=-1).astype(jnp.int32)
+
+
+def generate(
+    params: dict,
+    cfg: ModelConfig,
+    tokens: jax.Array,
+    pad_mask: jax.Array,
+    max_new_tokens: int,
+    *,
+    sampling: Sampling = GREEDY,
+    seed: int = 0,
+    stop_ids: tuple[int, ...] = (),
+    pad_id: int = 0,
+    hooks: Mapping[str, HookFn] | None = None,
+) -> Generation:
+    """Continue left-padded prompts `tokens` (batch, n) with `pad_mask` (1 = real token) by up to
+    `max_new_tokens` tokens each; `hooks` apply to the prompt and to every generated position."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if tokens.ndim != 2 or tokens.shape != pad_mask.shape:
+        raise ValueError(f"tokens and pad_mask must both be (batch, seq), got {tokens.shape} and {pad_mask.shape}")
+    sampling.check(cfg.vocab_size)
+    fn = _compiled(cfg, max_new_tokens, sampling, tuple(stop_ids), pad_id, tuple(sorted((hooks or {}).items())))
+    return fn(params, jnp.asarray(tokens, jnp.int32), jnp.asarray(pad_mask, jnp.int32), jax.random.key(seed))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(cfg: ModelConfig, max_new: int, sampling: Sampling, stop_ids, pad_id: int, hooks):
+    hook_map = dict(hooks)
+
+    def run(params, tokens, pad_mask, key):
+        b, n = tokens.shape
+        slots = jnp.concatenate([pad_mask, jnp.ones((b, max_new), jnp.int32)], axis=1)
+        kv = empty_cache(cfg, slots, params["embed"].dtype)
+        logits, kv = forward_cached(params, cfg, tokens, kv, HookContext(hooks=hook_map))
+        stops = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
+
+        def step(carry, i):
+            last, kv, done = carry
+            tok = next_token(last, sampling, jax.random.fold_in(key, i))
+            out = jnp.where(done, pad_id, tok)
+            done = done | jnp.isin(tok, stops)
+            logits, kv = forward_cached(params, cfg, tok[:, None], kv, HookContext(hooks=hook_map))
+            return (logits[:, -1], kv, done), out
+
+        init = (logits[:, -1], kv, jnp.zeros((b,), bool))
+        _, toks = jax.lax.scan(step, init, jnp.arange(max_new))
+        toks = toks.T  # (batch, max_new)
+        is_stop = jnp.isin(toks, stops)
+        first_stop = jnp.where(is_stop.any(1), jnp.argmax(is_stop, axis=1) + 1, max_new)
+        return Generation(toks, first_stop.astype(jnp.int32))
+
+    return jax.jit(run)
