@@ -9,8 +9,8 @@ later tokens are masked out of the result.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,27 +77,45 @@ def generate(
     stop_ids: tuple[int, ...] = (),
     pad_id: int = 0,
     hooks: Mapping[str, HookFn] | None = None,
+    context: Callable[[Any], HookContext] | None = None,
+    context_args: Any = None,
 ) -> Generation:
     """Continue left-padded prompts `tokens` (batch, n) with `pad_mask` (1 = real token) by up to
-    `max_new_tokens` tokens each; `hooks` apply to the prompt and to every generated position."""
+    `max_new_tokens` tokens each; `hooks` apply to the prompt and to every generated position.
+
+    `context(context_args)` builds the hook context of every call instead (e.g. a spliced model's, which
+    runs SAEs at their hooks); `context_args` is a pytree passed into the jitted loop as an argument, so
+    SAE weights are not baked into the program as constants."""
+    if context is not None and hooks:
+        raise ValueError("pass hooks inside the context, or hooks without a context, not both")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if tokens.ndim != 2 or tokens.shape != pad_mask.shape:
         raise ValueError(f"tokens and pad_mask must both be (batch, seq), got {tokens.shape} and {pad_mask.shape}")
     sampling.check(cfg.vocab_size)
-    fn = _compiled(cfg, max_new_tokens, sampling, tuple(stop_ids), pad_id, tuple(sorted((hooks or {}).items())))
-    return fn(params, jnp.asarray(tokens, jnp.int32), jnp.asarray(pad_mask, jnp.int32), jax.random.key(seed))
+    if context is None:
+        context = _PlainContext(tuple(sorted((hooks or {}).items())))
+    fn = _compiled(cfg, max_new_tokens, sampling, tuple(stop_ids), pad_id, context)
+    toks, mask = jnp.asarray(tokens, jnp.int32), jnp.asarray(pad_mask, jnp.int32)
+    return fn(params, toks, mask, jax.random.key(seed), context_args)
+
+
+class _PlainContext(NamedTuple):
+    """Hooks by name, hashed by value, so the same hooks reuse one compiled loop."""
+
+    hooks: tuple[tuple[str, HookFn], ...]
+
+    def __call__(self, _: Any) -> HookContext:
+        return HookContext(hooks=dict(self.hooks))
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(cfg: ModelConfig, max_new: int, sampling: Sampling, stop_ids, pad_id: int, hooks):
-    hook_map = dict(hooks)
-
-    def run(params, tokens, pad_mask, key):
+def _compiled(cfg: ModelConfig, max_new: int, sampling: Sampling, stop_ids, pad_id: int, context):
+    def run(params, tokens, pad_mask, key, context_args):
         b, n = tokens.shape
         slots = jnp.concatenate([pad_mask, jnp.ones((b, max_new), jnp.int32)], axis=1)
         kv = empty_cache(cfg, slots, params["embed"].dtype)
-        logits, kv = forward_cached(params, cfg, tokens, kv, HookContext(hooks=hook_map))
+        logits, kv = forward_cached(params, cfg, tokens, kv, context(context_args))
         stops = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
 
         def step(carry, i):
@@ -105,7 +123,7 @@ def _compiled(cfg: ModelConfig, max_new: int, sampling: Sampling, stop_ids, pad_
             tok = next_token(last, sampling, jax.random.fold_in(key, i))
             out = jnp.where(done, pad_id, tok)
             done = done | jnp.isin(tok, stops)
-            logits, kv = forward_cached(params, cfg, tok[:, None], kv, HookContext(hooks=hook_map))
+            logits, kv = forward_cached(params, cfg, tok[:, None], kv, context(context_args))
             return (logits[:, -1], kv, done), out
 
         init = (logits[:, -1], kv, jnp.zeros((b,), bool))

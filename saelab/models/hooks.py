@@ -59,6 +59,7 @@ class HookContext:
         self.cache: dict[str, jax.Array] = {}
         self.kv = kv  # a models.kv_cache.KVCache during incremental decoding, else None
         self.kv_written: dict[int, tuple[jax.Array, jax.Array]] = {}  # layer -> its updated (keys, values)
+        self.positions: jax.Array | None = None  # (batch, seq) token positions, set by the forward pass
 
     def __call__(self, name: str, x: jax.Array) -> jax.Array:
         fn = self.hooks.get(name)

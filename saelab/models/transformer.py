@@ -41,6 +41,7 @@ def forward(
     if pad_mask is None:
         pad_mask = jnp.ones(tokens.shape, jnp.int32)
     positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)  # (batch, seq)
+    ctx.positions = positions
     x = fam.embed(params, cfg, tokens, positions)  # (batch, seq, d_model)
     n = cfg.n_layers if stop_at_layer is None else stop_at_layer
     x = run_blocks(params, cfg, x, pad_mask, ctx, 0, n)
@@ -58,7 +59,7 @@ def forward_cached(
     fam = FAMILIES[cfg.family]
     s = tokens.shape[1]
     positions = jax.lax.dynamic_slice_in_dim(slot_positions(kv.pad_mask), kv.start, s, axis=1)  # (batch, s)
-    ctx.kv, ctx.kv_written = kv, {}
+    ctx.kv, ctx.kv_written, ctx.positions = kv, {}, positions
     x = fam.embed(params, cfg, tokens, positions)
     for layer in range(cfg.n_layers):
         x = fam.block(params["layers"][layer], cfg, layer, x, positions, kv.pad_mask, ctx)

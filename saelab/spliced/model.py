@@ -1,0 +1,165 @@
+"""`SplicedModel`: a model with SAEs attached at their hook points, in the spirit of SAELens's
+`HookedSAETransformer.run_with_saes` / `add_sae`, on saelab's pure-function hooks (everything jits).
+
+    spliced = SplicedModel(Model.load("smollm2-135m"), [load_sae("checkpoints/demo")], use_error_term=True)
+    logits, cache = spliced.run_with_cache(tokens, ["blocks.6.hook_resid_post.hook_sae_acts_post"])
+    ablated = spliced.run_with_hooks(tokens, {"blocks.6.hook_resid_post.hook_sae_acts_post": kill_42})
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.models import Model, forward
+from saelab.models.config import ModelConfig
+from saelab.models.generate import Generation, Sampling, generate
+from saelab.models.hooks import HookFn, validate_hook_names
+from saelab.sae import LoadedSAE, SAEParams
+from saelab.spliced.context import Attached, SplicedContext, sae_hook_names
+
+
+class SplicedModel:
+    """A `Model` plus SAEs spliced in at their hooks (one SAE per hook point)."""
+
+    def __init__(
+        self,
+        model: Model,
+        saes: Sequence[LoadedSAE] | Mapping[str, LoadedSAE],
+        use_error_term: bool = False,
+        splice_bos: bool = False,
+    ) -> None:
+        items = saes.items() if isinstance(saes, Mapping) else [(_hook_of(s), s) for s in saes]
+        self.model = model
+        self.attached: tuple[Attached, ...] = ()
+        self.sae_params: dict[str, SAEParams] = {}
+        for hook, sae in items:
+            if hook in self.sae_params:
+                raise ValueError(f"two SAEs at {hook}; attach one SAE per hook point")
+            validate_hook_names([hook], model.cfg.n_layers)
+            self.attached += (Attached(hook, sae.cfg, use_error_term, splice_bos),)
+            self.sae_params[hook] = sae.params
+
+    def hook_names(self) -> list[str]:
+        """The model's hook points and every attached SAE's own."""
+        extra = [n for a in self.attached for n in sae_hook_names(a.hook, a.use_error_term)]
+        return self.model.hook_names() + extra
+
+    def run_with_cache(
+        self,
+        tokens: Any,
+        names: Iterable[str],
+        pad_mask: Any = None,
+        hooks: Mapping[str, HookFn] | None = None,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(logits (batch, seq, vocab), {name: activation}) with the SAEs spliced in and `hooks` applied."""
+        names = tuple(sorted(set(names)))
+        self._check(names)
+        self._check(hooks or {})
+        fn = _jitted(self.model.cfg, self.attached, _items(hooks), names)
+        return fn(self.model.params, self.sae_params, jnp.asarray(tokens), pad_mask)
+
+    def run_with_hooks(self, tokens: Any, hooks: Mapping[str, HookFn], pad_mask: Any = None) -> jax.Array:
+        """Logits with the SAEs spliced in and `hooks` (on model or SAE hook points) applied."""
+        return self.run_with_cache(tokens, (), pad_mask, hooks)[0]
+
+    def forward(self, params: dict, sae_params: Mapping[str, SAEParams], tokens, pad_mask=None, hooks=None):
+        """The pure, traceable forward (call it inside your own jit/vmap/grad): logits and cache."""
+        ctx = SplicedContext(self.attached, sae_params, hooks)
+        out = forward(params, self.model.cfg, tokens, pad_mask, ctx)
+        return out.logits, out.cache
+
+    def generate(
+        self,
+        prompt: str | Sequence[str],
+        max_new_tokens: int = 32,
+        *,
+        hooks: Mapping[str, HookFn] | None = None,
+        prepend_bos: bool = True,
+        stop: Sequence[int] | None = None,
+        **sampling: Any,
+    ) -> str | list[str]:
+        """Continuations with the SAEs (and `hooks`) in the loop at every step; `sampling` takes
+        temperature, top_k, top_p and seed as `Model.generate` does."""
+        m = self.model
+        texts = [prompt] if isinstance(prompt, str) else list(prompt)
+        toks, mask = m.to_tokens(texts, prepend_bos=prepend_bos)
+        stops = tuple(stop) if stop is not None else (() if m.eos_id is None else (m.eos_id,))
+        out = self.generate_tokens(toks, mask, max_new_tokens, hooks=hooks, stop_ids=stops, **sampling)
+        decoded = [
+            m.tokenizer.decode([int(t) for t in row[:n] if int(t) not in stops])
+            for row, n in zip(np.asarray(out.tokens), np.asarray(out.lengths), strict=True)
+        ]
+        return decoded[0] if isinstance(prompt, str) else decoded
+
+    def generate_tokens(
+        self,
+        tokens: Any,
+        pad_mask: Any,
+        max_new_tokens: int,
+        *,
+        hooks: Mapping[str, HookFn] | None = None,
+        stop_ids: tuple[int, ...] = (),
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+    ) -> Generation:
+        """Token-level generation (left-padded `tokens` (batch, n) and `pad_mask`) with the SAEs in the loop."""
+        self._check(hooks or {})
+        return generate(
+            self.model.params,
+            self.model.cfg,
+            jnp.asarray(tokens),
+            jnp.asarray(pad_mask),
+            max_new_tokens,
+            sampling=Sampling(temperature, top_k, top_p),
+            seed=seed,
+            stop_ids=stop_ids,
+            pad_id=stop_ids[0] if stop_ids else 0,
+            context=_Context(self.attached, _items(hooks)),
+            context_args=self.sae_params,
+        )
+
+    def _check(self, names: Iterable[str]) -> None:
+        valid = set(self.hook_names())
+        bad = sorted(n for n in names if n not in valid)
+        if bad:
+            sae = ", ".join(sorted(n for n in valid if ".hook_sae_" in n)) or "none (no SAE attached)"
+            raise ValueError(f"unknown hook point(s) {bad}; model hooks are blocks.L.<point>, SAE hooks: {sae}")
+
+
+class _Context(NamedTuple):
+    """Builds the spliced context inside a jitted loop; hashed by value so equal hooks share a compile."""
+
+    attached: tuple[Attached, ...]
+    hooks: tuple[tuple[str, HookFn], ...]
+
+    def __call__(self, sae_params: Mapping[str, SAEParams]) -> SplicedContext:
+        return SplicedContext(self.attached, sae_params, dict(self.hooks))
+
+
+def _hook_of(sae: LoadedSAE) -> str:
+    hook = sae.metadata.get("hook_name")
+    if not hook:
+        raise ValueError("this SAE does not name its hook (no hook_name in its cfg.json); pass {hook: sae}")
+    return hook
+
+
+def _items(hooks: Mapping[str, HookFn] | None) -> tuple[tuple[str, HookFn], ...]:
+    return tuple(sorted((hooks or {}).items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(cfg: ModelConfig, attached: tuple[Attached, ...], hooks, names: tuple[str, ...]):
+    def run(params, sae_params, tokens, pad_mask):
+        ctx = SplicedContext(attached, sae_params, dict(hooks), names)
+        out = forward(params, cfg, tokens, pad_mask, ctx)
+        return out.logits, out.cache
+
+    return jax.jit(run)
