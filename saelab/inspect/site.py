@@ -174,3 +174,16 @@ def _round(a: Any, digits: int = 4) -> Any:
 def _write(out: Path, name: str, obj: Any) -> None:
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     (out / DATA / f"{name}.js").write_text(f'saelabData("{name}",{text});\n', encoding="utf-8")
+
+
+def read_top_tokens(report: Path) -> dict[int, list[str]]:
+    """Each latent's most frequent top-activating tokens, read back from a report's index data."""
+    path = Path(report) / DATA / "index.js"
+    if not path.is_file():
+        raise FileNotFoundError(f"{report} is not a saelab report (no {DATA}/index.js); build one with saelab inspect")
+    text = path.read_text(encoding="utf-8")
+    prefix = 'saelabData("index",'
+    if not text.startswith(prefix):
+        raise ValueError(f"{path} is not a saelab report index")
+    index = json.loads(text[len(prefix) : text.rindex(");")])
+    return {int(lat): list(toks) for lat, toks in zip(index["latent"], index["top_tokens"], strict=True)}

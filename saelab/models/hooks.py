@@ -1,7 +1,8 @@
 """Hook points (TransformerLens/SAELens names) and the context that applies hooks during a forward pass.
 
-A hook is a pure JAX function `(activation) -> activation`; the forward pass calls `ctx(name, x)` at every
-hook point, which applies the user's function if one is registered and records the value if it was asked
+A hook is a pure JAX function `(activation) -> activation` (or, when it has `needs_positions = True`,
+`(activation, positions (batch, seq)) -> activation`, for edits at chosen token positions); the forward pass
+calls `ctx(name, x)` at every hook point, which applies the user's function if one is registered and records the value if it was asked
 for. Everything happens at trace time, so hooked forwards jit and vmap like any other JAX function.
 """
 
@@ -64,7 +65,7 @@ class HookContext:
     def __call__(self, name: str, x: jax.Array) -> jax.Array:
         fn = self.hooks.get(name)
         if fn is not None:
-            y = fn(x)
+            y = fn(x, self.positions) if getattr(fn, "needs_positions", False) else fn(x)
             if y.shape != x.shape:
                 raise ValueError(f"hook at {name} returned shape {y.shape}, expected {x.shape}")
             x = y.astype(x.dtype)

@@ -68,9 +68,17 @@ class SplicedModel:
         """Logits with the SAEs spliced in and `hooks` (on model or SAE hook points) applied."""
         return self.run_with_cache(tokens, (), pad_mask, hooks)[0]
 
-    def forward(self, params: dict, sae_params: Mapping[str, SAEParams], tokens, pad_mask=None, hooks=None):
-        """The pure, traceable forward (call it inside your own jit/vmap/grad): logits and cache."""
-        ctx = SplicedContext(self.attached, sae_params, hooks)
+    def forward(
+        self,
+        params: dict,
+        sae_params: Mapping[str, SAEParams],
+        tokens: jax.Array,
+        pad_mask: jax.Array | None = None,
+        hooks: Mapping[str, HookFn] | None = None,
+        cache: tuple[str, ...] = (),
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The pure, traceable forward (call it inside your own jit/vmap/grad): logits and the cache."""
+        ctx = SplicedContext(self.attached, sae_params, hooks, cache)
         out = forward(params, self.model.cfg, tokens, pad_mask, ctx)
         return out.logits, out.cache
 

@@ -1,0 +1,104 @@
+"""Subcommands `saelab steer` and `saelab explain`: parse, call saelab.spliced, print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    st = sub.add_parser("steer", help="clean and steered continuations of a prompt, side by side")
+    st.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
+    st.add_argument("prompt", help="the prompt to continue")
+    st.add_argument("--latent", type=int, action="append", required=True, help="latent to steer with (repeatable)")
+    st.add_argument(
+        "--alpha", type=float, action="append", help="added multiple of the latent's decoder row (one per --latent)"
+    )
+    st.add_argument("--clamp", type=float, action="append", help="clamp the latent's activation to this value instead")
+    st.add_argument("--from-position", type=int, default=1, help="first token position edited (default 1: after BOS)")
+    _generation_flags(st)
+    st.set_defaults(fn=_steer)
+
+    ex = sub.add_parser("explain", help="the latents active at each position of a prompt, and what drives a target")
+    ex.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
+    ex.add_argument("prompt", help="the prompt to explain")
+    ex.add_argument("--target", help="target token text (e.g. ' Paris'); default: the model's top prediction")
+    ex.add_argument("--top", type=int, default=5, help="latents shown per position (default 5)")
+    ex.add_argument("--n-total", type=int, default=10, help="candidates whose total effect is measured by ablation")
+    ex.add_argument("--report", type=Path, help="dashboard report of this SAE (links and top tokens per latent)")
+    ex.add_argument("--model", help="model (default: the one the SAE names)")
+    ex.set_defaults(fn=_explain)
+
+
+def _generation_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (default 32)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with this probability")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--model", help="model (default: the one the SAE names)")
+
+
+def _steer(a: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saelab.spliced.loading import model_and_sae
+    from saelab.spliced.steer import steer
+
+    if (a.alpha is None) == (a.clamp is None):
+        raise ValueError("give --alpha (add the decoder row) or --clamp (set the activation), one per --latent")
+    model, sae = model_and_sae(a.sae, a.model)
+    out = steer(
+        model,
+        sae,
+        a.prompt,
+        a.latent,
+        a.alpha or (),
+        a.clamp,
+        max_new_tokens=a.max_new_tokens,
+        from_position=a.from_position,
+        temperature=a.temperature,
+        top_k=a.top_k,
+        top_p=a.top_p,
+        seed=a.seed,
+    )
+    how = "clamped to " + ", ".join(map(str, a.clamp)) if a.clamp else "alpha " + ", ".join(map(str, a.alpha))
+    t = Table(title=f"{a.prompt!r} at {sae.metadata.get('hook_name')}", show_lines=True)
+    t.add_column("clean")
+    t.add_column(f"latent {', '.join(map(str, a.latent))} {how}")
+    t.add_row(out.clean, out.steered)
+    Console().print(t)
+
+
+def _explain(a: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saelab.spliced.explain import explain
+
+    ex = explain(a.sae, a.prompt, a.target, a.model, a.top, a.n_total, a.report)
+    con = Console()
+    t = Table(title=f"top latents per position ({ex.hook})")
+    for col in ("pos", "token", "latents (activation)"):
+        t.add_column(col)
+    for p, (tok, lats) in enumerate(zip(ex.tokens, ex.per_position, strict=True)):
+        t.add_row(str(p), repr(tok), "  ".join(f"{i} ({v:.2f})" for i, v in lats))
+    con.print(t)
+    att = ex.attribution
+    t = Table(title=f"what drives {ex.target!r} (logit {att.logit:.2f}) after position {att.position}")
+    for col in ("pos", "latent", "activation", "gradient", "direct", "total (ablation)", "top tokens", "dashboard"):
+        t.add_column(col)
+    for e in att.effects:
+        fmt = lambda v: "" if v != v else f"{v:+.3f}"
+        t.add_row(
+            str(e.position),
+            str(e.latent),
+            f"{e.activation:.3f}",
+            fmt(e.gradient),
+            fmt(e.direct),
+            fmt(e.total),
+            " ".join(repr(s) for s in ex.top_tokens.get(e.latent, [])),
+            ex.links.get(e.latent, ""),
+        )
+    con.print(t)
