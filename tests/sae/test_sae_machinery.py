@@ -86,7 +86,8 @@ def test_unit_norm_decoder_optimiser_keeps_rows_unit_norm() -> None:
 @pytest.mark.parametrize("mode", ["codes", "weights"])
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_fold_input_scaling_is_equivalent(arch: str, mode: str) -> None:
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, k=3)
+    k = {"k": 3} if "k" in get_architecture(arch).fields else {}
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **k)
     r = np.random.default_rng(0)
     p = init_params(jax.random.PRNGKey(0), cfg, b_dec=jnp.asarray(r.normal(size=D_IN), jnp.float32))
     p = p._replace(b_enc=jnp.asarray(r.normal(size=D_SAE) * 0.05, jnp.float32))
