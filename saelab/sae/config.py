@@ -128,11 +128,12 @@ class SAEConfig(Config):
 
 
 def check_fields(architecture: ArchitectureName, names: Iterable[str]) -> None:
-    """ValueError naming each field in `names` that `architecture` does not read, and the ones that do."""
+    """ValueError naming each SAEConfig field in `names` that `architecture` does not read, and the
+    architectures that do (names that are no field are left to SAEConfig's unknown-key error)."""
     from saelab.sae.registry import ARCHITECTURES
 
     entry = _entry(architecture)
-    stray = sorted(set(names) - SHARED_FIELDS - entry.fields)
+    stray = sorted((set(names) & SAEConfig.model_fields.keys()) - SHARED_FIELDS - entry.fields)
     if not stray:
         return
     users = {f: sorted(a.name for a in ARCHITECTURES.values() if f in a.fields) for f in stray}

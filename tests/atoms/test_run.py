@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.atoms.run import AtomsConfig, run
+from saelab.atoms.config import AtomsConfig
+from saelab.atoms.run import run
 from saelab.atoms.synthetic import make_codes, make_dictionary, synthesize
 from saelab.cli import main
 from saelab.sae import SAEConfig, SAEParams, save_saelens
