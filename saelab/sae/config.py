@@ -4,6 +4,10 @@ Scale-dependent defaults (`jumprelu_init_threshold`, `bandwidth`, `l0_coefficien
 unit mean squared norm, as in Gemma Scope (Lieberum et al. 2024) and the JumpReLU paper (Rajamanoharan et
 al. 2024). When the trainer scales inputs to mean squared norm d_in instead, multiply the threshold and the
 bandwidth by sqrt(d_in) (a pre-activation grows by that factor) and the L0 coefficient by d_in (the mse does).
+The jumprelu registry entry declares unit input scaling, so the trainer uses it unless told otherwise.
+
+A field applies to the architectures whose registry entry lists it (or to all, SHARED_FIELDS); setting one
+that does not apply is an error, so a coefficient the architecture would ignore never passes silently.
 """
 
 from __future__ import annotations

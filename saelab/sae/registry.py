@@ -68,9 +68,13 @@ ARCHITECTURES: dict[str, Architecture] = {}
 
 
 def register(entry: Architecture) -> Architecture:
-    """Add `entry` under its name; ValueError for a taken name or a field SAEConfig does not have."""
+    """Add `entry` under its name; ValueError for a taken name or SAELens import, or a field SAEConfig lacks."""
     if entry.name in ARCHITECTURES:
         raise ValueError(f"SAE architecture {entry.name!r} is already registered")
+    taken = {s: a.name for a in ARCHITECTURES.values() for s in a.saelens_imports}
+    clash = sorted(s for s in entry.saelens_imports if s in taken)
+    if clash:
+        raise ValueError(f"architecture {entry.name!r}: SAELens {clash} already load as {[taken[s] for s in clash]}")
     unknown = sorted(entry.fields - SAEConfig.model_fields.keys())
     if unknown:
         raise ValueError(f"architecture {entry.name!r} declares fields {unknown} that SAEConfig does not have")
@@ -84,7 +88,18 @@ _TOPK = frozenset({"k", "k_aux", "aux_coefficient"})
 _JUMPRELU = frozenset({"l0_coefficient", "jumprelu_init_threshold", "bandwidth"})
 _MATRYOSHKA = _TOPK | {"kernels", "threshold_ema_rate", "matryoshka_base", "matryoshka_prefixes"}
 
-register(Architecture("relu", relu.encode, relu.decode, relu.loss, frozenset({"l1_coefficient"}), latent_arrays=3.0))
+register(
+    Architecture(
+        "relu",
+        relu.encode,
+        relu.decode,
+        relu.loss,
+        frozenset({"l1_coefficient"}),
+        saelens_name="standard",
+        saelens_imports=("standard",),
+        latent_arrays=3.0,
+    )
+)
 register(
     Architecture(
         "topk",

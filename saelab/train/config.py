@@ -113,8 +113,8 @@ class TrainConfig(_Section):
             return data
         name = _architecture_of(data.get("sae"))
         train = data.get("train", {})
-        if name not in ARCHITECTURES:
-            return data  # the architecture check below names it
+        if not isinstance(name, str) or name not in ARCHITECTURES:
+            return data  # the architecture check below, or SAEConfig's, names it
         default = get_architecture(name).input_scaling
         if isinstance(train, dict) and "input_scaling" not in train:
             return {**data, "train": {**train, "input_scaling": default}}

@@ -234,9 +234,29 @@ def test_registry_facts_match_the_previous_per_module_rules() -> None:
     names = {n: a[n].saelens_architecture(cfg(n, **({"k": 3} if "k" in a[n].fields else {}))) for n in a}
     assert names == {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu",
                      "matryoshka": "jumprelu"}  # fmt: skip
+    imports = {s: n for n in a for s in a[n].saelens_imports}
+    assert imports == {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk"}
+    assert {n: a[n].saelens_keys for n in a if a[n].saelens_keys} == {"topk": ("k",)}
     over_topk = cfg("matryoshka", k=3, matryoshka_base="topk")
     assert a["matryoshka"].saelens_architecture(over_topk) == "topk" and not over_topk.uses_threshold
     theta = init_params(jax.random.PRNGKey(0), cfg("jumprelu", jumprelu_init_threshold=0.25)).threshold
     np.testing.assert_array_equal(theta, np.full(D_SAE, 0.25, np.float32))
     with pytest.raises(ValueError, match="already registered"):
         register(a["topk"])
+
+
+@pytest.mark.parametrize(("arch", "theirs"), [("relu", "standard"), ("topk", "topk"), ("jumprelu", "jumprelu")])
+def test_a_saelens_directory_without_our_config_loads_through_the_registry(arch: str, theirs: str, tmp_path) -> None:
+    import json
+
+    kw = {"k": 5} if arch == "topk" else {}
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **kw)
+    save_saelens(tmp_path, init_params(jax.random.PRNGKey(0), cfg), cfg, {"hook_name": "h"})
+    raw = json.loads((tmp_path / "cfg.json").read_text())
+    del raw["metadata"]["saelab_config"]  # as SAELens itself writes it
+    assert raw["architecture"] == theirs
+    (tmp_path / "cfg.json").write_text(json.dumps(raw))
+    assert load_saelens(tmp_path).cfg == cfg
+    (tmp_path / "cfg.json").write_text(json.dumps(raw | {"architecture": "gated"}))
+    with pytest.raises(ValueError, match=r"'gated' .* supported: \['batchtopk', 'jumprelu', 'standard', 'topk'\]"):
+        load_saelens(tmp_path)
