@@ -62,7 +62,8 @@ class OptimConfig(_Section):
     grad_clip: float | None = Field(default=1.0, gt=0)
     """Global gradient-norm clip (SAELens default 1.0); None disables."""
     coefficient_warmup_steps: int = Field(default=0, ge=0)
-    """Linear warm-up of the L1 / L0 coefficient (Gemma Scope warms the sparsity coefficient up)."""
+    """Linear warm-up of the L1 / L0 coefficient (Gemma Scope warms the sparsity coefficient up); an error for
+    architectures without one."""
 
 
 class TrainSection(_Section):
@@ -130,6 +131,12 @@ class TrainConfig(_Section):
         name = extra.get("architecture", _DEFAULT_ARCHITECTURE)
         if isinstance(name, str):  # before any store is opened: a field the architecture ignores is an error
             check_fields(name, extra)
+            fields = get_architecture(name).fields
+            if self.optim.coefficient_warmup_steps and not fields & {"l1_coefficient", "l0_coefficient"}:
+                raise ValueError(
+                    f"optim.coefficient_warmup_steps warms up an L1 / L0 coefficient, which {name} SAEs do not "
+                    "have; remove it"
+                )
         return self
 
     @property

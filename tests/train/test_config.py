@@ -48,6 +48,9 @@ def test_fields_the_architecture_ignores_are_errors_before_any_store_is_opened(t
         ValueError, match=r"l0_coefficient does not apply to topk SAEs \(l0_coefficient applies to jumprelu\)"
     ):
         train.load_config(TOPK_TOML, ["sae.l0_coefficient=1e-3"])
+    with pytest.raises(ValueError, match="coefficient_warmup_steps warms up an L1 / L0 coefficient, which topk SAEs"):
+        train.load_config(TOPK_TOML, ["optim.coefficient_warmup_steps=10"])
+    assert train.load_config(TOPK_TOML, ["optim.coefficient_warmup_steps=0"]).optim.coefficient_warmup_steps == 0
     with pytest.raises(ValueError, match="unknown SAE architecture 'gated'"):
         train.load_config(TOPK_TOML, ["sae.architecture='gated'"])
 
