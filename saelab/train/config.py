@@ -80,8 +80,8 @@ class TrainSection(_Section):
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Initial decoder bias, from a sample of the store."""
     unit_norm_decoder: bool | None = None
-    """Keep decoder rows at unit norm, removing the parallel gradient component (OpenAI); None means on
-    for the TopK family and off for relu and jumprelu."""
+    """Keep decoder rows at unit norm, removing the parallel gradient component (OpenAI); None means the
+    architecture's registry default (on for the TopK family, off for relu and jumprelu)."""
     dead_tokens: int = Field(default=1_000_000, ge=1)
     """A latent is dead when it has not fired in this many training tokens (drives AuxK and the metric)."""
     dense_threshold: float = Field(default=0.1, gt=0, le=1)
