@@ -65,18 +65,18 @@ STAGES: dict[str, StageKind] = {
     "harvest": StageKind("saelab.harvest.config:HarvestConfig", _plain("saelab.harvest:run"), lambda c: c.out),
     "train": StageKind("saelab.train.config:TrainConfig", _train, lambda c: c.run_dir),
     "eval": StageKind("saelab.evals.config:EvalConfig", _plain("saelab.evals:run"), lambda c: c.out),
-    "plot": StageKind("saelab.evals.plots:PlotConfig", _plain("saelab.evals.plots:run"), lambda c: c.out),
+    "plot": StageKind("saelab.evals.config:PlotConfig", _plain("saelab.evals.plots:run"), lambda c: c.out),
     "saelens-train": StageKind(
         "saelab.peers.saelens:SAELensTrainConfig", _plain("saelab.peers.saelens:run"), lambda c: c.out
     ),
-    "inspect": StageKind("saelab.inspect:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
-    "atoms": StageKind("saelab.atoms.run:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
+    "inspect": StageKind("saelab.inspect.config:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
+    "atoms": StageKind("saelab.atoms.config:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
     "circuits": StageKind("saelab.circuits.config:CircuitsConfig", _plain("saelab.circuits.run:run"), lambda c: c.out),
     "select-bench": StageKind(
-        "saelab.select.bench:BenchConfig", _plain("saelab.select.bench:run_bench"), lambda c: c.out
+        "saelab.select.config:BenchConfig", _plain("saelab.select.bench:run_bench"), lambda c: c.out
     ),
     "select-downstream": StageKind(
-        "saelab.select.downstream:DownstreamConfig", _plain("saelab.select.downstream:run_downstream"), lambda c: c.out
+        "saelab.select.config:DownstreamConfig", _plain("saelab.select.downstream:run_downstream"), lambda c: c.out
     ),
     "select": StageKind("saelab.select.config:SelectConfig", _plain("saelab.select.run:run"), lambda c: c.out),
 }

@@ -144,3 +144,26 @@ out = "results/{name}/eval.json"
     assert (tmp_path / "results/tiny/eval.md").exists() and (tmp_path / "results/tiny/eval-density.png").exists()
     assert main(["run", "x.toml"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_experiment_file_validates(quick: bool) -> None:
+    files = [
+        f for f in sorted((Path(__file__).parents[1] / "experiments").glob("*.toml")) if "[[stages]]" in f.read_text()
+    ]
+    assert len(files) >= 5
+    for f in files:
+        name, stages = experiment.load(f, quick=quick)
+        assert stages and name.endswith("-quick") == quick
+
+
+def test_every_stage_config_shares_the_one_base_and_lives_in_its_stages_config_module() -> None:
+    from saelab.runtime.config import Config
+
+    for kind, stage in experiment.STAGES.items():
+        module, name = stage.config.split(":")
+        cls = getattr(__import__(module, fromlist=[name]), name)
+        assert issubclass(cls, Config), kind
+        assert cls.model_config["extra"] == "forbid" and cls.model_config["frozen"], kind
+        if kind != "saelens-train":  # the SAELens peer is no saelab stage
+            assert module.endswith(".config"), (kind, module)

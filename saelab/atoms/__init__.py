@@ -11,12 +11,13 @@ neurons (D = identity, Z = activations), features (ReLU/TopK SAE decoder rows) o
 - reconstruction: sparse reconstruction R^2 = 1 - SSE/SST of a dictionary with its codes.
 - synthetic: dictionaries with known coherence and K-sparse codes.
 - dictionary, analysis, run, report, plots: neurons / features / atoms compared on a store (`saelab atoms`,
-  the `atoms` experiment stage: `AtomsConfig` and `run(cfg)`).
+  the `atoms` experiment stage: `AtomsConfig` in config.py and `run(cfg)`).
 """
 
-from saelab.atoms.analysis import AnalysisOptions, DictionaryReport, analyse
+from saelab.atoms.analysis import DictionaryReport, analyse
 from saelab.atoms.codes import SparseCodes, to_dense
 from saelab.atoms.coherence import Coherence, coherence
+from saelab.atoms.config import AnalysisOptions, AtomsConfig
 from saelab.atoms.dictionary import Dictionary, from_sae, load_dictionary, neurons
 from saelab.atoms.metric import (
     Metric,
@@ -34,7 +35,7 @@ from saelab.atoms.metric import (
 from saelab.atoms.reconstruction import Reconstruction, reconstruct, sparse_r2
 from saelab.atoms.recovery import Recovery, fista, lambda_max, lipschitz, recover
 from saelab.atoms.rip import RIP, rip_constant
-from saelab.atoms.run import AtomsConfig, run
+from saelab.atoms.run import run
 from saelab.atoms.uniqueness import (
     QStar,
     Uniqueness,

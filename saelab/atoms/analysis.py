@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from saelab.atoms.coherence import Coherence, coherence
+from saelab.atoms.config import AnalysisOptions
 from saelab.atoms.dictionary import Dictionary
 from saelab.atoms.metric import Metric, normalise, pair_angles, whiten
 from saelab.atoms.reconstruction import Reconstruction, add_batch, finish, reconstruct
@@ -55,42 +55,6 @@ DEFINITIONS: dict[str, str] = {
     "angle_dev90_euclidean": "median |angle - 90 deg| over random atom pairs, Euclidean",
     "angle_dev90_aip": "median |angle - 90 deg| over random atom pairs, AIP",
 }
-
-AtomDefinition = Literal["all_samples", "median_k"]
-
-
-class AnalysisOptions(BaseModel):
-    """How each dictionary is measured (the analysis half of AtomsConfig)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    centred: bool = False
-    """AIP metric from the centred covariance instead of the raw second moment E[h h^T] (the default)."""
-    max_cond: float = Field(default=1e6, gt=1)
-    """Condition number above which the moment matrix gets a ridge (with a warning) before inversion."""
-    atom_definition: AtomDefinition = "all_samples"
-    """Per-atom uniqueness: every firing sample meets the bound (all_samples) or the median-L0 one does."""
-    block: int = Field(default=2048, ge=1)
-    """Samples encoded at a time."""
-    rip_subsets: int = Field(default=256, ge=0)
-    """Random K-subsets for the RIP estimate (0 skips it)."""
-    rip_max_k: int = Field(default=64, ge=2)
-    """Largest RIP order K; K is the median L0, at least 2."""
-    recovery_samples: int = Field(default=256, ge=0)
-    """Samples recovered by FISTA LASSO and compared with the dictionary's codes (0 skips it)."""
-    recovery_lam: float = Field(default=0.05, gt=0, lt=1)
-    """LASSO weight relative to ||x D^T||_inf of each sample."""
-    recovery_iters: int = Field(default=200, ge=1)
-    """FISTA iterations."""
-    support_coherence: bool = True
-    """Also compute uniqueness and q* under the alternative reading: per-sample coherence among the active atoms
-    only (max_{i != j in supp z}), instead of each active atom against all atoms (the default)."""
-    support_max_k: int = Field(default=64, ge=2)
-    """Largest support for the alternative reading; samples with more active atoms keep the default."""
-    angle_pairs: int = Field(default=20_000, ge=1)
-    """Random atom pairs for the angle histograms."""
-    seed: int = 0
-    """Seed of every random sample (tokens, RIP subsets, angle pairs)."""
 
 
 class DictionaryReport(NamedTuple):

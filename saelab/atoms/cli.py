@@ -9,7 +9,7 @@ from saelab.atoms.analysis import fmt
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `atoms` subcommand to the `saelab` subparsers."""
-    from saelab.atoms.run import AtomsConfig
+    from saelab.atoms.config import AtomsConfig
     from saelab.runtime.cliargs import add_config_args
 
     p = sub.add_parser(
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _atoms(a: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from saelab.atoms.run import AtomsConfig, run
+    from saelab.atoms.config import AtomsConfig
+    from saelab.atoms.run import run
     from saelab.runtime.cliargs import config_from_args
 
     try:

@@ -3,7 +3,8 @@
 - neurons: the standard basis of the hooked space; the code of an activation is the activation itself.
 - features: the decoder rows of an ordinary SAE (ReLU+L1, TopK, BatchTopK, Matryoshka), codes from its
   encoder.
-- atoms: the decoder rows of a threshold (JumpReLU) SAE, codes from its encoder.
+- atoms: the decoder rows of a threshold (JumpReLU) SAE, codes from its encoder; which architectures give
+  atoms is their registry entry's `atoms` fact.
 
 A `Dictionary` holds the rows D (m, d), the decoder bias added to `z D` and a jitted encoder from raw
 activations to dense (b, m) codes, so every analysis treats the three kinds alike.
@@ -18,12 +19,9 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from saelab.sae import LoadedSAE, encode, load_sae
+from saelab.sae import LoadedSAE, encode, get_architecture, load_sae
 
 Kind = Literal["neurons", "features", "atoms"]
-
-# Threshold-activated SAEs are the paper's atoms; every other architecture gives ordinary features.
-ATOM_ARCHITECTURES = ("jumprelu",)
 
 
 class Dictionary(NamedTuple):
@@ -58,7 +56,8 @@ def neurons(d: int, hook: str | None = None) -> Dictionary:
 
 
 def kind_of(architecture: str) -> Kind:
-    return "atoms" if architecture in ATOM_ARCHITECTURES else "features"
+    """Threshold-activated SAEs are the paper's atoms; every other architecture gives ordinary features."""
+    return "atoms" if get_architecture(architecture).atoms else "features"
 
 
 def from_sae(sae: LoadedSAE, name: str | None = None, source: str = "") -> Dictionary:

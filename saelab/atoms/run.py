@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
 
-from saelab.atoms.analysis import DEFINITIONS, AnalysisOptions, DictionaryReport, analyse, layer_of
+from saelab.atoms.analysis import DEFINITIONS, DictionaryReport, analyse, layer_of
+from saelab.atoms.config import AtomsConfig
 from saelab.atoms.dictionary import Dictionary, load_dictionary, neurons
 from saelab.atoms.metric import Metric, metric_from_activations, pair_angles
 from saelab.atoms.report import markdown_table
@@ -35,40 +35,6 @@ PAPER = {
     "q_star_neurons": 0.005,
     "r2_neurons": 1.0,
 }
-
-
-class AtomsConfig(AnalysisOptions):
-    """Settings of `saelab atoms` and of the `atoms` experiment stage."""
-
-    sae: list[Path] = Field(min_length=1)
-    """SAEs to analyse: training runs (checkpoints/NAME) or SAELens-format directories; JumpReLU SAEs are
-    atoms, every other architecture features."""
-    store: Path
-    """Activation store holding the SAEs' hook points (ideally not the one they were trained on)."""
-    baselines: list[str] = ["neurons"]
-    """Extra dictionaries: `neurons` (the standard basis of each hook) and more SAEs as PATH or LABEL=PATH."""
-    hook: str | None = None
-    """Hook point for SAEs whose metadata names none; default: the store's only hook."""
-    tokens: int = Field(default=100_000, ge=2)
-    """Tokens sampled from the store (without replacement, positions below min_position excluded)."""
-    min_position: int = Field(default=1, ge=0)
-    """Analyse tokens at window positions >= this: 1 drops the BOS (position 0), 2 also the first token after
-    it, whose residual stream in SmolLM2's middle and late layers has up to ~100x the median norm (a handful
-    of such tokens then carry most of the variance, and of SST in R^2); 0 keeps everything."""
-    out: Path = Path("results/atoms")
-    """Output directory: atoms.json, atoms.md and plots/."""
-    plots: bool = True
-    """Write the PNG plots."""
-    progress: bool = True
-    """Show a progress bar."""
-
-    @field_validator("baselines")
-    @classmethod
-    def _known_baselines(cls, v: list[str]) -> list[str]:
-        for b in v:
-            if b != "neurons" and not Path(b.split("=", 1)[-1]).exists():
-                raise ValueError(f"baseline {b!r} is neither 'neurons' nor an existing SAE path (PATH or LABEL=PATH)")
-        return v
 
 
 def run(cfg: AtomsConfig) -> dict[str, Any]:

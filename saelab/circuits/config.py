@@ -7,18 +7,17 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from saelab.circuits.tasks import BUILTIN
+from saelab.runtime.config import Config
 
 PAPER_L1 = {"ioi": 0.02, "greater-than": 0.02, "docstring": 0.05}  # O'Neill & Bui, for uncentred inputs
 CENTERED_L1 = 0.5  # measured on SmolLM2 (IOI, greater-than, docstring) with scaling="center"
 
 
-class CircuitsConfig(BaseModel):
+class CircuitsConfig(Config):
     """Validated settings of one circuit-discovery run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     task: str
     """ioi, greater-than, docstring, or jsonl:PATH (records {"positive","negative","answer","wrong"})."""

@@ -1,16 +1,17 @@
-"""Evaluation configuration: which SAE, on which held-out text, how many tokens, where the results go."""
+"""The evals stage's settings: `EvalConfig` (which SAE, on which held-out text, how many tokens, where the results
+go) and `PlotConfig` (comparison plots across eval JSONs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from saelab.runtime.config import Config
 
 
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
+class EvalConfig(Config):
     sae: Path
     """A training run (checkpoints/NAME) or a SAELens-format SAE directory."""
     corpus: str = "python-docs"
@@ -34,3 +35,19 @@ class EvalConfig(BaseModel):
     skip_missing: bool = False
     """Skip (with a message) instead of failing when a `text:` or `jsonl:` corpus file is absent."""
     progress: bool = True
+
+
+class PlotConfig(Config):
+    """Settings of the `plot` experiment stage: which eval JSONs, which keys against which, written where."""
+
+    inputs: list[Path] = Field(min_length=1)
+    """Eval JSON files (written by `saelab eval`)."""
+    x: str = "meta.layer"
+    """Dotted key of the x value in each eval JSON, e.g. `meta.layer` or `l0`."""
+    y: list[str] = ["explained_variance", "l0", "ce_loss_recovered"]
+    """Dotted keys plotted against x, one panel each."""
+    series: str | None = None
+    """Dotted key that groups points into lines (e.g. `meta.trainer`); None draws one line."""
+    title: str = ""
+    out: Path
+    """PNG path; the table goes to the same path with `.md`."""

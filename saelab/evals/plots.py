@@ -8,23 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class PlotConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    inputs: list[Path] = Field(min_length=1)
-    """Eval JSON files (written by `saelab eval`)."""
-    x: str = "meta.layer"
-    """Dotted key of the x value in each eval JSON, e.g. `meta.layer` or `l0`."""
-    y: list[str] = ["explained_variance", "l0", "ce_loss_recovered"]
-    """Dotted keys plotted against x, one panel each."""
-    series: str | None = None
-    """Dotted key that groups points into lines (e.g. `meta.trainer`); None draws one line."""
-    title: str = ""
-    out: Path
-    """PNG path; the table goes to the same path with `.md`."""
+from saelab.evals.config import PlotConfig
 
 
 def run(cfg: PlotConfig) -> Path:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from saelab.runtime.config import Config
 
 
-class HarvestConfig(BaseModel):
+class HarvestConfig(Config):
     """Validated settings of one harvest; the same fields as `saelab harvest --help`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     model: str = "smollm2-135m"
     """Model alias, GGUF file, Hugging Face directory or hub id."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from saelab.inspect import passes
 from saelab.runtime.progress import progress_bar
-from saelab.sae import LoadedSAE
+from saelab.sae import LoadedSAE, get_architecture
 from saelab.store import ActivationStore
 
 
@@ -84,7 +84,7 @@ def collect(
 
     d_in = sae.cfg.d_in
     state1 = passes.init_first(d_sae, n_latents, top_k, width, d_in if moments else 0)
-    m = sae.cfg.k if sae.cfg.architecture == "topk" else min(max_active, d_sae)
+    m = sae.cfg.k if get_architecture(sae.cfg.architecture).encode_sparse else min(max_active, d_sae)
     cache: list | None = [] if n * m * 8 <= cache_bytes else None  # the first pass's codes, for the second
     size = batch_windows * context
     with progress_bar("tok/s", progress) as bar:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from saelab.runtime.config import Config
 
 
-class InspectConfig(BaseModel):
+class InspectConfig(Config):
     """Validated settings of one dashboard build; the same fields as `saelab inspect --help`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     sae: Path
     """Training run (checkpoints/NAME) or SAELens-format SAE directory."""

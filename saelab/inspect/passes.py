@@ -25,9 +25,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from saelab.sae import SAEConfig, SAEParams, encode
+from saelab.sae import SAEConfig, SAEParams, encode, get_architecture
 from saelab.sae.codes import TopK, densify, top_k
-from saelab.sae.topk import encode_sparse
 
 
 class Examples(NamedTuple):
@@ -102,10 +101,11 @@ def init_second(d_sae: int, bins: int, groups: int, n_intervals: int, per_interv
 
 
 def sae_codes(params: SAEParams, x: jax.Array, cfg: SAEConfig, max_active: int) -> Codes:
-    """Inference codes of a batch, sparse and dense. TopK SAEs give their k exactly; other architectures
-    keep each token's `max_active` largest and count the tokens that had more."""
+    """Inference codes of a batch, sparse and dense. Architectures with exact sparse codes (TopK) give their k;
+    the others keep each token's `max_active` largest and count the tokens that had more."""
     x = x.astype(jnp.float32)
-    if cfg.architecture == "topk":
+    encode_sparse = get_architecture(cfg.architecture).encode_sparse
+    if encode_sparse is not None:
         vals, idx = encode_sparse(params, x, cfg)  # (B, k) each
         return Codes(vals, idx, densify(vals, idx, params.d_sae), jnp.zeros(x.shape[0], bool))
     dense = encode(params, x, cfg)  # (B, d_sae)

@@ -13,6 +13,7 @@ from saelab.inspect.config import InspectConfig
 from saelab.inspect.site import Dashboards, check_out, write_site
 from saelab.inspect.weights import logit_lens, nearest
 from saelab.models import Model
+from saelab.sae import get_architecture
 
 # Hooks whose activations are summed into the residual stream, so the final norm and unembedding apply.
 RESIDUAL_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
@@ -74,14 +75,15 @@ def dashboards(
 
         aip = nearest(stats.latents, W_dec, cfg.n_neighbours, metric=estimate_metric(stats.moments))
     vocab = model.tokenizer.decode_batch([[i] for i in range(model.cfg.vocab_size)], skip_special_tokens=False)
+    exact = get_architecture(sae.cfg.architecture).encode_sparse is not None  # k codes per token, no cap
     meta = {
         "sae": str(cfg.sae),
         "store": str(cfg.store),
         "hook": hook,
         "model": inputs.model_name,
         "architecture": sae.cfg.architecture,
-        "k": sae.cfg.k if sae.cfg.architecture == "topk" else None,
-        "max_active": None if sae.cfg.architecture == "topk" else cfg.max_active,
+        "k": sae.cfg.k if exact else None,
+        "max_active": None if exact else cfg.max_active,
         "d_in": sae.cfg.d_in,
         "left": cfg.left,
         "right": cfg.right,

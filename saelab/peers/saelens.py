@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from saelab.runtime.config import Config
 from saelab.sae import SAEConfig, SAEParams, fold_input_scaling, save_saelens
 from saelab.store import ActivationLoader, ActivationStore
 
 
-class SAELensTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
+class SAELensTrainConfig(Config):
     store: Path
     """Activation store made by `saelab harvest`."""
     hook: str | None = None

@@ -1,2 +1,3 @@
-"""Runtime helpers every stage shares: multi-host setup (`distributed`), progress bars (`progress`) and
-argparse flags generated from pydantic configs (`cliargs`). No stage logic lives here."""
+"""Runtime helpers every stage shares: multi-host setup (`distributed`), progress bars (`progress`), argparse
+flags generated from pydantic configs (`cliargs`) and the configs' one pydantic base (`config`). No stage
+logic lives here."""

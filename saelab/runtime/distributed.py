@@ -24,15 +24,15 @@ from typing import Any, Literal
 
 import jax
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from saelab.runtime.config import Config
 
 Mode = Literal["auto", "on", "off"]
 
 
-class DistributedConfig(BaseModel):
+class DistributedConfig(Config):
     """How this process joins a multi-process run; the fields are the `--coordinator ...` flags."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     coordinator: str | None = None
     """HOST:PORT of process 0's coordinator service (every process gives the same address)."""

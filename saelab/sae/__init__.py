@@ -4,8 +4,9 @@
   W_enc, b_enc, W_dec, b_dec and an optional float32 threshold, with SAELens names.
 - Architectures (relu.py, topk.py, batchtopk.py, jumprelu.py, matryoshka.py) each expose
   `encode(params, x, cfg)`, `decode(params, codes)` and
-  `loss(params, x, cfg, aux_state) -> (loss, LossOutput)`; `ARCHITECTURES` / `get_architecture` look them
-  up by name (registry.py).
+  `loss(params, x, cfg, aux_state) -> (loss, LossOutput)`; an `Architecture` entry (registry.py) holds them
+  with every per-architecture fact, `register` adds one and `ARCHITECTURES` / `get_architecture` look them
+  up by name.
 - init.py (tied init, geometric-median b_dec), decoder_norm.py (unit-norm decoder, optax transforms),
   scaling.py (input scaling and folding it into the parameters), sparse.py (custom-VJP TopK kernels),
   codes.py ((values, indices) codes), auxk.py (OpenAI's AuxK loss over the dead latents).
@@ -13,7 +14,7 @@
 
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.codes import TopK
-from saelab.sae.config import SAEConfig
+from saelab.sae.config import ArchitectureName, SAEConfig
 from saelab.sae.decoder_norm import (
     normalise_decoder,
     normalise_decoder_transform,
@@ -24,7 +25,15 @@ from saelab.sae.decoder_norm import (
 from saelab.sae.init import geometric_median, init_params
 from saelab.sae.losses import AuxState, LossOutput, init_aux_state
 from saelab.sae.params import SAEParams, check_params
-from saelab.sae.registry import ARCHITECTURES, Architecture, architecture, encode, get_architecture, loss
+from saelab.sae.registry import (
+    ARCHITECTURES,
+    Architecture,
+    architecture,
+    encode,
+    get_architecture,
+    loss,
+    register,
+)
 from saelab.sae.saelens_io import LoadedSAE, load_sae, load_saelens, save_saelens
 from saelab.sae.scaling import fold_input_scaling, input_scale
 from saelab.sae.sparse import dense_decode, dense_topk_encode, sparse_decode, topk_encode
@@ -32,6 +41,7 @@ from saelab.sae.sparse import dense_decode, dense_topk_encode, sparse_decode, to
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
+    "ArchitectureName",
     "AuxState",
     "LoadedSAE",
     "load_sae",
@@ -57,6 +67,7 @@ __all__ = [
     "normalise_decoder",
     "normalise_decoder_transform",
     "pre_activations",
+    "register",
     "remove_parallel_grad",
     "remove_parallel_grad_transform",
     "sparse_decode",

@@ -4,28 +4,39 @@ Scale-dependent defaults (`jumprelu_init_threshold`, `bandwidth`, `l0_coefficien
 unit mean squared norm, as in Gemma Scope (Lieberum et al. 2024) and the JumpReLU paper (Rajamanoharan et
 al. 2024). When the trainer scales inputs to mean squared norm d_in instead, multiply the threshold and the
 bandwidth by sqrt(d_in) (a pre-activation grows by that factor) and the L0 coefficient by d_in (the mse does).
+The jumprelu registry entry declares unit input scaling, so the trainer uses it unless told otherwise.
+
+A field applies to the architectures whose registry entry lists it (or to all, SHARED_FIELDS); setting one
+that does not apply is an error, so a coefficient the architecture would ignore never passes silently.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import field_validator, model_validator
 
-Architecture = Literal["relu", "topk", "batchtopk", "jumprelu", "matryoshka"]
+from saelab.runtime.config import Config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from saelab.sae.registry import Architecture
+
+ArchitectureName = str  # a key of saelab.sae.registry.ARCHITECTURES, checked against the registry
 ComputeDtype = Literal["float32", "bfloat16"]
 
-TOPK_FAMILY = ("topk", "batchtopk", "matryoshka")
+# Fields every architecture reads; the others apply to the architectures whose registry entry lists them.
+SHARED_FIELDS = frozenset({"architecture", "d_in", "d_sae", "dec_init_norm", "apply_b_dec_to_input", "compute_dtype"})
 
 
-class SAEConfig(BaseModel):
+class SAEConfig(Config):
     """Validated settings of one SAE; every field doubles as its `--help` text."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    architecture: Architecture = "topk"
+    architecture: ArchitectureName = "topk"
     """Which SAE: relu (ReLU + L1), topk (TopK + AuxK), batchtopk (BatchTopK + AuxK, exported JumpReLU-like),
-    jumprelu (threshold SAE with an L0 penalty), matryoshka (nested prefix losses over topk or batchtopk)."""
+    jumprelu (threshold SAE with an L0 penalty), matryoshka (nested prefix losses over topk or batchtopk), or
+    any other name registered in saelab.sae.registry."""
     d_in: int
     """Width of the hooked activation."""
     d_sae: int
@@ -68,6 +79,12 @@ class SAEConfig(BaseModel):
     passes touch only the k chosen latents); `dense` builds (batch, d_sae) codes and lets JAX
     differentiate."""
 
+    @field_validator("architecture")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        _entry(name)
+        return name
+
     @model_validator(mode="after")
     def _check(self) -> SAEConfig:
         if self.d_in < 1 or self.d_sae < 1:
@@ -75,7 +92,8 @@ class SAEConfig(BaseModel):
         for name in ("aux_coefficient", "l1_coefficient", "l0_coefficient"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.architecture in TOPK_FAMILY:
+        applies = SHARED_FIELDS | _entry(self.architecture).fields
+        if "k" in applies:
             if not 1 <= self.k <= self.d_sae:
                 raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
             if self.k_aux is not None and not 1 <= self.k_aux <= self.d_sae:
@@ -90,8 +108,9 @@ class SAEConfig(BaseModel):
             raise ValueError(f"dec_init_norm must be > 0, got {self.dec_init_norm}")
         if self.matryoshka_prefixes is not None:
             _check_prefixes(self.matryoshka_prefixes, self.d_sae)
-        elif self.architecture == "matryoshka" and self.d_sae < 8:
+        elif "matryoshka_prefixes" in applies and self.d_sae < 8:
             raise ValueError(f"default matryoshka prefixes need d_sae >= 8, got {self.d_sae}; set them")
+        check_fields(self.architecture, self.model_fields_set)
         return self
 
     @property
@@ -109,9 +128,28 @@ class SAEConfig(BaseModel):
     @property
     def uses_threshold(self) -> bool:
         """Whether the parameters carry a `threshold` (jumprelu, batchtopk, matryoshka over batchtopk)."""
-        return self.architecture in ("jumprelu", "batchtopk") or (
-            self.architecture == "matryoshka" and self.matryoshka_base == "batchtopk"
-        )
+        return _entry(self.architecture).has_threshold(self)
+
+
+def check_fields(architecture: ArchitectureName, names: Iterable[str]) -> None:
+    """ValueError naming each SAEConfig field in `names` that `architecture` does not read, and the
+    architectures that do (names that are no field are left to SAEConfig's unknown-key error)."""
+    from saelab.sae.registry import ARCHITECTURES
+
+    entry = _entry(architecture)
+    stray = sorted((set(names) & SAEConfig.model_fields.keys()) - SHARED_FIELDS - entry.fields)
+    if not stray:
+        return
+    users = {f: sorted(a.name for a in ARCHITECTURES.values() if f in a.fields) for f in stray}
+    detail = "; ".join(f"{f} applies to {', '.join(users[f]) or 'no registered architecture'}" for f in stray)
+    verb, it = ("does", "it") if len(stray) == 1 else ("do", "them")
+    raise ValueError(f"{', '.join(stray)} {verb} not apply to {architecture} SAEs ({detail}); remove {it}")
+
+
+def _entry(name: str) -> Architecture:
+    from saelab.sae.registry import get_architecture  # the registry imports this module's SAEConfig
+
+    return get_architecture(name)
 
 
 def _check_prefixes(prefixes: tuple[int, ...], d_sae: int) -> None:

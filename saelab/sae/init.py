@@ -14,22 +14,21 @@ import jax.numpy as jnp
 
 from saelab.sae.config import SAEConfig
 from saelab.sae.params import SAEParams
+from saelab.sae.registry import get_architecture
 
 
 def init_params(key: jax.Array, cfg: SAEConfig, b_dec: jax.Array | None = None) -> SAEParams:
-    """Fresh float32 parameters for `cfg`; `threshold` is jumprelu_init_threshold for jumprelu, 0 for the
-    BatchTopK-based architectures (the EMA starts there, as in SAELens), and None otherwise."""
+    """Fresh float32 parameters for `cfg`; `threshold` is the registry entry's initial threshold
+    (jumprelu_init_threshold for jumprelu, 0 for the BatchTopK-based EMA, as in SAELens), None without one."""
+
     W_dec = jax.random.normal(key, (cfg.d_sae, cfg.d_in), jnp.float32)  # (d_sae, d_in)
     W_dec = W_dec * (cfg.dec_init_norm / jnp.linalg.norm(W_dec, axis=1, keepdims=True))
     if b_dec is None:
         b_dec = jnp.zeros((cfg.d_in,), jnp.float32)
     elif b_dec.shape != (cfg.d_in,):
         raise ValueError(f"b_dec must have shape ({cfg.d_in},), got {b_dec.shape}")
-    threshold = None
-    if cfg.architecture == "jumprelu":
-        threshold = jnp.full((cfg.d_sae,), cfg.jumprelu_init_threshold, jnp.float32)
-    elif cfg.uses_threshold:
-        threshold = jnp.zeros((cfg.d_sae,), jnp.float32)
+    theta = get_architecture(cfg.architecture).initial_threshold(cfg)
+    threshold = None if theta is None else jnp.full((cfg.d_sae,), theta, jnp.float32)
     return SAEParams(
         W_enc=W_dec.T,
         b_enc=jnp.zeros((cfg.d_sae,), jnp.float32),

@@ -31,7 +31,7 @@ from saelab.sae.losses import (
 from saelab.sae.params import SAEParams
 from saelab.sae.sparse import sparse_decode_prefixes
 
-__all__ = ["encode", "decode", "loss", "update_threshold", "decode_prefixes"]
+__all__ = ["encode", "decode", "loss", "update_threshold", "decode_prefixes", "initial_threshold", "saelens_name"]
 
 
 def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
@@ -94,3 +94,13 @@ def update_threshold(params: SAEParams, out: LossOutput, cfg: SAEConfig) -> SAEP
     if cfg.matryoshka_base == "batchtopk":
         return batchtopk.update_threshold(params, out, cfg)
     return params
+
+
+def initial_threshold(cfg: SAEConfig) -> float | None:
+    """0 over batchtopk (where the threshold EMA starts, as in SAELens); no threshold over topk."""
+    return 0.0 if cfg.matryoshka_base == "batchtopk" else None
+
+
+def saelens_name(cfg: SAEConfig) -> str:
+    """The base's SAELens export: JumpReLU (the shared threshold) over batchtopk, TopK over topk."""
+    return "jumprelu" if cfg.matryoshka_base == "batchtopk" else "topk"

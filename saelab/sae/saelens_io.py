@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from saelab.sae.config import SAEConfig
+from saelab.sae.config import SHARED_FIELDS, SAEConfig
 from saelab.sae.params import SAEParams
+from saelab.sae.registry import ARCHITECTURES, get_architecture
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -32,11 +33,7 @@ class LoadedSAE(NamedTuple):
 
 def saelens_architecture(cfg: SAEConfig) -> str:
     """Our architecture -> SAELens's inference architecture (BatchTopK is saved as JumpReLU, as SAELens does)."""
-    if cfg.architecture == "relu":
-        return "standard"
-    if cfg.uses_threshold:
-        return "jumprelu"
-    return "topk"
+    return get_architecture(cfg.architecture).saelens_architecture(cfg)
 
 
 def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: dict[str, Any]) -> Path:
@@ -45,12 +42,12 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    arch = saelens_architecture(cfg)
+    theirs = saelens_architecture(cfg)  # a SAELens name, not ours
     tensors = {k: np.asarray(v, np.float32) for k, v in params._asdict().items() if v is not None}
-    if arch != "jumprelu":
+    if theirs != "jumprelu":  # SAELens reads a threshold only there
         tensors.pop("threshold", None)
     out = {
-        "architecture": arch,
+        "architecture": theirs,
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "dtype": "float32",
@@ -65,7 +62,7 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
             "saelab_config": cfg.model_dump(mode="json"),
         },
     }
-    if arch == "topk":
+    if theirs == "topk":
         out |= {"k": cfg.k, "rescale_acts_by_decoder_norm": False}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
@@ -91,19 +88,18 @@ def load_saelens(path: str | Path) -> LoadedSAE:
             meta[key] = raw[key]
     ours = meta.pop("saelab_config", None)
     if ours is not None:
-        cfg = SAEConfig(**ours)
+        cfg = SAEConfig(**_applicable(ours))
     else:
         arch = raw.get("architecture", "standard")
-        mapping = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk"}
+        mapping = {s: a for a in ARCHITECTURES.values() for s in a.saelens_imports}
         if arch not in mapping:
             raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {sorted(mapping)}")
-        extra = {"k": raw["k"]} if arch == "topk" else {}
         cfg = SAEConfig(
-            architecture=mapping[arch],
+            architecture=mapping[arch].name,
             d_in=raw["d_in"],
             d_sae=raw["d_sae"],
             apply_b_dec_to_input=raw.get("apply_b_dec_to_input", True),
-            **extra,
+            **{key: raw[key] for key in mapping[arch].saelens_keys},
         )
     w = load_file(str(path / WEIGHTS_FILE))
     missing = [k for k in ("W_enc", "b_enc", "W_dec", "b_dec") if k not in w]
@@ -121,6 +117,16 @@ def load_saelens(path: str | Path) -> LoadedSAE:
         None if not cfg.uses_threshold else f32(np.broadcast_to(t, (cfg.d_sae,))),
     )
     return LoadedSAE(params, cfg, meta)
+
+
+def _applicable(dumped: dict[str, Any]) -> dict[str, Any]:
+    """A saved SAEConfig dump (every field, defaults included) less the fields its architecture does not read,
+    which SAEConfig would reject as set."""
+    name = dumped.get("architecture", SAEConfig.model_fields["architecture"].default)
+    if name not in ARCHITECTURES:
+        return dumped  # SAEConfig names the unknown architecture
+    keep = SHARED_FIELDS | ARCHITECTURES[name].fields
+    return {k: v for k, v in dumped.items() if k in keep or k not in SAEConfig.model_fields}
 
 
 def load_sae(path: str | Path) -> LoadedSAE:

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from saelab.sae.params import SAEParams
 
 ScaleTarget = Literal["d_in", "unit"]
+# The trainer's choice (train.input_scaling): mean squared norm d_in (sqrt_d), 1 (unit), or raw inputs (none).
+InputScaling = Literal["sqrt_d", "unit", "none"]
 FoldMode = Literal["codes", "weights"]
 
 

@@ -15,71 +15,15 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from saelab.select.config import DEFAULT_CACHE, SAE_METHODS, Method, SelectConfig
+from saelab.select.config import SAE_METHODS, BenchConfig, SelectConfig
 from saelab.select.scoring import TEXT_SCORERS, make_embedder, pool_chunks, score_pool
 from saelab.select.similarity import n_selected
 
-ALL_METHODS: list[Method] = [
-    "jaccard",
-    "cosine",
-    "euclidean",
-    "bm25",
-    "embed",
-    "hidden",
-    "neurons",
-    "dsir",
-    "random",
-]
-
 __all__ = ["BenchConfig", "BenchRow", "run_bench", "precision_recall", "average_precision", "format_table"]
-
-
-class BenchConfig(BaseModel):
-    """Settings of `saelab select bench`; the same fields as its flags."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    data: Path = Path("../shared/data/clinc150")
-    """Folder with CLINC150-style {train,val,test}.jsonl records of text, intent and domain."""
-    pool_split: str = "train"
-    """Split used as the pool."""
-    target_split: str = "val"
-    """Split the target examples are drawn from (disjoint from the pool)."""
-    methods: list[Method] = Field(default_factory=lambda: list(ALL_METHODS))
-    """Methods to compare."""
-    saes: list[Path] = Field(default_factory=lambda: [Path("checkpoints/demo")])
-    """SAEs for jaccard/cosine/euclidean (each its own rows); hidden/neurons run at each SAE's hook."""
-    model: str = "smollm2-135m"
-    """Model the SAEs were trained on."""
-    levels: list[Literal["intent", "domain"]] = Field(default_factory=lambda: ["intent", "domain"])
-    """Label levels to bench."""
-    n_intent: int = Field(default=5, ge=1)
-    """Target examples per intent (intent level)."""
-    n_domain: int = Field(default=20, ge=1)
-    """Target examples per domain (domain level)."""
-    ratios: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.10])
-    """Selection fractions to report precision and recall at."""
-    max_labels: int | None = None
-    """Bench only the first N intents / domains (quick runs); None means all."""
-    pool_limit: int | None = None
-    """Use only the first N pool records (quick runs); None means all."""
-    idf: bool = False
-    """SAE methods: IDF-weight the latents (SelectConfig.idf); rows are labelled jaccard+idf etc."""
-    cache_dir: Path | None = DEFAULT_CACHE
-    """Pool embedding cache; a cached entry reports the embedding time measured when it was computed."""
-    seed: int = 0
-    """Seed of the target draws and of the random baseline."""
-    batch_size: int = Field(default=64, ge=1)
-    """Samples per model forward."""
-    out: Path = Path("results/select-bench")
-    """Output directory: bench.json and bench.md."""
-    progress: bool = True
-    """Show progress bars."""
 
 
 class BenchRow(NamedTuple):

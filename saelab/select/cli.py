@@ -9,9 +9,7 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `select` and `select bench` to the saelab command line."""
     from saelab.runtime.cliargs import add_config_args
-    from saelab.select.bench import BenchConfig
-    from saelab.select.config import SelectConfig
-    from saelab.select.downstream import DownstreamConfig
+    from saelab.select.config import BenchConfig, DownstreamConfig, SelectConfig
 
     sel = sub.add_parser("select", help="select the pool records most like a target task, by SAE codes or a baseline")
     add_config_args(sel, SelectConfig, skip=("pool", "target"))
@@ -60,7 +58,8 @@ def _select(a: argparse.Namespace) -> None:
 
 def _bench(a: argparse.Namespace) -> None:
     from saelab.runtime.cliargs import config_from_args
-    from saelab.select.bench import BenchConfig, run_bench
+    from saelab.select.bench import run_bench
+    from saelab.select.config import BenchConfig
 
     cfg = config_from_args(BenchConfig, a)
     run_bench(cfg)
@@ -69,7 +68,8 @@ def _bench(a: argparse.Namespace) -> None:
 
 def _downstream(a: argparse.Namespace) -> None:
     from saelab.runtime.cliargs import config_from_args
-    from saelab.select.downstream import DownstreamConfig, run_downstream
+    from saelab.select.config import DownstreamConfig
+    from saelab.select.downstream import run_downstream
 
     cfg = config_from_args(DownstreamConfig, a)
     run_downstream(cfg)

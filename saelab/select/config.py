@@ -1,22 +1,34 @@
-"""SelectConfig: one selection (pool, target, method, ratio, output); its fields are the CLI flags."""
+"""The select stage's settings: `SelectConfig` (one selection: pool, target, method, ratio, output),
+`BenchConfig` (the labelled-pool bench) and `DownstreamConfig` (select, fine-tune, compare); fields are flags."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from saelab.runtime.config import Config
 
 Method = Literal["jaccard", "cosine", "euclidean", "bm25", "embed", "hidden", "neurons", "dsir", "random"]
 SAE_METHODS = ("jaccard", "cosine", "euclidean")
 MODEL_METHODS = (*SAE_METHODS, "hidden", "neurons")
 DEFAULT_CACHE = Path.home() / ".cache" / "saelab" / "select"
+ALL_METHODS: list[Method] = [
+    "jaccard",
+    "cosine",
+    "euclidean",
+    "bm25",
+    "embed",
+    "hidden",
+    "neurons",
+    "dsir",
+    "random",
+]
 
 
-class SelectConfig(BaseModel):
+class SelectConfig(Config):
     """Validated settings of one selection; the same fields as `saelab select --help`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     pool: Path
     """JSONL file of candidate records (one JSON object per line)."""
@@ -66,3 +78,83 @@ class SelectConfig(BaseModel):
         if self.method in ("hidden", "neurons") and self.sae is None and self.hook is None:
             raise ValueError(f"method {self.method!r} needs --hook (or an --sae whose hook it reads)")
         return self
+
+
+class BenchConfig(Config):
+    """Settings of `saelab select bench`; the same fields as its flags."""
+
+    data: Path = Path("../shared/data/clinc150")
+    """Folder with CLINC150-style {train,val,test}.jsonl records of text, intent and domain."""
+    pool_split: str = "train"
+    """Split used as the pool."""
+    target_split: str = "val"
+    """Split the target examples are drawn from (disjoint from the pool)."""
+    methods: list[Method] = Field(default_factory=lambda: list(ALL_METHODS))
+    """Methods to compare."""
+    saes: list[Path] = Field(default_factory=lambda: [Path("checkpoints/demo")])
+    """SAEs for jaccard/cosine/euclidean (each its own rows); hidden/neurons run at each SAE's hook."""
+    model: str = "smollm2-135m"
+    """Model the SAEs were trained on."""
+    levels: list[Literal["intent", "domain"]] = Field(default_factory=lambda: ["intent", "domain"])
+    """Label levels to bench."""
+    n_intent: int = Field(default=5, ge=1)
+    """Target examples per intent (intent level)."""
+    n_domain: int = Field(default=20, ge=1)
+    """Target examples per domain (domain level)."""
+    ratios: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.10])
+    """Selection fractions to report precision and recall at."""
+    max_labels: int | None = None
+    """Bench only the first N intents / domains (quick runs); None means all."""
+    pool_limit: int | None = None
+    """Use only the first N pool records (quick runs); None means all."""
+    idf: bool = False
+    """SAE methods: IDF-weight the latents (SelectConfig.idf); rows are labelled jaccard+idf etc."""
+    cache_dir: Path | None = DEFAULT_CACHE
+    """Pool embedding cache; a cached entry reports the embedding time measured when it was computed."""
+    seed: int = 0
+    """Seed of the target draws and of the random baseline."""
+    batch_size: int = Field(default=64, ge=1)
+    """Samples per model forward."""
+    out: Path = Path("results/select-bench")
+    """Output directory: bench.json and bench.md."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+class DownstreamConfig(Config):
+    """Settings of `saelab select downstream`; the same fields as its flags."""
+
+    data: Path = Path("../shared/data/clinc150")
+    """Folder with CLINC150-style {train,val,test}.jsonl: pool = train, targets from val, held-out = test."""
+    level: Literal["domain", "intent"] = "domain"
+    """Label level of the target task."""
+    label: str = "credit_cards"
+    """The target domain or intent."""
+    n_target: int = Field(default=20, ge=1)
+    """Target examples drawn from val."""
+    methods: list[Method] = Field(default_factory=lambda: ["jaccard", "bm25", "random"])
+    """Selections to compare."""
+    ratio: float = Field(default=0.05, gt=0, le=1)
+    """Fraction of the pool selected and fine-tuned on."""
+    sae: Path = Path("checkpoints/demo")
+    """SAE for the SAE-code methods."""
+    idf: bool = False
+    """SAE-code methods: IDF-weight the latents (SelectConfig.idf)."""
+    model: str = "smollm2-135m"
+    """Model to select with and to fine-tune."""
+    train_layers: int = Field(default=4, ge=1)
+    """Fine-tune the top N blocks and the final norm; everything below (and the tied embeddings) is frozen."""
+    steps: int = Field(default=48, ge=1)
+    """Optimiser steps per selection (the same budget for every method)."""
+    batch: int = Field(default=8, ge=1)
+    """Texts per step."""
+    lr: float = Field(default=2e-4, gt=0)
+    """Adam learning rate."""
+    seq: int = Field(default=24, ge=4)
+    """Tokens per text, BOS included (CLINC utterances are shorter)."""
+    seed: int = 0
+    """Seed of the target draw, the random baseline and the batch order."""
+    out: Path = Path("results/select-downstream")
+    """Output directory: one selection folder per method and downstream.json."""
+    progress: bool = True
+    """Show progress bars."""

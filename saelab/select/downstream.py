@@ -6,58 +6,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from saelab.select.config import Method, SelectConfig
+from saelab.select.config import DownstreamConfig, SelectConfig
 from saelab.select.finetune import finetune_and_eval, freeze_inputs
 from saelab.select.run import run as select_run
 
 __all__ = ["DownstreamConfig", "run_downstream"]
-
-
-class DownstreamConfig(BaseModel):
-    """Settings of `saelab select downstream`; the same fields as its flags."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    data: Path = Path("../shared/data/clinc150")
-    """Folder with CLINC150-style {train,val,test}.jsonl: pool = train, targets from val, held-out = test."""
-    level: Literal["domain", "intent"] = "domain"
-    """Label level of the target task."""
-    label: str = "credit_cards"
-    """The target domain or intent."""
-    n_target: int = Field(default=20, ge=1)
-    """Target examples drawn from val."""
-    methods: list[Method] = Field(default_factory=lambda: ["jaccard", "bm25", "random"])
-    """Selections to compare."""
-    ratio: float = Field(default=0.05, gt=0, le=1)
-    """Fraction of the pool selected and fine-tuned on."""
-    sae: Path = Path("checkpoints/demo")
-    """SAE for the SAE-code methods."""
-    idf: bool = False
-    """SAE-code methods: IDF-weight the latents (SelectConfig.idf)."""
-    model: str = "smollm2-135m"
-    """Model to select with and to fine-tune."""
-    train_layers: int = Field(default=4, ge=1)
-    """Fine-tune the top N blocks and the final norm; everything below (and the tied embeddings) is frozen."""
-    steps: int = Field(default=48, ge=1)
-    """Optimiser steps per selection (the same budget for every method)."""
-    batch: int = Field(default=8, ge=1)
-    """Texts per step."""
-    lr: float = Field(default=2e-4, gt=0)
-    """Adam learning rate."""
-    seq: int = Field(default=24, ge=4)
-    """Tokens per text, BOS included (CLINC utterances are shorter)."""
-    seed: int = 0
-    """Seed of the target draw, the random baseline and the batch order."""
-    out: Path = Path("results/select-downstream")
-    """Output directory: one selection folder per method and downstream.json."""
-    progress: bool = True
-    """Show progress bars."""
 
 
 def run_downstream(cfg: DownstreamConfig) -> dict:

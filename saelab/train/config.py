@@ -12,13 +12,17 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from saelab.sae import SAEConfig
+from saelab.runtime.config import Config
+from saelab.sae import SAEConfig, get_architecture
+from saelab.sae.config import check_fields
+from saelab.sae.registry import ARCHITECTURES
+from saelab.sae.scaling import InputScaling
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+class _Section(Config):
+    pass
 
 
 class DataConfig(_Section):
@@ -37,7 +41,7 @@ class DataConfig(_Section):
 class SAESection(_Section):
     """The SAE, as saelab.sae.SAEConfig minus d_in (taken from the store), with d_sae or an expansion factor."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow")
     expansion: int | None = Field(default=8, ge=1)
     """d_sae = expansion * d_in, unless d_sae is given."""
     d_sae: int | None = None
@@ -58,7 +62,8 @@ class OptimConfig(_Section):
     grad_clip: float | None = Field(default=1.0, gt=0)
     """Global gradient-norm clip (SAELens default 1.0); None disables."""
     coefficient_warmup_steps: int = Field(default=0, ge=0)
-    """Linear warm-up of the L1 / L0 coefficient (Gemma Scope warms the sparsity coefficient up)."""
+    """Linear warm-up of the L1 / L0 coefficient (Gemma Scope warms the sparsity coefficient up); an error for
+    architectures without one."""
 
 
 class TrainSection(_Section):
@@ -68,14 +73,15 @@ class TrainSection(_Section):
     """Root directory of runs."""
     tokens: int = Field(default=2_000_000, gt=0)
     """Training tokens; steps = tokens // batch_size."""
-    input_scaling: Literal["sqrt_d", "unit", "none"] = "sqrt_d"
+    input_scaling: InputScaling = "sqrt_d"
     """Scale inputs by one scalar from the store's statistics so that the mean squared norm is d_in (sqrt_d,
-    SAELens' convention) or 1 (unit, Gemma Scope's); folded back into the weights at export."""
+    SAELens' convention) or 1 (unit, Gemma Scope's); folded back into the weights at export. Unset, it is the
+    architecture's (unit for jumprelu, whose threshold and bandwidth defaults assume unit inputs)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Initial decoder bias, from a sample of the store."""
     unit_norm_decoder: bool | None = None
-    """Keep decoder rows at unit norm, removing the parallel gradient component (OpenAI); None means on
-    for the TopK family and off for relu and jumprelu."""
+    """Keep decoder rows at unit norm, removing the parallel gradient component (OpenAI); None means the
+    architecture's registry default (on for the TopK family, off for relu and jumprelu)."""
     dead_tokens: int = Field(default=1_000_000, ge=1)
     """A latent is dead when it has not fired in this many training tokens (drives AuxK and the metric)."""
     dense_threshold: float = Field(default=0.1, gt=0, le=1)
@@ -100,10 +106,37 @@ class TrainConfig(_Section):
     optim: OptimConfig = OptimConfig()
     train: TrainSection = TrainSection()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _architecture_defaults(cls, data: Any) -> Any:
+        """train.input_scaling follows the [sae] architecture's registry entry when it is not set."""
+        if not isinstance(data, dict):
+            return data
+        name = _architecture_of(data.get("sae"))
+        train = data.get("train", {})
+        if not isinstance(name, str) or name not in ARCHITECTURES:
+            return data  # the architecture check below, or SAEConfig's, names it
+        default = get_architecture(name).input_scaling
+        if isinstance(train, dict) and "input_scaling" not in train:
+            return {**data, "train": {**train, "input_scaling": default}}
+        if isinstance(train, TrainSection) and "input_scaling" not in train.model_fields_set:
+            return {**data, "train": train.model_copy(update={"input_scaling": default})}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.train.tokens < self.data.batch_size:
             raise ValueError(f"train.tokens={self.train.tokens} is less than one batch ({self.data.batch_size})")
+        extra = self.sae.model_extra or {}
+        name = extra.get("architecture", _DEFAULT_ARCHITECTURE)
+        if isinstance(name, str):  # before any store is opened: a field the architecture ignores is an error
+            check_fields(name, extra)
+            fields = get_architecture(name).fields
+            if self.optim.coefficient_warmup_steps and not fields & {"l1_coefficient", "l0_coefficient"}:
+                raise ValueError(
+                    f"optim.coefficient_warmup_steps warms up an L1 / L0 coefficient, which {name} SAEs do not "
+                    "have; remove it"
+                )
         return self
 
     @property
@@ -165,6 +198,16 @@ def resolve(cfg: TrainConfig) -> Resolved:
     except ValidationError as e:
         raise ValueError(f"invalid [sae] section:\n{e}") from None
     return Resolved(cfg, sae, hook, manifest)
+
+
+_DEFAULT_ARCHITECTURE = SAEConfig.model_fields["architecture"].default
+
+
+def _architecture_of(sae: Any) -> Any:
+    """The architecture an [sae] section (a dict or an SAESection) names, or the default."""
+    if isinstance(sae, SAESection):
+        sae = sae.model_extra or {}
+    return sae.get("architecture", _DEFAULT_ARCHITECTURE) if isinstance(sae, dict) else _DEFAULT_ARCHITECTURE
 
 
 def _parse_value(text: str) -> Any:

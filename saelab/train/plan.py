@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from saelab.sae import SAEConfig
+from saelab.sae import SAEConfig, get_architecture
 from saelab.train.config import TrainConfig
 
 F32 = 4
-# The step's float32 temporaries, in (batch rows x latents) arrays per architecture plus (batch rows x d_in)
-# arrays, fitted to XLA's compiled memory analysis of the real step (CPU, one device, sizes 4k..32k latents)
-# and rounded up; tests/train/test_plan.py keeps them within [0.9, 1.45] x XLA's number. GPU and TPU
-# compilers fuse differently (not measured here): leave headroom.
-LATENT_ARRAYS = {"relu": 3.0, "topk": 4.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0}
+# The step's float32 temporaries are (batch rows x latents) arrays, as many as the architecture's registry
+# entry says (`Architecture.latent_arrays`), plus ROW_ARRAYS (batch rows x d_in) arrays, fitted to XLA's
+# compiled memory analysis of the real step (CPU, one device, sizes 4k..32k latents) and rounded up;
+# tests/train/test_plan.py keeps them within [0.9, 1.45] x XLA's number. GPU and TPU compilers fuse
+# differently (not measured here): leave headroom.
 ROW_ARRAYS = 8
 
 
@@ -72,8 +72,8 @@ def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
         raise ValueError(f"batch_size={batch_size} is not divisible by the data axis ({mesh.data} devices)")
     d_in, lat = sae.d_in, sae.d_sae // mesh.model  # latents on one device
     rows = batch_size // mesh.data  # batch rows on one device
-    has_threshold = sae.architecture == "jumprelu" or sae.uses_threshold
-    params = F32 * (2 * d_in * lat + lat + d_in + (lat if has_threshold else 0))
+    arch = get_architecture(sae.architecture)
+    params = F32 * (2 * d_in * lat + lat + d_in + (lat if arch.has_threshold(sae) else 0))
     return MemoryPlan(
         sae=sae,
         batch_size=batch_size,
@@ -83,7 +83,7 @@ def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
         bookkeeping=2 * F32 * lat + 4 + 8,  # since_fired, window_counts; step, PRNG key
         gradients=params,
         batch=F32 * rows * d_in,
-        activations=F32 * rows * (round(LATENT_ARRAYS[sae.architecture] * lat) + ROW_ARRAYS * d_in),
+        activations=F32 * rows * (round(arch.latent_arrays * lat) + ROW_ARRAYS * d_in),
     )
 
 

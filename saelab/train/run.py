@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 from saelab.runtime.distributed import barrier, put, to_host
 from saelab.runtime.progress import progress_bar
-from saelab.sae import SAEConfig, SAEParams, fold_input_scaling, geometric_median, init_params
+from saelab.sae import SAEConfig, SAEParams, fold_input_scaling, geometric_median, get_architecture, init_params
 from saelab.sae.saelens_io import save_saelens
 from saelab.store import ActivationLoader, ActivationStore
 from saelab.train import checkpoint
@@ -120,7 +120,7 @@ def initial_state(
     like them, latent bookkeeping over `model`, the rest replicated (`saelab plan` sizes exactly this)."""
     unit_norm = cfg.train.unit_norm_decoder
     if unit_norm is None:
-        unit_norm = sae.architecture in ("topk", "batchtopk", "matryoshka")
+        unit_norm = get_architecture(sae.architecture).unit_norm_decoder
     key = jax.random.key(cfg.train.seed)
     params = init_params(key, sae, b_dec=b_dec)
     params = put(params, param_shardings(mesh, params))

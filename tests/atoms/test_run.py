@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.atoms.run import AtomsConfig, run
+from saelab.atoms.config import AtomsConfig
+from saelab.atoms.run import run
 from saelab.atoms.synthetic import make_codes, make_dictionary, synthesize
 from saelab.cli import main
 from saelab.sae import SAEConfig, SAEParams, save_saelens
@@ -32,7 +33,7 @@ def setup(tmp_path_factory):
     w.finalize()
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     for arch in ("topk", "jumprelu"):
-        cfg = SAEConfig(architecture=arch, d_in=D, d_sae=D, k=2)
+        cfg = SAEConfig(architecture=arch, d_in=D, d_sae=D, **({"k": 2} if arch == "topk" else {}))
         thr = f32(np.full(D, 0.1)) if arch == "jumprelu" else None
         params = SAEParams(f32(Dict.T), f32(np.zeros(D)), f32(Dict), f32(np.zeros(D)), thr)
         save_saelens(root / arch, params, cfg, {"hook_name": HOOK, "model_name": "synthetic"})

@@ -18,8 +18,11 @@ from saelab.sae import (
     get_architecture,
     init_params,
     input_scale,
+    load_saelens,
     normalise_decoder,
+    register,
     remove_parallel_grad,
+    save_saelens,
     unit_norm_decoder,
 )
 from saelab.sae import batchtopk as btk
@@ -86,7 +89,8 @@ def test_unit_norm_decoder_optimiser_keeps_rows_unit_norm() -> None:
 @pytest.mark.parametrize("mode", ["codes", "weights"])
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_fold_input_scaling_is_equivalent(arch: str, mode: str) -> None:
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, k=3)
+    k = {"k": 3} if "k" in get_architecture(arch).fields else {}
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **k)
     r = np.random.default_rng(0)
     p = init_params(jax.random.PRNGKey(0), cfg, b_dec=jnp.asarray(r.normal(size=D_IN), jnp.float32))
     p = p._replace(b_enc=jnp.asarray(r.normal(size=D_SAE) * 0.05, jnp.float32))
@@ -173,3 +177,86 @@ def test_params_pytree_works_with_optax() -> None:
     state = optax.adam(1e-3).init(p)
     updates, _ = optax.adam(1e-3).update(jax.tree.map(jnp.ones_like, p), state, p)
     assert optax.apply_updates(p, updates).W_dec.shape == (D_SAE, D_IN)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "fields", "message"),
+    [
+        (
+            "topk",
+            {"l0_coefficient": 1e-3},
+            r"l0_coefficient does not apply to topk SAEs \(l0_coefficient applies to jumprelu\)",
+        ),
+        (
+            "relu",
+            {"k": 3, "k_aux": 2},
+            r"k, k_aux do not apply to relu SAEs \(k applies to batchtopk, matryoshka, topk;",
+        ),
+        (
+            "jumprelu",
+            {"l1_coefficient": 1.0},
+            r"l1_coefficient does not apply to jumprelu SAEs \(l1_coefficient applies to relu\)",
+        ),
+        (
+            "batchtopk",
+            {"kernels": "dense"},
+            r"kernels does not apply to batchtopk SAEs \(kernels applies to matryoshka, topk\)",
+        ),
+    ],
+)
+def test_config_rejects_fields_the_architecture_does_not_read(architecture: str, fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SAEConfig(architecture=architecture, d_in=D_IN, d_sae=64, **fields)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_entry_states_its_facts_and_exports_round_trip(arch: str, tmp_path) -> None:
+    entry = get_architecture(arch)
+    kw = {"k": 3} if "k" in entry.fields else {}
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **kw)
+    params = init_params(jax.random.PRNGKey(0), cfg)
+    assert (params.threshold is not None) == cfg.uses_threshold == entry.has_threshold(cfg)
+    save_saelens(tmp_path, params, cfg, {"hook_name": "h"})  # the dump holds every field, defaults included
+    loaded = load_saelens(tmp_path)
+    assert loaded.cfg == cfg
+    assert (loaded.params.threshold is None) == (params.threshold is None)
+
+
+def test_registry_facts_match_the_previous_per_module_rules() -> None:
+    a = ARCHITECTURES
+    assert {n for n in a if a[n].unit_norm_decoder} == {"topk", "batchtopk", "matryoshka"}
+    assert {n: a[n].input_scaling for n in a} == {n: "unit" if n == "jumprelu" else "sqrt_d" for n in a}
+    assert {n: a[n].latent_arrays for n in a} == {
+        "relu": 3.0, "topk": 4.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0
+    }  # fmt: skip
+    assert {n for n in a if a[n].atoms} == {"jumprelu"} and {n for n in a if a[n].encode_sparse} == {"topk"}
+    cfg = lambda name, **kw: SAEConfig(architecture=name, d_in=D_IN, d_sae=D_SAE, **kw)
+    names = {n: a[n].saelens_architecture(cfg(n, **({"k": 3} if "k" in a[n].fields else {}))) for n in a}
+    assert names == {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu",
+                     "matryoshka": "jumprelu"}  # fmt: skip
+    imports = {s: n for n in a for s in a[n].saelens_imports}
+    assert imports == {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk"}
+    assert {n: a[n].saelens_keys for n in a if a[n].saelens_keys} == {"topk": ("k",)}
+    over_topk = cfg("matryoshka", k=3, matryoshka_base="topk")
+    assert a["matryoshka"].saelens_architecture(over_topk) == "topk" and not over_topk.uses_threshold
+    theta = init_params(jax.random.PRNGKey(0), cfg("jumprelu", jumprelu_init_threshold=0.25)).threshold
+    np.testing.assert_array_equal(theta, np.full(D_SAE, 0.25, np.float32))
+    with pytest.raises(ValueError, match="already registered"):
+        register(a["topk"])
+
+
+@pytest.mark.parametrize(("arch", "theirs"), [("relu", "standard"), ("topk", "topk"), ("jumprelu", "jumprelu")])
+def test_a_saelens_directory_without_our_config_loads_through_the_registry(arch: str, theirs: str, tmp_path) -> None:
+    import json
+
+    kw = {"k": 5} if arch == "topk" else {}
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **kw)
+    save_saelens(tmp_path, init_params(jax.random.PRNGKey(0), cfg), cfg, {"hook_name": "h"})
+    raw = json.loads((tmp_path / "cfg.json").read_text())
+    del raw["metadata"]["saelab_config"]  # as SAELens itself writes it
+    assert raw["architecture"] == theirs
+    (tmp_path / "cfg.json").write_text(json.dumps(raw))
+    assert load_saelens(tmp_path).cfg == cfg
+    (tmp_path / "cfg.json").write_text(json.dumps(raw | {"architecture": "gated"}))
+    with pytest.raises(ValueError, match=r"'gated' .* supported: \['batchtopk', 'jumprelu', 'standard', 'topk'\]"):
+        load_saelens(tmp_path)
