@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tomllib
 import types
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from saelab.data import open_corpus
 from saelab.data.sources.python_docs import MIN_CHARS, read_docstrings
 
 _DIGEST = """
+import builtins
 import hashlib
 from saelab.data import open_corpus
 h = hashlib.sha256()
@@ -130,6 +133,23 @@ def test_hf_without_datasets_says_how_to_install(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match="pip install datasets"):
         open_corpus("hf:wikitext:wikitext-2-raw-v1:train:text")
+
+
+def test_hf_missing_datasets_names_the_hf_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name == "datasets" or name.startswith("datasets."):
+            raise ModuleNotFoundError("No module named 'datasets'", name="datasets")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "datasets", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(ImportError, match=r"hf:NAME.*`hf` extra.*pip install 'saelab\[hf\]'"):
+        open_corpus("hf:wikitext:wikitext-2-raw-v1:train:text")
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    hf_extra = pyproject["project"]["optional-dependencies"]["hf"]
+    assert [r for r in hf_extra if r.startswith("datasets")], hf_extra
 
 
 def _fake_datasets(monkeypatch: pytest.MonkeyPatch, load) -> None:
