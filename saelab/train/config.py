@@ -90,7 +90,8 @@ class TrainSection(_Section):
     mesh_model: int = Field(default=1, ge=1)
     """Devices on the `model` (latent) axis: W_enc, b_enc, threshold and W_dec are sharded on d_sae."""
     wandb: Literal["disabled", "offline", "online"] = "offline"
-    """Weights & Biases tracking: offline by default (files under the run dir), online only when asked."""
+    """Weights & Biases tracking: offline by default (files under RUN/wandb; `wandb sync` uploads them later),
+    `disabled` for none, online only when asked. A run re-created with --overwrite is a new wandb run."""
     progress: bool = True
 
 
