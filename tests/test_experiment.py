@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from saelab import experiment
 from saelab.cli import main
+from saelab.data.texts import TEXTS
 
 
 class CountConfig(BaseModel):
@@ -144,3 +145,36 @@ out = "results/{name}/eval.json"
     assert (tmp_path / "results/tiny/eval.md").exists() and (tmp_path / "results/tiny/eval-density.png").exists()
     assert main(["run", "x.toml"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_every_stage_not_run_says_why(fake_kind, capsys) -> None:
+    f = _write(fake_kind / "e.toml")
+    lines: list[str] = []
+    experiment.run(f, only=["a"], log=lines.append)
+    assert lines[2:] == ["[count-layer3] not named by --only; skipped", "[count-layer7] not named by --only; skipped"]
+    (fake_kind / "d.toml").write_text("""
+[[stages]]
+kind = "eval"
+sae = "checkpoints/none"
+corpus = "text:absent/wiki.txt"
+skip_missing = true
+out = "results/d/eval.json"
+""")
+    lines.clear()
+    result = experiment.run(fake_kind / "d.toml", log=lines.append)
+    assert [r for _, r in result] == ["skipped"]
+    assert "eval skipped: corpus file absent/wiki.txt is absent" in capsys.readouterr().out
+    assert lines[-1] == "[eval] skipped: it wrote no results/d/eval.json (the reason is printed above)"
+    assert not (fake_kind / "results/d/stages").exists()  # no marker: it runs once the corpus is there
+
+
+def test_experiment_strings_name_the_shipped_data_folder(fake_kind) -> None:
+    (fake_kind / "p.toml").write_text("""
+[[stages]]
+kind = "count"
+value = 1
+out = "{data}/never-written.txt"
+""")
+    _, stages = experiment.load(fake_kind / "p.toml")
+    assert stages[0].config.out == TEXTS / "never-written.txt"
+    assert (TEXTS / "wikitext-2-valid.txt").is_file() and (TEXTS / "clinc150" / "train.jsonl").is_file()

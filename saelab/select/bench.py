@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from saelab.data.texts import CLINC150
 from saelab.select.config import DEFAULT_CACHE, SAE_METHODS, Method, SelectConfig
 from saelab.select.scoring import TEXT_SCORERS, make_embedder, pool_chunks, score_pool
 from saelab.select.similarity import n_selected
@@ -44,8 +45,9 @@ class BenchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    data: Path = Path("../shared/data/clinc150")
-    """Folder with CLINC150-style {train,val,test}.jsonl records of text, intent and domain."""
+    data: Path = CLINC150
+    """Folder with CLINC150-style {train,val,test}.jsonl records of text, intent and domain (default: the
+    CLINC150 subset shipped with saelab)."""
     pool_split: str = "train"
     """Split used as the pool."""
     target_split: str = "val"

@@ -8,6 +8,7 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `select` and `select bench` to the saelab command line."""
+    from saelab.data.texts import CLINC150
     from saelab.runtime.cliargs import add_config_args
     from saelab.select.bench import BenchConfig
     from saelab.select.config import SelectConfig
@@ -38,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     scale.add_argument(
         "--source",
         type=str,
-        default="../shared/data/clinc150/train.jsonl",
-        help="JSONL whose texts are cycled to build the pool",
+        default=str(CLINC150 / "train.jsonl"),
+        help="JSONL whose texts are cycled to build the pool (default: the shipped CLINC150 train split)",
     )
     add_config_args(scale, SelectConfig)
     scale.set_defaults(fn=_scale)

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from saelab.data.texts import CLINC150
 from saelab.select.config import Method, SelectConfig
 from saelab.select.finetune import finetune_and_eval, freeze_inputs
 from saelab.select.run import run as select_run
@@ -24,8 +25,9 @@ class DownstreamConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    data: Path = Path("../shared/data/clinc150")
-    """Folder with CLINC150-style {train,val,test}.jsonl: pool = train, targets from val, held-out = test."""
+    data: Path = CLINC150
+    """Folder with CLINC150-style {train,val,test}.jsonl: pool = train, targets from val, held-out = test
+    (default: the CLINC150 subset shipped with saelab)."""
     level: Literal["domain", "intent"] = "domain"
     """Label level of the target task."""
     label: str = "credit_cards"
