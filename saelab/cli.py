@@ -106,7 +106,7 @@ def _eval(a: argparse.Namespace) -> None:
     from saelab.runtime.cliargs import config_from_args
     from saelab.evals import EvalConfig, run
 
-    r = run(config_from_args(EvalConfig, a, sae=a.sae_path))
+    r = run(config_from_args(EvalConfig, a))
     print(
         f"EV {r['explained_variance']:.4f}  L0 {r['l0']:.1f}  dead {r['dead_fraction']:.4f}  "
         f"CE recovered {r['ce_loss_recovered']:.4f}  KL {r['kl_div']:.4f}"
@@ -204,7 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     from saelab.evals import EvalConfig
 
     ev = sub.add_parser("eval", help="evaluate an SAE on held-out text: EV, L0, dead/dense, CE recovered, KL")
-    ev.add_argument("sae_path", metavar="RUN_OR_SAE_DIR", help="training run (checkpoints/NAME) or SAELens-format SAE")
+    ev.add_argument(
+        "sae",
+        metavar="RUN_OR_SAE_DIR",
+        nargs="?",
+        default=argparse.SUPPRESS,
+        help="training run (checkpoints/NAME) or SAELens-format SAE (or `sae` in --config)",
+    )
     add_config_args(ev, EvalConfig, skip=("sae",))
     ev.set_defaults(fn=_eval)
     add_distributed_flags(ev)

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from saelab.runtime.cliargs import parse_value
 from saelab.sae import SAEConfig
 
 
@@ -136,7 +137,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         if not sep or "." not in key:
             raise ValueError(f"--set expects section.key=value, got {item!r}")
         section, field = key.split(".", 1)
-        raw.setdefault(section, {})[field] = _parse_value(value)
+        raw.setdefault(section, {})[field] = parse_value(value)
     try:
         return TrainConfig(**raw)
     except ValidationError as e:
@@ -166,10 +167,3 @@ def resolve(cfg: TrainConfig) -> Resolved:
     except ValidationError as e:
         raise ValueError(f"invalid [sae] section:\n{e}") from None
     return Resolved(cfg, sae, hook, manifest)
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
