@@ -176,7 +176,10 @@ def wandb_run_id(run_dir: Path, name: str) -> str:
     f = run_dir / WANDB_ID_FILE
     if f.exists():
         return f.read_text().strip()
-    run_id = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-{secrets.token_hex(4)}"
+    if (run_dir / "wandb").is_dir():  # a run started before ids were kept: its wandb id was the run name
+        run_id = name.replace("/", "-")
+    else:
+        run_id = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-{secrets.token_hex(4)}"
     f.write_text(run_id + "\n")
     return run_id
 

@@ -9,7 +9,7 @@ import pytest
 
 from saelab import train
 from saelab.train.config import TrainConfig
-from saelab.train.run import WANDB_ID_FILE
+from saelab.train.run import WANDB_ID_FILE, wandb_run_id
 
 
 def _cfg(store: Path, out: Path, *sets: str) -> TrainConfig:
@@ -56,6 +56,15 @@ def test_offline_is_the_default_and_overwrite_starts_a_new_run(
     again_id = (again.run_dir / WANDB_ID_FILE).read_text().strip()
     assert again_id != first_id and again_id.startswith("tracked-")
     assert [i for i, _ in _wandb_runs(again.run_dir)] == [again_id]
+
+
+def test_a_run_from_before_ids_were_kept_resumes_under_its_name(tmp_path) -> None:
+    (tmp_path / "wandb").mkdir()
+    assert wandb_run_id(tmp_path, "old/run") == "old-run" == (tmp_path / WANDB_ID_FILE).read_text().strip()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    ids = {wandb_run_id(fresh, "a b"), wandb_run_id(tmp_path / "fresh", "a b")}
+    assert len(ids) == 1 and next(iter(ids)).startswith("a-b-")  # made once, then read back
 
 
 def test_disabled_writes_no_wandb_files(real_store, tmp_path) -> None:
