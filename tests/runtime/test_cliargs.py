@@ -8,7 +8,7 @@ import pytest
 
 from saelab.atoms.run import AtomsConfig
 from saelab.circuits.config import CircuitsConfig, load_config
-from saelab.cli import build_parser
+from saelab.cli import build_parser, main
 from saelab.evals import EvalConfig
 from saelab.harvest import HarvestConfig
 from saelab.inspect.config import InspectConfig
@@ -86,6 +86,17 @@ def test_bad_options_name_the_problem(tmp_path, argv: list[str], text: str, mess
     model = EvalConfig if argv[0] == "eval" else HarvestConfig
     with pytest.raises(ValueError, match=message):
         _cfg(model, [*argv, "--config", _toml(tmp_path, text)])
+
+
+def test_select_takes_pool_and_target_from_the_file_or_names_them(tmp_path, capsys) -> None:
+    assert main(["select", "--method", "bm25"]) == 2
+    assert (
+        "select needs --pool and --target: give them on the command line, or in a --config" in capsys.readouterr().err
+    )
+    (tmp_path / "t.jsonl").write_text('{"text": "set a timer"}\n')
+    f = _toml(tmp_path, f'pool = "{tmp_path / "absent.jsonl"}"\ntarget = "{tmp_path / "t.jsonl"}"\nmethod = "bm25"\n')
+    assert main(["select", "--config", f]) == 2  # past the option check, to the pool file itself
+    assert "absent.jsonl" in capsys.readouterr().err
 
 
 def test_missing_config_file_is_named(tmp_path) -> None:
