@@ -48,8 +48,8 @@ def _model_generate(a: argparse.Namespace) -> None:
 
 
 def _harvest(a: argparse.Namespace) -> None:
-    from saelab.runtime.cliargs import config_from_args
     from saelab.harvest import HarvestConfig, run
+    from saelab.runtime.cliargs import config_from_args
 
     path = run(config_from_args(HarvestConfig, a))
     print(f"store: {path}")
@@ -104,10 +104,10 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _eval(a: argparse.Namespace) -> None:
-    from saelab.runtime.cliargs import config_from_args
     from saelab.evals import EvalConfig, run
+    from saelab.runtime.cliargs import config_from_args
 
-    r = run(config_from_args(EvalConfig, a, sae=a.sae_path))
+    r = run(config_from_args(EvalConfig, a))
     print(
         f"EV {r['explained_variance']:.4f}  L0 {r['l0']:.1f}  dead {r['dead_fraction']:.4f}  "
         f"CE recovered {r['ce_loss_recovered']:.4f}  KL {r['kl_div']:.4f}"
@@ -162,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_model_generate)
 
+    from saelab.harvest.config import HarvestConfig
     from saelab.runtime.cliargs import add_config_args
     from saelab.runtime.distributed import add_flags as add_distributed_flags
-    from saelab.harvest.config import HarvestConfig
 
     hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
     add_config_args(hv, HarvestConfig)
@@ -205,7 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     from saelab.evals import EvalConfig
 
     ev = sub.add_parser("eval", help="evaluate an SAE on held-out text: EV, L0, dead/dense, CE recovered, KL")
-    ev.add_argument("sae_path", metavar="RUN_OR_SAE_DIR", help="training run (checkpoints/NAME) or SAELens-format SAE")
+    ev.add_argument(
+        "sae",
+        metavar="RUN_OR_SAE_DIR",
+        nargs="?",
+        default=argparse.SUPPRESS,
+        help="training run (checkpoints/NAME) or SAELens-format SAE (or `sae` in --config)",
+    )
     add_config_args(ev, EvalConfig, skip=("sae",))
     ev.set_defaults(fn=_eval)
     add_distributed_flags(ev)

@@ -11,10 +11,13 @@ per-stage keys:
 - `quick`: dotted-key overrides used by `--quick` (`"train.tokens" = 200_000`).
 
 Every string is also formatted with `{name}`: the experiment's name, or `<name>-quick` under `--quick`, so a
-quick run never touches the full run's outputs. A finished stage writes a marker with its config to
-`results/<name>/stages/<id>.json`; on the next run the stage is skipped when the marker matches and its
-output exists, resumed when its output exists without a marker (an interrupted stage), and redone (its old
-outputs replaced, with a message) when the marker shows another config.
+quick run never touches the full run's outputs, and with `{data}`: the folder of text data shipped with saelab
+(`saelab/data/texts`, e.g. `"jsonl:{data}/clinc150/train.jsonl:text"`). A finished stage writes a marker with
+its config to `results/<name>/stages/<id>.json`; on the next run the stage is skipped when the marker matches
+and its output exists, resumed when its output exists without a marker (an interrupted stage), and redone (its
+old outputs replaced, with a message) when the marker shows another config. Every stage that does not run says
+so and why: up to date, left out by `--only`, or declined by the stage itself (an eval with `skip_missing`
+whose corpus file is absent), which writes no marker, so the stage runs once its input is there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+from saelab.data.texts import TEXTS
 
 RESULTS = Path("results")
 
@@ -122,6 +127,7 @@ def run(path: str | Path, quick: bool = False, only: list[str] | None = None, lo
     out = []
     for stage in stages:
         if only and stage.id not in only and stage.kind not in only:
+            log(f"[{stage.id}] not named by --only; skipped")
             continue
         kind = STAGES[stage.kind]
         config = stage.config.model_dump(mode="json")
@@ -142,6 +148,10 @@ def run(path: str | Path, quick: bool = False, only: list[str] | None = None, lo
         t0 = time.perf_counter()
         result = kind.run(stage.config, redo)
         seconds = time.perf_counter() - t0
+        if not output.exists():  # it declined to run (an eval whose skip_missing corpus is absent): no marker
+            log(f"[{stage.id}] skipped: it wrote no {output} (the reason is printed above)")
+            out.append((stage, "skipped"))
+            continue
         marks.mkdir(parents=True, exist_ok=True)
         tmp = mark.with_suffix(".tmp")
         tmp.write_text(json.dumps({"kind": stage.kind, "config": config, "seconds": round(seconds, 1)}, indent=2))
@@ -181,7 +191,7 @@ def _expand(table: dict, index: int, quick: bool, name: str, path: Path):
     for key, value in overrides.items():
         _set(table, key, value)
     for values in positions:
-        fmt = {"name": name, **values}
+        fmt = {"name": name, "data": str(TEXTS), **values}
         suffix = "".join(f"-{k}{v}" for k, v in values.items())
         yield f"{sid}{suffix}", kind, _format(table, fmt)
 
@@ -201,7 +211,9 @@ def _format(value: Any, fmt: dict[str, Any]) -> Any:
         try:
             return value.format(**fmt)
         except KeyError as e:
-            raise ValueError(f"placeholder {{{e.args[0]}}} in {value!r} is neither `name` nor a sweep key") from None
+            raise ValueError(
+                f"placeholder {{{e.args[0]}}} in {value!r} is neither `name`, `data` nor a sweep key"
+            ) from None
     if isinstance(value, dict):
         return {k: _format(v, fmt) for k, v in value.items()}
     if isinstance(value, list):

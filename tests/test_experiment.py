@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from saelab import experiment
 from saelab.cli import main
+from saelab.data.texts import TEXTS
 
 
 class CountConfig(BaseModel):
@@ -167,3 +168,36 @@ def test_every_stage_config_shares_the_one_base_and_lives_in_its_stages_config_m
         assert cls.model_config["extra"] == "forbid" and cls.model_config["frozen"], kind
         if kind != "saelens-train":  # the SAELens peer is no saelab stage
             assert module.endswith(".config"), (kind, module)
+
+
+def test_every_stage_not_run_says_why(fake_kind, capsys) -> None:
+    f = _write(fake_kind / "e.toml")
+    lines: list[str] = []
+    experiment.run(f, only=["a"], log=lines.append)
+    assert lines[2:] == ["[count-layer3] not named by --only; skipped", "[count-layer7] not named by --only; skipped"]
+    (fake_kind / "d.toml").write_text("""
+[[stages]]
+kind = "eval"
+sae = "checkpoints/none"
+corpus = "text:absent/wiki.txt"
+skip_missing = true
+out = "results/d/eval.json"
+""")
+    lines.clear()
+    result = experiment.run(fake_kind / "d.toml", log=lines.append)
+    assert [r for _, r in result] == ["skipped"]
+    assert "eval skipped: corpus file absent/wiki.txt is absent" in capsys.readouterr().out
+    assert lines[-1] == "[eval] skipped: it wrote no results/d/eval.json (the reason is printed above)"
+    assert not (fake_kind / "results/d/stages").exists()  # no marker: it runs once the corpus is there
+
+
+def test_experiment_strings_name_the_shipped_data_folder(fake_kind) -> None:
+    (fake_kind / "p.toml").write_text("""
+[[stages]]
+kind = "count"
+value = 1
+out = "{data}/never-written.txt"
+""")
+    _, stages = experiment.load(fake_kind / "p.toml")
+    assert stages[0].config.out == TEXTS / "never-written.txt"
+    assert (TEXTS / "wikitext-2-valid.txt").is_file() and (TEXTS / "clinc150" / "train.jsonl").is_file()

@@ -20,25 +20,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "sae",
-        nargs="+",
+        nargs="*",
         metavar="SAE_OR_RUN",
-        help="training runs (checkpoints/NAME) or SAELens-format SAE directories",
+        default=argparse.SUPPRESS,
+        help="training runs (checkpoints/NAME) or SAELens-format SAE directories (or `sae` in --config)",
     )
     add_config_args(p, AtomsConfig, skip=("sae",))
     p.set_defaults(fn=_atoms)
 
 
 def _atoms(a: argparse.Namespace) -> int:
-    from pydantic import ValidationError
 
     from saelab.atoms.config import AtomsConfig
     from saelab.atoms.run import run
     from saelab.runtime.cliargs import config_from_args
 
-    try:
-        cfg = config_from_args(AtomsConfig, a)
-    except ValidationError as e:
-        raise ValueError(f"invalid atoms options:\n{e}") from None
+    cfg = config_from_args(AtomsConfig, a)
     result = run(cfg)
     for row in result["table"]:
         print(

@@ -18,7 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Circuit heads from SAE codes (O'Neill & Bui), exact and attribution patching; writes "
         "circuits.json, per-method layer x head heat maps and ROC curves into --out.",
     )
-    p.add_argument("task", help=CircuitsConfig.model_fields["task"].description)
+    p.add_argument(
+        "task",
+        nargs="?",
+        default=argparse.SUPPRESS,
+        help=f"{CircuitsConfig.model_fields['task'].description} (or `task` in --config)",
+    )
     add_config_args(p, CircuitsConfig, skip=("task",))
     p.set_defaults(fn=_circuits)
 

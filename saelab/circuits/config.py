@@ -3,13 +3,13 @@ ground-truth rule; the same fields as `saelab circuits --help`."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from saelab.circuits.tasks import BUILTIN
+from saelab.runtime.cliargs import build_config
 from saelab.runtime.config import Config
 
 PAPER_L1 = {"ioi": 0.02, "greater-than": 0.02, "docstring": 0.05}  # O'Neill & Bui, for uncentred inputs
@@ -104,9 +104,7 @@ class CircuitsConfig(Config):
 
 
 def load_config(path: str | Path, **overrides: Any) -> CircuitsConfig:
-    """A config from a TOML file (its [circuits] table, or its top level), command-line overrides on top."""
-    data = tomllib.loads(Path(path).read_text())
-    if "stages" in data:
-        raise ValueError(f"{path} is an experiment file ([[stages]]); run it with `saelab run {path}`")
-    data = data.get("circuits", data)
-    return CircuitsConfig(**(data | {k: v for k, v in overrides.items() if v is not None}))
+    """A config from a TOML file (its [circuits] table, or its top level), command-line overrides on top; the
+    reader `saelab circuits --config` uses."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return build_config(CircuitsConfig, file=path, given=given, command="circuits")

@@ -1,6 +1,6 @@
 """Corpora: a source looked up by spec string, its documents in a fixed order, and a held-out split.
 
-    corpus = open_corpus("jsonl:../shared/data/gsm8k/test.jsonl:question+answer", split="train")
+    corpus = open_corpus("jsonl:problems.jsonl:question+answer", split="train")
     for doc in corpus:          # Document(index, text), index counted over the whole source
         ...
 

@@ -18,7 +18,7 @@ class HarvestConfig(Config):
     hooks: list[str] = Field(min_length=1)
     """Hook point names, all harvested from one forward pass, e.g. blocks.6.hook_resid_post."""
     corpus: str = "python-docs"
-    """Corpus spec: python-docs, text:PATH, jsonl:PATH:FIELD or hf:NAME[:CONFIG]:SPLIT:FIELD."""
+    """Corpus spec: python-docs, wikitext-2 (shipped), text:PATH, jsonl:PATH:FIELD or hf:NAME[:CONFIG]:SPLIT:FIELD."""
     split: Literal["all", "train", "heldout"] = "train"
     """Which documents: the held-out 5% is kept for evaluation."""
     tokens: int = Field(gt=0)

@@ -23,9 +23,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from saelab.data import open_corpus, pack_batches
-from saelab.runtime.distributed import barrier
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
+from saelab.runtime.distributed import barrier
 from saelab.runtime.progress import progress_bar
 from saelab.store import StoreWriter
 from saelab.store.writer import Part, merge_parts

@@ -6,11 +6,16 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from saelab.runtime.cliargs import add_config_args
     from saelab.inspect.config import InspectConfig
+    from saelab.runtime.cliargs import add_config_args
 
     p = sub.add_parser("inspect", help="feature dashboards of every latent as a static site (REPORT/index.html)")
-    p.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
+    p.add_argument(
+        "sae",
+        nargs="?",
+        default=argparse.SUPPRESS,
+        help="training run (checkpoints/NAME) or SAELens-format SAE directory (or `sae` in --config)",
+    )
     add_config_args(p, InspectConfig, skip=("sae",))
     p.set_defaults(fn=_inspect)
 
@@ -31,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _inspect(a: argparse.Namespace) -> None:
-    from saelab.runtime.cliargs import config_from_args
     from saelab.inspect.config import InspectConfig
     from saelab.inspect.run import run
+    from saelab.runtime.cliargs import config_from_args
 
     result = run(config_from_args(InspectConfig, a))
     print(

@@ -1,9 +1,10 @@
 """Hook points (TransformerLens/SAELens names) and the context that applies hooks during a forward pass.
 
 A hook is a pure JAX function `(activation) -> activation` (or, when it has `needs_positions = True`,
-`(activation, positions (batch, seq)) -> activation`, for edits at chosen token positions); the forward pass
-calls `ctx(name, x)` at every hook point, which applies the user's function if one is registered and records the value if it was asked
-for. Everything happens at trace time, so hooked forwards jit and vmap like any other JAX function.
+`(activation, positions (batch, seq)) -> activation`, for edits at chosen token positions); the forward
+pass calls `ctx(name, x)` at every hook point, which applies the user's function if one is registered and
+records the value if it was asked for. Everything happens at trace time, so hooked forwards jit and vmap like
+any other JAX function.
 """
 
 from __future__ import annotations

@@ -8,19 +8,12 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `select` and `select bench` to the saelab command line."""
+    from saelab.data.texts import CLINC150
     from saelab.runtime.cliargs import add_config_args
     from saelab.select.config import BenchConfig, DownstreamConfig, SelectConfig
 
     sel = sub.add_parser("select", help="select the pool records most like a target task, by SAE codes or a baseline")
-    add_config_args(sel, SelectConfig, skip=("pool", "target"))
-    # not argparse-required, so that `saelab select bench` needs neither; SelectConfig still requires both
-    sel.add_argument("--pool", type=str, default=argparse.SUPPRESS, help="JSONL file of candidate records (required)")
-    sel.add_argument(
-        "--target",
-        type=str,
-        default=argparse.SUPPRESS,
-        help="JSONL file of a few examples of the target task (required)",
-    )
+    add_config_args(sel, SelectConfig)  # --pool and --target are checked when it runs: `select bench` needs neither
     sel.set_defaults(fn=_select)
     bsub = sel.add_subparsers(dest="select_cmd", required=False)
     bench = bsub.add_parser("bench", help="precision/recall/AP of every method on CLINC150 intents and domains")
@@ -36,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     scale.add_argument(
         "--source",
         type=str,
-        default="../shared/data/clinc150/train.jsonl",
-        help="JSONL whose texts are cycled to build the pool",
+        default=str(CLINC150 / "train.jsonl"),
+        help="JSONL whose texts are cycled to build the pool (default: the shipped CLINC150 train split)",
     )
     add_config_args(scale, SelectConfig)
     scale.set_defaults(fn=_scale)
@@ -48,9 +41,6 @@ def _select(a: argparse.Namespace) -> None:
     from saelab.select.config import SelectConfig
     from saelab.select.run import run
 
-    missing = [f"--{k}" for k in ("pool", "target") if not hasattr(a, k)]
-    if missing:
-        raise ValueError(f"saelab select needs {' and '.join(missing)} (or run `saelab select bench`)")
     s = run(config_from_args(SelectConfig, a))
     print(json.dumps({k: v for k, v in s.items() if k != "config"}, indent=2))
     print(f"selected {s['n_selected']:,} of {s['n_pool']:,} records -> {s['config']['out']}/selected.jsonl")

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from saelab.data.texts import CLINC150
 from saelab.runtime.config import Config
 
 Method = Literal["jaccard", "cosine", "euclidean", "bm25", "embed", "hidden", "neurons", "dsir", "random"]
@@ -83,8 +84,9 @@ class SelectConfig(Config):
 class BenchConfig(Config):
     """Settings of `saelab select bench`; the same fields as its flags."""
 
-    data: Path = Path("../shared/data/clinc150")
-    """Folder with CLINC150-style {train,val,test}.jsonl records of text, intent and domain."""
+    data: Path = CLINC150
+    """Folder with CLINC150-style {train,val,test}.jsonl records of text, intent and domain (default: the
+    CLINC150 subset shipped with saelab)."""
     pool_split: str = "train"
     """Split used as the pool."""
     target_split: str = "val"
@@ -124,8 +126,9 @@ class BenchConfig(Config):
 class DownstreamConfig(Config):
     """Settings of `saelab select downstream`; the same fields as its flags."""
 
-    data: Path = Path("../shared/data/clinc150")
-    """Folder with CLINC150-style {train,val,test}.jsonl: pool = train, targets from val, held-out = test."""
+    data: Path = CLINC150
+    """Folder with CLINC150-style {train,val,test}.jsonl: pool = train, targets from val, held-out = test
+    (default: the CLINC150 subset shipped with saelab)."""
     level: Literal["domain", "intent"] = "domain"
     """Label level of the target task."""
     label: str = "credit_cards"

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from saelab.runtime.cliargs import parse_value
 from saelab.runtime.config import Config
 from saelab.sae import SAEConfig, get_architecture
 from saelab.sae.config import check_fields
@@ -96,7 +97,8 @@ class TrainSection(_Section):
     mesh_model: int = Field(default=1, ge=1)
     """Devices on the `model` (latent) axis: W_enc, b_enc, threshold and W_dec are sharded on d_sae."""
     wandb: Literal["disabled", "offline", "online"] = "offline"
-    """Weights & Biases tracking: offline by default (files under the run dir), online only when asked."""
+    """Weights & Biases tracking: offline by default (files under RUN/wandb; `wandb sync` uploads them later),
+    `disabled` for none, online only when asked. A run re-created with --overwrite is a new wandb run."""
     progress: bool = True
 
 
@@ -168,7 +170,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         if not sep or "." not in key:
             raise ValueError(f"--set expects section.key=value, got {item!r}")
         section, field = key.split(".", 1)
-        raw.setdefault(section, {})[field] = _parse_value(value)
+        raw.setdefault(section, {})[field] = parse_value(value)
     try:
         return TrainConfig(**raw)
     except ValidationError as e:
@@ -208,10 +210,3 @@ def _architecture_of(sae: Any) -> Any:
     if isinstance(sae, SAESection):
         sae = sae.model_extra or {}
     return sae.get("architecture", _DEFAULT_ARCHITECTURE) if isinstance(sae, dict) else _DEFAULT_ARCHITECTURE
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text

@@ -1,13 +1,15 @@
 """`run(cfg)`: train one SAE on a store, with checkpoints, metrics, tracking and a SAELens-format export.
 
 Layout of `checkpoints/<name>/`: `config.json` (the resolved config), `checkpoints/` (orbax), `metrics.jsonl`
-(one line per log step), `wandb/` (offline tracking) and `sae/` (the export: cfg.json +
-sae_weights.safetensors, input scaling folded in).
+(one line per log step), `wandb/` (offline tracking) with `wandb-id` (the run's wandb id) and `sae/` (the
+export: cfg.json + sae_weights.safetensors, input scaling folded in).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ from saelab.train.state import TrainState, init_state, make_optimizer
 from saelab.train.step import make_train_step
 
 CONFIG_FILE = "config.json"
+WANDB_ID_FILE = "wandb-id"
 B_DEC_SAMPLE = 16384
 
 
@@ -166,6 +169,21 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     return TrainConfig(**json.loads(f.read_text()))
 
 
+def wandb_run_id(run_dir: Path, name: str) -> str:
+    """The wandb run id of `run_dir`, made once per run: a resumed run continues its wandb run, while a run
+    re-created with --overwrite (its directory, this file included, is removed) starts a new one instead of
+    appending to the old run's history under the same id."""
+    f = run_dir / WANDB_ID_FILE
+    if f.exists():
+        return f.read_text().strip()
+    if (run_dir / "wandb").is_dir():  # a run started before ids were kept: its wandb id was the run name
+        run_id = name.replace("/", "-")
+    else:
+        run_id = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-{secrets.token_hex(4)}"
+    f.write_text(run_id + "\n")
+    return run_id
+
+
 def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Check the run dir on every process (same errors everywhere), then process 0 alone (re)creates it; the
     barriers keep a process from seeing the config another one has just written."""
@@ -246,20 +264,18 @@ class _MetricsLog:
         lines = self.path.read_text().splitlines() if self.path.exists() else []
         self.path.write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= start))
         if cfg.train.wandb != "disabled":
-            try:
-                import wandb
-            except ImportError:
-                print("wandb is not installed: metrics go to metrics.jsonl only (pip install wandb)")
-            else:
-                self.wandb = wandb.init(
-                    project="saelab",
-                    name=cfg.train.name,
-                    id=cfg.train.name.replace("/", "-"),
-                    dir=str(run_dir),
-                    mode=cfg.train.wandb,
-                    resume="allow",
-                    config=cfg.model_dump(mode="json"),
-                )
+            import wandb
+
+            self.wandb = wandb.init(
+                project="saelab",
+                name=cfg.train.name,
+                id=wandb_run_id(run_dir, cfg.train.name),
+                dir=str(run_dir),
+                mode=cfg.train.wandb,
+                resume="allow",
+                config=cfg.model_dump(mode="json"),
+                settings=wandb.Settings(quiet=True),
+            )
 
     def write(self, step: int, pending: list[dict], state: TrainState, cfg: TrainConfig, rate: float):
         """Average the pending per-step metrics (one device fetch), add the dense fraction, log, and reset

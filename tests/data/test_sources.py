@@ -1,21 +1,27 @@
-"""Each corpus source on real shared data and on small hand-made files."""
+"""Each corpus source on real data shipped with the project and on small hand-made files."""
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tomllib
 import types
 from pathlib import Path
 
 import pytest
 
-from saelab.data import open_corpus
+from saelab.data import is_heldout, open_corpus
 from saelab.data.sources.python_docs import MIN_CHARS, read_docstrings
+from saelab.data.texts import WIKITEXT_2_VALID
+
+FILES = Path(__file__).parent / "files"  # test data with its provenance (files/README.md)
 
 _DIGEST = """
+import builtins
 import hashlib
 from saelab.data import open_corpus
 h = hashlib.sha256()
@@ -64,8 +70,8 @@ def test_python_docs_order_and_skipped_folders(tmp_path: Path) -> None:
     ]
 
 
-def test_wikitext_splits_into_articles(shared_data: Path) -> None:
-    path = shared_data / "wikitext-2" / "valid.txt"
+def test_wikitext_splits_into_articles() -> None:
+    path = WIKITEXT_2_VALID
     lines = path.read_text(encoding="utf-8").splitlines()
     titles = [x.strip() for x in lines if x.startswith(" = ") and not x.startswith(" = = ")]
     sections = sum(x.startswith(" = = ") for x in lines)
@@ -74,6 +80,17 @@ def test_wikitext_splits_into_articles(shared_data: Path) -> None:
     assert [d.text.split("\n", 1)[0] for d in docs] == titles
     assert sum(d.text.count("\n= = ") for d in docs) == sections
     assert docs[0].text.startswith("= Homarus gammarus =\nHomarus gammarus , known as the European lobster")
+
+
+def test_shipped_wikitext_corpus_is_the_file_read_as_wikitext() -> None:
+    named = open_corpus("wikitext-2")
+    assert named.name == "wikitext-2"
+    assert named.source.revision == f"bytes={WIKITEXT_2_VALID.stat().st_size}"
+    assert list(named) == list(open_corpus(f"text:{WIKITEXT_2_VALID}"))
+    heldout = [d.index for d in open_corpus("wikitext-2", split="heldout", heldout_fraction=0.2)]
+    assert heldout == [i for i in range(60) if is_heldout("wikitext-2", i, 0.2)] and heldout
+    with pytest.raises(ValueError, match="takes no arguments"):
+        open_corpus("wikitext-2:valid")
 
 
 def test_plain_text_splits_on_blank_lines(tmp_path: Path) -> None:
@@ -92,8 +109,8 @@ def test_small_wikitext_file(tmp_path: Path) -> None:
     ]
 
 
-def test_jsonl_joins_fields(shared_data: Path) -> None:
-    path = shared_data / "gsm8k" / "test.jsonl"
+def test_jsonl_joins_fields() -> None:
+    path = FILES / "gsm8k-test.jsonl"
     docs = list(open_corpus(f"jsonl:{path}:question+answer"))
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert len(docs) == 1319
@@ -130,6 +147,23 @@ def test_hf_without_datasets_says_how_to_install(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match="pip install datasets"):
         open_corpus("hf:wikitext:wikitext-2-raw-v1:train:text")
+
+
+def test_hf_missing_datasets_names_the_hf_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_datasets(name, *args, **kwargs):
+        if name == "datasets" or name.startswith("datasets."):
+            raise ModuleNotFoundError("No module named 'datasets'", name="datasets")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "datasets", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(ImportError, match=r"hf:NAME.*`hf` extra.*pip install 'saelab\[hf\]'"):
+        open_corpus("hf:wikitext:wikitext-2-raw-v1:train:text")
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    hf_extra = pyproject["project"]["optional-dependencies"]["hf"]
+    assert [r for r in hf_extra if r.startswith("datasets")], hf_extra
 
 
 def _fake_datasets(monkeypatch: pytest.MonkeyPatch, load) -> None:

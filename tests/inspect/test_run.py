@@ -109,3 +109,16 @@ def test_serve_only_on_localhost(report, tmp_path) -> None:
         server.server_close()
     with pytest.raises(FileNotFoundError, match="no index.html"):
         make_server(tmp_path, 0)
+
+
+def test_cli_inspect_reads_a_config_file_with_set_overrides(real, tmp_path, capsys) -> None:
+    store, sae = real
+    out = tmp_path / "r"
+    f = tmp_path / "inspect.toml"
+    f.write_text(f'[inspect]\nstore = "{store}"\ntokens = 1024\naip = false\nn_logits = 5\nout = "{out}"\n')
+    assert main(["inspect", str(sae), "--config", str(f), "--set", "tokens=512"]) == 0
+    assert f"report: {out / 'index.html'}" in capsys.readouterr().out
+    assert _data(out, "meta")["n_tokens"] == 512 - 8  # 8 windows of 64, BOS excluded: --set beat the file
+    assert len(_data(out, "latents_0000")["3"]["pos"]) == 5  # n_logits from the file
+    assert main(["inspect", "--config", str(f), "--set", "bogus=1"]) == 2
+    assert "--set: unknown option(s) ['bogus']" in capsys.readouterr().err

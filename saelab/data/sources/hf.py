@@ -1,6 +1,7 @@
 """`hf:NAME[:CONFIG]:SPLIT:FIELD`: a Hugging Face dataset, streamed (nothing is downloaded up front).
 
-`datasets` is optional: it is imported only when such a spec is opened.
+`datasets` is optional (the `hf` extra, `pip install 'saelab[hf]'`): it is imported only when such a spec is
+opened, so the other sources work without it.
 """
 
 from __future__ import annotations
@@ -54,5 +55,8 @@ def _import_datasets() -> ModuleType:
     try:
         import datasets
     except ImportError as e:
-        raise ImportError(f"corpus spec {USAGE} needs the `datasets` package: pip install datasets") from e
+        raise ImportError(
+            f"corpus spec {USAGE} needs the `datasets` package, which the `hf` extra installs: "
+            "pip install 'saelab[hf]' (or pip install datasets)"
+        ) from e
     return datasets
