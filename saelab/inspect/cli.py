@@ -6,8 +6,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from saelab.runtime.cliargs import add_config_args
     from saelab.inspect.config import InspectConfig
+    from saelab.runtime.cliargs import add_config_args
 
     p = sub.add_parser("inspect", help="feature dashboards of every latent as a static site (REPORT/index.html)")
     p.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
@@ -31,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _inspect(a: argparse.Namespace) -> None:
-    from saelab.runtime.cliargs import config_from_args
     from saelab.inspect.config import InspectConfig
     from saelab.inspect.run import run
+    from saelab.runtime.cliargs import config_from_args
 
     result = run(config_from_args(InspectConfig, a))
     print(

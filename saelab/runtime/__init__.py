@@ -1,2 +1,3 @@
-"""Runtime helpers every stage shares: multi-host setup (`distributed`), progress bars (`progress`) and
-argparse flags generated from pydantic configs (`cliargs`). No stage logic lives here."""
+"""Runtime helpers every stage shares: multi-host setup (`distributed`), progress bars (`progress`),
+argparse flags generated from pydantic configs (`cliargs`), key/value tables (`console`), the float dtype
+table (`dtypes`) and the layout of a training run directory (`rundir`). No stage logic lives here."""
