@@ -22,6 +22,7 @@ from saelab.sae.losses import (
     AuxState,
     LossOutput,
     dense_l0_and_counts,
+    loss_output,
     reconstruction,
     resolve_aux_state,
     zero,
@@ -66,19 +67,7 @@ def loss(
         aux_loss = zero()
     total = rec.mse + cfg.aux_coefficient * aux_loss
     l0, counts = dense_l0_and_counts(enc.codes)
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=zero(),
-        aux_loss=aux_loss,
-        latent_counts=counts,
-        batch_threshold=enc.batch_threshold,
-        prefix_mse=rec.mse[None],
-    )
-    return total, out
+    return loss_output(total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=enc.batch_threshold)
 
 
 def update_threshold(params: SAEParams, out: LossOutput, cfg: SAEConfig) -> SAEParams:

@@ -8,11 +8,12 @@ trained on `mse + l0_coefficient * L0` through straight-through pseudo-derivativ
 with the rectangle kernel K(u) = 1[|u| < 1/2] of bandwidth eps (`cfg.bandwidth`); the step passes no
 gradient to z and the JumpReLU passes H(z - theta) to z, as in the paper and SAELens.
 
-Pitfalls handled here (research.md, section 1): theta is a plain float32 parameter, never cast to the compute
-dtype (bf16 thresholds stop learning) and not log-parameterised (log thresholds barely move under Adam);
-bandwidth and initial threshold are in units of the scaled input (see saelab.sae.config). theta is used as
-max(theta, 0) with a straight-through gradient, so a threshold pushed below zero by an optimiser step keeps
-receiving the L0 gradient that pushes it back, and codes are never negative.
+Pitfalls handled here (docs/methods.md, "SAE architectures and losses"): theta is a plain float32 parameter,
+never cast to the compute dtype (bf16 thresholds stop learning) and not log-parameterised (log thresholds
+barely move under Adam); bandwidth and initial threshold are in units of the scaled input (see
+saelab.sae.config). theta is used as max(theta, 0) with a straight-through gradient, so a threshold pushed
+below zero by an optimiser step keeps receiving the L0 gradient that pushes it back, and codes are never
+negative.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from saelab.sae.losses import (
     AuxState,
     LossOutput,
     dense_l0_and_counts,
-    nan,
+    loss_output,
     reconstruction,
     resolve_aux_state,
-    zero,
 )
 from saelab.sae.params import SAEParams
 
@@ -58,19 +58,7 @@ def loss(
     sparsity = cfg.l0_coefficient * aux_state.sparsity_scale * l0_train
     total = rec.mse + sparsity
     l0, counts = dense_l0_and_counts(codes)
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=sparsity,
-        aux_loss=zero(),
-        latent_counts=counts,
-        batch_threshold=nan(),
-        prefix_mse=rec.mse[None],
-    )
-    return total, out
+    return loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
 
 
 def effective_threshold(params: SAEParams) -> jax.Array:

@@ -23,6 +23,7 @@ from saelab.sae.losses import (
     AuxState,
     LossOutput,
     dense_l0_and_counts,
+    loss_output,
     nan,
     reconstruction,
     resolve_aux_state,
@@ -66,19 +67,9 @@ def loss(
     rec = reconstruction(x, x_hats[-1])
     aux_loss = auxk_loss(params, aux, x - x_hats[-1], dead, cfg) if dead is not None else zero()
     total = prefix_mse.mean() + cfg.aux_coefficient * aux_loss
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=zero(),
-        aux_loss=aux_loss,
-        latent_counts=counts,
-        batch_threshold=batch_threshold,
-        prefix_mse=prefix_mse,
+    return loss_output(
+        total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=batch_threshold, prefix_mse=prefix_mse
     )
-    return total, out
 
 
 def decode_prefixes(params: SAEParams, codes: jax.Array, cfg: SAEConfig) -> jax.Array:

@@ -18,10 +18,9 @@ from saelab.sae.losses import (
     AuxState,
     LossOutput,
     dense_l0_and_counts,
-    nan,
+    loss_output,
     reconstruction,
     resolve_aux_state,
-    zero,
 )
 from saelab.sae.params import SAEParams
 
@@ -46,16 +45,4 @@ def loss(
     sparsity = cfg.l1_coefficient * aux_state.sparsity_scale * l1
     total = rec.mse + sparsity
     l0, counts = dense_l0_and_counts(codes)
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=sparsity,
-        aux_loss=zero(),
-        latent_counts=counts,
-        batch_threshold=nan(),
-        prefix_mse=rec.mse[None],
-    )
-    return total, out
+    return loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
