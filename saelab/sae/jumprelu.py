@@ -23,16 +23,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.config import SAEConfig
-from saelab.sae.losses import (
-    AuxState,
-    LossOutput,
-    dense_l0_and_counts,
-    loss_output,
-    reconstruction,
-    resolve_aux_state,
-)
+from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
 
 __all__ = ["encode", "decode", "loss", "jumprelu", "step", "effective_threshold"]
@@ -48,17 +42,17 @@ def loss(
     params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
 ) -> tuple[jax.Array, LossOutput]:
     """mse + l0_coefficient * sparsity_scale * L0, L0 = mean over tokens of the number of active latents."""
-    aux_state = resolve_aux_state(aux_state, params.d_sae)
+    aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     pre = pre_activations(params, x, cfg)  # (batch, d_sae)
     theta = effective_threshold(params)  # (d_sae,) float32
     codes = jumprelu(pre, theta, cfg.bandwidth)
     x_hat = decode(params, codes, cfg.compute_dtype)  # (batch, d_in)
-    rec = reconstruction(x, x_hat)
+    rec = losses.reconstruction(x, x_hat)
     l0_train = step(pre, theta, cfg.bandwidth).sum(1).mean()
     sparsity = cfg.l0_coefficient * aux_state.sparsity_scale * l0_train
     total = rec.mse + sparsity
-    l0, counts = dense_l0_and_counts(codes)
-    return loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
+    l0, counts = losses.dense_l0_and_counts(codes)
+    return losses.loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
 
 
 def effective_threshold(params: SAEParams) -> jax.Array:
