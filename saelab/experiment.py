@@ -30,6 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from saelab.runtime.rundir import RunDir
+
 RESULTS = Path("results")
 
 
@@ -46,7 +48,7 @@ def _call(target: str, *args, **kwargs):
 
 
 def _train(cfg, redo: bool):
-    resume = cfg.run_dir.exists() and not redo
+    resume = RunDir(cfg.run_dir).is_run() and not redo
     return _call("saelab.train:run", cfg, resume=resume, overwrite=redo)
 
 
