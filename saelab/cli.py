@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 
 Handler = Callable[[argparse.Namespace], int | None]
 
-# Stages whose subcommands live with them, each added with `register(subparsers)` from its cli module.
-STAGE_COMMANDS: list[str] = ["saelab.models.cli", "saelab.store.cli"]
 # Analyses on top of trained SAEs add their subcommands with `register(subparsers)` in their own cli module.
 ANALYSIS_COMMANDS: list[str] = [
     "saelab.circuits.cli",
@@ -85,17 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saelab", description=__doc__ and "Sparse-autoencoder workbench on JAX.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    for module in STAGE_COMMANDS:
-        importlib.import_module(module).register(sub)
-
     from saelab.harvest.config import HarvestConfig
+    from saelab.models.cli import register as register_model_commands
     from saelab.runtime.cliargs import add_config_args
     from saelab.runtime.distributed import add_flags as add_distributed_flags
+    from saelab.store.cli import register as register_store_commands
 
+    register_model_commands(sub)
     hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
     add_config_args(hv, HarvestConfig)
     hv.set_defaults(fn=_harvest)
     add_distributed_flags(hv)
+    register_store_commands(sub)
 
     tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
     tr.add_argument("config", nargs="?", help="TOML file with [data], [sae], [optim], [train] sections")

@@ -13,8 +13,10 @@ It lives under `runtime` rather than `train` because the stages below the traine
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CONFIG_FILE = "config.json"
 EXPORT_DIR = "sae"
@@ -50,6 +52,12 @@ class RunDir:
     def sae(self) -> Path:
         """The SAELens-format export."""
         return self.root / EXPORT_DIR
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The logged rows of `metrics.jsonl` in step order (empty before the first log step)."""
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines()]
 
     def eval_result(self, name: str) -> Path:
         """The JSON of the eval called `name` (its markdown report takes the same stem)."""

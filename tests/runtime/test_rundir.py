@@ -55,3 +55,10 @@ def test_eval_default_out_sits_beside_the_run(tmp_path) -> None:
     lone = tmp_path / "lone"
     lone.mkdir()
     assert _default_out(EvalConfig(sae=lone, corpus="stdlib")).parent == lone
+
+
+def test_read_metrics_returns_the_logged_rows_in_order(tmp_path) -> None:
+    run = RunDir(tmp_path)
+    assert run.read_metrics() == []  # nothing logged yet
+    run.metrics.write_text('{"step": 5, "l0": 3.5}\n{"step": 10, "l0": 2.0}\n')
+    assert run.read_metrics() == [{"step": 5, "l0": 3.5}, {"step": 10, "l0": 2.0}]
