@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -22,67 +21,12 @@ ANALYSIS_COMMANDS: list[str] = [
 ]
 
 
-def _model_info(a: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from saelab.models import BLOCK_HOOKS, Model
-
-    m = Model.load(a.model)
-    info = m.info()
-    if a.json:
-        print(json.dumps(info | {"hook_points": m.hook_names()}, indent=2))
-        return
-    t = Table(title=f"model {a.model}", show_header=False)
-    for k, v in info.items():
-        t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-    t.add_row("hook points", f"blocks.{{0..{m.cfg.n_layers - 1}}}.{{{', '.join(BLOCK_HOOKS)}}}")
-    Console().print(t)
-
-
-def _model_generate(a: argparse.Namespace) -> None:
-    from saelab.models import Model
-
-    m = Model.load(a.model, dtype=a.dtype)
-    print(a.prompt + m.generate(a.prompt, a.max_new_tokens))
-
-
 def _harvest(a: argparse.Namespace) -> None:
     from saelab.harvest import HarvestConfig, run
     from saelab.runtime.cliargs import config_from_args
 
     path = run(config_from_args(HarvestConfig, a))
     print(f"store: {path}")
-
-
-def _store_info(a: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from saelab.store import store_info
-
-    info = store_info(a.store)
-    if a.json:
-        print(json.dumps(info, indent=2))
-        return
-    t = Table(title=f"activation store {a.store}", show_header=False)
-    for k, v in info.items():
-        if k == "meta":
-            for mk, mv in v.items():
-                t.add_row(f"meta.{mk}", str(mv))
-        else:
-            t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-    Console().print(t)
-
-
-def _store_verify(a: argparse.Namespace) -> int:
-    from saelab.store import verify_store
-
-    problems = verify_store(a.store)
-    for p in problems:
-        print(f"{a.store}/{p.file}: {p.problem}")
-    print(f"{len(problems)} problem(s)" if problems else f"{a.store}: all shards present and checksums match")
-    return 1 if problems else 0
 
 
 def _train(a: argparse.Namespace) -> None:
@@ -130,19 +74,9 @@ def _run(a: argparse.Namespace) -> None:
 
 
 def _export(a: argparse.Namespace) -> None:
-    import shutil
-    from pathlib import Path
+    from saelab.train import copy_export
 
-    src = Path(a.run) / "sae"
-    if not (src / "cfg.json").exists():
-        raise FileNotFoundError(
-            f"{a.run} has no finished export ({src}); finish training first (saelab train --resume {a.run})"
-        )
-    out = Path(a.out) if a.out else src
-    if out != src:
-        if out.exists() and not a.overwrite:
-            raise ValueError(f"{out} exists; pass --overwrite or choose another --out")
-        shutil.copytree(src, out, dirs_exist_ok=True)
+    out = copy_export(a.run, a.out, overwrite=a.overwrite)
     print(f"SAELens-format SAE: {out} (load with sae_lens.SAE.load_from_disk)")
 
 
@@ -150,37 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saelab", description=__doc__ and "Sparse-autoencoder workbench on JAX.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    model = sub.add_parser("model", help="inspect and run a model").add_subparsers(dest="model_cmd", required=True)
-    info = model.add_parser("info", help="family, sizes, parameter count and hook point names of a model")
-    info.add_argument("model", help="alias (smollm2-135m), GGUF file, Hugging Face directory or hub id")
-    info.add_argument("--json", action="store_true", help="print JSON, including every hook point name")
-    info.set_defaults(fn=_model_info)
-    gen = model.add_parser("generate", help="greedy continuation of a prompt (checks weights and tokenizer)")
-    gen.add_argument("model", help="alias, GGUF file, Hugging Face directory or hub id")
-    gen.add_argument("prompt", help="text to continue")
-    gen.add_argument("--max-new-tokens", type=int, default=12, help="tokens to generate (default 12)")
-    gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
-    gen.set_defaults(fn=_model_generate)
-
     from saelab.harvest.config import HarvestConfig
+    from saelab.models.cli import register as register_model_commands
     from saelab.runtime.cliargs import add_config_args
     from saelab.runtime.distributed import add_flags as add_distributed_flags
+    from saelab.store.cli import register as register_store_commands
 
+    register_model_commands(sub)
     hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
     add_config_args(hv, HarvestConfig)
     hv.set_defaults(fn=_harvest)
     add_distributed_flags(hv)
-
-    store = sub.add_parser("store", help="inspect and verify activation stores").add_subparsers(
-        dest="store_cmd", required=True
-    )
-    si = store.add_parser("info", help="tokens, hooks, d_model, dtype, shards and provenance of a store")
-    si.add_argument("store", help="store directory")
-    si.add_argument("--json", action="store_true", help="print JSON")
-    si.set_defaults(fn=_store_info)
-    sv = store.add_parser("verify", help="check every shard's size and checksum; exits 1 naming bad shards")
-    sv.add_argument("store", help="store directory")
-    sv.set_defaults(fn=_store_verify)
+    register_store_commands(sub)
 
     tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
     tr.add_argument("config", nargs="?", help="TOML file with [data], [sae], [optim], [train] sections")

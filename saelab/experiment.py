@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from saelab.data.texts import TEXTS
+from saelab.runtime.rundir import RunDir
 
 RESULTS = Path("results")
 
@@ -51,7 +52,7 @@ def _call(target: str, *args, **kwargs):
 
 
 def _train(cfg, redo: bool):
-    resume = cfg.run_dir.exists() and not redo
+    resume = RunDir(cfg.run_dir).is_run() and not redo
     return _call("saelab.train:run", cfg, resume=resume, overwrite=redo)
 
 

@@ -1,4 +1,4 @@
-"""Atoms (Hu et al., "Towards Atoms of Large Language Models", arXiv 2509.20784; research.md section 1).
+"""Atoms (Hu et al., "Towards Atoms of Large Language Models", arXiv 2509.20784; docs/methods.md, "Atoms").
 
 Pure array functions that analyse any dictionary D (m, d) with codes Z (n, m) or top-k `SparseCodes`:
 neurons (D = identity, Z = activations), features (ReLU/TopK SAE decoder rows) or atoms (JumpReLU SAE).

@@ -1,4 +1,4 @@
-"""Every atoms measurement of one dictionary on one set of activations (research.md section 1).
+"""Every atoms measurement of one dictionary on one set of activations (docs/methods.md, "Atoms").
 
 `analyse(dictionary, X, metric, options)` encodes the activations X (n, d) in blocks and measures, in the AIP
 metric estimated from the same activations: sparse reconstruction R^2, per-atom coherence (and the Euclidean

@@ -1,4 +1,4 @@
-"""Mutual coherence of a dictionary under the AIP metric (Hu et al., arXiv 2509.20784; research.md section 1).
+"""Mutual coherence of a dictionary under the AIP metric (Hu et al., arXiv 2509.20784; docs/methods.md, "Atoms").
 
 `mu = max_{i != j} |<d_i, d_j>_S|` and per atom `mu_i = max_{j != i} |<d_i, d_j>_S|`, with `<., .>_S` the
 normalised atomic inner product. Computed blocked on the device: a jitted function of static shape takes a

@@ -1,4 +1,4 @@
-"""The dictionaries the atoms analysis compares (research.md section 1, "Baselines"), behind one interface.
+"""The dictionaries the atoms analysis compares (docs/methods.md, "Atoms", baselines), behind one interface.
 
 - neurons: the standard basis of the hooked space; the code of an activation is the activation itself.
 - features: the decoder rows of an ordinary SAE (ReLU+L1, TopK, BatchTopK, Matryoshka), codes from its

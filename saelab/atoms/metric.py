@@ -1,4 +1,4 @@
-"""The atomic inner product (AIP) of Hu et al. (arXiv 2509.20784, research.md section 1).
+"""The atomic inner product (AIP) of Hu et al. (arXiv 2509.20784, docs/methods.md, "Atoms").
 
 Representations are defined only up to an invertible linear map h -> A h, so angles are measured in the metric
 `S = (E[h h^T])^-1` (or the inverse covariance with `centred=True`), estimated from activations:
@@ -167,7 +167,7 @@ def cosine(U: jax.Array, V: jax.Array) -> jax.Array:
 
 def pair_angles(D: jax.Array, metric: Metric | None, n_pairs: int = 100_000, seed: int = 0) -> jax.Array:
     """(n_pairs,) angles in degrees between random distinct atom pairs (i != j), for the AIP vs Euclidean
-    histograms of research.md section 1 (unrelated directions centre on 90 degrees under AIP)."""
+    histograms of docs/methods.md, "Atoms" (unrelated directions centre on 90 degrees under AIP)."""
     m = D.shape[0]
     if m < 2:
         raise ValueError("need at least two atoms")

@@ -1,4 +1,4 @@
-"""The atoms plots (research.md section 1), one PNG per hook point:
+"""The atoms plots (docs/methods.md, "Atoms"), one PNG per hook point:
 
 - angles_HOOK.png: angles between random atom pairs, Euclidean vs AIP (unrelated directions centre on 90 deg
   under AIP, and bunch away from it under the Euclidean metric);

@@ -1,4 +1,4 @@
-"""Sparse reconstruction R^2 of a dictionary with its codes (research.md, "Metric definitions").
+"""Sparse reconstruction R^2 of a dictionary with its codes (docs/methods.md, "Metric definitions").
 
 `R^2 = 1 - SSE / SST` with SSE = sum ||x - x_hat||^2, SST = sum ||x - mean(x)||^2, x_hat = z D (+ bias);
 also the normalised MSE `SSE / sum ||x||^2`. Streaming: per-block sums of x - c (c = the first block's mean,

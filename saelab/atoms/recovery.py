@@ -1,4 +1,4 @@
-"""l1 recovery of codes over a (whitened) dictionary with batched FISTA (research.md section 1).
+"""l1 recovery of codes over a (whitened) dictionary with batched FISTA (docs/methods.md, "Atoms").
 
 Solves the LASSO / basis-pursuit-denoising problem `min_z 0.5 ||x - z D||^2 + lam ||z||_1` (optionally z >= 0)
 for a batch of rows x at once with FISTA (Beck & Teboulle 2009): a fixed number of iterations under

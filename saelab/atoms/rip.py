@@ -1,4 +1,4 @@
-"""Sampled restricted isometry constant delta_K (research.md section 1).
+"""Sampled restricted isometry constant delta_K (docs/methods.md, "Atoms").
 
 delta_K is the smallest delta with (1 - delta)||z||^2 <= ||z D_T||^2 <= (1 + delta)||z||^2 for every K-subset
 T of the unit-normalised (whitened) atoms: delta_K = max_T max(1 - s_min(D_T)^2, s_max(D_T)^2 - 1). The exact

@@ -1,4 +1,4 @@
-"""`run(AtomsConfig)`: the atoms table of research.md section 1, SAEs and baselines on one activation store.
+"""`run(AtomsConfig)`: the atoms table of docs/methods.md, "Atoms", SAEs and baselines on one activation store.
 
 For every hook point the dictionaries were made for, the same token sample (BOS excluded by default) is read
 from the store, the AIP metric is estimated from it, and each dictionary (neurons, features, atoms) is

@@ -1,5 +1,5 @@
 """Support-restricted per-sample coherence: the alternative reading of "the coherence restricted to the atoms
-involved" (research.md section 1).
+involved" (docs/methods.md, "Atoms").
 
 The documented default (uniqueness.py) compares every active atom with ALL atoms: `max_{i in supp z} mu_i`,
 which is what the Donoho-Elad argument needs (a competing code may use any atom). The alternative compares the

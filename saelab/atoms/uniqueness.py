@@ -2,7 +2,7 @@
 
 A K-sparse code over a dictionary of coherence mu is the unique sparsest code of its signal, and l1
 minimisation recovers it, when `mu < 1 / (2K - 1)` (equivalently K < (1 + 1/mu) / 2). Following Hu et al.
-(arXiv 2509.20784, research.md section 1), each sample uses its own K = ||z||_0 and the coherence restricted
+(arXiv 2509.20784, docs/methods.md, "Atoms"), each sample uses its own K = ||z||_0 and the coherence restricted
 to the atoms involved, every active atom against ALL atoms: `mu_sample = max_{i in supp z} mu_i` with mu_i the
 per-atom coherence from `coherence.coherence`. The empty code (K = 0) is unique by convention (bound = inf).
 Callers may pass their own per-sample coherence instead (`sample_mu`, e.g. the support-restricted
@@ -14,7 +14,7 @@ Per-atom definitions (the result says which one its per-atom numbers use; counts
   fires; computed exactly from streaming counts, as "at least half of those samples have mu_i < 1/(2K - 1)".
 Atoms that never fire are neither unique nor non-unique: they are left out of the per-atom fraction.
 
-Stability q* (research.md): `q* = sup {q : mu_q < 1 / (2 K_q - 1)}` with mu_q, K_q the q-quantiles (linear
+Stability q* (docs/methods.md, "Atoms"): `q* = sup {q : mu_q < 1 / (2 K_q - 1)}` with mu_q, K_q the q-quantiles (linear
 interpolation) of per-sample coherence and per-sample L0 over all samples, scanned on a grid of q in [0, 1];
 0 when no q satisfies it.
 """

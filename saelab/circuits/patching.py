@@ -1,5 +1,5 @@
 """Ground truth and baselines for circuit discovery: exact per-head activation patching, mean ablation and
-attribution patching (research.md section 2: the slow and the fast baseline of O'Neill & Bui).
+attribution patching (docs/methods.md, "Circuits": the slow and the fast baseline of O'Neill & Bui).
 
 Exact patching replaces head h's `attn.hook_z` on the positive prompts by its value on the paired negative
 (or by its task mean) and measures the drop of the task metric, normalised by the gap between the positive

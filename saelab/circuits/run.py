@@ -1,4 +1,4 @@
-"""`run(cfg)`: one circuit-discovery experiment end to end (research.md section 2).
+"""`run(cfg)`: one circuit-discovery experiment end to end (docs/methods.md, "Circuits").
 
 Builds the task, measures the baselines, runs the chosen methods (SAE codes, exact patching, mean ablation,
 attribution patching), scores every ranking against the ground-truth head set and writes circuits.json,

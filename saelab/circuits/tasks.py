@@ -1,5 +1,5 @@
 """Circuit tasks: paired positive / negative prompts with answer tokens and a metric (O'Neill & Bui,
-arXiv 2405.12522, section 3; research.md section 2).
+arXiv 2405.12522, section 3; docs/methods.md, "Circuits").
 
 A positive prompt is one the model can complete; its paired negative changes as few tokens as possible so
 that the answer is no longer determined. Both prompts of a pair have the same token length (checked), so

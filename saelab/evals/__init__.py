@@ -1,4 +1,4 @@
-"""SAE evaluation on held-out text: the metrics of research.md's last section, CE loss recovered by splicing
+"""SAE evaluation on held-out text: the metrics of docs/methods.md ("Metric definitions"), CE loss recovered by splicing
 the reconstruction into the model at the SAE's hook, and a markdown report with plots."""
 
 from saelab.evals.config import EvalConfig

@@ -1,4 +1,4 @@
-"""Reconstruction and sparsity metrics of research.md ("Metric definitions"), as streaming sums.
+"""Reconstruction and sparsity metrics of docs/methods.md ("Metric definitions"), as streaming sums.
 
 Each batch is reduced to sums on the device (`batch_sums`), sums add up across batches, and `finish`
 turns them into the reported numbers, so an eval of any length uses constant memory.

@@ -21,7 +21,9 @@ from saelab.evals.config import EvalConfig
 from saelab.evals.report import write_report
 from saelab.models import Model
 from saelab.models.hooks import hook_layer
+from saelab.runtime.distributed import is_main
 from saelab.runtime.progress import progress_bar
+from saelab.runtime.rundir import RunDir
 from saelab.sae import LoadedSAE, decode, encode, load_sae
 
 
@@ -106,7 +108,7 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
         },
     }
     result["meta"] |= {"out": str(out), "report": str(out.with_suffix(".md"))}
-    if jax.process_index() == 0:  # in a multi-process run every process computes the same sums
+    if is_main():  # in a multi-process run every process computes the same sums
         out.parent.mkdir(parents=True, exist_ok=True)
         write_report(result, out)
         out.write_text(json.dumps(result, indent=2))
@@ -129,10 +131,10 @@ def _decode(params, codes, cfg):
 
 def _mean_activation(sae: LoadedSAE, model: Model, hook: str, tokens: jax.Array) -> jax.Array:
     """Mean-ablation value: the training store's BOS-excluded mean when the store is here, else this batch's."""
-    from saelab.store import ActivationStore
+    from saelab.store import ActivationStore, is_store
 
     store_dir = sae.metadata.get("dataset_path")
-    if store_dir and (Path(store_dir) / "manifest.json").exists():
+    if store_dir and is_store(store_dir):
         stats = ActivationStore(store_dir).stats(hook)
         mean = stats.get("mean_no_bos") if stats.get("mean_no_bos") is not None else stats.get("mean")
         if mean is not None:
@@ -152,6 +154,6 @@ def _hist(v: np.ndarray, lo: float, hi: float, bins: int = 40) -> dict[str, list
 
 
 def _default_out(cfg: EvalConfig) -> Path:
-    root = cfg.sae.parent if cfg.sae.name == "sae" and (cfg.sae.parent / "config.json").exists() else cfg.sae
+    run = RunDir.holding(cfg.sae) or RunDir(cfg.sae)  # beside the run, whether given the run or its export
     slug = re.sub(r"[^A-Za-z0-9]+", "-", cfg.corpus).strip("-")
-    return root / f"eval-{slug}-{cfg.split}.json"
+    return run.eval_result(f"{slug}-{cfg.split}")

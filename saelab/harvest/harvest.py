@@ -25,12 +25,11 @@ from jax.sharding import PartitionSpec as P
 from saelab.data import open_corpus, pack_batches
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
-from saelab.runtime.distributed import barrier
+from saelab.runtime.distributed import barrier, is_main
+from saelab.runtime.dtypes import float_dtype
 from saelab.runtime.progress import progress_bar
 from saelab.store import StoreWriter
 from saelab.store.writer import Part, merge_parts
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -> Path:
@@ -75,7 +74,7 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
     if writer.complete:
         return _merge(cfg.out, processes)
     done_windows = first + writer.n_tokens_done // cfg.context
-    forward = _forward_fn(model, tuple(cfg.hooks), _DTYPES[cfg.dtype], cfg.batch)
+    forward = _forward_fn(model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch)
     batches = pack_batches(
         corpus,
         model.tokenizer,
@@ -86,7 +85,7 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
         within_document=cfg.within_document,
         skip_windows=done_windows,
     )
-    with progress_bar("tok/s", progress and jax.process_index() == 0) as bar:
+    with progress_bar("tok/s", progress and is_main()) as bar:
         task = bar.add_task(
             "harvest",
             total=(total_windows - first) * cfg.context,
@@ -129,7 +128,7 @@ def _open_shared(cfg: HarvestConfig, layout: dict, processes: int) -> bool:
     it; True when it is already complete."""
     done = StoreWriter.open_shared(cfg.out, **layout, processes=processes, overwrite=cfg.overwrite, act=False)
     barrier("saelab-harvest-check")
-    if not done and jax.process_index() == 0:
+    if not done and is_main():
         StoreWriter.open_shared(cfg.out, **layout, processes=processes, overwrite=cfg.overwrite, act=True)
     barrier("saelab-harvest-open")
     return done
@@ -140,7 +139,7 @@ def _merge(out: Path, processes: int) -> Path:
     so it never lists a shard still being written, and one after, so nobody returns before the store is)."""
     if processes > 1:
         barrier("saelab-harvest-parts")
-        if jax.process_index() == 0:
+        if is_main():
             merge_parts(out, processes)
         barrier("saelab-harvest-merged")
     return Path(out)

@@ -20,8 +20,7 @@ from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, validate_hook_names
 from saelab.models.loading import open_checkpoint
 from saelab.models.transformer import FAMILIES, forward
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+from saelab.runtime.dtypes import float_dtype
 
 
 class Model:
@@ -46,10 +45,9 @@ class Model:
     @classmethod
     def load(cls, name: str, dtype: str = "float32") -> Model:
         """Load by alias (`smollm2-135m`), GGUF path, Hugging Face directory or hub id."""
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype {dtype!r} not in {sorted(DTYPES)}")
+        compute = float_dtype(dtype, "model dtype")
         ck = open_checkpoint(name)
-        params = FAMILIES[ck.cfg.family].params_from_hf(ck.get, ck.cfg, DTYPES[dtype])
+        params = FAMILIES[ck.cfg.family].params_from_hf(ck.get, ck.cfg, compute)
         return cls(ck.cfg, params, ck.tokenizer, ck.special, ck.source, ck.weights_hash)
 
     @property

@@ -14,18 +14,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.auxk import aux_topk, auxk_loss
 from saelab.sae.codes import top_k
 from saelab.sae.config import SAEConfig
-from saelab.sae.losses import (
-    AuxState,
-    LossOutput,
-    dense_l0_and_counts,
-    reconstruction,
-    resolve_aux_state,
-    zero,
-)
+from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
 
 __all__ = ["encode", "encode_train", "decode", "loss", "update_threshold", "batch_topk", "BatchCodes"]
@@ -55,30 +49,18 @@ def loss(
     params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
 ) -> tuple[jax.Array, LossOutput]:
     """mse + aux_coefficient * AuxK, with the BatchTopK training codes."""
-    aux_state = resolve_aux_state(aux_state, params.d_sae)
+    aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     enc = encode_train(params, x, cfg)
     x_hat = decode(params, enc.codes, cfg.compute_dtype)  # (batch, d_in)
-    rec = reconstruction(x, x_hat)
+    rec = losses.reconstruction(x, x_hat)
     if cfg.aux_coefficient > 0:
         aux = aux_topk(enc.pre, aux_state.dead_mask, cfg.resolved_k_aux)
         aux_loss = auxk_loss(params, aux, x - x_hat, aux_state.dead_mask, cfg)
     else:
-        aux_loss = zero()
+        aux_loss = losses.zero()
     total = rec.mse + cfg.aux_coefficient * aux_loss
-    l0, counts = dense_l0_and_counts(enc.codes)
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=zero(),
-        aux_loss=aux_loss,
-        latent_counts=counts,
-        batch_threshold=enc.batch_threshold,
-        prefix_mse=rec.mse[None],
-    )
-    return total, out
+    l0, counts = losses.dense_l0_and_counts(enc.codes)
+    return losses.loss_output(total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=enc.batch_threshold)
 
 
 def update_threshold(params: SAEParams, out: LossOutput, cfg: SAEConfig) -> SAEParams:

@@ -8,11 +8,12 @@ trained on `mse + l0_coefficient * L0` through straight-through pseudo-derivativ
 with the rectangle kernel K(u) = 1[|u| < 1/2] of bandwidth eps (`cfg.bandwidth`); the step passes no
 gradient to z and the JumpReLU passes H(z - theta) to z, as in the paper and SAELens.
 
-Pitfalls handled here (research.md, section 1): theta is a plain float32 parameter, never cast to the compute
-dtype (bf16 thresholds stop learning) and not log-parameterised (log thresholds barely move under Adam);
-bandwidth and initial threshold are in units of the scaled input (see saelab.sae.config). theta is used as
-max(theta, 0) with a straight-through gradient, so a threshold pushed below zero by an optimiser step keeps
-receiving the L0 gradient that pushes it back, and codes are never negative.
+Pitfalls handled here (docs/methods.md, "SAE architectures and losses"): theta is a plain float32 parameter,
+never cast to the compute dtype (bf16 thresholds stop learning) and not log-parameterised (log thresholds
+barely move under Adam); bandwidth and initial threshold are in units of the scaled input (see
+saelab.sae.config). theta is used as max(theta, 0) with a straight-through gradient, so a threshold pushed
+below zero by an optimiser step keeps receiving the L0 gradient that pushes it back, and codes are never
+negative.
 """
 
 from __future__ import annotations
@@ -22,17 +23,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.config import SAEConfig
-from saelab.sae.losses import (
-    AuxState,
-    LossOutput,
-    dense_l0_and_counts,
-    nan,
-    reconstruction,
-    resolve_aux_state,
-    zero,
-)
+from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
 
 __all__ = ["encode", "decode", "loss", "jumprelu", "step", "effective_threshold"]
@@ -48,29 +42,17 @@ def loss(
     params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
 ) -> tuple[jax.Array, LossOutput]:
     """mse + l0_coefficient * sparsity_scale * L0, L0 = mean over tokens of the number of active latents."""
-    aux_state = resolve_aux_state(aux_state, params.d_sae)
+    aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     pre = pre_activations(params, x, cfg)  # (batch, d_sae)
     theta = effective_threshold(params)  # (d_sae,) float32
     codes = jumprelu(pre, theta, cfg.bandwidth)
     x_hat = decode(params, codes, cfg.compute_dtype)  # (batch, d_in)
-    rec = reconstruction(x, x_hat)
+    rec = losses.reconstruction(x, x_hat)
     l0_train = step(pre, theta, cfg.bandwidth).sum(1).mean()
     sparsity = cfg.l0_coefficient * aux_state.sparsity_scale * l0_train
     total = rec.mse + sparsity
-    l0, counts = dense_l0_and_counts(codes)
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=sparsity,
-        aux_loss=zero(),
-        latent_counts=counts,
-        batch_threshold=nan(),
-        prefix_mse=rec.mse[None],
-    )
-    return total, out
+    l0, counts = losses.dense_l0_and_counts(codes)
+    return losses.loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
 
 
 def effective_threshold(params: SAEParams) -> jax.Array:

@@ -1,6 +1,6 @@
 """What every SAE loss returns and shares: LossOutput, AuxState and the reconstruction metrics.
 
-Normalisation (research.md, "Metric definitions"): `mse` is the mean over the batch of the squared error
+Normalisation (docs/methods.md, "Metric definitions"): `mse` is the mean over the batch of the squared error
 summed over d_in, `mean_b ||x_b - x_hat_b||^2`, so it grows with the input scale and with d_in;
 `explained_variance` is `1 - SSE / SST` with SST around the batch mean; `nmse` is `SSE / sum ||x||^2`.
 """
@@ -67,6 +67,34 @@ def dense_l0_and_counts(codes: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(mean non-zero latents per token, (d_sae,) tokens per latent) of dense (batch, d_sae) codes."""
     fired = (codes != 0).astype(jnp.float32)
     return fired.sum(1).mean(), fired.sum(0)
+
+
+def loss_output(
+    total: jax.Array,
+    rec: Reconstruction,
+    l0: jax.Array,
+    latent_counts: jax.Array,
+    *,
+    sparsity_loss: jax.Array | None = None,
+    aux_loss: jax.Array | None = None,
+    batch_threshold: jax.Array | None = None,
+    prefix_mse: jax.Array | None = None,
+) -> tuple[jax.Array, LossOutput]:
+    """`(total, LossOutput)` as every loss returns it; the fields an architecture does not give are 0 (nan
+    for batch_threshold, the full mse as the one prefix for prefix_mse)."""
+    out = LossOutput(
+        loss=total,
+        mse=rec.mse,
+        explained_variance=rec.explained_variance,
+        nmse=rec.nmse,
+        l0=l0,
+        sparsity_loss=zero() if sparsity_loss is None else sparsity_loss,
+        aux_loss=zero() if aux_loss is None else aux_loss,
+        latent_counts=latent_counts,
+        batch_threshold=nan() if batch_threshold is None else batch_threshold,
+        prefix_mse=rec.mse[None] if prefix_mse is None else prefix_mse,
+    )
+    return total, out
 
 
 def zero() -> jax.Array:

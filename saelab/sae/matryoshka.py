@@ -14,20 +14,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from saelab.sae import batchtopk, topk
+from saelab.sae import batchtopk, losses, topk
 from saelab.sae.affine import decode, matmul
 from saelab.sae.auxk import aux_topk, auxk_loss
 from saelab.sae.codes import densify, latent_counts
 from saelab.sae.config import SAEConfig
-from saelab.sae.losses import (
-    AuxState,
-    LossOutput,
-    dense_l0_and_counts,
-    nan,
-    reconstruction,
-    resolve_aux_state,
-    zero,
-)
+from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
 from saelab.sae.sparse import sparse_decode_prefixes
 
@@ -45,7 +37,7 @@ def loss(
     params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
 ) -> tuple[jax.Array, LossOutput]:
     """Mean over prefixes of the prefix mse, + aux_coefficient * AuxK on the full reconstruction."""
-    aux_state = resolve_aux_state(aux_state, params.d_sae)
+    aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     dead = aux_state.dead_mask if cfg.aux_coefficient > 0 else None
     if cfg.matryoshka_base == "topk":
         codes, aux = topk.topk_codes(params, x, cfg, dead)
@@ -55,30 +47,20 @@ def loss(
         else:
             x_hats = decode_prefixes(params, densify(codes.vals, codes.idx, params.d_sae), cfg)
         counts = latent_counts(codes, params.d_sae)
-        l0, batch_threshold = counts.sum() / x.shape[0], nan()
+        l0, batch_threshold = counts.sum() / x.shape[0], losses.nan()
     else:
         enc = batchtopk.encode_train(params, x, cfg)
         x_hats = decode_prefixes(params, enc.codes, cfg)
         aux = aux_topk(enc.pre, dead, cfg.resolved_k_aux) if dead is not None else None
-        l0, counts = dense_l0_and_counts(enc.codes)
+        l0, counts = losses.dense_l0_and_counts(enc.codes)
         batch_threshold = enc.batch_threshold
-    prefix_mse = jnp.stack([reconstruction(x, xh).mse for xh in x_hats])  # (n_prefixes,)
-    rec = reconstruction(x, x_hats[-1])
-    aux_loss = auxk_loss(params, aux, x - x_hats[-1], dead, cfg) if dead is not None else zero()
+    prefix_mse = jnp.stack([losses.reconstruction(x, xh).mse for xh in x_hats])  # (n_prefixes,)
+    rec = losses.reconstruction(x, x_hats[-1])
+    aux_loss = auxk_loss(params, aux, x - x_hats[-1], dead, cfg) if dead is not None else losses.zero()
     total = prefix_mse.mean() + cfg.aux_coefficient * aux_loss
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=zero(),
-        aux_loss=aux_loss,
-        latent_counts=counts,
-        batch_threshold=batch_threshold,
-        prefix_mse=prefix_mse,
+    return losses.loss_output(
+        total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=batch_threshold, prefix_mse=prefix_mse
     )
-    return total, out
 
 
 def decode_prefixes(params: SAEParams, codes: jax.Array, cfg: SAEConfig) -> jax.Array:

@@ -12,17 +12,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.config import SAEConfig
-from saelab.sae.losses import (
-    AuxState,
-    LossOutput,
-    dense_l0_and_counts,
-    nan,
-    reconstruction,
-    resolve_aux_state,
-    zero,
-)
+from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
 
 __all__ = ["encode", "decode", "loss"]
@@ -37,25 +30,13 @@ def loss(
     params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
 ) -> tuple[jax.Array, LossOutput]:
     """mse + l1_coefficient * sparsity_scale * decoder-norm-weighted L1."""
-    aux_state = resolve_aux_state(aux_state, params.d_sae)
+    aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     codes = encode(params, x, cfg)  # (batch, d_sae)
     x_hat = decode(params, codes, cfg.compute_dtype)  # (batch, d_in)
-    rec = reconstruction(x, x_hat)
+    rec = losses.reconstruction(x, x_hat)
     dec_norms = jnp.linalg.norm(params.W_dec, axis=1)  # (d_sae,)
     l1 = jnp.sum(jnp.abs(codes) * dec_norms, axis=1).mean()
     sparsity = cfg.l1_coefficient * aux_state.sparsity_scale * l1
     total = rec.mse + sparsity
-    l0, counts = dense_l0_and_counts(codes)
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=l0,
-        sparsity_loss=sparsity,
-        aux_loss=zero(),
-        latent_counts=counts,
-        batch_threshold=nan(),
-        prefix_mse=rec.mse[None],
-    )
-    return total, out
+    l0, counts = losses.dense_l0_and_counts(codes)
+    return losses.loss_output(total, rec, l0, counts, sparsity_loss=sparsity)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from saelab.runtime.rundir import RunDir
 from saelab.sae.config import SHARED_FIELDS, SAEConfig
 from saelab.sae.params import SAEParams
 from saelab.sae.registry import ARCHITECTURES, get_architecture
@@ -131,14 +132,28 @@ def _applicable(dumped: dict[str, Any]) -> dict[str, Any]:
 
 def load_sae(path: str | Path) -> LoadedSAE:
     """An SAE from a SAELens-format directory or from a training run directory (its `sae/` export)."""
+    return load_saelens(sae_dir(path))
+
+
+def sae_dir(path: str | Path) -> Path:
+    """The SAELens-format directory `path` names: itself, or the export of the training run it is."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"SAE path {path} does not exist; give a run (checkpoints/NAME) or an SAE directory")
-    if not (path / CFG_FILE).exists() and (path / "sae" / CFG_FILE).exists():
-        path = path / "sae"
-    elif not (path / CFG_FILE).exists() and (path / "config.json").exists():
+    if (path / CFG_FILE).exists():
+        return path
+    run = RunDir(path)
+    if (run.sae / CFG_FILE).exists():
+        return run.sae
+    if run.is_run():
         raise FileNotFoundError(
-            f"run {path} has no exported SAE yet (no sae/{CFG_FILE}); finish training with "
+            f"run {path} has no exported SAE yet (no {run.sae.name}/{CFG_FILE}); finish training with "
             f"`saelab train --resume {path}`"
         )
-    return load_saelens(path)
+    return path  # load_saelens names the missing file
+
+
+def sae_files(path: str | Path) -> tuple[Path, Path]:
+    """(cfg.json, weights) of the SAE `path` names (a SAELens-format directory or a run): what it is made of."""
+    d = sae_dir(path)
+    return d / CFG_FILE, d / WEIGHTS_FILE

@@ -13,7 +13,7 @@ from saelab.sae.affine import decode, encoder_inputs, matmul
 from saelab.sae.auxk import aux_topk, auxk_loss
 from saelab.sae.codes import TopK, densify, latent_counts, top_k
 from saelab.sae.config import SAEConfig
-from saelab.sae.losses import AuxState, LossOutput, nan, reconstruction, resolve_aux_state, zero
+from saelab.sae.losses import AuxState, LossOutput, loss_output, reconstruction, resolve_aux_state, zero
 from saelab.sae.params import SAEParams
 from saelab.sae.sparse import dense_decode, sparse_decode, topk_encode_aux
 
@@ -49,19 +49,7 @@ def loss(
     aux_loss = auxk_loss(params, aux, x - x_hat, aux_state.dead_mask, cfg) if use_aux else zero()
     total = rec.mse + cfg.aux_coefficient * aux_loss
     counts = latent_counts(codes, params.d_sae)  # (d_sae,)
-    out = LossOutput(
-        loss=total,
-        mse=rec.mse,
-        explained_variance=rec.explained_variance,
-        nmse=rec.nmse,
-        l0=counts.sum() / x.shape[0],
-        sparsity_loss=zero(),
-        aux_loss=aux_loss,
-        latent_counts=counts,
-        batch_threshold=nan(),
-        prefix_mse=rec.mse[None],
-    )
-    return total, out
+    return loss_output(total, rec, counts.sum() / x.shape[0], counts, aux_loss=aux_loss)
 
 
 def topk_codes(params: SAEParams, x: jax.Array, cfg: SAEConfig, dead_mask: jax.Array | None) -> tuple[TopK, TopK]:

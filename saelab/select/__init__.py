@@ -1,5 +1,6 @@
-"""Data selection by SAE codes (MoNA, research.md sec. 3): embed samples as mean SAE codes, score them against
-a target prototype by weighted Jaccard, keep the top fraction; baselines in the same interface; a bench.
+"""Data selection by SAE codes (MoNA; docs/methods.md, "Data selection"): embed samples as mean SAE codes,
+score them against a target prototype by weighted Jaccard, keep the top fraction; baselines in the same
+interface; a bench.
 
     from saelab.select import SelectConfig, run
     run(SelectConfig(pool="pool.jsonl", target="target.jsonl", sae="checkpoints/demo", out="results/sel"))

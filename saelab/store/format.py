@@ -21,10 +21,12 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
+from saelab.runtime.dtypes import FLOAT_DTYPES
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 INDEX_FIELDS = {"tokens": np.int32, "doc": np.int64, "pos": np.int32}
-STORE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+STORE_DTYPES = FLOAT_DTYPES  # storage dtype names a manifest may hold
 STATS_PREFIX = "__stats__/"
 _OWN_FILE = re.compile(r"(shard_\d{6,}\.safetensors|manifest\.json)(\.tmp)?")
 _ST_DTYPES = {
@@ -134,8 +136,15 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of the store at `path`; NotAStoreError when there is none."""
+def is_store(path: str | Path) -> bool:
+    """Whether `path` is an activation store directory (it holds a manifest.json)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the store at `path`; NotAStoreError when there is none, StoreError when it is of
+    another format version."""
+    path = Path(path)
     f = path / MANIFEST
     if not f.is_file():
         raise NotAStoreError(f"not an activation store: {path} has no {MANIFEST} (make one with `saelab harvest`)")

@@ -15,9 +15,10 @@ import orbax.checkpoint as ocp
 from saelab.train.state import TrainState
 
 
-def manager(run_dir: Path, keep: int) -> ocp.CheckpointManager:
+def manager(directory: Path, keep: int) -> ocp.CheckpointManager:
+    """Orbax's manager over `directory` (a run's `RunDir.checkpoints`), keeping the last `keep` steps."""
     return ocp.CheckpointManager(
-        (run_dir / "checkpoints").absolute(),
+        directory.absolute(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
     )
 

@@ -7,7 +7,6 @@ to fill in d_in and check the hook, so a missing store is also an error before a
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -20,6 +19,7 @@ from saelab.sae import SAEConfig, get_architecture
 from saelab.sae.config import check_fields
 from saelab.sae.registry import ARCHITECTURES
 from saelab.sae.scaling import InputScaling
+from saelab.store import NotAStoreError, read_manifest
 
 
 class _Section(Config):
@@ -179,13 +179,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
 
 def resolve(cfg: TrainConfig) -> Resolved:
     """Open the store manifest, pick the hook and build the SAEConfig (d_in from the store)."""
-    manifest_path = cfg.data.store / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(
-            f"data.store {cfg.data.store} is not an activation store (no manifest.json); "
-            "make one with `saelab harvest ... --out DIR` or set data.store"
-        )
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = read_manifest(cfg.data.store)
+    except NotAStoreError as e:
+        raise NotAStoreError(f"data.store: {e}, or point data.store at one") from None
     hooks = manifest["hooks"]
     hook = cfg.data.hook or (hooks[0] if len(hooks) == 1 else None)
     if hook is None:

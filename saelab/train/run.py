@@ -1,8 +1,6 @@
-"""`run(cfg)`: train one SAE on a store, with checkpoints, metrics, tracking and a SAELens-format export.
-
-Layout of `checkpoints/<name>/`: `config.json` (the resolved config), `checkpoints/` (orbax), `metrics.jsonl`
-(one line per log step), `wandb/` (offline tracking) with `wandb-id` (the run's wandb id) and `sae/` (the
-export: cfg.json + sae_weights.safetensors, input scaling folded in).
+"""`run(cfg)`: train one SAE on a store, with checkpoints, metrics, tracking and a SAELens-format export,
+all inside the run directory `checkpoints/<name>/` (its layout, the wandb id file included:
+`saelab.runtime.rundir`).
 """
 
 from __future__ import annotations
@@ -22,19 +20,18 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from saelab.runtime.distributed import barrier, put, to_host
+from saelab.runtime.distributed import barrier, is_main, put, to_host
 from saelab.runtime.progress import progress_bar
-from saelab.sae import SAEConfig, SAEParams, fold_input_scaling, geometric_median, get_architecture, init_params
-from saelab.sae.saelens_io import save_saelens
+from saelab.runtime.rundir import RunDir
+from saelab.sae import SAEConfig, SAEParams, geometric_median, get_architecture, init_params
 from saelab.store import ActivationLoader, ActivationStore
 from saelab.train import checkpoint
 from saelab.train.config import Resolved, TrainConfig, resolve
 from saelab.train.mesh import check_divisible, make_mesh, param_shardings
+from saelab.train.sae_export import export
 from saelab.train.state import TrainState, init_state, make_optimizer
 from saelab.train.step import make_train_step
 
-CONFIG_FILE = "config.json"
-WANDB_ID_FILE = "wandb-id"
 B_DEC_SAMPLE = 16384
 
 
@@ -54,7 +51,7 @@ def run(
     """Train (or continue with resume=True) the run `cfg.run_dir`. `stop_at_step` checkpoints and returns
     early, as an interruption would."""
     r = resolve(cfg)
-    run_dir = cfg.run_dir
+    run_dir = RunDir(cfg.run_dir)
     _prepare_run_dir(run_dir, cfg, resume, overwrite)
     store = ActivationStore(cfg.data.store)
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
@@ -66,7 +63,7 @@ def run(
     loader = ActivationLoader(
         store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
     )
-    mngr = checkpoint.manager(run_dir, cfg.train.keep_checkpoints)
+    mngr = checkpoint.manager(run_dir.checkpoints, cfg.train.keep_checkpoints)
     start = 0
     if resume:
         restored = checkpoint.restore(mngr, state)
@@ -88,7 +85,7 @@ def run(
     end = cfg.steps if stop_at_step is None else min(stop_at_step, cfg.steps)
     timer = _Throughput()
     last: dict[str, float] = {}
-    with progress_bar("step/s", cfg.train.progress and jax.process_index() == 0) as bar:
+    with progress_bar("step/s", cfg.train.progress and is_main()) as bar:
         task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
         pending = []
         for s in range(start, end):
@@ -108,12 +105,11 @@ def run(
                 checkpoint.save(mngr, done, state, loader.get_state())
             bar.update(task, completed=done)
     mngr.wait_until_finished()
-    export_dir = run_dir / "sae"
     host_params = to_host(state.params)  # gathered from every process when latents span processes
-    if end == cfg.steps and jax.process_index() == 0:
-        export(host_params, r, scale, export_dir, cfg)
+    if end == cfg.steps and is_main():
+        export(host_params, r, scale, run_dir.sae, cfg)
     log.close()
-    return TrainResult(run_dir, export_dir, end, last, timer.rate(), host_params, start)
+    return TrainResult(run_dir.root, run_dir.sae, end, last, timer.rate(), host_params, start)
 
 
 def initial_state(
@@ -139,44 +135,22 @@ def input_scale(stats: dict[str, Any], mode: str, d_in: int) -> float:
     return float(np.sqrt((d_in if mode == "sqrt_d" else 1.0) / msq))
 
 
-def export(params, r: Resolved, scale: float, out: Path, cfg: TrainConfig) -> Path:
-    """Fold the input scaling into the weights and write the SAELens-format SAE."""
-    folded = fold_input_scaling(jax.device_get(params), scale)
-    meta = r.manifest["meta"]
-    return save_saelens(
-        out,
-        folded,
-        r.sae,
-        {
-            "model_name": meta.get("model"),
-            "hook_name": r.hook,
-            "context_size": meta.get("context"),
-            "prepend_bos": True,
-            "dataset_path": str(cfg.data.store),
-            "weights_hash": meta.get("weights_hash"),
-            "corpus": meta.get("corpus"),
-            "training_tokens": cfg.steps * cfg.data.batch_size,
-            "input_scale_folded": scale,
-            "run": str(cfg.run_dir),
-        },
-    )
-
-
 def load_run_config(run_dir: str | Path) -> TrainConfig:
-    f = Path(run_dir) / CONFIG_FILE
+    """The resolved config a run was started with (what `saelab train --resume RUN` continues)."""
+    f = RunDir(run_dir).config
     if not f.exists():
-        raise FileNotFoundError(f"{run_dir} is not a training run (no {CONFIG_FILE})")
+        raise FileNotFoundError(f"{run_dir} is not a training run (no {f.name})")
     return TrainConfig(**json.loads(f.read_text()))
 
 
-def wandb_run_id(run_dir: Path, name: str) -> str:
+def wandb_run_id(run_dir: RunDir, name: str) -> str:
     """The wandb run id of `run_dir`, made once per run: a resumed run continues its wandb run, while a run
     re-created with --overwrite (its directory, this file included, is removed) starts a new one instead of
     appending to the old run's history under the same id."""
-    f = run_dir / WANDB_ID_FILE
+    f = run_dir.wandb_id
     if f.exists():
         return f.read_text().strip()
-    if (run_dir / "wandb").is_dir():  # a run started before ids were kept: its wandb id was the run name
+    if run_dir.wandb.is_dir():  # a run started before ids were kept: its wandb id was the run name
         run_id = name.replace("/", "-")
     else:
         run_id = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}-{secrets.token_hex(4)}"
@@ -184,30 +158,30 @@ def wandb_run_id(run_dir: Path, name: str) -> str:
     return run_id
 
 
-def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+def _prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Check the run dir on every process (same errors everywhere), then process 0 alone (re)creates it; the
     barriers keep a process from seeing the config another one has just written."""
-    f = run_dir / CONFIG_FILE
+    f = run_dir.config
     resolved = cfg.model_dump(mode="json")
     fresh = True
     if f.exists():
         if resume:
             if json.loads(f.read_text()) != resolved:
                 raise ValueError(
-                    f"run {run_dir} was started with another config; resume it with "
-                    f"`saelab train --resume {run_dir}` and no changes"
+                    f"run {run_dir.root} was started with another config; resume it with "
+                    f"`saelab train --resume {run_dir.root}` and no changes"
                 )
             fresh = False
         elif not overwrite:
             raise ValueError(
-                f"run {run_dir} exists; continue it with `saelab train --resume {run_dir}`, pick "
+                f"run {run_dir.root} exists; continue it with `saelab train --resume {run_dir.root}`, pick "
                 "another train.name, or pass --overwrite to start it again"
             )
     barrier("saelab-train-check")
-    if fresh and jax.process_index() == 0:
+    if fresh and is_main():
         if f.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(run_dir.root)
+        run_dir.root.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(resolved, indent=2))
     barrier("saelab-train-prepared")
 
@@ -255,9 +229,9 @@ class _MetricsLog:
     """metrics.jsonl (truncated to the restored step on resume, so a resumed log equals an uninterrupted
     one) and wandb."""
 
-    def __init__(self, run_dir: Path, start: int, cfg: TrainConfig) -> None:
-        self.main = jax.process_index() == 0
-        self.path = run_dir / "metrics.jsonl"
+    def __init__(self, run_dir: RunDir, start: int, cfg: TrainConfig) -> None:
+        self.main = is_main()
+        self.path = run_dir.metrics
         self.wandb = None
         if not self.main:
             return
@@ -270,7 +244,7 @@ class _MetricsLog:
                 project="saelab",
                 name=cfg.train.name,
                 id=wandb_run_id(run_dir, cfg.train.name),
-                dir=str(run_dir),
+                dir=str(run_dir.wandb.parent),
                 mode=cfg.train.wandb,
                 resume="allow",
                 config=cfg.model_dump(mode="json"),

@@ -1,5 +1,5 @@
-"""A JumpReLU (threshold) SAE trained on synthetic K-sparse data recovers the true atoms (research.md
-section 1: atoms are identifiable under threshold-activated SAEs)."""
+"""A JumpReLU (threshold) SAE trained on synthetic K-sparse data recovers the true atoms
+(docs/methods.md, "Atoms": atoms are identifiable under threshold-activated SAEs)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import pytest
 from saelab import train
 from saelab.harvest import HarvestConfig
 from saelab.harvest import run as harvest
+from saelab.runtime.rundir import RunDir
 from saelab.store import ActivationStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,10 +147,6 @@ def _sets(store: Path, out: Path, name: str) -> list[str]:
     ]
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def _assert_same_losses(got: list[dict], want: list[dict], what: str) -> None:
     assert [m["step"] for m in got] == [m["step"] for m in want], what
     for a, b in zip(got, want, strict=True):
@@ -158,7 +155,7 @@ def _assert_same_losses(got: list[dict], want: list[dict], what: str) -> None:
 
 
 def _finished_checkpoints(run_dir: Path) -> list[int]:
-    d = run_dir / "checkpoints"
+    d = RunDir(run_dir).checkpoints
     return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
 
@@ -185,7 +182,7 @@ def killed_run(store_1p: Path, tmp_path_factory) -> tuple[Path, int, Path]:
     shutil.copytree(run_dir, copy)
     cfg = train.load_run_config(copy)
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"out": copy.parent})})
-    (copy / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    RunDir(copy).config.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return run_dir, done[-1], copy
 
 
@@ -195,24 +192,24 @@ def reference(store_1p: Path, tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("ref")
     r = train.run(train.load_config(None, _sets(store_1p, out, "one-process")))
     assert r.steps == STEPS
-    return _metrics(r.run_dir)
+    return RunDir(r.run_dir).read_metrics()
 
 
 def test_killed_two_process_run_resumes_on_two_and_matches_one_process_training(killed_run, reference) -> None:
     run_dir, ckpt, _ = killed_run
-    before = _metrics(run_dir)  # what the 2 processes logged before they were killed (>= the checkpoint)
+    before = RunDir(run_dir).read_metrics()  # what the 2 processes logged before they were killed (>= the checkpoint)
     assert before[-1]["step"] >= ckpt
     # the two processes alone trained steps 1..ckpt: the same losses as one process on the same global batch
     _assert_same_losses(before[:ckpt], reference[:ckpt], "2-process training vs 1-process")
     outs = launch("resume", {"run": str(run_dir)})
     assert [result(o)["start"] for o in outs] == [ckpt, ckpt], "did not resume from the last checkpoint"
     assert all(result(o)["steps"] == STEPS for o in outs)
-    _assert_same_losses(_metrics(run_dir), reference, "2-process killed + resumed vs 1-process")
-    assert (run_dir / "sae" / "cfg.json").exists()
+    _assert_same_losses(RunDir(run_dir).read_metrics(), reference, "2-process killed + resumed vs 1-process")
+    assert (RunDir(run_dir).sae / "cfg.json").exists()
 
 
 def test_checkpoint_of_two_processes_continues_on_one(killed_run, reference) -> None:
     _, ckpt, run_dir = killed_run
     r = train.run(train.load_run_config(run_dir), resume=True)
     assert r.start_step == ckpt and r.steps == STEPS
-    _assert_same_losses(_metrics(run_dir), reference, "2-process checkpoint continued on 1 process")
+    _assert_same_losses(RunDir(run_dir).read_metrics(), reference, "2-process checkpoint continued on 1 process")

@@ -126,7 +126,9 @@ def test_working_set_estimate_is_close_to_xla_memory_analysis_of_the_real_step(a
 def test_plan_takes_d_in_from_the_store_manifest(tmp_path, capsys) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    (store / "manifest.json").write_text(json.dumps({"hooks": ["blocks.6.hook_resid_post"], "d_model": 576}))
+    (store / "manifest.json").write_text(
+        json.dumps({"format_version": 1, "hooks": ["blocks.6.hook_resid_post"], "d_model": 576})
+    )
     shown = _plan_json(["--set", f"data.store='{store}'", "--set", "sae.expansion=8", "--devices", "2"], capsys)
     assert (shown["d_in"], shown["d_sae"], shown["mesh_data"]) == (576, 4608, 2)
     with pytest.raises(FileNotFoundError, match="not an activation store"):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from saelab import train
+from saelab.runtime.rundir import RunDir
 from saelab.sae import encode, load_sae
 
 HOOK = "blocks.3.hook_resid_post"  # the real_store fixture's hook (conftest.py)
@@ -38,10 +39,6 @@ def _cfg(store: Path, out: Path, name: str, *sets: str):
     )
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_jumprelu_l0_falls_as_coefficient_rises_and_thresholds_stay_float32(real_store, tmp_path) -> None:
     l0s = []
     for coef in (1e-4, 3e-3, 1e-1):
@@ -61,7 +58,7 @@ def test_jumprelu_l0_falls_as_coefficient_rises_and_thresholds_stay_float32(real
         )
         assert r.params.threshold.dtype == jnp.float32
         assert r.params.W_enc.dtype == jnp.float32
-        l0s.append(np.mean([m["l0"] for m in _metrics(r.run_dir)[-4:]]))
+        l0s.append(np.mean([m["l0"] for m in RunDir(r.run_dir).read_metrics()[-4:]]))
     assert l0s[0] > l0s[1] > l0s[2], f"L0 does not fall with the coefficient: {l0s}"
     assert l0s[0] > 1.5 * l0s[2]
 
@@ -77,7 +74,7 @@ def test_stopped_and_resumed_run_ends_bitwise_equal(real_store, tmp_path) -> Non
         if a is not None:
             assert np.array_equal(np.asarray(a), np.asarray(b)), f"{name} differs after resume"
     strip = lambda rows: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in rows]
-    assert strip(_metrics(full.run_dir)) == strip(_metrics(resumed.run_dir))
+    assert strip(RunDir(full.run_dir).read_metrics()) == strip(RunDir(resumed.run_dir).read_metrics())
 
 
 def test_resume_refuses_changed_config_and_existing_run_needs_overwrite(real_store, tmp_path) -> None:
@@ -91,6 +88,7 @@ def test_resume_refuses_changed_config_and_existing_run_needs_overwrite(real_sto
 _SHARDED = """
 import json, sys
 from saelab import train
+from saelab.runtime.rundir import RunDir
 cfg = train.load_config(None, json.loads(sys.argv[1]))
 train.run(cfg)
 """
@@ -117,7 +115,7 @@ def test_one_and_four_devices_give_the_same_losses(real_store, tmp_path, arch) -
         ]
         env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
         subprocess.run([sys.executable, "-c", _SHARDED, json.dumps(sets)], env=env, check=True)
-        runs[devices] = _metrics(tmp_path / f"d{devices}")
+        runs[devices] = RunDir(tmp_path / f"d{devices}").read_metrics()
     assert len(runs[1]) == len(runs[4]) == 20
     for a, b in zip(runs[1], runs[4], strict=False):
         for key in ("loss", "mse", "l0", "explained_variance"):

@@ -1,0 +1,52 @@
+"""A trained SAE leaving its run: the SAELens-format export written when training ends (input scaling folded
+into the weights, provenance in its metadata), and `saelab export`'s copy of it elsewhere."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jax
+
+from saelab.runtime.rundir import RunDir
+from saelab.sae import SAEParams, fold_input_scaling
+from saelab.sae.saelens_io import CFG_FILE, save_saelens
+from saelab.train.config import Resolved, TrainConfig
+
+
+def export(params: SAEParams, r: Resolved, scale: float, out: Path, cfg: TrainConfig) -> Path:
+    """Fold the input scaling into the weights and write the SAELens-format SAE to `out`."""
+    folded = fold_input_scaling(jax.device_get(params), scale)
+    meta = r.manifest["meta"]
+    return save_saelens(
+        out,
+        folded,
+        r.sae,
+        {
+            "model_name": meta.get("model"),
+            "hook_name": r.hook,
+            "context_size": meta.get("context"),
+            "prepend_bos": True,
+            "dataset_path": str(cfg.data.store),
+            "weights_hash": meta.get("weights_hash"),
+            "corpus": meta.get("corpus"),
+            "training_tokens": cfg.steps * cfg.data.batch_size,
+            "input_scale_folded": scale,
+            "run": str(cfg.run_dir),
+        },
+    )
+
+
+def copy_export(run: str | Path, out: str | Path | None = None, *, overwrite: bool = False) -> Path:
+    """The run's SAELens-format SAE, copied to `out` when given (default: where it is, RUN/sae)."""
+    src = RunDir(run).sae
+    if not (src / CFG_FILE).exists():
+        raise FileNotFoundError(
+            f"{run} has no finished export ({src}); finish training first (saelab train --resume {run})"
+        )
+    dest = Path(out) if out else src
+    if dest != src:
+        if dest.exists() and not overwrite:
+            raise ValueError(f"{dest} exists; pass --overwrite or choose another --out")
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    return dest
