@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -53,6 +54,15 @@ def docstring_tokens(tokenizer, n_tokens: int) -> np.ndarray:
         if len(ids) >= n_tokens:
             break
     return np.asarray(ids[:n_tokens], np.int32)
+
+
+def parser(doc: str | None, name: str, quick: str) -> argparse.ArgumentParser:
+    """The flags every bench shares: --model, --quick (what it shrinks: `quick`), --out (results/bench/NAME.json)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--quick", action="store_true", help=f"{quick} (under two minutes)")
+    ap.add_argument("--out", help=f"JSON path (default results/bench/{name}.json)")
+    return ap
 
 
 def write(name: str, result: dict, out: str | None) -> Path:

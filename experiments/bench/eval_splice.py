@@ -9,7 +9,6 @@ eval numbers between the two (they compute the same quantities).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,19 +16,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import docstring_tokens, result_line, timeit, write  # noqa: E402
+from common import docstring_tokens, parser, result_line, timeit, write  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
+    ap = parser(__doc__, "eval_splice", "batch 8, 2 repetitions")
     ap.add_argument("--layer", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--d-sae", type=int, default=4608)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="batch 8, 2 repetitions (under two minutes)")
-    ap.add_argument("--out", help="JSON path (default results/bench/eval_splice.json)")
     a = ap.parse_args()
     batch, reps = (8, 2) if a.quick else (a.batch, a.reps)
 

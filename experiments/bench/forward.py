@@ -6,25 +6,21 @@ a forward hook on the same layer, the way peers harvest (full forward, and early
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, docstring_tokens, machine, result_line, timeit, torch_model, write  # noqa: E402
+from common import StopForward, docstring_tokens, machine, parser, result_line, timeit, torch_model, write  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
+    ap = parser(__doc__, "forward", "3 repetitions")
     ap.add_argument("--layer", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--quick", action="store_true", help="3 repetitions (under two minutes)")
-    ap.add_argument("--out", help="JSON path (default results/bench/forward.json)")
     a = ap.parse_args()
     reps = 3 if a.quick else a.reps
 

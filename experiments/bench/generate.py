@@ -9,7 +9,6 @@ compile is timed separately). Also reports how many leading tokens the two greed
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import result_line, timeit, torch_model, write  # noqa: E402
+from common import parser, result_line, timeit, torch_model, write  # noqa: E402
 
 PROMPTS = [
     'def read_config(path):\n    """Read a TOML file and',
@@ -28,13 +27,10 @@ PROMPTS = [
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
+    ap = parser(__doc__, "generate", "32 new tokens, 2 repetitions")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="32 new tokens, 2 repetitions (under two minutes)")
-    ap.add_argument("--out", help="JSON path (default results/bench/generate.json)")
     a = ap.parse_args()
     new, reps = (32, 2) if a.quick else (a.new_tokens, a.reps)
 

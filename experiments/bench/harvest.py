@@ -12,7 +12,6 @@ and writes each batch into a memory-mapped file. Model loading is excluded from 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -21,17 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, machine, result_line, torch_model, write  # noqa: E402
+from common import StopForward, machine, parser, result_line, torch_model, write  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
+    ap = parser(__doc__, "harvest", "32,768 tokens")
     ap.add_argument("--layer", type=int, default=6)
     ap.add_argument("--tokens", type=int, help="tokens to harvest (default 131,072; quick 32,768)")
     ap.add_argument("--loader-batches", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="a run under two minutes")
-    ap.add_argument("--out", help="JSON path (default results/bench/harvest.json)")
     a = ap.parse_args()
     n_tokens = a.tokens or (32_768 if a.quick else 131_072)
     batch, context = 16, 128

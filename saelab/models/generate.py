@@ -9,11 +9,12 @@ later tokens are masked out of the result.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext, HookFn
@@ -107,6 +108,47 @@ class _PlainContext(NamedTuple):
 
     def __call__(self, _: Any) -> HookContext:
         return HookContext(hooks=dict(self.hooks))
+
+
+def generate_text(
+    model: Any,
+    prompt: str | Sequence[str],
+    max_new_tokens: int,
+    *,
+    prepend_bos: bool,
+    stop: Sequence[int] | None = None,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    hooks: Mapping[str, HookFn] | None = None,
+    context: Callable[[Any], HookContext] | None = None,
+    context_args: Any = None,
+) -> str | list[str]:
+    """Text in, text out for a `Model`: tokenise (left-padded batch), `generate`, decode each row up to its
+    stop token (default stop: the model's EOS). A string prompt gives a string, a list a list."""
+    texts = [prompt] if isinstance(prompt, str) else list(prompt)
+    toks, mask = model.to_tokens(texts, prepend_bos=prepend_bos)
+    stops = tuple(stop) if stop is not None else (() if model.eos_id is None else (model.eos_id,))
+    out = generate(
+        model.params,
+        model.cfg,
+        jnp.asarray(toks),
+        jnp.asarray(mask),
+        max_new_tokens,
+        sampling=Sampling(temperature, top_k, top_p),
+        seed=seed,
+        stop_ids=stops,
+        pad_id=stops[0] if stops else 0,
+        hooks=hooks,
+        context=context,
+        context_args=context_args,
+    )
+    decoded = [
+        model.tokenizer.decode([int(t) for t in row[:n] if int(t) not in stops])
+        for row, n in zip(np.asarray(out.tokens), np.asarray(out.lengths), strict=True)
+    ]
+    return decoded[0] if isinstance(prompt, str) else decoded
 
 
 @functools.lru_cache(maxsize=32)

@@ -120,31 +120,22 @@ class Model:
         """Continuation of one prompt (a string) or of several (a list, batched with left padding), with a KV
         cache. Greedy by default; `temperature` > 0 samples (with `top_k` / `top_p`, reproducible per `seed`).
         Stops at `stop` token ids (default: the model's EOS). `hooks` apply at every step."""
-        from saelab.models.generate import Sampling, generate
+        from saelab.models.generate import generate_text
 
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        toks, mask = self.to_tokens(texts, prepend_bos=prepend_bos)
-        stops = tuple(stop) if stop is not None else (() if self.eos_id is None else (self.eos_id,))
         if hooks:
             validate_hook_names(hooks, self.cfg.n_layers)
-        out = generate(
-            self.params,
-            self.cfg,
-            jnp.asarray(toks),
-            jnp.asarray(mask),
+        return generate_text(
+            self,
+            prompt,
             max_new_tokens,
-            sampling=Sampling(temperature, top_k, top_p),
+            prepend_bos=prepend_bos,
+            stop=stop,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
             seed=seed,
-            stop_ids=stops,
-            pad_id=stops[0] if stops else 0,
             hooks=hooks,
         )
-        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-        texts_out = []
-        for row, n in zip(tokens, lengths, strict=True):
-            ids = [int(t) for t in row[:n] if int(t) not in stops]
-            texts_out.append(self.tokenizer.decode(ids))
-        return texts_out[0] if isinstance(prompt, str) else texts_out
 
     def info(self) -> dict[str, Any]:
         c = self.cfg

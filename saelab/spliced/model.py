@@ -14,11 +14,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
-from saelab.models.generate import Generation, Sampling, generate
+from saelab.models.generate import Generation, Sampling, generate, generate_text
 from saelab.models.hooks import HookFn, validate_hook_names
 from saelab.sae import LoadedSAE, SAEParams
 from saelab.spliced.context import Attached, SplicedContext, sae_hook_names
@@ -94,16 +93,17 @@ class SplicedModel:
     ) -> str | list[str]:
         """Continuations with the SAEs (and `hooks`) in the loop at every step; `sampling` takes
         temperature, top_k, top_p and seed as `Model.generate` does."""
-        m = self.model
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        toks, mask = m.to_tokens(texts, prepend_bos=prepend_bos)
-        stops = tuple(stop) if stop is not None else (() if m.eos_id is None else (m.eos_id,))
-        out = self.generate_tokens(toks, mask, max_new_tokens, hooks=hooks, stop_ids=stops, **sampling)
-        decoded = [
-            m.tokenizer.decode([int(t) for t in row[:n] if int(t) not in stops])
-            for row, n in zip(np.asarray(out.tokens), np.asarray(out.lengths), strict=True)
-        ]
-        return decoded[0] if isinstance(prompt, str) else decoded
+        self._check(hooks or {})
+        return generate_text(
+            self.model,
+            prompt,
+            max_new_tokens,
+            prepend_bos=prepend_bos,
+            stop=stop,
+            context=_Context(self.attached, _items(hooks)),
+            context_args=self.sae_params,
+            **sampling,
+        )
 
     def generate_tokens(
         self,
