@@ -23,12 +23,12 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from saelab.data import open_corpus, pack_batches
-from saelab.runtime.distributed import barrier
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
+from saelab.runtime.distributed import barrier
 from saelab.runtime.progress import progress_bar
 from saelab.store import StoreWriter
-from saelab.store.writer import Part, merge_parts
+from saelab.store.parts import Part, merge_parts
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 

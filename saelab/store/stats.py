@@ -7,9 +7,13 @@ resumed store folds exactly the same numbers in the same order and gets a byte-i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from saelab.store.format import STATS_PREFIX, memmap_tensors
 
 NORM_BINS = np.logspace(-3, 5, 65)  # fixed edges for the histogram of L2 norms; outside values are clipped
 _CHUNK = 256  # rows per float64 pass: keeps temporaries in cache (7x faster than whole-shard passes)
@@ -54,6 +58,16 @@ def fold(total: Partial | None, part: Partial) -> Partial:
     return {k: np.maximum(v, part[k]) if k == "max_abs" else v + part[k] for k, v in total.items()}
 
 
+def fold_shards(path: Path, files: Iterable[str], hooks: list[str]) -> dict[str, Partial | None]:
+    """Every hook's partial sums folded over the shards `files` of the store at `path`, in the order given
+    (None for a hook when there are no shards): what a writer resuming after them, or a merge, starts from."""
+    totals: dict[str, Partial | None] = {h: None for h in hooks}
+    for file in files:
+        for h, p in _read_partials(path / file).items():
+            totals[h] = fold(totals[h], p)
+    return totals
+
+
 def summarize(total: Partial | None) -> dict[str, Any]:
     """The manifest's statistics for one hook from its folded partial sums.
 
@@ -81,6 +95,15 @@ def summarize(total: Partial | None) -> dict[str, Any]:
         "max_abs_no_bos": float(total["max_abs"][1]),
         "norm_histogram": {"edges": NORM_BINS.tolist(), "counts": [int(c) for c in total["norm_hist"]]},
     }
+
+
+def _read_partials(file: Path) -> dict[str, Partial]:
+    out: dict[str, Partial] = {}
+    for key, v in memmap_tensors(file).items():
+        if key.startswith(STATS_PREFIX):
+            hook, name = key[len(STATS_PREFIX) :].rsplit("/", 1)
+            out.setdefault(hook, {})[name] = np.array(v)
+    return out
 
 
 def _ratio(a: float, n: float) -> float:
