@@ -47,8 +47,8 @@ def _model_generate(a: argparse.Namespace) -> None:
 
 
 def _harvest(a: argparse.Namespace) -> None:
-    from saelab.runtime.cliargs import config_from_args
     from saelab.harvest import HarvestConfig, run
+    from saelab.runtime.cliargs import config_from_args
 
     path = run(config_from_args(HarvestConfig, a))
     print(f"store: {path}")
@@ -77,10 +77,11 @@ def _store_info(a: argparse.Namespace) -> None:
 def _store_verify(a: argparse.Namespace) -> int:
     from saelab.store import verify_store
 
-    problems = verify_store(a.store)
+    problems = verify_store(a.store, deep=a.deep)
     for p in problems:
         print(f"{a.store}/{p.file}: {p.problem}")
-    print(f"{len(problems)} problem(s)" if problems else f"{a.store}: all shards present and checksums match")
+    sound = "all shards present and checksums match" + (", every activation finite" if a.deep else "")
+    print(f"{len(problems)} problem(s)" if problems else f"{a.store}: {sound}")
     return 1 if problems else 0
 
 
@@ -103,8 +104,8 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _eval(a: argparse.Namespace) -> None:
-    from saelab.runtime.cliargs import config_from_args
     from saelab.evals import EvalConfig, run
+    from saelab.runtime.cliargs import config_from_args
 
     r = run(config_from_args(EvalConfig, a, sae=a.sae_path))
     print(
@@ -161,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_model_generate)
 
+    from saelab.harvest.config import HarvestConfig
     from saelab.runtime.cliargs import add_config_args
     from saelab.runtime.distributed import add_flags as add_distributed_flags
-    from saelab.harvest.config import HarvestConfig
 
     hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
     add_config_args(hv, HarvestConfig)
@@ -177,8 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("store", help="store directory")
     si.add_argument("--json", action="store_true", help="print JSON")
     si.set_defaults(fn=_store_info)
-    sv = store.add_parser("verify", help="check every shard's size and checksum; exits 1 naming bad shards")
+    sv = store.add_parser(
+        "verify", help="check every shard's size and checksum (--deep: and finiteness); exits 1 naming bad shards"
+    )
     sv.add_argument("store", help="store directory")
+    sv.add_argument("--deep", action="store_true", help="also read every activation and name NaN/Inf rows")
     sv.set_defaults(fn=_store_verify)
 
     tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
@@ -230,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         initialize_from_args(args)  # before any device is touched: joins a multi-host run when asked
         return int(args.fn(args) or 0)
-    except (ValueError, FileNotFoundError, StoreError) as e:
+    except (ValueError, OSError, StoreError) as e:  # OSError: FileNotFoundError, a full disk
         print(f"saelab: error: {e}", file=sys.stderr)
         return 2
 

@@ -23,7 +23,7 @@ from saelab.sae.decoder_norm import (
 )
 from saelab.sae.init import geometric_median, init_params
 from saelab.sae.losses import AuxState, LossOutput, init_aux_state
-from saelab.sae.params import SAEParams, check_params
+from saelab.sae.params import SAEParams, check_finite, check_params
 from saelab.sae.registry import ARCHITECTURES, Architecture, architecture, encode, get_architecture, loss
 from saelab.sae.saelens_io import LoadedSAE, load_sae, load_saelens, save_saelens
 from saelab.sae.scaling import fold_input_scaling, input_scale
@@ -42,6 +42,7 @@ __all__ = [
     "SAEParams",
     "TopK",
     "architecture",
+    "check_finite",
     "check_params",
     "decode",
     "dense_decode",

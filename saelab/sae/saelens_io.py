@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.sae.config import SAEConfig
-from saelab.sae.params import SAEParams
+from saelab.sae.params import SAEParams, check_finite
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -77,7 +77,8 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
 
 
 def load_saelens(path: str | Path) -> LoadedSAE:
-    """Read a SAELens-format directory (ours or SAELens's own) into SAEParams and an SAEConfig."""
+    """Read a SAELens-format directory (ours or SAELens's own) into SAEParams and an SAEConfig; NonFiniteError
+    (naming the tensor) when a weight is NaN or Inf."""
     from safetensors.numpy import load_file
 
     path = Path(path)
@@ -120,6 +121,7 @@ def load_saelens(path: str | Path) -> LoadedSAE:
         f32(w["b_dec"]),
         None if not cfg.uses_threshold else f32(np.broadcast_to(t, (cfg.d_sae,))),
     )
+    check_finite(params, str(path))
     return LoadedSAE(params, cfg, meta)
 
 

@@ -115,6 +115,7 @@ def fresh_manifest(
         "complete": False,
         "shards": [],
         "stats": {},
+        "skipped_windows": 0,
     }
     try:
         return json.loads(json.dumps(fresh))  # as it will read back: tuples become lists, keys strings

@@ -48,6 +48,7 @@ def shard_stats(acts: np.ndarray, pos: np.ndarray) -> Partial:
         "x_sums": sums,
         "max_abs": np.array([row_max.max(initial=0.0), row_max[keep].max(initial=0.0)]),
         "norm_hist": np.histogram(np.clip(norms, NORM_BINS[0], NORM_BINS[-1]), NORM_BINS)[0].astype(float),
+        "nonfinite": np.array([n * d - np.count_nonzero(np.isfinite(acts))], np.float64),
     }
 
 
@@ -72,6 +73,8 @@ def summarize(total: Partial | None) -> dict[str, Any]:
     """The manifest's statistics for one hook from its folded partial sums.
 
     `mean`/`var` are per dimension over all tokens; the `_no_bos` keys exclude window position 0.
+    `n_nonfinite` counts NaN and Inf entries (the harvest refuses them, so it is 0 unless a store was written
+    by other means); where it is not 0 the other statistics are NaN or Inf too.
     """
     if total is None:
         return {}
@@ -94,6 +97,7 @@ def summarize(total: Partial | None) -> dict[str, Any]:
         "max_abs": float(total["max_abs"][0]),
         "max_abs_no_bos": float(total["max_abs"][1]),
         "norm_histogram": {"edges": NORM_BINS.tolist(), "counts": [int(c) for c in total["norm_hist"]]},
+        "n_nonfinite": int(total["nonfinite"][0]) if "nonfinite" in total else 0,
     }
 
 
@@ -114,4 +118,5 @@ def _moments(sx: np.ndarray, sx2: np.ndarray, n: float) -> tuple[list[float], li
     if not n:
         return [0.0] * len(sx), [0.0] * len(sx)
     mean = sx / n
-    return mean.tolist(), np.maximum(sx2 / n - mean**2, 0.0).tolist()
+    with np.errstate(invalid="ignore"):  # inf - inf where a store holds Inf: NaN, counted in n_nonfinite
+        return mean.tolist(), np.maximum(sx2 / n - mean**2, 0.0).tolist()

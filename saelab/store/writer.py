@@ -112,12 +112,18 @@ class StoreWriter:
         self._dtype = np.dtype(STORE_DTYPES[manifest["dtype"]])
         self._buf: dict[str, list[np.ndarray]] = {k: [] for k in [*manifest["hooks"], *INDEX_FIELDS]}
         self._buffered = 0
+        self._skipped = 0  # windows left out since the last manifest write
         self._totals = totals or {h: None for h in manifest["hooks"]}
 
     @property
     def n_tokens_done(self) -> int:
         """Tokens safely on disk (listed in the manifest); buffered tokens are not counted."""
         return self.manifest["n_tokens"]
+
+    @property
+    def skipped_windows(self) -> int:
+        """Windows left out and recorded in the manifest (what a resumed harvest must skip again)."""
+        return self.manifest.get("skipped_windows", 0)
 
     @property
     def complete(self) -> bool:
@@ -158,12 +164,20 @@ class StoreWriter:
         while self._buffered >= self.manifest["shard_tokens"]:
             self._flush(self.manifest["shard_tokens"])
 
+    def skip(self, n_windows: int) -> None:
+        """Record that the harvest left out `n_windows` windows here (between what was appended before and
+        after): the manifest counts them with the next shard written, so a resume skips them too."""
+        if self.complete:
+            raise StoreError(f"store {self.path} is finalized; nothing can be skipped")
+        self._skipped += int(n_windows)
+
     def finalize(self) -> None:
         """Write the last (possibly short) shard and mark the store complete."""
         if self.complete:
             return
         if self._buffered:
             self._flush(self._buffered)
+        self._take_skipped()
         self.manifest["complete"] = True
         write_json_atomic(self.path / self._file, self.manifest)
         fsync_dir(self.path)
@@ -193,9 +207,26 @@ class StoreWriter:
         if self.part is not None and number not in self.part.shards:
             raise StoreError(f"process {self.part.index} may write shards {self.part.shards}, not {number}")
         name = shard_name(number)
-        written = write_safetensors(self.path / name, tensors)
-        m["shards"].append({"file": name, "n_tokens": n, "bytes": written.bytes, "sha256": written.sha256})
-        m["n_tokens"] += n
-        m["stats"] = {h: summarize(self._totals[h]) for h in m["hooks"]}
-        write_json_atomic(self.path / self._file, m)
-        fsync_dir(self.path)
+        safe = m["n_tokens"]
+        try:
+            written = write_safetensors(self.path / name, tensors)
+            m["shards"].append({"file": name, "n_tokens": n, "bytes": written.bytes, "sha256": written.sha256})
+            m["n_tokens"] += n
+            m["stats"] = {h: summarize(self._totals[h]) for h in m["hooks"]}
+            self._take_skipped()
+            write_json_atomic(self.path / self._file, m)
+            fsync_dir(self.path)
+        except OSError as e:
+            (self.path / f"{name}.tmp").unlink(missing_ok=True)  # give the space back
+            raise StoreError(
+                f"writing {name} of store {self.path} failed ({e.strerror or e}); free space (or fix the disk) and "
+                f"rerun the same harvest: it resumes after the last complete shard ({safe:,} tokens are on disk)"
+            ) from e
+
+    def _take_skipped(self) -> None:
+        """Move the pending skip count into the manifest about to be written. Skips are recorded while less
+        than a shard is buffered, so each lies before the shard boundary being written: counting it now
+        keeps `n_tokens_done` plus the skipped windows equal to the windows consumed at that boundary."""
+        if self._skipped:
+            self.manifest["skipped_windows"] = self.manifest.get("skipped_windows", 0) + self._skipped
+            self._skipped = 0
