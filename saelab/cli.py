@@ -81,7 +81,8 @@ def _store_verify(a: argparse.Namespace) -> int:
     for p in problems:
         print(f"{a.store}/{p.file}: {p.problem}")
     sound = "all shards present and checksums match" + (", every activation finite" if a.deep else "")
-    print(f"{len(problems)} problem(s)" if problems else f"{a.store}: {sound}")
+    fix = "re-harvest the store with --overwrite (the same settings rebuild it)"
+    print(f"{len(problems)} problem(s): {fix}" if problems else f"{a.store}: {sound}")
     return 1 if problems else 0
 
 

@@ -36,9 +36,11 @@ def verify_store(path: str | Path, deep: bool = False) -> list[Problem]:
                     "--deep` locates them); re-harvest with --overwrite",
                 )
             )
-    if deep:
-        bad = {p.file for p in problems}
-        problems += [p for s in manifest["shards"] if s["file"] not in bad for p in nonfinite_rows(path, s, manifest)]
+    if deep:  # every shard that can be read, a checksum mismatch included (a flipped bit may be the NaN)
+        unreadable = {p.file for p in shard_problems(path, manifest, checksums=False)}
+        problems += [
+            p for s in manifest["shards"] if s["file"] not in unreadable for p in nonfinite_rows(path, s, manifest)
+        ]
     return problems
 
 

@@ -37,7 +37,7 @@ def _steps_with(store, row: int, steps: int) -> list[int]:
 
 def test_nan_store_is_named_by_verify_and_stops_training_without_export(store, tmp_path) -> None:
     shard, at = poison(store, ROW, np.nan)
-    assert cli("store", "verify", str(store)).returncode == 0  # checksums are consistent: the trap
+    assert verify_store(store) == []  # checksums are consistent: the trap
     deep = cli("store", "verify", "--deep", str(store))
     assert deep.returncode == 1
     assert (
@@ -53,22 +53,22 @@ def test_nan_store_is_named_by_verify_and_stops_training_without_export(store, t
 
     cfg = train_cfg(store, tmp_path / "runs", "nan", "train.b_dec_init='zeros'")
     bad = _steps_with(store, ROW, cfg.steps)[0]
-    p = cli("train", *_sets(cfg), "--overwrite")
-    assert p.returncode == 2, p.stderr
-    assert f"non-finite step {bad} " in p.stderr and f"store rows {ROW}" in p.stderr
-    assert "saelab store verify --deep" in p.stderr and "nothing was exported" in p.stderr
-    assert "train.on_nonfinite='skip'" in p.stderr
+    with pytest.raises(NonFiniteError) as e:
+        train.run(cfg, overwrite=True)
+    msg = str(e.value)
+    assert f"non-finite step {bad} " in msg and f"store rows {ROW}" in msg
+    assert "saelab store verify --deep" in msg and "nothing was exported" in msg
+    assert "train.on_nonfinite='skip'" in msg
     run_dir = cfg.run_dir
     assert not (run_dir / "sae").exists()
     kept = sorted(int(d.name) for d in (run_dir / "checkpoints").iterdir() if d.name.isdigit())
     assert kept and max(kept) == (bad - 1) // 4 * 4  # the last checkpoint before the bad step, whole
-    assert f"the last good checkpoint (step {max(kept)}) is kept" in p.stderr
+    assert f"the last good checkpoint (step {max(kept)}) is kept" in msg
 
     shutil.rmtree(store)  # the fix: harvest again
     write_store(store)
-    again = cli("train", *_sets(cfg), "--overwrite")
-    assert again.returncode == 0, again.stderr
-    assert np.isfinite(np.asarray(load_sae(run_dir).params.W_dec)).all()
+    done = train.run(cfg, overwrite=True)
+    assert done.steps == 20 and np.isfinite(np.asarray(load_sae(run_dir).params.W_dec)).all()
 
 
 def test_inf_in_store_stops_at_its_step_and_skip_mode_counts_it(store, tmp_path) -> None:
@@ -108,13 +108,11 @@ def test_store_statistics_count_nonfinite_values_and_training_refuses_them(tmp_p
 
 def test_nan_producing_learning_rate_stops_the_run_and_a_sane_one_completes(store, tmp_path) -> None:
     cfg = train_cfg(store, tmp_path / "runs", "lr", "optim.lr=1e30")
-    p = cli("train", *_sets(cfg))
-    assert p.returncode == 2
-    assert "non-finite step" in p.stderr and "the update overflowed: lower optim.lr" in p.stderr
+    with pytest.raises(NonFiniteError, match=r"non-finite step \d+ .*the update overflowed: lower optim.lr"):
+        train.run(cfg)
     assert not (cfg.run_dir / "sae").exists()
-    fixed = train_cfg(store, tmp_path / "runs", "lr")
-    assert cli("train", *_sets(fixed), "--overwrite").returncode == 0
-    assert (cfg.run_dir / "sae" / "cfg.json").exists()
+    train.run(train_cfg(store, tmp_path / "runs", "lr"), overwrite=True)
+    assert np.isfinite(np.asarray(load_sae(cfg.run_dir).params.W_enc)).all()
 
 
 def test_divergence_is_a_warning_naming_the_step() -> None:
@@ -144,5 +142,8 @@ def test_sae_with_nonfinite_weights_is_refused_naming_the_tensor(tmp_path, value
         open_inputs(sae, tmp_path / "store")  # inspect
     with pytest.raises(NonFiniteError, match="b_dec"):
         load_dictionary(sae)  # atoms
-    p = cli("eval", str(sae))
-    assert p.returncode == 2 and "tensor b_dec holds 1 non-finite" in p.stderr
+    from saelab.evals import EvalConfig
+    from saelab.evals import run as evaluate
+
+    with pytest.raises(NonFiniteError, match="b_dec"):
+        evaluate(EvalConfig(sae=sae))  # eval
