@@ -220,7 +220,9 @@ def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)])
 
 
-def _write(writer: StoreWriter, acts: dict[str, jax.Array], finite: jax.Array, b, first: int, cfg: HarvestConfig):
+def _write(
+    writer: StoreWriter, acts: dict[str, jax.Array], finite: jax.Array, b, first: int, cfg: HarvestConfig
+) -> None:
     """Append one batch (windows `first`, ... of the stream); windows with a NaN or Inf stop the harvest or,
     with on_nonfinite='skip', are left out in stream order (good runs appended, bad ones recorded)."""
     n_win, ctx = b.tokens.shape

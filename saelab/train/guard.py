@@ -81,7 +81,7 @@ class Guard:
         else:
             cause = (
                 "the batch's activations are finite, so the update overflowed: lower optim.lr, keep "
-                "optim.grad_clip on, or raise sae coefficients' warm-up"
+                "optim.grad_clip on, or warm the learning rate up (optim.warmup_steps)"
             )
         return (
             f"train: non-finite step {step + 1} (loss {float(m['loss']):.4g}, grad norm "

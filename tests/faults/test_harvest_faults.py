@@ -11,7 +11,7 @@ import pytest
 from saelab.harvest import HarvestConfig, run
 from saelab.models import Model
 from saelab.runtime.finite import NonFiniteError
-from saelab.store import ActivationStore, StoreWriter, verify_store
+from saelab.store import ActivationStore, StoreWriter, store_info, verify_store
 
 from .conftest import files, killed
 
@@ -47,6 +47,7 @@ def test_nan_activation_stops_the_harvest_naming_hook_document_and_position(mode
     s = ActivationStore(skipped)
     assert s.manifest["skipped_windows"] == 8 and s.n_tokens == 8 * 64  # 16 windows, one of each pair
     assert s.stats(HOOK)["n_nonfinite"] == 0 and verify_store(skipped, deep=True) == []
+    assert store_info(skipped)["skipped_windows"] == 8
     assert (np.asarray(s.pos).reshape(-1, 64)[:, 0] == 0).all()  # whole windows only
 
     # the fix (no overflowing hook): a rerun completes the store
