@@ -23,6 +23,11 @@ Partial = dict[str, np.ndarray]  # one hook's sums over one shard (or several, o
 
 def shard_stats(acts: np.ndarray, pos: np.ndarray) -> Partial:
     """float64 partial sums of one hook's activations `acts` (n, d) over one shard; BOS is `pos == 0`."""
+    with np.errstate(invalid="ignore"):  # NaN/Inf propagate into the sums quietly and are counted
+        return _shard_stats(acts, pos)
+
+
+def _shard_stats(acts: np.ndarray, pos: np.ndarray) -> Partial:
     n, d = acts.shape
     keep = pos != 0
     sq_norms = np.empty(n)

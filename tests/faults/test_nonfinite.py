@@ -86,10 +86,11 @@ def test_inf_in_store_stops_at_its_step_and_skip_mode_counts_it(store, tmp_path)
     assert np.isfinite(np.asarray(load_sae(r.run_dir).params.W_enc)).all()
 
 
-def test_store_statistics_count_nonfinite_values_and_training_refuses_them(tmp_path) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_store_statistics_count_nonfinite_values_and_training_refuses_them(tmp_path, dtype) -> None:
     acts = np.ones((64, 4), np.float32)
     acts[5, 1], acts[40, 0], acts[40, 3] = np.nan, np.inf, -np.inf
-    w = StoreWriter.create_or_resume(tmp_path / "s", meta={}, hooks=[HOOK], d_model=4, dtype="float32", shard_tokens=32)
+    w = StoreWriter.create_or_resume(tmp_path / "s", meta={}, hooks=[HOOK], d_model=4, dtype=dtype, shard_tokens=32)
     w.append({HOOK: acts}, np.arange(64), np.zeros(64, int), np.arange(64) % 16)
     w.finalize()
     assert ActivationStore(tmp_path / "s").stats(HOOK)["n_nonfinite"] == 3
