@@ -31,6 +31,7 @@ def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, loader_state
             force=True,
         )
     except OSError as e:
+        mngr.wait_until_finished()  # the checkpoint before it, if still being written, is whole when we stop
         run = Path(mngr.directory).parent
         raise OSError(
             e.errno,

@@ -103,9 +103,21 @@ def reference(model, tmp_path_factory):
     return run(_cli_cfg(tmp_path_factory.mktemp("ref") / "s"), model=model, progress=False)
 
 
-# os.replace(src, dst) patched: die just before the 2nd manifest rename (its .tmp written in full), or just
-# after the 2nd shard's rename (the shard on disk, the manifest not yet listing it).
+# os.replace(src, dst) patched: die just before the 2nd shard's rename (its .tmp written in full), just before
+# the 3rd manifest rename (its .tmp written in full), or just after the 2nd shard's rename (the shard on disk,
+# the manifest not yet listing it).
 KILL_POINTS = {
+    "during a shard write": """
+        import os
+        real, n = os.replace, [0]
+        def replace(src, dst):
+            if str(dst).endswith(".safetensors"):
+                n[0] += 1
+                if n[0] == 2:
+                    die()
+            real(src, dst)
+        os.replace = replace
+    """,
     "during the manifest update": """
         import os
         real, n = os.replace, [0]
@@ -137,7 +149,9 @@ def test_sigkilled_harvest_resumes_to_identical_store(model, reference, tmp_path
     killed(KILL_POINTS[point], ["harvest", *_ARGS, "--out", str(out)])
     m = ActivationStore(out, verify="size").manifest if (out / "manifest.json").exists() else None
     assert m is not None and not m["complete"] and len(m["shards"]) == 1  # only complete shards listed
-    if point == "during the manifest update":
+    if point == "during a shard write":
+        assert (out / "shard_000001.safetensors.tmp").exists() and not (out / "shard_000001.safetensors").exists()
+    elif point == "during the manifest update":
         assert (out / "manifest.json.tmp").exists()
     else:
         assert (out / "shard_000001.safetensors").exists()  # written, not yet listed
