@@ -47,8 +47,8 @@ def _model_generate(a: argparse.Namespace) -> None:
 
 
 def _harvest(a: argparse.Namespace) -> None:
-    from saelab.harvest import HarvestConfig, run
     from saelab.runtime.cliargs import config_from_args
+    from saelab.harvest import HarvestConfig, run
 
     path = run(config_from_args(HarvestConfig, a))
     print(f"store: {path}")
@@ -105,8 +105,8 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _eval(a: argparse.Namespace) -> None:
-    from saelab.evals import EvalConfig, run
     from saelab.runtime.cliargs import config_from_args
+    from saelab.evals import EvalConfig, run
 
     r = run(config_from_args(EvalConfig, a, sae=a.sae_path))
     print(
@@ -163,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_model_generate)
 
-    from saelab.harvest.config import HarvestConfig
     from saelab.runtime.cliargs import add_config_args
     from saelab.runtime.distributed import add_flags as add_distributed_flags
+    from saelab.harvest.config import HarvestConfig
 
     hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
     add_config_args(hv, HarvestConfig)
