@@ -22,6 +22,10 @@ demo *ARGS: setup
 test *ARGS: setup setup-browser
     {{py}} -m pytest -q {{ARGS}}
 
+# The reliability suite alone (also part of `just test`): SIGKILLs, damaged shards, NaN/Inf, a full disk.
+faults *ARGS: setup
+    {{py}} -m pytest -q tests/faults {{ARGS}}
+
 # Benchmarks against the peers (installs the bench extra). Pass --quick for a short run.
 bench *ARGS: setup
     {{py}} -m pip install -q -e ".[bench]"

@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         initialize_from_args(args)  # before any device is touched: joins a multi-host run when asked
         return int(args.fn(args) or 0)
-    except (ValueError, FileNotFoundError, StoreError) as e:
+    except (ValueError, OSError, StoreError) as e:  # OSError: FileNotFoundError, a full disk
         print(f"saelab: error: {e}", file=sys.stderr)
         return 2
 

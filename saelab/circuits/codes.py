@@ -27,6 +27,7 @@ import numpy as np
 from saelab.circuits.sae import TrainResult, codes, train_sae
 from saelab.circuits.tasks import TaskData
 from saelab.models import HookContext, Model, ModelConfig, forward
+from saelab.sae import check_finite
 
 Positions = Literal["all", "last"]
 Scaling = Literal["mean-norm", "unit", "center", "none"]
@@ -66,6 +67,7 @@ def sae_codes(
     n, h, d = pos.shape
     x = scale_vectors(np.concatenate([pos, neg]), scaling).reshape(-1, d)
     train = train_sae(x, latents, l1, epochs, lr, seed)
+    check_finite(train.sae, f"trained on the {task.name!r} head outputs (lower lr or l1)")
     t2 = time.perf_counter()
     c = codes(train.sae, x).reshape(2 * n, h)
     pos_codes, neg_codes = c[:n], c[n:]

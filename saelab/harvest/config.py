@@ -39,6 +39,9 @@ class HarvestConfig(Config):
     """Store directory."""
     overwrite: bool = False
     """Replace an existing store made with different settings (never done silently)."""
+    on_nonfinite: Literal["error", "skip"] = "error"
+    """A NaN or Inf activation (e.g. a bfloat16 overflow) stops the harvest naming hook, document and position
+    (error), or leaves its window out of the store, counted in the manifest's skipped_windows (skip)."""
 
     @field_validator("hooks")
     @classmethod

@@ -4,6 +4,11 @@ All requested hooks come from a single forward that stops after the deepest hook
 is dispatched before the previous one is copied to the host, so the device never waits for disk. A killed
 harvest rerun with the same settings resumes after the last complete shard and produces the same store.
 
+Every batch is checked for NaN and Inf on the device (one reduction per window, fetched with the
+activations, so no extra wait); only when one is found are the hook, document and position located on the
+host. By default that stops the harvest (`NonFiniteError`); `on_nonfinite = "skip"` leaves such windows out
+and counts them in the manifest (`skipped_windows`).
+
 With several processes (`saelab.runtime.distributed`), the shards are split into contiguous blocks, one per process:
 each process harvests the windows of its block on its own devices and writes those shards under their global
 numbers, recording its progress in its own part manifest (so each resumes on its own). After a barrier,
@@ -25,15 +30,26 @@ from jax.sharding import PartitionSpec as P
 from saelab.data import open_corpus, pack_batches
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
+from saelab.models.hooks import HookFn
 from saelab.runtime.distributed import barrier, is_main
 from saelab.runtime.dtypes import float_dtype
+from saelab.runtime.finite import NonFiniteError, first_nonfinite
 from saelab.runtime.progress import progress_bar
 from saelab.store import StoreWriter
-from saelab.store.writer import Part, merge_parts
+from saelab.store.parts import Part, merge_parts
 
 
-def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -> Path:
-    """Harvest `cfg.tokens` tokens into `cfg.out` (resuming if a matching partial store is there)."""
+def run(
+    cfg: HarvestConfig,
+    model: Model | None = None,
+    progress: bool = True,
+    interventions: dict[str, HookFn] | None = None,
+) -> Path:
+    """Harvest `cfg.tokens` tokens into `cfg.out` (resuming if a matching partial store is there).
+
+    `interventions` are pure hook functions applied during the forward (`saelab.models.hooks`), e.g. an
+    ablation, or a fault injected by a test; they are not part of the store's identity.
+    """
     model = model or Model.load(cfg.model, dtype=cfg.model_dtype)
     validate_hook_names(cfg.hooks, model.cfg.n_layers)
     width = _hook_width(model, cfg.hooks)
@@ -61,6 +77,11 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
         "shard_tokens": cfg.shard_tokens_aligned,
     }
     processes = jax.process_count()
+    if processes > 1 and cfg.on_nonfinite == "skip":
+        raise ValueError(
+            "on_nonfinite='skip' is for one-process harvests (skipped windows would shift the shards each "
+            "process owns); harvest with one process or keep on_nonfinite='error'"
+        )
     if processes == 1:
         writer = StoreWriter.create_or_resume(cfg.out, **layout, overwrite=cfg.overwrite)
         first, total_windows = 0, cfg.n_windows
@@ -73,8 +94,10 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
         total_windows = min(part.shards.stop * cfg.shard_tokens_aligned // cfg.context, cfg.n_windows)
     if writer.complete:
         return _merge(cfg.out, processes)
-    done_windows = first + writer.n_tokens_done // cfg.context
-    forward = _forward_fn(model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch)
+    done_windows = first + writer.n_tokens_done // cfg.context + writer.skipped_windows
+    forward = _forward_fn(
+        model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch, interventions or {}
+    )
     batches = pack_batches(
         corpus,
         model.tokenizer,
@@ -99,21 +122,26 @@ def run(cfg: HarvestConfig, model: Model | None = None, progress: bool = True) -
             if take <= 0:
                 break
             toks = _pad_rows(b.tokens[:take], cfg.batch)
-            acts = forward(toks)  # dispatched asynchronously
+            acts, finite = forward(toks)  # dispatched asynchronously
             if pending is not None:
-                _write(writer, *pending)
-                bar.update(task, advance=pending[1].tokens.size)
-            pending = (acts, b._replace(tokens=b.tokens[:take], doc=b.doc[:take], pos=b.pos[:take]))
+                _write(writer, *pending, cfg)
+                bar.update(task, advance=pending[2].tokens.size)
+            pending = (acts, finite, b._replace(tokens=b.tokens[:take], doc=b.doc[:take], pos=b.pos[:take]), windows)
             windows += take
         if pending is not None:
-            _write(writer, *pending)
-            bar.update(task, advance=pending[1].tokens.size)
+            _write(writer, *pending, cfg)
+            bar.update(task, advance=pending[2].tokens.size)
     if windows < total_windows:
         print(
             f"corpus {cfg.corpus} ran out after {windows * cfg.context:,} tokens "
             f"(asked for {cfg.tokens:,}); the store holds what there was"
         )
     writer.finalize()
+    if writer.skipped_windows:
+        print(
+            f"harvest: {writer.skipped_windows} window(s) with NaN or Inf activations left out of {cfg.out} "
+            "(on_nonfinite='skip'; counted in the manifest's skipped_windows)"
+        )
     return _merge(cfg.out, processes)
 
 
@@ -159,8 +187,9 @@ def _hook_width(model: Model, hooks: list[str]) -> int:
     return next(iter(widths.values()))
 
 
-def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int):
-    """Jitted tokens (batch, context) -> {hook: (tokens, width) in storage dtype}, stopping at the deepest hook.
+def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int, interventions: dict[str, HookFn]):
+    """Jitted tokens (batch, context) -> ({hook: (tokens, width) in storage dtype}, (batch,) bool: every value of
+    the window finite after the cast to storage dtype), stopping at the deepest hook.
 
     Data-parallel over this process's devices (a TPU host's chips, a node's GPUs): the weights are replicated
     and the windows split evenly, when the devices divide `batch`; otherwise on one device.
@@ -177,8 +206,10 @@ def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: i
 
     @partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None))))
     def run(params, tokens):
-        _, cache = forward(params, model.cfg, tokens, None, HookContext(cache=hooks), stop)
-        return {h: cache[h].reshape(-1, _row_width(cache[h])).astype(dtype) for h in hooks}
+        _, cache = forward(params, model.cfg, tokens, None, HookContext(interventions, cache=hooks), stop)
+        acts = {h: cache[h].reshape(-1, _row_width(cache[h])).astype(dtype) for h in hooks}
+        finite = jnp.stack([jnp.isfinite(a.reshape(tokens.shape[0], -1)).all(1) for a in acts.values()]).all(0)
+        return acts, finite
 
     return partial(run, params)
 
@@ -190,13 +221,49 @@ def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)])
 
 
-def _write(writer: StoreWriter, acts: dict[str, jax.Array], b) -> None:
-    n = b.tokens.size
-    writer.append(
-        {h: np.asarray(a)[:n] for h, a in acts.items()},
-        tokens=b.tokens.reshape(-1),
-        doc=b.doc.reshape(-1),
-        pos=b.pos.reshape(-1),
+def _write(
+    writer: StoreWriter, acts: dict[str, jax.Array], finite: jax.Array, b, first: int, cfg: HarvestConfig
+) -> None:
+    """Append one batch (windows `first`, ... of the stream); windows with a NaN or Inf stop the harvest or,
+    with on_nonfinite='skip', are left out in stream order (good runs appended, bad ones recorded)."""
+    n_win, ctx = b.tokens.shape
+    host = {h: np.asarray(a)[: n_win * ctx] for h, a in acts.items()}
+    ok = np.asarray(finite)[:n_win]
+    if not ok.all() and cfg.on_nonfinite == "error":
+        raise NonFiniteError(_describe_nonfinite(host, b, ok, first, cfg))
+    lo = 0
+    for r in [*np.flatnonzero(~ok), n_win]:
+        if r > lo:
+            rows = slice(lo * ctx, r * ctx)
+            writer.append(
+                {h: a[rows] for h, a in host.items()},
+                tokens=b.tokens[lo:r].reshape(-1),
+                doc=b.doc[lo:r].reshape(-1),
+                pos=b.pos[lo:r].reshape(-1),
+            )
+        if r < n_win:
+            writer.skip(1)
+        lo = r + 1
+
+
+def _describe_nonfinite(host: dict[str, np.ndarray], b, ok: np.ndarray, first: int, cfg: HarvestConfig) -> str:
+    """Where the first NaN or Inf of a batch is (hook, document, position, window), and what to do about it."""
+    ctx = b.tokens.shape[1]
+    r = int(np.flatnonzero(~ok)[0])
+    found = ((h, first_nonfinite(a[r * ctx : (r + 1) * ctx])) for h, a in host.items())
+    h, ((p, dim), kind) = next((h, hit) for h, hit in found if hit is not None)
+    if cfg.model_dtype == cfg.dtype == "float32":
+        cause = f"The float32 model itself produced it: check the weights of {cfg.model} and any interventions"
+    else:
+        cause = (
+            f"A {cfg.model_dtype} model stored as {cfg.dtype} can overflow: harvest with model_dtype='float32' "
+            "and dtype='float32'"
+        )
+    return (
+        f"harvest: {kind} activation at hook {h}, document {int(b.doc[r, p])}, position {int(b.pos[r, p])} "
+        f"(window {first + r} of the stream, feature {dim}); {int((~ok).sum())} of this batch's {len(ok)} windows "
+        f"are affected and nothing of them was written. {cause}, or pass on_nonfinite='skip' "
+        "(--on-nonfinite skip) to leave such windows out (counted in the manifest)"
     )
 
 

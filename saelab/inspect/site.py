@@ -86,6 +86,7 @@ def check_out(out: Path, overwrite: bool) -> bool:
     """Whether `out` holds a report to replace; ValueError for one without `overwrite` or for a non-empty
     directory that is not a report (never deleted)."""
     out = Path(out)
+    _recover(out)
     if not out.exists() or not any(out.iterdir()):
         return False
     if not (out / "index.html").is_file() or not (out / DATA).is_dir():
@@ -93,6 +94,18 @@ def check_out(out: Path, overwrite: bool) -> bool:
     if not overwrite:
         raise ValueError(f"report {out} exists; pass --overwrite to replace it")
     return True
+
+
+def _recover(out: Path) -> None:
+    """Finish a replace that was interrupted between its two renames: the old report, moved aside, goes back
+    to `out` when nothing took its place, and is dropped when the new one did."""
+    old = out.parent / f".{out.name}.old"
+    if not old.is_dir():
+        return
+    if out.exists():
+        shutil.rmtree(old)
+    else:
+        old.rename(out)
 
 
 def index_columns(d: Dashboards) -> dict[str, Any]:

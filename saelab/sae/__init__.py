@@ -24,7 +24,7 @@ from saelab.sae.decoder_norm import (
 )
 from saelab.sae.init import geometric_median, init_params
 from saelab.sae.losses import AuxState, LossOutput, init_aux_state
-from saelab.sae.params import SAEParams, check_params
+from saelab.sae.params import SAEParams, check_finite, check_params
 from saelab.sae.registry import (
     ARCHITECTURES,
     Architecture,
@@ -52,6 +52,7 @@ __all__ = [
     "SAEParams",
     "TopK",
     "architecture",
+    "check_finite",
     "check_params",
     "decode",
     "dense_decode",

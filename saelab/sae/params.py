@@ -10,6 +10,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from saelab.runtime.finite import NonFiniteError, count_nonfinite, first_nonfinite
 
 
 class SAEParams(NamedTuple):
@@ -45,3 +48,23 @@ def check_params(params: SAEParams, d_in: int, d_sae: int, needs_threshold: bool
             raise ValueError(f"params.{name} has shape {tuple(value.shape)}, expected {shape}")
         if value.dtype != jnp.float32:
             raise ValueError(f"params.{name} must be float32, got {value.dtype}")
+
+
+def check_finite(params: SAEParams | NamedTuple, source: str) -> None:
+    """NonFiniteError naming the first tensor of `params` (loaded from `source`) that holds a NaN or an Inf.
+
+    Every SAE that eval, inspect, atoms, select or circuits use passes here: one NaN weight makes every
+    code and metric downstream NaN without an error.
+    """
+    for name, value in params._asdict().items():
+        if value is None:
+            continue
+        hit = first_nonfinite(np.asarray(value))
+        if hit is not None:
+            where, kind = hit
+            n = count_nonfinite(np.asarray(value))
+            raise NonFiniteError(
+                f"SAE {source}: tensor {name} holds {n} non-finite value(s) (first: {kind} at index "
+                f"{list(where)}); it is unusable. Retrain it (the trainer stops before exporting such weights) "
+                "or load another SAE"
+            )

@@ -18,7 +18,7 @@ import numpy as np
 
 from saelab.runtime.rundir import RunDir
 from saelab.sae.config import SHARED_FIELDS, SAEConfig
-from saelab.sae.params import SAEParams
+from saelab.sae.params import SAEParams, check_finite
 from saelab.sae.registry import ARCHITECTURES, get_architecture
 
 CFG_FILE = "cfg.json"
@@ -75,7 +75,8 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
 
 
 def load_saelens(path: str | Path) -> LoadedSAE:
-    """Read a SAELens-format directory (ours or SAELens's own) into SAEParams and an SAEConfig."""
+    """Read a SAELens-format directory (ours or SAELens's own) into SAEParams and an SAEConfig; NonFiniteError
+    (naming the tensor) when a weight is NaN or Inf."""
     from safetensors.numpy import load_file
 
     path = Path(path)
@@ -117,6 +118,7 @@ def load_saelens(path: str | Path) -> LoadedSAE:
         f32(w["b_dec"]),
         None if not cfg.uses_threshold else f32(np.broadcast_to(t, (cfg.d_sae,))),
     )
+    check_finite(params, str(path))
     return LoadedSAE(params, cfg, meta)
 
 

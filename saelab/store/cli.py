@@ -15,8 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     si.add_argument("store", help="store directory")
     si.add_argument("--json", action="store_true", help="print JSON")
     si.set_defaults(fn=_info)
-    sv = store.add_parser("verify", help="check every shard's size and checksum; exits 1 naming bad shards")
+    sv = store.add_parser(
+        "verify", help="check every shard's size and checksum (--deep: and finiteness); exits 1 naming bad shards"
+    )
     sv.add_argument("store", help="store directory")
+    sv.add_argument("--deep", action="store_true", help="also read every activation and name NaN/Inf rows")
     sv.set_defaults(fn=_verify)
 
 
@@ -37,8 +40,10 @@ def _info(a: argparse.Namespace) -> None:
 def _verify(a: argparse.Namespace) -> int:
     from saelab.store import verify_store
 
-    problems = verify_store(a.store)
+    problems = verify_store(a.store, deep=a.deep)
     for p in problems:
         print(f"{a.store}/{p.file}: {p.problem}")
-    print(f"{len(problems)} problem(s)" if problems else f"{a.store}: all shards present and checksums match")
+    sound = "all shards present and checksums match" + (", every activation finite" if a.deep else "")
+    fix = "re-harvest the store with --overwrite (the same settings rebuild it)"
+    print(f"{len(problems)} problem(s): {fix}" if problems else f"{a.store}: {sound}")
     return 1 if problems else 0

@@ -28,7 +28,8 @@ MANIFEST = "manifest.json"
 INDEX_FIELDS = {"tokens": np.int32, "doc": np.int64, "pos": np.int32}
 STORE_DTYPES = FLOAT_DTYPES  # storage dtype names a manifest may hold
 STATS_PREFIX = "__stats__/"
-_OWN_FILE = re.compile(r"(shard_\d{6,}\.safetensors|manifest\.json)(\.tmp)?")
+IDENTITY = ("format_version", "meta", "hooks", "d_model", "dtype", "shard_tokens")  # what a resume must match
+_OWN_FILE = re.compile(r"(shard_\d{6,}\.safetensors|manifest\.json|manifest\.part-\d{5}-of-\d{5}\.json)(\.tmp)?")
 _ST_DTYPES = {
     "F32": np.float32,
     "F64": np.float64,
@@ -66,8 +67,79 @@ def shard_name(i: int) -> str:
 
 
 def is_own_file(name: str) -> bool:
-    """Whether a file name is one the store writes (so overwrite and resume may delete it)."""
+    """Whether a file name is one the store writes, part manifests of a multi-process harvest included (so
+    overwrite and resume may delete it)."""
     return _OWN_FILE.fullmatch(name) is not None
+
+
+def remove_own_files(path: Path, keep: set[str]) -> None:
+    """Delete files the store writes (shards, manifests, their temporaries) other than `keep`."""
+    if not path.is_dir():
+        return
+    for f in path.iterdir():
+        if is_own_file(f.name) and f.name not in keep:
+            f.unlink()
+
+
+def refuse_foreign(path: Path) -> None:
+    """StoreMismatchError unless `path` (which has no manifest) is absent or holds only a store's own files."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise StoreMismatchError(f"{path} is a file, not a store directory; choose another --out")
+    foreign = sorted(f.name for f in path.iterdir() if not is_own_file(f.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise StoreMismatchError(
+            f"{path} is not empty ({shown}) and is not an activation store; choose another --out "
+            "(--overwrite never deletes other files)"
+        )
+
+
+def fresh_manifest(
+    meta: dict[str, Any], hooks: list[str], d_model: int, dtype: str, shard_tokens: int
+) -> dict[str, Any]:
+    """The manifest of an empty store with these settings, exactly as it reads back from disk."""
+    if dtype not in STORE_DTYPES:
+        raise ValueError(f"store dtype {dtype!r} is not one of {sorted(STORE_DTYPES)}")
+    if shard_tokens < 1 or d_model < 1:
+        raise ValueError(f"shard_tokens ({shard_tokens}) and d_model ({d_model}) must be positive")
+    if not hooks or len(set(hooks)) != len(hooks) or any("/" in h or h in INDEX_FIELDS for h in hooks):
+        raise ValueError(f"hooks {hooks} must be distinct, non-empty, without '/' and none of {list(INDEX_FIELDS)}")
+    fresh = {
+        "format_version": FORMAT_VERSION,
+        "meta": meta,
+        "hooks": list(hooks),
+        "d_model": int(d_model),
+        "dtype": dtype,
+        "shard_tokens": int(shard_tokens),
+        "n_tokens": 0,
+        "complete": False,
+        "shards": [],
+        "stats": {},
+        "skipped_windows": 0,
+    }
+    try:
+        return json.loads(json.dumps(fresh))  # as it will read back: tuples become lists, keys strings
+    except TypeError as e:
+        raise ValueError(f"store meta must be JSON-serialisable: {e}") from e
+
+
+def identity_diff(path: Path, fresh: dict, overwrite: bool) -> tuple[dict | None, list[str]]:
+    """(existing manifest or None when unreadable and `overwrite`, identity keys where it differs from `fresh`)."""
+    try:
+        old = read_manifest(path)
+    except StoreError:
+        if not overwrite:
+            raise
+        old = None
+    return old, [k for k in IDENTITY if old is None or old.get(k) != fresh[k]]
+
+
+def describe_diff(old: dict | None, fresh: dict, keys: list[str]) -> str:
+    """The settings `keys` where a store on disk differs from `fresh`, in words: `meta.model: 'a' -> 'b'; ...`."""
+    old = old or {}
+    return "; ".join(_describe(k, old.get(k), fresh[k]) for k in keys)
 
 
 def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> Written:
@@ -176,6 +248,13 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _describe(key: str, old: Any, new: Any) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return ", ".join(f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+    return f"{key}: {old!r} -> {new!r}"
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int]:

@@ -26,6 +26,8 @@ def store_info(path: str | Path) -> dict[str, Any]:
         "bytes": sum(s["bytes"] for s in m["shards"]),
         "meta": m["meta"],
         "mean_norm_no_bos": {h: m["stats"].get(h, {}).get("mean_norm_no_bos") for h in m["hooks"]},
+        "nonfinite_values": {h: m["stats"].get(h, {}).get("n_nonfinite", 0) for h in m["hooks"]},
+        "skipped_windows": m.get("skipped_windows", 0),
     }
 
 

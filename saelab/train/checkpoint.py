@@ -24,11 +24,21 @@ def manager(directory: Path, keep: int) -> ocp.CheckpointManager:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, loader_state: dict[str, Any]) -> None:
-    mngr.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), loader=ocp.args.JsonSave(loader_state)),
-        force=True,
-    )
+    """Start writing checkpoint `step` (asynchronously); a failed write (a full disk) names the fix."""
+    try:
+        mngr.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), loader=ocp.args.JsonSave(loader_state)),
+            force=True,
+        )
+    except OSError as e:
+        mngr.wait_until_finished()  # the checkpoint before it, if still being written, is whole when we stop
+        run = Path(mngr.directory).parent
+        raise OSError(
+            e.errno,
+            f"saving checkpoint step {step} of run {run} failed ({e.strerror or e}); free space and continue "
+            f"with `saelab train --resume {run}` (the checkpoint of step {mngr.latest_step()} is kept)",
+        ) from e
 
 
 def restore(mngr: ocp.CheckpointManager, like: TrainState) -> tuple[TrainState, dict[str, Any], int] | None:

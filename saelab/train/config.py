@@ -96,6 +96,10 @@ class TrainSection(_Section):
     """Devices on the `data` (batch) axis; -1 means all devices not on the model axis."""
     mesh_model: int = Field(default=1, ge=1)
     """Devices on the `model` (latent) axis: W_enc, b_enc, threshold and W_dec are sharded on d_sae."""
+    on_nonfinite: Literal["error", "skip"] = "error"
+    """A step whose loss, gradients or updated parameters are NaN or Inf is never applied; "error" then stops
+    the run naming the step and its store rows (last good checkpoint kept, nothing exported), "skip" goes on
+    without it (counted as skipped_batches in the metrics)."""
     wandb: Literal["disabled", "offline", "online"] = "offline"
     """Weights & Biases tracking: offline by default (files under RUN/wandb; `wandb sync` uploads them later),
     `disabled` for none, online only when asked. A run re-created with --overwrite is a new wandb run."""

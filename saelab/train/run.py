@@ -21,12 +21,14 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from saelab.runtime.distributed import barrier, is_main, put, to_host
+from saelab.runtime.finite import NonFiniteError
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
-from saelab.sae import SAEConfig, SAEParams, geometric_median, get_architecture, init_params
+from saelab.sae import SAEConfig, SAEParams, check_finite, geometric_median, get_architecture, init_params
 from saelab.store import ActivationLoader, ActivationStore
 from saelab.train import checkpoint
 from saelab.train.config import Resolved, TrainConfig, resolve
+from saelab.train.guard import Guard
 from saelab.train.mesh import check_divisible, make_mesh, param_shardings
 from saelab.train.sae_export import export
 from saelab.train.state import TrainState, init_state, make_optimizer
@@ -54,6 +56,7 @@ def run(
     run_dir = RunDir(cfg.run_dir)
     _prepare_run_dir(run_dir, cfg, resume, overwrite)
     store = ActivationStore(cfg.data.store)
+    _check_store_stats(store, r.hook)
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
     scale = input_scale(store.stats(r.hook), cfg.train.input_scaling, r.sae.d_in)
@@ -85,18 +88,21 @@ def run(
     end = cfg.steps if stop_at_step is None else min(stop_at_step, cfg.steps)
     timer = _Throughput()
     last: dict[str, float] = {}
+    guard = _guard(cfg, store, r.hook, loader, mngr)
     with progress_bar("step/s", cfg.train.progress and is_main()) as bar:
         task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
-        pending = []
+        pending, fetched = [], []  # this log window's metrics: on the device, and those already on the host
         for s in range(start, end):
             x = next(loader).x
             state, m = step_fn(state, x)
             pending.append(m)
             timer.tick(s == start, cfg.data.batch_size)
             done = s + 1
+            if done % cfg.train.log_every == 0 or done % cfg.train.checkpoint_every == 0 or done == end:
+                fetched += guard.check(done - len(pending) + len(fetched), pending[len(fetched) :])
             if done % cfg.train.log_every == 0 or done == end:
-                state, last = log.write(done, pending, state, cfg, timer.rate())
-                pending = []
+                state, last = log.write(done, fetched, state, cfg, timer.rate())
+                pending, fetched = [], []
                 bar.update(
                     task,
                     info=f"EV {last['explained_variance']:.3f} L0 {last['l0']:.1f} dead {last['dead_fraction']:.3f}",
@@ -106,6 +112,7 @@ def run(
             bar.update(task, completed=done)
     mngr.wait_until_finished()
     host_params = to_host(state.params)  # gathered from every process when latents span processes
+    check_finite(host_params, f"of run {run_dir.root} at step {end}")
     if end == cfg.steps and is_main():
         export(host_params, r, scale, run_dir.sae, cfg)
     log.close()
@@ -158,6 +165,34 @@ def wandb_run_id(run_dir: RunDir, name: str) -> str:
     return run_id
 
 
+def _check_store_stats(store: ActivationStore, hook: str) -> None:
+    """Refuse a store whose statistics count NaN/Inf activations: the input scale and every step would be NaN."""
+    st = store.stats(hook)
+    if st.get("n_nonfinite") or not np.isfinite(st.get("mean_sq_norm", 0.0)):
+        raise NonFiniteError(
+            f"store {store.path} holds {st.get('n_nonfinite', 'some')} NaN/Inf activation values in hook {hook} "
+            f"(its statistics say so); `saelab store verify --deep {store.path}` names the shards and rows. "
+            "Re-harvest it (with model_dtype='float32' and dtype='float32' if bfloat16 overflowed)"
+        )
+
+
+def _guard(cfg: TrainConfig, store: ActivationStore, hook: str, loader: ActivationLoader, mngr) -> Guard:
+    """The fault checks of this run: which store rows a step read, which of them are not finite, what is kept."""
+    view = store.activations(hook)
+
+    def bad_rows(rows: np.ndarray) -> np.ndarray:
+        return rows[~np.isfinite(view.take(rows, np.float32)).all(1)]
+
+    def kept() -> str:
+        mngr.wait_until_finished()  # the checkpoint in flight, if any, is whole before the run stops
+        step = mngr.latest_step()
+        if step is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint (step {step}) is kept"
+
+    return Guard(cfg.train.on_nonfinite, loader.global_indices, bad_rows, kept)
+
+
 def _prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Check the run dir on every process (same errors everywhere), then process 0 alone (re)creates it; the
     barriers keep a process from seeing the config another one has just written."""
@@ -192,7 +227,16 @@ def _initial_b_dec(store: ActivationStore, r: Resolved, cfg: TrainConfig, scale:
     idx = store.train_indices(cfg.data.include_bos)
     rng = np.random.default_rng(cfg.train.seed)
     sample = np.sort(rng.choice(idx, size=min(B_DEC_SAMPLE, len(idx)), replace=False))
-    x = jnp.asarray(store.activations(r.hook)[sample].astype(np.float32)) * scale
+    x = store.activations(r.hook).take(sample, np.float32)
+    finite = np.isfinite(x).all(1)
+    if not finite.all() and cfg.train.on_nonfinite == "error":
+        shown = ", ".join(str(int(i)) for i in sample[~finite][:8])
+        raise NonFiniteError(
+            f"store {store.path} holds NaN/Inf activations at rows {shown} ({int((~finite).sum())} of the "
+            f"{len(sample)} sampled for the initial b_dec); `saelab store verify --deep {store.path}` names every "
+            "shard and row. Re-harvest it, or set train.on_nonfinite='skip' to train around such rows"
+        )
+    x = jnp.asarray(x[finite]) * scale
     return geometric_median(x) if cfg.train.b_dec_init == "geometric_median" else x.mean(0)
 
 
@@ -251,11 +295,12 @@ class _MetricsLog:
                 settings=wandb.Settings(quiet=True),
             )
 
-    def write(self, step: int, pending: list[dict], state: TrainState, cfg: TrainConfig, rate: float):
-        """Average the pending per-step metrics (one device fetch), add the dense fraction, log, and reset
-        the window counts."""
-        host = jax.device_get(pending)
-        row = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    def write(self, step: int, host: list[dict], state: TrainState, cfg: TrainConfig, rate: float):
+        """Average the window's per-step metrics (fetched by the loop) over the steps applied, count the
+        skipped ones, add the dense fraction, log, and reset the window counts."""
+        applied = [m for m in host if not m["nonfinite"]] or host
+        row = {k: float(np.mean([m[k] for m in applied])) for k in host[0] if k != "nonfinite"}
+        row["skipped_batches"] = int(sum(m["nonfinite"] for m in host))
         window = float(len(host) * cfg.data.batch_size)
         counts = to_host(state.window_counts)
         row |= {

@@ -3,6 +3,10 @@ carries it), BatchTopK threshold, dead-latent bookkeeping.
 
 One jitted function per run; the state is donated, so parameters and optimiser moments are updated in
 place. Inputs are scaled on the device by a constant (input scaling from the store's statistics).
+
+A step whose loss, gradient norm or updated parameters are not finite changes nothing but the step counter
+(`jnp.where` inside the step, as optax's `apply_if_finite` does) and reports `nonfinite` = 1 in its metrics;
+the host reads that flag with the metrics it fetches anyway (`saelab.train.guard`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,19 @@ def make_train_step(
         params = arch.update_threshold(params, out, sae)
         fired = out.latent_counts > 0
         since = jnp.where(fired, 0, jnp.minimum(state.since_fired + x.shape[0], _CAP))
-        new = TrainState(params, opt_state, state.step + 1, since, state.window_counts + out.latent_counts, state.rng)
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        for leaf in jax.tree.leaves(params):
+            finite &= jnp.isfinite(leaf).all()
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+        new = TrainState(
+            keep(params, state.params),
+            keep(opt_state, state.opt_state),
+            state.step + 1,
+            keep(since, state.since_fired),
+            keep(state.window_counts + out.latent_counts, state.window_counts),
+            state.rng,
+        )
         metrics = {
             "loss": loss,
             "mse": out.mse,
@@ -51,7 +67,8 @@ def make_train_step(
             "sparsity_loss": out.sparsity_loss,
             "aux_loss": out.aux_loss,
             "dead_fraction": jnp.mean(since >= dead_tokens),
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
+            "nonfinite": (~finite).astype(jnp.float32),
         }
         return new, metrics
 
