@@ -56,12 +56,15 @@ def docstring_tokens(tokenizer, n_tokens: int) -> np.ndarray:
     return np.asarray(ids[:n_tokens], np.int32)
 
 
-def parser(doc: str | None, name: str, quick: str) -> argparse.ArgumentParser:
-    """The flags every bench shares: --model, --quick (what it shrinks: `quick`), --out (results/bench/NAME.json)."""
+def parser(doc: str | None, name: str, quick: str, **ints: int) -> argparse.ArgumentParser:
+    """The flags every bench shares: --model, --quick (what it shrinks: `quick`), --out (results/bench/NAME.json),
+    then one integer flag per keyword of `ints` (`d_sae=4608` is `--d-sae`, default 4608)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--quick", action="store_true", help=f"{quick} (under two minutes)")
     ap.add_argument("--out", help=f"JSON path (default results/bench/{name}.json)")
+    for flag, default in ints.items():
+        ap.add_argument("--" + flag.replace("_", "-"), type=int, default=default)
     return ap
 
 
@@ -71,6 +74,14 @@ def write(name: str, result: dict, out: str | None) -> Path:
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
+    return path
+
+
+def finish(name: str, result: dict, out: str | None, **kv: object) -> Path:
+    """Write `result` (see `write`), then print `wrote PATH` and the RESULT line of `kv`; returns the path."""
+    path = write(name, result, out)
+    print(f"wrote {path}")
+    print(result_line(**kv))
     return path
 
 

@@ -16,16 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import docstring_tokens, parser, result_line, timeit, write  # noqa: E402
+from common import docstring_tokens, finish, parser, timeit  # noqa: E402
 
 
 def main() -> None:
-    ap = parser(__doc__, "eval_splice", "batch 8, 2 repetitions")
-    ap.add_argument("--layer", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--context", type=int, default=128)
-    ap.add_argument("--d-sae", type=int, default=4608)
-    ap.add_argument("--reps", type=int, default=5)
+    ap = parser(__doc__, "eval_splice", "batch 8, 2 repetitions", layer=6, batch=16, context=128, d_sae=4608, reps=5)
     a = ap.parse_args()
     batch, reps = (8, 2) if a.quick else (a.batch, a.reps)
 
@@ -74,17 +69,16 @@ def main() -> None:
         "ratio_compile": slow["compile_s"] / fast["compile_s"],
         "max_metric_difference": max_diff,
     }
-    path = write("eval_splice", result, a.out)
-    print(f"wrote {path}")
-    print(
-        result_line(
-            shared_tok_s=fast["tokens_per_s"],
-            full_tok_s=slow["tokens_per_s"],
-            ratio=result["ratio_tokens_per_s"],
-            shared_compile_s=fast["compile_s"],
-            full_compile_s=slow["compile_s"],
-            max_metric_diff=max_diff,
-        )
+    finish(
+        "eval_splice",
+        result,
+        a.out,
+        shared_tok_s=fast["tokens_per_s"],
+        full_tok_s=slow["tokens_per_s"],
+        ratio=result["ratio_tokens_per_s"],
+        shared_compile_s=fast["compile_s"],
+        full_compile_s=slow["compile_s"],
+        max_metric_diff=max_diff,
     )
 
 

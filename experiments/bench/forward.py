@@ -12,15 +12,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, docstring_tokens, machine, parser, result_line, timeit, torch_model, write  # noqa: E402
+from common import StopForward, docstring_tokens, finish, machine, parser, timeit, torch_model  # noqa: E402
 
 
 def main() -> None:
-    ap = parser(__doc__, "forward", "3 repetitions")
-    ap.add_argument("--layer", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--context", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=10)
+    ap = parser(__doc__, "forward", "3 repetitions", layer=6, batch=16, context=128, reps=10)
     a = ap.parse_args()
     reps = 3 if a.quick else a.reps
 
@@ -89,16 +85,15 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "machine": machine(),
     }
-    path_out = write("forward", result, a.out)
-    print(f"wrote {path_out}")
-    print(
-        result_line(
-            jax_tok_s=tps["jax"],
-            torch_full_tok_s=tps["torch_full"],
-            torch_early_exit_tok_s=tps["torch_early_exit"],
-            ratio_jax_vs_torch=result["ratio_jax_vs_best_torch"],
-            max_abs_diff=max_diff,
-        )
+    finish(
+        "forward",
+        result,
+        a.out,
+        jax_tok_s=tps["jax"],
+        torch_full_tok_s=tps["torch_full"],
+        torch_early_exit_tok_s=tps["torch_early_exit"],
+        ratio_jax_vs_torch=result["ratio_jax_vs_best_torch"],
+        max_abs_diff=max_diff,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import parser, result_line, timeit, torch_model, write  # noqa: E402
+from common import finish, parser, timeit, torch_model  # noqa: E402
 
 PROMPTS = [
     'def read_config(path):\n    """Read a TOML file and',
@@ -27,10 +27,7 @@ PROMPTS = [
 
 
 def main() -> None:
-    ap = parser(__doc__, "generate", "32 new tokens, 2 repetitions")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--reps", type=int, default=3)
+    ap = parser(__doc__, "generate", "32 new tokens, 2 repetitions", batch=4, new_tokens=64, reps=3)
     a = ap.parse_args()
     new, reps = (32, 2) if a.quick else (a.new_tokens, a.reps)
 
@@ -84,17 +81,16 @@ def main() -> None:
         "ratio_tokens_per_s": theirs["median_s"] / ours["median_s"],
         "shared_greedy_prefix": same,
     }
-    path = write("generate", result, a.out)
-    print(f"wrote {path}")
-    print(
-        result_line(
-            saelab_tok_s=result["saelab"]["tokens_per_s"],
-            transformers_tok_s=result["transformers"]["tokens_per_s"],
-            ratio=result["ratio_tokens_per_s"],
-            saelab_compile_s=compile_s,
-            min_shared_prefix=min(same),
-            new_tokens=new,
-        )
+    finish(
+        "generate",
+        result,
+        a.out,
+        saelab_tok_s=result["saelab"]["tokens_per_s"],
+        transformers_tok_s=result["transformers"]["tokens_per_s"],
+        ratio=result["ratio_tokens_per_s"],
+        saelab_compile_s=compile_s,
+        min_shared_prefix=min(same),
+        new_tokens=new,
     )
 
 

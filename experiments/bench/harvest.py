@@ -20,14 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, machine, parser, result_line, torch_model, write  # noqa: E402
+from common import StopForward, finish, machine, parser, torch_model  # noqa: E402
 
 
 def main() -> None:
-    ap = parser(__doc__, "harvest", "32,768 tokens")
-    ap.add_argument("--layer", type=int, default=6)
+    ap = parser(__doc__, "harvest", "32,768 tokens", layer=6, loader_batches=200)
     ap.add_argument("--tokens", type=int, help="tokens to harvest (default 131,072; quick 32,768)")
-    ap.add_argument("--loader-batches", type=int, default=200)
     a = ap.parse_args()
     n_tokens = a.tokens or (32_768 if a.quick else 131_072)
     batch, context = 16, 128
@@ -63,15 +61,14 @@ def main() -> None:
         "loader_batches_timed": batches,
         "machine": machine(),
     }
-    path = write("harvest", result, a.out)
-    print(f"wrote {path}")
-    print(
-        result_line(
-            saelab_tok_s=result["saelab_tokens_per_s"],
-            torch_tok_s=result["torch_tokens_per_s"],
-            ratio=result["ratio_saelab_vs_torch"],
-            loader_batches_per_s=loader_bps,
-        )
+    finish(
+        "harvest",
+        result,
+        a.out,
+        saelab_tok_s=result["saelab_tokens_per_s"],
+        torch_tok_s=result["torch_tokens_per_s"],
+        ratio=result["ratio_saelab_vs_torch"],
+        loader_batches_per_s=loader_bps,
     )
 
 

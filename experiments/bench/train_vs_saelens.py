@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, result_line, timeit, write  # noqa: E402
+from common import finish, machine, timeit  # noqa: E402
 
 from saelab import train  # noqa: E402
 from saelab.data import open_corpus, pack_batches  # noqa: E402
@@ -117,22 +117,21 @@ def main() -> None:
         "utilisation_saelab": performed(ours.tokens_per_s) / peak,
         "utilisation_saelens": flops(their_tok_s) / peak,
     }
-    path = write("train_vs_saelens", result, a.out)
-    print(f"wrote {path}")
-    print(
-        result_line(
-            saelab_tok_s=ours.tokens_per_s,
-            saelens_tok_s=their_tok_s,
-            ratio=result["ratio_tokens_per_s"],
-            ratio_interleaved=result["ratio_interleaved_steps"],
-            saelab_ev=ev_ours,
-            saelens_ev=ev_theirs,
-            tokens=tokens,
-            saelab_dense_equiv_gflops=flops(ours.tokens_per_s),
-            saelab_performed_gflops=performed(ours.tokens_per_s),
-            gemm_peak_gflops=peak,
-            utilisation=result["utilisation_saelab"],
-        )
+    finish(
+        "train_vs_saelens",
+        result,
+        a.out,
+        saelab_tok_s=ours.tokens_per_s,
+        saelens_tok_s=their_tok_s,
+        ratio=result["ratio_tokens_per_s"],
+        ratio_interleaved=result["ratio_interleaved_steps"],
+        saelab_ev=ev_ours,
+        saelens_ev=ev_theirs,
+        tokens=tokens,
+        saelab_dense_equiv_gflops=flops(ours.tokens_per_s),
+        saelab_performed_gflops=performed(ours.tokens_per_s),
+        gemm_peak_gflops=peak,
+        utilisation=result["utilisation_saelab"],
     )
 
 
