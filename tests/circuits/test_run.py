@@ -44,16 +44,15 @@ def test_cli_runs_all_methods_and_writes_json_and_plots(tokenizer, tiny, tmp_pat
         run(CircuitsConfig(**again | {"prompts": 5}, out=tmp_path / "bad"))
 
 
-def test_published_ground_truth_on_gpt2_small_shape(tokenizer, tiny, tmp_path) -> None:
-    path = tiny(tmp_path / "g", "gpt2", tokenizer)
-    cfg = CircuitsConfig(
-        task="ioi",
-        model=str(path),
-        method="sae-codes",
-        ground_truth="published",
-        out=tmp_path / "out",
-        **FAST,
+def _published_ioi(path, tmp_path) -> CircuitsConfig:
+    """IOI scored by SAE codes against the published ground-truth heads, on the tiny model at `path`."""
+    return CircuitsConfig(
+        task="ioi", model=str(path), method="sae-codes", ground_truth="published", out=tmp_path / "out", **FAST
     )
+
+
+def test_published_ground_truth_on_gpt2_small_shape(tokenizer, tiny, tmp_path) -> None:
+    cfg = _published_ioi(tiny(tmp_path / "g", "gpt2", tokenizer), tmp_path)
     res = run(cfg)
     assert "patching" not in res["runtime_s"]  # the published set needs no patching
     assert res["ground_truth"]["n_heads"] == sum(len(v) for v in IOI.values()) == 26
@@ -61,15 +60,7 @@ def test_published_ground_truth_on_gpt2_small_shape(tokenizer, tiny, tmp_path) -
 
 
 def test_published_ground_truth_rejects_other_models(tokenizer, tiny, tmp_path) -> None:
-    path = tiny(tmp_path / "m", "llama", tokenizer)
-    cfg = CircuitsConfig(
-        task="ioi",
-        model=str(path),
-        method="sae-codes",
-        ground_truth="published",
-        out=tmp_path / "out",
-        **FAST,
-    )
+    cfg = _published_ioi(tiny(tmp_path / "m", "llama", tokenizer), tmp_path)
     with pytest.raises(ValueError, match="GPT-2 small"):
         run(cfg)
 

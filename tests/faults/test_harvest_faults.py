@@ -103,43 +103,30 @@ def reference(model, tmp_path_factory):
     return run(_cli_cfg(tmp_path_factory.mktemp("ref") / "s"), model=model, progress=False)
 
 
-# os.replace(src, dst) patched: die just before the 2nd shard's rename (its .tmp written in full), just before
-# the 3rd manifest rename (its .tmp written in full), or just after the 2nd shard's rename (the shard on disk,
-# the manifest not yet listing it).
+def _die_at_rename(suffix: str, nth: int, after: bool = False) -> str:
+    """Setup for `killed`: os.replace patched to die at its `nth` rename onto a path ending in `suffix`, just
+    before the rename (the .tmp written in full) or, with `after`, just after it."""
+    rename = "real(src, dst)"
+    return f"""
+        import os
+        real, n = os.replace, [0]
+        def replace(src, dst):
+            {rename if after else "pass"}
+            if str(dst).endswith({suffix!r}):
+                n[0] += 1
+                if n[0] == {nth}:
+                    die()
+            {"pass" if after else rename}
+        os.replace = replace
+    """
+
+
+# die just before the 2nd shard's rename, just before the 3rd manifest rename, or just after the 2nd shard's
+# rename (the shard on disk, the manifest not yet listing it).
 KILL_POINTS = {
-    "during a shard write": """
-        import os
-        real, n = os.replace, [0]
-        def replace(src, dst):
-            if str(dst).endswith(".safetensors"):
-                n[0] += 1
-                if n[0] == 2:
-                    die()
-            real(src, dst)
-        os.replace = replace
-    """,
-    "during the manifest update": """
-        import os
-        real, n = os.replace, [0]
-        def replace(src, dst):
-            if str(dst).endswith("manifest.json"):
-                n[0] += 1
-                if n[0] == 3:
-                    die()
-            real(src, dst)
-        os.replace = replace
-    """,
-    "between a shard and its manifest": """
-        import os
-        real, n = os.replace, [0]
-        def replace(src, dst):
-            real(src, dst)
-            if str(dst).endswith(".safetensors"):
-                n[0] += 1
-                if n[0] == 2:
-                    die()
-        os.replace = replace
-    """,
+    "during a shard write": _die_at_rename(".safetensors", 2),
+    "during the manifest update": _die_at_rename("manifest.json", 3),
+    "between a shard and its manifest": _die_at_rename(".safetensors", 2, after=True),
 }
 
 

@@ -7,11 +7,9 @@ import shutil
 
 import pytest
 
-from saelab.harvest import HarvestConfig
-from saelab.harvest import run as harvest
 from saelab.inspect import InspectConfig
 from saelab.inspect import run as inspect
-from tests.inspect.inspect_helpers import REAL_HOOK, write_sae
+from tests.inspect.inspect_helpers import real_store_and_sae
 
 from .conftest import killed
 
@@ -23,17 +21,8 @@ def _tree(d) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """The config of a report built from 1,024 tokens of SmolLM2 layer 3 and a random TopK SAE of 64 latents."""
-    from saelab.models import Model
-
     root = tmp_path_factory.mktemp("inspect")
-    model = Model.load("smollm2-135m")
-    store = harvest(
-        HarvestConfig(hooks=[REAL_HOOK], tokens=1024, batch=8, context=64, out=root / "store"),
-        model=model,
-        progress=False,
-    )
-    meta = {"model_name": "smollm2-135m", "hook_name": REAL_HOOK, "weights_hash": model.weights_hash}
-    sae = write_sae(root / "sae", d_in=model.cfg.d_model, d_sae=64, k=8, meta=meta)
+    store, sae = real_store_and_sae(root, tokens=1024, d_sae=64)
     cfg = InspectConfig(sae=sae, store=store, out=root / "report", batch_windows=8, top_k=4, shard_latents=16)
     inspect(cfg, progress=False)
     return cfg

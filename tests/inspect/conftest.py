@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .inspect_helpers import REAL_HOOK, write_sae, write_store
+from .inspect_helpers import real_store_and_sae, write_store
 
 
 @pytest.fixture(scope="session")
@@ -18,19 +18,7 @@ def synthetic(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real(tmp_path_factory) -> tuple[Path, Path]:
     """(store, SAE): 2,048 python-docs tokens of SmolLM2 layer 3, and a random TopK SAE over them."""
-    from saelab.harvest import HarvestConfig, run
-    from saelab.models import Model
-
-    root = tmp_path_factory.mktemp("real")
-    model = Model.load("smollm2-135m")
-    store = run(
-        HarvestConfig(hooks=[REAL_HOOK], tokens=2048, batch=8, context=64, out=root / "store"),
-        model=model,
-        progress=False,
-    )
-    meta = {"model_name": "smollm2-135m", "hook_name": REAL_HOOK, "weights_hash": model.weights_hash}
-    sae = write_sae(root / "sae", d_in=model.cfg.d_model, d_sae=200, k=8, meta=meta)
-    return store, sae
+    return real_store_and_sae(tmp_path_factory.mktemp("real"), tokens=2048, d_sae=200)
 
 
 @pytest.fixture(scope="session")

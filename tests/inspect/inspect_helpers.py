@@ -50,3 +50,20 @@ def write_sae(
         params = params._replace(b_enc=params.b_enc - 0.15)
     meta = {"model_name": "synthetic", "hook_name": HOOK, "weights_hash": "abc"} if meta is None else meta
     return save_saelens(path, params, cfg, meta)
+
+
+def real_store_and_sae(root: Path, tokens: int, d_sae: int) -> tuple[Path, Path]:
+    """(store, SAE) under `root`: `tokens` python-docs tokens of SmolLM2 at REAL_HOOK, and a random TopK SAE
+    (k=8) of `d_sae` latents over them, named after the model and hook."""
+    from saelab.harvest import HarvestConfig
+    from saelab.harvest import run as harvest
+    from saelab.models import Model
+
+    model = Model.load("smollm2-135m")
+    store = harvest(
+        HarvestConfig(hooks=[REAL_HOOK], tokens=tokens, batch=8, context=64, out=root / "store"),
+        model=model,
+        progress=False,
+    )
+    meta = {"model_name": "smollm2-135m", "hook_name": REAL_HOOK, "weights_hash": model.weights_hash}
+    return store, write_sae(root / "sae", d_in=model.cfg.d_model, d_sae=d_sae, k=8, meta=meta)

@@ -34,23 +34,17 @@ def windows(store, codes, token, latent):
     return out
 
 
+def _collect_all(sae, store, **kw):
+    """`collect` over the whole synthetic store with the windows (LEFT, RIGHT) and 48 active latents kept."""
+    return collect(sae, store, HOOK, tokens=10**6, left=LEFT, right=RIGHT, max_active=48, progress=False, **kw)
+
+
 @pytest.mark.parametrize(("architecture", "batch_windows"), [("topk", 3), ("topk", 40), ("relu", 4)])
 def test_top_contexts_equal_brute_force(synthetic, tmp_path, architecture, batch_windows) -> None:
     sae = load_sae(write_sae(tmp_path / "sae", architecture))
     store = ActivationStore(synthetic)
     k = 6
-    s = collect(
-        sae,
-        store,
-        HOOK,
-        tokens=10**6,
-        batch_windows=batch_windows,
-        top_k=k,
-        left=LEFT,
-        right=RIGHT,
-        max_active=48,
-        progress=False,
-    )
+    s = _collect_all(sae, store, batch_windows=batch_windows, top_k=k)
     codes, counted = brute(sae, store)
     on = (codes > 0) & counted[:, None]
     assert s.n_tokens == counted.sum() and s.n_over == 0
@@ -80,21 +74,7 @@ def test_histograms_and_interval_examples(synthetic, tmp_path) -> None:
     store = ActivationStore(synthetic)
     latents = np.array([3, 0, 17, 40])
     nq, per, bins = 4, 3, 10
-    s = collect(
-        sae,
-        store,
-        HOOK,
-        tokens=10**6,
-        batch_windows=5,
-        latents=latents,
-        quantiles=nq,
-        per_quantile=per,
-        bins=bins,
-        left=LEFT,
-        right=RIGHT,
-        max_active=48,
-        progress=False,
-    )
+    s = _collect_all(sae, store, batch_windows=5, latents=latents, quantiles=nq, per_quantile=per, bins=bins)
     codes, counted = brute(sae, store)
     for r, lat in enumerate(latents):
         a = codes[counted & (codes[:, lat] > 0), lat]

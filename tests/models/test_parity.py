@@ -10,6 +10,8 @@ from saelab.models import Model
 torch = pytest.importorskip("torch", reason="reference parity needs the torch extra")
 import transformers  # noqa: E402
 
+from .torch_reference import assert_matches  # noqa: E402
+
 VOCAB = 97
 SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4, vocab_size=VOCAB)
 CONFIGS = {
@@ -58,19 +60,6 @@ def _save(name: str, path) -> None:
     model.save_pretrained(path, safe_serialization=True)
 
 
-def _reference(path, tokens, mask):
-    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
-    with torch.no_grad():
-        out = hf(
-            input_ids=torch.tensor(tokens, dtype=torch.long),
-            attention_mask=torch.tensor(mask),
-            position_ids=torch.tensor(pos, dtype=torch.long),
-            output_hidden_states=True,
-        )
-    return out.logits.numpy(), [h.numpy() for h in out.hidden_states]
-
-
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_logits_and_resid_post_match_transformers(name: str, tmp_path) -> None:
     _save(name, tmp_path)
@@ -80,16 +69,8 @@ def test_logits_and_resid_post_match_transformers(name: str, tmp_path) -> None:
     mask = np.ones_like(tokens)
     mask[1, :4] = 0  # left padding
     mask[2, :1] = 0
-    names = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
-    logits, cache = model.run_with_cache(tokens, names, pad_mask=mask)
-    ref, hidden = _reference(tmp_path, tokens, mask)
-    real = mask.astype(bool)
-    ours = np.asarray(logits)
-    assert np.abs(ours - ref)[real].max() <= 1e-3 * np.abs(ref[real]).max()
-    assert (ours.argmax(-1) == ref.argmax(-1))[real].all()
-    for i in range(model.cfg.n_layers - 1):  # transformers' last hidden state is after the final norm
-        h, h_ref = np.asarray(cache[names[i]])[real], hidden[i + 1][real]
-        assert np.abs(h - h_ref).max() <= 1e-4 * np.abs(h_ref).max() + 1e-5, f"layer {i}"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert_matches(model, hf, tokens, mask, hidden_rtol=1e-4, hidden_atol=1e-5)
 
 
 def test_unsupported_architecture_lists_supported(tmp_path) -> None:

@@ -9,6 +9,8 @@ import pytest
 from saelab.models import Model
 from saelab.models.loading import resolve
 
+from .torch_reference import assert_matches
+
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. Sparse autoencoders find features in activations.",
     'def add(a, b):\n    """Return the sum of a and b."""\n    return a + b\n',
@@ -44,30 +46,9 @@ def test_ioi_prompt_top_token_is_mary(model: Model) -> None:
 
 
 def test_logits_and_hidden_states_match_transformers(model: Model, torch_model) -> None:
-    import torch
-
     hf, _ = torch_model
     toks, mask = model.to_tokens(TEXTS)
-    names = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
-    logits, cache = model.run_with_cache(toks, names, pad_mask=mask)
-    pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
-    with torch.no_grad():
-        out = hf(
-            input_ids=torch.tensor(toks, dtype=torch.long),
-            attention_mask=torch.tensor(mask),
-            position_ids=torch.tensor(pos, dtype=torch.long),
-            output_hidden_states=True,
-        )
-    ref = out.logits.numpy()
-    real = mask.astype(bool)
-    ours = np.asarray(logits)
-    assert np.abs(ours - ref)[real].max() <= 1e-3 * np.abs(ref[real]).max()
-    assert (ours.argmax(-1) == ref.argmax(-1))[real].all()
-    # hidden_states[i + 1] is block i's output; transformers' last entry is after the final norm.
-    for i in range(model.cfg.n_layers - 1):
-        h_ref = out.hidden_states[i + 1].numpy()[real]
-        h = np.asarray(cache[names[i]])[real]
-        assert np.abs(h - h_ref).max() <= 1e-3 * np.abs(h_ref).max(), f"layer {i}"
+    assert_matches(model, hf, toks, mask, hidden_rtol=1e-3)
 
 
 def test_bfloat16_forward_agrees_with_float32(model: Model) -> None:

@@ -17,6 +17,11 @@ B, D_IN, D_SAE = 8, 6, 16
 DEAD = np.arange(D_SAE) % 3 == 0  # 6 dead latents
 
 
+def _cfg(architecture: str, **fields) -> SAEConfig:
+    """The SAEConfig of the tests' D_IN -> D_SAE shape."""
+    return SAEConfig(architecture=architecture, d_in=D_IN, d_sae=D_SAE, **fields)
+
+
 def _params(seed: int = 0, threshold: np.ndarray | None = None) -> SAEParams:
     r = np.random.default_rng(seed)
     return SAEParams(
@@ -56,7 +61,7 @@ def _aux(dead: np.ndarray = DEAD) -> AuxState:
 
 
 def test_relu_loss_and_grads() -> None:
-    cfg = SAEConfig(architecture="relu", d_in=D_IN, d_sae=D_SAE, l1_coefficient=0.3)
+    cfg = _cfg("relu", l1_coefficient=0.3)
     params, x = _params(), _x()
     value, out, grads = _grads(cfg, params, x)
     want, want_g = ref.relu_loss(params._asdict(), x, 0.3)
@@ -65,9 +70,7 @@ def test_relu_loss_and_grads() -> None:
 
 
 def _topk_cfg(kernels: str = "sparse", k_aux: int = 3) -> SAEConfig:
-    return SAEConfig(
-        architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4, k_aux=k_aux, aux_coefficient=0.5, kernels=kernels
-    )
+    return _cfg("topk", k=4, k_aux=k_aux, aux_coefficient=0.5, kernels=kernels)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +99,7 @@ def test_auxk_is_zero_without_dead_latents() -> None:
 
 
 def test_batchtopk_loss_grads_and_threshold_estimate() -> None:
-    cfg = SAEConfig(architecture="batchtopk", d_in=D_IN, d_sae=D_SAE, k=3, k_aux=4, aux_coefficient=0.25)
+    cfg = _cfg("batchtopk", k=3, k_aux=4, aux_coefficient=0.25)
     params, x = _params(threshold=np.zeros(D_SAE)), _x()
     value, out, grads = _grads(cfg, params, x, _aux())
     want, want_g, want_min = ref.batchtopk_loss(params._asdict(), x, 3, DEAD, 4, 0.25)
@@ -110,14 +113,7 @@ def test_batchtopk_loss_grads_and_threshold_estimate() -> None:
 def test_jumprelu_loss_and_pseudo_derivative_grads(compute_dtype: str) -> None:
     # a wide bandwidth so many pre-activations fall inside the rectangle kernel
     theta = np.random.default_rng(5).uniform(0.05, 0.4, D_SAE)
-    cfg = SAEConfig(
-        architecture="jumprelu",
-        d_in=D_IN,
-        d_sae=D_SAE,
-        l0_coefficient=0.05,
-        bandwidth=0.3,
-        compute_dtype=compute_dtype,
-    )
+    cfg = _cfg("jumprelu", l0_coefficient=0.05, bandwidth=0.3, compute_dtype=compute_dtype)
     params, x = _params(threshold=theta), _x()
     value, out, grads = _grads(cfg, params, x)
     assert grads.threshold.dtype == jnp.float32 and params.threshold.dtype == jnp.float32
@@ -131,10 +127,8 @@ def test_jumprelu_loss_and_pseudo_derivative_grads(compute_dtype: str) -> None:
 @pytest.mark.parametrize(("base", "kernels"), [("topk", "sparse"), ("batchtopk", "dense")])
 def test_matryoshka_loss_and_grads(base: str, kernels: str) -> None:
     prefixes = (2, 5, 9, 16)
-    cfg = SAEConfig(
-        architecture="matryoshka",
-        d_in=D_IN,
-        d_sae=D_SAE,
+    cfg = _cfg(
+        "matryoshka",
         k=4,
         k_aux=3,
         aux_coefficient=0.5,
@@ -152,7 +146,7 @@ def test_matryoshka_loss_and_grads(base: str, kernels: str) -> None:
 
 
 def test_reconstruction_metrics_definitions() -> None:
-    cfg = SAEConfig(architecture="relu", d_in=D_IN, d_sae=D_SAE, l1_coefficient=0.3)
+    cfg = _cfg("relu", l1_coefficient=0.3)
     params, x = _params(), _x()
     _, out, _ = _grads(cfg, params, x)
     x_np = np.asarray(x, np.float64)
@@ -166,7 +160,7 @@ def test_reconstruction_metrics_definitions() -> None:
 
 
 def test_sparsity_scale_multiplies_the_coefficient() -> None:
-    cfg = SAEConfig(architecture="relu", d_in=D_IN, d_sae=D_SAE, l1_coefficient=0.3)
+    cfg = _cfg("relu", l1_coefficient=0.3)
     params, x = _params(), _x()
     _, full, _ = _grads(cfg, params, x, init_aux_state(D_SAE))
     _, half, _ = _grads(cfg, params, x, init_aux_state(D_SAE, sparsity_scale=0.5))
