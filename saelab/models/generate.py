@@ -110,13 +110,13 @@ class _PlainContext(NamedTuple):
         return HookContext(hooks=dict(self.hooks))
 
 
-def generate_text(
+def generate_model(
     model: Any,
-    prompt: str | Sequence[str],
+    tokens: Any,
+    pad_mask: Any,
     max_new_tokens: int,
     *,
-    prepend_bos: bool,
-    stop: Sequence[int] | None = None,
+    stop_ids: tuple[int, ...] = (),
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -124,26 +124,41 @@ def generate_text(
     hooks: Mapping[str, HookFn] | None = None,
     context: Callable[[Any], HookContext] | None = None,
     context_args: Any = None,
-) -> str | list[str]:
-    """Text in, text out for a `Model`: tokenise (left-padded batch), `generate`, decode each row up to its
-    stop token (default stop: the model's EOS). A string prompt gives a string, a list a list."""
-    texts = [prompt] if isinstance(prompt, str) else list(prompt)
-    toks, mask = model.to_tokens(texts, prepend_bos=prepend_bos)
-    stops = tuple(stop) if stop is not None else (() if model.eos_id is None else (model.eos_id,))
-    out = generate(
+) -> Generation:
+    """`generate` with a `Model`'s weights and config on left-padded `tokens` (batch, n) and `pad_mask`, the
+    sampling settings given one by one; rows pad with the first stop id (0 without one)."""
+    return generate(
         model.params,
         model.cfg,
-        jnp.asarray(toks),
-        jnp.asarray(mask),
+        jnp.asarray(tokens),
+        jnp.asarray(pad_mask),
         max_new_tokens,
         sampling=Sampling(temperature, top_k, top_p),
         seed=seed,
-        stop_ids=stops,
-        pad_id=stops[0] if stops else 0,
+        stop_ids=stop_ids,
+        pad_id=stop_ids[0] if stop_ids else 0,
         hooks=hooks,
         context=context,
         context_args=context_args,
     )
+
+
+def generate_text(
+    model: Any,
+    prompt: str | Sequence[str],
+    max_new_tokens: int,
+    *,
+    prepend_bos: bool,
+    stop: Sequence[int] | None = None,
+    **options: Any,
+) -> str | list[str]:
+    """Text in, text out for a `Model`: tokenise (left-padded batch), `generate_model` (with `options`: the
+    sampling settings, hooks and context it takes), decode each row up to its stop token (default stop: the
+    model's EOS). A string prompt gives a string, a list a list."""
+    texts = [prompt] if isinstance(prompt, str) else list(prompt)
+    toks, mask = model.to_tokens(texts, prepend_bos=prepend_bos)
+    stops = tuple(stop) if stop is not None else (() if model.eos_id is None else (model.eos_id,))
+    out = generate_model(model, toks, mask, max_new_tokens, stop_ids=stops, **options)
     decoded = [
         model.tokenizer.decode([int(t) for t in row[:n] if int(t) not in stops])
         for row, n in zip(np.asarray(out.tokens), np.asarray(out.lengths), strict=True)

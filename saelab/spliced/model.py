@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
-from saelab.models.generate import Generation, Sampling, generate, generate_text
+from saelab.models.generate import Generation, generate_model, generate_text
 from saelab.models.hooks import HookFn, validate_hook_names
 from saelab.sae import LoadedSAE, SAEParams
 from saelab.spliced.context import Attached, SplicedContext, sae_hook_names
@@ -120,16 +120,16 @@ class SplicedModel:
     ) -> Generation:
         """Token-level generation (left-padded `tokens` (batch, n) and `pad_mask`) with the SAEs in the loop."""
         self._check(hooks or {})
-        return generate(
-            self.model.params,
-            self.model.cfg,
-            jnp.asarray(tokens),
-            jnp.asarray(pad_mask),
+        return generate_model(
+            self.model,
+            tokens,
+            pad_mask,
             max_new_tokens,
-            sampling=Sampling(temperature, top_k, top_p),
-            seed=seed,
             stop_ids=stop_ids,
-            pad_id=stop_ids[0] if stop_ids else 0,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
             context=_Context(self.attached, _items(hooks)),
             context_args=self.sae_params,
         )
