@@ -86,15 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from saelab.harvest.config import HarvestConfig
     from saelab.models.cli import register as register_model_commands
-    from saelab.runtime.cliargs import add_config_args
+    from saelab.runtime.cliargs import add_config_command
     from saelab.runtime.distributed import add_flags as add_distributed_flags
     from saelab.store.cli import register as register_store_commands
 
     register_model_commands(sub)
-    hv = sub.add_parser("harvest", help="run a model over a corpus and store hook activations (resumable)")
-    add_config_args(hv, HarvestConfig)
-    hv.set_defaults(fn=_harvest)
-    add_distributed_flags(hv)
+    what = "run a model over a corpus and store hook activations (resumable)"
+    add_distributed_flags(add_config_command(sub, "harvest", HarvestConfig, _harvest, help=what))
     register_store_commands(sub)
 
     tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
@@ -119,16 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from saelab.evals import EvalConfig
 
-    ev = sub.add_parser("eval", help="evaluate an SAE on held-out text: EV, L0, dead/dense, CE recovered, KL")
-    ev.add_argument(
-        "sae",
-        metavar="RUN_OR_SAE_DIR",
-        nargs="?",
-        default=argparse.SUPPRESS,
-        help="training run (checkpoints/NAME) or SAELens-format SAE (or `sae` in --config)",
-    )
-    add_config_args(ev, EvalConfig, skip=("sae",))
-    ev.set_defaults(fn=_eval)
+    what = "evaluate an SAE on held-out text: EV, L0, dead/dense, CE recovered, KL"
+    ev = add_config_command(sub, "eval", EvalConfig, _eval, help=what, positional="sae", metavar="RUN_OR_SAE_DIR")
     add_distributed_flags(ev)
 
     rn = sub.add_parser("run", help="run an experiment file's stages in order, skipping those already done")

@@ -10,23 +10,20 @@ from saelab.atoms.analysis import fmt
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `atoms` subcommand to the `saelab` subparsers."""
     from saelab.atoms.config import AtomsConfig
-    from saelab.runtime.cliargs import add_config_args
+    from saelab.runtime.cliargs import add_config_command
 
-    p = sub.add_parser(
+    add_config_command(
+        sub,
         "atoms",
+        AtomsConfig,
+        _atoms,
         help="atoms table: R^2, coherence, uniqueness, q*, RIP, LASSO recovery of SAEs vs neurons (AIP)",
         description="Measure how many SAE latents behave as atoms (Hu et al., arXiv 2509.20784): writes "
         "atoms.json, atoms.md and plots into --out.",
-    )
-    p.add_argument(
-        "sae",
-        nargs="*",
+        positional="sae",
         metavar="SAE_OR_RUN",
-        default=argparse.SUPPRESS,
-        help="training runs (checkpoints/NAME) or SAELens-format SAE directories (or `sae` in --config)",
+        positional_help="training runs (checkpoints/NAME) or SAELens-format SAE directories",
     )
-    add_config_args(p, AtomsConfig, skip=("sae",))
-    p.set_defaults(fn=_atoms)
 
 
 def _atoms(a: argparse.Namespace) -> int:

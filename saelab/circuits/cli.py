@@ -5,27 +5,23 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from saelab.runtime.cliargs import add_config_args, config_from_args
+from saelab.runtime.cliargs import add_config_command, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `circuits` subcommand (flags generated from CircuitsConfig, TASK positional)."""
     from saelab.circuits.config import CircuitsConfig
 
-    p = sub.add_parser(
+    add_config_command(
+        sub,
         "circuits",
+        CircuitsConfig,
+        _circuits,
         help="find a task's circuit heads from discrete SAE codes, scored against activation patching",
         description="Circuit heads from SAE codes (O'Neill & Bui), exact and attribution patching; writes "
         "circuits.json, per-method layer x head heat maps and ROC curves into --out.",
+        positional="task",
     )
-    p.add_argument(
-        "task",
-        nargs="?",
-        default=argparse.SUPPRESS,
-        help=f"{CircuitsConfig.model_fields['task'].description} (or `task` in --config)",
-    )
-    add_config_args(p, CircuitsConfig, skip=("task",))
-    p.set_defaults(fn=_circuits)
 
 
 def _circuits(a: argparse.Namespace) -> None:

@@ -7,17 +7,10 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     from saelab.inspect.config import InspectConfig
-    from saelab.runtime.cliargs import add_config_args
+    from saelab.runtime.cliargs import add_config_command
 
-    p = sub.add_parser("inspect", help="feature dashboards of every latent as a static site (REPORT/index.html)")
-    p.add_argument(
-        "sae",
-        nargs="?",
-        default=argparse.SUPPRESS,
-        help="training run (checkpoints/NAME) or SAELens-format SAE directory (or `sae` in --config)",
-    )
-    add_config_args(p, InspectConfig, skip=("sae",))
-    p.set_defaults(fn=_inspect)
+    what = "feature dashboards of every latent as a static site (REPORT/index.html)"
+    add_config_command(sub, "inspect", InspectConfig, _inspect, help=what, positional="sae")
 
     s = sub.add_parser("serve", help="serve a report on 127.0.0.1 (the pages also open from disk)")
     s.add_argument("report", help="report directory written by `saelab inspect`")

@@ -14,7 +14,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,31 @@ _LABELS = "_config_labels"
 _COMMAND = "_config_command"
 
 
-def add_config_args(parser: argparse.ArgumentParser, model: type[BaseModel], skip: tuple[str, ...] = ()) -> None:
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    skip: tuple[str, ...] = (),
+    *,
+    positional: str | None = None,
+    metavar: str | None = None,
+    positional_help: str | None = None,
+) -> None:
     """Add `--config`, `--set` and `--field-name` for every field of `model` not in `skip` (bools become on/off
-    switches). Required fields are checked by `config_from_args`, so that the file may supply them."""
+    switches). Required fields are checked by `config_from_args`, so that the file may supply them.
+
+    `positional` names a field given as a positional argument instead of a flag (optional, so that the file
+    may give it; a list field takes any number), with `metavar` and `positional_help` (default: the field's
+    description), each help ending "(or `NAME` in --config)"."""
+    if positional is not None:
+        field = model.model_fields[positional]
+        parser.add_argument(
+            positional,
+            nargs="*" if typing.get_origin(field.annotation) is list else "?",
+            metavar=metavar,
+            default=argparse.SUPPRESS,
+            help=f"{positional_help or (field.description or positional).rstrip('.')} (or `{positional}` in --config)",
+        )
+        skip = (*skip, positional)
     command = "-".join(w for w in parser.prog.split()[1:] if re.fullmatch(r"[a-z][a-z0-9-]*", w))
     parser.add_argument(
         "--config",
@@ -65,6 +87,24 @@ def add_config_args(parser: argparse.ArgumentParser, model: type[BaseModel], ski
             base = next((a for a in args if a is not type(None)), ann) if isinstance(ann, types.UnionType) else ann
             parser.add_argument(flag, type=base if base in (int, float, str, Path) else str, **kw)
     parser.set_defaults(**{_LABELS: labels, _COMMAND: command})
+
+
+def add_config_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    model: type[BaseModel],
+    fn: Callable[[argparse.Namespace], Any],
+    *,
+    help: str,
+    description: str | None = None,
+    **config_args: Any,
+) -> argparse.ArgumentParser:
+    """The subcommand `name` of a stage: its options are `model`'s fields (`add_config_args`, which takes
+    `config_args`), its handler `fn`; returned for any flags of its own."""
+    p = sub.add_parser(name, help=help, description=description)
+    add_config_args(p, model, **config_args)
+    p.set_defaults(fn=fn)
+    return p
 
 
 def config_from_args(model: type[BaseModel], ns: argparse.Namespace, **extra: Any) -> BaseModel:

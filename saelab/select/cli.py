@@ -9,22 +9,19 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `select` and `select bench` to the saelab command line."""
     from saelab.data.texts import CLINC150
-    from saelab.runtime.cliargs import add_config_args
+    from saelab.runtime.cliargs import add_config_command
     from saelab.select.config import BenchConfig, DownstreamConfig, SelectConfig
 
-    sel = sub.add_parser("select", help="select the pool records most like a target task, by SAE codes or a baseline")
-    add_config_args(sel, SelectConfig)  # --pool and --target are checked when it runs: `select bench` needs neither
-    sel.set_defaults(fn=_select)
+    # --pool and --target are checked when it runs: `select bench` needs neither
+    what = "select the pool records most like a target task, by SAE codes or a baseline"
+    sel = add_config_command(sub, "select", SelectConfig, _select, help=what)
     bsub = sel.add_subparsers(dest="select_cmd", required=False)
-    bench = bsub.add_parser("bench", help="precision/recall/AP of every method on CLINC150 intents and domains")
-    add_config_args(bench, BenchConfig)
-    bench.set_defaults(fn=_bench)
-    down = bsub.add_parser("downstream", help="fine-tune on each method's selection, compare held-out target loss")
-    add_config_args(down, DownstreamConfig)
-    down.set_defaults(fn=_downstream)
-    scale = bsub.add_parser(
-        "scale", help="stream an N-record pool (built from --source) and report throughput and memory"
-    )
+    what = "precision/recall/AP of every method on CLINC150 intents and domains"
+    add_config_command(bsub, "bench", BenchConfig, _bench, help=what)
+    what = "fine-tune on each method's selection, compare held-out target loss"
+    add_config_command(bsub, "downstream", DownstreamConfig, _downstream, help=what)
+    what = "stream an N-record pool (built from --source) and report throughput and memory"
+    scale = add_config_command(bsub, "scale", SelectConfig, _scale, help=what)
     scale.add_argument("--records", type=int, default=100_000, help="records in the generated pool (default: 100000)")
     scale.add_argument(
         "--source",
@@ -32,8 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=str(CLINC150 / "train.jsonl"),
         help="JSONL whose texts are cycled to build the pool (default: the shipped CLINC150 train split)",
     )
-    add_config_args(scale, SelectConfig)
-    scale.set_defaults(fn=_scale)
 
 
 def _select(a: argparse.Namespace) -> None:
