@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, docstring_tokens, finish, machine, parser, timeit, torch_model  # noqa: E402
+from common import StopForward, docstring_tokens, finish, parser, timeit, torch_model  # noqa: E402
 
 
 def main() -> None:
@@ -83,7 +83,6 @@ def main() -> None:
         "ratio_jax_vs_best_torch": tps["jax"] / best_torch,
         "max_abs_diff_activation": max_diff,
         "torch_threads": torch.get_num_threads(),
-        "machine": machine(),
     }
     finish(
         "forward",

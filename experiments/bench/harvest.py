@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import StopForward, finish, machine, parser, torch_model  # noqa: E402
+from common import StopForward, finish, parser, torch_model  # noqa: E402
 
 
 def main() -> None:
@@ -59,7 +59,6 @@ def main() -> None:
         "loader_batch_tokens": 4096,
         "loader_batches_per_s": loader_bps,
         "loader_batches_timed": batches,
-        "machine": machine(),
     }
     finish(
         "harvest",
@@ -76,7 +75,7 @@ def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, conte
     """Seconds for transformers + a stopping forward hook to harvest the same windows into a bf16 memmap."""
     import torch
 
-    from saelab.data import open_corpus, pack_batches
+    from saelab.data import open_corpus, pack_for_model
 
     hf = torch_model(name)
     d = hf.config.hidden_size
@@ -90,14 +89,7 @@ def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, conte
     handle = hf.model.layers[layer].register_forward_hook(grab)
     t = time.perf_counter()
     done = 0
-    batches = pack_batches(
-        open_corpus("python-docs", "train"),
-        model.tokenizer,
-        bos_id=model.bos_id,
-        eos_id=model.eos_id,
-        context=context,
-        batch=batch,
-    )
+    batches = pack_for_model(open_corpus("python-docs", "train"), model, context=context, batch=batch)
     with torch.inference_mode():
         for b in batches:
             try:

@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import finish, machine, timeit  # noqa: E402
+from common import finish, timeit  # noqa: E402
 
 from saelab import train  # noqa: E402
-from saelab.data import open_corpus, pack_batches  # noqa: E402
+from saelab.data import open_corpus, pack_for_model  # noqa: E402
 from saelab.models import Model  # noqa: E402
 from saelab.peers import saelens  # noqa: E402
 from saelab.sae import decode, encode, load_sae  # noqa: E402
@@ -93,7 +93,6 @@ def main() -> None:
     flops = lambda tok_s: 12 * d * m * tok_s / 1e9
     performed = lambda tok_s: (2 * d * m + 8 * d * sae.cfg.k) * tok_s / 1e9
     result = {
-        "machine": machine(),
         "store": a.store,
         "hook": hook,
         "tokens": tokens,
@@ -202,14 +201,7 @@ def heldout_activations(model_name: str, hook: str, n_tokens: int) -> np.ndarray
     """Hook activations of the held-out docstrings (never in the store), BOS positions dropped."""
     model = Model.load(model_name)
     rows = []
-    batches = pack_batches(
-        open_corpus("python-docs", "heldout"),
-        model.tokenizer,
-        bos_id=model.bos_id,
-        eos_id=model.eos_id,
-        context=128,
-        batch=16,
-    )
+    batches = pack_for_model(open_corpus("python-docs", "heldout"), model, context=128, batch=16)
     for b in batches:
         _, cache = model.run_with_cache(b.tokens, [hook], stop_at_layer="auto")
         rows.append(np.asarray(cache[hook][:, 1:], np.float32).reshape(-1, model.cfg.d_model))

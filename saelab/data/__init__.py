@@ -1,7 +1,7 @@
 """Text corpora by spec string, a deterministic held-out split, and packing into fixed token windows."""
 
 from saelab.data.corpus import SPEC_FORMS, Corpus, Document, Split, is_heldout, open_corpus
-from saelab.data.packing import PackedBatch, pack_batches
+from saelab.data.packing import PackedBatch, pack_batches, pack_for_model
 from saelab.data.sources import SOURCES
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "is_heldout",
     "open_corpus",
     "pack_batches",
+    "pack_for_model",
 ]

@@ -17,7 +17,7 @@ the windows an uninterrupted run would have produced next.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -62,6 +62,15 @@ def pack_batches(
     pieces = _encode(corpus, tokenizer, None if within_document else eos_id)
     windows = (_windows_within if within_document else _windows_across)(pieces, context - 1)
     return _batches(windows, bos_id, batch, skip_windows)
+
+
+def pack_for_model(
+    corpus: Iterable[Document], model: Any, *, context: int, batch: int, **options: Any
+) -> Iterator[PackedBatch]:
+    """`pack_batches` with a model's tokenizer, BOS and EOS (`options`: within_document, skip_windows)."""
+    return pack_batches(
+        corpus, model.tokenizer, bos_id=model.bos_id, eos_id=model.eos_id, context=context, batch=batch, **options
+    )
 
 
 def _batches(

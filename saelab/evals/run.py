@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from saelab.data import open_corpus, pack_batches
+from saelab.data import open_corpus, pack_for_model
 from saelab.evals import metrics, splice
 from saelab.evals.config import EvalConfig
 from saelab.evals.report import write_report
@@ -57,9 +57,7 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
     recon_sums = splice_sums = None
     done = 0
     corpus = open_corpus(cfg.corpus, cfg.split, cfg.heldout_fraction)
-    batches = pack_batches(
-        corpus, model.tokenizer, bos_id=model.bos_id, eos_id=model.eos_id, context=cfg.context, batch=cfg.batch
-    )
+    batches = pack_for_model(corpus, model, context=cfg.context, batch=cfg.batch)
     with progress_bar("tok/s", cfg.progress) as bar:
         task = bar.add_task(f"eval {hook}", total=cfg.tokens, info=cfg.corpus)
         for b in batches:

@@ -27,7 +27,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from saelab.data import open_corpus, pack_batches
+from saelab.data import open_corpus, pack_for_model
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
 from saelab.models.hooks import HookFn
@@ -98,11 +98,9 @@ def run(
     forward = _forward_fn(
         model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch, interventions or {}
     )
-    batches = pack_batches(
+    batches = pack_for_model(
         corpus,
-        model.tokenizer,
-        bos_id=model.bos_id,
-        eos_id=model.eos_id,
+        model,
         context=cfg.context,
         batch=cfg.batch,
         within_document=cfg.within_document,

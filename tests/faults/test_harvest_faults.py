@@ -83,10 +83,10 @@ def test_skip_mode_harvest_cut_off_midway_resumes_byte_identical(model, tmp_path
 
 
 def _docs_of_first_batch(model: Model, cfg: HarvestConfig) -> np.ndarray:
-    from saelab.data import open_corpus, pack_batches
+    from saelab.data import open_corpus, pack_for_model
 
     corpus = open_corpus(cfg.corpus, split=cfg.split)
-    b = next(iter(pack_batches(corpus, model.tokenizer, bos_id=model.bos_id, eos_id=model.eos_id, context=64, batch=2)))
+    b = next(iter(pack_for_model(corpus, model, context=64, batch=2)))
     return b.doc
 
 
