@@ -16,7 +16,7 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import ml_dtypes
 import numpy as np
@@ -140,6 +140,27 @@ def describe_diff(old: dict | None, fresh: dict, keys: list[str]) -> str:
     """The settings `keys` where a store on disk differs from `fresh`, in words: `meta.model: 'a' -> 'b'; ...`."""
     old = old or {}
     return "; ".join(_describe(k, old.get(k), fresh[k]) for k in keys)
+
+
+def other_settings(old: dict | None, fresh: dict, keys: list[str]) -> str:
+    """Why a store made with other settings cannot be resumed, for `refuse_replace`."""
+    return f"holds a store made with other settings ({describe_diff(old, fresh, keys)})"
+
+
+def refuse_replace(path: Path, problem: str) -> NoReturn:
+    """Raise StoreMismatchError: the store at `path` cannot be resumed (`problem`), nor replaced unasked."""
+    raise StoreMismatchError(
+        f"{path} {problem}; pass --overwrite (overwrite=True) to replace it, or choose another --out"
+    )
+
+
+def write_fresh(path: Path, fresh: dict) -> None:
+    """Make `path` an empty store of manifest `fresh`, deleting the store's own files there first (a replaced
+    store, or the debris of a crash before the first manifest) and no other file."""
+    remove_own_files(path, keep=set())
+    path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path / MANIFEST, fresh)
+    fsync_dir(path)
 
 
 def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> Written:

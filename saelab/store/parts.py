@@ -19,14 +19,14 @@ from saelab.store.format import (
     MANIFEST,
     StoreCorruptError,
     StoreError,
-    StoreMismatchError,
-    describe_diff,
     fresh_manifest,
     fsync_dir,
     identity_diff,
+    other_settings,
     read_manifest,
     refuse_foreign,
-    remove_own_files,
+    refuse_replace,
+    write_fresh,
     write_json_atomic,
 )
 from saelab.store.stats import Partial, fold_shards, summarize
@@ -82,7 +82,7 @@ def open_shared(
             return True
         problem = None
         if diff:
-            problem = f"holds a store made with other settings ({describe_diff(old, fresh, diff)})"
+            problem = other_settings(old, fresh, diff)
         elif old["shards"]:
             problem = f"is a harvest started by one process ({old['n_tokens']:,} tokens); resume it with one"
         elif started - {processes}:
@@ -90,16 +90,11 @@ def open_shared(
         if problem is None:
             return False
         if not overwrite:
-            raise StoreMismatchError(
-                f"{path} {problem}; pass --overwrite (overwrite=True) to replace it, or choose another --out"
-            )
+            refuse_replace(path, problem)
     else:
         refuse_foreign(path)
     if act:
-        remove_own_files(path, keep=set())
-        path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path / MANIFEST, fresh)
-        fsync_dir(path)
+        write_fresh(path, fresh)
     return False
 
 

@@ -20,13 +20,15 @@ from saelab.store.format import (
     StoreCorruptError,
     StoreError,
     StoreMismatchError,
-    describe_diff,
     fresh_manifest,
     fsync_dir,
     identity_diff,
+    other_settings,
     refuse_foreign,
+    refuse_replace,
     remove_own_files,
     shard_name,
+    write_fresh,
     write_json_atomic,
     write_safetensors,
 )
@@ -74,16 +76,10 @@ class StoreWriter:
             if not diff and not started:
                 return cls._resume(path, old)
             if not overwrite:
-                raise StoreMismatchError(
-                    f"{path} holds a store made with other settings ({describe_diff(old, fresh, diff)}); pass "
-                    "--overwrite (overwrite=True) to replace it, or choose another --out"
-                )
+                refuse_replace(path, other_settings(old, fresh, diff))
         else:
             refuse_foreign(path)
-        remove_own_files(path, keep=set())  # the replaced store, or debris of a crash before the first manifest
-        path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path / MANIFEST, fresh)
-        fsync_dir(path)
+        write_fresh(path, fresh)
         return cls(path, fresh, None)
 
     open_shared = staticmethod(open_shared)
