@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--report", type=Path, help="dashboard report of this SAE (links and top tokens per latent)")
     ex.add_argument("--model", help="model (default: the one the SAE names)")
     ex.set_defaults(fn=_explain)
+
+
+_GENERATION = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+
+
+def _generation_options(a: argparse.Namespace) -> dict[str, Any]:
+    """The values of the flags `_generation_flags` adds (but --model), as the keywords generation takes."""
+    return {name: getattr(a, name) for name in _GENERATION}
 
 
 def _generation_flags(p: argparse.ArgumentParser) -> None:
@@ -56,12 +65,8 @@ def _steer(a: argparse.Namespace) -> None:
         a.latent,
         a.alpha or (),
         a.clamp,
-        max_new_tokens=a.max_new_tokens,
         from_position=a.from_position,
-        temperature=a.temperature,
-        top_k=a.top_k,
-        top_p=a.top_p,
-        seed=a.seed,
+        **_generation_options(a),
     )
     how = "clamped to " + ", ".join(map(str, a.clamp)) if a.clamp else "alpha " + ", ".join(map(str, a.alpha))
     t = Table(title=f"{a.prompt!r} at {sae.metadata.get('hook_name')}", show_lines=True)
