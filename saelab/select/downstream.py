@@ -15,6 +15,9 @@ from saelab.select.run import run as select_run
 
 __all__ = ["DownstreamConfig", "run_downstream"]
 
+SELECTION_FIELDS = {"ratio", "model", "sae", "idf", "seed", "progress"}
+"""Fields of a DownstreamConfig that each method's selection (a SelectConfig) takes as they are."""
+
 
 def run_downstream(cfg: DownstreamConfig) -> dict:
     """Select, fine-tune and evaluate for every method; writes and returns the results."""
@@ -42,19 +45,8 @@ def run_downstream(cfg: DownstreamConfig) -> dict:
     results = {}
     for method in cfg.methods:
         sel_dir = cfg.out / method
-        sc = SelectConfig(
-            pool=pool,
-            target=target_path,
-            method=method,
-            ratio=cfg.ratio,
-            model=cfg.model,
-            sae=cfg.sae,
-            idf=cfg.idf,
-            seed=cfg.seed,
-            out=sel_dir,
-            overwrite=True,
-            progress=cfg.progress,
-        )
+        shared = cfg.model_dump(include=SELECTION_FIELDS)
+        sc = SelectConfig(pool=pool, target=target_path, method=method, out=sel_dir, overwrite=True, **shared)
         summary = select_run(sc, model=model)
         lines = (sel_dir / "scores.tsv").read_text().splitlines()[1:]
         chosen = [int(x.split("\t")[0]) - 1 for x in lines if x.endswith("\t1")]
