@@ -65,6 +65,7 @@ def parser(doc: str | None, name: str, quick: str, **ints: int) -> argparse.Argu
     ap.add_argument("--out", help=f"JSON path (default results/bench/{name}.json)")
     for flag, default in ints.items():
         ap.add_argument("--" + flag.replace("_", "-"), type=int, default=default)
+    ap.set_defaults(bench=name)
     return ap
 
 
@@ -77,9 +78,10 @@ def write(name: str, result: dict, out: str | None) -> Path:
     return path
 
 
-def finish(name: str, result: dict, out: str | None, **kv: object) -> Path:
-    """Write `result` (see `write`), then print `wrote PATH` and the RESULT line of `kv`; returns the path."""
-    path = write(name, result, out)
+def finish(args: argparse.Namespace, result: dict, **kv: object) -> Path:
+    """Write `result` (see `write`) for the bench of `args` (its `bench` name and `--out`), then print
+    `wrote PATH` and the RESULT line of `kv`; returns the path."""
+    path = write(args.bench, result, args.out)
     print(f"wrote {path}")
     print(result_line(**kv))
     return path

@@ -70,9 +70,8 @@ def main() -> None:
         "max_metric_difference": max_diff,
     }
     finish(
-        "eval_splice",
+        a,
         result,
-        a.out,
         shared_tok_s=fast["tokens_per_s"],
         full_tok_s=slow["tokens_per_s"],
         ratio=result["ratio_tokens_per_s"],

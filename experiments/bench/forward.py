@@ -85,9 +85,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
     }
     finish(
-        "forward",
+        a,
         result,
-        a.out,
         jax_tok_s=tps["jax"],
         torch_full_tok_s=tps["torch_full"],
         torch_early_exit_tok_s=tps["torch_early_exit"],

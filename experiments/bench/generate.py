@@ -82,9 +82,8 @@ def main() -> None:
         "shared_greedy_prefix": same,
     }
     finish(
-        "generate",
+        a,
         result,
-        a.out,
         saelab_tok_s=result["saelab"]["tokens_per_s"],
         transformers_tok_s=result["transformers"]["tokens_per_s"],
         ratio=result["ratio_tokens_per_s"],

@@ -61,9 +61,8 @@ def main() -> None:
         "loader_batches_timed": batches,
     }
     finish(
-        "harvest",
+        a,
         result,
-        a.out,
         saelab_tok_s=result["saelab_tokens_per_s"],
         torch_tok_s=result["torch_tokens_per_s"],
         ratio=result["ratio_saelab_vs_torch"],

@@ -49,6 +49,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, help="training tokens each (default 2,000,000; quick 409,600)")
     p.add_argument("--heldout-tokens", type=int, default=16_384)
     p.add_argument("--out", help="JSON path (default results/bench/train_vs_saelens.json)")
+    p.set_defaults(bench="train_vs_saelens")
     a = p.parse_args()
     tokens = a.tokens or (409_600 if a.quick else 2_000_000)
     store = ActivationStore(a.store)
@@ -117,9 +118,8 @@ def main() -> None:
         "utilisation_saelens": flops(their_tok_s) / peak,
     }
     finish(
-        "train_vs_saelens",
+        a,
         result,
-        a.out,
         saelab_tok_s=ours.tokens_per_s,
         saelens_tok_s=their_tok_s,
         ratio=result["ratio_tokens_per_s"],
