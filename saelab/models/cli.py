@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,10 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("model", help="alias (smollm2-135m), GGUF file, Hugging Face directory or hub id")
     info.add_argument("--json", action="store_true", help="print JSON, including every hook point name")
     info.set_defaults(fn=_info)
-    gen = model.add_parser("generate", help="greedy continuation of a prompt (checks weights and tokenizer)")
+    gen = model.add_parser("generate", help="continue a prompt (greedy by default; KV cache)")
     gen.add_argument("model", help="alias, GGUF file, Hugging Face directory or hub id")
     gen.add_argument("prompt", help="text to continue")
-    gen.add_argument("--max-new-tokens", type=int, default=12, help="tokens to generate (default 12)")
+    add_generation_flags(gen, default_new_tokens=12)
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_generate)
 
@@ -38,4 +39,21 @@ def _generate(a: argparse.Namespace) -> None:
     from saelab.models import Model
 
     m = Model.load(a.model, dtype=a.dtype)
-    print(a.prompt + m.generate(a.prompt, a.max_new_tokens))
+    print(a.prompt + m.generate(a.prompt, **generation_options(a)))
+
+
+GENERATION = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+
+
+def add_generation_flags(p: argparse.ArgumentParser, default_new_tokens: int) -> None:
+    """The flags of a generating command (`model generate`, `steer`): length and sampling."""
+    p.add_argument("--max-new-tokens", type=int, default=default_new_tokens, help=f"default {default_new_tokens}")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with this probability")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+
+
+def generation_options(a: argparse.Namespace) -> dict[str, Any]:
+    """The values of the flags `add_generation_flags` adds, as the keywords generation takes."""
+    return {name: getattr(a, name) for name in GENERATION}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from saelab.models.cli import add_generation_flags
+
     st = sub.add_parser("steer", help="clean and steered continuations of a prompt, side by side")
     st.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
     st.add_argument("prompt", help="the prompt to continue")
@@ -17,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--clamp", type=float, action="append", help="clamp the latent's activation to this value instead")
     st.add_argument("--from-position", type=int, default=1, help="first token position edited (default 1: after BOS)")
-    _generation_flags(st)
+    add_generation_flags(st, default_new_tokens=32)
+    st.add_argument("--model", help="model (default: the one the SAE names)")
     st.set_defaults(fn=_steer)
 
     ex = sub.add_parser("explain", help="the latents active at each position of a prompt, and what drives a target")
@@ -31,27 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(fn=_explain)
 
 
-_GENERATION = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
-
-
-def _generation_options(a: argparse.Namespace) -> dict[str, Any]:
-    """The values of the flags `_generation_flags` adds (but --model), as the keywords generation takes."""
-    return {name: getattr(a, name) for name in _GENERATION}
-
-
-def _generation_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (default 32)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
-    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    p.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with this probability")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--model", help="model (default: the one the SAE names)")
-
-
 def _steer(a: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from saelab.models.cli import generation_options
     from saelab.spliced.loading import model_and_sae
     from saelab.spliced.steer import steer
 
@@ -66,7 +52,7 @@ def _steer(a: argparse.Namespace) -> None:
         a.alpha or (),
         a.clamp,
         from_position=a.from_position,
-        **_generation_options(a),
+        **generation_options(a),
     )
     how = "clamped to " + ", ".join(map(str, a.clamp)) if a.clamp else "alpha " + ", ".join(map(str, a.alpha))
     t = Table(title=f"{a.prompt!r} at {sae.metadata.get('hook_name')}", show_lines=True)
@@ -91,8 +77,12 @@ def _explain(a: argparse.Namespace) -> None:
         t.add_row(str(p), repr(tok), "  ".join(f"{i} ({v:.2f})" for i, v in lats))
     con.print(t)
     att = ex.attribution
-    t = Table(title=f"what drives {ex.target!r} (logit {att.logit:.2f}) after position {att.position}")
-    for col in ("pos", "latent", "activation", "gradient", "direct", "total (ablation)", "top tokens", "dashboard"):
+    t = Table(
+        title=f"what drives {ex.target!r} (logit {att.logit:.2f}) after position {att.position}",
+        caption="gradient: activation x d(logit)/d(activation); direct: through the final norm and unembedding; "
+        "total: clean minus ablated logit",
+    )
+    for col in ("pos", "latent", "act", "gradient", "direct", "total", "top tokens", "dashboard"):
         t.add_column(col)
     for e in att.effects:
         fmt = lambda v: "" if v != v else f"{v:+.3f}"
