@@ -9,29 +9,37 @@ import pytest
 
 from saelab.models import HookContext, Model, forward
 from saelab.models.generate import Sampling, generate, next_token
-from tests.models.test_parity import VOCAB, _save
+from tests.models.small import sliced_smollm2
 
-pytest.importorskip("torch", reason="the small reference models are written by transformers (torch extra)")
+VOCAB = 97  # prompt ids are drawn below this, valid for every model here
 
 
 N_NEW = 8  # one length everywhere: tests of one family share compiled loops
 
 
-def _load(name: str, tmp_path_factory) -> Model:
-    path = tmp_path_factory.mktemp(name)
-    _save(name, path)
+@pytest.fixture(
+    scope="module",
+    params=["smollm2-2-layers", "smollm2-window-3", "gemma2", "gpt2"],
+)
+def family(request, tmp_path_factory) -> Model:
+    """Every family and mask the cache must get right: Llama (SmolLM2's first blocks, real weights), a sliding
+    window (the same blocks with a 3-token window), Gemma 2 (local/global layers, soft-capping) and GPT-2."""
+    if request.param == "smollm2-2-layers":
+        return sliced_smollm2(2)
+    if request.param == "smollm2-window-3":
+        return sliced_smollm2(2, sliding_window=3)
+    # Gemma 2 and GPT-2 have no shipped checkpoint: transformers writes random ones, and it needs torch.
+    pytest.importorskip("torch", reason=f"the random {request.param} checkpoint is written by transformers on torch")
+    from tests.models.test_parity import _save
+
+    path = tmp_path_factory.mktemp(request.param)
+    _save(request.param, path)
     return Model.load(str(path))
 
 
-@pytest.fixture(scope="module", params=["llama-gqa-untied", "mistral-sliding", "gemma2", "gpt2"])
-def family(request, tmp_path_factory) -> Model:
-    """Every family (sliding windows and soft-capping included): what the cache must get right."""
-    return _load(request.param, tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Model:
-    return _load("llama-gqa-untied", tmp_path_factory)
+def small() -> Model:
+    return sliced_smollm2(2)
 
 
 def prompts() -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""A small random Llama and a random ReLU SAE on its blocks.1.hook_resid_post."""
+"""SmolLM2 cut to two blocks and a random ReLU SAE on its blocks.1.hook_resid_post."""
 
 from __future__ import annotations
 
@@ -9,19 +9,16 @@ import pytest
 
 from saelab.models import Model
 from saelab.sae import LoadedSAE, SAEConfig, SAEParams
+from tests.models.small import sliced_smollm2
 
 HOOK = "blocks.1.hook_resid_post"
 D_SAE = 48
 
 
 @pytest.fixture(scope="session")
-def small_model(tmp_path_factory) -> Model:
-    pytest.importorskip("torch", reason="the small reference model is written by transformers (torch extra)")
-    from tests.models.test_parity import _save
-
-    path = tmp_path_factory.mktemp("llama")
-    _save("llama-gqa-untied", path)
-    return Model.load(str(path))
+def small_model() -> Model:
+    """SmolLM2's first two blocks (real weights, no torch needed)."""
+    return sliced_smollm2(2)
 
 
 @pytest.fixture(scope="session")
