@@ -189,8 +189,8 @@ def _write(out: Path, name: str, obj: Any) -> None:
     (out / DATA / f"{name}.js").write_text(f'saelabData("{name}",{text});\n', encoding="utf-8")
 
 
-def read_top_tokens(report: Path) -> dict[int, list[str]]:
-    """Each latent's most frequent top-activating tokens, read back from a report's index data."""
+def read_report_index(report: Path) -> dict[str, list]:
+    """A report's per-latent index (latent, density, count, max, mean, top_tokens, top_logits), read back."""
     path = Path(report) / DATA / "index.js"
     if not path.is_file():
         raise FileNotFoundError(f"{report} is not a saelab report (no {DATA}/index.js); build one with saelab inspect")
@@ -198,5 +198,10 @@ def read_top_tokens(report: Path) -> dict[int, list[str]]:
     prefix = 'saelabData("index",'
     if not text.startswith(prefix):
         raise ValueError(f"{path} is not a saelab report index")
-    index = json.loads(text[len(prefix) : text.rindex(");")])
+    return json.loads(text[len(prefix) : text.rindex(");")])
+
+
+def read_top_tokens(report: Path) -> dict[int, list[str]]:
+    """Each latent's most frequent top-activating tokens, read back from a report's index data."""
+    index = read_report_index(report)
     return {int(lat): list(toks) for lat, toks in zip(index["latent"], index["top_tokens"], strict=True)}
