@@ -78,11 +78,17 @@ CONFIGS = {
         },
         max_position_embeddings=64,
     ),
+    # initializer_range 0.2 (not 0.02) sharpens attention enough that the partial rotary shows in the logits.
     "pythia-parallel": lambda: transformers.GPTNeoXConfig(
-        **SMALL, rotary_pct=0.25, use_parallel_residual=True, max_position_embeddings=64
+        **SMALL, rotary_pct=0.25, use_parallel_residual=True, max_position_embeddings=64, initializer_range=0.2
     ),
     "neox-sequential": lambda: transformers.GPTNeoXConfig(
-        **SMALL, rotary_pct=0.5, rotary_emb_base=500.0, use_parallel_residual=False, max_position_embeddings=64
+        **SMALL,
+        rotary_pct=0.5,
+        rotary_emb_base=500.0,
+        use_parallel_residual=False,
+        max_position_embeddings=64,
+        initializer_range=0.2,
     ),
 }
 
