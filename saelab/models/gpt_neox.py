@@ -26,8 +26,8 @@ Getter = Callable[[str], np.ndarray]
 
 def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
     """Hugging Face GPTNeoXForCausalLM tensor names ([out, in] matrices) -> saelab params. The fused
-    query_key_value rows are (heads, [q, k, v], d_head); the unembedding is `embed_out` in Pythia's
-    checkpoints and `lm_head` in those transformers >= 5 writes."""
+    query_key_value rows are (heads, [q, k, v], d_head); the unembedding is `embed_out` in checkpoint files
+    (Pythia's and transformers' own), `lm_head` when converted from the module's state dict."""
     d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
 
     def a(x: np.ndarray) -> jax.Array:
