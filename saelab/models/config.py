@@ -78,6 +78,11 @@ class ModelConfig:
 def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
     """Build a ModelConfig from a Hugging Face `config.json` dict; unsupported types list the supported ones."""
     model_type = hf.get("model_type", "")
+    if model_type == "gemma3":
+        raise ValueError(
+            f"{name or 'config'} is a multimodal Gemma 3 checkpoint (Gemma3ForConditionalGeneration); saelab "
+            "reads the text-only Gemma3ForCausalLM (model_type gemma3_text), e.g. google/gemma-3-1b-pt"
+        )
     if model_type not in HF_MODEL_TYPES:
         raise ValueError(
             f"unsupported architecture {model_type!r} in {name or 'config'}; "

@@ -169,3 +169,8 @@ def test_partial_rotary_rotates_only_the_first_dims() -> None:
     cos, sin = np.cos(ang), np.sin(ang)
     ref = np.concatenate([xn[..., :2] * cos - xn[..., 2:4] * sin, xn[..., 2:4] * cos + xn[..., :2] * sin], -1)
     np.testing.assert_allclose(out[..., :4], ref, rtol=1e-6, atol=1e-6)
+
+
+def test_multimodal_gemma3_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="multimodal Gemma 3.*gemma3_text"):
+        config_from_hf({"model_type": "gemma3", "text_config": {}})
