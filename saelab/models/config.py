@@ -38,16 +38,17 @@ class ModelConfig:
     tie_embeddings: bool = True
     rope_theta: float = 10000.0
     rope_scaling: tuple[tuple[str, Any], ...] | None = None  # llama3 / linear scaling, as sorted items
-    attention_bias: bool = False
+    attention_bias: bool = False  # q/k/v projection biases
+    attn_out_bias: bool = False  # output projection bias (Llama and Qwen3 with attention_bias; Qwen2 has none)
     sliding_window: int | None = None
-    # Gemma 2 only.
+    # Gemma 2/3, and Qwen with windowed layers; None means every layer as `sliding_window` says.
     layer_types: tuple[str, ...] | None = None  # "sliding_attention" | "full_attention" per layer
+    # Gemma 2/3 only.
     attn_logit_softcap: float | None = None
     final_logit_softcap: float | None = None
     query_pre_attn_scalar: float | None = None
-    # Qwen and Gemma 3.
+    # Qwen3 and Gemma 3.
     qk_norm: bool = False  # RMSNorm over d_head on each query and key head, before rotary
-    attn_out_bias: bool = False  # output projection bias (Qwen3 with attention_bias; Qwen2 has none)
     rope_local_theta: float | None = None  # Gemma 3: rotary base of sliding layers (global ones: rope_theta)
     # GPT-NeoX / Pythia.
     rotary_fraction: float = 1.0  # share of d_head that is rotated (`rotary_pct`), the rest passes through
@@ -136,7 +137,7 @@ def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
     if family == "llama":
         if hf.get("use_sliding_window") is False:
             common["sliding_window"] = None
-        return ModelConfig(family="llama", **common)
+        return ModelConfig(family="llama", **common, attn_out_bias=common["attention_bias"])
     if family == "qwen":
         return _qwen(hf, common)
     n = common["n_layers"]
@@ -144,6 +145,8 @@ def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
     layer_types = hf.get("layer_types") or [
         "sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(n)
     ]
+    if common["attention_bias"]:
+        raise ValueError(f"{name or 'config'}: {model_type} with attention_bias is not supported (no such release)")
     if family == "gemma3":
         common |= _gemma3_rope(hf, name)
     return ModelConfig(

@@ -26,16 +26,14 @@ unembed = llama.unembed
 
 
 def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
-    """Hugging Face Qwen2ForCausalLM / Qwen3ForCausalLM tensor names -> saelab params: Llama's, plus the
-    q/k norm weights (d_head,) and the output bias where the checkpoint has them."""
+    """Hugging Face Qwen2ForCausalLM / Qwen3ForCausalLM tensor names -> saelab params: Llama's (biases
+    included), plus Qwen3's q/k norm weights (d_head,)."""
     params = llama.params_from_hf(get, cfg, dtype)
-    for i, layer in enumerate(params["layers"]):
-        p = f"model.layers.{i}.self_attn."
-        if cfg.qk_norm:
+    if cfg.qk_norm:
+        for i, layer in enumerate(params["layers"]):
+            p = f"model.layers.{i}.self_attn."
             layer["q_norm"] = jnp.asarray(get(p + "q_norm.weight"), dtype=dtype)
             layer["k_norm"] = jnp.asarray(get(p + "k_norm.weight"), dtype=dtype)
-        if cfg.attn_out_bias:
-            layer["b_O"] = jnp.asarray(get(p + "o_proj.bias"), dtype=dtype)
     return params
 
 

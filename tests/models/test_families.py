@@ -174,3 +174,5 @@ def test_partial_rotary_rotates_only_the_first_dims() -> None:
 def test_multimodal_gemma3_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="multimodal Gemma 3.*gemma3_text"):
         config_from_hf({"model_type": "gemma3", "text_config": {}})
+    with pytest.raises(ValueError, match="attention_bias is not supported"):
+        config_from_hf(_gemma3_hf() | {"attention_bias": True})

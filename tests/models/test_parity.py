@@ -31,6 +31,9 @@ CONFIGS = {
             "original_max_position_embeddings": 8,
         },
     ),
+    "llama-bias": lambda: transformers.LlamaConfig(
+        **SMALL, num_key_value_heads=2, attention_bias=True, max_position_embeddings=64
+    ),
     "mistral-sliding": lambda: transformers.MistralConfig(
         **SMALL, num_key_value_heads=2, sliding_window=5, max_position_embeddings=64
     ),
