@@ -1,4 +1,5 @@
-"""JAX transformers with TransformerLens-style hook points: Llama family, Gemma 2, GPT-2."""
+"""JAX transformers with TransformerLens-style hook points: Llama family, Gemma 2 and 3, GPT-2, Qwen2/2.5/3,
+GPT-NeoX (Pythia)."""
 
 from saelab.models.config import ModelConfig, config_from_hf
 from saelab.models.hooks import BLOCK_HOOKS, HookContext, hook_layer, hook_names, validate_hook_names

@@ -35,13 +35,17 @@ def gelu_tanh(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=True)
 
 
-def rope_inv_freq(cfg: ModelConfig) -> jax.Array:
-    """Inverse frequencies, with Llama 3 ("llama3") or linear rope scaling when the config asks for it."""
-    d = cfg.d_head
-    inv = 1.0 / (cfg.rope_theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))  # (d_head/2,)
-    if cfg.rope_scaling is None:
+def rope_inv_freq(cfg: ModelConfig, local: bool = False) -> jax.Array:
+    """Inverse frequencies, with Llama 3 ("llama3") or linear rope scaling when the config asks for it.
+
+    Only the first `rotary_fraction` of d_head rotates (GPT-NeoX); `local` picks Gemma 3's sliding-layer base,
+    which is never scaled."""
+    d = int(cfg.d_head * cfg.rotary_fraction)
+    theta, scaling = (cfg.rope_local_theta, None) if local else (cfg.rope_theta, cfg.rope_scaling)
+    inv = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))  # (rotary_dim/2,)
+    if scaling is None:
         return inv
-    s = dict(cfg.rope_scaling)
+    s = dict(scaling)
     kind = s.get("rope_type", s.get("type", "default"))
     if kind == "linear":
         return inv / s["factor"]
@@ -60,7 +64,11 @@ def rope_inv_freq(cfg: ModelConfig) -> jax.Array:
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
-    """Rotary embedding in the Hugging Face (rotate-half) layout. x: (batch, seq, heads, d_head)."""
+    """Rotary embedding in the Hugging Face (rotate-half) layout. x: (batch, seq, heads, d_head); when
+    `inv_freq` covers fewer than d_head dimensions, the first 2 * len(inv_freq) rotate and the rest pass."""
+    rot = 2 * inv_freq.shape[-1]
+    if rot < x.shape[-1]:
+        return jnp.concatenate([apply_rope(x[..., :rot], positions, inv_freq), x[..., rot:]], axis=-1)
     ang = positions[:, :, None].astype(jnp.float32) * inv_freq  # (batch, seq, d_head/2)
     cos = jnp.concatenate([jnp.cos(ang)] * 2, -1)[:, :, None, :]
     sin = jnp.concatenate([jnp.sin(ang)] * 2, -1)[:, :, None, :]

@@ -43,6 +43,8 @@ def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
         if cfg.attention_bias:
             for n, hh in (("q", h), ("k", kv), ("v", kv)):
                 layer[f"b_{n.upper()}"] = a(get(p + f"self_attn.{n}_proj.bias").reshape(hh, dh))
+        if cfg.attn_out_bias:
+            layer["b_O"] = a(get(p + "self_attn.o_proj.bias"))
         layers.append(layer)
     params = {"embed": a(get("model.embed_tokens.weight")), "layers": layers, "ln_final": a(get("model.norm.weight"))}
     if not cfg.tie_embeddings:
@@ -75,7 +77,7 @@ def block(
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, cfg.sliding_window)
     z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
-    attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], None, ctx, pre))
+    attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p.get("b_O"), ctx, pre))
     x = ctx(pre + "hook_resid_mid", x + attn_out)
     h = rms_norm(x, p["ln2"], cfg.norm_eps)
     act = ctx(pre + "mlp.hook_post", jax.nn.silu(h @ p["W_gate"]) * (h @ p["W_up"]))  # (batch, seq, d_mlp)

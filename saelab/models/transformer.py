@@ -1,8 +1,8 @@
 """The family-independent forward pass: embed, run blocks with hook points, unembed.
 
-Each family module (llama, gemma2, gpt2) provides `embed`, `block` and `unembed`; this module runs them,
-threads the hook context through, and stops early when asked. Layers run as an unrolled Python loop so that
-hooks attach to individual layers and `stop_at_layer` really skips the work.
+Each family module (llama, gemma2, gpt2, qwen, gemma3, gpt_neox) provides `embed`, `block` and `unembed`;
+this module runs them, threads the hook context through, and stops early when asked. Layers run as an
+unrolled Python loop so that hooks attach to individual layers and `stop_at_layer` really skips the work.
 """
 
 from __future__ import annotations
@@ -13,12 +13,19 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from saelab.models import gemma2, gpt2, llama
+from saelab.models import gemma2, gemma3, gpt2, gpt_neox, llama, qwen
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
 from saelab.models.kv_cache import KVCache, advanced, slot_positions
 
-FAMILIES: dict[str, ModuleType] = {"llama": llama, "gemma2": gemma2, "gpt2": gpt2}
+FAMILIES: dict[str, ModuleType] = {
+    "llama": llama,
+    "gemma2": gemma2,
+    "gpt2": gpt2,
+    "qwen": qwen,
+    "gemma3": gemma3,
+    "gpt_neox": gpt_neox,
+}
 
 Params = dict[str, Any]
 

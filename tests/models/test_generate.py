@@ -19,16 +19,27 @@ N_NEW = 8  # one length everywhere: tests of one family share compiled loops
 
 @pytest.fixture(
     scope="module",
-    params=["smollm2-2-layers", "smollm2-window-3", "gemma2", "gpt2"],
+    params=[
+        "smollm2-2-layers",
+        "smollm2-window-3",
+        "gemma2",
+        "gpt2",
+        "qwen2-sliding-untied",
+        "qwen3",
+        "gemma3",
+        "pythia-parallel",
+    ],
 )
 def family(request, tmp_path_factory) -> Model:
     """Every family and mask the cache must get right: Llama (SmolLM2's first blocks, real weights), a sliding
-    window (the same blocks with a 3-token window), Gemma 2 (local/global layers, soft-capping) and GPT-2."""
+    window (the same blocks with a 3-token window), Gemma 2 (local/global layers, soft-capping), GPT-2,
+    Qwen2 (biases, windowed upper layers), Qwen3 (q/k norm), Gemma 3 (q/k norm, two rope bases) and Pythia
+    (parallel residual, partial rotary)."""
     if request.param == "smollm2-2-layers":
         return sliced_smollm2(2)
     if request.param == "smollm2-window-3":
         return sliced_smollm2(2, sliding_window=3)
-    # Gemma 2 and GPT-2 have no shipped checkpoint: transformers writes random ones, and it needs torch.
+    # The other families have no shipped checkpoint: transformers writes random ones, and it needs torch.
     pytest.importorskip("torch", reason=f"the random {request.param} checkpoint is written by transformers on torch")
     from tests.models.test_parity import _save
 

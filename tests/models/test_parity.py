@@ -31,6 +31,9 @@ CONFIGS = {
             "original_max_position_embeddings": 8,
         },
     ),
+    "llama-bias": lambda: transformers.LlamaConfig(
+        **SMALL, num_key_value_heads=2, attention_bias=True, max_position_embeddings=64
+    ),
     "mistral-sliding": lambda: transformers.MistralConfig(
         **SMALL, num_key_value_heads=2, sliding_window=5, max_position_embeddings=64
     ),
@@ -45,6 +48,51 @@ CONFIGS = {
         max_position_embeddings=64,
     ),
     "gpt2": lambda: transformers.GPT2Config(n_embd=64, n_layer=3, n_head=4, vocab_size=VOCAB, n_positions=64),
+    "qwen2-tied": lambda: transformers.Qwen2Config(
+        **SMALL, num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=64
+    ),
+    # Windowed layers from max_window_layers on: layer 0 global, layers 1-2 see 5 tokens.
+    "qwen2-sliding-untied": lambda: transformers.Qwen2Config(
+        **SMALL,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        use_sliding_window=True,
+        sliding_window=5,
+        max_window_layers=1,
+        max_position_embeddings=64,
+    ),
+    "qwen3": lambda: transformers.Qwen3Config(
+        **SMALL, num_key_value_heads=2, head_dim=24, tie_word_embeddings=True, max_position_embeddings=64
+    ),
+    "qwen3-bias-untied": lambda: transformers.Qwen3Config(
+        **SMALL, num_key_value_heads=1, attention_bias=True, tie_word_embeddings=False, max_position_embeddings=64
+    ),
+    # Layers 0 and 2 slide over 4 tokens at rope base 10k; layer 1 is global at 1M with linear scaling.
+    "gemma3": lambda: transformers.Gemma3TextConfig(
+        **SMALL,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        query_pre_attn_scalar=24,
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0},
+        },
+        max_position_embeddings=64,
+    ),
+    # initializer_range 0.2 (not 0.02) sharpens attention enough that the partial rotary shows in the logits.
+    "pythia-parallel": lambda: transformers.GPTNeoXConfig(
+        **SMALL, rotary_pct=0.25, use_parallel_residual=True, max_position_embeddings=64, initializer_range=0.2
+    ),
+    "neox-sequential": lambda: transformers.GPTNeoXConfig(
+        **SMALL,
+        rotary_pct=0.5,
+        rotary_emb_base=500.0,
+        use_parallel_residual=False,
+        max_position_embeddings=64,
+        initializer_range=0.2,
+    ),
 }
 
 
