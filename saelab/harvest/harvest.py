@@ -51,7 +51,7 @@ def run(
     `interventions` are pure hook functions applied during the forward (`saelab.models.hooks`), e.g. an
     ablation, or a fault injected by a test; they are not part of the store's identity.
     """
-    model = model or Model.load(cfg.model, dtype=cfg.model_dtype)
+    model = model or Model.load(cfg.model, dtype=cfg.model_dtype, process=cfg.model_processing)
     validate_hook_names(cfg.hooks, model.cfg.n_layers)
     width = _hook_width(model, cfg.hooks)
     if model.tokenizer is None or model.bos_id is None:
@@ -70,6 +70,8 @@ def run(
         "bos_id": model.bos_id,
         "eos_id": model.eos_id,
     }
+    if cfg.model_processing != "none":  # absent otherwise, so stores made before the option still resume
+        meta["model_processing"] = cfg.model_processing
     layout = {
         "meta": meta,
         "hooks": list(cfg.hooks),

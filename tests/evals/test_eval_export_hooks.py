@@ -70,6 +70,7 @@ def test_exported_and_reimported_sae_evaluates_as_the_run(model: Model, hook: st
 
     sae = load_sae(export)  # the re-import
     assert sae.metadata["hook_name"] == hook and sae.metadata["model_name"] == "smollm2-135m"
+    assert sae.metadata["model_processing"] == "none"  # the store was harvested from unprocessed weights
     assert sae.cfg.d_in == (model.cfg.d_mlp if "mlp" in hook else model.cfg.n_heads * model.cfg.d_head)
     # the export, on raw activations, encodes as the trained SAE did on the scaled ones it trained on
     scale = sae.metadata["input_scale_folded"]
