@@ -28,6 +28,11 @@ class EvalConfig(Config):
     """Model to splice into; default: the SAE's `model_name` (the alias it was trained on)."""
     hook: str | None = None
     """Hook to splice at; default: the SAE's own `hook_name`."""
+    hook_head_index: int | None = Field(default=None, ge=0)
+    """At attn.hook_z, the one head the SAE reads and the splice replaces; default: the SAE's own."""
+    model_processing: Literal["none", "transformer_lens"] | None = None
+    """Weight processing of the model (`transformer_lens`: folded LayerNorm, centred writing weights and
+    unembedding, folded value biases, GPT-2 only); default: the SAE's `model_processing` metadata, else none."""
     dense_threshold: float = Field(default=0.1, gt=0, le=1)
     """A latent is dense when it fires on more than this fraction of the eval tokens."""
     out: Path | None = None

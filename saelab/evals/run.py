@@ -20,6 +20,7 @@ from saelab.evals import metrics, splice
 from saelab.evals.config import EvalConfig
 from saelab.evals.report import write_report
 from saelab.models import Model
+from saelab.models.hook_views import hook_width, row_view, sae_input
 from saelab.models.hooks import hook_layer
 from saelab.runtime.distributed import is_main
 from saelab.runtime.progress import progress_bar
@@ -27,9 +28,10 @@ from saelab.runtime.rundir import RunDir
 from saelab.sae import LoadedSAE, decode, encode, load_sae
 
 
-def run(cfg: EvalConfig) -> dict[str, Any] | None:
+def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
     """Evaluate `cfg.sae`; writes the JSON, the report and its plots and returns the JSON's content (None when
-    `skip_missing` skipped an absent corpus file)."""
+    `skip_missing` skipped an absent corpus file). `model` replaces loading the model by name (tests pass a
+    cut-down model)."""
     t0 = time.perf_counter()
     kind, _, rest = cfg.corpus.partition(":")
     if cfg.skip_missing and kind in ("text", "jsonl") and not Path(rest.split(":")[0]).exists():
@@ -43,16 +45,20 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
             f"SAE {cfg.sae} does not name its {'hook' if not hook else 'model'}; pass it "
             f"({'--hook' if not hook else '--model'})"
         )
-    model = Model.load(model_name)
+    head = cfg.hook_head_index if cfg.hook_head_index is not None else _sae_head_index(sae, hook)
+    processing = cfg.model_processing or sae.metadata.get("model_processing") or "none"
+    model = model or Model.load(model_name, process=processing)
     if hook not in model.hook_names():
         raise ValueError(f"hook {hook!r} is not a hook point of {model_name}; see `saelab model info {model_name}`")
-    if model.cfg.d_model != sae.cfg.d_in:
+    width = hook_width(model.cfg, hook, head)
+    if width != sae.cfg.d_in:
+        at = f"{hook}" + (f" head {head}" if head is not None else "")
         raise ValueError(
-            f"SAE {cfg.sae} has d_in={sae.cfg.d_in} but {model_name} has d_model={model.cfg.d_model}; "
-            "evaluate it with the model it was trained on (--model)"
+            f"SAE {cfg.sae} has d_in={sae.cfg.d_in} but {model_name} is {width} wide at {at}; "
+            "evaluate it with the model it was trained on (--model) at its own hook (--hook, --hook-head-index)"
         )
     out = cfg.out or _default_out(cfg)
-    fn = _splice_fn(model.cfg, hook, sae.cfg)
+    fn = _splice_fn(model.cfg, hook, sae.cfg, head)
     act_mean = None
     recon_sums = splice_sums = None
     done = 0
@@ -65,7 +71,7 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
                 break
             tokens = jnp.asarray(b.tokens)
             if act_mean is None:
-                act_mean = _mean_activation(sae, model, hook, tokens)
+                act_mean = _mean_activation(sae, model, hook, head, tokens)
             s, r = fn(model.params, sae.params, tokens, act_mean)
             splice_sums = _add(splice_sums, s)
             recon_sums = metrics.add(recon_sums, r)
@@ -90,6 +96,8 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
             "sae": str(cfg.sae),
             "model": model_name,
             "hook": hook,
+            "hook_head_index": head,
+            "model_processing": processing,
             "layer": hook_layer(hook),
             "architecture": sae.cfg.architecture,
             "d_sae": sae.cfg.d_sae,
@@ -114,9 +122,16 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _splice_fn(model_cfg, hook: str, sae_cfg):
+def _splice_fn(model_cfg, hook: str, sae_cfg, head: int | None):
     """One compiled splice per (model, hook, SAE config) in a process: a second eval (another corpus) reuses it."""
-    return splice.make_splice_fn(model_cfg, hook, partial(_encode, cfg=sae_cfg), partial(_decode, cfg=sae_cfg))
+    enc, dec = partial(_encode, cfg=sae_cfg), partial(_decode, cfg=sae_cfg)
+    return splice.make_splice_fn(model_cfg, hook, enc, dec, head_index=head)
+
+
+def _sae_head_index(sae: LoadedSAE, hook: str) -> int | None:
+    """The SAE's own `hook_head_index`, when it is evaluated at its own hook."""
+    head = sae.metadata.get("hook_head_index")
+    return None if head is None or hook != sae.metadata.get("hook_name") else int(head)
 
 
 def _encode(params, x, cfg):
@@ -127,8 +142,9 @@ def _decode(params, codes, cfg):
     return decode(params, codes)
 
 
-def _mean_activation(sae: LoadedSAE, model: Model, hook: str, tokens: jax.Array) -> jax.Array:
-    """Mean-ablation value: the training store's BOS-excluded mean when the store is here, else this batch's."""
+def _mean_activation(sae: LoadedSAE, model: Model, hook: str, head: int | None, tokens: jax.Array) -> jax.Array:
+    """Mean-ablation value (d_in,) in the SAE's view of the hook: the training store's BOS-excluded mean when
+    the store is here, else this batch's."""
     from saelab.store import ActivationStore, is_store
 
     store_dir = sae.metadata.get("dataset_path")
@@ -136,9 +152,10 @@ def _mean_activation(sae: LoadedSAE, model: Model, hook: str, tokens: jax.Array)
         stats = ActivationStore(store_dir).stats(hook)
         mean = stats.get("mean_no_bos") if stats.get("mean_no_bos") is not None else stats.get("mean")
         if mean is not None:
-            return jnp.asarray(np.asarray(mean, np.float32))
+            return row_view(model.cfg, hook, np.asarray(mean, np.float32), head)
     _, cache = model.run_with_cache(tokens, [hook], stop_at_layer="auto")
-    return cache[hook][:, 1:].reshape(-1, model.cfg.d_model).astype(jnp.float32).mean(0)
+    act = sae_input(cache[hook], head)[:, 1:]  # (b, t - 1, d_in)
+    return act.reshape(-1, act.shape[-1]).astype(jnp.float32).mean(0)
 
 
 def _add(a, b):

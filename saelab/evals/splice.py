@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from saelab.evals.metrics import batch_sums
 from saelab.models import HookContext, forward
 from saelab.models.config import ModelConfig
+from saelab.models.hook_views import check_head_index, sae_input, with_sae_output
 from saelab.models.hooks import hook_layer
 from saelab.models.transformer import FAMILIES, run_blocks, unembed
 
@@ -49,19 +50,32 @@ def residual_split(hook: str) -> int | None:
     return None
 
 
-def make_splice_fn(cfg: ModelConfig, hook: str, encode: Encode, decode: Decode, shared_prefix: bool = True):
-    """Jitted (model_params, sae_params, tokens (b, t), act_mean (d,)) -> (SpliceSums, Sums) for one batch:
+def make_splice_fn(
+    cfg: ModelConfig,
+    hook: str,
+    encode: Encode,
+    decode: Decode,
+    shared_prefix: bool = True,
+    head_index: int | None = None,
+):
+    """Jitted (model_params, sae_params, tokens (b, t), act_mean (d_in,)) -> (SpliceSums, Sums) for one batch:
     the splice sums and the reconstruction sums of the hook's activations at positions 1.. .
 
+    The SAE reads and writes the hook as `saelab.models.hook_views` defines (heads concatenated at
+    attn.hook_z, or the one head `head_index`), and every variant replaces only that view.
     `shared_prefix=False` forces four full hooked forwards (the reference the shared-prefix path is tested
     against)."""
+    check_head_index(cfg, hook, head_index)
     split = residual_split(hook) if shared_prefix else None
+
+    def at_view(fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+        return lambda x: with_sae_output(x, fn(sae_input(x, head_index)), head_index)
 
     def variants(sae_params, act_mean) -> dict[str, Callable[[jax.Array], jax.Array]]:
         return {
-            "sae": replace_after_bos(lambda x: decode(sae_params, encode(sae_params, x))),
-            "zero": replace_after_bos(jnp.zeros_like),
-            "mean": replace_after_bos(lambda x: jnp.broadcast_to(act_mean.astype(x.dtype), x.shape)),
+            "sae": at_view(replace_after_bos(lambda x: decode(sae_params, encode(sae_params, x)))),
+            "zero": at_view(replace_after_bos(jnp.zeros_like)),
+            "mean": at_view(replace_after_bos(lambda x: jnp.broadcast_to(act_mean.astype(x.dtype), x.shape))),
         }
 
     def sums(tokens, clean_lp, lps: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -74,7 +88,8 @@ def make_splice_fn(cfg: ModelConfig, hook: str, encode: Encode, decode: Decode, 
             out[f"kl_{name}"] = jnp.sum(p_clean * (clean_lp - lp))
         return out
 
-    def recon_sums(sae_params, act):  # act (b, t, d) at the hook
+    def recon_sums(sae_params, act):  # act at the hook: (b, t, d), or (b, t, heads, d_head) at hook_z
+        act = sae_input(act, head_index)  # (b, t, d_in)
         x = act[:, 1:].reshape(-1, act.shape[-1]).astype(jnp.float32)
         codes = encode(sae_params, x)
         return batch_sums(x, decode(sae_params, codes), codes)

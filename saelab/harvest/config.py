@@ -31,6 +31,9 @@ class HarvestConfig(Config):
     """Storage dtype of the activations."""
     model_dtype: Literal["float32", "bfloat16"] = "float32"
     """Compute dtype of the model."""
+    model_processing: Literal["none", "transformer_lens"] = "none"
+    """Weight processing of the model: `transformer_lens` harvests GPT-2 as TransformerLens's from_pretrained
+    processes it (folded LayerNorm, centred writing weights and unembedding, folded value biases)."""
     within_document: bool = False
     """Keep every window inside one document instead of packing across document boundaries."""
     shard_tokens: int = Field(default=65536, ge=1)

@@ -30,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 from saelab.data import open_corpus, pack_for_model
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, hook_layer, validate_hook_names
+from saelab.models.hook_views import hook_width, sae_input
 from saelab.models.hooks import HookFn
 from saelab.runtime.distributed import barrier, is_main
 from saelab.runtime.dtypes import float_dtype
@@ -50,7 +51,7 @@ def run(
     `interventions` are pure hook functions applied during the forward (`saelab.models.hooks`), e.g. an
     ablation, or a fault injected by a test; they are not part of the store's identity.
     """
-    model = model or Model.load(cfg.model, dtype=cfg.model_dtype)
+    model = model or Model.load(cfg.model, dtype=cfg.model_dtype, process=cfg.model_processing)
     validate_hook_names(cfg.hooks, model.cfg.n_layers)
     width = _hook_width(model, cfg.hooks)
     if model.tokenizer is None or model.bos_id is None:
@@ -69,6 +70,8 @@ def run(
         "bos_id": model.bos_id,
         "eos_id": model.eos_id,
     }
+    if cfg.model_processing != "none":  # absent otherwise, so stores made before the option still resume
+        meta["model_processing"] = cfg.model_processing
     layout = {
         "meta": meta,
         "hooks": list(cfg.hooks),
@@ -172,14 +175,7 @@ def _merge(out: Path, processes: int) -> Path:
 
 
 def _hook_width(model: Model, hooks: list[str]) -> int:
-    c = model.cfg
-    widths = {}
-    for h in hooks:
-        if h.endswith("attn.hook_result"):
-            raise ValueError(f"{h} is (heads x d_model) per token; harvest hook_attn_out or attn.hook_z instead")
-        widths[h] = (
-            c.d_mlp if h.endswith("mlp.hook_post") else c.n_heads * c.d_head if h.endswith("hook_z") else c.d_model
-        )
+    widths = {h: hook_width(model.cfg, h) for h in hooks}
     if len(set(widths.values())) > 1:
         raise ValueError(f"hooks of different widths cannot share a store: {widths}; harvest them separately")
     return next(iter(widths.values()))
@@ -205,7 +201,7 @@ def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: i
     @partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None))))
     def run(params, tokens):
         _, cache = forward(params, model.cfg, tokens, None, HookContext(interventions, cache=hooks), stop)
-        acts = {h: cache[h].reshape(-1, _row_width(cache[h])).astype(dtype) for h in hooks}
+        acts = {h: _rows(sae_input(cache[h])).astype(dtype) for h in hooks}
         finite = jnp.stack([jnp.isfinite(a.reshape(tokens.shape[0], -1)).all(1) for a in acts.values()]).all(0)
         return acts, finite
 
@@ -265,6 +261,6 @@ def _describe_nonfinite(host: dict[str, np.ndarray], b, ok: np.ndarray, first: i
     )
 
 
-def _row_width(a) -> int:
-    """Features per token of a (batch, seq, d) or per-head (batch, seq, heads, d_head) activation."""
-    return a.shape[2] * (a.shape[3] if a.ndim == 4 else 1)
+def _rows(a: jax.Array) -> jax.Array:
+    """(batch, seq, width) -> (batch * seq, width): one stored row per token."""
+    return a.reshape(-1, a.shape[-1])

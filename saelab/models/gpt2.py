@@ -98,4 +98,7 @@ def block(
 
 def unembed(params: dict, cfg: ModelConfig, x: jax.Array) -> jax.Array:
     x = layer_norm(x, params["ln_final_w"], params["ln_final_b"], cfg.norm_eps)
+    if "W_U" in params:  # untied by TransformerLens-style processing (models/tl_processing.py)
+        logits = jnp.einsum("bsm,mv->bsv", x, params["W_U"], preferred_element_type=jnp.float32)
+        return logits + params["b_U"].astype(jnp.float32)
     return jnp.einsum("bsm,vm->bsv", x, params["embed"], preferred_element_type=jnp.float32)

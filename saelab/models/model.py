@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, validate_hook_names
 from saelab.models.loading import open_checkpoint
+from saelab.models.tl_processing import Processing, process_weights
 from saelab.models.transformer import FAMILIES, forward
 from saelab.runtime.dtypes import float_dtype
 
@@ -43,12 +44,18 @@ class Model:
         self.weights_hash = weights_hash
 
     @classmethod
-    def load(cls, name: str, dtype: str = "float32") -> Model:
-        """Load by alias (`smollm2-135m`), GGUF path, Hugging Face directory or hub id."""
+    def load(cls, name: str, dtype: str = "float32", process: Processing = "none") -> Model:
+        """Load by alias (`smollm2-135m`), GGUF path, Hugging Face directory or hub id. `process=
+        "transformer_lens"` applies TransformerLens's default weight processing (`models/tl_processing.py`),
+        which SAEs trained through TransformerLens expect; the weights hash then names it."""
         compute = float_dtype(dtype, "model dtype")
         ck = open_checkpoint(name)
-        params = FAMILIES[ck.cfg.family].params_from_hf(ck.get, ck.cfg, compute)
-        return cls(ck.cfg, params, ck.tokenizer, ck.special, ck.source, ck.weights_hash)
+        if process == "none":
+            params = FAMILIES[ck.cfg.family].params_from_hf(ck.get, ck.cfg, compute)
+            return cls(ck.cfg, params, ck.tokenizer, ck.special, ck.source, ck.weights_hash)
+        params = process_weights(FAMILIES[ck.cfg.family].params_from_hf(ck.get, ck.cfg, jnp.float32), ck.cfg, process)
+        params = jax.tree.map(lambda a: a.astype(compute), params)
+        return cls(ck.cfg, params, ck.tokenizer, ck.special, ck.source, f"{ck.weights_hash}+{process}")
 
     @property
     def bos_id(self) -> int | None:

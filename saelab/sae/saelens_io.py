@@ -85,7 +85,8 @@ def load_saelens(path: str | Path) -> LoadedSAE:
             raise FileNotFoundError(f"{path} is not a SAELens-format SAE directory: {f} is missing")
     raw = json.loads((path / CFG_FILE).read_text())
     meta = dict(raw.get("metadata") or {})
-    for key in ("model_name", "hook_name", "context_size", "prepend_bos"):  # older SAELens: top level
+    # older SAELens: top level
+    for key in ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos"):
         if key in raw and key not in meta:
             meta[key] = raw[key]
     ours = meta.pop("saelab_config", None)

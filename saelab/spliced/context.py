@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from saelab.models.hook_views import sae_input, with_sae_output
 from saelab.models.hooks import HookContext, HookFn
 from saelab.sae import SAEConfig, SAEParams, decode, encode
 
@@ -36,6 +37,7 @@ class Attached(NamedTuple):
     cfg: SAEConfig
     use_error_term: bool = False
     splice_bos: bool = False
+    head_index: int | None = None  # at attn.hook_z: the one head the SAE reads and replaces
 
 
 def sae_hook_names(hook: str, use_error_term: bool) -> list[str]:
@@ -65,9 +67,10 @@ class SplicedContext(HookContext):
     def _splice(self, att: Attached, params: SAEParams, x: jax.Array) -> jax.Array:
         h = att.hook
         shape = x.shape  # (batch, seq, d_in), or (batch, seq, heads, d_head) at attn.hook_z
-        xs = x.reshape(*shape[:2], -1).astype(jnp.float32)
+        xs = sae_input(x, att.head_index).astype(jnp.float32)  # (batch, seq, d_in)
         if xs.shape[-1] != att.cfg.d_in:
-            raise ValueError(f"SAE at {h} has d_in={att.cfg.d_in} but the activation there is {shape}")
+            head = "" if att.head_index is None else f" (head {att.head_index})"
+            raise ValueError(f"SAE at {h} has d_in={att.cfg.d_in} but the activation there is {shape}{head}")
         inp = super().__call__(f"{h}.hook_sae_input", xs)
         flat = inp.reshape(-1, xs.shape[-1])  # (batch * seq, d_in)
         clean_acts = encode(params, flat, att.cfg)  # (batch * seq, d_sae)
@@ -90,4 +93,4 @@ class SplicedContext(HookContext):
         out = super().__call__(f"{h}.hook_sae_output", out)
         if not att.splice_bos and self.positions is not None:
             out = jnp.where((self.positions == 0)[..., None], xs, out)
-        return out.reshape(shape).astype(x.dtype)
+        return with_sae_output(x, out, att.head_index)

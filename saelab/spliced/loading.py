@@ -14,7 +14,7 @@ def model_and_sae(sae_path: str | Path, model_name: str | None = None) -> tuple[
     name = model_name or sae.metadata.get("model_name")
     if not name:
         raise ValueError(f"SAE {sae_path} does not name its model; pass --model")
-    model = Model.load(name)
+    model = Model.load(name, process=sae.metadata.get("model_processing") or "none")
     hook = sae.metadata.get("hook_name")
     if hook not in model.hook_names():
         raise ValueError(f"the SAE's hook {hook!r} is not a hook point of {name}; pass the right --model")

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
 from saelab.models.generate import Generation, generate_model, generate_text
+from saelab.models.hook_views import check_head_index
 from saelab.models.hooks import HookFn, validate_hook_names
 from saelab.sae import LoadedSAE, SAEParams
 from saelab.spliced.context import Attached, SplicedContext, sae_hook_names
@@ -41,7 +42,10 @@ class SplicedModel:
             if hook in self.sae_params:
                 raise ValueError(f"two SAEs at {hook}; attach one SAE per hook point")
             validate_hook_names([hook], model.cfg.n_layers)
-            self.attached += (Attached(hook, sae.cfg, use_error_term, splice_bos),)
+            head = sae.metadata.get("hook_head_index")
+            head = None if head is None else int(head)
+            check_head_index(model.cfg, hook, head)
+            self.attached += (Attached(hook, sae.cfg, use_error_term, splice_bos, head),)
             self.sae_params[hook] = sae.params
 
     def hook_names(self) -> list[str]:

@@ -29,6 +29,7 @@ def export(params: SAEParams, r: Resolved, scale: float, out: Path, cfg: TrainCo
             "prepend_bos": True,
             "dataset_path": str(cfg.data.store),
             "weights_hash": meta.get("weights_hash"),
+            "model_processing": meta.get("model_processing", "none"),
             "corpus": meta.get("corpus"),
             "training_tokens": cfg.steps * cfg.data.batch_size,
             "input_scale_folded": scale,
