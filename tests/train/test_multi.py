@@ -12,7 +12,7 @@ from saelab.runtime.rundir import RunDir
 from saelab.sae import load_sae
 from saelab.store import StoreWriter
 from saelab.train import multi
-from saelab.train.multi_config import MultiTrainConfig, load_multi_run_config
+from saelab.train.multi import MultiTrainConfig, load_multi_run_config
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
 D, CONTEXT, WINDOWS = 8, 16, 48
@@ -138,9 +138,43 @@ def test_config_errors_name_the_sae_and_the_fix(store, tmp_path) -> None:
         _cfg(store, tmp_path, "x", [{"name": "a", "train": {"tokens": 10}}])
     with pytest.raises(ValueError, match="SAE names repeat"):
         _cfg(store, tmp_path, "x", [{"name": "a"}, {"name": "a"}])
-    with pytest.raises(ValueError, match="'r'.*l1_coefficient"):
+    with pytest.raises(ValueError, match="(?s)SAE 'r'.*l1_coefficient does not apply to topk"):
         _cfg(store, tmp_path, "x", [{"name": "r", "sae": {"l1_coefficient": 1.0}}])  # topk has no L1
     with pytest.raises(ValueError, match="plain directory name"):
         _cfg(store, tmp_path, "x", [{"name": "../up"}])
     with pytest.raises(ValueError, match="Extra inputs"):
         _cfg(store, tmp_path, "x", [{"name": "a", "lr": 1.0}])
+
+
+def test_saelab_train_takes_a_multi_sae_toml_and_resumes_it(store, tmp_path, capsys) -> None:
+    from saelab.cli import main
+
+    f = tmp_path / "multi.toml"
+    f.write_text(f"""
+[data]
+store = "{store}"
+batch_size = 64
+hook = "{HOOKS[0]}"
+[sae]
+architecture = "topk"
+k = 2
+expansion = 2
+[train]
+name = "cli"
+out = "{tmp_path}"
+tokens = 512
+log_every = 4
+checkpoint_every = 4
+wandb = "disabled"
+progress = false
+[[saes]]
+name = "only"
+""")
+    assert main(["train", str(f), "--set", "train.tokens=256"]) == 0
+    out = capsys.readouterr().out
+    assert f"multi-SAE run {tmp_path / 'cli'}: 1 SAEs, 4 steps" in out and "only:" in out
+    assert RunDir(tmp_path / "cli/only").sae.joinpath("cfg.json").exists()
+    assert main(["train", str(f)]) == 2  # the run exists
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "cli")]) == 0
+    assert "4 steps" in capsys.readouterr().out

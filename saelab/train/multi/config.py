@@ -131,9 +131,9 @@ class MultiTrainConfig(Config):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-def is_multi(raw: dict[str, Any]) -> bool:
-    """Whether a parsed TOML file is a multi-SAE config (it lists `saes`)."""
-    return "saes" in raw
+def is_multi_config(path: str | Path | None) -> bool:
+    """Whether the TOML file `path` is a multi-SAE config (it lists `saes`)."""
+    return path is not None and Path(path).exists() and "saes" in read_toml(path)
 
 
 def load_multi_config(path: str | Path | None = None, overrides: list[str] = ()) -> MultiTrainConfig:

@@ -1,7 +1,7 @@
 """`run(cfg)`: train several SAEs on the same batches in one run (`MultiTrainConfig`, a `[[saes]]` list).
 
 Each batch is read from the store once per hook and scaled once per input scale; one jitted step
-(`saelab.train.stack`) updates every SAE. Each SAE still has everything a single run has, in its own run
+(`saelab.train.multi.stack`) updates every SAE. Each SAE still has everything a single run has, in its own run
 directory `train.out/train.name/<sae name>/` (config.json, orbax checkpoints, metrics.jsonl, wandb, the
 SAELens-format export), so `saelab eval`, `inspect` and `train --resume` take a sub-run as they take any
 run. The parent directory holds `multi.json`. Resume is exact: every SAE restarts from the last step all
@@ -27,7 +27,8 @@ from saelab.store import ActivationLoader, ActivationStore
 from saelab.train import checkpoint
 from saelab.train.config import Resolved, TrainConfig, resolve
 from saelab.train.mesh import check_divisible, make_mesh
-from saelab.train.multi_config import MultiTrainConfig
+from saelab.train.multi.config import MultiTrainConfig
+from saelab.train.multi.stack import Group, group, make_multi_step, member, member_metrics, stack
 from saelab.train.run import (
     TrainResult,
     _check_store_stats,
@@ -40,9 +41,6 @@ from saelab.train.run import (
     input_scale,
 )
 from saelab.train.sae_export import export
-from saelab.train.stack import Group, group, make_multi_step, member, member_metrics, stack
-
-__all__ = ["MultiTrainResult", "group", "run"]
 from saelab.train.state import TrainState
 from saelab.train.step import make_train_step
 
@@ -95,6 +93,8 @@ def run(
     gstates = tuple(stack([states[j] for j in g.members]) if g.stacked else states[g.members[0]] for g in groups)
     shardings = jax.tree.map(lambda a: a.sharding, gstates)
     step_fn = jax.jit(make_multi_step(groups, steps), donate_argnums=0, out_shardings=(shardings, None))
+    if cfg.train.wandb != "disabled":
+        _wandb_runs_side_by_side()
     logs = [_MetricsLog(d, start, c) for d, c in zip(dirs, cfgs, strict=True)]
     loader_of = [loaders[hooks.index(r.hook)] for r in rs]
     guards = [_guard(c, store, r.hook, lo, m) for c, r, lo, m in zip(cfgs, rs, loader_of, mngrs, strict=True)]
@@ -203,6 +203,14 @@ def _restore(mngrs, likes: list[TrainState]) -> tuple[list[TrainState], dict, in
             "start it again with --overwrite"
         )
     return [o[0] for o in out], loader_states[0], step
+
+
+def _wandb_runs_side_by_side() -> None:
+    """Let each SAE's `wandb.init` open its own run: by default a second init in one process returns the
+    run already open, and every SAE would log into the first one's."""
+    import wandb
+
+    wandb.setup(wandb.Settings(reinit="create_new"))
 
 
 def _prepare_parent(parent: RunDir, cfg: MultiTrainConfig, resume: bool, overwrite: bool) -> None:
