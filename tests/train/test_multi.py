@@ -64,7 +64,7 @@ def _cfg(store: Path, out: Path, name: str, saes=SAES, **fields) -> MultiTrainCo
 
 @pytest.fixture(scope="module")
 def together(store, tmp_path_factory) -> multi.MultiTrainResult:
-    return multi.run(_cfg(store, tmp_path_factory.mktemp("runs"), "together"))
+    return multi.run(_cfg(store, tmp_path_factory.mktemp("runs"), "together", stack=True))
 
 
 def _close(a: np.ndarray, b: np.ndarray, what: str) -> None:
@@ -106,7 +106,7 @@ def test_equal_steps_stack_and_the_others_do_not(together) -> None:
 
 
 def test_killed_multi_run_resumes_bitwise(store, together, tmp_path) -> None:
-    cfg = _cfg(store, tmp_path, "split")
+    cfg = _cfg(store, tmp_path, "split", stack=True)
     part = multi.run(cfg, stop_at_step=6)  # a checkpoint at step 4 and at the stop
     assert part.steps == 6 and not any(r.export_dir.exists() for r in part.saes.values())
     # a kill while saving: one SAE's step-6 checkpoint never got written; all restart from step 4
@@ -146,9 +146,10 @@ def test_config_errors_name_the_sae_and_the_fix(store, tmp_path) -> None:
         _cfg(store, tmp_path, "x", [{"name": "a", "lr": 1.0}])
 
 
-def test_saelab_train_takes_a_multi_sae_toml_and_resumes_it(store, tmp_path, capsys) -> None:
+def test_saelab_train_takes_a_multi_sae_toml_and_resumes_it(store, tmp_path, capsys, monkeypatch) -> None:
     from saelab.cli import main
 
+    monkeypatch.setenv("WANDB_SILENT", "true")
     f = tmp_path / "multi.toml"
     f.write_text(f"""
 [data]
@@ -165,15 +166,22 @@ out = "{tmp_path}"
 tokens = 512
 log_every = 4
 checkpoint_every = 4
-wandb = "disabled"
+wandb = "offline"
 progress = false
 [[saes]]
-name = "only"
+name = "s0"
+[[saes]]
+name = "s1"
+train = {{ seed = 1 }}
 """)
     assert main(["train", str(f), "--set", "train.tokens=256"]) == 0
     out = capsys.readouterr().out
-    assert f"multi-SAE run {tmp_path / 'cli'}: 1 SAEs, 4 steps" in out and "only:" in out
-    assert RunDir(tmp_path / "cli/only").sae.joinpath("cfg.json").exists()
+    assert f"multi-SAE run {tmp_path / 'cli'}: 2 SAEs, 4 steps" in out and "s0:" in out and "s1:" in out
+    for name in ("s0", "s1"):  # each SAE its own export and its own offline wandb run
+        sub = RunDir(tmp_path / "cli" / name)
+        assert sub.sae.joinpath("cfg.json").exists()
+        run_id = sub.wandb_id.read_text().strip()
+        assert [p.name.endswith(run_id) for p in sub.wandb.glob("offline-run-*")] == [True]
     assert main(["train", str(f)]) == 2  # the run exists
     assert "pass --overwrite" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "cli")]) == 0

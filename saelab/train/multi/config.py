@@ -91,9 +91,11 @@ class MultiTrainConfig(Config):
     """Shared: train.name names the parent directory; tokens, logging, checkpoints, mesh and tracking."""
     saes: list[MemberConfig] = Field(min_length=1)
     """The SAEs, each with its name and its own fields."""
-    stack: bool = True
+    stack: bool = False
     """Train SAEs that differ only in their seed (same hook, SAE, optimiser) as one vmapped step over
-    stacked parameters; off, every SAE is its own part of the one jitted step."""
+    stacked parameters; off, every SAE is its own part of the one jitted step. Off by default: on CPU the
+    vmapped TopK step ran 4x slower per SAE (AuxK's skip-when-nothing-is-dead `lax.cond` becomes a select
+    that computes every branch under vmap), and batched GEMMs round differently from a separate run's."""
 
     @model_validator(mode="after")
     def _check(self) -> MultiTrainConfig:

@@ -1,8 +1,8 @@
 """The one jitted step of a multi-SAE run: every SAE's train step on the same batch, in one XLA program.
 
-SAEs are grouped: those whose steps are the same function (same hook, input scale, SAE config, optimiser
-and bookkeeping; only the seed and the initial b_dec differ) train as one `jax.vmap` of the step over
-stacked states, the others as their own part of the program. Each hook's batch is scaled once per input
+SAEs are grouped: with stacking on (`MultiTrainConfig.stack`), those whose steps are the same function (same
+hook, input scale, SAE config, optimiser and bookkeeping; only the seed and the initial b_dec differ) train
+as one `jax.vmap` of the step over stacked states; every other SAE is its own part of the program. Each hook's batch is scaled once per input
 scale and shared by the groups reading it; the state stays one `TrainState` per group (stacked along a
 leading axis for a vmapped group), so the step is donated and updated in place as a single run's is.
 """
