@@ -2,9 +2,10 @@
 
 SAEs are grouped: with stacking on (`MultiTrainConfig.stack`), those whose steps are the same function (same
 hook, input scale, SAE config, optimiser and bookkeeping; only the seed and the initial b_dec differ) train
-as one `jax.vmap` of the step over stacked states; every other SAE is its own part of the program. Each hook's batch is scaled once per input
-scale and shared by the groups reading it; the state stays one `TrainState` per group (stacked along a
-leading axis for a vmapped group), so the step is donated and updated in place as a single run's is.
+as one `jax.vmap` of the step over stacked states; every other SAE is its own part of the program. Each
+hook's batch is scaled once per input scale and shared by the groups reading it; the state stays one
+`TrainState` per group (stacked along a leading axis for a vmapped group), so the step is donated and
+updated in place as a single run's is.
 """
 
 from __future__ import annotations
