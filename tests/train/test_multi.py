@@ -16,13 +16,13 @@ from saelab.train.multi import MultiTrainConfig, load_multi_run_config
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
 D, CONTEXT, WINDOWS = 8, 16, 48
-# Two TopK SAEs whose steps are the same function (stacked: one vmap), a ReLU SAE, and a TopK SAE of another
-# width and k on another hook: every way one SAE can differ from another.
+# Two TopK SAEs whose steps are the same function (stacked: one vmap), a ReLU SAE of another width, and a TopK
+# SAE of the same width at another k, on another hook and learning rate: every way SAEs can differ.
 SAES = [
     {"name": "a", "sae": {"k": 4}},
     {"name": "b", "sae": {"k": 4}, "train": {"seed": 1}},
-    {"name": "relu", "sae": {"architecture": "relu", "l1_coefficient": 0.3}},
-    {"name": "wide", "hook": HOOKS[1], "sae": {"k": 2, "expansion": 4}, "optim": {"lr": 1e-3}},
+    {"name": "relu", "sae": {"architecture": "relu", "l1_coefficient": 0.3, "expansion": 4}},
+    {"name": "k2", "hook": HOOKS[1], "sae": {"k": 2}, "optim": {"lr": 1e-3}},
 ]
 
 
@@ -79,7 +79,7 @@ def _strip(rows: list[dict]) -> list[dict]:
 
 def test_saes_trained_together_match_separate_runs(together, tmp_path) -> None:
     cfg = load_multi_run_config(together.run_dir)
-    assert list(together.saes) == ["a", "b", "relu", "wide"]
+    assert list(together.saes) == ["a", "b", "relu", "k2"]
     for member, mcfg in zip(cfg.saes, cfg.members(), strict=True):
         elsewhere = mcfg.train.model_copy(update={"name": f"alone-{member.name}", "out": tmp_path})
         alone = train.run(mcfg.model_copy(update={"train": elsewhere}))
@@ -129,8 +129,8 @@ def test_each_sae_is_a_normal_run(together) -> None:
         assert sub.root == r.run_dir and sub.is_run()
         assert train.load_run_config(sub.root).train.name == f"together/{name}"
         sae = load_sae(sub.root)
-        assert sae.cfg.d_sae == (32 if name == "wide" else 16)
-        assert sae.metadata["hook_name"] == (HOOKS[1] if name == "wide" else HOOKS[0])
+        assert sae.cfg.d_sae == (32 if name == "relu" else 16)
+        assert sae.metadata["hook_name"] == (HOOKS[1] if name == "k2" else HOOKS[0])
 
 
 def test_config_errors_name_the_sae_and_the_fix(store, tmp_path) -> None:
