@@ -31,20 +31,36 @@ def _harvest(a: argparse.Namespace) -> None:
 
 def _train(a: argparse.Namespace) -> None:
     from saelab import train
+    from saelab.runtime.rundir import RunDir
+    from saelab.train import multi
 
     if a.resume:
         if a.config or a.set:
             raise ValueError("--resume continues a run with its saved config; give no CONFIG or --set with it")
+        if RunDir(a.resume).is_multi():
+            return _print_multi(multi.run(multi.load_multi_run_config(a.resume), resume=True))
         result = train.run(train.load_run_config(a.resume), resume=True)
+    elif multi.is_multi_config(a.config):
+        return _print_multi(multi.run(multi.load_multi_config(a.config, a.set or []), overwrite=a.overwrite))
     else:
         result = train.run(train.load_config(a.config, a.set or []), overwrite=a.overwrite)
+    _print_run(result)
+
+
+def _print_run(result, name: str = "run") -> None:
     m = result.metrics
     print(
-        f"run {result.run_dir}: {result.steps} steps, {result.tokens_per_s:,.0f} tokens/s"
+        f"{name} {result.run_dir}: {result.steps} steps, {result.tokens_per_s:,.0f} tokens/s"
         + (f", EV {m['explained_variance']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.4f}" if m else "")
     )
     if result.export_dir.exists():
         print(f"SAE (SAELens format): {result.export_dir}")
+
+
+def _print_multi(result) -> None:
+    print(f"multi-SAE run {result.run_dir}: {len(result.saes)} SAEs, {result.steps} steps")
+    for name, r in result.saes.items():
+        _print_run(r, f"  {name}:")
 
 
 def _eval(a: argparse.Namespace) -> None:
@@ -96,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     register_store_commands(sub)
 
     tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
-    tr.add_argument("config", nargs="?", help="TOML file with [data], [sae], [optim], [train] sections")
+    tr.add_argument(
+        "config",
+        nargs="?",
+        help="TOML file with [data], [sae], [optim], [train] sections (and a [[saes]] list: several SAEs, one run)",
+    )
     tr.add_argument(
         "--set",
         action="append",

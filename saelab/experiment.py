@@ -56,6 +56,11 @@ def _train(cfg, redo: bool):
     return _call("saelab.train:run", cfg, resume=resume, overwrite=redo)
 
 
+def _train_multi(cfg, redo: bool):
+    resume = RunDir(cfg.run_dir).is_multi() and not redo
+    return _call("saelab.train.multi:run", cfg, resume=resume, overwrite=redo)
+
+
 def _plain(target: str) -> Callable[[BaseModel, bool], Any]:
     """Stages whose run takes just the config; a redo sets their `overwrite` field when they have one."""
 
@@ -70,6 +75,7 @@ def _plain(target: str) -> Callable[[BaseModel, bool], Any]:
 STAGES: dict[str, StageKind] = {
     "harvest": StageKind("saelab.harvest.config:HarvestConfig", _plain("saelab.harvest:run"), lambda c: c.out),
     "train": StageKind("saelab.train.config:TrainConfig", _train, lambda c: c.run_dir),
+    "train-multi": StageKind("saelab.train.multi.config:MultiTrainConfig", _train_multi, lambda c: c.run_dir),
     "eval": StageKind("saelab.evals.config:EvalConfig", _plain("saelab.evals:run"), lambda c: c.out),
     "plot": StageKind("saelab.evals.config:PlotConfig", _plain("saelab.evals.plots:run"), lambda c: c.out),
     "saelens-train": StageKind(

@@ -8,6 +8,9 @@
     sae/             the export: a SAELens-format SAE (cfg.json + sae_weights.safetensors)
     eval-*.json      eval results written beside the run (and their .md reports)
 
+A multi-SAE run (`saelab.train.multi`) is a parent directory holding `multi.json` (its resolved
+MultiTrainConfig) and one sub-directory per SAE, each a run directory as above.
+
 It lives under `runtime` rather than `train` because the stages below the trainer read it too:
 `saelab.sae.load_sae` accepts a run directory and the analyses write their defaults into one.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_FILE = "config.json"
+MULTI_CONFIG_FILE = "multi.json"
 EXPORT_DIR = "sae"
 
 
@@ -35,6 +39,19 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.root / CONFIG_FILE
+
+    @property
+    def multi_config(self) -> Path:
+        """The resolved MultiTrainConfig of a multi-SAE run (its sub-runs are `member(name)`)."""
+        return self.root / MULTI_CONFIG_FILE
+
+    def member(self, name: str) -> RunDir:
+        """The run directory of the SAE called `name` inside a multi-SAE run."""
+        return RunDir(self.root / name)
+
+    def is_multi(self) -> bool:
+        """Whether `root` is a multi-SAE run (it has the resolved multi-SAE config)."""
+        return self.multi_config.is_file()
 
     @property
     def checkpoints(self) -> Path:

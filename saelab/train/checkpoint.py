@@ -41,9 +41,12 @@ def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, loader_state
         ) from e
 
 
-def restore(mngr: ocp.CheckpointManager, like: TrainState) -> tuple[TrainState, dict[str, Any], int] | None:
-    """(state, loader state, step) of the latest checkpoint, laid out like `like`; None if there is none."""
-    step = mngr.latest_step()
+def restore(
+    mngr: ocp.CheckpointManager, like: TrainState, step: int | None = None
+) -> tuple[TrainState, dict[str, Any], int] | None:
+    """(state, loader state, step) of checkpoint `step` (default the latest), laid out like `like`; None if
+    there is none."""
+    step = mngr.latest_step() if step is None else step
     if step is None:
         return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)

@@ -163,6 +163,15 @@ class Resolved(NamedTuple):
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """TOML file + `section.key=value` overrides (values parsed as TOML, bare words as strings)."""
+    raw = read_toml(path, overrides)
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as e:
+        raise ValueError(f"invalid training config{f' {path}' if path else ''}:\n{e}") from None
+
+
+def read_toml(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
+    """The tables of a TOML file (none without a path) with `section.key=value` overrides applied."""
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -175,10 +184,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
             raise ValueError(f"--set expects section.key=value, got {item!r}")
         section, field = key.split(".", 1)
         raw.setdefault(section, {})[field] = parse_value(value)
-    try:
-        return TrainConfig(**raw)
-    except ValidationError as e:
-        raise ValueError(f"invalid training config{f' {path}' if path else ''}:\n{e}") from None
+    return raw
 
 
 def resolve(cfg: TrainConfig) -> Resolved:
