@@ -1,0 +1,57 @@
+"""SAE file formats by name, detected from the files a folder holds; adding one is a module and a line.
+
+saelens (saelab's own exports too): cfg.json + sae_weights.safetensors; sparsify: cfg.json + sae.safetensors
+(one folder per hookpoint); gemmascope: params.npz; llamascope: hyperparams.json + checkpoints/final.safetensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from saelab.sae.formats import gemmascope, llamascope, saelens, sparsify
+from saelab.sae.formats.base import DEFAULT, LoadOptions
+from saelab.sae.loaded import LoadedSAE
+
+
+class Format(NamedTuple):
+    name: str
+    detect: Callable[[Path], bool]  # does this folder hold an SAE in this format
+    load: Callable[[Path, LoadOptions], LoadedSAE]
+    files: str  # what it is made of, for error messages
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("saelens", saelens.detect, saelens.load, "cfg.json + sae_weights.safetensors"),
+        Format("sparsify", sparsify.detect, sparsify.load, "cfg.json + sae.safetensors"),
+        Format("gemmascope", gemmascope.detect, gemmascope.load, "params.npz"),
+        Format("llamascope", llamascope.detect, llamascope.load, "hyperparams.json + checkpoints/final.safetensors"),
+    )
+}
+
+
+def detect(path: Path) -> Format:
+    """The format of the SAE folder `path`; FileNotFoundError listing what each format needs otherwise."""
+    for fmt in FORMATS.values():
+        if fmt.detect(path):
+            return fmt
+    subs = sparsify.hookpoints(path) if path.is_dir() else []
+    if subs:
+        more = ", ..." if len(subs) > 8 else ""
+        raise FileNotFoundError(
+            f"{path} is a sparsify repository with one SAE per hookpoint; give one, e.g. {path / subs[0]} "
+            f"(hookpoints: {', '.join(subs[:8])}{more})"
+        )
+    need = "; ".join(f"{f.name}: {f.files}" for f in FORMATS.values())
+    raise FileNotFoundError(f"{path} holds no SAE in a known format ({need})")
+
+
+def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
+    """The SAE in folder `path`, whatever its format."""
+    return detect(path).load(path, opts)
+
+
+__all__ = ["FORMATS", "Format", "LoadOptions", "detect", "load"]
