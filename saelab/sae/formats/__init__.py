@@ -45,6 +45,11 @@ def detect(path: Path) -> Format:
             f"{path} is a sparsify repository with one SAE per hookpoint; give one, e.g. {path / subs[0]} "
             f"(hookpoints: {', '.join(subs[:8])}{more})"
         )
+    if (path / saelens.CFG_FILE).exists():
+        raise FileNotFoundError(
+            f"{path} is not a complete SAE directory: {saelens.WEIGHTS_FILE} is missing (a SAELens folder holds "
+            f"it beside cfg.json; a sparsify folder holds {sparsify.WEIGHTS_FILE})"
+        )
     need = "; ".join(f"{f.name}: {f.files}" for f in FORMATS.values())
     raise FileNotFoundError(f"{path} holds no SAE in a known format ({need})")
 
