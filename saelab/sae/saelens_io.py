@@ -116,7 +116,11 @@ def sae_dir(path: str | Path) -> Path:
     return path  # load_saelens names the missing file
 
 
-def sae_files(path: str | Path) -> tuple[Path, Path]:
-    """(cfg.json, weights) of the SAE `path` names (a SAELens-format directory or a run): what it is made of."""
+def sae_files(path: str | Path) -> tuple[Path, ...]:
+    """The files the SAE `path` names is made of (a SAELens-format directory: cfg.json and weights; a run: its
+    export; another format's folder: that format's files)."""
+    from saelab.sae.formats import FORMATS, detect
+
     d = sae_dir(path)
-    return d / CFG_FILE, d / WEIGHTS_FILE
+    fmt = detect(d) if d.is_dir() else FORMATS["saelens"]
+    return tuple(d / f for f in fmt.files)

@@ -11,6 +11,7 @@ import pytest
 
 from saelab.sae import encode, load_sae
 from saelab.sae.affine import decode
+from saelab.sae.saelens_io import sae_files
 from tests.sae.published_files import (
     D_IN,
     D_SAE,
@@ -176,6 +177,7 @@ def test_gemma_scope_params_npz_is_jumprelu_without_pre_bias(tmp_path) -> None:
     assert (sae.format, sae.cfg.architecture, sae.cfg.apply_b_dec_to_input) == ("gemmascope", "jumprelu", False)
     assert sae.hook_name == "blocks.4.hook_resid_post"
     assert 0 < f.astype(bool).sum() < f.size  # the threshold both passes and stops latents
+    assert sae_files(path) == (path / "params.npz",)  # what select's cache keys an SAE by
 
 
 def test_gemma_scope_embedding_sae_folds_its_sqrt_d_scale(tmp_path) -> None:

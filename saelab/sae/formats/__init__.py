@@ -19,16 +19,19 @@ class Format(NamedTuple):
     name: str
     detect: Callable[[Path], bool]  # does this folder hold an SAE in this format
     load: Callable[[Path, LoadOptions], LoadedSAE]
-    files: str  # what it is made of, for error messages
+    files: tuple[str, ...]  # what it is made of, relative to its folder
+
+    def describe(self) -> str:
+        return " + ".join(self.files)
 
 
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("saelens", saelens.detect, saelens.load, "cfg.json + sae_weights.safetensors"),
-        Format("sparsify", sparsify.detect, sparsify.load, "cfg.json + sae.safetensors"),
-        Format("gemmascope", gemmascope.detect, gemmascope.load, "params.npz"),
-        Format("llamascope", llamascope.detect, llamascope.load, "hyperparams.json + checkpoints/final.safetensors"),
+        Format("saelens", saelens.detect, saelens.load, (saelens.CFG_FILE, saelens.WEIGHTS_FILE)),
+        Format("sparsify", sparsify.detect, sparsify.load, (sparsify.CFG_FILE, sparsify.WEIGHTS_FILE)),
+        Format("gemmascope", gemmascope.detect, gemmascope.load, (gemmascope.PARAMS_FILE,)),
+        Format("llamascope", llamascope.detect, llamascope.load, (llamascope.CFG_FILE, llamascope.WEIGHTS_FILE)),
     )
 }
 
@@ -50,7 +53,7 @@ def detect(path: Path) -> Format:
             f"{path} is not a complete SAE directory: {saelens.WEIGHTS_FILE} is missing (a SAELens folder holds "
             f"it beside cfg.json; a sparsify folder holds {sparsify.WEIGHTS_FILE})"
         )
-    need = "; ".join(f"{f.name}: {f.files}" for f in FORMATS.values())
+    need = "; ".join(f"{f.name}: {f.describe()}" for f in FORMATS.values())
     raise FileNotFoundError(f"{path} holds no SAE in a known format ({need})")
 
 
