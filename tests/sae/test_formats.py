@@ -273,3 +273,52 @@ def test_saelens_own_load_gives_the_same_codes(tmp_path, arch: str, mode: str) -
     np.testing.assert_allclose(np.asarray(codes), f.numpy(), **TOL)
     np.testing.assert_allclose(np.asarray(ours.decode(codes, jnp.asarray(X))), x_hat, **TOL)
     assert json.loads((tmp_path / "cfg.json").read_text())["architecture"] == arch
+
+
+@pytest.mark.parametrize(
+    ("arch", "over"),
+    [
+        ("standard", {"apply_b_dec_to_input": False}),
+        ("topk", {"k": K, "rescale_acts_by_decoder_norm": True}),
+        ("jumprelu", {"normalize_activations": "expected_average_only_in"}),
+    ],
+)
+def test_saelens_own_load_agrees_on_pre_bias_decoder_norm_rescaling_and_folded_scale(tmp_path, arch, over) -> None:
+    sae_lens = pytest.importorskip("sae_lens")
+    import torch
+
+    w = rand(12)
+    if arch != "jumprelu":
+        w.pop("threshold")
+    write_saelens(tmp_path, w, saelens_cfg(arch, **over))
+    theirs = sae_lens.SAE.load_from_disk(str(tmp_path))
+    s = 0.61
+    if over.get("normalize_activations") == "expected_average_only_in":
+        theirs.fold_activation_norm_scaling_factor(s)  # what SAELens's from_pretrained does with the yaml's factor
+    with torch.no_grad():
+        f = theirs.encode(torch.tensor(X))
+        x_hat = theirs.decode(f).numpy()
+    ours = load_sae(tmp_path, norm_scaling_factor=s if "normalize_activations" in over else None)
+    codes = encode(ours.params, jnp.asarray(X), ours.cfg)
+    np.testing.assert_allclose(np.asarray(codes), f.numpy(), **TOL)
+    np.testing.assert_allclose(np.asarray(decode(ours.params, codes)), x_hat, **TOL)
+
+
+def test_sparsify_own_load_gives_the_same_codes(tmp_path) -> None:
+    sparsify = pytest.importorskip("sparsify")
+    if not hasattr(sparsify, "SparseCoder"):
+        pytest.skip("the `sparsify` installed is not EleutherAI's (eai-sparsify)")
+    import torch
+
+    w = rand(13)
+    path = write_sparsify(tmp_path / "layers.2", w, sparsify_cfg())
+    theirs = sparsify.SparseCoder.load_from_disk(path)
+    with torch.no_grad():
+        top_acts, top_idx, _ = theirs.encode(torch.tensor(X))
+        x_hat = theirs.decode(top_acts, top_idx).numpy()
+    dense = np.zeros((len(X), D_SAE), np.float32)
+    np.put_along_axis(dense, top_idx.numpy(), top_acts.numpy(), 1)
+    ours = load_sae(path)
+    codes = encode(ours.params, jnp.asarray(X), ours.cfg)
+    np.testing.assert_allclose(np.asarray(codes), dense, **TOL)
+    np.testing.assert_allclose(np.asarray(decode(ours.params, codes)), x_hat, **TOL)
