@@ -154,6 +154,7 @@ def test_pre_6_topk_as_activation_fn_and_bfloat16_dtype(tmp_path) -> None:
         ({"normalize_activations": "per_batch"}, {}, r"normalize_activations='per_batch' is not supported"),
         ({"normalize_activations": "none"}, {"norm_scaling_factor": 2.0}, r"norm_scaling_factor given"),
         ({"dtype": "int8"}, {}, r"dtype 'int8' is not supported"),
+        ({"architecture": "topk"}, {}, r"lacks \['k'\], which a SAELens topk SAE needs"),
     ],
 )
 def test_saelens_fields_that_cannot_be_honoured_are_refused(tmp_path, over: dict, kwargs: dict, message: str) -> None:

@@ -88,6 +88,9 @@ def _config(raw: dict[str, Any], path: Path) -> SAEConfig:
         raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {sorted(mapping)}{why}")
     if raw.get("reshape_activations", "none") not in ("none", "hook_z"):
         raise ValueError(f"{path / CFG_FILE}: reshape_activations={raw['reshape_activations']!r} is not supported")
+    lacking = [key for key in mapping[arch].saelens_keys if key not in raw]
+    if lacking:
+        raise ValueError(f"{path / CFG_FILE} lacks {lacking}, which a SAELens {arch} SAE needs")
     return SAEConfig(
         architecture=mapping[arch].name,
         d_in=raw["d_in"],
