@@ -18,6 +18,7 @@ ANALYSIS_COMMANDS: list[str] = [
     "saelab.inspect.cli",
     "saelab.train.plan_cli",
     "saelab.spliced.cli",
+    "saelab.sae.cli",
 ]
 
 

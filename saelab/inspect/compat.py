@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from saelab.models.aliases import hf_id
 from saelab.sae import LoadedSAE, load_sae
 from saelab.store import ActivationStore
 
@@ -46,7 +47,7 @@ def open_inputs(
         )
     store_model = store.meta.get("model")
     sae_model = meta.get("model_name")
-    if sae_model and store_model and sae_model != store_model:
+    if sae_model and store_model and hf_id(sae_model) != hf_id(store_model):  # gpt2-small is gpt2
         raise ValueError(
             f"store {store_path} was harvested from model {store_model!r} but SAE {sae_path} was "
             f"trained on {sae_model!r}; inspect it on a store of its own model"

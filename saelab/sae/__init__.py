@@ -10,6 +10,8 @@
 - init.py (tied init, geometric-median b_dec), decoder_norm.py (unit-norm decoder, optax transforms),
   scaling.py (input scaling and folding it into the parameters), sparse.py (custom-VJP TopK kernels),
   codes.py ((values, indices) codes), auxk.py (OpenAI's AuxK loss over the dead latents).
+- Loading published SAEs: `load_sae(PATH)` reads any format of formats/ (SAELens, Gemma Scope, Llama Scope,
+  sparsify) into a `LoadedSAE` (loaded.py); `load_pretrained(release, sae_id)` fetches one of releases.py.
 """
 
 from saelab.sae.affine import decode, pre_activations
@@ -23,6 +25,7 @@ from saelab.sae.decoder_norm import (
     unit_norm_decoder,
 )
 from saelab.sae.init import geometric_median, init_params
+from saelab.sae.loaded import InputNorm, LoadedSAE
 from saelab.sae.losses import AuxState, LossOutput, init_aux_state
 from saelab.sae.params import SAEParams, check_finite, check_params
 from saelab.sae.registry import (
@@ -34,7 +37,8 @@ from saelab.sae.registry import (
     loss,
     register,
 )
-from saelab.sae.saelens_io import LoadedSAE, load_sae, load_saelens, save_saelens
+from saelab.sae.releases import load_pretrained
+from saelab.sae.saelens_io import load_sae, load_saelens, save_saelens
 from saelab.sae.scaling import fold_input_scaling, input_scale
 from saelab.sae.sparse import dense_decode, dense_topk_encode, sparse_decode, topk_encode
 
@@ -43,7 +47,9 @@ __all__ = [
     "Architecture",
     "ArchitectureName",
     "AuxState",
+    "InputNorm",
     "LoadedSAE",
+    "load_pretrained",
     "load_sae",
     "load_saelens",
     "save_saelens",

@@ -11,25 +11,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from saelab.runtime.rundir import RunDir
-from saelab.sae.config import SHARED_FIELDS, SAEConfig
-from saelab.sae.params import SAEParams, check_finite
-from saelab.sae.registry import ARCHITECTURES, get_architecture
+from saelab.sae.config import ComputeDtype, SAEConfig
+from saelab.sae.loaded import LoadedSAE
+from saelab.sae.params import SAEParams
+from saelab.sae.registry import get_architecture
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 SAELENS_FORMAT = "6.0.0"  # the SAELens config layout we write (metadata nested); older layouts still load
-
-
-class LoadedSAE(NamedTuple):
-    params: SAEParams
-    cfg: SAEConfig
-    metadata: dict[str, Any]  # model_name, hook_name, context_size, store, ...
 
 
 def saelens_architecture(cfg: SAEConfig) -> str:
@@ -76,66 +70,32 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
 
 def load_saelens(path: str | Path) -> LoadedSAE:
     """Read a SAELens-format directory (ours or SAELens's own) into SAEParams and an SAEConfig; NonFiniteError
-    (naming the tensor) when a weight is NaN or Inf."""
-    from safetensors.numpy import load_file
+    (naming the tensor) when a weight is NaN or Inf. See saelab.sae.formats.saelens for the fields honoured."""
+    from saelab.sae.formats import saelens
 
-    path = Path(path)
-    for f in (CFG_FILE, WEIGHTS_FILE):
-        if not (path / f).exists():
-            raise FileNotFoundError(f"{path} is not a SAELens-format SAE directory: {f} is missing")
-    raw = json.loads((path / CFG_FILE).read_text())
-    meta = dict(raw.get("metadata") or {})
-    # older SAELens: top level
-    for key in ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos"):
-        if key in raw and key not in meta:
-            meta[key] = raw[key]
-    ours = meta.pop("saelab_config", None)
-    if ours is not None:
-        cfg = SAEConfig(**_applicable(ours))
-    else:
-        arch = raw.get("architecture", "standard")
-        mapping = {s: a for a in ARCHITECTURES.values() for s in a.saelens_imports}
-        if arch not in mapping:
-            raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {sorted(mapping)}")
-        cfg = SAEConfig(
-            architecture=mapping[arch].name,
-            d_in=raw["d_in"],
-            d_sae=raw["d_sae"],
-            apply_b_dec_to_input=raw.get("apply_b_dec_to_input", True),
-            **{key: raw[key] for key in mapping[arch].saelens_keys},
-        )
-    w = load_file(str(path / WEIGHTS_FILE))
-    missing = [k for k in ("W_enc", "b_enc", "W_dec", "b_dec") if k not in w]
-    if missing:
-        raise ValueError(f"{path / WEIGHTS_FILE} lacks tensors {missing}")
-    t = w.get("threshold")
-    if cfg.uses_threshold and t is None:
-        raise ValueError(f"{path} is a {cfg.architecture} SAE without a threshold tensor")
-    f32 = lambda a: jnp.asarray(a, jnp.float32)
-    params = SAEParams(
-        f32(w["W_enc"]),
-        f32(w["b_enc"]),
-        f32(w["W_dec"]),
-        f32(w["b_dec"]),
-        None if not cfg.uses_threshold else f32(np.broadcast_to(t, (cfg.d_sae,))),
-    )
-    check_finite(params, str(path))
-    return LoadedSAE(params, cfg, meta)
+    return saelens.load(Path(path))
 
 
-def _applicable(dumped: dict[str, Any]) -> dict[str, Any]:
-    """A saved SAEConfig dump (every field, defaults included) less the fields its architecture does not read,
-    which SAEConfig would reject as set."""
-    name = dumped.get("architecture", SAEConfig.model_fields["architecture"].default)
-    if name not in ARCHITECTURES:
-        return dumped  # SAEConfig names the unknown architecture
-    keep = SHARED_FIELDS | ARCHITECTURES[name].fields
-    return {k: v for k, v in dumped.items() if k in keep or k not in SAEConfig.model_fields}
+def load_sae(
+    path: str | Path,
+    *,
+    norm_scaling_factor: float | None = None,
+    runtime_norm: bool = False,
+    compute_dtype: ComputeDtype | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> LoadedSAE:
+    """An SAE from a training run (its `sae/` export) or a folder in any format of saelab.sae.formats
+    (SAELens, Gemma Scope, Llama Scope, sparsify), detected from the files it holds.
 
+    norm_scaling_factor: the dataset constant of a SAELens `expected_average_only_in` SAE (folded into the
+    weights); runtime_norm: accept a per-token normalisation (constant_norm_rescale, layer_norm), which only
+    LoadedSAE.encode / decode apply; compute_dtype: override the matmul dtype the stored dtype implies;
+    metadata: model_name / hook_name for files that do not state them (the file's own values win).
+    """
+    from saelab.sae.formats import LoadOptions, load
 
-def load_sae(path: str | Path) -> LoadedSAE:
-    """An SAE from a SAELens-format directory or from a training run directory (its `sae/` export)."""
-    return load_saelens(sae_dir(path))
+    opts = LoadOptions(norm_scaling_factor, runtime_norm, compute_dtype, dict(metadata or {}))
+    return load(sae_dir(path), opts)
 
 
 def sae_dir(path: str | Path) -> Path:
@@ -156,7 +116,11 @@ def sae_dir(path: str | Path) -> Path:
     return path  # load_saelens names the missing file
 
 
-def sae_files(path: str | Path) -> tuple[Path, Path]:
-    """(cfg.json, weights) of the SAE `path` names (a SAELens-format directory or a run): what it is made of."""
+def sae_files(path: str | Path) -> tuple[Path, ...]:
+    """The files the SAE `path` names is made of (a SAELens-format directory: cfg.json and weights; a run: its
+    export; another format's folder: that format's files)."""
+    from saelab.sae.formats import FORMATS, detect
+
     d = sae_dir(path)
-    return d / CFG_FILE, d / WEIGHTS_FILE
+    fmt = detect(d) if d.is_dir() else FORMATS["saelens"]
+    return tuple(d / f for f in fmt.files)
