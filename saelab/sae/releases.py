@@ -26,6 +26,7 @@ class Release(NamedTuple):
     pattern: str | None = None  # with paths None: the ids the release has, as a regex
     example: str = ""  # one valid id, for messages
     note: str = ""  # what a user should know (e.g. the model processing it was trained on)
+    model_processing: str = "none"  # the weight processing its SAEs assume (saelab.models.tl_processing)
 
 
 _GPT2_JB = {f"blocks.{i}.hook_resid_pre": f"blocks.{i}.hook_resid_pre" for i in range(12)} | {
@@ -59,6 +60,7 @@ RELEASES: dict[str, Release] = {
         _GPT2_JB,
         example="blocks.8.hook_resid_pre",
         note="trained on TransformerLens-processed GPT-2 (folded LayerNorm, centred writing weights)",
+        model_processing="transformer_lens",
     ),
     "gemma-scope-2b-pt-res": Release(
         "google/gemma-scope-2b-pt-res",
@@ -186,6 +188,7 @@ def load_pretrained(
     loc = locate(release, sae_id)
     path = fetch(loc)
     meta: dict[str, Any] = {"model_name": loc.model, "release": release, "sae_id": sae_id}
+    meta["model_processing"] = RELEASES[release].model_processing  # eval, splice and steer process the model so
     if loc.format == "gemmascope":
         meta["hook_name"] = hook_of(Path(loc.repo_id) / loc.folder)
     opts = LoadOptions(None, runtime_norm, compute_dtype, meta)

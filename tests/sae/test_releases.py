@@ -74,6 +74,21 @@ def test_a_cached_gemma_scope_release_loads_offline_with_its_hook_and_model(offl
     np.testing.assert_array_equal(np.asarray(sae.params.threshold), rand(0)["threshold"])
 
 
+def test_gpt2_res_jb_asks_for_transformer_lens_processing_and_gemma_scope_for_none(offline) -> None:
+    snap = _cached_snapshot(offline, "jbloom/GPT2-Small-SAEs-Reformatted")
+    w = rand(1)
+    w.pop("threshold")
+    write_saelens(snap / "blocks.8.hook_resid_pre", w, saelens_cfg("standard"))
+    sae = load_pretrained("gpt2-small-res-jb", "blocks.8.hook_resid_pre")
+    assert sae.metadata["model_processing"] == "transformer_lens"
+    snap = _cached_snapshot(offline, "google/gemma-scope-2b-pt-res")
+    write_gemmascope(snap / "layer_12" / "width_16k" / "average_l0_82", rand(0))
+    assert (
+        load_pretrained("gemma-scope-2b-pt-res", "layer_12/width_16k/average_l0_82").metadata["model_processing"]
+        == "none"
+    )
+
+
 def test_sae_info_reports_a_cached_release_and_a_local_folder(offline, tmp_path, capsys) -> None:
     snap = _cached_snapshot(offline, "jbloom/GPT2-Small-SAEs-Reformatted")
     w = rand(1)
