@@ -24,7 +24,7 @@ from saelab.models.hooks import hook_layer
 from saelab.runtime.distributed import is_main
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
-from saelab.sae import LoadedSAE, decode, encode, load_sae
+from saelab.sae import decode, encode, load_sae
 
 
 def run(cfg: EvalConfig) -> dict[str, Any] | None:
@@ -52,24 +52,18 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
             "evaluate it with the model it was trained on (--model)"
         )
     out = cfg.out or _default_out(cfg)
-    fn = _splice_fn(model.cfg, hook, sae.cfg)
+    fn = splice_fn(model.cfg, hook, sae.cfg)
     act_mean = None
     recon_sums = splice_sums = None
     done = 0
     corpus = open_corpus(cfg.corpus, cfg.split, cfg.heldout_fraction)
-    batches = pack_for_model(corpus, model, context=cfg.context, batch=cfg.batch)
     with progress_bar("tok/s", cfg.progress) as bar:
         task = bar.add_task(f"eval {hook}", total=cfg.tokens, info=cfg.corpus)
-        for b in batches:
-            if done >= cfg.tokens or (b.tokens.shape[0] < cfg.batch and done):
-                break
-            tokens = jnp.asarray(b.tokens)
+        for tokens in token_batches(corpus, model, cfg.context, cfg.batch, cfg.tokens):
             if act_mean is None:
-                act_mean = _mean_activation(sae, model, hook, tokens)
-            s, r = fn(model.params, sae.params, tokens, act_mean)
-            splice_sums = _add(splice_sums, s)
-            recon_sums = metrics.add(recon_sums, r)
-            done += b.tokens.size
+                act_mean = mean_activation(sae.metadata.get("dataset_path"), model, hook, tokens)
+            splice_sums, recon_sums = add_batch(fn, model, sae.params, tokens, act_mean, splice_sums, recon_sums)
+            done += tokens.size
             bar.update(task, completed=min(done, cfg.tokens))
     if recon_sums is None:
         raise ValueError(
@@ -113,8 +107,25 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
     return result
 
 
+def token_batches(corpus, model: Model, context: int, batch: int, tokens: int):
+    """The eval's batches (batch, context) of token ids: whole batches until `tokens` are reached (a short last
+    batch only when it is the first), the same for `saelab eval` and the trainer's in-training evals."""
+    done = 0
+    for b in pack_for_model(corpus, model, context=context, batch=batch):
+        if done >= tokens or (b.tokens.shape[0] < batch and done):
+            break
+        yield jnp.asarray(b.tokens)
+        done += b.tokens.size
+
+
+def add_batch(fn, model: Model, sae_params, tokens: jax.Array, act_mean: jax.Array, splice_sums, recon_sums):
+    """The running (splice, reconstruction) sums with one more batch of the compiled splice `fn`."""
+    s, r = fn(model.params, sae_params, tokens, act_mean)
+    return _add(splice_sums, s), metrics.add(recon_sums, r)
+
+
 @functools.lru_cache(maxsize=8)
-def _splice_fn(model_cfg, hook: str, sae_cfg):
+def splice_fn(model_cfg, hook: str, sae_cfg):
     """One compiled splice per (model, hook, SAE config) in a process: a second eval (another corpus) reuses it."""
     return splice.make_splice_fn(model_cfg, hook, partial(_encode, cfg=sae_cfg), partial(_decode, cfg=sae_cfg))
 
@@ -127,11 +138,10 @@ def _decode(params, codes, cfg):
     return decode(params, codes)
 
 
-def _mean_activation(sae: LoadedSAE, model: Model, hook: str, tokens: jax.Array) -> jax.Array:
+def mean_activation(store_dir: str | None, model: Model, hook: str, tokens: jax.Array) -> jax.Array:
     """Mean-ablation value: the training store's BOS-excluded mean when the store is here, else this batch's."""
     from saelab.store import ActivationStore, is_store
 
-    store_dir = sae.metadata.get("dataset_path")
     if store_dir and is_store(store_dir):
         stats = ActivationStore(store_dir).stats(hook)
         mean = stats.get("mean_no_bos") if stats.get("mean_no_bos") is not None else stats.get("mean")

@@ -52,7 +52,7 @@ def run(
     """
     model = model or Model.load(cfg.model, dtype=cfg.model_dtype)
     validate_hook_names(cfg.hooks, model.cfg.n_layers)
-    width = _hook_width(model, cfg.hooks)
+    width = hook_width(model, cfg.hooks)
     if model.tokenizer is None or model.bos_id is None:
         raise ValueError(f"model {cfg.model} has no tokenizer with a BOS id; harvesting needs both")
     corpus = open_corpus(cfg.corpus, split=cfg.split)
@@ -95,9 +95,7 @@ def run(
     if writer.complete:
         return _merge(cfg.out, processes)
     done_windows = first + writer.n_tokens_done // cfg.context + writer.skipped_windows
-    forward = _forward_fn(
-        model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch, interventions or {}
-    )
+    forward = forward_fn(model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch, interventions or {})
     batches = pack_for_model(
         corpus,
         model,
@@ -119,7 +117,7 @@ def run(
             take = min(len(b.tokens), total_windows - windows)
             if take <= 0:
                 break
-            toks = _pad_rows(b.tokens[:take], cfg.batch)
+            toks = pad_rows(b.tokens[:take], cfg.batch)
             acts, finite = forward(toks)  # dispatched asynchronously
             if pending is not None:
                 _write(writer, *pending, cfg)
@@ -171,7 +169,7 @@ def _merge(out: Path, processes: int) -> Path:
     return Path(out)
 
 
-def _hook_width(model: Model, hooks: list[str]) -> int:
+def hook_width(model: Model, hooks: list[str]) -> int:
     c = model.cfg
     widths = {}
     for h in hooks:
@@ -185,7 +183,7 @@ def _hook_width(model: Model, hooks: list[str]) -> int:
     return next(iter(widths.values()))
 
 
-def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int, interventions: dict[str, HookFn]):
+def forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int, interventions: dict[str, HookFn]):
     """Jitted tokens (batch, context) -> ({hook: (tokens, width) in storage dtype}, (batch,) bool: every value of
     the window finite after the cast to storage dtype), stopping at the deepest hook.
 
@@ -212,7 +210,7 @@ def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: i
     return partial(run, params)
 
 
-def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
+def pad_rows(x: np.ndarray, n: int) -> np.ndarray:
     """Pad a short last batch to the compiled batch size (the extra rows are dropped after the forward)."""
     if len(x) == n:
         return x
