@@ -16,6 +16,7 @@ is estimated on the first fill and kept in that state, so a resumed run scales a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -28,7 +29,6 @@ from jax.sharding import PartitionSpec as P
 from saelab.data import open_corpus, pack_for_model
 from saelab.harvest.harvest import forward_fn, hook_width, pad_rows
 from saelab.models import Model, validate_hook_names
-from saelab.models.loading import open_checkpoint
 from saelab.runtime.finite import NonFiniteError
 from saelab.store.loader import Batch
 from saelab.train.config import DataConfig, TrainConfig
@@ -55,7 +55,7 @@ class Source(NamedTuple):
 def describe_source(data: DataConfig) -> dict[str, Any]:
     """The manifest-like facts of an on-the-fly source (what the export and the evals read from a store's
     manifest): the model, corpus and window settings, the hook and its width. Reads the model's config."""
-    ck = open_checkpoint(data.model)
+    ck = load_model(data.model, data.model_dtype)
     validate_hook_names([data.hook], ck.cfg.n_layers)
     meta = {
         "model": data.model,
@@ -68,6 +68,18 @@ def describe_source(data: DataConfig) -> dict[str, Any]:
         "source": "model",
     }
     return {"meta": meta, "hooks": [data.hook], "d_model": hook_width(ck, [data.hook])}
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(name: str, dtype: str) -> Model:
+    """The model of an on-the-fly run, loaded once per process (a resumed or repeated run reuses it)."""
+    return Model.load(name, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _forward(name: str, dtype: str, hook: str, batch: int):
+    """The harvester's jitted forward of `hook`, made once per process and settings (compiled once)."""
+    return forward_fn(load_model(name, dtype), (hook,), jnp.float32, batch, {})
 
 
 def open_source(cfg: TrainConfig, hook: str, mesh: Mesh, saved: dict[str, Any] | None) -> Source:
@@ -96,13 +108,16 @@ class ModelStream:
     def __init__(self, data: DataConfig, hook: str, batch_size: int, mesh: Mesh, model: Model | None = None) -> None:
         self.data = data
         self.hook = hook
-        self.model = model or Model.load(data.model, dtype=data.model_dtype)
+        self.model = model or load_model(data.model, data.model_dtype)
         if self.model.tokenizer is None or self.model.bos_id is None:
             raise ValueError(f"model {data.model} has no tokenizer with a BOS id; training from it needs both")
         self.corpus = open_corpus(data.corpus, split=data.split)
         self.batch_size = batch_size
         self.n_batches = data.buffer_batches
-        self._forward = forward_fn(self.model, (hook,), jnp.float32, data.model_batch, {})
+        if model is None:
+            self._forward = _forward(data.model, data.model_dtype, hook, data.model_batch)
+        else:
+            self._forward = forward_fn(model, (hook,), jnp.float32, data.model_batch, {})
         sharding = NamedSharding(mesh, P("data", None))
         self._draw = jax.jit(
             lambda buf, perm, i: buf[jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)],
