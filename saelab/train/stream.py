@@ -70,6 +70,11 @@ def describe_source(data: DataConfig) -> dict[str, Any]:
     return {"meta": meta, "hooks": [data.hook], "d_model": hook_width(ck, [data.hook])}
 
 
+def fill_permutation(seed: int, fill: int, size: int) -> jax.Array:
+    """(size,) the order in which fill number `fill` of the buffer is drawn: batch i is rows [i*B, (i+1)*B)."""
+    return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), fill), size)
+
+
 @functools.lru_cache(maxsize=2)
 def load_model(name: str, dtype: str) -> Model:
     """The model of an on-the-fly run, loaded once per process (a resumed or repeated run reuses it)."""
@@ -215,8 +220,7 @@ class ModelStream:
         self.buffer = buffer
         if self.mean_sq_norm is None:
             self.mean_sq_norm = float(jnp.mean(jnp.sum(jnp.square(buffer), axis=1)))
-        key = jax.random.fold_in(jax.random.key(self.data.seed), fill)
-        self._perm = jax.random.permutation(key, buffer.shape[0])
+        self._perm = fill_permutation(self.data.seed, fill, buffer.shape[0])
 
     def _rows_from(self, start: Position) -> Iterator[tuple[Position, jax.Array]]:
         """(position, rows) of the stream from `start`: the carried tail when it starts there (the
