@@ -320,7 +320,9 @@ class _MetricsLog:
                 settings=wandb.Settings(quiet=True),
             )
 
-    def write(self, step: int, host: list[dict], state: TrainState, cfg: TrainConfig, rate: float, evals: dict):
+    def write(
+        self, step: int, host: list[dict], state: TrainState, cfg: TrainConfig, rate: float, evals: dict | None = None
+    ):
         """Average the window's per-step metrics (fetched by the loop) over the steps applied, count the
         skipped ones, add the dense fraction and the held-out `evals` of this step, log, and reset the window
         counts."""
@@ -335,7 +337,7 @@ class _MetricsLog:
             "tokens_per_s": rate,
             "dense_fraction": float(np.mean(counts / window > cfg.train.dense_threshold)),
         }
-        row |= evals
+        row |= evals or {}
         state = state._replace(window_counts=put(np.zeros(counts.shape, np.float32), state.window_counts.sharding))
         if self.main:
             with open(self.path, "a") as f:
