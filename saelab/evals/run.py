@@ -58,24 +58,18 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
             "evaluate it with the model it was trained on (--model) at its own hook (--hook, --hook-head-index)"
         )
     out = cfg.out or _default_out(cfg)
-    fn = _splice_fn(model.cfg, hook, sae.cfg, head)
+    fn = splice_fn(model.cfg, hook, sae.cfg, head)
     act_mean = None
     recon_sums = splice_sums = None
     done = 0
     corpus = open_corpus(cfg.corpus, cfg.split, cfg.heldout_fraction)
-    batches = pack_for_model(corpus, model, context=cfg.context, batch=cfg.batch)
     with progress_bar("tok/s", cfg.progress) as bar:
         task = bar.add_task(f"eval {hook}", total=cfg.tokens, info=cfg.corpus)
-        for b in batches:
-            if done >= cfg.tokens or (b.tokens.shape[0] < cfg.batch and done):
-                break
-            tokens = jnp.asarray(b.tokens)
+        for tokens in token_batches(corpus, model, cfg.context, cfg.batch, cfg.tokens):
             if act_mean is None:
-                act_mean = _mean_activation(sae, model, hook, head, tokens)
-            s, r = fn(model.params, sae.params, tokens, act_mean)
-            splice_sums = _add(splice_sums, s)
-            recon_sums = metrics.add(recon_sums, r)
-            done += b.tokens.size
+                act_mean = mean_activation(sae.metadata.get("dataset_path"), model, hook, tokens, head)
+            splice_sums, recon_sums = add_batch(fn, model, sae.params, tokens, act_mean, splice_sums, recon_sums)
+            done += tokens.size
             bar.update(task, completed=min(done, cfg.tokens))
     if recon_sums is None:
         raise ValueError(
@@ -121,8 +115,25 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
     return result
 
 
+def token_batches(corpus, model: Model, context: int, batch: int, tokens: int):
+    """The eval's batches (batch, context) of token ids: whole batches until `tokens` are reached (a short last
+    batch only when it is the first), the same for `saelab eval` and the trainer's in-training evals."""
+    done = 0
+    for b in pack_for_model(corpus, model, context=context, batch=batch):
+        if done >= tokens or (b.tokens.shape[0] < batch and done):
+            break
+        yield jnp.asarray(b.tokens)
+        done += b.tokens.size
+
+
+def add_batch(fn, model: Model, sae_params, tokens: jax.Array, act_mean: jax.Array, splice_sums, recon_sums):
+    """The running (splice, reconstruction) sums with one more batch of the compiled splice `fn`."""
+    s, r = fn(model.params, sae_params, tokens, act_mean)
+    return _add(splice_sums, s), metrics.add(recon_sums, r)
+
+
 @functools.lru_cache(maxsize=8)
-def _splice_fn(model_cfg, hook: str, sae_cfg, head: int | None):
+def splice_fn(model_cfg, hook: str, sae_cfg, head: int | None = None):
     """One compiled splice per (model, hook, SAE config) in a process: a second eval (another corpus) reuses it."""
     enc, dec = partial(_encode, cfg=sae_cfg), partial(_decode, cfg=sae_cfg)
     return splice.make_splice_fn(model_cfg, hook, enc, dec, head_index=head)
@@ -142,12 +153,13 @@ def _decode(params, codes, cfg):
     return decode(params, codes)
 
 
-def _mean_activation(sae: LoadedSAE, model: Model, hook: str, head: int | None, tokens: jax.Array) -> jax.Array:
+def mean_activation(
+    store_dir: str | None, model: Model, hook: str, tokens: jax.Array, head: int | None = None
+) -> jax.Array:
     """Mean-ablation value (d_in,) in the SAE's view of the hook: the training store's BOS-excluded mean when
     the store is here, else this batch's."""
     from saelab.store import ActivationStore, is_store
 
-    store_dir = sae.metadata.get("dataset_path")
     if store_dir and is_store(store_dir):
         stats = ActivationStore(store_dir).stats(hook)
         mean = stats.get("mean_no_bos") if stats.get("mean_no_bos") is not None else stats.get("mean")

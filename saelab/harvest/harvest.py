@@ -53,7 +53,7 @@ def run(
     """
     model = model or Model.load(cfg.model, dtype=cfg.model_dtype, process=cfg.model_processing)
     validate_hook_names(cfg.hooks, model.cfg.n_layers)
-    width = _hook_width(model, cfg.hooks)
+    width = store_width(model, cfg.hooks)
     if model.tokenizer is None or model.bos_id is None:
         raise ValueError(f"model {cfg.model} has no tokenizer with a BOS id; harvesting needs both")
     corpus = open_corpus(cfg.corpus, split=cfg.split)
@@ -98,9 +98,7 @@ def run(
     if writer.complete:
         return _merge(cfg.out, processes)
     done_windows = first + writer.n_tokens_done // cfg.context + writer.skipped_windows
-    forward = _forward_fn(
-        model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch, interventions or {}
-    )
+    forward = forward_fn(model, tuple(cfg.hooks), float_dtype(cfg.dtype, "store dtype"), cfg.batch, interventions or {})
     batches = pack_for_model(
         corpus,
         model,
@@ -122,7 +120,7 @@ def run(
             take = min(len(b.tokens), total_windows - windows)
             if take <= 0:
                 break
-            toks = _pad_rows(b.tokens[:take], cfg.batch)
+            toks = pad_rows(b.tokens[:take], cfg.batch)
             acts, finite = forward(toks)  # dispatched asynchronously
             if pending is not None:
                 _write(writer, *pending, cfg)
@@ -174,14 +172,15 @@ def _merge(out: Path, processes: int) -> Path:
     return Path(out)
 
 
-def _hook_width(model: Model, hooks: list[str]) -> int:
+def store_width(model: Model, hooks: list[str]) -> int:
+    """The one width the hooks of a store share (saelab.models.hook_views.hook_width of each)."""
     widths = {h: hook_width(model.cfg, h) for h in hooks}
     if len(set(widths.values())) > 1:
         raise ValueError(f"hooks of different widths cannot share a store: {widths}; harvest them separately")
     return next(iter(widths.values()))
 
 
-def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int, interventions: dict[str, HookFn]):
+def forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int, interventions: dict[str, HookFn]):
     """Jitted tokens (batch, context) -> ({hook: (tokens, width) in storage dtype}, (batch,) bool: every value of
     the window finite after the cast to storage dtype), stopping at the deepest hook.
 
@@ -208,7 +207,7 @@ def _forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: i
     return partial(run, params)
 
 
-def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
+def pad_rows(x: np.ndarray, n: int) -> np.ndarray:
     """Pad a short last batch to the compiled batch size (the extra rows are dropped after the forward)."""
     if len(x) == n:
         return x

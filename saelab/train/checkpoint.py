@@ -54,3 +54,12 @@ def restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), loader=ocp.args.JsonRestore())
     )
     return TrainState(*out["state"]), out["loader"], step
+
+
+def restore_loader(mngr: ocp.CheckpointManager) -> dict[str, Any] | None:
+    """The loader's JSON state of the latest checkpoint alone (what a source needs before the train state
+    exists, e.g. the on-the-fly input-scaling statistic); None if there is no checkpoint."""
+    step = mngr.latest_step()
+    if step is None:
+        return None
+    return mngr.restore(step, args=ocp.args.Composite(loader=ocp.args.JsonRestore()))["loader"]

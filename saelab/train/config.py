@@ -7,12 +7,14 @@ to fill in d_in and check the hook, so a missing store is also an error before a
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from saelab.harvest.config import HarvestConfig
 from saelab.runtime.cliargs import parse_value
 from saelab.runtime.config import Config
 from saelab.sae import SAEConfig, get_architecture
@@ -26,9 +28,27 @@ class _Section(Config):
     pass
 
 
+def _harvest_field(name: str):
+    """HarvestConfig's field `name` (type bounds, default and docstring), reused by the on-the-fly source."""
+    return copy.copy(HarvestConfig.model_fields[name])
+
+
 class DataConfig(_Section):
+    source: Literal["store", "model"] = "store"
+    """Where batches come from: a harvested store (globally shuffled), or the model itself run on the corpus
+    as training goes, through a shuffle buffer of `buffer_batches` batches (no store on disk)."""
     store: Path = Path("activations/demo")
-    """Activation store directory made by `saelab harvest`."""
+    """Activation store directory made by `saelab harvest` (source "store")."""
+    model: str = _harvest_field("model")
+    corpus: str = _harvest_field("corpus")
+    split: Literal["all", "train", "heldout"] = _harvest_field("split")
+    context: int = _harvest_field("context")
+    model_batch: int = _harvest_field("batch")
+    model_dtype: Literal["float32", "bfloat16"] = _harvest_field("model_dtype")
+    within_document: bool = _harvest_field("within_document")
+    buffer_batches: int = Field(default=16, ge=1)
+    """Source "model": training batches held in the device-side shuffle buffer; each fill is shuffled as a
+    whole and drained before the next (1 = no mixing across batches)."""
     hook: str | None = None
     """Hook point to train on; None means the store's only hook."""
     batch_size: int = Field(default=4096, ge=1)
@@ -36,7 +56,28 @@ class DataConfig(_Section):
     include_bos: bool = False
     """Train on BOS positions too (their norms are huge; excluded by default)."""
     seed: int = 0
-    """Seed of the global shuffle."""
+    """Seed of the global shuffle (source "store") or of the shuffle buffer (source "model")."""
+
+    @model_validator(mode="after")
+    def _check_source(self) -> DataConfig:
+        stream_only = ("model", "corpus", "split", "context", "model_batch", "model_dtype", "within_document")
+        changed = [k for k in (*stream_only, "buffer_batches", "store") if self._changed(k)]
+        if self.source == "store":
+            given = [k for k in changed if k != "store"]
+            if given:
+                raise ValueError(f"data.{', data.'.join(given)} apply to data.source='model'; set it or remove them")
+            return self
+        if "store" in changed:
+            raise ValueError("data.store is not read with data.source='model'; remove it or use source='store'")
+        if self.hook is None:
+            raise ValueError("data.source='model' needs data.hook, e.g. data.hook='blocks.3.hook_resid_post'")
+        if self.include_bos:
+            raise ValueError("data.include_bos is for stores; on the fly, BOS positions are always left out")
+        return self
+
+    def _changed(self, name: str) -> bool:
+        """Whether field `name` holds other than its default (a resolved config lists every field)."""
+        return getattr(self, name) != type(self).model_fields[name].default
 
 
 class SAESection(_Section):
@@ -104,6 +145,13 @@ class TrainSection(_Section):
     """Weights & Biases tracking: offline by default (files under RUN/wandb; `wandb sync` uploads them later),
     `disabled` for none, online only when asked. A run re-created with --overwrite is a new wandb run."""
     progress: bool = True
+    eval_every: int = Field(default=0, ge=0)
+    """Held-out eval (explained variance, CE loss recovered, KL with the SAE spliced in) every this many steps,
+    logged with that step's metrics as eval/*; 0 = off. A multiple of log_every."""
+    eval_tokens: int = Field(default=4096, gt=0)
+    """Tokens of the fixed held-out set of the in-training evals (the training corpus's held-out split)."""
+    eval_batch: int = Field(default=8, ge=1)
+    """Windows per in-training eval batch."""
 
 
 class TrainConfig(_Section):
@@ -133,6 +181,11 @@ class TrainConfig(_Section):
     def _check(self) -> TrainConfig:
         if self.train.tokens < self.data.batch_size:
             raise ValueError(f"train.tokens={self.train.tokens} is less than one batch ({self.data.batch_size})")
+        if self.train.eval_every % self.train.log_every:
+            raise ValueError(
+                f"train.eval_every={self.train.eval_every} is not a multiple of train.log_every="
+                f"{self.train.log_every}; evals are logged with a metrics row"
+            )
         extra = self.sae.model_extra or {}
         name = extra.get("architecture", _DEFAULT_ARCHITECTURE)
         if isinstance(name, str):  # before any store is opened: a field the architecture ignores is an error
@@ -188,7 +241,12 @@ def read_toml(path: str | Path | None, overrides: list[str] = ()) -> dict[str, A
 
 
 def resolve(cfg: TrainConfig) -> Resolved:
-    """Open the store manifest, pick the hook and build the SAEConfig (d_in from the store)."""
+    """Open the store manifest (or, on the fly, the model's config), pick the hook and build the SAEConfig
+    (d_in from the store or the model)."""
+    if cfg.data.source == "model":
+        from saelab.train.stream import describe_source
+
+        return _with_sae(cfg, cfg.data.hook, describe_source(cfg.data))
     try:
         manifest = read_manifest(cfg.data.store)
     except NotAStoreError as e:
@@ -199,6 +257,10 @@ def resolve(cfg: TrainConfig) -> Resolved:
         raise ValueError(f"store {cfg.data.store} holds hooks {hooks}; choose one with data.hook")
     if hook not in hooks:
         raise ValueError(f"data.hook {hook!r} is not in store {cfg.data.store}; it holds {hooks}")
+    return _with_sae(cfg, hook, manifest)
+
+
+def _with_sae(cfg: TrainConfig, hook: str, manifest: dict[str, Any]) -> Resolved:
     d_in = int(manifest["d_model"])
     extra = dict(cfg.sae.model_extra or {})
     d_sae = cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in

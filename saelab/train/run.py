@@ -26,8 +26,9 @@ from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
 from saelab.sae import SAEConfig, SAEParams, check_finite, geometric_median, get_architecture, init_params
 from saelab.store import ActivationLoader, ActivationStore
-from saelab.train import checkpoint
+from saelab.train import checkpoint, stream
 from saelab.train.config import Resolved, TrainConfig, resolve
+from saelab.train.evaluate import InTrainingEval
 from saelab.train.guard import Guard
 from saelab.train.mesh import check_divisible, make_mesh, param_shardings
 from saelab.train.sae_export import export
@@ -55,18 +56,17 @@ def run(
     r = resolve(cfg)
     run_dir = RunDir(cfg.run_dir)
     _prepare_run_dir(run_dir, cfg, resume, overwrite)
-    store = ActivationStore(cfg.data.store)
-    _check_store_stats(store, r.hook)
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
-    scale = input_scale(store.stats(r.hook), cfg.train.input_scaling, r.sae.d_in)
-    b_dec = _initial_b_dec(store, r, cfg, scale)
-    state, tx = initial_state(r.sae, cfg, mesh, b_dec)
-    shardings = jax.tree.map(lambda a: a.sharding, state)
-    loader = ActivationLoader(
-        store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
-    )
     mngr = checkpoint.manager(run_dir.checkpoints, cfg.train.keep_checkpoints)
+    if cfg.data.source == "model":
+        src = stream.open_source(cfg, r.hook, mesh, checkpoint.restore_loader(mngr) if resume else None)
+    else:
+        src = _store_source(cfg, r, mesh)
+    scale = input_scale(src.stats, cfg.train.input_scaling, r.sae.d_in)
+    state, tx = initial_state(r.sae, cfg, mesh, _initial_b_dec(src.b_dec_sample, cfg, scale))
+    shardings = jax.tree.map(lambda a: a.sharding, state)
+    loader = src.loader
     start = 0
     if resume:
         restored = checkpoint.restore(mngr, state)
@@ -88,7 +88,8 @@ def run(
     end = cfg.steps if stop_at_step is None else min(stop_at_step, cfg.steps)
     timer = _Throughput()
     last: dict[str, float] = {}
-    guard = _guard(cfg, store, r.hook, loader, mngr)
+    guard = _guard(cfg, src, mngr)
+    evaluate = InTrainingEval(cfg, r, scale) if cfg.train.eval_every else None
     with progress_bar("step/s", cfg.train.progress and is_main()) as bar:
         task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
         pending, fetched = [], []  # this log window's metrics: on the device, and those already on the host
@@ -101,7 +102,8 @@ def run(
             if done % cfg.train.log_every == 0 or done % cfg.train.checkpoint_every == 0 or done == end:
                 fetched += guard.check(done - len(pending) + len(fetched), pending[len(fetched) :])
             if done % cfg.train.log_every == 0 or done == end:
-                state, last = log.write(done, fetched, state, cfg, timer.rate())
+                evals = evaluate(state.params) if evaluate and done % cfg.train.eval_every == 0 else {}
+                state, last = log.write(done, fetched, state, cfg, timer.rate(), evals)
                 pending, fetched = [], []
                 bar.update(
                     task,
@@ -176,12 +178,25 @@ def _check_store_stats(store: ActivationStore, hook: str) -> None:
         )
 
 
-def _guard(cfg: TrainConfig, store: ActivationStore, hook: str, loader: ActivationLoader, mngr) -> Guard:
-    """The fault checks of this run: which store rows a step read, which of them are not finite, what is kept."""
-    view = store.activations(hook)
+def _store_source(cfg: TrainConfig, r: Resolved, mesh: Mesh) -> stream.Source:
+    """Globally shuffled batches of the store `cfg.data.store` (its statistics checked first)."""
+    store = ActivationStore(cfg.data.store)
+    _check_store_stats(store, r.hook)
+    loader = ActivationLoader(
+        store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
+    )
+    view = store.activations(r.hook)
 
     def bad_rows(rows: np.ndarray) -> np.ndarray:
         return rows[~np.isfinite(view.take(rows, np.float32)).all(1)]
+
+    return stream.Source(
+        loader, store.stats(r.hook), lambda: _store_sample(store, r, cfg), loader.global_indices, bad_rows
+    )
+
+
+def _guard(cfg: TrainConfig, src: stream.Source, mngr) -> Guard:
+    """The fault checks of this run: which rows a step read, which of them are not finite, what is kept."""
 
     def kept() -> str:
         mngr.wait_until_finished()  # the checkpoint in flight, if any, is whole before the run stops
@@ -190,7 +205,7 @@ def _guard(cfg: TrainConfig, store: ActivationStore, hook: str, loader: Activati
             return "no checkpoint had been written yet"
         return f"the last good checkpoint (step {step}) is kept"
 
-    return Guard(cfg.train.on_nonfinite, loader.global_indices, bad_rows, kept)
+    return Guard(cfg.train.on_nonfinite, src.rows, src.bad_rows, kept)
 
 
 def _prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
@@ -221,9 +236,20 @@ def _prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite:
     barrier("saelab-train-prepared")
 
 
-def _initial_b_dec(store: ActivationStore, r: Resolved, cfg: TrainConfig, scale: float) -> jax.Array | None:
-    if cfg.train.b_dec_init == "zeros":
+def _initial_b_dec(sample, cfg: TrainConfig, scale: float) -> jax.Array | None:
+    """The initial decoder bias from the source's sample (None on resume: the checkpoint holds b_dec)."""
+    x = None if cfg.train.b_dec_init == "zeros" else sample()
+    if x is None:
         return None
+    rng = np.random.default_rng(cfg.train.seed)
+    if len(x) > B_DEC_SAMPLE:
+        x = x[np.sort(rng.choice(len(x), size=B_DEC_SAMPLE, replace=False))]
+    x = jnp.asarray(x) * scale
+    return geometric_median(x) if cfg.train.b_dec_init == "geometric_median" else x.mean(0)
+
+
+def _store_sample(store: ActivationStore, r: Resolved, cfg: TrainConfig) -> np.ndarray:
+    """Up to B_DEC_SAMPLE finite store rows (raw), drawn with the init seed."""
     idx = store.train_indices(cfg.data.include_bos)
     rng = np.random.default_rng(cfg.train.seed)
     sample = np.sort(rng.choice(idx, size=min(B_DEC_SAMPLE, len(idx)), replace=False))
@@ -236,8 +262,7 @@ def _initial_b_dec(store: ActivationStore, r: Resolved, cfg: TrainConfig, scale:
             f"{len(sample)} sampled for the initial b_dec); `saelab store verify --deep {store.path}` names every "
             "shard and row. Re-harvest it, or set train.on_nonfinite='skip' to train around such rows"
         )
-    x = jnp.asarray(x[finite]) * scale
-    return geometric_median(x) if cfg.train.b_dec_init == "geometric_median" else x.mean(0)
+    return x[finite]
 
 
 def _place(state: TrainState, mesh) -> TrainState:
@@ -295,9 +320,12 @@ class _MetricsLog:
                 settings=wandb.Settings(quiet=True),
             )
 
-    def write(self, step: int, host: list[dict], state: TrainState, cfg: TrainConfig, rate: float):
+    def write(
+        self, step: int, host: list[dict], state: TrainState, cfg: TrainConfig, rate: float, evals: dict | None = None
+    ):
         """Average the window's per-step metrics (fetched by the loop) over the steps applied, count the
-        skipped ones, add the dense fraction, log, and reset the window counts."""
+        skipped ones, add the dense fraction and the held-out `evals` of this step, log, and reset the window
+        counts."""
         applied = [m for m in host if not m["nonfinite"]] or host
         row = {k: float(np.mean([m[k] for m in applied])) for k in host[0] if k != "nonfinite"}
         row["skipped_batches"] = int(sum(m["nonfinite"] for m in host))
@@ -309,6 +337,7 @@ class _MetricsLog:
             "tokens_per_s": rate,
             "dense_fraction": float(np.mean(counts / window > cfg.train.dense_threshold)),
         }
+        row |= evals or {}
         state = state._replace(window_counts=put(np.zeros(counts.shape, np.float32), state.window_counts.sharding))
         if self.main:
             with open(self.path, "a") as f:

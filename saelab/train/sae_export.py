@@ -27,7 +27,7 @@ def export(params: SAEParams, r: Resolved, scale: float, out: Path, cfg: TrainCo
             "hook_name": r.hook,
             "context_size": meta.get("context"),
             "prepend_bos": True,
-            "dataset_path": str(cfg.data.store),
+            "dataset_path": str(cfg.data.store) if cfg.data.source == "store" else None,
             "weights_hash": meta.get("weights_hash"),
             "model_processing": meta.get("model_processing", "none"),
             "corpus": meta.get("corpus"),

@@ -1,0 +1,254 @@
+"""Training straight from the model (`data.source = "model"`): no store, the harvester's forward feeds the trainer.
+
+Windows are packed from the corpus as a harvest packs them and run through the harvester's jitted forward
+(`saelab.harvest.harvest.forward_fn`, stopping after the hooked block); the activations of positions 1..
+(BOS left out, as the store's training indices leave it out) go into a device-side shuffle buffer of
+`buffer_batches` training batches. Each fill is permuted on the device by a key of (data.seed, fill number)
+and drained batch by batch; then the buffer is refilled from where the stream stopped. A store shuffles the
+whole harvest instead; `experiments/shuffle_quality.py` measures what the buffer gives up.
+
+The iterator state is JSON: the fill number, the batches drawn from it, and the stream positions (epoch,
+window, row) where the fill starts and where the next one starts. A resumed run re-runs the forwards of the
+current fill (at most `buffer_batches` batches of tokens) from its start and permutes it with the same key,
+so it draws exactly the batches an uninterrupted run draws. The input-scaling statistic (mean squared norm)
+is estimated on the first fill and kept in that state, so a resumed run scales as the first run did.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from saelab.data import open_corpus, pack_for_model
+from saelab.harvest.harvest import forward_fn, pad_rows, store_width
+from saelab.models import Model, validate_hook_names
+from saelab.runtime.finite import NonFiniteError
+from saelab.store.loader import Batch
+from saelab.train.config import DataConfig, TrainConfig
+
+
+class Position(NamedTuple):
+    """A place in the endless activation stream: `row` rows into the forward batch starting at `window`."""
+
+    epoch: int  # passes over the corpus completed
+    window: int  # window index within the corpus
+    row: int  # activation rows (BOS left out) already taken from the forward batch starting at `window`
+
+
+class Source(NamedTuple):
+    """What the trainer needs from a batch source (a store or the model)."""
+
+    loader: Any  # iterator of Batch with get_state() / set_state()
+    stats: dict[str, Any]  # mean_sq_norm(_no_bos) for the input scale
+    b_dec_sample: Callable[[], np.ndarray | None]  # raw activations for the initial b_dec (None: keep zeros)
+    rows: Callable[[int], np.ndarray]  # the rows a step trained on (for the fault message)
+    bad_rows: Callable[[np.ndarray], np.ndarray]  # those of them holding NaN or Inf
+
+
+def describe_source(data: DataConfig) -> dict[str, Any]:
+    """The manifest-like facts of an on-the-fly source (what the export and the evals read from a store's
+    manifest): the model, corpus and window settings, the hook and its width. Reads the model's config."""
+    ck = load_model(data.model, data.model_dtype)
+    validate_hook_names([data.hook], ck.cfg.n_layers)
+    meta = {
+        "model": data.model,
+        "weights_hash": ck.weights_hash,
+        "model_dtype": data.model_dtype,
+        "corpus": data.corpus,
+        "split": data.split,
+        "context": data.context,
+        "within_document": data.within_document,
+        "source": "model",
+    }
+    return {"meta": meta, "hooks": [data.hook], "d_model": store_width(ck, [data.hook])}
+
+
+def fill_permutation(seed: int, fill: int, size: int) -> jax.Array:
+    """(size,) the order in which fill number `fill` of the buffer is drawn: batch i is rows [i*B, (i+1)*B)."""
+    return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), fill), size)
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(name: str, dtype: str) -> Model:
+    """The model of an on-the-fly run, loaded once per process (a resumed or repeated run reuses it)."""
+    return Model.load(name, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _forward(name: str, dtype: str, hook: str, batch: int):
+    """The harvester's jitted forward of `hook`, made once per process and settings (compiled once)."""
+    return forward_fn(load_model(name, dtype), (hook,), jnp.float32, batch, {})
+
+
+def open_source(cfg: TrainConfig, hook: str, mesh: Mesh, saved: dict[str, Any] | None) -> Source:
+    """The on-the-fly source of a run; `saved` is the restored iterator state when resuming (its statistic is
+    reused), None for a fresh run (the first fill is made now and gives the statistic and the b_dec sample)."""
+    if jax.process_count() > 1:
+        raise ValueError("data.source='model' trains in one process; harvest a store for multi-process runs")
+    stream = ModelStream(cfg.data, hook, cfg.data.batch_size, mesh)
+    if saved is None:
+        stream.prime()
+        msq, sample = stream.mean_sq_norm, lambda: np.asarray(stream.buffer)
+    else:
+        msq, sample = float(saved["mean_sq_norm"]), lambda: None
+    return Source(
+        stream,
+        {"mean_sq_norm": msq, "mean_sq_norm_no_bos": msq},
+        sample,
+        lambda step: np.empty(0, np.int64),  # rows were checked finite when the buffer was filled
+        lambda rows: rows[:0],
+    )
+
+
+class ModelStream:
+    """Endless shuffled batches of (batch_size, d) activations of `hook`, made by the model as they are drawn."""
+
+    def __init__(self, data: DataConfig, hook: str, batch_size: int, mesh: Mesh, model: Model | None = None) -> None:
+        self.data = data
+        self.hook = hook
+        self.model = model or load_model(data.model, data.model_dtype)
+        if self.model.tokenizer is None or self.model.bos_id is None:
+            raise ValueError(f"model {data.model} has no tokenizer with a BOS id; training from it needs both")
+        self.corpus = open_corpus(data.corpus, split=data.split)
+        self.batch_size = batch_size
+        self.n_batches = data.buffer_batches
+        if model is None:
+            self._forward = _forward(data.model, data.model_dtype, hook, data.model_batch)
+        else:
+            self._forward = forward_fn(model, (hook,), jnp.float32, data.model_batch, {})
+        sharding = NamedSharding(mesh, P("data", None))
+        self._draw = jax.jit(
+            lambda buf, perm, i: buf[jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)],
+            out_shardings=sharding,
+        )
+        self.fill = -1  # the fill in the buffer
+        self.drawn = self.n_batches  # batches drawn from it (all: the next draw fills)
+        self.start = Position(0, 0, 0)  # where the current fill starts in the stream
+        self.next = Position(0, 0, 0)  # where the next fill starts
+        self.mean_sq_norm: float | None = None
+        self.buffer: jax.Array | None = None  # (buffer_batches * batch_size, d)
+        self._perm: jax.Array | None = None
+        self._chunks: Iterator[tuple[Position, jax.Array]] | None = None
+        self._carry: tuple[Position, jax.Array] | None = None  # the unused rows of the last forward
+        self.steps = 0
+
+    def prime(self) -> None:
+        """Make the first fill now (a fresh run estimates its input scale and b_dec from it)."""
+        if self.buffer is None and self.fill < 0:
+            self._refill(0, Position(0, 0, 0))
+            self.drawn = 0
+
+    def __iter__(self) -> ModelStream:
+        return self
+
+    def __next__(self) -> Batch:
+        if self.drawn == self.n_batches:
+            self._refill(self.fill + 1, self.next)
+            self.drawn = 0
+        elif self.buffer is None:  # resumed inside a fill: rebuild it exactly
+            self._refill(self.fill, self.start)
+        x = self._draw(self.buffer, self._perm, self.drawn)
+        self.drawn += 1
+        self.steps += 1
+        return Batch(x, np.empty(0, np.int64))
+
+    def get_state(self) -> dict[str, Any]:
+        """JSON-serialisable: `set_state` on a stream of the same settings continues with the next batch."""
+        return {
+            "source": "model",
+            "seed": self.data.seed,
+            "batch_size": self.batch_size,
+            "buffer_batches": self.n_batches,
+            "model_batch": self.data.model_batch,
+            "context": self.data.context,
+            "fill": self.fill,
+            "drawn": self.drawn,
+            "start": list(self.start),
+            "next": list(self.next),
+            "mean_sq_norm": self.mean_sq_norm,
+            "step": self.steps,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `get_state()`; the current fill is rebuilt on the next draw."""
+        mine = self.get_state()
+        keys = ("source", "seed", "batch_size", "buffer_batches", "model_batch", "context")
+        diff = [k for k in keys if state.get(k) != mine[k]]
+        if diff:
+            raise ValueError(
+                "stream state does not fit this run: "
+                + ", ".join(f"{k} {state.get(k)} in the state, {mine[k]} here" for k in diff)
+                + " (resume with the data settings the run started with)"
+            )
+        self.fill, self.drawn, self.steps = int(state["fill"]), int(state["drawn"]), int(state["step"])
+        self.start, self.next = Position(*state["start"]), Position(*state["next"])
+        self.mean_sq_norm = state["mean_sq_norm"]
+        self.buffer = self._perm = self._chunks = self._carry = None
+
+    def close(self) -> None:
+        self._chunks = self._carry = None
+
+    def _refill(self, fill: int, start: Position) -> None:
+        """Fill the buffer with the stream's rows from `start` and permute it with the key of `fill`."""
+        need = self.n_batches * self.batch_size
+        parts = []
+        rows_from = self._rows_from(start)
+        for pos, rows in rows_from:
+            take = min(need, rows.shape[0])
+            parts.append(rows[:take])
+            need -= take
+            if need == 0:
+                self._carry = (pos._replace(row=pos.row + take), rows[take:]) if take < rows.shape[0] else None
+                break
+        if self._carry is None:
+            self._carry = next(rows_from)  # the next fill's start is the next forward batch's
+        buffer = jnp.concatenate(parts) if len(parts) > 1 else parts[0]  # (buffer rows, d)
+        if not bool(jnp.isfinite(buffer).all()):
+            raise NonFiniteError(
+                f"train: the model's {self.hook} activations of fill {fill} (from corpus window {start.window} of "
+                f"epoch {start.epoch}) hold NaN or Inf; train with data.model_dtype='float32', or harvest a store "
+                "with on_nonfinite='skip'"
+            )
+        self.fill, self.start, self.next = fill, start, self._carry[0]
+        self.buffer = buffer
+        if self.mean_sq_norm is None:
+            self.mean_sq_norm = float(jnp.mean(jnp.sum(jnp.square(buffer), axis=1)))
+        self._perm = fill_permutation(self.data.seed, fill, buffer.shape[0])
+
+    def _rows_from(self, start: Position) -> Iterator[tuple[Position, jax.Array]]:
+        """(position, rows) of the stream from `start`: the carried tail when it starts there (the
+        uninterrupted path), else the forwards re-run from the start's window (a resume)."""
+        if self._carry is not None and self._carry[0] == start:
+            yield self._carry
+            self._carry = None
+        else:
+            self._chunks = self._forwards(start.epoch, start.window)
+            pos, rows = next(self._chunks)
+            yield start, rows[start.row :]
+        for item in self._chunks:  # noqa: UP028 - `yield from` would close the forwards with this generator
+            yield item
+
+    def _forwards(self, epoch: int, window: int) -> Iterator[tuple[Position, jax.Array]]:
+        """Forward batches of `model_batch` windows from `window`, epoch after epoch: (position, rows (n, d))."""
+        d, mb, ctx = self.data, self.data.model_batch, self.data.context
+        while True:
+            empty = True
+            for b in pack_for_model(
+                self.corpus, self.model, context=ctx, batch=mb, within_document=d.within_document, skip_windows=window
+            ):
+                empty = False
+                n = len(b.tokens)
+                acts, _ = self._forward(pad_rows(b.tokens, mb))
+                rows = acts[self.hook].reshape(mb, ctx, -1)[:n, 1:]  # (windows, context - 1, d): BOS left out
+                yield Position(epoch, window, 0), rows.reshape(n * (ctx - 1), -1)
+                window += n
+            if empty and window == 0:
+                raise ValueError(f"corpus {d.corpus} ({d.split} split) gives no window of {ctx} tokens to train on")
+            epoch, window = epoch + 1, 0
