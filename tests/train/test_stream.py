@@ -127,7 +127,7 @@ def test_killed_on_the_fly_run_resumes_to_the_uninterrupted_parameters(tmp_path,
     from saelab.sae import load_sae
 
     sae = load_sae(full.run_dir)
-    assert sae.metadata["hook_name"] == HOOK and sae.metadata["dataset_path"] is None
+    assert sae.metadata["hook_name"] == HOOK and sae.metadata.get("dataset_path") is None
     assert sae.metadata["context_size"] == 16
 
 
