@@ -55,7 +55,7 @@ def run(
     early, as an interruption would."""
     r = resolve(cfg)
     run_dir = RunDir(cfg.run_dir)
-    _prepare_run_dir(run_dir, cfg, resume, overwrite)
+    prepare_run_dir(run_dir, cfg, resume, overwrite)
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
     mngr = checkpoint.manager(run_dir.checkpoints, cfg.train.keep_checkpoints)
@@ -64,7 +64,7 @@ def run(
     else:
         src = _store_source(cfg, r, mesh)
     scale = input_scale(src.stats, cfg.train.input_scaling, r.sae.d_in)
-    state, tx = initial_state(r.sae, cfg, mesh, _initial_b_dec(src.b_dec_sample, cfg, scale))
+    state, tx = initial_state(r.sae, cfg, mesh, initial_b_dec(src.b_dec_sample, cfg, scale))
     shardings = jax.tree.map(lambda a: a.sharding, state)
     loader = src.loader
     start = 0
@@ -84,11 +84,11 @@ def run(
         donate_argnums=0,
         out_shardings=(shardings, None),
     )
-    log = _MetricsLog(run_dir, start, cfg)
+    log = MetricsLog(run_dir, start, cfg)
     end = cfg.steps if stop_at_step is None else min(stop_at_step, cfg.steps)
-    timer = _Throughput()
+    timer = Throughput()
     last: dict[str, float] = {}
-    guard = _guard(cfg, src, mngr)
+    guard = make_guard(cfg, src, mngr)
     evaluate = InTrainingEval(cfg, r, scale) if cfg.train.eval_every else None
     with progress_bar("step/s", cfg.train.progress and is_main()) as bar:
         task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
@@ -167,7 +167,7 @@ def wandb_run_id(run_dir: RunDir, name: str) -> str:
     return run_id
 
 
-def _check_store_stats(store: ActivationStore, hook: str) -> None:
+def check_store_stats(store: ActivationStore, hook: str) -> None:
     """Refuse a store whose statistics count NaN/Inf activations: the input scale and every step would be NaN."""
     st = store.stats(hook)
     if st.get("n_nonfinite") or not np.isfinite(st.get("mean_sq_norm", 0.0)):
@@ -181,7 +181,7 @@ def _check_store_stats(store: ActivationStore, hook: str) -> None:
 def _store_source(cfg: TrainConfig, r: Resolved, mesh: Mesh) -> stream.Source:
     """Globally shuffled batches of the store `cfg.data.store` (its statistics checked first)."""
     store = ActivationStore(cfg.data.store)
-    _check_store_stats(store, r.hook)
+    check_store_stats(store, r.hook)
     loader = ActivationLoader(
         store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
     )
@@ -195,7 +195,7 @@ def _store_source(cfg: TrainConfig, r: Resolved, mesh: Mesh) -> stream.Source:
     )
 
 
-def _guard(cfg: TrainConfig, src: stream.Source, mngr) -> Guard:
+def make_guard(cfg: TrainConfig, src: stream.Source, mngr) -> Guard:
     """The fault checks of this run: which rows a step read, which of them are not finite, what is kept."""
 
     def kept() -> str:
@@ -208,7 +208,7 @@ def _guard(cfg: TrainConfig, src: stream.Source, mngr) -> Guard:
     return Guard(cfg.train.on_nonfinite, src.rows, src.bad_rows, kept)
 
 
-def _prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Check the run dir on every process (same errors everywhere), then process 0 alone (re)creates it; the
     barriers keep a process from seeing the config another one has just written."""
     f = run_dir.config
@@ -236,7 +236,7 @@ def _prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite:
     barrier("saelab-train-prepared")
 
 
-def _initial_b_dec(sample, cfg: TrainConfig, scale: float) -> jax.Array | None:
+def initial_b_dec(sample, cfg: TrainConfig, scale: float) -> jax.Array | None:
     """The initial decoder bias from the source's sample (None on resume: the checkpoint holds b_dec)."""
     x = None if cfg.train.b_dec_init == "zeros" else sample()
     if x is None:
@@ -275,7 +275,7 @@ def _place(state: TrainState, mesh) -> TrainState:
     return state._replace(since_fired=put(state.since_fired, lat), window_counts=put(state.window_counts, lat))
 
 
-class _Throughput:
+class Throughput:
     """Tokens per second, excluding the first (compiling) step."""
 
     def __init__(self) -> None:
@@ -294,7 +294,7 @@ class _Throughput:
         return self.tokens / (time.perf_counter() - self.t0) if self.t0 and self.tokens else 0.0
 
 
-class _MetricsLog:
+class MetricsLog:
     """metrics.jsonl (truncated to the restored step on resume, so a resumed log equals an uninterrupted
     one) and wandb."""
 

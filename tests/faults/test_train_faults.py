@@ -59,13 +59,13 @@ KILL_POINTS = {
     "between checkpoints": """
         import importlib
         run = importlib.import_module("saelab.train.run")  # the module (saelab.train.run is also a function)
-        real = run._MetricsLog.write
+        real = run.MetricsLog.write
         def write(self, step, *a):
             out = real(self, step, *a)
             if step == 16:
                 die()
             return out
-        run._MetricsLog.write = write
+        run.MetricsLog.write = write
     """,
     # every step done and checkpointed, the export's weights written, its cfg.json not yet renamed in
     "during the export": """

@@ -30,15 +30,15 @@ from saelab.train.mesh import check_divisible, make_mesh
 from saelab.train.multi.config import MultiTrainConfig
 from saelab.train.multi.stack import Group, group, make_multi_step, member, member_metrics, stack
 from saelab.train.run import (
+    MetricsLog,
+    Throughput,
     TrainResult,
-    _check_store_stats,
-    _guard,
-    _initial_b_dec,
-    _MetricsLog,
-    _prepare_run_dir,
-    _Throughput,
+    check_store_stats,
+    initial_b_dec,
     initial_state,
     input_scale,
+    make_guard,
+    prepare_run_dir,
 )
 from saelab.train.sae_export import export
 from saelab.train.state import TrainState
@@ -63,11 +63,11 @@ def run(
     _prepare_parent(RunDir(cfg.run_dir), cfg, resume, overwrite)
     dirs = [RunDir(c.run_dir) for c in cfgs]
     for d, c in zip(dirs, cfgs, strict=True):
-        _prepare_run_dir(d, c, resume, overwrite=False)
+        prepare_run_dir(d, c, resume, overwrite=False)
     store = ActivationStore(cfg.data.store)
     hooks = list(dict.fromkeys(r.hook for r in rs))  # each hook once, in config order
     for h in hooks:
-        _check_store_stats(store, h)
+        check_store_stats(store, h)
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     for r in rs:
         check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
@@ -95,11 +95,11 @@ def run(
     step_fn = jax.jit(make_multi_step(groups, steps), donate_argnums=0, out_shardings=(shardings, None))
     if cfg.train.wandb != "disabled":
         _wandb_runs_side_by_side()
-    logs = [_MetricsLog(d, start, c) for d, c in zip(dirs, cfgs, strict=True)]
+    logs = [MetricsLog(d, start, c) for d, c in zip(dirs, cfgs, strict=True)]
     loader_of = [loaders[hooks.index(r.hook)] for r in rs]
-    guards = [_guard(c, store, r.hook, lo, m) for c, r, lo, m in zip(cfgs, rs, loader_of, mngrs, strict=True)]
+    guards = [make_guard(c, store, r.hook, lo, m) for c, r, lo, m in zip(cfgs, rs, loader_of, mngrs, strict=True)]
     end = cfg.steps if stop_at_step is None else min(stop_at_step, cfg.steps)
-    timer = _Throughput()
+    timer = Throughput()
     last: list[dict[str, float]] = [{} for _ in cfgs]
     log_every, ckpt_every = cfg.train.log_every, cfg.train.checkpoint_every
     with progress_bar("step/s", cfg.train.progress and is_main()) as bar:
@@ -156,7 +156,7 @@ def _initial_b_decs(store: ActivationStore, cfgs: list[TrainConfig], rs: list[Re
     for c, r, scale in zip(cfgs, rs, scales, strict=True):
         key = (r.hook, scale, c.train.seed, c.train.b_dec_init, c.train.on_nonfinite)
         if key not in done:
-            done[key] = _initial_b_dec(store, r, c, scale)
+            done[key] = initial_b_dec(store, r, c, scale)
         b_dec = done[key]
         yield c, r, None if b_dec is None else jnp.copy(b_dec)  # its own buffer: every state is donated
 
