@@ -185,13 +185,18 @@ def _store_source(cfg: TrainConfig, r: Resolved, mesh: Mesh) -> stream.Source:
     loader = ActivationLoader(
         store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
     )
+    return store_source(store, loader, r, cfg)
+
+
+def store_source(store: ActivationStore, loader: ActivationLoader, r: Resolved, cfg: TrainConfig) -> stream.Source:
+    """The trainer's view of `loader`'s batches of `store` at `r.hook` (stats, b_dec sample, fault rows)."""
     view = store.activations(r.hook)
 
     def bad_rows(rows: np.ndarray) -> np.ndarray:
         return rows[~np.isfinite(view.take(rows, np.float32)).all(1)]
 
     return stream.Source(
-        loader, store.stats(r.hook), lambda: _store_sample(store, r, cfg), loader.global_indices, bad_rows
+        loader, store.stats(r.hook), lambda: store_sample(store, r, cfg), loader.global_indices, bad_rows
     )
 
 
@@ -248,7 +253,7 @@ def initial_b_dec(sample, cfg: TrainConfig, scale: float) -> jax.Array | None:
     return geometric_median(x) if cfg.train.b_dec_init == "geometric_median" else x.mean(0)
 
 
-def _store_sample(store: ActivationStore, r: Resolved, cfg: TrainConfig) -> np.ndarray:
+def store_sample(store: ActivationStore, r: Resolved, cfg: TrainConfig) -> np.ndarray:
     """Up to B_DEC_SAMPLE finite store rows (raw), drawn with the init seed."""
     idx = store.train_indices(cfg.data.include_bos)
     rng = np.random.default_rng(cfg.train.seed)

@@ -124,7 +124,7 @@ def test_interrupted_export_loses_nothing_and_a_rerun_completes(reference, tmp_p
         shutil.copyfile = copyfile
     """
     killed(die_after_first_file, ["export", str(reference.run_dir), "--out", str(dest)])
-    with pytest.raises(FileNotFoundError, match="is not a SAELens-format SAE directory: .* is missing"):
+    with pytest.raises(FileNotFoundError, match="is not a complete SAE directory: .* is missing"):
         load_sae(dest)  # the half copy is never taken for an SAE
     again = cli("export", str(reference.run_dir), "--out", str(dest))
     assert again.returncode == 2 and "pass --overwrite" in again.stderr

@@ -39,6 +39,8 @@ from saelab.train.run import (
     input_scale,
     make_guard,
     prepare_run_dir,
+    store_sample,
+    store_source,
 )
 from saelab.train.sae_export import export
 from saelab.train.state import TrainState
@@ -97,7 +99,9 @@ def run(
         _wandb_runs_side_by_side()
     logs = [MetricsLog(d, start, c) for d, c in zip(dirs, cfgs, strict=True)]
     loader_of = [loaders[hooks.index(r.hook)] for r in rs]
-    guards = [make_guard(c, store, r.hook, lo, m) for c, r, lo, m in zip(cfgs, rs, loader_of, mngrs, strict=True)]
+    guards = [
+        make_guard(c, store_source(store, lo, r, c), m) for c, r, lo, m in zip(cfgs, rs, loader_of, mngrs, strict=True)
+    ]
     end = cfg.steps if stop_at_step is None else min(stop_at_step, cfg.steps)
     timer = Throughput()
     last: list[dict[str, float]] = [{} for _ in cfgs]
@@ -156,7 +160,7 @@ def _initial_b_decs(store: ActivationStore, cfgs: list[TrainConfig], rs: list[Re
     for c, r, scale in zip(cfgs, rs, scales, strict=True):
         key = (r.hook, scale, c.train.seed, c.train.b_dec_init, c.train.on_nonfinite)
         if key not in done:
-            done[key] = initial_b_dec(store, r, c, scale)
+            done[key] = initial_b_dec(lambda r=r, c=c: store_sample(store, r, c), c, scale)
         b_dec = done[key]
         yield c, r, None if b_dec is None else jnp.copy(b_dec)  # its own buffer: every state is donated
 
