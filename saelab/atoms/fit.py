@@ -32,7 +32,6 @@ import optax
 from saelab.sae import AuxState, SAEConfig, SAEParams, get_architecture, init_params, unit_norm_decoder
 from saelab.sae.scaling import fold_input_scaling, input_scale
 
-
 _MAX_LOG_C = 12.0  # the controller multiplier stays within e^-12 .. e^12 of the configured coefficient
 
 
@@ -67,8 +66,9 @@ class _State(NamedTuple):
     since_fired: jax.Array  # (d_sae,) steps since each latent last fired
 
 
-def fit(cfg: SAEConfig, sets: list[np.ndarray], options: FitOptions = FitOptions()) -> list[FitResult]:
+def fit(cfg: SAEConfig, sets: list[np.ndarray], options: FitOptions | None = None) -> list[FitResult]:
     """Train one SAE of `cfg` on each activation set (n_i, d_in), all under one vmap; results in order."""
+    options = options or FitOptions()
     if not sets:
         raise ValueError("fit needs at least one activation set")
     for i, X in enumerate(sets):

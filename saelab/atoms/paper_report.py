@@ -57,7 +57,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [f"- `{s}`" for s in sorted({r["metric_source"] for r in result["table"]})]
     lines += [
         "",
-        f"M from `{result['store']}`, held-out set: {result['heldout_tokens']:,} tokens of `{result['heldout_store']}`.",
+        f"M from `{result['store']}`; held-out set: {result['heldout_tokens']:,} tokens of "
+        f"`{result['heldout_store']}`.",
         f"Total {result['seconds']:.0f} s.",
         "",
     ]
