@@ -136,3 +136,53 @@ def test_bounded_sets_one_token_per_id_nested(tmp_path):
     assert len(candidate_tokens(store, 2, "none", seed=0)) == int((pos >= 2).sum())
     with pytest.raises(ValueError, match="fewer than the largest"):
         nested_sets(order, [31])
+
+
+def test_paper_stage_end_to_end(tmp_path):
+    """The atoms-paper stage on tiny synthetic stores: rows for every dictionary, set and |M|, the metric
+    named in each row, the markdown's ordering check and the plot."""
+    from saelab.atoms.paper import run
+    from saelab.atoms.paper_config import AtomsPaperConfig
+
+    D = make_dictionary(12, 8, "gaussian", seed=3)
+    for name, n, seed in (("m", 240, 4), ("held", 120, 5), ("metric", 240, 6)):
+        X = np.asarray(synthesize(D, make_codes(n, 12, 2, seed=seed)), np.float32)
+        w = StoreWriter.create_or_resume(
+            tmp_path / name, meta={"model": "synthetic"}, hooks=[HOOK], d_model=8, dtype="float32", shard_tokens=120
+        )
+        w.append({HOOK: X}, np.arange(n) + 1000 * seed, np.arange(n) // 40, np.arange(n) % 40)  # distinct ids
+        w.finalize()
+    cfg = AtomsPaperConfig(
+        store=tmp_path / "m",
+        heldout_store=tmp_path / "held",
+        metric_store=tmp_path / "metric",
+        sizes=[8, 32],
+        multipliers=[1],
+        feature_multiplier=1,
+        features=["topk"],
+        topk_k=2,
+        steps=20,
+        batch=8,
+        heldout_tokens=50,
+        rip_subsets=0,
+        recovery_samples=0,
+        angle_pairs=50,
+        out=tmp_path / "out",
+        progress=False,
+    )
+    result = run(cfg)
+    rows = result["table"]
+    assert {(r["kind"], r["set"], r["m_size"]) for r in rows} == {
+        (k, s, m) for k in ("atoms", "features", "neurons") for s in ("in-sample", "held-out") for m in (8, 32)
+    }
+    assert all(r["metric_source"].startswith(f"separate: {tmp_path / 'metric'}") for r in rows)
+    assert {r["n_analysed"] for r in rows if r["set"] == "held-out"} == {50}
+    neurons = [r for r in rows if r["kind"] == "neurons"]
+    assert all(
+        r["r2"] == pytest.approx(1.0, abs=1e-5) and r["r2_whitened"] == pytest.approx(1.0, abs=1e-5) for r in neurons
+    )
+    md = (tmp_path / "out" / "atoms-paper.md").read_text()
+    assert "## in-sample" in md and "## held-out" in md and "atoms > features > neurons" in md
+    assert (tmp_path / "out" / "plots" / "phase_transition.png").stat().st_size > 0
+    in_sample = run(cfg.model_copy(update={"metric": "in_sample", "plots": False, "out": tmp_path / "out2"}))
+    assert {r["metric_source"] for r in in_sample["table"]} == {"in-sample (in-sample)", "in-sample (held-out)"}
