@@ -1,7 +1,7 @@
 """A small jitted trainer for many SAEs on tiny, fixed activation sets M (the atoms paper's regime, issue 15).
 
 The store-based trainer (saelab.train) streams shards and checkpoints; here M has a few thousand rows held in
-memory and each SAE is trained to convergence on it, so the whole loop is one jitted `lax.scan` and the SAEs
+memory and each SAE is trained on it for many epochs, so the whole loop is one jitted `lax.scan` and the SAEs
 of one architecture and width are trained together under `vmap` (one compile for every |M|). The SAE math is
 the registry's (`get_architecture(...).loss`, `init_params`, `unit_norm_decoder`, `fold_input_scaling`).
 

@@ -1,6 +1,6 @@
 """`run(AtomsPaperConfig)`: the atoms paper's regime (issue 15; docs/methods.md, "Atoms", "The paper's regime").
 
-For each bounded set M (bounded.py) and each dictionary trained on it to convergence (fit.py: JumpReLU atoms
+For each bounded set M (bounded.py) and each dictionary trained on it for `steps` steps (fit.py: JumpReLU atoms
 at several |D| with a target-L0 controller, ReLU and TopK features), plus the neurons of the residual and MLP
 spaces, `analysis.analyse` measures R^2 (raw and, here, whitened), per-atom uniqueness (v1), q* (v2) under the
 per-sample and support readings, coherence, on M itself (in-sample, as the paper) and on held-out tokens. The

@@ -1,6 +1,6 @@
 """Settings of the `atoms-paper` experiment stage: the atoms paper's regime (issue 15, docs/methods.md, "Atoms").
 
-Bounded activation sets M of several sizes, dictionaries of several widths trained to convergence on each M
+Bounded activation sets M of several sizes, dictionaries of several widths trained on each M
 (saelab/atoms/fit.py), the AIP metric from a separate store, and neurons of the residual and MLP spaces.
 """
 
