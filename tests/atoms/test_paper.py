@@ -75,12 +75,18 @@ def test_target_l0_controller_reaches_its_target(arch, target):
 def test_fit_trains_several_sets_at_once_and_refuses_a_target_for_topk():
     rng = np.random.default_rng(2)
     sets = [rng.normal(size=(n, 8)).astype(np.float32) for n in (16, 40)]
-    cfg = SAEConfig(architecture="topk", d_in=8, d_sae=16, k=2)
-    res = fit(cfg, sets, FitOptions(steps=30, batch=16))
+    cfg = SAEConfig(architecture="relu", d_in=8, d_sae=16)
+    res = fit(cfg, sets, FitOptions(steps=30, batch=16, lr=1e-9))  # lr ~ 0: the parameters stay at init
     assert len(res) == 2 and all(r.params.W_dec.shape == (16, 8) for r in res)
-    assert all(r.l0 <= 2 for r in res)
+    assert all(r.l0_trace.shape == (30,) and r.coefficient_scale == 1.0 for r in res)
+    # data init: the first min(n, d_sae) decoder rows are distinct rows of the set, centred, at unit norm
+    W = np.asarray(res[0].params.W_dec)
+    centred = sets[0] - sets[0].mean(0)
+    cos = np.abs(W[:16] @ (centred / np.linalg.norm(centred, axis=1, keepdims=True)).T)
+    assert np.allclose(np.sort(cos.max(1)), 1.0, atol=1e-4)
+    topk = SAEConfig(architecture="topk", d_in=8, d_sae=16, k=2)
     with pytest.raises(ValueError, match="target_l0 needs a sparsity coefficient"):
-        fit(cfg, sets, FitOptions(steps=2, target_l0=2.0))
+        fit(topk, sets, FitOptions(steps=2, target_l0=2.0))
 
 
 def test_per_atom_and_q_star_readings_on_a_hand_built_case():
@@ -159,8 +165,8 @@ def test_paper_stage_end_to_end(tmp_path):
         sizes=[8, 32],
         multipliers=[1],
         feature_multiplier=1,
-        features=["topk"],
-        topk_k=2,
+        features=["relu"],
+        relu_target_l0=3.0,
         steps=20,
         batch=8,
         heldout_tokens=50,
