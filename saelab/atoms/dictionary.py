@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from saelab.sae import LoadedSAE, encode, get_architecture, load_sae
+from saelab.sae import LoadedSAE, SAEConfig, SAEParams, encode, get_architecture, load_sae
 
 Kind = Literal["neurons", "features", "atoms"]
 
@@ -55,6 +55,29 @@ def neurons(d: int, hook: str | None = None) -> Dictionary:
     )
 
 
+def thresholded_neurons(d: int, threshold: float, hook: str | None = None) -> Dictionary:
+    """The standard basis of R^d with code a * 1[|a| > threshold * max_j |a_j|] per token: MLP neurons
+    counted active only above a fraction of the token's largest |activation| (K = how many are)."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"neuron threshold must be in (0, 1), got {threshold}")
+
+    @jax.jit
+    def _encode(x: jax.Array) -> jax.Array:
+        x = x.astype(jnp.float32)  # (b, d)
+        return jnp.where(jnp.abs(x) > threshold * jnp.max(jnp.abs(x), axis=1, keepdims=True), x, 0.0)
+
+    return Dictionary(
+        name=f"MLP neurons (|a| > {threshold:g} max|a|)",
+        kind="neurons",
+        architecture="identity",
+        hook=hook,
+        D=jnp.eye(d, dtype=jnp.float32),
+        bias=None,
+        encode=_encode,
+        source=f"standard basis, active above {threshold:g} of the token's largest |activation|",
+    )
+
+
 def kind_of(architecture: str) -> Kind:
     """Threshold-activated SAEs are the paper's atoms; every other architecture gives ordinary features."""
     return "atoms" if get_architecture(architecture).atoms else "features"
@@ -62,7 +85,13 @@ def kind_of(architecture: str) -> Kind:
 
 def from_sae(sae: LoadedSAE, name: str | None = None, source: str = "") -> Dictionary:
     """The decoder rows of a loaded SAE as a dictionary, its inference encoder as the coder."""
-    cfg, params = sae.cfg, sae.params
+    return from_params(sae.params, sae.cfg, sae.metadata.get("hook_name"), name, source)
+
+
+def from_params(
+    params: SAEParams, cfg: SAEConfig, hook: str | None = None, name: str | None = None, source: str = ""
+) -> Dictionary:
+    """The decoder rows of SAE parameters (for raw activations) as a dictionary, the encoder as the coder."""
     kind = kind_of(cfg.architecture)
 
     @jax.jit
@@ -73,7 +102,7 @@ def from_sae(sae: LoadedSAE, name: str | None = None, source: str = "") -> Dicti
         name=name or f"{kind} ({cfg.architecture}, {cfg.d_sae})",
         kind=kind,
         architecture=cfg.architecture,
-        hook=sae.metadata.get("hook_name"),
+        hook=hook,
         D=jnp.asarray(params.W_dec, jnp.float32),
         bias=jnp.asarray(params.b_dec, jnp.float32),
         encode=_encode,

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from saelab.store import ActivationStore
+
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -132,6 +134,26 @@ def metric_from_activations(H: jax.Array, *, batch: int = 8192, centred: bool = 
     return estimate_metric(
         moments_of(H[i : i + batch] for i in range(0, H.shape[0], batch)), centred=centred, max_cond=max_cond
     )
+
+
+def metric_from_store(
+    store: ActivationStore,
+    hook: str,
+    *,
+    tokens: int | None = None,
+    min_position: int = 0,
+    centred: bool = False,
+    max_cond: float = 1e6,
+    batch: int = 8192,
+) -> Metric:
+    """The metric of a store's activations at `hook`: its first `tokens` tokens at window positions
+    >= min_position (all of them with tokens=None), streamed in row batches (the separate sample of the paper)."""
+    idx = np.flatnonzero(np.asarray(store.pos) >= min_position)[:tokens]
+    if len(idx) < 2:
+        raise ValueError(f"store {store.path} has {len(idx)} tokens at positions >= {min_position}; need >= 2")
+    view = store.activations(hook)
+    batches = (view.take(idx[i : i + batch], np.float32) for i in range(0, len(idx), batch))
+    return estimate_metric(moments_of(batches), centred=centred, max_cond=max_cond)
 
 
 def identity_metric(d: int) -> Metric:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.atoms.codes import Codes, SparseCodes, check, rows
-from saelab.atoms.metric import HIGHEST
+from saelab.atoms.metric import HIGHEST, Metric, whiten
 
 
 class ReconSums(NamedTuple):
@@ -84,6 +84,20 @@ def sparse_r2(
     for s in range(0, X.shape[0], block):
         e = min(s + block, X.shape[0])
         sums = add_batch(sums, X[s:e], reconstruct(rows(codes, s, e), D, bias))
+    if sums is None:
+        raise ValueError("no samples")
+    return finish(sums)
+
+
+def whitened_r2(X: jax.Array, X_hat: jax.Array, metric: Metric, *, block: int = 4096) -> Reconstruction:
+    """R^2 in the AIP space: 1 - sum ||(x - x_hat) W||^2 / sum ||(x - mean(x)) W||^2, W = S^(1/2) (and the
+    NMSE there), for activations X and reconstructions X_hat (n, d)."""
+    if X.shape != X_hat.shape:
+        raise ValueError(f"X {X.shape} and X_hat {X_hat.shape} differ in shape")
+    sums = None
+    for s in range(0, X.shape[0], block):
+        e = min(s + block, X.shape[0])
+        sums = add_batch(sums, whiten(X[s:e], metric), whiten(X_hat[s:e], metric))
     if sums is None:
         raise ValueError("no samples")
     return finish(sums)
