@@ -18,10 +18,10 @@ import numpy as np
 
 from saelab.atoms.analysis import DEFINITIONS, analyse
 from saelab.atoms.bounded import candidate_tokens, nested_sets
+from saelab.atoms.config import AtomsPaperConfig
 from saelab.atoms.dictionary import Dictionary, from_params, neurons, thresholded_neurons
 from saelab.atoms.fit import FitOptions, FitResult, fit
 from saelab.atoms.metric import Metric, metric_from_activations, metric_from_store
-from saelab.atoms.paper_config import AtomsPaperConfig
 from saelab.atoms.paper_report import PAPER_DEFINITIONS, markdown, phase_plot
 from saelab.atoms.reconstruction import reconstruct, whitened_r2
 from saelab.atoms.run import _dumps

@@ -147,8 +147,8 @@ def test_bounded_sets_one_token_per_id_nested(tmp_path):
 def test_paper_stage_end_to_end(tmp_path):
     """The atoms-paper stage on tiny synthetic stores: rows for every dictionary, set and |M|, the metric
     named in each row, the markdown's ordering check and the plot."""
+    from saelab.atoms.config import AtomsPaperConfig
     from saelab.atoms.paper import run
-    from saelab.atoms.paper_config import AtomsPaperConfig
 
     D = make_dictionary(12, 8, "gaussian", seed=3)
     for name, n, seed in (("m", 240, 4), ("held", 120, 5), ("metric", 240, 6)):
