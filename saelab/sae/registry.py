@@ -22,7 +22,7 @@ from saelab.sae.scaling import InputScaling
 EncodeFn = Callable[[SAEParams, jax.Array, SAEConfig], jax.Array]
 SparseEncodeFn = Callable[[SAEParams, jax.Array, SAEConfig], TopK]
 DecodeFn = Callable[..., jax.Array]
-LossFn = Callable[[SAEParams, jax.Array, SAEConfig, AuxState | None], tuple[jax.Array, LossOutput]]
+LossFn = Callable[..., tuple[jax.Array, LossOutput]]  # (params, x, cfg, aux_state=None, target=None)
 UpdateFn = Callable[[SAEParams, LossOutput, SAEConfig], SAEParams]
 ThresholdFn = Callable[[SAEConfig], float | None]
 
@@ -42,7 +42,7 @@ class Architecture:
     name: str
     encode: EncodeFn  # (params, x (batch, d_in), cfg) -> codes (batch, d_sae), inference mode
     decode: DecodeFn  # (params, codes (batch, d_sae), compute_dtype="float32") -> x_hat (batch, d_in)
-    loss: LossFn  # (params, x, cfg, aux_state=None) -> (loss, LossOutput), training mode
+    loss: LossFn  # (params, x, cfg, aux_state=None, target=None) -> (loss, LossOutput), training mode
     fields: frozenset[str] = frozenset()  # SAEConfig fields it reads beyond SHARED_FIELDS; others are errors
     update_threshold: UpdateFn = _unchanged  # after each optimiser step (the BatchTopK threshold EMA)
     initial_threshold: ThresholdFn = _no_threshold  # the per-latent threshold at init; None: no threshold
@@ -178,8 +178,13 @@ def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
 
 
 def loss(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+    params: SAEParams,
+    x: jax.Array,
+    cfg: SAEConfig,
+    aux_state: AuxState | None = None,
+    target: jax.Array | None = None,
 ) -> tuple[jax.Array, LossOutput]:
-    """Training loss of the architecture `cfg` names; checks the parameters against the config first."""
-    check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold)
-    return get_architecture(cfg.architecture).loss(params, x, cfg, aux_state)
+    """Training loss of the architecture `cfg` names (a transcoder's against `target`); checks the parameters
+    against the config first."""
+    check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold, cfg.d_out, cfg.skip)
+    return get_architecture(cfg.architecture).loss(params, x, cfg, aux_state, target)
