@@ -19,6 +19,7 @@ from saelab.data import open_corpus, pack_for_model
 from saelab.evals import metrics, splice
 from saelab.evals.config import EvalConfig
 from saelab.evals.report import write_report
+from saelab.evals.transcoder import transcoder_splice_fn
 from saelab.models import Model
 from saelab.models.hooks import hook_layer
 from saelab.runtime.distributed import is_main
@@ -43,16 +44,22 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
             f"SAE {cfg.sae} does not name its {'hook' if not hook else 'model'}; pass it "
             f"({'--hook' if not hook else '--model'})"
         )
+    hook_out = transcoder_output_hook(sae)
     model = Model.load(model_name)
-    if hook not in model.hook_names():
-        raise ValueError(f"hook {hook!r} is not a hook point of {model_name}; see `saelab model info {model_name}`")
+    for h in (hook, hook_out) if hook_out else (hook,):
+        if h not in model.hook_names():
+            raise ValueError(f"hook {h!r} is not a hook point of {model_name}; see `saelab model info {model_name}`")
     if model.cfg.d_model != sae.cfg.d_in:
         raise ValueError(
             f"SAE {cfg.sae} has d_in={sae.cfg.d_in} but {model_name} has d_model={model.cfg.d_model}; "
             "evaluate it with the model it was trained on (--model)"
         )
     out = cfg.out or _default_out(cfg)
-    fn = _splice_fn(model.cfg, hook, sae.cfg)
+    fn = (
+        _splice_fn(model.cfg, hook, sae.cfg)
+        if hook_out is None
+        else transcoder_splice_fn(model.cfg, hook, hook_out, sae.cfg)
+    )
     act_mean = None
     recon_sums = splice_sums = None
     done = 0
@@ -65,7 +72,7 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
                 break
             tokens = jnp.asarray(b.tokens)
             if act_mean is None:
-                act_mean = _mean_activation(sae, model, hook, tokens)
+                act_mean = _mean_activation(sae, model, hook_out or hook, tokens)
             s, r = fn(model.params, sae.params, tokens, act_mean)
             splice_sums = _add(splice_sums, s)
             recon_sums = metrics.add(recon_sums, r)
@@ -90,6 +97,7 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
             "sae": str(cfg.sae),
             "model": model_name,
             "hook": hook,
+            "hook_out": hook_out,  # a transcoder's output hook, spliced in place of the MLP; None for an SAE
             "layer": hook_layer(hook),
             "architecture": sae.cfg.architecture,
             "d_sae": sae.cfg.d_sae,
@@ -117,6 +125,16 @@ def run(cfg: EvalConfig) -> dict[str, Any] | None:
 def _splice_fn(model_cfg, hook: str, sae_cfg):
     """One compiled splice per (model, hook, SAE config) in a process: a second eval (another corpus) reuses it."""
     return splice.make_splice_fn(model_cfg, hook, partial(_encode, cfg=sae_cfg), partial(_decode, cfg=sae_cfg))
+
+
+def transcoder_output_hook(sae: LoadedSAE) -> str | None:
+    """The hook a transcoder writes (its `hook_name_out`); None for an SAE; ValueError when a transcoder lacks it."""
+    if not sae.cfg.is_transcoder:
+        return None
+    out = sae.metadata.get("hook_name_out")
+    if not out:
+        raise ValueError("this transcoder does not name its output hook (metadata hook_name_out); set it in cfg.json")
+    return out
 
 
 def _encode(params, x, cfg):

@@ -52,6 +52,8 @@ class Architecture:
     saelens_name: str | Callable[[SAEConfig], str] = "standard"  # SAELens architecture it exports as
     saelens_imports: tuple[str, ...] = ()  # SAELens architectures that load as this one
     saelens_keys: tuple[str, ...] = ()  # SAELens cfg.json keys copied into SAEConfig on such a load
+    saelens_transcoder: str | None = None  # SAELens transcoder class its transcoders export as (and load from)
+    saelens_skip_transcoder: str | None = None  # the same for skip-transcoders
     latent_arrays: float = 4.0  # plan: float32 (batch rows x latents) temporaries of one train step
     atoms: bool = False  # atoms analysis: a threshold-activated dictionary (atoms) rather than features
 
@@ -60,7 +62,12 @@ class Architecture:
         return self.initial_threshold(cfg) is not None
 
     def saelens_architecture(self, cfg: SAEConfig) -> str:
-        """The SAELens inference architecture an export of `cfg` is written as."""
+        """The SAELens inference architecture an export of `cfg` is written as; a transcoder without a SAELens
+        class (SAELens has none for TopK) is written under saelab's own name, `<name>_[skip_]transcoder`,
+        which saelab loads and SAELens refuses by name."""
+        if cfg.is_transcoder:
+            theirs = self.saelens_skip_transcoder if cfg.skip else self.saelens_transcoder
+            return theirs or f"{self.name}_{'skip_' if cfg.skip else ''}transcoder"
         return self.saelens_name if isinstance(self.saelens_name, str) else self.saelens_name(cfg)
 
 
@@ -97,6 +104,8 @@ register(
         frozenset({"l1_coefficient"}),
         saelens_name="standard",
         saelens_imports=("standard",),
+        saelens_transcoder="transcoder",
+        saelens_skip_transcoder="skip_transcoder",
         latent_arrays=3.0,
     )
 )
@@ -127,6 +136,7 @@ register(
         unit_norm_decoder=True,
         saelens_name="jumprelu",  # one shared threshold at inference: a JumpReLU SAE, as SAELens saves it
         saelens_imports=("batchtopk",),
+        saelens_transcoder="jumprelu_transcoder",
         latent_arrays=6.5,
     )
 )
@@ -141,6 +151,7 @@ register(
         input_scaling="unit",  # the threshold and bandwidth defaults are Gemma Scope's, for unit inputs
         saelens_name="jumprelu",
         saelens_imports=("jumprelu",),
+        saelens_transcoder="jumprelu_transcoder",
         latent_arrays=6.0,
         atoms=True,
     )

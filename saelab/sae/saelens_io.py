@@ -45,11 +45,14 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
     path.mkdir(parents=True, exist_ok=True)
     theirs = saelens_architecture(cfg)  # a SAELens name, not ours
     tensors = {k: np.asarray(v, np.float32) for k, v in params._asdict().items() if v is not None}
-    if theirs != "jumprelu":  # SAELens reads a threshold only there
+    if not cfg.uses_threshold:  # SAELens reads a threshold only for its JumpReLU SAEs and transcoders
         tensors.pop("threshold", None)
+    if "W_skip" in tensors:
+        tensors["W_skip"] = np.ascontiguousarray(tensors["W_skip"].T)  # SAELens: (d_out, d_in), x @ W_skip.T
     out = {
         "architecture": theirs,
         "d_in": cfg.d_in,
+        **({"d_out": cfg.d_out} if cfg.is_transcoder else {}),
         "d_sae": cfg.d_sae,
         "dtype": "float32",
         "device": "cpu",
@@ -63,7 +66,7 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
             "saelab_config": cfg.model_dump(mode="json"),
         },
     }
-    if theirs == "topk":
+    if theirs == "topk" or (cfg.is_transcoder and "k" in get_architecture(cfg.architecture).saelens_keys):
         out |= {"k": cfg.k, "rescale_acts_by_decoder_norm": False}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
@@ -85,24 +88,14 @@ def load_saelens(path: str | Path) -> LoadedSAE:
             raise FileNotFoundError(f"{path} is not a SAELens-format SAE directory: {f} is missing")
     raw = json.loads((path / CFG_FILE).read_text())
     meta = dict(raw.get("metadata") or {})
-    for key in ("model_name", "hook_name", "context_size", "prepend_bos"):  # older SAELens: top level
+    for key in ("model_name", "hook_name", "hook_name_out", "context_size", "prepend_bos"):  # older: top level
         if key in raw and key not in meta:
             meta[key] = raw[key]
     ours = meta.pop("saelab_config", None)
     if ours is not None:
         cfg = SAEConfig(**_applicable(ours))
     else:
-        arch = raw.get("architecture", "standard")
-        mapping = {s: a for a in ARCHITECTURES.values() for s in a.saelens_imports}
-        if arch not in mapping:
-            raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {sorted(mapping)}")
-        cfg = SAEConfig(
-            architecture=mapping[arch].name,
-            d_in=raw["d_in"],
-            d_sae=raw["d_sae"],
-            apply_b_dec_to_input=raw.get("apply_b_dec_to_input", True),
-            **{key: raw[key] for key in mapping[arch].saelens_keys},
-        )
+        cfg = _foreign_config(raw, path)
     w = load_file(str(path / WEIGHTS_FILE))
     missing = [k for k in ("W_enc", "b_enc", "W_dec", "b_dec") if k not in w]
     if missing:
@@ -110,6 +103,8 @@ def load_saelens(path: str | Path) -> LoadedSAE:
     t = w.get("threshold")
     if cfg.uses_threshold and t is None:
         raise ValueError(f"{path} is a {cfg.architecture} SAE without a threshold tensor")
+    if cfg.skip and "W_skip" not in w:
+        raise ValueError(f"{path} is a skip-transcoder without a W_skip tensor")
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     params = SAEParams(
         f32(w["W_enc"]),
@@ -117,9 +112,37 @@ def load_saelens(path: str | Path) -> LoadedSAE:
         f32(w["W_dec"]),
         f32(w["b_dec"]),
         None if not cfg.uses_threshold else f32(np.broadcast_to(t, (cfg.d_sae,))),
+        f32(w["W_skip"].T) if cfg.skip else None,  # SAELens stores (d_out, d_in)
     )
     check_finite(params, str(path))
     return LoadedSAE(params, cfg, meta)
+
+
+def _foreign_config(raw: dict[str, Any], path: Path) -> SAEConfig:
+    """Our SAEConfig for a SAELens cfg.json not written by saelab: an SAE by its `saelens_imports`, a transcoder
+    by the SAELens transcoder class of the architecture that imports that class's SAE (relu for transcoder and
+    skip_transcoder, jumprelu for jumprelu_transcoder)."""
+    arch = raw.get("architecture", "standard")
+    sae = {s: (a, False) for a in ARCHITECTURES.values() for s in a.saelens_imports}
+    canonical = [
+        a for a in ARCHITECTURES.values() if isinstance(a.saelens_name, str) and a.saelens_name in a.saelens_imports
+    ]
+    transcoders = {a.saelens_transcoder: (a, False) for a in canonical if a.saelens_transcoder}
+    transcoders |= {a.saelens_skip_transcoder: (a, True) for a in canonical if a.saelens_skip_transcoder}
+    if arch not in sae | transcoders:
+        supported = sorted(sae | transcoders)
+        raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {supported}")
+    entry, skip = (sae | transcoders)[arch]
+    extra: dict[str, Any] = {key: raw[key] for key in entry.saelens_keys}
+    if arch in transcoders:
+        extra |= {"d_out": raw["d_out"], "skip": skip} if skip else {"d_out": raw["d_out"]}
+    return SAEConfig(
+        architecture=entry.name,
+        d_in=raw["d_in"],
+        d_sae=raw["d_sae"],
+        apply_b_dec_to_input=raw.get("apply_b_dec_to_input", arch not in transcoders),
+        **extra,
+    )
 
 
 def _applicable(dumped: dict[str, Any]) -> dict[str, Any]:

@@ -60,11 +60,21 @@ def run(
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
     scale = input_scale(store.stats(r.hook), cfg.train.input_scaling, r.sae.d_in)
-    b_dec = _initial_b_dec(store, r, cfg, scale)
+    out_scale = None  # a transcoder's target is scaled by its own hook's statistics
+    if r.target_hook is not None:
+        _check_store_stats(store, r.target_hook)
+        out_scale = input_scale(store.stats(r.target_hook), cfg.train.input_scaling, r.sae.resolved_d_out)
+    b_dec = _initial_b_dec(store, r, cfg, scale if out_scale is None else out_scale)
     state, tx = initial_state(r.sae, cfg, mesh, b_dec)
     shardings = jax.tree.map(lambda a: a.sharding, state)
     loader = ActivationLoader(
-        store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
+        store,
+        r.hook,
+        cfg.data.batch_size,
+        seed=cfg.data.seed,
+        include_bos=cfg.data.include_bos,
+        mesh=mesh,
+        target_hook=r.target_hook,
     )
     mngr = checkpoint.manager(run_dir.checkpoints, cfg.train.keep_checkpoints)
     start = 0
@@ -78,6 +88,7 @@ def run(
             r.sae,
             tx,
             scale=scale,
+            out_scale=out_scale,
             dead_tokens=cfg.train.dead_tokens,
             sparsity_warmup_steps=cfg.optim.coefficient_warmup_steps,
         ),
@@ -93,8 +104,8 @@ def run(
         task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
         pending, fetched = [], []  # this log window's metrics: on the device, and those already on the host
         for s in range(start, end):
-            x = next(loader).x
-            state, m = step_fn(state, x)
+            batch = next(loader)
+            state, m = step_fn(state, batch.x, batch.y)
             pending.append(m)
             timer.tick(s == start, cfg.data.batch_size)
             done = s + 1
@@ -114,7 +125,7 @@ def run(
     host_params = to_host(state.params)  # gathered from every process when latents span processes
     check_finite(host_params, f"of run {run_dir.root} at step {end}")
     if end == cfg.steps and is_main():
-        export(host_params, r, scale, run_dir.sae, cfg)
+        export(host_params, r, scale, run_dir.sae, cfg, out_scale)
     log.close()
     return TrainResult(run_dir.root, run_dir.sae, end, last, timer.rate(), host_params, start)
 
@@ -227,7 +238,7 @@ def _initial_b_dec(store: ActivationStore, r: Resolved, cfg: TrainConfig, scale:
     idx = store.train_indices(cfg.data.include_bos)
     rng = np.random.default_rng(cfg.train.seed)
     sample = np.sort(rng.choice(idx, size=min(B_DEC_SAMPLE, len(idx)), replace=False))
-    x = store.activations(r.hook).take(sample, np.float32)
+    x = store.activations(r.target_hook or r.hook).take(sample, np.float32)  # b_dec is in the output space
     finite = np.isfinite(x).all(1)
     if not finite.all() and cfg.train.on_nonfinite == "error":
         shown = ", ".join(str(int(i)) for i in sample[~finite][:8])
