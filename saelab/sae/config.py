@@ -27,9 +27,9 @@ ArchitectureName = str  # a key of saelab.sae.registry.ARCHITECTURES, checked ag
 ComputeDtype = Literal["float32", "bfloat16"]
 
 # Fields every architecture reads; the others apply to the architectures whose registry entry lists them.
-SHARED_FIELDS = frozenset(
-    {"architecture", "d_in", "d_sae", "dec_init_norm", "apply_b_dec_to_input", "compute_dtype", "d_out", "skip"}
-)
+SHARED_FIELDS = frozenset({"architecture", "d_in", "d_sae", "dec_init_norm", "apply_b_dec_to_input", "compute_dtype"})
+# An architecture whose loss takes a `target` (saelab.sae.transcoder) lists these among its fields.
+TRANSCODER_FIELDS = frozenset({"d_out", "skip"})
 
 
 class SAEConfig(Config):

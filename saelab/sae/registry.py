@@ -14,7 +14,7 @@ import jax
 
 from saelab.sae import batchtopk, jumprelu, matryoshka, relu, topk
 from saelab.sae.codes import TopK
-from saelab.sae.config import SHARED_FIELDS, SAEConfig
+from saelab.sae.config import SHARED_FIELDS, TRANSCODER_FIELDS, SAEConfig
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams, check_params
 from saelab.sae.scaling import InputScaling
@@ -42,7 +42,8 @@ class Architecture:
     name: str
     encode: EncodeFn  # (params, x (batch, d_in), cfg) -> codes (batch, d_sae), inference mode
     decode: DecodeFn  # (params, codes (batch, d_sae), compute_dtype="float32") -> x_hat (batch, d_in)
-    loss: LossFn  # (params, x, cfg, aux_state=None, target=None) -> (loss, LossOutput), training mode
+    loss: LossFn  # (params, x, cfg, aux_state=None[, target]) -> (loss, LossOutput), training mode; target
+    #               (batch, d_out) only for architectures listing TRANSCODER_FIELDS
     fields: frozenset[str] = frozenset()  # SAEConfig fields it reads beyond SHARED_FIELDS; others are errors
     update_threshold: UpdateFn = _unchanged  # after each optimiser step (the BatchTopK threshold EMA)
     initial_threshold: ThresholdFn = _no_threshold  # the per-latent threshold at init; None: no threshold
@@ -91,8 +92,8 @@ def register(entry: Architecture) -> Architecture:
     return entry
 
 
-_TOPK = frozenset({"k", "k_aux", "aux_coefficient"})
-_JUMPRELU = frozenset({"l0_coefficient", "jumprelu_init_threshold", "bandwidth"})
+_TOPK = frozenset({"k", "k_aux", "aux_coefficient"}) | TRANSCODER_FIELDS
+_JUMPRELU = frozenset({"l0_coefficient", "jumprelu_init_threshold", "bandwidth"}) | TRANSCODER_FIELDS
 _MATRYOSHKA = _TOPK | {"kernels", "threshold_ema_rate", "matryoshka_base", "matryoshka_prefixes"}
 
 register(
@@ -101,7 +102,7 @@ register(
         relu.encode,
         relu.decode,
         relu.loss,
-        frozenset({"l1_coefficient"}),
+        frozenset({"l1_coefficient"}) | TRANSCODER_FIELDS,
         saelens_name="standard",
         saelens_imports=("standard",),
         saelens_transcoder="transcoder",
@@ -198,4 +199,5 @@ def loss(
     """Training loss of the architecture `cfg` names (a transcoder's against `target`); checks the parameters
     against the config first."""
     check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold, cfg.d_out, cfg.skip)
-    return get_architecture(cfg.architecture).loss(params, x, cfg, aux_state, target)
+    extra = () if target is None else (target,)  # an architecture without transcoders takes no target
+    return get_architecture(cfg.architecture).loss(params, x, cfg, aux_state, *extra)

@@ -44,7 +44,9 @@ def make_train_step(
         dead = state.since_fired >= dead_tokens  # (d_sae,)
         warm = 1.0 if sparsity_warmup_steps == 0 else jnp.minimum(1.0, (state.step + 1) / sparsity_warmup_steps)
         aux = AuxState(dead, jnp.asarray(warm, jnp.float32))
-        (loss, out), grads = jax.value_and_grad(arch.loss, has_aux=True)(state.params, x, sae, aux, y)
+        (loss, out), grads = jax.value_and_grad(arch.loss, has_aux=True)(
+            state.params, x, sae, aux, *(() if y is None else (y,))
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         params = arch.update_threshold(params, out, sae)
