@@ -213,6 +213,27 @@ def test_saelens_format_round_trip(tmp_path, arch: str, skip: bool, theirs: str)
         np.testing.assert_allclose(forward(foreign.params, x, foreign.cfg), forward(p, x, cfg), rtol=1e-6)
 
 
+@pytest.mark.parametrize(("arch", "skip"), [("relu", False), ("relu", True), ("jumprelu", False)])
+def test_export_follows_saelens_transcoder_forward(tmp_path, arch: str, skip: bool) -> None:
+    """The files, read as SAELens' Transcoder / SkipTranscoder / JumpReLUTranscoder read them (sae_lens/saes/
+    transcoder.py: no b_dec subtraction, `relu(x W_enc + b_enc) [* (pre > threshold)] W_dec + b_dec
+    [+ x W_skip^T]`, W_skip (d_out, d_in)), give saelab's output."""
+    from safetensors.numpy import load_file
+
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip)
+    p = _params(cfg)
+    save_saelens(tmp_path, p, cfg, {"model_name": "m", "hook_name": "blocks.0.ln2.hook_normalized"})
+    w = load_file(str(tmp_path / "sae_weights.safetensors"))
+    x = np.random.default_rng(7).normal(size=(5, D_IN)).astype(np.float32)
+    pre = x @ w["W_enc"] + w["b_enc"]
+    f = np.maximum(pre, 0) * ((pre > w["threshold"]) if arch == "jumprelu" else 1)
+    theirs = f @ w["W_dec"] + w["b_dec"]
+    if skip:
+        assert w["W_skip"].shape == (D_OUT, D_IN)
+        theirs = theirs + x @ w["W_skip"].T
+    np.testing.assert_allclose(theirs, np.asarray(forward(p, jnp.asarray(x), cfg)), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("sae_lens") is None, reason="sae_lens is not installed")
 @pytest.mark.parametrize(("arch", "skip"), [("relu", False), ("relu", True), ("jumprelu", False)])
 def test_export_loads_in_saelens(tmp_path, arch: str, skip: bool) -> None:
