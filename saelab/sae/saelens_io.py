@@ -130,8 +130,10 @@ def _foreign_config(raw: dict[str, Any], path: Path) -> SAEConfig:
     transcoders = {a.saelens_transcoder: (a, False) for a in canonical if a.saelens_transcoder}
     transcoders |= {a.saelens_skip_transcoder: (a, True) for a in canonical if a.saelens_skip_transcoder}
     if arch not in sae | transcoders:
-        supported = sorted(sae | transcoders)
-        raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {supported}")
+        raise ValueError(
+            f"SAELens architecture {arch!r} in {path} is not supported; supported: {sorted(sae)} "
+            f"(transcoders: {sorted(transcoders)})"
+        )
     entry, skip = (sae | transcoders)[arch]
     extra: dict[str, Any] = {key: raw[key] for key in entry.saelens_keys}
     if arch in transcoders:
