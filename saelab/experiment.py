@@ -83,9 +83,7 @@ STAGES: dict[str, StageKind] = {
     ),
     "inspect": StageKind("saelab.inspect.config:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
     "atoms": StageKind("saelab.atoms.config:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
-    "atoms-paper": StageKind(
-        "saelab.atoms.config:AtomsPaperConfig", _plain("saelab.atoms.paper:run"), lambda c: c.out
-    ),
+    "atoms-paper": StageKind("saelab.atoms.config:AtomsPaperConfig", _plain("saelab.atoms.paper:run"), lambda c: c.out),
     "circuits": StageKind("saelab.circuits.config:CircuitsConfig", _plain("saelab.circuits.run:run"), lambda c: c.out),
     "select-bench": StageKind(
         "saelab.select.config:BenchConfig", _plain("saelab.select.bench:run_bench"), lambda c: c.out

@@ -19,6 +19,7 @@ from saelab.data import open_corpus, pack_for_model
 from saelab.evals import metrics, splice
 from saelab.evals.config import EvalConfig
 from saelab.evals.report import write_report
+from saelab.evals.transcoder import transcoder_splice_fn
 from saelab.models import Model
 from saelab.models.hook_views import hook_width, row_view, sae_input
 from saelab.models.hooks import hook_layer
@@ -46,10 +47,14 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
             f"({'--hook' if not hook else '--model'})"
         )
     head = cfg.hook_head_index if cfg.hook_head_index is not None else _sae_head_index(sae, hook)
+    hook_out = transcoder_output_hook(sae)
+    if hook_out is not None and head is not None:
+        raise ValueError("a transcoder reads a whole hook; hook_head_index does not apply to it")
     processing = cfg.model_processing or sae.metadata.get("model_processing") or "none"
     model = model or Model.load(model_name, process=processing)
-    if hook not in model.hook_names():
-        raise ValueError(f"hook {hook!r} is not a hook point of {model_name}; see `saelab model info {model_name}`")
+    for h in (hook, hook_out) if hook_out else (hook,):
+        if h not in model.hook_names():
+            raise ValueError(f"hook {h!r} is not a hook point of {model_name}; see `saelab model info {model_name}`")
     width = hook_width(model.cfg, hook, head)
     if width != sae.cfg.d_in:
         at = f"{hook}" + (f" head {head}" if head is not None else "")
@@ -58,7 +63,11 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
             "evaluate it with the model it was trained on (--model) at its own hook (--hook, --hook-head-index)"
         )
     out = cfg.out or _default_out(cfg)
-    fn = splice_fn(model.cfg, hook, sae.cfg, head)
+    fn = (
+        splice_fn(model.cfg, hook, sae.cfg, head)
+        if hook_out is None
+        else transcoder_splice_fn(model.cfg, hook, hook_out, sae.cfg)
+    )
     act_mean = None
     recon_sums = splice_sums = None
     done = 0
@@ -67,7 +76,7 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
         task = bar.add_task(f"eval {hook}", total=cfg.tokens, info=cfg.corpus)
         for tokens in token_batches(corpus, model, cfg.context, cfg.batch, cfg.tokens):
             if act_mean is None:
-                act_mean = mean_activation(sae.metadata.get("dataset_path"), model, hook, tokens, head)
+                act_mean = mean_activation(sae.metadata.get("dataset_path"), model, hook_out or hook, tokens, head)
             splice_sums, recon_sums = add_batch(fn, model, sae.params, tokens, act_mean, splice_sums, recon_sums)
             done += tokens.size
             bar.update(task, completed=min(done, cfg.tokens))
@@ -91,6 +100,7 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
             "model": model_name,
             "hook": hook,
             "hook_head_index": head,
+            "hook_out": hook_out,  # a transcoder's output hook, spliced in place of the MLP; None for an SAE
             "model_processing": processing,
             "layer": hook_layer(hook),
             "architecture": sae.cfg.architecture,
@@ -143,6 +153,16 @@ def _sae_head_index(sae: LoadedSAE, hook: str) -> int | None:
     """The SAE's own `hook_head_index`, when it is evaluated at its own hook."""
     head = sae.metadata.get("hook_head_index")
     return None if head is None or hook != sae.metadata.get("hook_name") else int(head)
+
+
+def transcoder_output_hook(sae: LoadedSAE) -> str | None:
+    """The hook a transcoder writes (its `hook_name_out`); None for an SAE; ValueError when a transcoder lacks it."""
+    if not sae.cfg.is_transcoder:
+        return None
+    out = sae.metadata.get("hook_name_out")
+    if not out:
+        raise ValueError("this transcoder does not name its output hook (metadata hook_name_out); set it in cfg.json")
+    return out
 
 
 def _encode(params, x, cfg):

@@ -78,16 +78,6 @@ def make_splice_fn(
             "mean": at_view(replace_after_bos(lambda x: jnp.broadcast_to(act_mean.astype(x.dtype), x.shape))),
         }
 
-    def sums(tokens, clean_lp, lps: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        target = tokens[:, 1:, None]
-        ce = lambda lp: -jnp.take_along_axis(lp, target, axis=-1).sum()
-        p_clean = jnp.exp(clean_lp)
-        out = {"ce_clean": ce(clean_lp)}
-        for name, lp in lps.items():
-            out[f"ce_{name}"] = ce(lp)
-            out[f"kl_{name}"] = jnp.sum(p_clean * (clean_lp - lp))
-        return out
-
     def recon_sums(sae_params, act):  # act at the hook: (b, t, d), or (b, t, heads, d_head) at hook_z
         act = sae_input(act, head_index)  # (b, t, d_in)
         x = act[:, 1:].reshape(-1, act.shape[-1]).astype(jnp.float32)
@@ -101,7 +91,7 @@ def make_splice_fn(
 
         clean, cache = log_probs({}, (hook,))
         lps = {name: log_probs({hook: fn})[0] for name, fn in variants(sae_params, act_mean).items()}
-        return sums(tokens, clean, lps), recon_sums(sae_params, cache[hook])
+        return ce_kl_sums(tokens, clean, lps), recon_sums(sae_params, cache[hook])
 
     def shared_below(model_params, sae_params, tokens, act_mean):
         pad_mask = jnp.ones(tokens.shape, jnp.int32)
@@ -116,7 +106,7 @@ def make_splice_fn(
             return jax.nn.log_softmax(unembed(model_params, cfg, y)[:, :-1])  # (b, t - 1, vocab)
 
         lps = {name: log_probs(streams[i]) for i, name in enumerate(("sae", "zero", "mean"), start=1)}
-        out = sums(tokens, log_probs(streams[0]), lps)
+        out = ce_kl_sums(tokens, log_probs(streams[0]), lps)
         return out, recon_sums(sae_params, act)
 
     body = full_forwards if split is None else shared_below
@@ -126,6 +116,19 @@ def make_splice_fn(
         return SpliceSums(n=jnp.asarray(tokens[:, 1:].size, jnp.float32), **out), recon
 
     return jax.jit(run)
+
+
+def ce_kl_sums(tokens: jax.Array, clean_lp: jax.Array, lps: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Summed next-token CE of the clean log-probs and of each variant's, and each variant's summed
+    KL(clean || variant); log-probs (b, t - 1, vocab) predict tokens[:, 1:]."""
+    target = tokens[:, 1:, None]
+    ce = lambda lp: -jnp.take_along_axis(lp, target, axis=-1).sum()
+    p_clean = jnp.exp(clean_lp)
+    out = {"ce_clean": ce(clean_lp)}
+    for name, lp in lps.items():
+        out[f"ce_{name}"] = ce(lp)
+        out[f"kl_{name}"] = jnp.sum(p_clean * (clean_lp - lp))
+    return out
 
 
 def replace_after_bos(new: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:

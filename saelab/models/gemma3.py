@@ -64,7 +64,7 @@ def block(
     # hook_attn_out is what enters the residual stream: after the post-attention norm.
     attn_out = ctx(pre + "hook_attn_out", _norm(project_heads(z, p["W_O"], None, ctx, pre), p["ln1_post"], cfg))
     x = ctx(pre + "hook_resid_mid", x + attn_out)
-    h = _norm(x, p["ln2"], cfg)
+    h = ctx(pre + "ln2.hook_normalized", _norm(x, p["ln2"], cfg))  # the MLP input
     act = ctx(pre + "mlp.hook_post", gelu_tanh(h @ p["W_gate"]) * (h @ p["W_up"]))  # (batch, seq, d_mlp)
     mlp_out = ctx(pre + "hook_mlp_out", _norm(act @ p["W_down"], p["ln2_post"], cfg))
     return ctx(pre + "hook_resid_post", x + mlp_out)

@@ -90,7 +90,7 @@ def block(
     z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
     attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p["b_O"], ctx, pre))
     x = ctx(pre + "hook_resid_mid", x + attn_out)
-    h = layer_norm(x, p["ln2_w"], p["ln2_b"], cfg.norm_eps)
+    h = ctx(pre + "ln2.hook_normalized", layer_norm(x, p["ln2_w"], p["ln2_b"], cfg.norm_eps))  # MLP input
     act = ctx(pre + "mlp.hook_post", gelu_tanh(h @ p["W_in"] + p["b_in"]))  # (batch, seq, d_mlp)
     mlp_out = ctx(pre + "hook_mlp_out", act @ p["W_out"] + p["b_out"])
     return ctx(pre + "hook_resid_post", x + mlp_out)

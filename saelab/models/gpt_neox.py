@@ -97,6 +97,7 @@ def block(
     attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p["b_O"], ctx, pre))
     mid = ctx(pre + "hook_resid_mid", x + attn_out)
     h = layer_norm(x if cfg.parallel_residual else mid, p["ln2_w"], p["ln2_b"], cfg.norm_eps)
+    h = ctx(pre + "ln2.hook_normalized", h)  # the MLP input (from resid_pre in parallel blocks)
     act = ctx(pre + "mlp.hook_post", jax.nn.gelu(h @ p["W_in"] + p["b_in"], approximate=cfg.gelu_tanh))
     mlp_out = ctx(pre + "hook_mlp_out", act @ p["W_out"] + p["b_out"])  # (batch, seq, d_model)
     return ctx(pre + "hook_resid_post", mid + mlp_out)

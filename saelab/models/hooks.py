@@ -23,6 +23,7 @@ BLOCK_HOOKS = (
     "attn.hook_result",  # (batch, seq, n_heads, d_model), each head after the output projection
     "hook_attn_out",
     "hook_resid_mid",
+    "ln2.hook_normalized",  # the MLP's input: hook_resid_mid after the block's pre-MLP norm, weight applied
     "mlp.hook_post",  # (batch, seq, d_mlp), MLP neurons
     "hook_mlp_out",
     "hook_resid_post",

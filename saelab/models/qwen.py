@@ -63,7 +63,7 @@ def block(
     z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
     attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p.get("b_O"), ctx, pre))
     x = ctx(pre + "hook_resid_mid", x + attn_out)
-    h = rms_norm(x, p["ln2"], cfg.norm_eps)
+    h = ctx(pre + "ln2.hook_normalized", rms_norm(x, p["ln2"], cfg.norm_eps))  # the MLP input
     act = ctx(pre + "mlp.hook_post", jax.nn.silu(h @ p["W_gate"]) * (h @ p["W_up"]))  # (batch, seq, d_mlp)
     mlp_out = ctx(pre + "hook_mlp_out", act @ p["W_down"])
     return ctx(pre + "hook_resid_post", x + mlp_out)

@@ -21,6 +21,7 @@ from saelab.sae.codes import top_k
 from saelab.sae.config import SAEConfig
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
+from saelab.sae.transcoder import target_of, with_skip
 
 __all__ = ["encode", "encode_train", "decode", "loss", "update_threshold", "batch_topk", "BatchCodes"]
 
@@ -46,16 +47,21 @@ def encode_train(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> BatchCodes:
 
 
 def loss(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+    params: SAEParams,
+    x: jax.Array,
+    cfg: SAEConfig,
+    aux_state: AuxState | None = None,
+    target: jax.Array | None = None,
 ) -> tuple[jax.Array, LossOutput]:
-    """mse + aux_coefficient * AuxK, with the BatchTopK training codes."""
+    """mse (against `target` for a transcoder) + aux_coefficient * AuxK, with the BatchTopK training codes."""
     aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     enc = encode_train(params, x, cfg)
-    x_hat = decode(params, enc.codes, cfg.compute_dtype)  # (batch, d_in)
-    rec = losses.reconstruction(x, x_hat)
+    y = target_of(x, target, params)  # (batch, d_out)
+    y_hat = with_skip(params, x, decode(params, enc.codes, cfg.compute_dtype), cfg)  # (batch, d_out)
+    rec = losses.reconstruction(y, y_hat)
     if cfg.aux_coefficient > 0:
         aux = aux_topk(enc.pre, aux_state.dead_mask, cfg.resolved_k_aux)
-        aux_loss = auxk_loss(params, aux, x - x_hat, aux_state.dead_mask, cfg)
+        aux_loss = auxk_loss(params, aux, y - y_hat, aux_state.dead_mask, cfg)
     else:
         aux_loss = losses.zero()
     total = rec.mse + cfg.aux_coefficient * aux_loss

@@ -12,7 +12,7 @@ that does not apply is an error, so a coefficient the architecture would ignore 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import field_validator, model_validator
 
@@ -28,6 +28,8 @@ ComputeDtype = Literal["float32", "bfloat16"]
 
 # Fields every architecture reads; the others apply to the architectures whose registry entry lists them.
 SHARED_FIELDS = frozenset({"architecture", "d_in", "d_sae", "dec_init_norm", "apply_b_dec_to_input", "compute_dtype"})
+# An architecture whose loss takes a `target` (saelab.sae.transcoder) lists these among its fields.
+TRANSCODER_FIELDS = frozenset({"d_out", "skip"})
 
 
 class SAEConfig(Config):
@@ -74,6 +76,14 @@ class SAEConfig(Config):
     """Subtract b_dec from the input before encoding (OpenAI's pre-bias, SAELens' default)."""
     compute_dtype: ComputeDtype = "float32"
     """Dtype of the matmuls; parameters, thresholds and all elementwise loss math stay float32."""
+    d_out: int | None = None
+    """Transcoder (relu, topk, batchtopk, jumprelu): width of the target it reconstructs, read from another hook
+    than its input (Dunefsky et al. 2024, "Transcoders find interpretable LLM feature circuits"); None means an
+    ordinary SAE that reconstructs its input. W_dec is (d_sae, d_out) and b_dec (d_out,), so b_dec lives in the
+    output space and apply_b_dec_to_input defaults to false (SAELens refuses it for transcoders)."""
+    skip: bool = False
+    """Transcoder: add a linear skip term x @ W_skip, W_skip (d_in, d_out) initialised to 0, to the output
+    (skip-transcoders, Paulo et al. 2025, "Transcoders beat sparse autoencoders for interpretability")."""
     kernels: Literal["sparse", "dense"] = "sparse"
     """topk and matryoshka-over-topk: `sparse` uses the custom-VJP kernels of saelab.sae.sparse (backward
     passes touch only the k chosen latents); `dense` builds (batch, d_sae) codes and lets JAX
@@ -84,6 +94,14 @@ class SAEConfig(Config):
     def _registered(cls, name: str) -> str:
         _entry(name)
         return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _transcoder_defaults(cls, data: Any) -> Any:
+        """A transcoder's b_dec is in the output space: apply_b_dec_to_input is false unless set."""
+        if isinstance(data, dict) and data.get("d_out") is not None and "apply_b_dec_to_input" not in data:
+            return {**data, "apply_b_dec_to_input": False}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> SAEConfig:
@@ -110,8 +128,28 @@ class SAEConfig(Config):
             _check_prefixes(self.matryoshka_prefixes, self.d_sae)
         elif "matryoshka_prefixes" in applies and self.d_sae < 8:
             raise ValueError(f"default matryoshka prefixes need d_sae >= 8, got {self.d_sae}; set them")
+        if self.d_out is not None:
+            if self.d_out < 1:
+                raise ValueError(f"d_out must be positive, got d_out={self.d_out}")
+            if self.apply_b_dec_to_input:
+                raise ValueError(
+                    "apply_b_dec_to_input subtracts b_dec from the input, but a transcoder's b_dec lives in the "
+                    "output space (d_out); set apply_b_dec_to_input = false"
+                )
+        if self.skip and self.d_out is None:
+            raise ValueError("skip adds x @ W_skip to a transcoder's output; set d_out (data.target_hook) or remove it")
         check_fields(self.architecture, self.model_fields_set)
         return self
+
+    @property
+    def is_transcoder(self) -> bool:
+        """Whether this SAE reconstructs another hook's activations (d_out set) rather than its input."""
+        return self.d_out is not None
+
+    @property
+    def resolved_d_out(self) -> int:
+        """Width of the reconstruction: d_out for a transcoder, d_in otherwise."""
+        return self.d_in if self.d_out is None else self.d_out
 
     @property
     def resolved_k_aux(self) -> int:

@@ -15,27 +15,40 @@ import jax.numpy as jnp
 from saelab.sae.config import SAEConfig
 from saelab.sae.params import SAEParams
 from saelab.sae.registry import get_architecture
+from saelab.sae.transcoder import init_skip
 
 
 def init_params(key: jax.Array, cfg: SAEConfig, b_dec: jax.Array | None = None) -> SAEParams:
     """Fresh float32 parameters for `cfg`; `threshold` is the registry entry's initial threshold
-    (jumprelu_init_threshold for jumprelu, 0 for the BatchTopK-based EMA, as in SAELens), None without one."""
+    (jumprelu_init_threshold for jumprelu, 0 for the BatchTopK-based EMA, as in SAELens), None without one;
+    a transcoder's b_dec is (d_out,) and a skip-transcoder's W_skip starts at 0."""
 
-    W_dec = jax.random.normal(key, (cfg.d_sae, cfg.d_in), jnp.float32)  # (d_sae, d_in)
-    W_dec = W_dec * (cfg.dec_init_norm / jnp.linalg.norm(W_dec, axis=1, keepdims=True))
+    d_out = cfg.resolved_d_out
+    dec_key, enc_key = jax.random.split(key) if cfg.is_transcoder else (key, None)
+    W_dec = _rows(dec_key, cfg.d_sae, d_out, cfg.dec_init_norm)  # (d_sae, d_out)
+    # A transcoder's input and output are different spaces, so the tied init has nothing to tie: the encoder
+    # gets its own random directions of the same norm (SAELens draws both at random too).
+    W_enc = W_dec.T if enc_key is None else _rows(enc_key, cfg.d_sae, cfg.d_in, cfg.dec_init_norm).T
     if b_dec is None:
-        b_dec = jnp.zeros((cfg.d_in,), jnp.float32)
-    elif b_dec.shape != (cfg.d_in,):
-        raise ValueError(f"b_dec must have shape ({cfg.d_in},), got {b_dec.shape}")
+        b_dec = jnp.zeros((d_out,), jnp.float32)
+    elif b_dec.shape != (d_out,):
+        raise ValueError(f"b_dec must have shape ({d_out},), got {b_dec.shape}")
     theta = get_architecture(cfg.architecture).initial_threshold(cfg)
     threshold = None if theta is None else jnp.full((cfg.d_sae,), theta, jnp.float32)
     return SAEParams(
-        W_enc=W_dec.T,
+        W_enc=W_enc,
         b_enc=jnp.zeros((cfg.d_sae,), jnp.float32),
         W_dec=W_dec,
         b_dec=jnp.asarray(b_dec, jnp.float32),
         threshold=threshold,
+        W_skip=init_skip(cfg),
     )
+
+
+def _rows(key: jax.Array, n: int, d: int, norm: float) -> jax.Array:
+    """(n, d) random directions of length `norm`."""
+    w = jax.random.normal(key, (n, d), jnp.float32)
+    return w * (norm / jnp.linalg.norm(w, axis=1, keepdims=True))
 
 
 @partial(jax.jit, static_argnames=("max_iter",))

@@ -28,6 +28,7 @@ from saelab.sae.affine import decode, pre_activations
 from saelab.sae.config import SAEConfig
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
+from saelab.sae.transcoder import target_of, with_skip
 
 __all__ = ["encode", "decode", "loss", "jumprelu", "step", "effective_threshold"]
 
@@ -39,15 +40,21 @@ def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
 
 
 def loss(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+    params: SAEParams,
+    x: jax.Array,
+    cfg: SAEConfig,
+    aux_state: AuxState | None = None,
+    target: jax.Array | None = None,
 ) -> tuple[jax.Array, LossOutput]:
-    """mse + l0_coefficient * sparsity_scale * L0, L0 = mean over tokens of the number of active latents."""
+    """mse (against `target` for a transcoder) + l0_coefficient * sparsity_scale * L0, L0 = mean over tokens
+    of the number of active latents."""
     aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     pre = pre_activations(params, x, cfg)  # (batch, d_sae)
     theta = effective_threshold(params)  # (d_sae,) float32
     codes = jumprelu(pre, theta, cfg.bandwidth)
-    x_hat = decode(params, codes, cfg.compute_dtype)  # (batch, d_in)
-    rec = losses.reconstruction(x, x_hat)
+    y = target_of(x, target, params)  # (batch, d_out)
+    y_hat = with_skip(params, x, decode(params, codes, cfg.compute_dtype), cfg)  # (batch, d_out)
+    rec = losses.reconstruction(y, y_hat)
     l0_train = step(pre, theta, cfg.bandwidth).sum(1).mean()
     sparsity = cfg.l0_coefficient * aux_state.sparsity_scale * l0_train
     total = rec.mse + sparsity

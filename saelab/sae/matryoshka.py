@@ -22,6 +22,7 @@ from saelab.sae.config import SAEConfig
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
 from saelab.sae.sparse import sparse_decode_prefixes
+from saelab.sae.transcoder import target_of, with_skip
 
 __all__ = ["encode", "decode", "loss", "update_threshold", "decode_prefixes", "initial_threshold", "saelens_name"]
 
@@ -34,9 +35,14 @@ def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
 
 
 def loss(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+    params: SAEParams,
+    x: jax.Array,
+    cfg: SAEConfig,
+    aux_state: AuxState | None = None,
+    target: jax.Array | None = None,
 ) -> tuple[jax.Array, LossOutput]:
-    """Mean over prefixes of the prefix mse, + aux_coefficient * AuxK on the full reconstruction."""
+    """Mean over prefixes of the prefix mse (against `target` for a transcoder, the skip term in every prefix),
+    + aux_coefficient * AuxK on the full reconstruction."""
     aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     dead = aux_state.dead_mask if cfg.aux_coefficient > 0 else None
     if cfg.matryoshka_base == "topk":
@@ -54,9 +60,11 @@ def loss(
         aux = aux_topk(enc.pre, dead, cfg.resolved_k_aux) if dead is not None else None
         l0, counts = losses.dense_l0_and_counts(enc.codes)
         batch_threshold = enc.batch_threshold
-    prefix_mse = jnp.stack([losses.reconstruction(x, xh).mse for xh in x_hats])  # (n_prefixes,)
-    rec = losses.reconstruction(x, x_hats[-1])
-    aux_loss = auxk_loss(params, aux, x - x_hats[-1], dead, cfg) if dead is not None else losses.zero()
+    y = target_of(x, target, params)  # (batch, d_out)
+    x_hats = with_skip(params, x, x_hats, cfg)  # (n_prefixes, batch, d_out)
+    prefix_mse = jnp.stack([losses.reconstruction(y, xh).mse for xh in x_hats])  # (n_prefixes,)
+    rec = losses.reconstruction(y, x_hats[-1])
+    aux_loss = auxk_loss(params, aux, y - x_hats[-1], dead, cfg) if dead is not None else losses.zero()
     total = prefix_mse.mean() + cfg.aux_coefficient * aux_loss
     return losses.loss_output(
         total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=batch_threshold, prefix_mse=prefix_mse

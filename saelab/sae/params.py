@@ -23,6 +23,12 @@ class SAEParams(NamedTuple):
     W_dec: jax.Array  # (d_sae, d_in)
     b_dec: jax.Array  # (d_in,)
     threshold: jax.Array | None = None  # (d_sae,) jumprelu: per latent; batchtopk: one value repeated
+    W_skip: jax.Array | None = None  # (d_in, d_out) skip-transcoder: the linear term x @ W_skip
+
+    @property
+    def d_out(self) -> int:
+        """Width of the reconstruction: d_in for an SAE, the target's width for a transcoder."""
+        return self.W_dec.shape[1]
 
     @property
     def d_in(self) -> int:
@@ -33,13 +39,21 @@ class SAEParams(NamedTuple):
         return self.W_enc.shape[1]
 
 
-def check_params(params: SAEParams, d_in: int, d_sae: int, needs_threshold: bool) -> None:
-    """Raise ValueError when shapes, dtypes or the presence of `threshold` do not fit the config."""
-    want = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+def check_params(
+    params: SAEParams, d_in: int, d_sae: int, needs_threshold: bool, d_out: int | None = None, skip: bool = False
+) -> None:
+    """Raise ValueError when shapes, dtypes or the presence of `threshold` / `W_skip` do not fit the config
+    (d_out: a transcoder's output width, None meaning d_in)."""
+    d_out = d_in if d_out is None else d_out
+    want = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_out), "b_dec": (d_out,)}
     if needs_threshold:
         want["threshold"] = (d_sae,)
     elif params.threshold is not None:
         raise ValueError("this architecture has no threshold, but params.threshold is set")
+    if skip:
+        want["W_skip"] = (d_in, d_out)
+    elif params.W_skip is not None:
+        raise ValueError("params.W_skip is set but the config has skip = false")
     for name, shape in want.items():
         value = getattr(params, name)
         if value is None:

@@ -14,7 +14,7 @@ import jax
 
 from saelab.sae import batchtopk, jumprelu, matryoshka, relu, topk
 from saelab.sae.codes import TopK
-from saelab.sae.config import SHARED_FIELDS, SAEConfig
+from saelab.sae.config import SHARED_FIELDS, TRANSCODER_FIELDS, SAEConfig
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams, check_params
 from saelab.sae.scaling import InputScaling
@@ -22,7 +22,7 @@ from saelab.sae.scaling import InputScaling
 EncodeFn = Callable[[SAEParams, jax.Array, SAEConfig], jax.Array]
 SparseEncodeFn = Callable[[SAEParams, jax.Array, SAEConfig], TopK]
 DecodeFn = Callable[..., jax.Array]
-LossFn = Callable[[SAEParams, jax.Array, SAEConfig, AuxState | None], tuple[jax.Array, LossOutput]]
+LossFn = Callable[..., tuple[jax.Array, LossOutput]]  # (params, x, cfg, aux_state=None, target=None)
 UpdateFn = Callable[[SAEParams, LossOutput, SAEConfig], SAEParams]
 ThresholdFn = Callable[[SAEConfig], float | None]
 
@@ -42,7 +42,8 @@ class Architecture:
     name: str
     encode: EncodeFn  # (params, x (batch, d_in), cfg) -> codes (batch, d_sae), inference mode
     decode: DecodeFn  # (params, codes (batch, d_sae), compute_dtype="float32") -> x_hat (batch, d_in)
-    loss: LossFn  # (params, x, cfg, aux_state=None) -> (loss, LossOutput), training mode
+    loss: LossFn  # (params, x, cfg, aux_state=None[, target]) -> (loss, LossOutput), training mode; target
+    #               (batch, d_out) only for architectures listing TRANSCODER_FIELDS
     fields: frozenset[str] = frozenset()  # SAEConfig fields it reads beyond SHARED_FIELDS; others are errors
     update_threshold: UpdateFn = _unchanged  # after each optimiser step (the BatchTopK threshold EMA)
     initial_threshold: ThresholdFn = _no_threshold  # the per-latent threshold at init; None: no threshold
@@ -52,6 +53,8 @@ class Architecture:
     saelens_name: str | Callable[[SAEConfig], str] = "standard"  # SAELens architecture it exports as
     saelens_imports: tuple[str, ...] = ()  # SAELens architectures that load as this one
     saelens_keys: tuple[str, ...] = ()  # SAELens cfg.json keys copied into SAEConfig on such a load
+    saelens_transcoder: str | None = None  # SAELens transcoder class its transcoders export as (and load from)
+    saelens_skip_transcoder: str | None = None  # the same for skip-transcoders
     latent_arrays: float = 4.0  # plan: float32 (batch rows x latents) temporaries of one train step
     atoms: bool = False  # atoms analysis: a threshold-activated dictionary (atoms) rather than features
 
@@ -60,7 +63,12 @@ class Architecture:
         return self.initial_threshold(cfg) is not None
 
     def saelens_architecture(self, cfg: SAEConfig) -> str:
-        """The SAELens inference architecture an export of `cfg` is written as."""
+        """The SAELens inference architecture an export of `cfg` is written as; a transcoder without a SAELens
+        class (SAELens has none for TopK) is written under saelab's own name, `<name>_[skip_]transcoder`,
+        which saelab loads and SAELens refuses by name."""
+        if cfg.is_transcoder:
+            theirs = self.saelens_skip_transcoder if cfg.skip else self.saelens_transcoder
+            return theirs or f"{self.name}_{'skip_' if cfg.skip else ''}transcoder"
         return self.saelens_name if isinstance(self.saelens_name, str) else self.saelens_name(cfg)
 
 
@@ -84,8 +92,8 @@ def register(entry: Architecture) -> Architecture:
     return entry
 
 
-_TOPK = frozenset({"k", "k_aux", "aux_coefficient"})
-_JUMPRELU = frozenset({"l0_coefficient", "jumprelu_init_threshold", "bandwidth"})
+_TOPK = frozenset({"k", "k_aux", "aux_coefficient"}) | TRANSCODER_FIELDS
+_JUMPRELU = frozenset({"l0_coefficient", "jumprelu_init_threshold", "bandwidth"}) | TRANSCODER_FIELDS
 _MATRYOSHKA = _TOPK | {"kernels", "threshold_ema_rate", "matryoshka_base", "matryoshka_prefixes"}
 
 register(
@@ -94,9 +102,11 @@ register(
         relu.encode,
         relu.decode,
         relu.loss,
-        frozenset({"l1_coefficient"}),
+        frozenset({"l1_coefficient"}) | TRANSCODER_FIELDS,
         saelens_name="standard",
         saelens_imports=("standard",),
+        saelens_transcoder="transcoder",
+        saelens_skip_transcoder="skip_transcoder",
         latent_arrays=3.0,
     )
 )
@@ -127,6 +137,7 @@ register(
         unit_norm_decoder=True,
         saelens_name="jumprelu",  # one shared threshold at inference: a JumpReLU SAE, as SAELens saves it
         saelens_imports=("batchtopk",),
+        saelens_transcoder="jumprelu_transcoder",
         latent_arrays=6.5,
     )
 )
@@ -141,6 +152,7 @@ register(
         input_scaling="unit",  # the threshold and bandwidth defaults are Gemma Scope's, for unit inputs
         saelens_name="jumprelu",
         saelens_imports=("jumprelu",),
+        saelens_transcoder="jumprelu_transcoder",
         latent_arrays=6.0,
         atoms=True,
     )
@@ -178,8 +190,14 @@ def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
 
 
 def loss(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+    params: SAEParams,
+    x: jax.Array,
+    cfg: SAEConfig,
+    aux_state: AuxState | None = None,
+    target: jax.Array | None = None,
 ) -> tuple[jax.Array, LossOutput]:
-    """Training loss of the architecture `cfg` names; checks the parameters against the config first."""
-    check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold)
-    return get_architecture(cfg.architecture).loss(params, x, cfg, aux_state)
+    """Training loss of the architecture `cfg` names (a transcoder's against `target`); checks the parameters
+    against the config first."""
+    check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold, cfg.d_out, cfg.skip)
+    extra = () if target is None else (target,)  # an architecture without transcoders takes no target
+    return get_architecture(cfg.architecture).loss(params, x, cfg, aux_state, *extra)

@@ -17,6 +17,7 @@ from saelab.sae.affine import decode, pre_activations
 from saelab.sae.config import SAEConfig
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
+from saelab.sae.transcoder import target_of, with_skip
 
 __all__ = ["encode", "decode", "loss"]
 
@@ -27,13 +28,18 @@ def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
 
 
 def loss(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+    params: SAEParams,
+    x: jax.Array,
+    cfg: SAEConfig,
+    aux_state: AuxState | None = None,
+    target: jax.Array | None = None,
 ) -> tuple[jax.Array, LossOutput]:
-    """mse + l1_coefficient * sparsity_scale * decoder-norm-weighted L1."""
+    """mse (against `target` for a transcoder) + l1_coefficient * sparsity_scale * decoder-norm-weighted L1."""
     aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
     codes = encode(params, x, cfg)  # (batch, d_sae)
-    x_hat = decode(params, codes, cfg.compute_dtype)  # (batch, d_in)
-    rec = losses.reconstruction(x, x_hat)
+    y = target_of(x, target, params)  # (batch, d_out)
+    y_hat = with_skip(params, x, decode(params, codes, cfg.compute_dtype), cfg)  # (batch, d_out)
+    rec = losses.reconstruction(y, y_hat)
     dec_norms = jnp.linalg.norm(params.W_dec, axis=1)  # (d_sae,)
     l1 = jnp.sum(jnp.abs(codes) * dec_norms, axis=1).mean()
     sparsity = cfg.l1_coefficient * aux_state.sparsity_scale * l1

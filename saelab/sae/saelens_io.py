@@ -39,11 +39,14 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
     path.mkdir(parents=True, exist_ok=True)
     theirs = saelens_architecture(cfg)  # a SAELens name, not ours
     tensors = {k: np.asarray(v, np.float32) for k, v in params._asdict().items() if v is not None}
-    if theirs != "jumprelu":  # SAELens reads a threshold only there
+    if not cfg.uses_threshold:  # SAELens reads a threshold only for its JumpReLU SAEs and transcoders
         tensors.pop("threshold", None)
+    if "W_skip" in tensors:
+        tensors["W_skip"] = np.ascontiguousarray(tensors["W_skip"].T)  # SAELens: (d_out, d_in), x @ W_skip.T
     out = {
         "architecture": theirs,
         "d_in": cfg.d_in,
+        **({"d_out": cfg.d_out} if cfg.is_transcoder else {}),
         "d_sae": cfg.d_sae,
         "dtype": "float32",
         "device": "cpu",
@@ -57,7 +60,7 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
             "saelab_config": cfg.model_dump(mode="json"),
         },
     }
-    if theirs == "topk":
+    if theirs == "topk" or (cfg.is_transcoder and "k" in get_architecture(cfg.architecture).saelens_keys):
         out |= {"k": cfg.k, "rescale_acts_by_decoder_norm": False}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))

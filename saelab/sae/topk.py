@@ -16,6 +16,7 @@ from saelab.sae.config import SAEConfig
 from saelab.sae.losses import AuxState, LossOutput, loss_output, reconstruction, resolve_aux_state, zero
 from saelab.sae.params import SAEParams
 from saelab.sae.sparse import dense_decode, sparse_decode, topk_encode_aux
+from saelab.sae.transcoder import target_of, with_skip
 
 __all__ = ["encode", "encode_sparse", "decode", "decode_sparse", "loss", "topk_codes"]
 
@@ -38,15 +39,20 @@ def decode_sparse(params: SAEParams, codes: TopK, cfg: SAEConfig) -> jax.Array:
 
 
 def loss(
-    params: SAEParams, x: jax.Array, cfg: SAEConfig, aux_state: AuxState | None = None
+    params: SAEParams,
+    x: jax.Array,
+    cfg: SAEConfig,
+    aux_state: AuxState | None = None,
+    target: jax.Array | None = None,
 ) -> tuple[jax.Array, LossOutput]:
-    """mse + aux_coefficient * AuxK(dead latents of aux_state)."""
+    """mse (against `target` for a transcoder) + aux_coefficient * AuxK(dead latents of aux_state)."""
     aux_state = resolve_aux_state(aux_state, params.d_sae)
     use_aux = cfg.aux_coefficient > 0
     codes, aux = topk_codes(params, x, cfg, aux_state.dead_mask if use_aux else None)
-    x_hat = decode_sparse(params, codes, cfg)  # (batch, d_in)
-    rec = reconstruction(x, x_hat)
-    aux_loss = auxk_loss(params, aux, x - x_hat, aux_state.dead_mask, cfg) if use_aux else zero()
+    y = target_of(x, target, params)  # (batch, d_out)
+    y_hat = with_skip(params, x, decode_sparse(params, codes, cfg), cfg)  # (batch, d_out)
+    rec = reconstruction(y, y_hat)
+    aux_loss = auxk_loss(params, aux, y - y_hat, aux_state.dead_mask, cfg) if use_aux else zero()
     total = rec.mse + cfg.aux_coefficient * aux_loss
     counts = latent_counts(codes, params.d_sae)  # (d_sae,)
     return loss_output(total, rec, counts.sum() / x.shape[0], counts, aux_loss=aux_loss)

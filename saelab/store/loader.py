@@ -30,12 +30,14 @@ class Batch(NamedTuple):
     x: jax.Array  # (batch, d_model): global and sharded over the mesh's "data" axis if given a mesh, else
     #               this process's rows (batch // process_count, d_model)
     idx: np.ndarray  # (rows of x this process holds,) int64 global store indices of those rows
+    y: jax.Array | None = None  # like x, the target hook's activations at the same rows (transcoders)
 
 
 class ActivationLoader:
     """Iterate `Batch`es of `batch_size` tokens (global, across processes) of one hook's activations.
 
     `indices` restricts training to those store indices (default: `store.train_indices(include_bos)`).
+    `target_hook` adds that hook's activations at the same rows as `Batch.y` (a transcoder's target).
     `prefetch` batches are read ahead by `threads` threads.
     """
 
@@ -54,10 +56,12 @@ class ActivationLoader:
         process_index: int | None = None,
         process_count: int | None = None,
         indices: np.ndarray | None = None,
+        target_hook: str | None = None,
     ) -> None:
         self.store = store
         self.hook = hook
         self.view = store.activations(hook)
+        self.target_view = None if target_hook is None else store.activations(target_hook)
         self.indices = store.train_indices(include_bos) if indices is None else _check_indices(indices, store)
         if len(self.indices) == 0:
             raise ValueError(f"store {store.path} has no training tokens for {hook}")
@@ -132,10 +136,11 @@ class ActivationLoader:
     def _load(self, batch: int) -> Batch:
         idx = self.global_indices(batch)[self._rows[0] : self._rows[1]]
         x = self.view.take(idx, self.dtype)  # (local rows, d_model)
+        y = None if self.target_view is None else self.target_view.take(idx, self.dtype)
         if self._sharding is None:
-            return Batch(jax.device_put(x), idx)
-        shape = (self.batch_size, x.shape[1])
-        return Batch(jax.make_array_from_process_local_data(self._sharding, x, shape), idx)
+            return Batch(jax.device_put(x), idx, None if y is None else jax.device_put(y))
+        put = lambda a: jax.make_array_from_process_local_data(self._sharding, a, (self.batch_size, a.shape[1]))
+        return Batch(put(x), idx, None if y is None else put(y))
 
     def _local_rows(self, process_index: int | None, process_count: int | None) -> tuple[int, int]:
         """The rows [lo, hi) of each global batch this process loads."""

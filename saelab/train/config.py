@@ -51,6 +51,9 @@ class DataConfig(_Section):
     whole and drained before the next (1 = no mixing across batches)."""
     hook: str | None = None
     """Hook point to train on; None means the store's only hook."""
+    target_hook: str | None = None
+    """Train a transcoder: reconstruct this hook of the same store (e.g. blocks.L.hook_mlp_out) from `hook`
+    (e.g. blocks.L.ln2.hook_normalized); None trains an ordinary SAE. Each hook is scaled by its own statistics."""
     batch_size: int = Field(default=4096, ge=1)
     """Tokens per step (global batch across all devices and processes)."""
     include_bos: bool = False
@@ -212,6 +215,7 @@ class Resolved(NamedTuple):
     sae: SAEConfig
     hook: str
     manifest: dict[str, Any]
+    target_hook: str | None = None  # a transcoder's target hook
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
@@ -263,12 +267,34 @@ def resolve(cfg: TrainConfig) -> Resolved:
 def _with_sae(cfg: TrainConfig, hook: str, manifest: dict[str, Any]) -> Resolved:
     d_in = int(manifest["d_model"])
     extra = dict(cfg.sae.model_extra or {})
+    target = transcoder_target(cfg, hook, hooks)
+    if target is not None:
+        extra["d_out"] = d_in  # every hook of a store has its width
     d_sae = cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in
     try:
         sae = SAEConfig(d_in=d_in, d_sae=d_sae, **extra)
     except ValidationError as e:
         raise ValueError(f"invalid [sae] section:\n{e}") from None
-    return Resolved(cfg, sae, hook, manifest)
+    return Resolved(cfg, sae, hook, manifest, target)
+
+
+def transcoder_target(cfg: TrainConfig, hook: str, hooks: list[str]) -> str | None:
+    """data.target_hook checked against the store's hooks and the [sae] section; None for an ordinary SAE."""
+    extra = cfg.sae.model_extra or {}
+    target = cfg.data.target_hook
+    if "d_out" in extra:
+        raise ValueError("[sae] d_out comes from the store; set data.target_hook to train a transcoder instead")
+    if target is None:
+        if extra.get("skip"):
+            raise ValueError(
+                "sae.skip makes a skip-transcoder, which needs data.target_hook (e.g. blocks.L.hook_mlp_out)"
+            )
+        return None
+    if target not in hooks:
+        raise ValueError(f"data.target_hook {target!r} is not in store {cfg.data.store}; it holds {hooks}")
+    if target == hook:
+        raise ValueError(f"data.target_hook equals data.hook ({hook}); leave target_hook unset to train an SAE")
+    return target
 
 
 _DEFAULT_ARCHITECTURE = SAEConfig.model_fields["architecture"].default

@@ -14,7 +14,12 @@ from jax.sharding import PartitionSpec as P
 from saelab.sae import SAEParams
 
 PARAM_SPECS = SAEParams(
-    W_enc=P(None, "model"), b_enc=P("model"), W_dec=P("model", None), b_dec=P(None), threshold=P("model")
+    W_enc=P(None, "model"),
+    b_enc=P("model"),
+    W_dec=P("model", None),
+    b_dec=P(None),
+    threshold=P("model"),
+    W_skip=P(None, None),  # (d_in, d_out) skip-transcoder term: replicated like b_dec
 )
 BATCH_SPEC = P("data", None)
 

@@ -10,6 +10,7 @@ import re
 import secrets
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -64,7 +65,11 @@ def run(
     else:
         src = _store_source(cfg, r, mesh)
     scale = input_scale(src.stats, cfg.train.input_scaling, r.sae.d_in)
-    state, tx = initial_state(r.sae, cfg, mesh, initial_b_dec(src.b_dec_sample, cfg, scale))
+    out_scale = None  # a transcoder's target is scaled by its own hook's statistics
+    if src.target_stats is not None:
+        out_scale = input_scale(src.target_stats, cfg.train.input_scaling, r.sae.resolved_d_out)
+    b_dec = initial_b_dec(src.b_dec_sample, cfg, scale if out_scale is None else out_scale)
+    state, tx = initial_state(r.sae, cfg, mesh, b_dec)
     shardings = jax.tree.map(lambda a: a.sharding, state)
     loader = src.loader
     start = 0
@@ -78,6 +83,7 @@ def run(
             r.sae,
             tx,
             scale=scale,
+            out_scale=out_scale,
             dead_tokens=cfg.train.dead_tokens,
             sparsity_warmup_steps=cfg.optim.coefficient_warmup_steps,
         ),
@@ -94,8 +100,8 @@ def run(
         task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
         pending, fetched = [], []  # this log window's metrics: on the device, and those already on the host
         for s in range(start, end):
-            x = next(loader).x
-            state, m = step_fn(state, x)
+            batch = next(loader)
+            state, m = step_fn(state, batch.x, batch.y)
             pending.append(m)
             timer.tick(s == start, cfg.data.batch_size)
             done = s + 1
@@ -116,7 +122,7 @@ def run(
     host_params = to_host(state.params)  # gathered from every process when latents span processes
     check_finite(host_params, f"of run {run_dir.root} at step {end}")
     if end == cfg.steps and is_main():
-        export(host_params, r, scale, run_dir.sae, cfg)
+        export(host_params, r, scale, run_dir.sae, cfg, out_scale)
     log.close()
     return TrainResult(run_dir.root, run_dir.sae, end, last, timer.rate(), host_params, start)
 
@@ -181,9 +187,17 @@ def check_store_stats(store: ActivationStore, hook: str) -> None:
 def _store_source(cfg: TrainConfig, r: Resolved, mesh: Mesh) -> stream.Source:
     """Globally shuffled batches of the store `cfg.data.store` (its statistics checked first)."""
     store = ActivationStore(cfg.data.store)
-    check_store_stats(store, r.hook)
+    for hook in (r.hook, r.target_hook):
+        if hook is not None:
+            check_store_stats(store, hook)
     loader = ActivationLoader(
-        store, r.hook, cfg.data.batch_size, seed=cfg.data.seed, include_bos=cfg.data.include_bos, mesh=mesh
+        store,
+        r.hook,
+        cfg.data.batch_size,
+        seed=cfg.data.seed,
+        include_bos=cfg.data.include_bos,
+        mesh=mesh,
+        target_hook=r.target_hook,
     )
     return store_source(store, loader, r, cfg)
 
@@ -195,9 +209,9 @@ def store_source(store: ActivationStore, loader: ActivationLoader, r: Resolved, 
     def bad_rows(rows: np.ndarray) -> np.ndarray:
         return rows[~np.isfinite(view.take(rows, np.float32)).all(1)]
 
-    return stream.Source(
-        loader, store.stats(r.hook), lambda: store_sample(store, r, cfg), loader.global_indices, bad_rows
-    )
+    target_stats = None if r.target_hook is None else store.stats(r.target_hook)
+    sample = partial(store_sample, store, r, cfg)
+    return stream.Source(loader, store.stats(r.hook), sample, loader.global_indices, bad_rows, target_stats)
 
 
 def make_guard(cfg: TrainConfig, src: stream.Source, mngr) -> Guard:
@@ -258,7 +272,7 @@ def store_sample(store: ActivationStore, r: Resolved, cfg: TrainConfig) -> np.nd
     idx = store.train_indices(cfg.data.include_bos)
     rng = np.random.default_rng(cfg.train.seed)
     sample = np.sort(rng.choice(idx, size=min(B_DEC_SAMPLE, len(idx)), replace=False))
-    x = store.activations(r.hook).take(sample, np.float32)
+    x = store.activations(r.target_hook or r.hook).take(sample, np.float32)  # b_dec is in the output space
     finite = np.isfinite(x).all(1)
     if not finite.all() and cfg.train.on_nonfinite == "error":
         shown = ", ".join(str(int(i)) for i in sample[~finite][:8])

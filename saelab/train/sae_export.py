@@ -14,9 +14,13 @@ from saelab.sae.saelens_io import CFG_FILE, save_saelens
 from saelab.train.config import Resolved, TrainConfig
 
 
-def export(params: SAEParams, r: Resolved, scale: float, out: Path, cfg: TrainConfig) -> Path:
-    """Fold the input scaling into the weights and write the SAELens-format SAE to `out`."""
-    folded = fold_input_scaling(jax.device_get(params), scale)
+def export(
+    params: SAEParams, r: Resolved, scale: float, out: Path, cfg: TrainConfig, out_scale: float | None = None
+) -> Path:
+    """Fold the input scaling (a transcoder's target scale too) into the weights and write the SAELens-format
+    SAE to `out`."""
+    folded = fold_input_scaling(jax.device_get(params), scale, out_scale=out_scale)
+    transcoder = {} if r.target_hook is None else {"hook_name_out": r.target_hook, "output_scale_folded": out_scale}
     meta = r.manifest["meta"]
     return save_saelens(
         out,
@@ -34,6 +38,7 @@ def export(params: SAEParams, r: Resolved, scale: float, out: Path, cfg: TrainCo
             "training_tokens": cfg.steps * cfg.data.batch_size,
             "input_scale_folded": scale,
             "run": str(cfg.run_dir),
+            **transcoder,
         },
     )
 

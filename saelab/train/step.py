@@ -30,16 +30,23 @@ def make_train_step(
     scale: float,
     dead_tokens: int,
     sparsity_warmup_steps: int,
-) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
-    """(state, x (batch, d_in) raw activations) -> (state, metrics). Pure; jit it with donation."""
+    out_scale: float | None = None,
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """(state, x (batch, d_in) raw activations, y (batch, d_out) raw target or None) -> (state, metrics). Pure;
+    jit it with donation. A transcoder's target y is scaled by `out_scale`, its hook's own scale."""
     arch = architecture(sae.architecture)
 
-    def step(state: TrainState, x: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    def step(state: TrainState, x: jax.Array, y: jax.Array | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
         x = x.astype(jnp.float32) * scale
+        if sae.is_transcoder and y is None:
+            raise ValueError("a transcoder's train step needs the target batch y (data.target_hook)")
+        y = None if y is None else y.astype(jnp.float32) * (scale if out_scale is None else out_scale)
         dead = state.since_fired >= dead_tokens  # (d_sae,)
         warm = 1.0 if sparsity_warmup_steps == 0 else jnp.minimum(1.0, (state.step + 1) / sparsity_warmup_steps)
         aux = AuxState(dead, jnp.asarray(warm, jnp.float32))
-        (loss, out), grads = jax.value_and_grad(arch.loss, has_aux=True)(state.params, x, sae, aux)
+        (loss, out), grads = jax.value_and_grad(arch.loss, has_aux=True)(
+            state.params, x, sae, aux, *(() if y is None else (y,))
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         params = arch.update_threshold(params, out, sae)

@@ -50,6 +50,7 @@ class Source(NamedTuple):
     b_dec_sample: Callable[[], np.ndarray | None]  # raw activations for the initial b_dec (None: keep zeros)
     rows: Callable[[int], np.ndarray]  # the rows a step trained on (for the fault message)
     bad_rows: Callable[[np.ndarray], np.ndarray]  # those of them holding NaN or Inf
+    target_stats: dict[str, Any] | None = None  # a transcoder's target hook's, for its output scale
 
 
 def describe_source(data: DataConfig) -> dict[str, Any]:

@@ -11,6 +11,8 @@ layout keeps model and hook in a nested `metadata`, the older one at the top lev
   SAELens's fold_activation_norm_scaling_factor once its factor is known); constant_norm_rescale and
   layer_norm (per token, kept in LoadedSAE.norm);
 - finetuning_scaling_factor (older SAELens scaled codes before decoding: folded into the W_dec rows);
+- transcoders (transcoder, skip_transcoder, jumprelu_transcoder; saelab's TopK transcoder exports load through
+  their saelab_config): d_out, hook_name_out, W_skip stored (d_out, d_in) as SAELens does;
 - dtype (bfloat16 SAEs run bfloat16 matmuls, as in SAELens); hook_name, hook_head_index, prepend_bos and
   model_name go to metadata.
 """
@@ -30,7 +32,9 @@ from saelab.sae.registry import ARCHITECTURES
 from saelab.sae.saelens_io import CFG_FILE, WEIGHTS_FILE
 
 RENAMED = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
-META_KEYS = ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos", "dataset_path")
+META_KEYS = (
+    "model_name", "hook_name", "hook_name_out", "hook_head_index", "context_size", "prepend_bos", "dataset_path"
+)  # fmt: skip
 NORMS = ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm")
 GATED = "gated SAEs carry b_gate, b_mag and r_mag, which saelab's SAEParams does not hold"
 
@@ -61,7 +65,11 @@ def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
         raise ValueError(f"{path / WEIGHTS_FILE} lacks tensors {missing}")
     if cfg.uses_threshold and w.get("threshold") is None:
         raise ValueError(f"{path} is a {cfg.architecture} SAE without a threshold tensor")
+    if cfg.skip and "W_skip" not in w:
+        raise ValueError(f"{path} is a skip-transcoder without a W_skip tensor")
     w = {k: np.asarray(v, np.float32) for k, v in w.items()}
+    if cfg.skip:
+        w["W_skip"] = w["W_skip"].T  # SAELens stores (d_out, d_in)
     if raw.get("rescale_acts_by_decoder_norm"):
         n = np.linalg.norm(w["W_dec"], axis=1)  # (d_sae,)
         w |= {"W_enc": w["W_enc"] * n, "b_enc": w["b_enc"] * n, "W_dec": w["W_dec"] / n[:, None]}
@@ -82,21 +90,31 @@ def _config(raw: dict[str, Any], path: Path) -> SAEConfig:
     elif raw.get("activation_fn", "relu") not in ("relu", None) and arch == "standard":
         fn = raw["activation_fn"]
         raise ValueError(f"{path / CFG_FILE}: activation_fn={fn!r} is not supported; supported: relu, topk")
-    mapping = {s: a for a in ARCHITECTURES.values() for s in a.saelens_imports}
+    mapping = {s: (a, False, False) for a in ARCHITECTURES.values() for s in a.saelens_imports}
+    canonical = [
+        a for a in ARCHITECTURES.values() if isinstance(a.saelens_name, str) and a.saelens_name in a.saelens_imports
+    ]
+    transcoders = {a.saelens_transcoder: (a, True, False) for a in canonical if a.saelens_transcoder}
+    transcoders |= {a.saelens_skip_transcoder: (a, True, True) for a in canonical if a.saelens_skip_transcoder}
+    mapping |= transcoders  # a transcoder class loads as the architecture that imports that class's SAE
     if arch not in mapping:
         why = f" ({GATED})" if arch == "gated" else ""
         raise ValueError(f"SAELens architecture {arch!r} in {path} is not supported; supported: {sorted(mapping)}{why}")
     if raw.get("reshape_activations", "none") not in ("none", "hook_z"):
         raise ValueError(f"{path / CFG_FILE}: reshape_activations={raw['reshape_activations']!r} is not supported")
-    lacking = [key for key in mapping[arch].saelens_keys if key not in raw]
+    entry, transcoder, skip = mapping[arch]
+    lacking = [key for key in entry.saelens_keys + (("d_out",) if transcoder else ()) if key not in raw]
     if lacking:
         raise ValueError(f"{path / CFG_FILE} lacks {lacking}, which a SAELens {arch} SAE needs")
+    extra = {key: raw[key] for key in entry.saelens_keys}
+    if transcoder:
+        extra |= {"d_out": raw["d_out"], "skip": True} if skip else {"d_out": raw["d_out"]}
     return SAEConfig(
-        architecture=mapping[arch].name,
+        architecture=entry.name,
         d_in=raw["d_in"],
         d_sae=raw["d_sae"],
-        apply_b_dec_to_input=raw.get("apply_b_dec_to_input", True),
-        **{key: raw[key] for key in mapping[arch].saelens_keys},
+        apply_b_dec_to_input=raw.get("apply_b_dec_to_input", not transcoder),
+        **extra,
     )
 
 
