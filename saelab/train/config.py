@@ -267,7 +267,12 @@ def resolve(cfg: TrainConfig) -> Resolved:
 def _with_sae(cfg: TrainConfig, hook: str, manifest: dict[str, Any]) -> Resolved:
     d_in = int(manifest["d_model"])
     extra = dict(cfg.sae.model_extra or {})
-    target = transcoder_target(cfg, hook, hooks)
+    if cfg.data.source == "model" and cfg.data.target_hook is not None:
+        raise ValueError(
+            "data.target_hook (a transcoder) trains from a store holding both hooks; on-the-fly training "
+            "(data.source='model') reads one hook. Harvest both hooks into a store and set data.store"
+        )
+    target = transcoder_target(cfg, hook, manifest["hooks"])
     if target is not None:
         extra["d_out"] = d_in  # every hook of a store has its width
     d_sae = cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in

@@ -15,6 +15,7 @@ import jax
 from saelab.data import open_corpus
 from saelab.evals import metrics, splice
 from saelab.evals.run import add_batch, mean_activation, splice_fn, token_batches
+from saelab.evals.transcoder import transcoder_splice_fn
 from saelab.models import Model
 from saelab.runtime.distributed import to_host
 from saelab.sae import SAEParams, fold_input_scaling
@@ -35,10 +36,12 @@ KEYS = (
 class InTrainingEval:
     """Call with the training (input-scaled) parameters; returns {eval/<key>: value} for KEYS."""
 
-    def __init__(self, cfg: TrainConfig, r: Resolved, scale: float, model: Model | None = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, r: Resolved, scale: float, out_scale: float | None = None, model: Model | None = None
+    ) -> None:
         meta = r.manifest["meta"]
         self.model = model or Model.load(meta["model"])
-        self.scale = scale
+        self.scale, self.out_scale = scale, out_scale
         self.dense_threshold = cfg.train.dense_threshold
         corpus = open_corpus(meta["corpus"], "heldout")
         self.batches = list(
@@ -47,11 +50,14 @@ class InTrainingEval:
         if not self.batches:
             raise ValueError(f"train.eval_every: the held-out split of {meta['corpus']} gives no window to evaluate on")
         store = str(cfg.data.store) if cfg.data.source == "store" else None  # as the export's dataset_path
-        self.act_mean = mean_activation(store, self.model, r.hook, self.batches[0])
-        self.fn = splice_fn(self.model.cfg, r.hook, r.sae)
+        self.act_mean = mean_activation(store, self.model, r.target_hook or r.hook, self.batches[0])
+        if r.target_hook is None:
+            self.fn = splice_fn(self.model.cfg, r.hook, r.sae)
+        else:  # a transcoder, spliced in place of the MLP as `saelab eval` does
+            self.fn = transcoder_splice_fn(self.model.cfg, r.hook, r.target_hook, r.sae)
 
     def __call__(self, params: SAEParams) -> dict[str, float]:
-        folded = jax.device_put(fold_input_scaling(to_host(params), self.scale))
+        folded = jax.device_put(fold_input_scaling(to_host(params), self.scale, out_scale=self.out_scale))
         splice_sums = recon_sums = None
         for tokens in self.batches:
             splice_sums, recon_sums = add_batch(

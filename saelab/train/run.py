@@ -95,7 +95,7 @@ def run(
     timer = Throughput()
     last: dict[str, float] = {}
     guard = make_guard(cfg, src, mngr)
-    evaluate = InTrainingEval(cfg, r, scale) if cfg.train.eval_every else None
+    evaluate = InTrainingEval(cfg, r, scale, out_scale) if cfg.train.eval_every else None
     with progress_bar("step/s", cfg.train.progress and is_main()) as bar:
         task = bar.add_task(f"train {cfg.train.name}", total=cfg.steps, completed=start, info="")
         pending, fetched = [], []  # this log window's metrics: on the device, and those already on the host
