@@ -76,7 +76,7 @@ def sae_codes(
     shape = (model.cfg.n_layers, model.cfg.n_heads)
     return CodesResult(
         u.reshape(shape),
-        _softmax(u).reshape(shape),
+        softmax(u).reshape(shape),
         e,
         edge_node_scores(e, model.cfg.n_heads).reshape(shape),
         pos_codes,
@@ -88,9 +88,12 @@ def sae_codes(
     )
 
 
-def head_vectors(model: Model, task: TaskData, positions: Positions = "all") -> tuple[np.ndarray, np.ndarray]:
+def head_vectors(
+    model: Model, task: TaskData, positions: Positions = "all", chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """Per prompt and head, `attn.hook_result` averaged over the prompt's real positions ("all") or taken at
-    its last position ("last"). Tokens appended only for scoring are dropped first.
+    its last position ("last"). Tokens appended only for scoring are dropped first. `chunk` prompts per
+    forward bound the memory (every head's output at every position is cached).
     -> (positives, negatives), each (n, n_layers * n_heads, d_model)."""
     end = task.pos.shape[1] - task.scoring_tokens
     # left-pad to a multiple of 16 columns so that prompt draws of similar length share one compiled forward
@@ -101,8 +104,20 @@ def head_vectors(model: Model, task: TaskData, positions: Positions = "all") -> 
         avg = np.zeros_like(pad)
         avg[:, -1] = 1
     fn = _mean_results(model.cfg)
-    pos, neg = (np.asarray(fn(model.params, np.pad(t[:, :end], left), pad, avg)) for t in (task.pos, task.neg))
-    return pos, neg
+    n = task.n
+    size = min(n, chunk)
+    rows = -(-n // size) * size  # whole chunks: one compiled shape, the last chunk padded with real rows
+    take = np.arange(rows) % n
+    pad, avg = pad[take], avg[take]
+    out = []
+    for t in (task.pos, task.neg):
+        toks = np.pad(t[:, :end], left)[take]
+        parts = [
+            np.asarray(fn(model.params, toks[s : s + size], pad[s : s + size], avg[s : s + size]))
+            for s in range(0, rows, size)
+        ]
+        out.append(np.concatenate(parts)[:n])
+    return out[0], out[1]
 
 
 def scale_vectors(x: np.ndarray, scaling: Scaling) -> np.ndarray:
@@ -128,8 +143,25 @@ def node_scores(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
 
 def edge_scores(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
     """e_ij = |P_ij \\ N_ij| over code pairs (code of head i, code of head j) on the same prompt.
-    -> (heads, heads) symmetric, with e_hh = u_h. Vectorised: counts positive prompts whose pair is new
-    (first among positives) and absent from every negative."""
+    -> (heads, heads) symmetric, with e_hh = u_h. Sparse: for each head i, every (j, c_i, c_j) becomes one
+    integer key; the distinct positive keys absent from the negative keys are counted per j. Memory and time
+    grow with prompts x heads^2, never with prompts^2 or codes^2 (250 + 250 prompts over 270 heads: ~1 s)."""
+    pos_codes, neg_codes = np.asarray(pos_codes, np.int64), np.asarray(neg_codes, np.int64)
+    heads = pos_codes.shape[1]
+    k = int(max(pos_codes.max(initial=0), neg_codes.max(initial=0))) + 1
+    col = np.arange(heads, dtype=np.int64)[None, :] * k * k
+    out = np.zeros((heads, heads), np.int64)
+    for i in range(heads):
+        kp = np.unique(col + pos_codes[:, i, None] * k + pos_codes)
+        kn = col + neg_codes[:, i, None] * k + neg_codes
+        new = kp[~np.isin(kp, kn, assume_unique=False)]
+        out[i] = np.bincount(new // (k * k), minlength=heads)
+    return out
+
+
+def edge_scores_dense(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
+    """`edge_scores` by dense comparison of every prompt pair, (n_pos^2 + n_pos n_neg) x heads^2 work: the
+    reference the sparse count is tested against."""
     pp = pos_codes[:, None, :] == pos_codes[None, :, :]  # (n_pos, n_pos, heads)
     pn = pos_codes[:, None, :] == neg_codes[None, :, :]  # (n_pos, n_neg, heads)
     in_neg = np.einsum("pqi,pqj->pij", pn.astype(np.int32), pn.astype(np.int32)) > 0  # (n_pos, heads, heads)
@@ -156,7 +188,8 @@ def top_edges(edges: np.ndarray, n_heads: int, k: int = 20) -> list[tuple[str, s
     return [(name[i[o]], name[j[o]], int(edges[i[o], j[o]])) for o in order]
 
 
-def _softmax(u: np.ndarray) -> np.ndarray:
+def softmax(u: np.ndarray) -> np.ndarray:
+    """exp(u - max u) normalised over all entries (the paper's ranking; it keeps the order of u)."""
     e = np.exp(u - u.max())
     return e / e.sum()
 

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from saelab.circuits.codes import CodesResult, sae_codes, top_edges
-from saelab.circuits.config import CircuitsConfig
+from saelab.circuits.config import PAPER_L1, CircuitsConfig
+from saelab.circuits.paper import paper_codes
 from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, exact_patching
 from saelab.circuits.published import published_heads
 from saelab.circuits.report import heatmap, roc_plot, write_json
 from saelab.circuits.scoring import best_precision_recall, ground_truth, roc_auc, roc_curve
-from saelab.circuits.tasks import TaskData, build_task, prefix_ids
+from saelab.circuits.tasks import IoiNegative, TaskData, build_task, prefix_ids
 from saelab.models import Model
 
 GT_STREAM, SAE_STREAM = 0, 1  # independent prompt draws: (seed, stream[, draw])
@@ -83,15 +84,23 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     return result
 
 
-def make_task(model: Model, cfg: CircuitsConfig, n: int, seed: tuple[int, ...]) -> TaskData:
+def make_task(
+    model: Model, cfg: CircuitsConfig, n: int, seed: tuple[int, ...], ioi_negative: IoiNegative = "abc"
+) -> TaskData:
     if model.tokenizer is None:
         raise ValueError(f"model {cfg.model} has no tokenizer (tokenizer.json); the tasks need one")
     prefix = prefix_ids(model.tokenizer) if cfg.eot_prefix else []
-    return build_task(cfg.task, model.tokenizer, n, seed, prefix=prefix, docstring_args=cfg.docstring_args)
+    return build_task(
+        cfg.task, model.tokenizer, n, seed, prefix=prefix, docstring_args=cfg.docstring_args, ioi_negative=ioi_negative
+    )
 
 
 def run_codes(model: Model, cfg: CircuitsConfig, draw: int) -> CodesResult:
-    """The SAE-code method on draw `draw` of `cfg.sae_prompts` fresh prompt pairs."""
+    """The SAE-code method on draw `draw` of fresh prompt pairs (`cfg.sae_prompts`, or `cfg.count_prompts`
+    for recipe="paper")."""
+    if cfg.recipe == "paper":
+        task = make_task(model, cfg, cfg.count_prompts, (cfg.seed, SAE_STREAM, draw), ioi_negative="paper")
+        return paper_codes(model, task, PAPER_L1.get(cfg.task, 0.02), seed=cfg.seed + draw)
     task = make_task(model, cfg, cfg.sae_prompts, (cfg.seed, SAE_STREAM, draw))
     return sae_codes(
         model,
@@ -203,6 +212,7 @@ def _codes_summary(c: CodesResult, n_heads: int) -> dict[str, Any]:
             "final_loss": float(c.train.loss[-1]),
         },
         "runtime_s": {"total": c.runtime_s, "activations": c.activations_s, "sae_training": c.train_s},
+        "counted_pairs": len(c.pos_codes),
         "distinct_codes": int(len(np.unique(np.concatenate([c.pos_codes.ravel(), c.neg_codes.ravel()])))),
     }
 
