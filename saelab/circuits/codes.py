@@ -143,19 +143,30 @@ def node_scores(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
 
 def edge_scores(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
     """e_ij = |P_ij \\ N_ij| over code pairs (code of head i, code of head j) on the same prompt.
-    -> (heads, heads) symmetric, with e_hh = u_h. Sparse: for each head i, every (j, c_i, c_j) becomes one
-    integer key; the distinct positive keys absent from the negative keys are counted per j. Memory and time
-    grow with prompts x heads^2, never with prompts^2 or codes^2 (250 + 250 prompts over 270 heads: ~1 s)."""
-    pos_codes, neg_codes = np.asarray(pos_codes, np.int64), np.asarray(neg_codes, np.int64)
-    heads = pos_codes.shape[1]
-    k = int(max(pos_codes.max(initial=0), neg_codes.max(initial=0))) + 1
-    col = np.arange(heads, dtype=np.int64)[None, :] * k * k
+    -> (heads, heads) symmetric, with e_hh = u_h. Sparse: each head's codes are renumbered 0..K_h-1, so for
+    head i every (c_i, j, c_j) is one index into a K_i x sum_j K_j table; positives and negatives mark it, and
+    the cells marked only by positives are summed per j. No sort and no prompts^2 term: 250 + 250 prompts
+    over 270 heads take 0.2 s with 12 codes per head and 5.5 s with 201 (2-core AMD EPYC, busy)."""
+    pos_codes, neg_codes = np.asarray(pos_codes), np.asarray(neg_codes)
+    n, heads = pos_codes.shape
+    both = np.concatenate([pos_codes, neg_codes])
+    local = np.empty(both.shape, np.int64)
+    sizes = np.empty(heads, np.int64)
+    for h in range(heads):
+        uniq, local[:, h] = np.unique(both[:, h], return_inverse=True)
+        sizes[h] = len(uniq)
+    offset = np.r_[0, np.cumsum(sizes)[:-1]]
+    width = int(sizes.sum())
+    cols = offset[None, :] + local  # (prompts, heads) column of (j, c_j)
     out = np.zeros((heads, heads), np.int64)
     for i in range(heads):
-        kp = np.unique(col + pos_codes[:, i, None] * k + pos_codes)
-        kn = col + neg_codes[:, i, None] * k + neg_codes
-        new = kp[~np.isin(kp, kn, assume_unique=False)]
-        out[i] = np.bincount(new // (k * k), minlength=heads)
+        keys = local[:, i, None] * width + cols
+        seen_pos = np.zeros(sizes[i] * width, bool)
+        seen_neg = np.zeros(sizes[i] * width, bool)
+        seen_pos[keys[:n].ravel()] = True
+        seen_neg[keys[n:].ravel()] = True
+        only = (seen_pos & ~seen_neg).reshape(sizes[i], width).sum(axis=0)
+        out[i] = np.add.reduceat(only, offset)
     return out
 
 
