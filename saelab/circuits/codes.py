@@ -96,24 +96,36 @@ def head_vectors(
     forward bound the memory (every head's output at every position is cached).
     -> (positives, negatives), each (n, n_layers * n_heads, d_model)."""
     end = task.pos.shape[1] - task.scoring_tokens
-    # left-pad to a multiple of 16 columns so that prompt draws of similar length share one compiled forward
-    left = ((0, 0), (-end % 16, 0))
-    pad = np.pad(task.mask[:, :end], left)
-    avg = pad
+    w = task.mask[:, :end].astype(np.float32)
     if positions == "last":
-        avg = np.zeros_like(pad)
-        avg[:, -1] = 1
-    fn = _mean_results(model.cfg)
+        w = np.zeros_like(w)
+        w[:, -1] = 1
+    pos, neg = weighted_results(model, task, w[:, None, :], chunk)
+    return pos[:, 0], neg[:, 0]
+
+
+def weighted_results(
+    model: Model, task: TaskData, weights: np.ndarray, chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """sum_s weights[b, r, s] * hook_result[b, s] per prompt b, read-out r and head, positives and negatives.
+    weights: (n, r, end) over the first `end` columns of the task (its prompt tokens), normalised here so
+    that each read-out averages. -> (pos, neg), each (n, r, n_layers * n_heads, d_model)."""
+    end = weights.shape[-1]
+    # left-pad to a multiple of 16 columns so that prompt draws of similar length share one compiled forward
+    left = -end % 16
+    pad = np.pad(task.mask[:, :end], ((0, 0), (left, 0)))
+    w = np.pad(weights / np.maximum(weights.sum(-1, keepdims=True), 1e-30), ((0, 0), (0, 0), (left, 0)))
+    fn = _weighted_fn(model.cfg)
     n = task.n
     size = min(n, chunk)
     rows = -(-n // size) * size  # whole chunks: one compiled shape, the last chunk padded with real rows
     take = np.arange(rows) % n
-    pad, avg = pad[take], avg[take]
+    pad, w = pad[take], w[take].astype(np.float32)
     out = []
     for t in (task.pos, task.neg):
-        toks = np.pad(t[:, :end], left)[take]
+        toks = np.pad(t[:, :end], ((0, 0), (left, 0)))[take]
         parts = [
-            np.asarray(fn(model.params, toks[s : s + size], pad[s : s + size], avg[s : s + size]))
+            np.asarray(fn(model.params, toks[s : s + size], pad[s : s + size], w[s : s + size]))
             for s in range(0, rows, size)
         ]
         out.append(np.concatenate(parts)[:n])
@@ -206,13 +218,12 @@ def softmax(u: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _mean_results(cfg: ModelConfig):
+def _weighted_fn(cfg: ModelConfig):
     names = tuple(f"blocks.{i}.attn.hook_result" for i in range(cfg.n_layers))
 
-    def run(params, toks, pad_mask, avg_mask):
+    def run(params, toks, pad_mask, w):
         cache = forward(params, cfg, toks, pad_mask, HookContext(cache=names), cfg.n_layers).cache
-        w = avg_mask.astype(jnp.float32) / avg_mask.sum(axis=1, keepdims=True)  # (b, s)
-        means = [jnp.einsum("bshm,bs->bhm", cache[n], w) for n in names]  # each (b, heads, d_model)
-        return jnp.concatenate(means, axis=1)
+        means = [jnp.einsum("bshm,brs->brhm", cache[n], w) for n in names]  # each (b, r, heads, d_model)
+        return jnp.concatenate(means, axis=2)
 
     return jax.jit(run)

@@ -31,7 +31,10 @@ class CircuitsConfig(Config):
     full-batch epochs), IOI negatives with only the subject's first mention replaced; it ignores
     sae_prompts, latents, l1, epochs, lr, positions and scaling. "saelab": the settings below."""
     count_prompts: int = Field(default=250, ge=1)
-    """recipe="paper": prompt pairs whose codes are counted (the paper's 250 + 250)."""
+    """Prompt pairs whose codes are counted: recipe="paper", the paper's 250 (the SAE's 10 prompts among them);
+    positions="aligned", fresh pairs drawn apart from the SAE's and the ground truth's."""
+    null_permutations: int = Field(default=100, ge=2)
+    """positions="aligned": within-pair label swaps of the null each node score is calibrated against."""
     method: Literal["sae-codes", "patching", "attribution", "all"] = "all"
     """Which head rankings to compute. Exact patching also runs whenever the ground truth needs it."""
     prompts: int = Field(default=40, ge=1)
@@ -52,9 +55,14 @@ class CircuitsConfig(Config):
     """SAE width."""
     lr: float = Field(default=3e-3, gt=0)
     """SAE Adam learning rate."""
-    positions: Literal["all", "last"] = "last"
-    """Head outputs averaged over all prompt positions (the paper) or taken at the last prompt position
-    (default: better AUC on all three SmolLM2 tasks). Not the paper's recipe alone: see `recipe`."""
+    positions: Literal["aligned", "all", "last"] = "aligned"
+    """recipe="saelab". "aligned" (default, saelab.circuits.calibrated): the SAE trains on `sae_prompts` pairs
+    at the token roles every pair shares (last token, last changed token, a later repeat of a changed token:
+    IOI's END, S1/IO and S2), codes are counted on `count_prompts` fresh pairs, and a head scores its best
+    z-score over roles against a label-swap null (about 0 for a head whose codes ignore the task, whatever
+    its number of codes); `scaling` is then "center". "all" / "last": codes of the SAE's own prompts with
+    head outputs averaged over all positions or taken at the last one, scored by the raw |P_h \\ N_h|. None
+    is the paper's recipe: see `recipe`."""
     scaling: Literal["mean-norm", "unit", "center", "none"] = "center"
     """SAE input scaling: "center" (default) removes each head's mean over the SAE prompts, then scales to
     unit mean norm, so codes describe how a head varies rather than which head it is; "mean-norm" (the paper's

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from saelab.circuits.calibrated import calibrated_codes
 from saelab.circuits.codes import CodesResult, sae_codes, top_edges
 from saelab.circuits.config import PAPER_L1, CircuitsConfig
 from saelab.circuits.paper import paper_codes
@@ -24,7 +25,7 @@ from saelab.circuits.tasks import IoiNegative, TaskData, build_task, prefix_ids
 from saelab.models import Model
 from saelab.runtime.jaxcache import enable_compilation_cache
 
-GT_STREAM, SAE_STREAM = 0, 1  # independent prompt draws: (seed, stream[, draw])
+GT_STREAM, SAE_STREAM, COUNT_STREAM = 0, 1, 2  # independent prompt draws: (seed, stream[, draw])
 
 
 def run(cfg: CircuitsConfig) -> dict[str, Any]:
@@ -104,6 +105,10 @@ def run_codes(model: Model, cfg: CircuitsConfig, draw: int) -> CodesResult:
         task = make_task(model, cfg, cfg.count_prompts, (cfg.seed, SAE_STREAM, draw), ioi_negative="paper")
         return paper_codes(model, task, PAPER_L1.get(cfg.task, 0.02), seed=cfg.seed + draw)
     task = make_task(model, cfg, cfg.sae_prompts, (cfg.seed, SAE_STREAM, draw))
+    if cfg.positions == "aligned":
+        count = make_task(model, cfg, cfg.count_prompts, (cfg.seed, COUNT_STREAM, draw))
+        settings = dict(latents=cfg.latents, l1=cfg.l1_value, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed + draw)
+        return calibrated_codes(model, task, count, permutations=cfg.null_permutations, **settings)[0]
     return sae_codes(
         model,
         task,
