@@ -76,6 +76,9 @@ class CircuitsConfig(Config):
     """A head is in the ground-truth set when |effect| >= threshold * max |effect|."""
     top_n: int | None = Field(default=None, ge=1)
     """Instead of `threshold`: the top_n heads by |effect|."""
+    ig_steps: int = Field(default=0, ge=0)
+    """EAP-IG at head level (Hanna et al. 2024) next to attribution patching, with this many interpolation
+    steps (5 in the paper; 0 skips it); runs when attribution does, on the same prompts."""
     mean_ablation: bool = True
     """Also run mean ablation (as costly as exact patching) when patching runs."""
     effects_from: Path | None = None

@@ -17,7 +17,7 @@ from saelab.circuits.calibrated import calibrated_codes
 from saelab.circuits.codes import CodesResult, sae_codes, top_edges
 from saelab.circuits.config import PAPER_L1, CircuitsConfig
 from saelab.circuits.paper import paper_codes
-from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, exact_patching
+from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, eap_ig, exact_patching
 from saelab.circuits.published import published_heads
 from saelab.circuits.report import heatmap, roc_plot, write_json
 from saelab.circuits.scoring import best_precision_recall, ground_truth, roc_auc, roc_curve
@@ -47,6 +47,8 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
             )
     if cfg.method in ("attribution", "all") and "attribution" not in effects:
         effects["attribution"] = attribution_patching(model, task, base)
+    if cfg.method in ("attribution", "all") and cfg.ig_steps and "eap-ig" not in effects:
+        effects["eap-ig"] = eap_ig(model, task, base, cfg.ig_steps)
     codes = None
     if cfg.method in ("sae-codes", "all"):
         codes = run_codes(model, cfg, draw=0)
