@@ -79,6 +79,10 @@ class CircuitsConfig(Config):
     ig_steps: int = Field(default=0, ge=0)
     """EAP-IG at head level (Hanna et al. 2024) next to attribution patching, with this many interpolation
     steps (5 in the paper; 0 skips it); runs when attribution does, on the same prompts."""
+    held_out: bool = False
+    """The honest protocol: attribution and EAP-IG run on `prompts` fresh pairs disjoint from the ground
+    truth's (as the SAE-code prompts always are), and exact patching runs on them too, scored as
+    "patching-held-out": the AUC of one ground truth against another, the ceiling any method can reach."""
     mean_ablation: bool = True
     """Also run mean ablation (as costly as exact patching) when patching runs."""
     effects_from: Path | None = None

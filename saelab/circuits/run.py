@@ -25,7 +25,7 @@ from saelab.circuits.tasks import IoiNegative, TaskData, build_task, prefix_ids
 from saelab.models import Model
 from saelab.runtime.jaxcache import enable_compilation_cache
 
-GT_STREAM, SAE_STREAM, COUNT_STREAM = 0, 1, 2  # independent prompt draws: (seed, stream[, draw])
+GT_STREAM, SAE_STREAM, COUNT_STREAM, HELD_STREAM = 0, 1, 2, 3  # independent prompt draws: (seed, stream[, draw])
 
 
 def run(cfg: CircuitsConfig) -> dict[str, Any]:
@@ -45,10 +45,16 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
             effects["mean-ablation"] = exact_patching(
                 model, task, base, "mean", chunk_tokens=cfg.chunk_tokens, progress=cfg.progress
             )
+    held = make_task(model, cfg, cfg.prompts, (cfg.seed, HELD_STREAM)) if cfg.held_out else task
+    held_base = baselines(model, held) if cfg.held_out else base
     if cfg.method in ("attribution", "all") and "attribution" not in effects:
-        effects["attribution"] = attribution_patching(model, task, base)
+        effects["attribution"] = attribution_patching(model, held, held_base)
     if cfg.method in ("attribution", "all") and cfg.ig_steps and "eap-ig" not in effects:
-        effects["eap-ig"] = eap_ig(model, task, base, cfg.ig_steps)
+        effects["eap-ig"] = eap_ig(model, held, held_base, cfg.ig_steps)
+    if cfg.held_out and needs_patching and "patching-held-out" not in effects:
+        # the ceiling: exact patching itself, on prompts disjoint from the ground truth's
+        held_effect = exact_patching(model, held, held_base, chunk_tokens=cfg.chunk_tokens, progress=cfg.progress)
+        effects["patching-held-out"] = held_effect._replace(method="patching-held-out")
     codes = None
     if cfg.method in ("sae-codes", "all"):
         codes = run_codes(model, cfg, draw=0)

@@ -76,7 +76,7 @@ def test_many_steps_converge_and_approach_exact_patching_when_nearly_linear(tmp_
     assert np.corrcoef(exact, d[32])[0, 1] > 0.99
 
 
-def test_run_scores_eap_ig_beside_attribution(tokenizer, tiny, tmp_path) -> None:
+def test_run_scores_eap_ig_and_the_ceiling_on_held_out_prompts(tokenizer, tiny, tmp_path) -> None:
     from saelab.circuits.config import CircuitsConfig
     from saelab.circuits.run import run
 
@@ -86,4 +86,8 @@ def test_run_scores_eap_ig_beside_attribution(tokenizer, tiny, tmp_path) -> None
     )
     res = run(cfg)
     assert {"attribution", "eap-ig"} <= set(res["auc"]) and res["runtime_s"]["eap-ig"] > 0
-    assert len(res["scores"]["eap-ig"]) == 12
+    assert len(res["scores"]["eap-ig"]) == 12 and "patching-held-out" not in res["auc"]
+    held = run(cfg.model_copy(update={"held_out": True, "out": tmp_path / "h"}))
+    assert held["ground_truth"] == res["ground_truth"]  # the same ground-truth prompts
+    assert "patching-held-out" in held["auc"]  # the ceiling: patching on other prompts
+    assert not np.allclose(held["scores"]["attribution"], res["scores"]["attribution"])  # other prompts
