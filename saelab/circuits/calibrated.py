@@ -19,6 +19,7 @@ on those pairs, then scaled to unit mean norm); the codes are counted on `count`
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from saelab.models import Model
 from saelab.sae import check_finite
 
 ROLES = ("end", "diff", "ref")
+Score = Literal["z", "pair"]
 
 
 def aligned_positions(task: TaskData) -> dict[str, np.ndarray]:
@@ -89,6 +91,14 @@ def calibrated_scores(
     return (u - null.mean(0)) / np.maximum(null.std(0), 1 / np.sqrt(permutations))
 
 
+def pair_disagreement(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
+    """Fraction of pairs whose positive and negative prompt get different codes, per head: how often the
+    minimal change of a pair moves the head's code, the code-level analogue of what patching measures.
+    (n, heads) paired rows -> (heads,) in [0, 1]. Not calibrated: a head whose code is noise scores
+    1 - sum_k p_k^2, and one that reads only what a pair shares scores 0."""
+    return (np.asarray(pos_codes) != np.asarray(neg_codes)).mean(axis=0)
+
+
 def calibrated_codes(
     model: Model,
     train_task: TaskData,
@@ -100,9 +110,11 @@ def calibrated_codes(
     lr: float = 3e-3,
     seed: int = 0,
     permutations: int = 100,
+    score: Score = "z",
 ) -> tuple[CodesResult, dict[str, np.ndarray]]:
-    """The whole method: an SAE on `train_task`'s role vectors, codes of `count_task`'s, calibrated node
-    scores per role. -> (result with node = best z over roles, {role: z (n_layers, n_heads)})."""
+    """The whole method: an SAE on `train_task`'s role vectors, codes of `count_task`'s, node scores per
+    role ("z": calibrated u_h; "pair": `pair_disagreement`). -> (result with node = the best score over
+    roles, {role: score (n_layers, n_heads)})."""
     t0 = time.perf_counter()
     roles, tp, tn = role_vectors(model, train_task)
     count_roles = tuple(aligned_positions(count_task))
@@ -121,10 +133,13 @@ def calibrated_codes(
     pos_codes = codes(fit.sae, ((cp - mu) / scale).reshape(-1, d)).reshape(n, r, h)
     neg_codes = codes(fit.sae, ((cn - mu) / scale).reshape(-1, d)).reshape(n, r, h)
     shape = (model.cfg.n_layers, model.cfg.n_heads)
-    z = {
-        role: calibrated_scores(pos_codes[:, i], neg_codes[:, i], permutations, seed).reshape(shape)
-        for i, role in enumerate(roles)
-    }
+    if score not in ("z", "pair"):
+        raise ValueError(f"score must be 'z' or 'pair', got {score!r}")
+
+    def one(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return calibrated_scores(p, q, permutations, seed) if score == "z" else pair_disagreement(p, q)
+
+    z = {role: one(pos_codes[:, i], neg_codes[:, i]).reshape(shape) for i, role in enumerate(roles)}
     best = np.max(np.stack(list(z.values())), axis=0)
     end = roles.index("end")
     e = edge_scores(pos_codes[:, end], neg_codes[:, end])

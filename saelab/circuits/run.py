@@ -116,7 +116,8 @@ def run_codes(model: Model, cfg: CircuitsConfig, draw: int) -> CodesResult:
     if cfg.positions == "aligned":
         count = make_task(model, cfg, cfg.count_prompts, (cfg.seed, COUNT_STREAM, draw))
         settings = dict(latents=cfg.latents, l1=cfg.l1_value, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed + draw)
-        return calibrated_codes(model, task, count, permutations=cfg.null_permutations, **settings)[0]
+        settings |= dict(permutations=cfg.null_permutations, score=cfg.score)
+        return calibrated_codes(model, task, count, **settings)[0]
     return sae_codes(
         model,
         task,

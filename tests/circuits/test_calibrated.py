@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saelab.circuits.calibrated import aligned_positions, calibrated_scores, null_node_scores
+from saelab.circuits.calibrated import aligned_positions, calibrated_scores, null_node_scores, pair_disagreement
 from saelab.circuits.codes import node_scores
 from saelab.circuits.config import CircuitsConfig
 from saelab.circuits.run import run
@@ -86,3 +86,11 @@ def test_saelab_default_end_to_end(tokenizer, tiny, tmp_path) -> None:
     res = run(cfg)
     assert len(res["scores"]["sae-codes"]) == 12 and np.isfinite(res["scores"]["sae-codes"]).all()
     assert res["sae_codes"]["counted_pairs"] == 100
+
+
+def test_pair_disagreement_counts_pairs_whose_codes_differ() -> None:
+    pos = np.array([[1, 4, 0], [2, 4, 0], [3, 5, 0]])
+    neg = np.array([[1, 6, 0], [3, 4, 0], [2, 6, 0]])
+    assert pair_disagreement(pos, neg).tolist() == [2 / 3, 2 / 3, 0.0]
+    rng = np.random.default_rng(0)  # noise codes: 1 - sum p^2 = 0.8 for 5 equally likely codes
+    assert abs(pair_disagreement(rng.integers(0, 5, (4000, 1)), rng.integers(0, 5, (4000, 1)))[0] - 0.8) < 0.03
