@@ -14,6 +14,10 @@ and "ref" (the last token after it whose positive token repeats one of the chang
 docstring's last `:param` name). A role missing in some pair is dropped. A head's score is its best z over
 the roles. The SAE trains on a handful of pairs (all roles together, each head and role centred by its mean
 on those pairs, then scaled to unit mean norm); the codes are counted on `count` fresh pairs.
+
+`run`'s default score is the other statistic here, `pair_disagreement` (how often a pair's minimal change
+moves a head's code), which scored better on seed 0 of SmolLM2 IOI (AUC 0.947 against the z-score's 0.654)
+and slightly worse on greater-than (0.885 against 0.949); `score = "z"` selects the calibrated one.
 """
 
 from __future__ import annotations

@@ -33,10 +33,11 @@ class CircuitsConfig(Config):
     count_prompts: int = Field(default=250, ge=1)
     """Prompt pairs whose codes are counted: recipe="paper", the paper's 250 (the SAE's 10 prompts among them);
     positions="aligned", fresh pairs drawn apart from the SAE's and the ground truth's."""
-    score: Literal["z", "pair"] = "z"
-    """positions="aligned": a head's score per role. "z": |P_h \\ N_h| as a z-score against within-pair label
-    swaps (about 0 for codes that ignore the task, however many); "pair": the fraction of pairs whose two
-    prompts get different codes (uncalibrated; the code-level analogue of patching)."""
+    score: Literal["pair", "z"] = "pair"
+    """positions="aligned": a head's score per role. "pair" (default): the fraction of pairs whose two prompts
+    get different codes (the code-level analogue of patching; uncalibrated). "z": |P_h \\ N_h| as a z-score
+    against within-pair label swaps (about 0 for codes that ignore the task, however many). Chosen on seed 0
+    of SmolLM2 (AUC pair / z: IOI 0.947 / 0.654, greater-than 0.885 / 0.949)."""
     null_permutations: int = Field(default=100, ge=2)
     """positions="aligned": within-pair label swaps of the null each node score is calibrated against."""
     method: Literal["sae-codes", "patching", "attribution", "all"] = "all"
