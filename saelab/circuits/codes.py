@@ -76,7 +76,7 @@ def sae_codes(
     shape = (model.cfg.n_layers, model.cfg.n_heads)
     return CodesResult(
         u.reshape(shape),
-        _softmax(u).reshape(shape),
+        softmax(u).reshape(shape),
         e,
         edge_node_scores(e, model.cfg.n_heads).reshape(shape),
         pos_codes,
@@ -88,21 +88,48 @@ def sae_codes(
     )
 
 
-def head_vectors(model: Model, task: TaskData, positions: Positions = "all") -> tuple[np.ndarray, np.ndarray]:
+def head_vectors(
+    model: Model, task: TaskData, positions: Positions = "all", chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """Per prompt and head, `attn.hook_result` averaged over the prompt's real positions ("all") or taken at
-    its last position ("last"). Tokens appended only for scoring are dropped first.
+    its last position ("last"). Tokens appended only for scoring are dropped first. `chunk` prompts per
+    forward bound the memory (every head's output at every position is cached).
     -> (positives, negatives), each (n, n_layers * n_heads, d_model)."""
     end = task.pos.shape[1] - task.scoring_tokens
-    # left-pad to a multiple of 16 columns so that prompt draws of similar length share one compiled forward
-    left = ((0, 0), (-end % 16, 0))
-    pad = np.pad(task.mask[:, :end], left)
-    avg = pad
+    w = task.mask[:, :end].astype(np.float32)
     if positions == "last":
-        avg = np.zeros_like(pad)
-        avg[:, -1] = 1
-    fn = _mean_results(model.cfg)
-    pos, neg = (np.asarray(fn(model.params, np.pad(t[:, :end], left), pad, avg)) for t in (task.pos, task.neg))
-    return pos, neg
+        w = np.zeros_like(w)
+        w[:, -1] = 1
+    pos, neg = weighted_results(model, task, w[:, None, :], chunk)
+    return pos[:, 0], neg[:, 0]
+
+
+def weighted_results(
+    model: Model, task: TaskData, weights: np.ndarray, chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """sum_s weights[b, r, s] * hook_result[b, s] per prompt b, read-out r and head, positives and negatives.
+    weights: (n, r, end) over the first `end` columns of the task (its prompt tokens), normalised here so
+    that each read-out averages. -> (pos, neg), each (n, r, n_layers * n_heads, d_model)."""
+    end = weights.shape[-1]
+    # left-pad to a multiple of 16 columns so that prompt draws of similar length share one compiled forward
+    left = -end % 16
+    pad = np.pad(task.mask[:, :end], ((0, 0), (left, 0)))
+    w = np.pad(weights / np.maximum(weights.sum(-1, keepdims=True), 1e-30), ((0, 0), (0, 0), (left, 0)))
+    fn = _weighted_fn(model.cfg)
+    n = task.n
+    size = min(n, chunk)
+    rows = -(-n // size) * size  # whole chunks: one compiled shape, the last chunk padded with real rows
+    take = np.arange(rows) % n
+    pad, w = pad[take], w[take].astype(np.float32)
+    out = []
+    for t in (task.pos, task.neg):
+        toks = np.pad(t[:, :end], ((0, 0), (left, 0)))[take]
+        parts = [
+            np.asarray(fn(model.params, toks[s : s + size], pad[s : s + size], w[s : s + size]))
+            for s in range(0, rows, size)
+        ]
+        out.append(np.concatenate(parts)[:n])
+    return out[0], out[1]
 
 
 def scale_vectors(x: np.ndarray, scaling: Scaling) -> np.ndarray:
@@ -128,8 +155,36 @@ def node_scores(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
 
 def edge_scores(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
     """e_ij = |P_ij \\ N_ij| over code pairs (code of head i, code of head j) on the same prompt.
-    -> (heads, heads) symmetric, with e_hh = u_h. Vectorised: counts positive prompts whose pair is new
-    (first among positives) and absent from every negative."""
+    -> (heads, heads) symmetric, with e_hh = u_h. Sparse: each head's codes are renumbered 0..K_h-1, so for
+    head i every (c_i, j, c_j) is one index into a K_i x sum_j K_j table; positives and negatives mark it, and
+    the cells marked only by positives are summed per j. No sort and no prompts^2 term: 250 + 250 prompts
+    over 270 heads take 0.2 s with 12 codes per head and 5.5 s with 201 (2-core AMD EPYC, busy)."""
+    pos_codes, neg_codes = np.asarray(pos_codes), np.asarray(neg_codes)
+    n, heads = pos_codes.shape
+    both = np.concatenate([pos_codes, neg_codes])
+    local = np.empty(both.shape, np.int64)
+    sizes = np.empty(heads, np.int64)
+    for h in range(heads):
+        uniq, local[:, h] = np.unique(both[:, h], return_inverse=True)
+        sizes[h] = len(uniq)
+    offset = np.r_[0, np.cumsum(sizes)[:-1]]
+    width = int(sizes.sum())
+    cols = offset[None, :] + local  # (prompts, heads) column of (j, c_j)
+    out = np.zeros((heads, heads), np.int64)
+    for i in range(heads):
+        keys = local[:, i, None] * width + cols
+        seen_pos = np.zeros(sizes[i] * width, bool)
+        seen_neg = np.zeros(sizes[i] * width, bool)
+        seen_pos[keys[:n].ravel()] = True
+        seen_neg[keys[n:].ravel()] = True
+        only = (seen_pos & ~seen_neg).reshape(sizes[i], width).sum(axis=0)
+        out[i] = np.add.reduceat(only, offset)
+    return out
+
+
+def edge_scores_dense(pos_codes: np.ndarray, neg_codes: np.ndarray) -> np.ndarray:
+    """`edge_scores` by dense comparison of every prompt pair, (n_pos^2 + n_pos n_neg) x heads^2 work: the
+    reference the sparse count is tested against."""
     pp = pos_codes[:, None, :] == pos_codes[None, :, :]  # (n_pos, n_pos, heads)
     pn = pos_codes[:, None, :] == neg_codes[None, :, :]  # (n_pos, n_neg, heads)
     in_neg = np.einsum("pqi,pqj->pij", pn.astype(np.int32), pn.astype(np.int32)) > 0  # (n_pos, heads, heads)
@@ -156,19 +211,19 @@ def top_edges(edges: np.ndarray, n_heads: int, k: int = 20) -> list[tuple[str, s
     return [(name[i[o]], name[j[o]], int(edges[i[o], j[o]])) for o in order]
 
 
-def _softmax(u: np.ndarray) -> np.ndarray:
+def softmax(u: np.ndarray) -> np.ndarray:
+    """exp(u - max u) normalised over all entries (the paper's ranking; it keeps the order of u)."""
     e = np.exp(u - u.max())
     return e / e.sum()
 
 
 @functools.lru_cache(maxsize=16)
-def _mean_results(cfg: ModelConfig):
+def _weighted_fn(cfg: ModelConfig):
     names = tuple(f"blocks.{i}.attn.hook_result" for i in range(cfg.n_layers))
 
-    def run(params, toks, pad_mask, avg_mask):
+    def run(params, toks, pad_mask, w):
         cache = forward(params, cfg, toks, pad_mask, HookContext(cache=names), cfg.n_layers).cache
-        w = avg_mask.astype(jnp.float32) / avg_mask.sum(axis=1, keepdims=True)  # (b, s)
-        means = [jnp.einsum("bshm,bs->bhm", cache[n], w) for n in names]  # each (b, heads, d_model)
-        return jnp.concatenate(means, axis=1)
+        means = [jnp.einsum("bshm,brs->brhm", cache[n], w) for n in names]  # each (b, r, heads, d_model)
+        return jnp.concatenate(means, axis=2)
 
     return jax.jit(run)

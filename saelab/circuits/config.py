@@ -12,7 +12,7 @@ from saelab.circuits.tasks import BUILTIN
 from saelab.runtime.cliargs import build_config
 from saelab.runtime.config import Config
 
-PAPER_L1 = {"ioi": 0.02, "greater-than": 0.02, "docstring": 0.05}  # O'Neill & Bui, for uncentred inputs
+PAPER_L1 = {"ioi": 0.02, "greater-than": 0.02, "docstring": 0.05}  # O'Neill & Bui, on raw inputs, their loss
 CENTERED_L1 = 0.5  # measured on SmolLM2 (IOI, greater-than, docstring) with scaling="center"
 
 
@@ -23,6 +23,23 @@ class CircuitsConfig(Config):
     """ioi, greater-than, docstring, or jsonl:PATH (records {"positive","negative","answer","wrong"})."""
     model: str = "smollm2-135m"
     """Model alias, GGUF file, Hugging Face directory or hub id."""
+    recipe: Literal["saelab", "paper"] = "saelab"
+    """How the SAE-code method runs. "paper": O'Neill & Bui's code exactly (saelab.circuits.paper): raw head
+    outputs averaged over all positions (BOS included), `count_prompts` positives and as many negatives
+    counted, an SAE of 200 ReLU latents trained on 10 of those prompts drawn at random from both kinds
+    (element-mean MSE + lambda * mean L1, lambda 0.02 IOI and greater-than, 0.05 docstring; Adam 1e-3, 500
+    full-batch epochs), IOI negatives with only the subject's first mention replaced; it ignores
+    sae_prompts, latents, l1, epochs, lr, positions and scaling. "saelab": the settings below."""
+    count_prompts: int = Field(default=250, ge=1)
+    """Prompt pairs whose codes are counted: recipe="paper", the paper's 250 (the SAE's 10 prompts among them);
+    positions="aligned", fresh pairs drawn apart from the SAE's and the ground truth's."""
+    score: Literal["pair", "z"] = "pair"
+    """positions="aligned": a head's score per role. "pair" (default): the fraction of pairs whose two prompts
+    get different codes (the code-level analogue of patching; uncalibrated). "z": |P_h \\ N_h| as a z-score
+    against within-pair label swaps (about 0 for codes that ignore the task, however many). Chosen on seed 0
+    of SmolLM2 (AUC pair / z: IOI 0.947 / 0.654, greater-than 0.885 / 0.949, docstring 0.906 / 0.764)."""
+    null_permutations: int = Field(default=100, ge=2)
+    """positions="aligned": within-pair label swaps of the null each node score is calibrated against."""
     method: Literal["sae-codes", "patching", "attribution", "all"] = "all"
     """Which head rankings to compute. Exact patching also runs whenever the ground truth needs it."""
     prompts: int = Field(default=40, ge=1)
@@ -33,8 +50,9 @@ class CircuitsConfig(Config):
     seed: int = 0
     """Seed of the prompt generators and the SAE initialisation."""
     l1: float | None = Field(default=None, ge=0)
-    """SAE L1 coefficient. Default: 0.5 with scaling="center"; otherwise the paper's per-task values
-    (0.02 IOI, greater-than and user tasks; 0.05 docstring)."""
+    """SAE L1 coefficient (recipe="saelab"). Default: 0.5 with scaling="center"; otherwise the paper's per-task
+    values (0.02 IOI, greater-than and user tasks; 0.05 docstring), which saelab's loss (squared error summed
+    over d_model, inputs rescaled) makes a different sparsity from the paper's."""
     epochs: int = Field(default=100, ge=1)
     """Full-batch Adam steps of the SAE. The paper's 500 steps at lr 1e-3 scored the same AUC on SmolLM2 (IOI
     0.745 vs 0.759, greater-than 0.906 vs 0.877, 3 prompt draws each) at 5x the training time."""
@@ -42,14 +60,20 @@ class CircuitsConfig(Config):
     """SAE width."""
     lr: float = Field(default=3e-3, gt=0)
     """SAE Adam learning rate."""
-    positions: Literal["all", "last"] = "last"
-    """Head outputs averaged over all prompt positions (the paper) or taken at the last prompt position
-    (default: better AUC on all three SmolLM2 tasks)."""
+    positions: Literal["aligned", "all", "last"] = "aligned"
+    """recipe="saelab". "aligned" (default, saelab.circuits.calibrated): the SAE trains on `sae_prompts` pairs
+    at the token roles every pair shares (last token, last changed token, a later repeat of a changed token:
+    IOI's END, S1/IO and S2), codes are counted on `count_prompts` fresh pairs, and a head scores its best
+    z-score over roles against a label-swap null (about 0 for a head whose codes ignore the task, whatever
+    its number of codes); `scaling` is then "center". "all" / "last": codes of the SAE's own prompts with
+    head outputs averaged over all positions or taken at the last one, scored by the raw |P_h \\ N_h|. None
+    is the paper's recipe: see `recipe`."""
     scaling: Literal["mean-norm", "unit", "center", "none"] = "center"
     """SAE input scaling: "center" (default) removes each head's mean over the SAE prompts, then scales to
     unit mean norm, so codes describe how a head varies rather than which head it is; "mean-norm" (the paper's
     setting) only scales to unit mean norm; "unit" normalises every vector; "none" leaves them raw.
-    The paper's exact recipe is scaling="mean-norm", positions="all"."""
+    None of these with positions="all" is the paper's recipe (its loss, SAE and prompts differ too): use
+    recipe="paper"."""
     ground_truth: Literal["patching", "mean-ablation", "published", "none"] = "patching"
     """Reference head set: from exact patching, from mean ablation, the published GPT-2 small circuit
     (Wang et al. IOI, Hanna et al. greater-than), or none (scores only, no AUC)."""
@@ -57,6 +81,13 @@ class CircuitsConfig(Config):
     """A head is in the ground-truth set when |effect| >= threshold * max |effect|."""
     top_n: int | None = Field(default=None, ge=1)
     """Instead of `threshold`: the top_n heads by |effect|."""
+    ig_steps: int = Field(default=0, ge=0)
+    """EAP-IG at head level (Hanna et al. 2024) next to attribution patching, with this many interpolation
+    steps (5 in the paper; 0 skips it); runs when attribution does, on the same prompts."""
+    held_out: bool = False
+    """The honest protocol: attribution and EAP-IG run on `prompts` fresh pairs disjoint from the ground
+    truth's (as the SAE-code prompts always are), and exact patching runs on them too, scored as
+    "patching-held-out": the AUC of one ground truth against another, the ceiling any method can reach."""
     mean_ablation: bool = True
     """Also run mean ablation (as costly as exact patching) when patching runs."""
     effects_from: Path | None = None

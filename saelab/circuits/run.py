@@ -13,20 +13,24 @@ from typing import Any
 
 import numpy as np
 
+from saelab.circuits.calibrated import calibrated_codes
 from saelab.circuits.codes import CodesResult, sae_codes, top_edges
-from saelab.circuits.config import CircuitsConfig
-from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, exact_patching
+from saelab.circuits.config import PAPER_L1, CircuitsConfig
+from saelab.circuits.paper import paper_codes
+from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, eap_ig, exact_patching
 from saelab.circuits.published import published_heads
 from saelab.circuits.report import heatmap, roc_plot, write_json
 from saelab.circuits.scoring import best_precision_recall, ground_truth, roc_auc, roc_curve
-from saelab.circuits.tasks import TaskData, build_task, prefix_ids
+from saelab.circuits.tasks import IoiNegative, TaskData, build_task, prefix_ids
 from saelab.models import Model
+from saelab.runtime.jaxcache import enable_compilation_cache
 
-GT_STREAM, SAE_STREAM = 0, 1  # independent prompt draws: (seed, stream[, draw])
+GT_STREAM, SAE_STREAM, COUNT_STREAM, HELD_STREAM = 0, 1, 2, 3  # independent prompt draws: (seed, stream[, draw])
 
 
 def run(cfg: CircuitsConfig) -> dict[str, Any]:
-    """Run `cfg` and return what circuits.json holds."""
+    """Run `cfg` and return what circuits.json holds (with the persistent compilation cache of runtime.jaxcache)."""
+    enable_compilation_cache()
     model = Model.load(cfg.model, dtype=cfg.dtype)
     task = make_task(model, cfg, cfg.prompts, (cfg.seed, GT_STREAM))
     base = baselines(model, task)
@@ -41,8 +45,16 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
             effects["mean-ablation"] = exact_patching(
                 model, task, base, "mean", chunk_tokens=cfg.chunk_tokens, progress=cfg.progress
             )
+    held = make_task(model, cfg, cfg.prompts, (cfg.seed, HELD_STREAM)) if cfg.held_out else task
+    held_base = baselines(model, held) if cfg.held_out else base
     if cfg.method in ("attribution", "all") and "attribution" not in effects:
-        effects["attribution"] = attribution_patching(model, task, base)
+        effects["attribution"] = attribution_patching(model, held, held_base)
+    if cfg.method in ("attribution", "all") and cfg.ig_steps and "eap-ig" not in effects:
+        effects["eap-ig"] = eap_ig(model, held, held_base, cfg.ig_steps)
+    if cfg.held_out and needs_patching and "patching-held-out" not in effects:
+        # the ceiling: exact patching itself, on prompts disjoint from the ground truth's
+        held_effect = exact_patching(model, held, held_base, chunk_tokens=cfg.chunk_tokens, progress=cfg.progress)
+        effects["patching-held-out"] = held_effect._replace(method="patching-held-out")
     codes = None
     if cfg.method in ("sae-codes", "all"):
         codes = run_codes(model, cfg, draw=0)
@@ -83,16 +95,29 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     return result
 
 
-def make_task(model: Model, cfg: CircuitsConfig, n: int, seed: tuple[int, ...]) -> TaskData:
+def make_task(
+    model: Model, cfg: CircuitsConfig, n: int, seed: tuple[int, ...], ioi_negative: IoiNegative = "abc"
+) -> TaskData:
     if model.tokenizer is None:
         raise ValueError(f"model {cfg.model} has no tokenizer (tokenizer.json); the tasks need one")
     prefix = prefix_ids(model.tokenizer) if cfg.eot_prefix else []
-    return build_task(cfg.task, model.tokenizer, n, seed, prefix=prefix, docstring_args=cfg.docstring_args)
+    return build_task(
+        cfg.task, model.tokenizer, n, seed, prefix=prefix, docstring_args=cfg.docstring_args, ioi_negative=ioi_negative
+    )
 
 
 def run_codes(model: Model, cfg: CircuitsConfig, draw: int) -> CodesResult:
-    """The SAE-code method on draw `draw` of `cfg.sae_prompts` fresh prompt pairs."""
+    """The SAE-code method on draw `draw` of fresh prompt pairs (`cfg.sae_prompts`, or `cfg.count_prompts`
+    for recipe="paper")."""
+    if cfg.recipe == "paper":
+        task = make_task(model, cfg, cfg.count_prompts, (cfg.seed, SAE_STREAM, draw), ioi_negative="paper")
+        return paper_codes(model, task, PAPER_L1.get(cfg.task, 0.02), seed=cfg.seed + draw)
     task = make_task(model, cfg, cfg.sae_prompts, (cfg.seed, SAE_STREAM, draw))
+    if cfg.positions == "aligned":
+        count = make_task(model, cfg, cfg.count_prompts, (cfg.seed, COUNT_STREAM, draw))
+        settings = dict(latents=cfg.latents, l1=cfg.l1_value, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed + draw)
+        settings |= dict(permutations=cfg.null_permutations, score=cfg.score)
+        return calibrated_codes(model, task, count, **settings)[0]
     return sae_codes(
         model,
         task,
@@ -203,6 +228,7 @@ def _codes_summary(c: CodesResult, n_heads: int) -> dict[str, Any]:
             "final_loss": float(c.train.loss[-1]),
         },
         "runtime_s": {"total": c.runtime_s, "activations": c.activations_s, "sae_training": c.train_s},
+        "counted_pairs": len(c.pos_codes),
         "distinct_codes": int(len(np.unique(np.concatenate([c.pos_codes.ravel(), c.neg_codes.ravel()])))),
     }
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from tokenizers import Tokenizer
 
 BUILTIN = ("ioi", "greater-than", "docstring")
+IoiNegative = Literal["abc", "paper"]
 
 
 class TaskData(NamedTuple):
@@ -58,10 +59,12 @@ def build_task(
     *,
     prefix: Sequence[int] = (),
     docstring_args: int = 5,
+    ioi_negative: IoiNegative = "abc",
 ) -> TaskData:
     """`n` pairs of a built-in task ("ioi", "greater-than", "docstring") or of a JSONL file ("jsonl:PATH"
     or a path ending in .jsonl). Deterministic given `seed` (an int or a tuple naming a stream, as numpy's
-    `default_rng` takes); `prefix` token ids start every prompt."""
+    `default_rng` takes); `prefix` token ids start every prompt. `ioi_negative`: "abc" replaces both names of
+    IOI's first clause, "paper" only the subject's first mention (O'Neill & Bui), the IO name kept."""
     rng = np.random.default_rng(seed)
     if name.startswith("jsonl:") or name.endswith(".jsonl"):
         return _jsonl(Path(name.removeprefix("jsonl:")), tokenizer, n, rng, list(prefix))
@@ -78,6 +81,8 @@ def build_task(
         if docstring_args < 2:
             raise ValueError(f"docstring needs at least 2 arguments, got {docstring_args}")
         return _docstring(tokenizer, n, rng, list(prefix), docstring_args)
+    if name == "ioi":
+        return _ioi(tokenizer, n, rng, list(prefix), ioi_negative)
     return makers[name](tokenizer, n, rng, list(prefix))
 
 
@@ -128,7 +133,11 @@ _IOI_TEMPLATES = (
 )
 
 
-def _ioi(tok: Tokenizer, n: int, rng: np.random.Generator, prefix: list[int]) -> TaskData:
+def _ioi(
+    tok: Tokenizer, n: int, rng: np.random.Generator, prefix: list[int], negative: IoiNegative = "abc"
+) -> TaskData:
+    if negative not in ("abc", "paper"):
+        raise ValueError(f"ioi_negative must be 'abc' or 'paper', got {negative!r}")
     names = single_tokens(tok, _NAMES)
     if len(names) < 4:
         raise ValueError("the tokenizer keeps fewer than 4 of the IOI names as single tokens")
@@ -138,7 +147,8 @@ def _ioi(tok: Tokenizer, n: int, rng: np.random.Generator, prefix: list[int]) ->
         a, b, c, d = rng.choice(names, 4, replace=False)
         first = (b, a) if i % 2 else (a, b)  # BABA on odd pairs, ABBA on even ones
         kw = {"place": rng.choice(_PLACES), "obj": rng.choice(_OBJECTS), "s": b}
-        rows.append((tpl.format(*first, **kw), tpl.format(c, d, **kw), " " + a, " " + b))
+        fresh = (c, d) if negative == "abc" else tuple(c if x == b else x for x in first)
+        rows.append((tpl.format(*first, **kw), tpl.format(*fresh, **kw), " " + a, " " + b))
     return _pairs_logit_diff("ioi", tok, rows, prefix)
 
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
 
 from saelab.models import Model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jax_cache_in_tmp(tmp_path_factory):
+    """`circuits` runs turn on the persistent compilation cache: keep the tests' programs out of ~/.cache."""
+    old = os.environ.get("SAELAB_JAX_CACHE")
+    os.environ["SAELAB_JAX_CACHE"] = str(tmp_path_factory.mktemp("jax-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SAELAB_JAX_CACHE")
+    else:
+        os.environ["SAELAB_JAX_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

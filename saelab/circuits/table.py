@@ -1,0 +1,77 @@
+"""One table from many circuits runs: per task and method, ROC AUC mean +- std over prompt seeds against the
+ground truth of prompts no method saw, the ceiling (exact patching on disjoint prompts against that ground
+truth) and mean runtimes. `python -m saelab.circuits.table results/circuits [--out table.md]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = (
+    ("sae-codes paper", "paper", "sae-codes"),
+    ("sae-codes saelab", "saelab", "sae-codes"),
+    ("attribution", None, "attribution"),
+    ("EAP-IG", None, "eap-ig"),
+    ("ceiling", None, "patching-held-out"),
+)
+
+
+def collect(root: Path) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """{task: {column: {"auc": [...], "runtime_s": [...]}}} over every circuits.json under `root`; the
+    patching runtime goes under "patching"."""
+    out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for f in sorted(root.glob("**/circuits.json")):
+        r = json.loads(f.read_text())
+        task, recipe = r["config"]["task"], r["config"].get("recipe", "saelab")
+        reused = set(r.get("effects_from", {}).get("reused", []))
+        for label, want_recipe, key in COLUMNS:
+            if key not in r.get("auc", {}) or (want_recipe and want_recipe != recipe):
+                continue
+            if want_recipe is None and key in reused:
+                continue  # counted once, in the run that measured it
+            out[task][label]["auc"].append(r["auc"][key])
+            if key in r["runtime_s"]:
+                out[task][label]["runtime_s"].append(r["runtime_s"][key])
+        if "patching" in r["runtime_s"] and "patching" not in reused:
+            out[task]["patching"]["runtime_s"].append(r["runtime_s"]["patching"])
+    return out
+
+
+def markdown(data: dict) -> str:
+    """AUC mean +- std (n seeds) per task and column, then the mean runtimes in seconds."""
+    head = "| task | " + " | ".join(c[0] for c in COLUMNS) + " |"
+    lines = [head, "|" + " --- |" * (len(COLUMNS) + 1)]
+    for task in sorted(data):
+        cells = []
+        for label, *_ in COLUMNS:
+            a = data[task].get(label, {}).get("auc", [])
+            cells.append(f"{np.mean(a):.3f} +- {np.std(a):.3f} ({len(a)})" if a else "-")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", "| task | " + " | ".join(c[0] for c in COLUMNS) + " | exact patching |", lines[1] + " --- |"]
+    for task in sorted(data):
+        cells = []
+        for label in [c[0] for c in COLUMNS] + ["patching"]:
+            t = data[task].get(label, {}).get("runtime_s", [])
+            cells.append(f"{np.mean(t):.1f} s" if t else "-")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("root", type=Path, help="folder holding the runs' circuits.json files")
+    p.add_argument("--out", type=Path, help="also write the table here")
+    a = p.parse_args(argv)
+    text = markdown(collect(a.root))
+    print(text)
+    if a.out:
+        a.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""The protocol's table: AUC mean +- std per task and method over seeds, reused effects counted once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from saelab.circuits.table import collect, main, markdown
+
+
+def _write(path, task, recipe, auc, runtime, reused=()) -> None:
+    path.mkdir(parents=True)
+    r = {"config": {"task": task, "recipe": recipe}, "auc": auc, "runtime_s": runtime}
+    if reused:
+        r["effects_from"] = {"file": "x", "reused": list(reused)}
+    (path / "circuits.json").write_text(json.dumps(r))
+
+
+def test_table_means_over_seeds_and_skips_reused(tmp_path, capsys) -> None:
+    for seed, (a, c) in enumerate([(0.7, 0.9), (0.8, 0.95)]):
+        d = tmp_path / "ioi" / f"seed{seed}"
+        auc = {"sae-codes": a, "attribution": 0.6, "eap-ig": 0.65, "patching-held-out": c}
+        _write(d / "saelab", "ioi", "saelab", auc, {"sae-codes": 2.0, "attribution": 1.0, "patching": 30.0})
+        reused = ("attribution", "eap-ig", "patching", "patching-held-out")
+        _write(d / "paper", "ioi", "paper", auc | {"sae-codes": 0.5}, {"sae-codes": 4.0, "patching": 30.0}, reused)
+    data = collect(tmp_path)["ioi"]
+    assert data["sae-codes saelab"]["auc"] == [0.7, 0.8] and data["sae-codes paper"]["auc"] == [0.5, 0.5]
+    assert data["attribution"]["auc"] == [0.6, 0.6] and np.allclose(data["ceiling"]["auc"], [0.9, 0.95])
+    assert data["patching"]["runtime_s"] == [30.0, 30.0]  # not counted again from the reusing runs
+    text = markdown(collect(tmp_path))
+    assert "| ioi | 0.500 +- 0.000 (2) | 0.750 +- 0.050 (2) |" in text and "30.0 s" in text
+    assert main([str(tmp_path), "--out", str(tmp_path / "t.md")]) == 0
+    assert (tmp_path / "t.md").read_text().strip() == text and text in capsys.readouterr().out
