@@ -258,5 +258,9 @@ def test_a_saelens_directory_without_our_config_loads_through_the_registry(arch:
     (tmp_path / "cfg.json").write_text(json.dumps(raw))
     assert load_saelens(tmp_path).cfg == cfg
     (tmp_path / "cfg.json").write_text(json.dumps(raw | {"architecture": "gated"}))
-    with pytest.raises(ValueError, match=r"'gated' .* supported: \['batchtopk', 'jumprelu', 'standard', 'topk'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"'gated' .* supported: \['batchtopk', 'jumprelu', 'jumprelu_transcoder', 'skip_transcoder', 'standard', "
+        r"'topk', 'transcoder'\]",
+    ):
         load_saelens(tmp_path)
