@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed_flags(add_config_command(sub, "harvest", HarvestConfig, _harvest, help=what))
     register_store_commands(sub)
 
-    tr = sub.add_parser("train", help="train an SAE from a TOML config (see experiments/sae-*.toml)")
+    tr = sub.add_parser(
+        "train", help="train an SAE, or several in one run, from a TOML config (see experiments/sae-*.toml)"
+    )
     tr.add_argument(
         "config",
         nargs="?",
