@@ -228,31 +228,37 @@ def make_guard(cfg: TrainConfig, src: stream.Source, mngr) -> Guard:
 
 
 def prepare_run_dir(run_dir: RunDir, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
-    """Check the run dir on every process (same errors everywhere), then process 0 alone (re)creates it; the
-    barriers keep a process from seeing the config another one has just written."""
-    f = run_dir.config
-    resolved = cfg.model_dump(mode="json")
+    """Check the run dir on every process (same errors everywhere), then process 0 alone (re)creates it."""
+    claim_dir(run_dir.root, run_dir.config, cfg.model_dump(mode="json"), resume, overwrite, "run", "saelab-train")
+
+
+def claim_dir(
+    root: Path, f: Path, resolved: dict[str, Any], resume: bool, overwrite: bool, what: str, tag: str
+) -> None:
+    """The directory `root` of a run whose resolved config is the JSON file `f`: resuming needs the same config,
+    an existing run needs --resume or --overwrite; process 0 alone (re)creates it, and the barriers (named
+    `tag`) keep a process from seeing the config another one has just written."""
     fresh = True
     if f.exists():
         if resume:
             if json.loads(f.read_text()) != resolved:
                 raise ValueError(
-                    f"run {run_dir.root} was started with another config; resume it with "
-                    f"`saelab train --resume {run_dir.root}` and no changes"
+                    f"{what} {root} was started with another config; resume it with "
+                    f"`saelab train --resume {root}` and no changes"
                 )
             fresh = False
         elif not overwrite:
             raise ValueError(
-                f"run {run_dir.root} exists; continue it with `saelab train --resume {run_dir.root}`, pick "
+                f"run {root} exists; continue it with `saelab train --resume {root}`, pick "
                 "another train.name, or pass --overwrite to start it again"
             )
-    barrier("saelab-train-check")
+    barrier(f"{tag}-check")
     if fresh and is_main():
         if f.exists():
-            shutil.rmtree(run_dir.root)
-        run_dir.root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(root)
+        root.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(resolved, indent=2))
-    barrier("saelab-train-prepared")
+    barrier(f"{tag}-prepared")
 
 
 def initial_b_dec(sample, cfg: TrainConfig, scale: float) -> jax.Array | None:

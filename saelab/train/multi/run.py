@@ -10,8 +10,6 @@ of them checkpointed, with the loaders at that step.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from saelab.runtime.distributed import barrier, is_main, put, to_host
+from saelab.runtime.distributed import is_main, put, to_host
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
 from saelab.sae import check_finite
@@ -34,6 +32,7 @@ from saelab.train.run import (
     Throughput,
     TrainResult,
     check_store_stats,
+    claim_dir,
     initial_b_dec,
     initial_state,
     input_scale,
@@ -219,28 +218,6 @@ def _wandb_runs_side_by_side() -> None:
 
 def _prepare_parent(parent: RunDir, cfg: MultiTrainConfig, resume: bool, overwrite: bool) -> None:
     """Check the parent directory on every process, then process 0 alone (re)creates it with multi.json."""
-    f = parent.multi_config
-    resolved = cfg.dump()
-    fresh = True
     if parent.is_run():
         raise ValueError(f"{parent.root} is a single-SAE run; give the multi-SAE run another train.name")
-    if f.exists():
-        if resume:
-            if json.loads(f.read_text()) != resolved:
-                raise ValueError(
-                    f"multi-SAE run {parent.root} was started with another config; resume it with "
-                    f"`saelab train --resume {parent.root}` and no changes"
-                )
-            fresh = False
-        elif not overwrite:
-            raise ValueError(
-                f"run {parent.root} exists; continue it with `saelab train --resume {parent.root}`, pick "
-                "another train.name, or pass --overwrite to start it again"
-            )
-    barrier("saelab-train-multi-check")
-    if fresh and is_main():
-        if f.exists():
-            shutil.rmtree(parent.root)
-        parent.root.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(resolved, indent=2))
-    barrier("saelab-train-multi-prepared")
+    claim_dir(parent.root, parent.multi_config, cfg.dump(), resume, overwrite, "multi-SAE run", "saelab-train-multi")
