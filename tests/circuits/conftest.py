@@ -1,26 +1,16 @@
-"""Fixtures: the SmolLM2 tokenizer (tasks are built from real names) and tiny random models saved to disk."""
+"""Fixtures: the SmolLM2 tokenizer (tasks are built from real names), tiny random models saved to disk, and
+a random task for the patching methods. The persistent compilation cache is off in tests (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from saelab.circuits.tasks import TaskData
 from saelab.models import Model
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _jax_cache_in_tmp(tmp_path_factory):
-    """`circuits` runs turn on the persistent compilation cache: keep the tests' programs out of ~/.cache."""
-    old = os.environ.get("SAELAB_JAX_CACHE")
-    os.environ["SAELAB_JAX_CACHE"] = str(tmp_path_factory.mktemp("jax-cache"))
-    yield
-    if old is None:
-        os.environ.pop("SAELAB_JAX_CACHE")
-    else:
-        os.environ["SAELAB_JAX_CACHE"] = old
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +48,25 @@ def save_tiny(path: Path, family: str, tokenizer: Tokenizer | None = None, **kw)
     if tokenizer is not None:
         tokenizer.save(str(path / "tokenizer.json"))
     return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, tiny) -> Model:
+    """A tiny random Llama, initialised wide enough that heads matter."""
+    return Model.load(str(tiny(tmp_path_factory.mktemp("tiny"), "llama", initializer_range=0.2)))
+
+
+@pytest.fixture(scope="module")
+def task() -> TaskData:
+    """Random prompts; negatives differ at two positions; pair 2 is left-padded by two tokens."""
+    rng = np.random.default_rng(0)
+    n, s = 6, 10
+    pos = rng.integers(1, 97, (n, s)).astype(np.int32)
+    neg = pos.copy()
+    neg[:, 3:5] = rng.integers(1, 97, (n, 2))
+    mask = np.ones((n, s), np.int32)
+    mask[2, :2] = 0
+    pos[2, :2] = neg[2, :2] = 0
+    answer, wrong = rng.integers(1, 97, (2, n)).astype(np.int32)
+    targets = {"answer": answer, "wrong": wrong}
+    return TaskData("random", pos, neg, mask, "logit_diff", targets, 0, (("", ""),) * n)

@@ -14,27 +14,6 @@ from saelab.circuits.tasks import TaskData
 from saelab.models import Model
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, tiny) -> Model:
-    return Model.load(str(tiny(tmp_path_factory.mktemp("tiny"), "llama", initializer_range=0.2)))
-
-
-@pytest.fixture(scope="module")
-def task() -> TaskData:
-    """Random prompts; negatives differ at two positions; pair 2 is left-padded by two tokens."""
-    rng = np.random.default_rng(0)
-    n, s = 6, 10
-    pos = rng.integers(1, 97, (n, s)).astype(np.int32)
-    neg = pos.copy()
-    neg[:, 3:5] = rng.integers(1, 97, (n, 2))
-    mask = np.ones((n, s), np.int32)
-    mask[2, :2] = 0
-    pos[2, :2] = neg[2, :2] = 0
-    answer, wrong = rng.integers(1, 97, (2, n)).astype(np.int32)
-    targets = {"answer": answer, "wrong": wrong}
-    return TaskData("random", pos, neg, mask, "logit_diff", targets, 0, (("", ""),) * n)
-
-
 def test_patching_a_head_with_itself_changes_nothing(model: Model, task: TaskData) -> None:
     base = baselines(model, task)
     same = exact_patching(model, task._replace(neg=task.pos), base)

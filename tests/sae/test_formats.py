@@ -30,6 +30,8 @@ X = np.random.default_rng(7).normal(size=(6, D_IN)).astype(np.float32) * 3 + 1
 K = 5
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 
+PEER = "compares with {} itself, a peer in the bench extra: `pip install -e '.[bench]'` (`just bench` installs it)"
+
 
 def _norm_in(x: np.ndarray, mode: str, s: float) -> tuple[np.ndarray, object]:
     """SAELens run_time_activation_norm_fn_in (expected_average_only_in: the factor s it folds)."""
@@ -258,7 +260,7 @@ def test_a_folder_in_no_known_format_names_what_each_needs(tmp_path) -> None:
 @pytest.mark.parametrize("mode", ["none", "constant_norm_rescale", "layer_norm"])
 @pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu"])
 def test_saelens_own_load_gives_the_same_codes(tmp_path, arch: str, mode: str) -> None:
-    sae_lens = pytest.importorskip("sae_lens")
+    sae_lens = pytest.importorskip("sae_lens", reason=PEER.format("sae_lens"))
     import torch
 
     w = rand(11)
@@ -285,7 +287,7 @@ def test_saelens_own_load_gives_the_same_codes(tmp_path, arch: str, mode: str) -
     ],
 )
 def test_saelens_own_load_agrees_on_pre_bias_decoder_norm_rescaling_and_folded_scale(tmp_path, arch, over) -> None:
-    sae_lens = pytest.importorskip("sae_lens")
+    sae_lens = pytest.importorskip("sae_lens", reason=PEER.format("sae_lens"))
     import torch
 
     w = rand(12)
@@ -306,9 +308,11 @@ def test_saelens_own_load_agrees_on_pre_bias_decoder_norm_rescaling_and_folded_s
 
 
 def test_sparsify_own_load_gives_the_same_codes(tmp_path) -> None:
-    sparsify = pytest.importorskip("sparsify")
+    sparsify = pytest.importorskip("sparsify", reason=PEER.format("sparsify"))
     if not hasattr(sparsify, "SparseCoder"):
-        pytest.skip("the `sparsify` installed is not EleutherAI's (eai-sparsify)")
+        pytest.skip(
+            "the `sparsify` installed is another project of that name; `pip install eai-sparsify` (the bench extra)"
+        )
     import torch
 
     w = rand(13)

@@ -234,7 +234,10 @@ def test_export_follows_saelens_transcoder_forward(tmp_path, arch: str, skip: bo
     np.testing.assert_allclose(theirs, np.asarray(forward(p, jnp.asarray(x), cfg)), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sae_lens") is None, reason="sae_lens is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("sae_lens") is None,
+    reason="loads the export in SAELens itself, a peer in the bench extra: `pip install -e '.[bench]'`",
+)
 @pytest.mark.parametrize(("arch", "skip"), [("relu", False), ("relu", True), ("jumprelu", False)])
 def test_export_loads_in_saelens(tmp_path, arch: str, skip: bool) -> None:
     import torch
