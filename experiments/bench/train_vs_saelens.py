@@ -11,7 +11,11 @@ token: forward and backward of both GEMMs, what a dense trainer such as SAELens 
 sparse step performs (2 d_in d_sae for the encoder GEMM plus 8 d_in k for the sparse encoder-gradient and
 decoder passes), each per second, against the peak of one jitted fp32 GEMM of the encoder's shape here.
 
+`--expansion 32` / `128` measure wider SAEs (18,432 / 73,728 latents at d_model 576); `--steps-only` keeps
+only the interleaved bare steps (what a width sweep needs: end to end at 73,728 latents SAELens needs hours).
+
     python experiments/bench/train_vs_saelens.py [--quick] [--store activations/demo] [--tokens N]
+        [--expansion 8] [--steps-only]
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ def main() -> None:
     p.add_argument("--store", default="activations/demo", help="activation store (made by `just demo`)")
     p.add_argument("--tokens", type=int, help="training tokens each (default 2,000,000; quick 409,600)")
     p.add_argument("--heldout-tokens", type=int, default=16_384)
+    p.add_argument("--expansion", type=int, help="d_sae / d_in (default: the config's, 8)")
+    p.add_argument("--steps-only", action="store_true", help="only the interleaved bare steps, no end-to-end runs")
+    p.add_argument("--blocks", type=int, help="interleaved blocks of 5 steps a side (default 6; quick 3)")
     p.add_argument("--out", help="JSON path (default results/bench/train_vs_saelens.json)")
     p.set_defaults(bench="train_vs_saelens")
     a = p.parse_args()
@@ -65,10 +72,13 @@ def main() -> None:
                 "train.wandb='disabled'",
                 "train.log_every=50",
                 "train.checkpoint_every=1000000",
+                *([f"sae.expansion={a.expansion}"] if a.expansion else []),
             ],
         )
-        steps = interleaved_steps(cfg, store, hook, blocks=3 if a.quick else 6, per_block=5)
+        steps = interleaved_steps(cfg, store, hook, blocks=a.blocks or (3 if a.quick else 6), per_block=5)
         print(f"interleaved steps: saelab {steps['saelab']:,.0f} tok/s, SAELens {steps['saelens']:,.0f} tok/s")
+        if a.steps_only:
+            return steps_only(a, cfg, store, hook, steps)
         ours = train.run(cfg)
         sae = load_sae(ours.run_dir)
         peer = saelens.train(
@@ -131,6 +141,35 @@ def main() -> None:
         saelab_performed_gflops=performed(ours.tokens_per_s),
         gemm_peak_gflops=peak,
         utilisation=result["utilisation_saelab"],
+    )
+
+
+def steps_only(a: argparse.Namespace, cfg, store: ActivationStore, hook: str, steps: dict[str, float]) -> None:
+    """Write and print the interleaved-step result alone (`--steps-only`)."""
+    sae = train.resolve(cfg).sae
+    d, m = sae.d_in, sae.d_sae
+    peak = gemm_peak(cfg.data.batch_size, d, m)
+    result = {
+        "store": a.store,
+        "hook": hook,
+        "batch": cfg.data.batch_size,
+        "d_in": d,
+        "d_sae": m,
+        "k": sae.k,
+        "interleaved_step_tokens_per_s": steps,
+        "ratio_interleaved_steps": steps["saelab"] / steps["saelens"],
+        "gemm_peak_gflops": peak,
+        "saelab_performed_gflops": (2 * d * m + 8 * d * sae.k) * steps["saelab"] / 1e9,
+        "saelens_dense_gflops": 12 * d * m * steps["saelens"] / 1e9,
+    }
+    finish(
+        a,
+        result,
+        d_sae=m,
+        saelab_step_tok_s=steps["saelab"],
+        saelens_step_tok_s=steps["saelens"],
+        ratio_interleaved=result["ratio_interleaved_steps"],
+        gemm_peak_gflops=peak,
     )
 
 

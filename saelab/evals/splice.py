@@ -1,22 +1,29 @@
 """CE loss recovered and KL divergence: the SAE reconstruction spliced into the model at the SAE's own hook.
 
 Four variants per batch inside one jit: clean (which also gives the hook's activations for the
-reconstruction metrics), SAE-spliced, zero-ablated and mean-ablated. At a residual-stream hook
-(`hook_resid_pre` / `hook_resid_post`) the blocks below the hook are traced once and only the blocks above it
-per variant; at any other hook each variant is a full hooked forward. Both give the same numbers to the bit
-and, on a 2-core EPYC, the same steady-state speed (XLA already merges the identical lower blocks of four
-full forwards); the shared form is a smaller program (`experiments/bench/eval_splice.py`). Position 0 of
-every window is the BOS token; the SAE never trained on it (its norm is huge), so every variant keeps the
-clean BOS activation and replaces positions 1.. only. CE is the mean next-token loss over positions 0..T-2.
+reconstruction metrics), SAE-spliced, zero-ablated and mean-ablated. Position 0 of every window is the BOS
+token; the SAE never trained on it (its norm is huge), so every variant keeps the clean BOS activation and
+replaces positions 1.. only. CE is the mean next-token loss over positions 0..T-2.
+
+At a residual-stream hook (`hook_resid_pre` / `hook_resid_post`) the blocks below the hook run once for all
+variants and only the blocks above it per variant. There the zero- and mean-ablated streams do not depend on
+the text: position 0 holds the clean activation of the first token (the same for every window that starts
+with the same token, as every eval window starts with BOS) and positions 1.. the same constant. So when all
+rows of a batch share their first token, the two ablations run the blocks above the hook on one row and their
+log-probs are broadcast over the batch: two variants' compute per batch instead of four, the same numbers
+(`experiments/bench/eval_splice.py`). At any other hook the residual stream still carries the text, so
+each variant is a full hooked forward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from saelab.evals.metrics import batch_sums
 from saelab.models import HookContext, forward
@@ -57,14 +64,16 @@ def make_splice_fn(
     decode: Decode,
     shared_prefix: bool = True,
     head_index: int | None = None,
-):
-    """Jitted (model_params, sae_params, tokens (b, t), act_mean (d_in,)) -> (SpliceSums, Sums) for one batch:
+    shared_ablations: bool = True,
+) -> Callable[..., tuple[SpliceSums, Any]]:
+    """(model_params, sae_params, tokens (b, t), act_mean (d_in,)) -> (SpliceSums, Sums) for one batch, jitted:
     the splice sums and the reconstruction sums of the hook's activations at positions 1.. .
 
     The SAE reads and writes the hook as `saelab.models.hook_views` defines (heads concatenated at
     attn.hook_z, or the one head `head_index`), and every variant replaces only that view.
     `shared_prefix=False` forces four full hooked forwards (the reference the shared-prefix path is tested
-    against)."""
+    against); `shared_ablations=False` runs the ablations on every row (the reference of the one-row
+    ablations). A batch whose rows start with different tokens takes the every-row path."""
     check_head_index(cfg, hook, head_index)
     split = residual_split(hook) if shared_prefix else None
 
@@ -93,36 +102,49 @@ def make_splice_fn(
         lps = {name: log_probs({hook: fn})[0] for name, fn in variants(sae_params, act_mean).items()}
         return ce_kl_sums(tokens, clean, lps), recon_sums(sae_params, cache[hook])
 
-    def shared_below(model_params, sae_params, tokens, act_mean):
+    def shared_below(model_params, sae_params, tokens, act_mean, one_row_ablations):
         pad_mask = jnp.ones(tokens.shape, jnp.int32)
         positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)
         x0 = FAMILIES[cfg.family].embed(model_params, cfg, tokens, positions)
         act = run_blocks(model_params, cfg, x0, pad_mask, HookContext(), 0, split)  # (b, t, d) at the hook
         fns = variants(sae_params, act_mean)
-        streams = jnp.stack([act] + [fns[k](act) for k in ("sae", "zero", "mean")])  # (4, b, t, d)
 
         def log_probs(x):  # one variant through the blocks above the hook
-            y = run_blocks(model_params, cfg, x, pad_mask, HookContext(), split, cfg.n_layers)
-            return jax.nn.log_softmax(unembed(model_params, cfg, y)[:, :-1])  # (b, t - 1, vocab)
+            mask = pad_mask[: x.shape[0]]
+            y = run_blocks(model_params, cfg, x, mask, HookContext(), split, cfg.n_layers)
+            return jax.nn.log_softmax(unembed(model_params, cfg, y)[:, :-1])  # (rows, t - 1, vocab)
 
-        lps = {name: log_probs(streams[i]) for i, name in enumerate(("sae", "zero", "mean"), start=1)}
-        out = ce_kl_sums(tokens, log_probs(streams[0]), lps)
+        ablated = act[:1] if one_row_ablations else act  # one row stands for all when they share token 0
+        lps = {"sae": log_probs(fns["sae"](act))} | {k: log_probs(fns[k](ablated)) for k in ("zero", "mean")}
+        out = ce_kl_sums(tokens, log_probs(act), lps)
         return out, recon_sums(sae_params, act)
 
-    body = full_forwards if split is None else shared_below
-
-    def run(model_params, sae_params, tokens, act_mean):
-        out, recon = body(model_params, sae_params, tokens, act_mean)
+    def run(model_params, sae_params, tokens, act_mean, one_row_ablations=False):
+        if split is None:
+            out, recon = full_forwards(model_params, sae_params, tokens, act_mean)
+        else:
+            out, recon = shared_below(model_params, sae_params, tokens, act_mean, one_row_ablations)
         return SpliceSums(n=jnp.asarray(tokens[:, 1:].size, jnp.float32), **out), recon
 
-    return jax.jit(run)
+    every_row = jax.jit(run)
+    if split is None or not shared_ablations:
+        return every_row
+    one_row = jax.jit(partial(run, one_row_ablations=True))
+
+    def dispatch(model_params, sae_params, tokens, act_mean):
+        first = np.asarray(tokens[:, 0])
+        fn = one_row if (first == first[0]).all() else every_row
+        return fn(model_params, sae_params, tokens, act_mean)
+
+    return dispatch
 
 
 def ce_kl_sums(tokens: jax.Array, clean_lp: jax.Array, lps: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Summed next-token CE of the clean log-probs and of each variant's, and each variant's summed
-    KL(clean || variant); log-probs (b, t - 1, vocab) predict tokens[:, 1:]."""
+    KL(clean || variant); log-probs (b, t - 1, vocab) predict tokens[:, 1:] (a variant's may be one row,
+    (1, t - 1, vocab), standing for every row)."""
     target = tokens[:, 1:, None]
-    ce = lambda lp: -jnp.take_along_axis(lp, target, axis=-1).sum()
+    ce = lambda lp: -jnp.take_along_axis(jnp.broadcast_to(lp, clean_lp.shape), target, axis=-1).sum()
     p_clean = jnp.exp(clean_lp)
     out = {"ce_clean": ce(clean_lp)}
     for name, lp in lps.items():

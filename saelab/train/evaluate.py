@@ -4,8 +4,8 @@ fixed held-out token set, with the numbers `saelab eval` reports for that step's
 The token set (the training corpus's held-out split, `train.eval_tokens` tokens in batches of
 `train.eval_batch` windows of the training context) and the mean-ablation value are made once; each eval
 folds the input scaling into the current parameters, as the export does, and runs the eval's own compiled
-splice (`saelab.evals.run.splice_fn`, compiled on the first eval and reused), so an eval costs four forwards
-of the held-out tokens and no compilation after the first.
+splice (`saelab.evals.run.splice_fn`, compiled on the first eval and reused), so an eval costs about two
+forwards of the held-out tokens (see `saelab.evals.splice`) and no compilation after the first.
 """
 
 from __future__ import annotations

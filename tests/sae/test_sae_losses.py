@@ -75,7 +75,8 @@ def _topk_cfg(kernels: str = "sparse", k_aux: int = 3) -> SAEConfig:
 
 @pytest.mark.parametrize(
     ("kernels", "k_aux", "n_dead"),
-    [("sparse", 3, 6), ("dense", 10, 6), ("sparse", 3, 12)],  # k_aux <, > n_dead; 12 dead: all columns
+    # k_aux <, > n_dead (at most k_aux dead: every dead latent selected, no top-k); 12 dead: all columns
+    [("sparse", 3, 6), ("dense", 10, 6), ("sparse", 3, 2), ("sparse", 3, 12)],
 )
 def test_topk_loss_and_grads_with_auxk(kernels: str, k_aux: int, n_dead: int) -> None:
     cfg = _topk_cfg(kernels, k_aux)
