@@ -170,5 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def entry() -> int:
+    """The console script: `main` on this process's arguments; `train` under huge pages where the machine offers
+    them (`saelab.runtime.hugepages`)."""
+    from saelab.runtime.hugepages import reexec_with_hugepages
+
+    reexec_with_hugepages(sys.argv[1] if len(sys.argv) > 1 else None)
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from common import finish, parser  # noqa: E402
 
 from saelab import train  # noqa: E402
+from saelab.runtime.hugepages import reexec_with_hugepages  # noqa: E402
 from saelab.store import ActivationLoader, ActivationStore  # noqa: E402
 from saelab.train import multi  # noqa: E402
 from saelab.train.mesh import make_mesh  # noqa: E402
@@ -36,6 +37,7 @@ from saelab.train.step import make_train_step  # noqa: E402
 
 
 def main() -> None:
+    reexec_with_hugepages("train")  # the memory setting `saelab train` runs under, for both sides
     ap = parser(__doc__, "train_multi", "4 SAEs at 2x expansion, batch 1024, 20 steps", n=4, expansion=8, batch=4096)
     ap.add_argument("--store", default="activations/demo", help="activation store (made by `just demo`)")
     ap.add_argument("--steps", type=int, help="training steps of every run (default 60; quick 20)")

@@ -37,6 +37,7 @@ from saelab import train  # noqa: E402
 from saelab.data import open_corpus, pack_for_model  # noqa: E402
 from saelab.models import Model  # noqa: E402
 from saelab.peers import saelens  # noqa: E402
+from saelab.runtime.hugepages import reexec_with_hugepages  # noqa: E402
 from saelab.sae import decode, encode, load_sae  # noqa: E402
 from saelab.store import ActivationLoader, ActivationStore  # noqa: E402
 from saelab.train.mesh import make_mesh  # noqa: E402
@@ -47,6 +48,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "sae-topk.toml"
 
 
 def main() -> None:
+    reexec_with_hugepages("train")  # the memory setting `saelab train` runs under, for both sides
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="409,600 tokens each (a run under two minutes)")
     p.add_argument("--store", default="activations/demo", help="activation store (made by `just demo`)")

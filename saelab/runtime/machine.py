@@ -11,6 +11,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from saelab.runtime import hugepages
+
 VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "transformers", "sae-lens")
 # The vector extensions XLA's and torch's CPU kernels dispatch on, as /proc/cpuinfo spells them.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
@@ -64,6 +66,7 @@ def machine() -> dict[str, object]:
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        **hugepages.state(),
         "versions": versions(),
     }
 
@@ -82,4 +85,5 @@ def context_fields(m: dict[str, object]) -> dict[str, object]:
         "torch": v["torch"],
         "sae_lens": v["sae-lens"],
         "transformers": v["transformers"],
+        "hugepages": m.get("malloc_hugetlb"),
     }

@@ -275,14 +275,16 @@ def _scatter_rows(w: jax.Array, idx: jax.Array, rows: jax.Array, sel: jax.Array 
     """`out[idx[b, j]] += w[b, j] * row_bj` in float32, (n_out, d), scanning over chunks of tokens."""
 
     def step(out, chunk):
-        r, i, sc, wc = chunk  # (c, m, d), (c, k), (c, k, m) or None, (c, k)
+        r, i, sc, wc = chunk  # (c, d) without prefixes, else (c, m, d); (c, k); (c, k, m) or None; (c, k)
         r = r.astype(jnp.float32)
         if sc is None:
-            upd = wc[:, :, None] * r[:, :1, :]  # (c, k, d)
+            upd = wc[:, :, None] * r[:, None, :]  # (c, k, d)
         else:
             upd = jnp.einsum("ckm,cmd->ckd", wc[:, :, None] * sc, r)
         return out.at[i.ravel()].add(upd.reshape(-1, upd.shape[-1]), mode="promise_in_bounds"), None
 
+    if sel is None:  # a (batch, 1, d) operand got a layout XLA CPU fills and relayouts slowly (~25 ms a step)
+        rows = rows[:, 0]
     out = jnp.zeros((n_out, rows.shape[-1]), jnp.float32)
     out, _ = jax.lax.scan(step, out, _chunks(rows, idx, sel, w))
     return out
