@@ -146,10 +146,12 @@ def ce_kl_sums(tokens: jax.Array, clean_lp: jax.Array, lps: dict[str, jax.Array]
     target = tokens[:, 1:, None]
     ce = lambda lp: -jnp.take_along_axis(jnp.broadcast_to(lp, clean_lp.shape), target, axis=-1).sum()
     p_clean = jnp.exp(clean_lp)
+    neg_entropy = jnp.sum(p_clean * clean_lp)  # KL(p || q) = sum p log p - sum p log q, the first term shared
+    p_rows = p_clean.sum(0, keepdims=True)  # (1, t - 1, vocab): what a one-row variant's cross term needs
     out = {"ce_clean": ce(clean_lp)}
     for name, lp in lps.items():
         out[f"ce_{name}"] = ce(lp)
-        out[f"kl_{name}"] = jnp.sum(p_clean * (clean_lp - lp))
+        out[f"kl_{name}"] = neg_entropy - jnp.sum((p_rows if lp.shape[0] == 1 else p_clean) * lp)
     return out
 
 

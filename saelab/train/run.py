@@ -197,6 +197,7 @@ def _store_source(cfg: TrainConfig, r: Resolved, mesh: Mesh) -> stream.Source:
         seed=cfg.data.seed,
         include_bos=cfg.data.include_bos,
         mesh=mesh,
+        dtype=store.activations(r.hook).dtype,  # as stored: the step casts on the device
         target_hook=r.target_hook,
     )
     return store_source(store, loader, r, cfg)
