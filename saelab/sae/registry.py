@@ -122,7 +122,7 @@ register(
         saelens_name="topk",
         saelens_imports=("topk",),
         saelens_keys=("k",),
-        latent_arrays=4.0,
+        latent_arrays=3.0,  # 4.0 before AuxK's custom VJP stopped saving every branch's residuals
     )
 )
 register(
