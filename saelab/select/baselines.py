@@ -10,7 +10,7 @@ record (higher = more like the target), so `saelab.select.run` treats them exact
 - DSIR (Xie et al. 2023): hashed unigram+bigram counts (10,000 buckets, as in the paper), add-one smoothed
   target and pool distributions, and the importance weight log p_target(x) / p_pool(x) of each record as its
   score (the deterministic ranking; DSIR proper samples with Gumbel noise on the same weights).
-- random: seeded uniform scores.
+- random: seeded uniform scores (a seeded hash of each record, independent of its position).
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ __all__ = [
 DSIR_BUCKETS = 10_000
 
 
-def score_random(n: int, seed: int = 0) -> np.ndarray:
-    """(n,) seeded uniform scores."""
-    return np.random.default_rng(seed).random(n)
+def score_random(n: int, seed: int = 0, keys: np.ndarray | None = None) -> np.ndarray:
+    """(n,) seeded uniform scores; given the records' tie keys (similarity.tie_keys, already seeded), the score
+    of a record is its key scaled to [0, 1), so it does not depend on the record's place in the file."""
+    if keys is None:
+        return np.random.default_rng(seed).random(n)
+    return np.asarray(keys, np.uint64).astype(np.float64) / 2.0**64
 
 
 class BM25Scorer:

@@ -21,7 +21,7 @@ import numpy as np
 
 from saelab.select.config import SAE_METHODS, BenchConfig, SelectConfig
 from saelab.select.scoring import TEXT_SCORERS, make_embedder, pool_chunks, score_pool
-from saelab.select.similarity import n_selected
+from saelab.select.similarity import n_selected, rank_order, tie_keys
 
 __all__ = ["BenchConfig", "BenchRow", "run_bench", "precision_recall", "average_precision", "format_table"]
 
@@ -37,26 +37,31 @@ class BenchRow(NamedTuple):
     n_targets: int
 
 
-def precision_recall(scores: np.ndarray, relevant: np.ndarray, ratio: float) -> tuple[float, float]:
-    """(precision, recall) of the top `ratio` of the ranking against the boolean `relevant` labels."""
-    top = np.argsort(-scores, kind="stable")[: n_selected(len(scores), ratio)]
+def precision_recall(
+    scores: np.ndarray, relevant: np.ndarray, ratio: float, keys: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(precision, recall) of the top `ratio` of the ranking (ties broken by `keys`, see rank_order) against
+    the boolean `relevant` labels."""
+    top = rank_order(scores, keys)[: n_selected(len(scores), ratio)]
     hits = relevant[top].sum()
     return float(hits / len(top)), float(hits / max(relevant.sum(), 1))
 
 
-def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
-    """Mean over the relevant records of the precision of the ranking down to each of them."""
-    rel = relevant[np.argsort(-scores, kind="stable")]
+def average_precision(scores: np.ndarray, relevant: np.ndarray, keys: np.ndarray | None = None) -> float:
+    """Mean over the relevant records of the precision of the ranking (ties broken by `keys`) down to each."""
+    rel = relevant[rank_order(scores, keys)]
     if not rel.any():
         return 0.0
     prec = np.cumsum(rel) / np.arange(1, len(rel) + 1)
     return float(prec[rel].mean())
 
 
-def run_bench(cfg: BenchConfig) -> list[BenchRow]:
-    """Run every method on every target set; writes bench.json and bench.md into cfg.out."""
+def run_bench(cfg: BenchConfig, model: Any = None) -> list[BenchRow]:
+    """Run every method on every target set; writes bench.json and bench.md into cfg.out. `model`: a loaded
+    saelab Model to use instead of loading `cfg.model` (tests)."""
     pool_path, pool = _load_pool(cfg)
     targets = _targets(cfg)
+    keys = tie_keys([json.dumps(r, sort_keys=True).encode() for r in pool], cfg.seed)
     rows: list[BenchRow] = []
     embed_times: dict[str, float] = {}  # cache entry -> seconds it took to embed the pool (shared by methods)
     with tempfile.TemporaryDirectory(prefix="saelab-select-bench-") as tmp:
@@ -79,14 +84,14 @@ def run_bench(cfg: BenchConfig) -> list[BenchRow]:
                 prepared = TEXT_SCORERS[method](pool_chunks(sc))
                 embed_times[method] = time.perf_counter() - t0
             else:
-                prepared = make_embedder(sc) if method != "random" else None
+                prepared = make_embedder(sc, model) if method != "random" else None
             name = "" if sae is None else _sae_name(sae, prepared)
             for level, sets in targets.items():
-                res = [score_pool(sc, texts, len(pool), prepared) for _, texts in sets]
+                res = [score_pool(sc, texts, len(pool), prepared, keys=keys) for _, texts in sets]
                 key = res[0].info.get("cache", method)
                 embed_s = embed_times.setdefault(key, max(r.embed_s for r in res))  # once per embedding
                 label = f"{method}+idf" if cfg.idf and method in SAE_METHODS else method
-                rows.append(_row(label, name, level, res, sets, pool, cfg.ratios, embed_s))
+                rows.append(_row(label, name, level, res, sets, pool, cfg.ratios, embed_s, keys))
                 print(format_table([rows[-1]], cfg.ratios, header=len(rows) == 1), flush=True)
     _write(cfg, rows)
     return rows
@@ -160,17 +165,17 @@ def _targets(cfg: BenchConfig) -> dict[str, list[tuple[str, list[str]]]]:
     return out
 
 
-def _row(method, name, level, res, sets, pool, ratios, embed_s) -> BenchRow:
+def _row(method, name, level, res, sets, pool, ratios, embed_s, keys) -> BenchRow:
     p = {r: [] for r in ratios}
     rc = {r: [] for r in ratios}
     aps = []
     for r, (lab, _) in zip(res, sets, strict=True):
         relevant = np.array([x[level] == lab for x in pool])
         for ratio in ratios:
-            a, b = precision_recall(r.scores, relevant, ratio)
+            a, b = precision_recall(r.scores, relevant, ratio, keys)
             p[ratio].append(a)
             rc[ratio].append(b)
-        aps.append(average_precision(r.scores, relevant))
+        aps.append(average_precision(r.scores, relevant, keys))
     score_s = float(np.mean([r.score_s for r in res]))
     ms = (embed_s + score_s) / len(pool) * 1e6
     return BenchRow(

@@ -3,10 +3,10 @@
 MoNA (docs/methods.md, "Data selection") embeds a sample as the mean of its token codes; the mean (not the
 sum) keeps long samples from winning on length, and it makes the embedding of a text equal to that of the same
 token codes repeated. Samples are tokenised on their own (BOS + text, truncated to `max_tokens`), sorted by
-length inside a chunk so a batch carries little padding, padded to a multiple of 16 tokens (few compiled
-shapes), and run only up to the hooked block. BOS is left out of the mean: its residual norm is huge and the
-same for every sample (saelab.train excludes it from SAE training by default too). Nothing is written to disk
-here.
+length (then tokens) inside a chunk so a batch carries little padding and does not depend on record order,
+padded to a multiple of 16 tokens (few compiled shapes), and run only up to the hooked block. BOS is left out
+of the mean: its residual norm is huge and the same for every sample (saelab.train excludes it from SAE
+training by default too). Nothing is written to disk here.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ class ModelEmbedder:
             e.ids[: self.max_tokens - 1]
             for e in self.model.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         ]
-        order = np.argsort([len(x) for x in ids], kind="stable")
+        # by length, then by the tokens: a chunk's batches do not depend on the order of its records, so
+        # neither do their floats (XLA's results can differ in the last bits with a row's place in a batch)
+        order = np.array(sorted(range(len(ids)), key=lambda i: (len(ids[i]), ids[i])), np.int64)
         out = np.zeros((len(ids), self.width), np.float32)
         sae_params = self.sae.params if self.sae else None
         for start in range(0, len(ids), self.batch_size):

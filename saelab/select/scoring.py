@@ -21,7 +21,7 @@ from saelab.select.baselines import BM25Scorer, DSIRScorer, MiniLMEmbedder, scor
 from saelab.select.cache import EmbeddingCache, file_digest
 from saelab.select.config import MODEL_METHODS, SAE_METHODS, SelectConfig
 from saelab.select.pool import batched, read_records
-from saelab.select.similarity import score_dense, score_sparse
+from saelab.select.similarity import score_dense, score_sparse, tie_keys
 
 TEXT_SCORERS = {"bm25": BM25Scorer, "dsir": DSIRScorer}
 Embedder = Callable[[Sequence[str]], "sp.csr_matrix | np.ndarray"]
@@ -37,6 +37,7 @@ __all__ = [
     "score_cached",
     "score_pool",
     "count_records",
+    "pool_keys",
 ]
 
 
@@ -51,6 +52,11 @@ class Scores(NamedTuple):
 def pool_chunks(cfg: SelectConfig) -> Callable[[], Any]:
     """A re-iterable source of the pool's texts, `cfg.chunk` at a time (the text baselines' input)."""
     return lambda: ([r.text for r in c] for c in batched(read_records(cfg.pool, cfg.text_field), cfg.chunk))
+
+
+def pool_keys(cfg: SelectConfig) -> np.ndarray:
+    """(n,) tie keys of the pool records (similarity.tie_keys of each line's bytes, seeded by cfg.seed)."""
+    return tie_keys([r.raw.rstrip(b"\r\n") for r in read_records(cfg.pool, cfg.text_field)], cfg.seed)
 
 
 def count_records(path: Path, field: str) -> int:
@@ -143,7 +149,7 @@ def score_cached(
     n = cache.meta["rows"]
     mean = weight = None
     if center:
-        total = sum(np.asarray(p.sum(0)).ravel().astype(np.float64) for p in cache.parts())
+        total = sum(np.asarray(p.astype(np.float64).sum(0)).ravel() for p in cache.parts())  # order-free
         mean = (total / n).astype(np.float32)
         proto = proto - mean
     if idf:
@@ -167,13 +173,16 @@ def score_pool(
     n: int,
     prepared: Any = None,
     model: Any = None,
+    keys: np.ndarray | None = None,
 ) -> Scores:
     """Scores of every pool record for `cfg.method`. `prepared` reuses what an earlier call built for this
-    pool (the bench): an (embedder, cache fields) pair from make_embedder, or a BM25 / DSIR scorer."""
+    pool (the bench): an (embedder, cache fields) pair from make_embedder, or a BM25 / DSIR scorer; `keys`
+    the pool's tie keys (pool_keys), which the random baseline turns into its scores."""
     chunks = pool_chunks(cfg)
     t0 = time.perf_counter()
     if cfg.method == "random":
-        return Scores(score_random(n, cfg.seed), 0.0, time.perf_counter() - t0, False, {})
+        keys = pool_keys(cfg) if keys is None else keys
+        return Scores(score_random(n, cfg.seed, keys), 0.0, time.perf_counter() - t0, False, {})
     if cfg.method in TEXT_SCORERS:
         scorer = prepared or TEXT_SCORERS[cfg.method](chunks)
         build_s = time.perf_counter() - t0
