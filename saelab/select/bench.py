@@ -30,6 +30,7 @@ class BenchRow(NamedTuple):
     method: str
     sae: str  # SAE (or hook) the method read; "" for text baselines
     level: str
+    options: str  # the settings that apply to this method (aggregation, and for model methods pooling etc.)
     precision: dict[float, float]  # ratio -> mean precision over targets
     recall: dict[float, float]
     ap: float
@@ -67,7 +68,7 @@ def run_bench(cfg: BenchConfig, model: Any = None) -> list[BenchRow]:
     with tempfile.TemporaryDirectory(prefix="saelab-select-bench-") as tmp:
         tmp_target = Path(tmp) / "unused-target.jsonl"  # SelectConfig wants a path; the texts are passed in
         for method, sae in _jobs(cfg):
-            sc = SelectConfig(
+            base = SelectConfig(
                 pool=pool_path,
                 target=tmp_target,
                 method=method,
@@ -76,33 +77,38 @@ def run_bench(cfg: BenchConfig, model: Any = None) -> list[BenchRow]:
                 batch_size=cfg.batch_size,
                 cache_dir=cfg.cache_dir or Path(tmp) / "cache",
                 idf=cfg.idf,
+                top_m=cfg.top_m,
                 seed=cfg.seed,
                 progress=cfg.progress,
             )
             t0 = time.perf_counter()
             if method in TEXT_SCORERS:  # index the pool once, score every target against it
-                prepared = TEXT_SCORERS[method](pool_chunks(sc))
+                prepared = TEXT_SCORERS[method](pool_chunks(base))
                 embed_times[method] = time.perf_counter() - t0
             else:
-                prepared = make_embedder(sc, model) if method != "random" else None
+                prepared = make_embedder(base, model) if method != "random" else None
             name = "" if sae is None else _sae_name(sae, prepared)
-            for level, sets in targets.items():
-                res = [score_pool(sc, texts, len(pool), prepared, keys=keys) for _, texts in sets]
-                key = res[0].info.get("cache", method)
-                embed_s = embed_times.setdefault(key, max(r.embed_s for r in res))  # once per embedding
-                label = f"{method}+idf" if cfg.idf and method in SAE_METHODS else method
-                rows.append(_row(label, name, level, res, sets, pool, cfg.ratios, embed_s, keys))
-                print(format_table([rows[-1]], cfg.ratios, header=len(rows) == 1), flush=True)
+            for agg in cfg.aggregations if method != "random" else cfg.aggregations[:1]:
+                sc = base.model_copy(update={"aggregation": agg})
+                for level, sets in targets.items():
+                    res = [score_pool(sc, texts, len(pool), prepared, keys=keys) for _, texts in sets]
+                    key = res[0].info.get("cache", method)
+                    embed_s = embed_times.setdefault(key, max(r.embed_s for r in res))  # once per embedding
+                    label = f"{method}+idf" if cfg.idf and method in SAE_METHODS else method
+                    opts = _options(sc)
+                    rows.append(_row(label, name, level, opts, res, sets, pool, cfg.ratios, embed_s, keys))
+                    print(format_table([rows[-1]], cfg.ratios, header=len(rows) == 1), flush=True)
     _write(cfg, rows)
     return rows
 
 
 def format_table(rows: list[BenchRow], ratios: list[float], header: bool = True) -> str:
-    """Markdown table: method, SAE, level, P@r, R@r, AP, ms per 1,000 samples."""
+    """Markdown table: method, SAE, level, options, P@r, R@r, AP, ms per 1,000 samples."""
     cols = [
         "method",
         "SAE / hook",
         "level",
+        "options",
         *[f"P@{r:.0%}" for r in ratios],
         *[f"R@{r:.0%}" for r in ratios],
         "AP",
@@ -114,6 +120,7 @@ def format_table(rows: list[BenchRow], ratios: list[float], header: bool = True)
             r.method,
             r.sae or "-",
             r.level,
+            r.options,
             *[f"{r.precision[x]:.3f}" for x in ratios],
             *[f"{r.recall[x]:.3f}" for x in ratios],
             f"{r.ap:.3f}",
@@ -165,7 +172,14 @@ def _targets(cfg: BenchConfig) -> dict[str, list[tuple[str, list[str]]]]:
     return out
 
 
-def _row(method, name, level, res, sets, pool, ratios, embed_s, keys) -> BenchRow:
+def _options(sc: SelectConfig) -> str:
+    """The settings a row's method uses, e.g. `max` or `topm-2`; random has none."""
+    if sc.method == "random":
+        return "-"
+    return f"topm-{sc.top_m}" if sc.aggregation == "topm" else sc.aggregation
+
+
+def _row(method, name, level, options, res, sets, pool, ratios, embed_s, keys) -> BenchRow:
     p = {r: [] for r in ratios}
     rc = {r: [] for r in ratios}
     aps = []
@@ -182,6 +196,7 @@ def _row(method, name, level, res, sets, pool, ratios, embed_s, keys) -> BenchRo
         method,
         name,
         level,
+        options,
         {k: float(np.mean(v)) for k, v in p.items()},
         {k: float(np.mean(v)) for k, v in rc.items()},
         float(np.mean(aps)),

@@ -12,6 +12,7 @@ from saelab.data.texts import CLINC150
 from saelab.runtime.config import Config
 
 Method = Literal["jaccard", "cosine", "euclidean", "bm25", "embed", "hidden", "neurons", "dsir", "random"]
+Aggregation = Literal["mean", "max", "topm"]
 SAE_METHODS = ("jaccard", "cosine", "euclidean")
 MODEL_METHODS = (*SAE_METHODS, "hidden", "neurons")
 DEFAULT_CACHE = Path.home() / ".cache" / "saelab" / "select"
@@ -61,8 +62,15 @@ class SelectConfig(Config):
     idf: bool = False
     """SAE methods: weight latent j by log((n+1)/(df_j+1)) over the pool before scoring (not in MoNA; an option
     that keeps latents firing on nearly every sample from dominating)."""
+    aggregation: Aggregation = "mean"
+    """How the target examples combine, alike for every method: mean (one prototype: the mean target
+    embedding, MoNA's; for BM25 the mean of its per-target scores, i.e. one query of all targets' words; for
+    DSIR the targets' pooled n-gram distribution), max (each record's best per-target similarity) or topm
+    (the mean of its top_m per-target similarities)."""
+    top_m: int = Field(default=2, ge=1)
+    """topm: how many of the best per-target similarities are averaged."""
     seed: int = 0
-    """Seed of the random baseline."""
+    """Seed of the tie-break among equal scores and of the random baseline (both a seeded hash per record)."""
     cache_dir: Path | None = DEFAULT_CACHE
     """Embedding cache (keyed by model, hook, SAE and data hash); None recomputes every time."""
     out: Path = Path("results/select")
@@ -111,10 +119,14 @@ class BenchConfig(Config):
     """Use only the first N pool records (quick runs); None means all."""
     idf: bool = False
     """SAE methods: IDF-weight the latents (SelectConfig.idf); rows are labelled jaccard+idf etc."""
+    aggregations: list[Aggregation] = Field(default_factory=lambda: ["mean"], min_length=1)
+    """Target aggregations to bench (SelectConfig.aggregation), each its own rows for every method alike."""
+    top_m: int = Field(default=2, ge=1)
+    """topm: how many of the best per-target similarities are averaged."""
     cache_dir: Path | None = DEFAULT_CACHE
     """Pool embedding cache; a cached entry reports the embedding time measured when it was computed."""
     seed: int = 0
-    """Seed of the target draws and of the random baseline."""
+    """Seed of the target draws, of the tie-break among equal scores and of the random baseline."""
     batch_size: int = Field(default=64, ge=1)
     """Samples per model forward."""
     out: Path = Path("results/select-bench")
@@ -161,3 +173,17 @@ class DownstreamConfig(Config):
     """Output directory: one selection folder per method and downstream.json."""
     progress: bool = True
     """Show progress bars."""
+
+
+class ChatCorpusConfig(Config):
+    """Settings of the `select-corpus` stage: texts written as chat-format documents for harvesting the
+    activations of a selection SAE (saelab.select.template.chat_document)."""
+
+    sources: list[str] = Field(min_length=1)
+    """Corpus specs (saelab.data.open_corpus), e.g. jsonl:{data}/clinc150/train.jsonl:text."""
+    limit: int | None = Field(default=None, ge=1)
+    """Documents per source at most (the first ones); None means all."""
+    out: Path = Path("results/select-corpus/chat.jsonl")
+    """JSONL file written, one {"text", "source"} per document."""
+    overwrite: bool = False
+    """Replace an existing file."""

@@ -1,8 +1,9 @@
 """Score every record of a pool against a target, by any method, streaming the pool chunk by chunk.
 
 Embedding methods (SAE codes, hidden states, MLP neurons, MiniLM) embed the pool once into the cache and
-score the cached chunks against the target prototype (the mean target embedding, MoNA's prototype); the text
-baselines (BM25, DSIR, random) read the texts directly. `Scores` carries the timing the bench reports.
+score the cached chunks against the target prototype (the mean target embedding, MoNA's prototype) or, for
+the max / topm aggregations, against every target embedding; the text baselines (BM25, DSIR, random) read
+the texts directly and aggregate their per-target scores the same way. `Scores` carries the timing the bench reports.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import scipy.sparse as sp
 from saelab.runtime.progress import progress_bar
 from saelab.select.baselines import BM25Scorer, DSIRScorer, MiniLMEmbedder, score_random
 from saelab.select.cache import EmbeddingCache, file_digest
-from saelab.select.config import MODEL_METHODS, SAE_METHODS, SelectConfig
+from saelab.select.config import MODEL_METHODS, SAE_METHODS, Aggregation, SelectConfig
 from saelab.select.pool import batched, read_records
-from saelab.select.similarity import score_dense, score_sparse, tie_keys
+from saelab.select.similarity import aggregate, score_dense, score_sparse, tie_keys
 
 TEXT_SCORERS = {"bm25": BM25Scorer, "dsir": DSIRScorer}
 Embedder = Callable[[Sequence[str]], "sp.csr_matrix | np.ndarray"]
@@ -35,6 +36,8 @@ __all__ = [
     "embed_pool",
     "prototype",
     "score_cached",
+    "score_texts",
+    "target_rows",
     "score_pool",
     "count_records",
     "pool_keys",
@@ -138,33 +141,57 @@ def prototype(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(e.mean(0)).ravel().astype(np.float32)
 
 
+def target_rows(embedder: Embedder, texts: Sequence[str], aggregation: Aggregation) -> np.ndarray:
+    """(k, width) what the pool is compared with: the one prototype (mean) or every target embedding."""
+    e = embedder(texts)
+    e = e.toarray() if sp.issparse(e) else np.asarray(e)
+    return (e.mean(0, keepdims=True) if aggregation == "mean" else e).astype(np.float32)
+
+
 def score_cached(
-    cache: EmbeddingCache, proto: np.ndarray, similarity: str, center: bool = False, idf: bool = False
+    cache: EmbeddingCache,
+    targets: np.ndarray,
+    similarity: str,
+    center: bool = False,
+    idf: bool = False,
+    aggregation: Aggregation = "mean",
+    top_m: int = 2,
 ) -> np.ndarray:
-    """(n,) similarity of every cached pool embedding to the prototype, one chunk in memory at a time.
+    """(n,) similarity of every cached pool embedding to the target rows (k, width) or one prototype (width,),
+    one chunk in memory at a time; k rows are aggregated per record (similarity.aggregate).
 
     center: subtract the pool mean first (dense baselines). idf: multiply latent j of every embedding and of
-    the prototype by log((n + 1) / (df_j + 1)), df_j = pool samples where j fires (a TF-IDF-style option,
+    the targets by log((n + 1) / (df_j + 1)), df_j = pool samples where j fires (a TF-IDF-style option,
     not in MoNA: it keeps latents that fire on almost every sample from dominating the Jaccard sums)."""
     n = cache.meta["rows"]
+    targets = np.atleast_2d(np.asarray(targets, np.float32))  # (k, width)
     mean = weight = None
     if center:
         total = sum(np.asarray(p.astype(np.float64).sum(0)).ravel() for p in cache.parts())  # order-free
         mean = (total / n).astype(np.float32)
-        proto = proto - mean
+        targets = targets - mean
     if idf:
         df = sum(np.asarray((p > 0).sum(0)).ravel() for p in cache.parts())
         weight = np.log((n + 1) / (df + 1)).astype(np.float32)  # (width,) >= 0
-        proto = proto * weight
+        targets = targets * weight
     out = []
     for p in cache.parts():
         if weight is not None:
             p = sp.csr_matrix(p.multiply(weight[None])) if sp.issparse(p) else p * weight
         if sp.issparse(p):
-            out.append(score_sparse(p, proto, similarity))
+            per = [score_sparse(p, t, similarity) for t in targets]
         else:
-            out.append(score_dense(p - mean if mean is not None else p, proto, similarity))
+            per = [score_dense(p - mean if mean is not None else p, t, similarity) for t in targets]
+        out.append(aggregate(np.stack(per), aggregation, top_m) if len(per) > 1 else per[0])
     return np.concatenate(out)
+
+
+def score_texts(scorer: Any, targets: Sequence[str], aggregation: Aggregation, top_m: int) -> np.ndarray:
+    """(n,) a BM25 / DSIR scorer's scores under an aggregation: its own mean (one query / one pooled target
+    distribution) or its per-target scores aggregated."""
+    if aggregation == "mean":
+        return scorer(targets)
+    return aggregate(scorer.per_target(targets), aggregation, top_m)
 
 
 def score_pool(
@@ -187,7 +214,9 @@ def score_pool(
         scorer = prepared or TEXT_SCORERS[cfg.method](chunks)
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        return Scores(scorer(targets), build_s, time.perf_counter() - t0, prepared is not None, {})
+        scores = score_texts(scorer, targets, cfg.aggregation, cfg.top_m)
+        info = {"aggregation": cfg.aggregation}
+        return Scores(scores, build_s, time.perf_counter() - t0, prepared is not None, info)
     emb, fields = prepared or make_embedder(cfg, model)
     cache, embed_s, cached = embed_pool(
         emb, fields, cfg.pool, cfg.text_field, cfg.chunk, cfg.cache_dir, n, cfg.progress
@@ -195,7 +224,9 @@ def score_pool(
     t0 = time.perf_counter()
     similarity = cfg.method if cfg.method in SAE_METHODS else "cosine"
     center = cfg.center and cfg.method in MODEL_METHODS and cfg.method not in SAE_METHODS
-    scores = score_cached(cache, prototype(emb, targets), similarity, center, cfg.idf and fields["kind"] == "sae")
+    rows = target_rows(emb, targets, cfg.aggregation)
+    idf = cfg.idf and fields["kind"] == "sae"
+    scores = score_cached(cache, rows, similarity, center, idf, cfg.aggregation, cfg.top_m)
     if len(scores) != n:
         raise ValueError(f"cache {cache.dir} holds {len(scores)} rows for a pool of {n}; delete it and rerun")
     info = {
@@ -203,6 +234,7 @@ def score_pool(
         "cache": str(cache.dir),
         "similarity": similarity,
         "centered": center,
-        "idf": cfg.idf and fields["kind"] == "sae",
+        "idf": idf,
+        "aggregation": cfg.aggregation,
     }
     return Scores(scores, embed_s, time.perf_counter() - t0, cached, info)

@@ -19,9 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from saelab.select.config import Aggregation
+
 Similarity = Literal["jaccard", "cosine", "euclidean"]
 
 __all__ = [
+    "Aggregation",
+    "aggregate",
     "Similarity",
     "score_sparse",
     "score_dense",
@@ -141,3 +145,19 @@ def rank_order(scores: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray
 def top_fraction(scores: np.ndarray, ratio: float, keys: np.ndarray | None = None) -> np.ndarray:
     """Indices of the top `ratio` of the scores, best first; ties broken by `keys` (see rank_order)."""
     return rank_order(scores, keys)[: n_selected(len(scores), ratio)]
+
+
+def aggregate(per_target: np.ndarray, how: Aggregation, m: int = 2) -> np.ndarray:
+    """(n,) record scores from (n_targets, n) per-target similarities: their mean, their max, or the mean of
+    each record's top `m` (topm; all of them when m >= n_targets). Embedding methods do `mean` as MoNA does,
+    by one prototype (the mean target embedding) instead: see scoring.score_cached."""
+    s = np.asarray(per_target, np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"per-target scores must be (n_targets, n), got shape {s.shape}")
+    if how == "mean":
+        return s.mean(0)
+    if how == "max":
+        return s.max(0)
+    if m < 1:
+        raise ValueError(f"top_m must be >= 1, got {m}")
+    return np.sort(s, axis=0)[-min(m, len(s)) :].mean(0)
