@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from saelab.select.config import SAE_METHODS, BenchConfig, SelectConfig
+from saelab.select.config import MODEL_METHODS, SAE_METHODS, BenchConfig, SelectConfig
 from saelab.select.scoring import TEXT_SCORERS, make_embedder, pool_chunks, score_pool
 from saelab.select.similarity import n_selected, rank_order, tie_keys
 
@@ -77,6 +77,13 @@ def run_bench(cfg: BenchConfig, model: Any = None) -> list[BenchRow]:
                 batch_size=cfg.batch_size,
                 cache_dir=cfg.cache_dir or Path(tmp) / "cache",
                 idf=cfg.idf,
+                weighting=cfg.weighting,
+                bm25_k1=cfg.bm25_k1,
+                bm25_b=cfg.bm25_b,
+                pooling=cfg.pooling,
+                skip_tokens=cfg.skip_tokens,
+                template=cfg.template,
+                max_tokens=cfg.max_tokens,
                 top_m=cfg.top_m,
                 seed=cfg.seed,
                 progress=cfg.progress,
@@ -173,10 +180,18 @@ def _targets(cfg: BenchConfig) -> dict[str, list[tuple[str, list[str]]]]:
 
 
 def _options(sc: SelectConfig) -> str:
-    """The settings a row's method uses, e.g. `max` or `topm-2`; random has none."""
+    """The settings a row's method uses, e.g. `max` or `topm-2, pool max, w bm25, chat`; random has none."""
     if sc.method == "random":
         return "-"
-    return f"topm-{sc.top_m}" if sc.aggregation == "topm" else sc.aggregation
+    opts = [f"topm-{sc.top_m}" if sc.aggregation == "topm" else sc.aggregation]
+    if sc.method in MODEL_METHODS or sc.method == "embed":
+        if sc.method != "embed":
+            skip = f"{sc.skip_tokens}" if sc.pooling == "mean-skip" else ""
+            opts += [f"pool {sc.pooling}{skip}"] if sc.pooling != "mean" else []
+            opts += [sc.template] if sc.template != "none" else []
+        if sc.method in SAE_METHODS and sc.latent_weighting != "none":
+            opts.append(f"w {sc.latent_weighting}")
+    return ", ".join(opts)
 
 
 def _row(method, name, level, options, res, sets, pool, ratios, embed_s, keys) -> BenchRow:

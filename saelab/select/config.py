@@ -13,6 +13,9 @@ from saelab.runtime.config import Config
 
 Method = Literal["jaccard", "cosine", "euclidean", "bm25", "embed", "hidden", "neurons", "dsir", "random"]
 Aggregation = Literal["mean", "max", "topm"]
+Weighting = Literal["none", "idf", "bm25"]
+Pooling = Literal["mean", "max", "mean-skip"]
+Template = Literal["none", "chat"]
 SAE_METHODS = ("jaccard", "cosine", "euclidean")
 MODEL_METHODS = (*SAE_METHODS, "hidden", "neurons")
 DEFAULT_CACHE = Path.home() / ".cache" / "saelab" / "select"
@@ -61,7 +64,22 @@ class SelectConfig(Config):
     """hidden/neurons: subtract the pool mean before the cosine (raw residual means share one direction)."""
     idf: bool = False
     """SAE methods: weight latent j by log((n+1)/(df_j+1)) over the pool before scoring (not in MoNA; an option
-    that keeps latents firing on nearly every sample from dominating)."""
+    that keeps latents firing on nearly every sample from dominating); the same as weighting = "idf"."""
+    weighting: Weighting = "none"
+    """SAE methods: latent weighting, none, idf (as `idf`), or bm25 (BM25 saturation of code values in units of
+    each latent's mean firing, times idf; saelab.select.weighting)."""
+    bm25_k1: float = Field(default=1.2, gt=0)
+    """weighting = bm25: saturation constant k1."""
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    """weighting = bm25: code-mass normalisation b."""
+    pooling: Pooling = "mean"
+    """Token pooling of model embeddings: mean over the record's tokens (MoNA), max, or mean-skip (the mean
+    without the first `skip_tokens` content tokens; a record that short keeps all of them)."""
+    skip_tokens: int = Field(default=1, ge=1)
+    """pooling = mean-skip: content tokens left out at the start."""
+    template: Template = "none"
+    """Input format of a record for the model methods: none (BOS + text) or chat (the user turn of the model's
+    ChatML template, `<|im_start|>user\\n{text}<|im_end|>\\n`); template tokens are never pooled."""
     aggregation: Aggregation = "mean"
     """How the target examples combine, alike for every method: mean (one prototype: the mean target
     embedding, MoNA's; for BM25 the mean of its per-target scores, i.e. one query of all targets' words; for
@@ -80,8 +98,15 @@ class SelectConfig(Config):
     progress: bool = True
     """Show a progress bar."""
 
+    @property
+    def latent_weighting(self) -> Weighting:
+        """The weighting in effect (`idf = true` is weighting = "idf")."""
+        return "idf" if self.idf else self.weighting
+
     @model_validator(mode="after")
     def _check(self) -> SelectConfig:
+        if self.idf and self.weighting not in ("none", "idf"):
+            raise ValueError(f"idf = true and weighting = {self.weighting!r} contradict; set one of them")
         if self.method in SAE_METHODS and self.sae is None:
             raise ValueError(f"method {self.method!r} scores SAE codes: give --sae (a run dir or SAELens directory)")
         if self.method in ("hidden", "neurons") and self.sae is None and self.hook is None:
@@ -119,6 +144,20 @@ class BenchConfig(Config):
     """Use only the first N pool records (quick runs); None means all."""
     idf: bool = False
     """SAE methods: IDF-weight the latents (SelectConfig.idf); rows are labelled jaccard+idf etc."""
+    weighting: Weighting = "none"
+    """SAE methods: latent weighting (SelectConfig.weighting)."""
+    bm25_k1: float = Field(default=1.2, gt=0)
+    """weighting = bm25: saturation constant k1."""
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    """weighting = bm25: code-mass normalisation b."""
+    pooling: Pooling = "mean"
+    """Model methods: token pooling (SelectConfig.pooling)."""
+    skip_tokens: int = Field(default=1, ge=1)
+    """pooling = mean-skip: content tokens left out at the start."""
+    template: Template = "none"
+    """Model methods: input format (SelectConfig.template)."""
+    max_tokens: int = Field(default=256, ge=2)
+    """Tokens per sample, template included (SelectConfig.max_tokens)."""
     aggregations: list[Aggregation] = Field(default_factory=lambda: ["mean"], min_length=1)
     """Target aggregations to bench (SelectConfig.aggregation), each its own rows for every method alike."""
     top_m: int = Field(default=2, ge=1)

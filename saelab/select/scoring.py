@@ -23,6 +23,7 @@ from saelab.select.cache import EmbeddingCache, file_digest
 from saelab.select.config import MODEL_METHODS, SAE_METHODS, Aggregation, SelectConfig
 from saelab.select.pool import batched, read_records
 from saelab.select.similarity import aggregate, score_dense, score_sparse, tie_keys
+from saelab.select.weighting import Weighting, latent_stats, weigh
 
 TEXT_SCORERS = {"bm25": BM25Scorer, "dsir": DSIRScorer}
 Embedder = Callable[[Sequence[str]], "sp.csr_matrix | np.ndarray"]
@@ -95,13 +96,24 @@ def make_embedder(cfg: SelectConfig, model: Any = None) -> tuple[Embedder, dict[
         raise ValueError(f"--hook {cfg.hook} differs from the SAE's hook {sae.metadata['hook_name']}")
     model = model or Model.load(cfg.model)
     kind = "sae" if cfg.method in SAE_METHODS else cfg.method
-    emb = ModelEmbedder(model, hook, kind, sae if kind == "sae" else None, cfg.batch_size, cfg.max_tokens)
+    emb = ModelEmbedder(
+        model,
+        hook,
+        kind,
+        sae if kind == "sae" else None,
+        cfg.batch_size,
+        cfg.max_tokens,
+        cfg.pooling,
+        cfg.skip_tokens,
+        cfg.template,
+    )
+    pooled = {"mean": "mean", "max": "max", "mean-skip": f"mean-skip{cfg.skip_tokens}"}[cfg.pooling]
     fields = {
         "kind": kind,
         "model": model.weights_hash or cfg.model,
         "hook": hook,
         "max_tokens": cfg.max_tokens,
-        "pool": "mean-no-bos",
+        "pool": f"{pooled}-no-bos" + ("" if cfg.template == "none" else f"-{cfg.template}"),
     }
     if kind == "sae":
         fields["sae"] = file_digest(*sae_files(cfg.sae))
@@ -141,11 +153,10 @@ def prototype(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(e.mean(0)).ravel().astype(np.float32)
 
 
-def target_rows(embedder: Embedder, texts: Sequence[str], aggregation: Aggregation) -> np.ndarray:
-    """(k, width) what the pool is compared with: the one prototype (mean) or every target embedding."""
+def target_rows(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """(k, width) dense embeddings of the target examples (score_cached weighs and aggregates them)."""
     e = embedder(texts)
-    e = e.toarray() if sp.issparse(e) else np.asarray(e)
-    return (e.mean(0, keepdims=True) if aggregation == "mean" else e).astype(np.float32)
+    return (e.toarray() if sp.issparse(e) else np.asarray(e)).astype(np.float32)
 
 
 def score_cached(
@@ -153,31 +164,34 @@ def score_cached(
     targets: np.ndarray,
     similarity: str,
     center: bool = False,
-    idf: bool = False,
+    weighting: Weighting = "none",
     aggregation: Aggregation = "mean",
     top_m: int = 2,
+    k1: float = 1.2,
+    b: float = 0.75,
 ) -> np.ndarray:
-    """(n,) similarity of every cached pool embedding to the target rows (k, width) or one prototype (width,),
-    one chunk in memory at a time; k rows are aggregated per record (similarity.aggregate).
+    """(n,) similarity of every cached pool embedding to the target embeddings (k, width), one chunk in memory
+    at a time: to their mean (the prototype) or, for max / topm, to each, aggregated per record.
 
-    center: subtract the pool mean first (dense baselines). idf: multiply latent j of every embedding and of
-    the targets by log((n + 1) / (df_j + 1)), df_j = pool samples where j fires (a TF-IDF-style option,
-    not in MoNA: it keeps latents that fire on almost every sample from dominating the Jaccard sums)."""
+    center: subtract the pool mean first (dense baselines). weighting: idf or bm25 saturation of the latents
+    of every embedding, pool and targets alike, with the pool's statistics (saelab.select.weighting); the
+    prototype is the mean of the weighted target embeddings."""
     n = cache.meta["rows"]
     targets = np.atleast_2d(np.asarray(targets, np.float32))  # (k, width)
-    mean = weight = None
+    mean = stats = None
     if center:
         total = sum(np.asarray(p.astype(np.float64).sum(0)).ravel() for p in cache.parts())  # order-free
         mean = (total / n).astype(np.float32)
         targets = targets - mean
-    if idf:
-        df = sum(np.asarray((p > 0).sum(0)).ravel() for p in cache.parts())
-        weight = np.log((n + 1) / (df + 1)).astype(np.float32)  # (width,) >= 0
-        targets = targets * weight
+    if weighting != "none":
+        stats = latent_stats(cache.parts)
+        targets = weigh(targets, stats, weighting, k1, b)
+    if aggregation == "mean":
+        targets = targets.mean(0, keepdims=True)
     out = []
     for p in cache.parts():
-        if weight is not None:
-            p = sp.csr_matrix(p.multiply(weight[None])) if sp.issparse(p) else p * weight
+        if stats is not None:
+            p = weigh(p, stats, weighting, k1, b)
         if sp.issparse(p):
             per = [score_sparse(p, t, similarity) for t in targets]
         else:
@@ -224,9 +238,11 @@ def score_pool(
     t0 = time.perf_counter()
     similarity = cfg.method if cfg.method in SAE_METHODS else "cosine"
     center = cfg.center and cfg.method in MODEL_METHODS and cfg.method not in SAE_METHODS
-    rows = target_rows(emb, targets, cfg.aggregation)
-    idf = cfg.idf and fields["kind"] == "sae"
-    scores = score_cached(cache, rows, similarity, center, idf, cfg.aggregation, cfg.top_m)
+    weighting = cfg.latent_weighting if fields["kind"] == "sae" else "none"
+    rows = target_rows(emb, targets)
+    scores = score_cached(
+        cache, rows, similarity, center, weighting, cfg.aggregation, cfg.top_m, cfg.bm25_k1, cfg.bm25_b
+    )
     if len(scores) != n:
         raise ValueError(f"cache {cache.dir} holds {len(scores)} rows for a pool of {n}; delete it and rerun")
     info = {
@@ -234,7 +250,8 @@ def score_pool(
         "cache": str(cache.dir),
         "similarity": similarity,
         "centered": center,
-        "idf": idf,
+        "idf": weighting == "idf",
+        "weighting": weighting,
         "aggregation": cfg.aggregation,
     }
     return Scores(scores, embed_s, time.perf_counter() - t0, cached, info)
