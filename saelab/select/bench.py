@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from saelab.select.config import MODEL_METHODS, SAE_METHODS, BenchConfig, SelectConfig
-from saelab.select.scoring import TEXT_SCORERS, make_embedder, pool_chunks, score_pool
+from saelab.select.config import FUSED_METHODS, MODEL_METHODS, SAE_METHODS, BenchConfig, SelectConfig
+from saelab.select.scoring import TEXT_SCORERS, make_embedder, pool_chunks, prepare_fused, score_pool
 from saelab.select.similarity import n_selected, rank_order, tie_keys
 
 __all__ = ["BenchConfig", "BenchRow", "run_bench", "precision_recall", "average_precision", "format_table"]
@@ -92,6 +92,8 @@ def run_bench(cfg: BenchConfig, model: Any = None) -> list[BenchRow]:
             if method in TEXT_SCORERS:  # index the pool once, score every target against it
                 prepared = TEXT_SCORERS[method](pool_chunks(base))
                 embed_times[method] = time.perf_counter() - t0
+            elif method in FUSED_METHODS:
+                prepared = prepare_fused(base, model)
             else:
                 prepared = make_embedder(base, model) if method != "random" else None
             name = "" if sae is None else _sae_name(sae, prepared)
@@ -140,7 +142,7 @@ def format_table(rows: list[BenchRow], ratios: list[float], header: bool = True)
 def _jobs(cfg: BenchConfig) -> list[tuple[str, Path | None]]:
     jobs = []
     for m in cfg.methods:
-        if m in SAE_METHODS or m in ("hidden", "neurons"):
+        if m in SAE_METHODS or m in FUSED_METHODS or m in ("hidden", "neurons"):
             jobs += [(m, s) for s in cfg.saes]
         else:
             jobs.append((m, None))
@@ -148,6 +150,8 @@ def _jobs(cfg: BenchConfig) -> list[tuple[str, Path | None]]:
 
 
 def _sae_name(sae: Path, embedder: Any) -> str:
+    if isinstance(embedder, tuple) and isinstance(embedder[0], tuple):  # a fused method's (embedder, BM25)
+        embedder = embedder[0]
     hook = embedder[1].get("hook", "") if embedder else ""
     return f"{Path(sae).name} ({hook})"
 
@@ -184,12 +188,12 @@ def _options(sc: SelectConfig) -> str:
     if sc.method == "random":
         return "-"
     opts = [f"topm-{sc.top_m}" if sc.aggregation == "topm" else sc.aggregation]
-    if sc.method in MODEL_METHODS or sc.method == "embed":
+    if sc.method in MODEL_METHODS or sc.method in FUSED_METHODS or sc.method == "embed":
         if sc.method != "embed":
             skip = f"{sc.skip_tokens}" if sc.pooling == "mean-skip" else ""
             opts += [f"pool {sc.pooling}{skip}"] if sc.pooling != "mean" else []
             opts += [sc.template] if sc.template != "none" else []
-        if sc.method in SAE_METHODS and sc.latent_weighting != "none":
+        if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.latent_weighting != "none":
             opts.append(f"w {sc.latent_weighting}")
     return ", ".join(opts)
 

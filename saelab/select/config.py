@@ -11,12 +11,26 @@ from pydantic import Field, model_validator
 from saelab.data.texts import CLINC150
 from saelab.runtime.config import Config
 
-Method = Literal["jaccard", "cosine", "euclidean", "bm25", "embed", "hidden", "neurons", "dsir", "random"]
+Method = Literal[
+    "jaccard",
+    "cosine",
+    "euclidean",
+    "bm25",
+    "embed",
+    "hidden",
+    "neurons",
+    "dsir",
+    "random",
+    "jaccard+bm25",
+    "cosine+bm25",
+]
 Aggregation = Literal["mean", "max", "topm"]
 Weighting = Literal["none", "idf", "bm25"]
 Pooling = Literal["mean", "max", "mean-skip"]
 Template = Literal["none", "chat"]
 SAE_METHODS = ("jaccard", "cosine", "euclidean")
+FUSED_METHODS = {"jaccard+bm25": "jaccard", "cosine+bm25": "cosine"}
+"""Reciprocal rank fusion of an SAE method (the value) with BM25."""
 MODEL_METHODS = (*SAE_METHODS, "hidden", "neurons")
 DEFAULT_CACHE = Path.home() / ".cache" / "saelab" / "select"
 ALL_METHODS: list[Method] = [
@@ -29,6 +43,7 @@ ALL_METHODS: list[Method] = [
     "neurons",
     "dsir",
     "random",
+    "jaccard+bm25",
 ]
 
 
@@ -45,7 +60,8 @@ class SelectConfig(Config):
     """Field holding the text of a target record; None means the same as text_field."""
     method: Method = "jaccard"
     """Scoring: jaccard / cosine / euclidean over mean SAE codes (MoNA), or a baseline: bm25, embed (MiniLM),
-    hidden (hidden-state mean), neurons (MLP-neuron mean), dsir (hashed n-gram importance), random."""
+    hidden (hidden-state mean), neurons (MLP-neuron mean), dsir (hashed n-gram importance), random; or
+    jaccard+bm25 / cosine+bm25: reciprocal rank fusion of that SAE method with BM25 (saelab.select.fusion)."""
     ratio: float = Field(default=0.05, gt=0, le=1)
     """Fraction of the pool to select (the top of the ranking)."""
     model: str = "smollm2-135m"
@@ -87,6 +103,8 @@ class SelectConfig(Config):
     (the mean of its top_m per-target similarities)."""
     top_m: int = Field(default=2, ge=1)
     """topm: how many of the best per-target similarities are averaged."""
+    rrf_k: int = Field(default=60, ge=1)
+    """Fused methods: the k of reciprocal rank fusion, 1 / (k + rank) (60, as in Cormack et al. 2009)."""
     seed: int = 0
     """Seed of the tie-break among equal scores and of the random baseline (both a seeded hash per record)."""
     cache_dir: Path | None = DEFAULT_CACHE
@@ -107,7 +125,7 @@ class SelectConfig(Config):
     def _check(self) -> SelectConfig:
         if self.idf and self.weighting not in ("none", "idf"):
             raise ValueError(f"idf = true and weighting = {self.weighting!r} contradict; set one of them")
-        if self.method in SAE_METHODS and self.sae is None:
+        if (self.method in SAE_METHODS or self.method in FUSED_METHODS) and self.sae is None:
             raise ValueError(f"method {self.method!r} scores SAE codes: give --sae (a run dir or SAELens directory)")
         if self.method in ("hidden", "neurons") and self.sae is None and self.hook is None:
             raise ValueError(f"method {self.method!r} needs --hook (or an --sae whose hook it reads)")

@@ -20,7 +20,8 @@ import scipy.sparse as sp
 from saelab.runtime.progress import progress_bar
 from saelab.select.baselines import BM25Scorer, DSIRScorer, MiniLMEmbedder, score_random
 from saelab.select.cache import EmbeddingCache, file_digest
-from saelab.select.config import MODEL_METHODS, SAE_METHODS, Aggregation, SelectConfig
+from saelab.select.config import FUSED_METHODS, MODEL_METHODS, SAE_METHODS, Aggregation, SelectConfig
+from saelab.select.fusion import reciprocal_rank_fusion
 from saelab.select.pool import batched, read_records
 from saelab.select.similarity import aggregate, score_dense, score_sparse, tie_keys
 from saelab.select.weighting import Weighting, latent_stats, weigh
@@ -42,6 +43,7 @@ __all__ = [
     "score_pool",
     "count_records",
     "pool_keys",
+    "prepare_fused",
 ]
 
 
@@ -217,8 +219,11 @@ def score_pool(
     keys: np.ndarray | None = None,
 ) -> Scores:
     """Scores of every pool record for `cfg.method`. `prepared` reuses what an earlier call built for this
-    pool (the bench): an (embedder, cache fields) pair from make_embedder, or a BM25 / DSIR scorer; `keys`
+    pool (the bench): an (embedder, cache fields) pair from make_embedder, a BM25 / DSIR scorer, or for a fused
+    method (prepare_fused) the pair of both; `keys`
     the pool's tie keys (pool_keys), which the random baseline turns into its scores."""
+    if cfg.method in FUSED_METHODS:
+        return _score_fused(cfg, targets, n, prepared, model, keys)
     chunks = pool_chunks(cfg)
     t0 = time.perf_counter()
     if cfg.method == "random":
@@ -255,3 +260,23 @@ def score_pool(
         "aggregation": cfg.aggregation,
     }
     return Scores(scores, embed_s, time.perf_counter() - t0, cached, info)
+
+
+def prepare_fused(cfg: SelectConfig, model: Any = None) -> tuple[Any, Any]:
+    """What a fused method reuses across targets: the SAE method's embedder and the pool's BM25 index."""
+    return make_embedder(_fused_part(cfg), model), BM25Scorer(pool_chunks(cfg))
+
+
+def _fused_part(cfg: SelectConfig, method: str | None = None) -> SelectConfig:
+    return cfg.model_copy(update={"method": method or FUSED_METHODS[cfg.method]})
+
+
+def _score_fused(cfg, targets, n, prepared, model, keys) -> Scores:
+    """Reciprocal rank fusion of the SAE method's ranking with BM25's (saelab.select.fusion)."""
+    emb, bm25 = prepared or (None, None)
+    keys = pool_keys(cfg) if keys is None else keys
+    a = score_pool(_fused_part(cfg), targets, n, emb, model, keys)
+    b = score_pool(_fused_part(cfg, "bm25"), targets, n, bm25, keys=keys)
+    fused = reciprocal_rank_fusion([a.scores, b.scores], keys, cfg.rrf_k)
+    info = {**a.info, "fused_with": "bm25", "rrf_k": cfg.rrf_k}
+    return Scores(fused, a.embed_s + b.embed_s, a.score_s + b.score_s, a.cached, info)

@@ -56,7 +56,7 @@ def test_bench_metrics_do_not_depend_on_pool_order(tmp_path, tiny_model, tiny_sa
     for name, shuffle in (("sorted", None), ("shuffled", 3)):
         cfg = BenchConfig(
             data=_write_clinc(tmp_path / name, shuffle),
-            methods=["jaccard", "hidden", "bm25", "dsir", "random"],
+            methods=["jaccard", "hidden", "bm25", "dsir", "random", "jaccard+bm25"],
             saes=[tiny_sae],
             n_intent=2,
             n_domain=3,
@@ -67,7 +67,7 @@ def test_bench_metrics_do_not_depend_on_pool_order(tmp_path, tiny_model, tiny_sa
             seed=7,
         )
         tables.append({(r.method, r.level): (r.precision, r.recall, r.ap) for r in run_bench(cfg, model=tiny_model)})
-    assert len(tables[0]) == 10
+    assert len(tables[0]) == 12
     for k, v in tables[0].items():
         assert tables[1][k] == v, k
 
