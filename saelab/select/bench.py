@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from saelab.select.config import FUSED_METHODS, MODEL_METHODS, SAE_METHODS, BenchConfig, SelectConfig
+from saelab.select.prefill import prefill
 from saelab.select.scoring import TEXT_SCORERS, make_embedder, pool_chunks, prepare_fused, score_pool
 from saelab.select.similarity import n_selected, rank_order, tie_keys
 
@@ -66,28 +67,14 @@ def run_bench(cfg: BenchConfig, model: Any = None) -> list[BenchRow]:
     rows: list[BenchRow] = []
     embed_times: dict[str, float] = {}  # cache entry -> seconds it took to embed the pool (shared by methods)
     with tempfile.TemporaryDirectory(prefix="saelab-select-bench-") as tmp:
-        tmp_target = Path(tmp) / "unused-target.jsonl"  # SelectConfig wants a path; the texts are passed in
-        for method, sae in _jobs(cfg):
-            base = SelectConfig(
-                pool=pool_path,
-                target=tmp_target,
-                method=method,
-                model=cfg.model,
-                sae=sae,
-                batch_size=cfg.batch_size,
-                cache_dir=cfg.cache_dir or Path(tmp) / "cache",
-                idf=cfg.idf,
-                weighting=cfg.weighting,
-                bm25_k1=cfg.bm25_k1,
-                bm25_b=cfg.bm25_b,
-                pooling=cfg.pooling,
-                skip_tokens=cfg.skip_tokens,
-                template=cfg.template,
-                max_tokens=cfg.max_tokens,
-                top_m=cfg.top_m,
-                seed=cfg.seed,
-                progress=cfg.progress,
-            )
+        jobs = [(m, sae, hook, _select_cfg(cfg, m, sae, hook, pool_path, tmp)) for m, sae, hook in _jobs(cfg)]
+        if model is None and any(j[0] in MODEL_METHODS or j[0] in FUSED_METHODS for j in jobs):
+            from saelab.models import Model
+
+            model = Model.load(cfg.model)
+        if cfg.prefill and model is not None:
+            prefill([j[3] for j in jobs], model, make_embedder)
+        for method, sae, hook, base in jobs:
             t0 = time.perf_counter()
             if method in TEXT_SCORERS:  # index the pool once, score every target against it
                 prepared = TEXT_SCORERS[method](pool_chunks(base))
@@ -96,7 +83,7 @@ def run_bench(cfg: BenchConfig, model: Any = None) -> list[BenchRow]:
                 prepared = prepare_fused(base, model)
             else:
                 prepared = make_embedder(base, model) if method != "random" else None
-            name = "" if sae is None else _sae_name(sae, prepared)
+            name = "" if sae is None and hook is None else _sae_name(sae, prepared)
             for agg in cfg.aggregations if method != "random" else cfg.aggregations[:1]:
                 sc = base.model_copy(update={"aggregation": agg})
                 for level, sets in targets.items():
@@ -139,21 +126,49 @@ def format_table(rows: list[BenchRow], ratios: list[float], header: bool = True)
     return "\n".join(lines)
 
 
-def _jobs(cfg: BenchConfig) -> list[tuple[str, Path | None]]:
+def _jobs(cfg: BenchConfig) -> list[tuple[str, Path | None, str | None]]:
+    """(method, SAE, hook) of every row group: SAE methods per SAE, hidden/neurons per SAE's hook and per
+    extra hook, the text baselines once."""
     jobs = []
     for m in cfg.methods:
-        if m in SAE_METHODS or m in FUSED_METHODS or m in ("hidden", "neurons"):
-            jobs += [(m, s) for s in cfg.saes]
+        if m in SAE_METHODS or m in FUSED_METHODS:
+            jobs += [(m, s, None) for s in cfg.saes]
+        elif m in ("hidden", "neurons"):
+            jobs += [(m, s, None) for s in cfg.saes] + [(m, None, h) for h in cfg.hooks]
         else:
-            jobs.append((m, None))
+            jobs.append((m, None, None))
     return jobs
 
 
-def _sae_name(sae: Path, embedder: Any) -> str:
+def _select_cfg(cfg: BenchConfig, method: str, sae: Path | None, hook: str | None, pool: Path, tmp: str):
+    return SelectConfig(
+        pool=pool,
+        target=Path(tmp) / "unused-target.jsonl",  # SelectConfig wants a path; the texts are passed in
+        method=method,
+        model=cfg.model,
+        sae=sae,
+        hook=hook,
+        batch_size=cfg.batch_size,
+        cache_dir=cfg.cache_dir or Path(tmp) / "cache",
+        idf=cfg.idf,
+        weighting=cfg.weighting,
+        bm25_k1=cfg.bm25_k1,
+        bm25_b=cfg.bm25_b,
+        pooling=cfg.pooling,
+        skip_tokens=cfg.skip_tokens,
+        template=cfg.template,
+        max_tokens=cfg.max_tokens,
+        top_m=cfg.top_m,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
+
+
+def _sae_name(sae: Path | None, embedder: Any) -> str:
     if isinstance(embedder, tuple) and isinstance(embedder[0], tuple):  # a fused method's (embedder, BM25)
         embedder = embedder[0]
     hook = embedder[1].get("hook", "") if embedder else ""
-    return f"{Path(sae).name} ({hook})"
+    return f"{Path(sae).name} ({hook})" if sae is not None else hook
 
 
 def _load_pool(cfg: BenchConfig) -> tuple[Path, list[dict]]:

@@ -148,6 +148,8 @@ class BenchConfig(Config):
     """SAEs for jaccard/cosine/euclidean (each its own rows); hidden/neurons run at each SAE's hook."""
     model: str = "smollm2-135m"
     """Model the SAEs were trained on."""
+    hooks: list[str] = Field(default_factory=list)
+    """More hooks for hidden/neurons, without an SAE (a layer sweep of the cheap baselines)."""
     levels: list[Literal["intent", "domain"]] = Field(default_factory=lambda: ["intent", "domain"])
     """Label levels to bench."""
     n_intent: int = Field(default=5, ge=1)
@@ -176,6 +178,9 @@ class BenchConfig(Config):
     """Model methods: input format (SelectConfig.template)."""
     max_tokens: int = Field(default=256, ge=2)
     """Tokens per sample, template included (SelectConfig.max_tokens)."""
+    prefill: bool = True
+    """Embed the pool for all model methods in one forward per input format before scoring (saelab.select.
+    prefill); off embeds each method's pool on its own, as `saelab select` does."""
     aggregations: list[Aggregation] = Field(default_factory=lambda: ["mean"], min_length=1)
     """Target aggregations to bench (SelectConfig.aggregation), each its own rows for every method alike."""
     top_m: int = Field(default=2, ge=1)

@@ -28,7 +28,7 @@ from saelab.select.template import Wrapped, wrap_ids
 Kind = Literal["sae", "hidden", "neurons"]
 SEQ_BUCKET = 16
 
-__all__ = ["Kind", "mean_pool", "pool_tokens", "ModelEmbedder", "neuron_hook"]
+__all__ = ["Kind", "mean_pool", "pool_tokens", "pad_batch", "ModelEmbedder", "neuron_hook"]
 
 
 def mean_pool(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -83,6 +83,7 @@ class ModelEmbedder:
                 raise ValueError(f"SAE d_in {sae.cfg.d_in} != width {_width(model, hook)} of {hook}")
         self.model, self.hook, self.kind, self.sae = model, hook, kind, sae
         self.batch_size, self.max_tokens, self.template = batch_size, max_tokens, template
+        self.pooling, self.skip_tokens = pooling, skip_tokens
         wrap_ids(model.tokenizer, [[]], model.bos_id, template, max_tokens)  # fail now on a missing template token
         read = neuron_hook(hook) if kind == "neurons" else hook
         self.width = sae.cfg.d_sae if kind == "sae" else _width(model, read)
@@ -103,7 +104,7 @@ class ModelEmbedder:
         sae_params = self.sae.params if self.sae else None
         for start in range(0, len(wrapped), self.batch_size):
             rows = order[start : start + self.batch_size]
-            toks, mask, content = _pad([wrapped[i] for i in rows], self.batch_size)
+            toks, mask, content = pad_batch([wrapped[i] for i in rows], self.batch_size)
             emb = self._fn(self.model.params, sae_params, jnp.asarray(toks), jnp.asarray(mask), jnp.asarray(content))
             out[rows] = np.asarray(emb)[: len(rows)]
         return sp.csr_matrix(out) if self.kind == "sae" else out
@@ -113,7 +114,7 @@ def _width(model: Model, hook: str) -> int:
     return model.cfg.d_mlp if hook.endswith("mlp.hook_post") else model.cfg.d_model
 
 
-def _pad(rows: list[Wrapped], batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_batch(rows: list[Wrapped], batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Right-padded to a multiple of SEQ_BUCKET and to `batch` rows: tokens, attention mask and content mask,
     each (batch, seq)."""
     n = max(len(w.ids) for w in rows)
