@@ -217,6 +217,18 @@ class DownstreamConfig(Config):
     """SAE for the SAE-code methods."""
     idf: bool = False
     """SAE-code methods: IDF-weight the latents (SelectConfig.idf)."""
+    weighting: Weighting = "none"
+    """SAE-code methods: latent weighting (SelectConfig.weighting)."""
+    pooling: Pooling = "mean"
+    """Model methods: token pooling (SelectConfig.pooling)."""
+    skip_tokens: int = Field(default=1, ge=1)
+    """pooling = mean-skip: content tokens left out at the start."""
+    template: Template = "none"
+    """Model methods: input format of the selection (SelectConfig.template); fine-tuning reads BOS + text."""
+    aggregation: Aggregation = "mean"
+    """Target aggregation, alike for every method (SelectConfig.aggregation)."""
+    top_m: int = Field(default=2, ge=1)
+    """topm: how many of the best per-target similarities are averaged."""
     model: str = "smollm2-135m"
     """Model to select with and to fine-tune."""
     train_layers: int = Field(default=4, ge=1)
@@ -230,7 +242,10 @@ class DownstreamConfig(Config):
     seq: int = Field(default=24, ge=4)
     """Tokens per text, BOS included (CLINC utterances are shorter)."""
     seed: int = 0
-    """Seed of the target draw, the random baseline and the batch order."""
+    """Seed of the target draw, the random baseline and the batch order (when `seeds` is empty)."""
+    seeds: list[int] = Field(default_factory=list)
+    """Repeat the whole comparison for each of these seeds (target draw, random baseline, batch order) and
+    report mean and standard deviation over them; empty means just `seed`."""
     out: Path = Path("results/select-downstream")
     """Output directory: one selection folder per method and downstream.json."""
     progress: bool = True
