@@ -127,6 +127,6 @@ def format_summary(summary: dict[str, dict[str, list[float]]], n_seeds: int) -> 
         "|---|---|---|---|",
     ]
     for m, v in summary.items():
-        p, a, b = (v[k] for k in SUMMARY_KEYS)
+        p, b, a = (v[k] for k in SUMMARY_KEYS)
         lines.append(f"| {m} | {p[0]:.3f} +- {p[1]:.3f} | {a[0]:.4f} +- {a[1]:.4f} | {b[0]:.4f} |")
     return "\n".join(lines)
