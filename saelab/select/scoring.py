@@ -136,7 +136,8 @@ def embed_pool(
     root = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="saelab-select-"))
     cache = EmbeddingCache(root, {**fields, "data": file_digest(pool), "text_field": text_field})
     if cache.complete:
-        return cache, float(cache.meta.get("seconds", 0.0)), True  # the time it took when it was computed
+        meta = cache.meta  # the time it took when it was computed; a prefilled entry's share of its pass
+        return cache, float(meta.get("seconds", 0.0)) / meta.get("shared_by", 1), True
     cache.start()
     t0 = time.perf_counter()
     with progress_bar("samples/s", progress) as bar:
