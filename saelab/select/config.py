@@ -11,8 +11,26 @@ from pydantic import Field, model_validator
 from saelab.data.texts import CLINC150
 from saelab.runtime.config import Config
 
-Method = Literal["jaccard", "cosine", "euclidean", "bm25", "embed", "hidden", "neurons", "dsir", "random"]
+Method = Literal[
+    "jaccard",
+    "cosine",
+    "euclidean",
+    "bm25",
+    "embed",
+    "hidden",
+    "neurons",
+    "dsir",
+    "random",
+    "jaccard+bm25",
+    "cosine+bm25",
+]
+Aggregation = Literal["mean", "max", "topm"]
+Weighting = Literal["none", "idf", "bm25"]
+Pooling = Literal["mean", "max", "mean-skip"]
+Template = Literal["none", "chat"]
 SAE_METHODS = ("jaccard", "cosine", "euclidean")
+FUSED_METHODS = {"jaccard+bm25": "jaccard", "cosine+bm25": "cosine"}
+"""Reciprocal rank fusion of an SAE method (the value) with BM25."""
 MODEL_METHODS = (*SAE_METHODS, "hidden", "neurons")
 DEFAULT_CACHE = Path.home() / ".cache" / "saelab" / "select"
 ALL_METHODS: list[Method] = [
@@ -25,6 +43,7 @@ ALL_METHODS: list[Method] = [
     "neurons",
     "dsir",
     "random",
+    "jaccard+bm25",
 ]
 
 
@@ -41,7 +60,8 @@ class SelectConfig(Config):
     """Field holding the text of a target record; None means the same as text_field."""
     method: Method = "jaccard"
     """Scoring: jaccard / cosine / euclidean over mean SAE codes (MoNA), or a baseline: bm25, embed (MiniLM),
-    hidden (hidden-state mean), neurons (MLP-neuron mean), dsir (hashed n-gram importance), random."""
+    hidden (hidden-state mean), neurons (MLP-neuron mean), dsir (hashed n-gram importance), random; or
+    jaccard+bm25 / cosine+bm25: reciprocal rank fusion of that SAE method with BM25 (saelab.select.fusion)."""
     ratio: float = Field(default=0.05, gt=0, le=1)
     """Fraction of the pool to select (the top of the ranking)."""
     model: str = "smollm2-135m"
@@ -60,9 +80,33 @@ class SelectConfig(Config):
     """hidden/neurons: subtract the pool mean before the cosine (raw residual means share one direction)."""
     idf: bool = False
     """SAE methods: weight latent j by log((n+1)/(df_j+1)) over the pool before scoring (not in MoNA; an option
-    that keeps latents firing on nearly every sample from dominating)."""
+    that keeps latents firing on nearly every sample from dominating); the same as weighting = "idf"."""
+    weighting: Weighting = "none"
+    """SAE methods: latent weighting, none, idf (as `idf`), or bm25 (BM25 saturation of code values in units of
+    each latent's mean firing, times idf; saelab.select.weighting)."""
+    bm25_k1: float = Field(default=1.2, gt=0)
+    """weighting = bm25: saturation constant k1."""
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    """weighting = bm25: code-mass normalisation b."""
+    pooling: Pooling = "mean"
+    """Token pooling of model embeddings: mean over the record's tokens (MoNA), max, or mean-skip (the mean
+    without the first `skip_tokens` content tokens; a record that short keeps all of them)."""
+    skip_tokens: int = Field(default=1, ge=1)
+    """pooling = mean-skip: content tokens left out at the start."""
+    template: Template = "none"
+    """Input format of a record for the model methods: none (BOS + text) or chat (the user turn of the model's
+    ChatML template, `<|im_start|>user\\n{text}<|im_end|>\\n`); template tokens are never pooled."""
+    aggregation: Aggregation = "mean"
+    """How the target examples combine, alike for every method: mean (one prototype: the mean target
+    embedding, MoNA's; for BM25 the mean of its per-target scores, i.e. one query of all targets' words; for
+    DSIR the targets' pooled n-gram distribution), max (each record's best per-target similarity) or topm
+    (the mean of its top_m per-target similarities)."""
+    top_m: int = Field(default=2, ge=1)
+    """topm: how many of the best per-target similarities are averaged."""
+    rrf_k: int = Field(default=60, ge=1)
+    """Fused methods: the k of reciprocal rank fusion, 1 / (k + rank) (60, as in Cormack et al. 2009)."""
     seed: int = 0
-    """Seed of the random baseline."""
+    """Seed of the tie-break among equal scores and of the random baseline (both a seeded hash per record)."""
     cache_dir: Path | None = DEFAULT_CACHE
     """Embedding cache (keyed by model, hook, SAE and data hash); None recomputes every time."""
     out: Path = Path("results/select")
@@ -72,9 +116,16 @@ class SelectConfig(Config):
     progress: bool = True
     """Show a progress bar."""
 
+    @property
+    def latent_weighting(self) -> Weighting:
+        """The weighting in effect (`idf = true` is weighting = "idf")."""
+        return "idf" if self.idf else self.weighting
+
     @model_validator(mode="after")
     def _check(self) -> SelectConfig:
-        if self.method in SAE_METHODS and self.sae is None:
+        if self.idf and self.weighting not in ("none", "idf"):
+            raise ValueError(f"idf = true and weighting = {self.weighting!r} contradict; set one of them")
+        if (self.method in SAE_METHODS or self.method in FUSED_METHODS) and self.sae is None:
             raise ValueError(f"method {self.method!r} scores SAE codes: give --sae (a run dir or SAELens directory)")
         if self.method in ("hidden", "neurons") and self.sae is None and self.hook is None:
             raise ValueError(f"method {self.method!r} needs --hook (or an --sae whose hook it reads)")
@@ -97,6 +148,8 @@ class BenchConfig(Config):
     """SAEs for jaccard/cosine/euclidean (each its own rows); hidden/neurons run at each SAE's hook."""
     model: str = "smollm2-135m"
     """Model the SAEs were trained on."""
+    hooks: list[str] = Field(default_factory=list)
+    """More hooks for hidden/neurons, without an SAE (a layer sweep of the cheap baselines)."""
     levels: list[Literal["intent", "domain"]] = Field(default_factory=lambda: ["intent", "domain"])
     """Label levels to bench."""
     n_intent: int = Field(default=5, ge=1)
@@ -111,10 +164,31 @@ class BenchConfig(Config):
     """Use only the first N pool records (quick runs); None means all."""
     idf: bool = False
     """SAE methods: IDF-weight the latents (SelectConfig.idf); rows are labelled jaccard+idf etc."""
+    weighting: Weighting = "none"
+    """SAE methods: latent weighting (SelectConfig.weighting)."""
+    bm25_k1: float = Field(default=1.2, gt=0)
+    """weighting = bm25: saturation constant k1."""
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    """weighting = bm25: code-mass normalisation b."""
+    pooling: Pooling = "mean"
+    """Model methods: token pooling (SelectConfig.pooling)."""
+    skip_tokens: int = Field(default=1, ge=1)
+    """pooling = mean-skip: content tokens left out at the start."""
+    template: Template = "none"
+    """Model methods: input format (SelectConfig.template)."""
+    max_tokens: int = Field(default=256, ge=2)
+    """Tokens per sample, template included (SelectConfig.max_tokens)."""
+    prefill: bool = True
+    """Embed the pool for all model methods in one forward per input format before scoring (saelab.select.
+    prefill); off embeds each method's pool on its own, as `saelab select` does."""
+    aggregations: list[Aggregation] = Field(default_factory=lambda: ["mean"], min_length=1)
+    """Target aggregations to bench (SelectConfig.aggregation), each its own rows for every method alike."""
+    top_m: int = Field(default=2, ge=1)
+    """topm: how many of the best per-target similarities are averaged."""
     cache_dir: Path | None = DEFAULT_CACHE
     """Pool embedding cache; a cached entry reports the embedding time measured when it was computed."""
     seed: int = 0
-    """Seed of the target draws and of the random baseline."""
+    """Seed of the target draws, of the tie-break among equal scores and of the random baseline."""
     batch_size: int = Field(default=64, ge=1)
     """Samples per model forward."""
     out: Path = Path("results/select-bench")
@@ -143,6 +217,18 @@ class DownstreamConfig(Config):
     """SAE for the SAE-code methods."""
     idf: bool = False
     """SAE-code methods: IDF-weight the latents (SelectConfig.idf)."""
+    weighting: Weighting = "none"
+    """SAE-code methods: latent weighting (SelectConfig.weighting)."""
+    pooling: Pooling = "mean"
+    """Model methods: token pooling (SelectConfig.pooling)."""
+    skip_tokens: int = Field(default=1, ge=1)
+    """pooling = mean-skip: content tokens left out at the start."""
+    template: Template = "none"
+    """Model methods: input format of the selection (SelectConfig.template); fine-tuning reads BOS + text."""
+    aggregation: Aggregation = "mean"
+    """Target aggregation, alike for every method (SelectConfig.aggregation)."""
+    top_m: int = Field(default=2, ge=1)
+    """topm: how many of the best per-target similarities are averaged."""
     model: str = "smollm2-135m"
     """Model to select with and to fine-tune."""
     train_layers: int = Field(default=4, ge=1)
@@ -156,8 +242,25 @@ class DownstreamConfig(Config):
     seq: int = Field(default=24, ge=4)
     """Tokens per text, BOS included (CLINC utterances are shorter)."""
     seed: int = 0
-    """Seed of the target draw, the random baseline and the batch order."""
+    """Seed of the target draw, the random baseline and the batch order (when `seeds` is empty)."""
+    seeds: list[int] = Field(default_factory=list)
+    """Repeat the whole comparison for each of these seeds (target draw, random baseline, batch order) and
+    report mean and standard deviation over them; empty means just `seed`."""
     out: Path = Path("results/select-downstream")
     """Output directory: one selection folder per method and downstream.json."""
     progress: bool = True
     """Show progress bars."""
+
+
+class ChatCorpusConfig(Config):
+    """Settings of the `select-corpus` stage: texts written as chat-format documents for harvesting the
+    activations of a selection SAE (saelab.select.template.chat_document)."""
+
+    sources: list[str] = Field(min_length=1)
+    """Corpus specs (saelab.data.open_corpus), e.g. jsonl:{data}/clinc150/train.jsonl:text."""
+    limit: int | None = Field(default=None, ge=1)
+    """Documents per source at most (the first ones); None means all."""
+    out: Path = Path("results/select-corpus/chat.jsonl")
+    """JSONL file written, one {"text", "source"} per document."""
+    overwrite: bool = False
+    """Replace an existing file."""

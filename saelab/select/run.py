@@ -2,7 +2,8 @@
 
 Outputs in `cfg.out`:
 - `selected.jsonl`: the selected records in pool order, each line exactly the bytes of the pool's line;
-- `scores.tsv`: every pool record's line number, score, rank (1 = best) and whether it was selected;
+- `scores.tsv`: every pool record's line number, score, rank (1 = best; tied scores in a seeded random order
+  of the records, see similarity.rank_order) and whether it was selected;
 - `summary.json`: method, sizes, score threshold, timings, throughput and the embedding cache entry.
 """
 
@@ -18,8 +19,8 @@ import numpy as np
 
 from saelab.select.config import SelectConfig
 from saelab.select.pool import read_records, read_texts
-from saelab.select.scoring import count_records, score_pool
-from saelab.select.similarity import top_fraction
+from saelab.select.scoring import count_records, pool_keys, score_pool
+from saelab.select.similarity import rank_order, top_fraction
 
 OUTPUTS = ("selected.jsonl", "scores.tsv", "summary.json")
 
@@ -35,10 +36,11 @@ def run(cfg: SelectConfig, model: Any = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     targets = read_texts(cfg.target, cfg.target_field or cfg.text_field)
     n = count_records(cfg.pool, cfg.text_field)
-    res = score_pool(cfg, targets, n, model=model)
-    chosen = top_fraction(res.scores, cfg.ratio)
+    keys = pool_keys(cfg)
+    res = score_pool(cfg, targets, n, model=model, keys=keys)
+    chosen = top_fraction(res.scores, cfg.ratio, keys)
     out.mkdir(parents=True, exist_ok=True)
-    write_selection(cfg.pool, cfg.text_field, res.scores, chosen, out)
+    write_selection(cfg.pool, cfg.text_field, res.scores, chosen, out, keys)
     total = time.perf_counter() - t0
     summary = {
         "method": cfg.method,
@@ -61,12 +63,15 @@ def run(cfg: SelectConfig, model: Any = None) -> dict[str, Any]:
     return summary
 
 
-def write_selection(pool: Path, text_field: str, scores: np.ndarray, chosen: np.ndarray, out: Path) -> None:
-    """selected.jsonl (pool bytes, pool order) and scores.tsv (every record) in one more pool pass."""
+def write_selection(
+    pool: Path, text_field: str, scores: np.ndarray, chosen: np.ndarray, out: Path, keys: np.ndarray | None = None
+) -> None:
+    """selected.jsonl (pool bytes, pool order) and scores.tsv (every record; rank ties broken by `keys`) in one
+    more pool pass."""
     keep = np.zeros(len(scores), bool)
     keep[chosen] = True
     rank = np.empty(len(scores), np.int64)
-    rank[np.argsort(-np.asarray(scores, np.float64), kind="stable")] = np.arange(1, len(scores) + 1)
+    rank[rank_order(scores, keys)] = np.arange(1, len(scores) + 1)
     sel_tmp, sc_tmp = out / "selected.jsonl.tmp", out / "scores.tsv.tmp"
     with sel_tmp.open("wb") as sel, sc_tmp.open("w") as sc:
         sc.write("line\tscore\trank\tselected\n")

@@ -10,6 +10,8 @@ they travel as CSR rows; the scores below touch only the stored non-zeros. Weigh
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections.abc import Sequence
 from typing import Literal
 
 import jax
@@ -17,9 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from saelab.select.config import Aggregation
+
 Similarity = Literal["jaccard", "cosine", "euclidean"]
 
 __all__ = [
+    "Aggregation",
+    "aggregate",
     "Similarity",
     "score_sparse",
     "score_dense",
@@ -28,6 +34,8 @@ __all__ = [
     "neg_euclidean",
     "top_fraction",
     "n_selected",
+    "rank_order",
+    "tie_keys",
 ]
 
 
@@ -50,9 +58,19 @@ def neg_euclidean(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def score_dense(rows: np.ndarray, proto: np.ndarray, similarity: Similarity) -> np.ndarray:
-    """(n,) scores of dense rows (n, d) against the prototype (d,)."""
-    fn = {"jaccard": weighted_jaccard, "cosine": cosine, "euclidean": neg_euclidean}[similarity]
-    return np.asarray(jax.jit(fn)(jnp.asarray(rows, jnp.float32), jnp.asarray(proto, jnp.float32)))
+    """(n,) float32 scores of dense rows (n, d) against the prototype (d,). Computed in float64 and rounded to
+    float32, so a row's score does not depend on its place in the chunk (a float32 matmul's last bits do, and
+    equal embeddings must tie exactly for the seeded tie-break to decide)."""
+    a, b = np.asarray(rows, np.float64), np.asarray(proto, np.float64)
+    if similarity == "jaccard":
+        num, den = np.minimum(a, b).sum(-1), np.maximum(a, b).sum(-1)
+        out = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    elif similarity == "cosine":
+        den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b)
+        out = np.where(den > 0, a @ b / np.where(den > 0, den, 1.0), 0.0)
+    else:
+        out = -np.linalg.norm(a - b, axis=-1)
+    return out.astype(np.float32)
 
 
 def score_sparse(rows: sp.csr_matrix, proto: np.ndarray, similarity: Similarity) -> np.ndarray:
@@ -102,6 +120,44 @@ def n_selected(n: int, ratio: float) -> int:
     return max(1, min(n, round(ratio * n)))
 
 
-def top_fraction(scores: np.ndarray, ratio: float) -> np.ndarray:
-    """Indices of the top `ratio` of the scores, best first; ties go to the earlier record (stable)."""
-    return np.argsort(-np.asarray(scores, np.float64), kind="stable")[: n_selected(len(scores), ratio)]
+def tie_keys(raw: Sequence[bytes], seed: int = 0) -> np.ndarray:
+    """(n,) uint64 seeded hash of each record's bytes: a random order of the records for a seed that does not
+    depend on where a record sits in the file (equal lines get equal keys, and their order cannot matter)."""
+    salt = int(seed).to_bytes(8, "little", signed=True)
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(salt + r, digest_size=8).digest(), "little") for r in raw),
+        np.uint64,
+        len(raw),
+    )
+
+
+def rank_order(scores: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """Indices of all records, best score first; tied scores are ordered by `keys` (tie_keys), so never by
+    file order. Without keys, ties follow a seed-0 random permutation of the positions."""
+    scores = np.asarray(scores, np.float64)
+    if keys is None:
+        keys = np.random.default_rng(0).permutation(len(scores))
+    if len(keys) != len(scores):
+        raise ValueError(f"{len(keys)} tie keys for {len(scores)} scores")
+    return np.lexsort((keys, -scores))
+
+
+def top_fraction(scores: np.ndarray, ratio: float, keys: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the top `ratio` of the scores, best first; ties broken by `keys` (see rank_order)."""
+    return rank_order(scores, keys)[: n_selected(len(scores), ratio)]
+
+
+def aggregate(per_target: np.ndarray, how: Aggregation, m: int = 2) -> np.ndarray:
+    """(n,) record scores from (n_targets, n) per-target similarities: their mean, their max, or the mean of
+    each record's top `m` (topm; all of them when m >= n_targets). Embedding methods do `mean` as MoNA does,
+    by one prototype (the mean target embedding) instead: see scoring.score_cached."""
+    s = np.asarray(per_target, np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"per-target scores must be (n_targets, n), got shape {s.shape}")
+    if how == "mean":
+        return s.mean(0)
+    if how == "max":
+        return s.max(0)
+    if m < 1:
+        raise ValueError(f"top_m must be >= 1, got {m}")
+    return np.sort(s, axis=0)[-min(m, len(s)) :].mean(0)

@@ -1,5 +1,5 @@
-"""Fixtures: a tiny random Llama with a word-level tokenizer (shapes and plumbing only, never claims about
-features), a random TopK SAE for it in SAELens format, and a small pool / target pair."""
+"""Fixtures: a tiny random Llama with a word-level tokenizer that knows the ChatML pieces (shapes and plumbing
+only, never claims about features), a random TopK SAE for it in SAELens format, and a small pool / target pair."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from saelab.sae import SAEConfig, init_params, save_saelens
 WORDS = "set a timer for five minutes what is the weather today play some music please book flight to paris"
 WORDS = WORDS.split()
 HOOK = "blocks.1.hook_resid_post"
+CHAT_TOKENS = ["<|im_start|>", "<|im_end|>", "user"]
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Model:
     vocab = {"<unk>": 0, "<s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    vocab |= {t: len(vocab) + i for i, t in enumerate(CHAT_TOKENS)}  # ChatML pieces for template = "chat"
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     cfg = ModelConfig(

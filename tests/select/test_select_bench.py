@@ -48,3 +48,23 @@ def test_bench_on_a_synthetic_pool(tmp_path):
     assert rows["bm25", "intent"].precision[0.25] == 1.0  # template words give each intent away
     assert rows["bm25", "intent"].ap > rows["random", "intent"].ap
     assert (tmp_path / "out" / "bench.md").read_text().count("\n") == 6
+
+
+def test_bench_embeds_each_target_set_once_per_embedding():
+    from saelab.select.bench import _memo
+
+    calls = []
+
+    def emb(texts):
+        calls.append(list(texts))
+        return np.ones((len(texts), 2))
+
+    memo: dict = {}
+    a, fields = _memo((emb, {"kind": "sae", "hook": "h"}), memo)
+    b, _ = _memo((emb, {"kind": "sae", "hook": "h"}), memo)  # another method on the same embedding
+    c, _ = _memo((emb, {"kind": "hidden", "hook": "h"}), memo)
+    a(["x", "y"]), b(["x", "y"]), c(["x", "y"]), a(["z"])
+    assert calls == [["x", "y"], ["x", "y"], ["z"]] and fields == {"kind": "sae", "hook": "h"}
+    big = [str(i) for i in range(300)]  # pool chunks are never kept
+    a(big), a(big)
+    assert len(calls) == 5
