@@ -155,36 +155,31 @@ def test_shared_prefix_splice_equals_four_full_forwards(model: Model, tokens, ho
     assert numeric and all(rec_fast[k] == pytest.approx(rec_slow[k], rel=1e-6, abs=1e-9) for k in numeric)
 
 
-@pytest.mark.parametrize("hook", ["blocks.3.hook_resid_post", "blocks.0.hook_resid_pre"])
-def test_one_row_ablations_equal_every_row(model: Model, tokens, hook: str) -> None:
-    """When every row starts with BOS the zero and mean ablations run on one row: every number unchanged."""
+def test_one_row_ablations_equal_four_full_forwards_and_need_a_shared_first_token(model: Model, tokens) -> None:
+    """Rows that all start with BOS run the zero and mean ablations on one row; rows whose first tokens differ
+    take the every-row path. Both give the numbers of four full forwards."""
     d = model.cfg.d_model
     w = jax.random.normal(jax.random.key(2), (d, 64)) / np.sqrt(d)
-    sae = _relu_sae(w, w.T, d)
+    params, cfg = _relu_sae(w, w.T, d)
+    enc, dec = partial(lambda p, x, c: encode(p, x, c), c=cfg), lambda p, codes: decode(p, codes)
+    fn = splice.make_splice_fn(model.cfg, HOOK, enc, dec)
+    full = splice.make_splice_fn(model.cfg, HOOK, enc, dec, shared_prefix=False)
     mean = jnp.full((d,), 0.05)
+    run = lambda f, t: splice.finish(
+        splice.SpliceSums(*(np.asarray(v, np.float64) for v in f(model.params, params, t, mean)[0]))
+    )
     bos_first = tokens.at[:, 0].set(model.bos_id)
-    one, _ = _splice(model, hook, sae, bos_first, mean)
-    every, _ = _splice(model, hook, sae, bos_first, mean, shared_ablations=False)
-    full, _ = _splice(model, hook, sae, bos_first, mean, shared_prefix=False)
-    assert one["ce_loss_zero_ablation"] != pytest.approx(one["ce_loss_mean_ablation"], rel=1e-3)
-    for key, value in full.items():
-        assert one[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key
-        assert every[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key
-
-
-def test_rows_with_different_first_tokens_take_the_every_row_path(model: Model, tokens) -> None:
-    """One row cannot stand for rows whose first tokens differ: the ablations then run on every row."""
-    d = model.cfg.d_model
-    sae = identity_sae(d)
-    mean = jnp.full((d,), 0.05)
     assert tokens[0, 0] != tokens[1, 0]
-    got, _ = _splice(model, HOOK, sae, tokens, mean)
-    full, _ = _splice(model, HOOK, sae, tokens, mean, shared_prefix=False)
-    first_row_only = tokens.at[1:, 0].set(tokens[0, 0])  # what a wrong one-row shortcut would compute
-    wrong, _ = _splice(model, HOOK, sae, first_row_only, mean)
-    assert wrong["ce_loss_zero_ablation"] != pytest.approx(full["ce_loss_zero_ablation"], rel=1e-4)
-    for key, value in full.items():
-        assert got[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key
+    for toks in (bos_first, tokens):
+        got, want = run(fn, toks), run(full, toks)
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key
+    # one row cannot stand for rows with other first tokens: the ablated CE depends on it
+    first_row_only = tokens.at[1:, 0].set(tokens[0, 0])
+    assert run(fn, first_row_only)["ce_loss_zero_ablation"] != pytest.approx(
+        run(full, tokens)["ce_loss_zero_ablation"], rel=1e-4
+    )
+    assert got["ce_loss_zero_ablation"] != pytest.approx(got["ce_loss_mean_ablation"], rel=1e-3)
 
 
 def test_residual_split_only_at_residual_hooks() -> None:

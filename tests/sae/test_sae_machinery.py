@@ -227,7 +227,7 @@ def test_registry_facts_match_the_previous_per_module_rules() -> None:
     assert {n for n in a if a[n].unit_norm_decoder} == {"topk", "batchtopk", "matryoshka"}
     assert {n: a[n].input_scaling for n in a} == {n: "unit" if n == "jumprelu" else "sqrt_d" for n in a}
     assert {n: a[n].latent_arrays for n in a} == {
-        "relu": 3.0, "topk": 4.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0
+        "relu": 3.0, "topk": 3.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0
     }  # fmt: skip
     assert {n for n in a if a[n].atoms} == {"jumprelu"} and {n for n in a if a[n].encode_sparse} == {"topk"}
     cfg = lambda name, **kw: SAEConfig(architecture=name, d_in=D_IN, d_sae=D_SAE, **kw)
