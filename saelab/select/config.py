@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -33,18 +33,7 @@ FUSED_METHODS = {"jaccard+bm25": "jaccard", "cosine+bm25": "cosine"}
 """Reciprocal rank fusion of an SAE method (the value) with BM25."""
 MODEL_METHODS = (*SAE_METHODS, "hidden", "neurons")
 DEFAULT_CACHE = Path.home() / ".cache" / "saelab" / "select"
-ALL_METHODS: list[Method] = [
-    "jaccard",
-    "cosine",
-    "euclidean",
-    "bm25",
-    "embed",
-    "hidden",
-    "neurons",
-    "dsir",
-    "random",
-    "jaccard+bm25",
-]
+ALL_METHODS: list[Method] = [m for m in get_args(Method) if m != "cosine+bm25"]  # the bench default
 
 
 class SelectConfig(Config):

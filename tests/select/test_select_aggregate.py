@@ -93,8 +93,6 @@ def _np_bm25(docs, query, k1=1.5, b=0.75):
 
 @pytest.mark.parametrize("aggregation", ["mean", "max", "topm"])
 def test_text_methods_aggregate_like_numpy(aggregation):
-    pytest.importorskip("bm25s", reason="needs the select extra (just setup)")
-    pytest.importorskip("sklearn", reason="needs the select extra (just setup)")
     queries = ["timer five", "music", "weather alarm"]
     bm25 = BM25Scorer(lambda: iter([POOL]))
     per = np.stack([_np_bm25(POOL, q) for q in queries])

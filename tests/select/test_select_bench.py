@@ -20,7 +20,6 @@ def test_precision_recall_and_ap_by_hand():
 
 
 def test_bench_on_a_synthetic_pool(tmp_path):
-    pytest.importorskip("bm25s", reason="needs the select extra (just setup)")
     topics = {
         "timer": ("set a timer for {} minutes", "utility"),
         "weather": ("what is the weather in {}", "utility"),

@@ -27,7 +27,6 @@ def _hand_counts(texts, buckets):
 
 @pytest.mark.parametrize("weight", [0.5, 0.9])
 def test_dsir_matches_numpy(weight):
-    pytest.importorskip("sklearn", reason="needs the select extra (just setup)")
     buckets = 4096
     scorer = DSIRScorer(lambda: iter([POOL[:2], POOL[2:]]), buckets, weight)
     c = _hand_counts(POOL, buckets)  # (n, buckets)
@@ -45,6 +44,5 @@ def test_dsir_matches_numpy(weight):
 
 
 def test_dsir_weight_is_checked():
-    pytest.importorskip("sklearn", reason="needs the select extra (just setup)")
     with pytest.raises(ValueError, match="target_weight"):
         DSIRScorer(lambda: iter([POOL]), 64, 0.0)

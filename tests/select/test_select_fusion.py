@@ -25,7 +25,6 @@ def test_rrf_by_hand():
 
 
 def test_fused_method_is_rrf_of_its_parts(tmp_path, tiny_model, tiny_sae, pool_and_target):
-    pytest.importorskip("bm25s", reason="needs the select extra (just setup)")
     pool, target = pool_and_target
     targets = [json.loads(x)["text"] for x in target.read_text().splitlines()]
     kw = dict(pool=pool, target=target, sae=tiny_sae, cache_dir=tmp_path / "c", progress=False, seed=3)

@@ -47,7 +47,6 @@ def test_selection_is_byte_identical(tmp_path, tiny_model, tiny_sae, pool_and_ta
 
 
 def test_bm25_prefers_the_target_words(tmp_path, pool_and_target):
-    pytest.importorskip("bm25s", reason="needs the select extra (just setup)")
     pool, target = pool_and_target
     run(SelectConfig(pool=pool, target=target, method="bm25", ratio=0.25, out=tmp_path, progress=False))
     assert b"timer" in (tmp_path / "selected.jsonl").read_bytes()

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from saelab.select import SelectConfig, run
 from saelab.select.baselines import score_bm25
@@ -50,8 +49,6 @@ def test_rank_order_breaks_ties_by_key_not_position():
 
 
 def test_bench_metrics_do_not_depend_on_pool_order(tmp_path, tiny_model, tiny_sae):
-    pytest.importorskip("bm25s", reason="needs the select extra (just setup)")
-    pytest.importorskip("sklearn", reason="needs the select extra (just setup)")
     tables = []
     for name, shuffle in (("sorted", None), ("shuffled", 3)):
         cfg = BenchConfig(
@@ -87,7 +84,6 @@ def test_bench_metrics_do_not_depend_on_pool_order(tmp_path, tiny_model, tiny_sa
 
 
 def test_select_ranks_do_not_depend_on_pool_order(tmp_path):
-    pytest.importorskip("bm25s", reason="needs the select extra (just setup)")
     root = _write_clinc(tmp_path / "data")
     target = tmp_path / "target.jsonl"
     target.write_text(json.dumps({"text": "hello there"}) + "\n")
