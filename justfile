@@ -18,9 +18,10 @@ demo *ARGS: setup
     {{venv}}/bin/saelab run experiments/demo.toml {{ARGS}}
 
 # Run the test suite (Chromium for the dashboard browser test; the SAELens export test runs where the
-# bench extra is installed, e.g. after `just bench`).
+# bench extra is installed, e.g. after `just bench`). One pytest-xdist worker per core, each test file on one
+# worker (its module fixtures, compiled models among them, are built once); `just test -n 0` runs serially.
 test *ARGS: setup setup-browser
-    {{py}} -m pytest -q {{ARGS}}
+    {{py}} -m pytest -q -n auto --dist loadfile {{ARGS}}
 
 # The reliability suite alone (also part of `just test`): SIGKILLs, damaged shards, NaN/Inf, a full disk.
 faults *ARGS: setup
