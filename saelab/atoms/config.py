@@ -121,6 +121,9 @@ class AtomsPaperConfig(AnalysisOptions):
     """Feature architectures trained on the same sets."""
     target_l0: float = Field(default=2.0, gt=0)
     """Atoms: the controller's target L0 (the paper's regime: one or two atoms per activation)."""
+    matched_features: list[Literal["relu", "topk"]] = []
+    """The same feature architectures again at the atoms' sparsity (ReLU: the controller at `target_l0`; TopK:
+    k = round(target_l0)): a control the paper lacks, separating the threshold activation from the L0."""
     relu_target_l0: float = Field(default=32.0, gt=0)
     """ReLU features: the controller's target L0 (ordinary SAE sparsity)."""
     topk_k: int = Field(default=32, ge=1)

@@ -48,12 +48,13 @@ def run(cfg: AtomsPaperConfig) -> dict[str, Any]:
     specs = _specs(cfg, store.d_model)
     with progress_bar("fit", cfg.progress) as bar:
         task = bar.add_task("atoms-paper", total=len(specs) + 2, info="")
-        for label, sae_cfg, options in specs:
+        for label, sae_cfg, options, sparsity in specs:
             bar.update(task, info=f"training {label} on {len(sets)} sets")
             fits[label] = fit(sae_cfg, sets, options)
             for X, idx, res in zip(sets, sets_idx, fits[label], strict=True):
                 dic = from_params(res.params, sae_cfg, hook, label)
                 extra = {"fit_l0": res.l0, "fit_coefficient_scale": res.coefficient_scale, "fit_seconds": res.seconds}
+                extra["sparsity"] = sparsity
                 rows += _measure(cfg, dic, hook, X, H, len(idx), separate, extra)
             bar.advance(task)
         bar.update(task, info="neurons")
@@ -82,8 +83,9 @@ def run(cfg: AtomsPaperConfig) -> dict[str, Any]:
     return result
 
 
-def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptions]]:
-    """(label, SAE config, fit options) of every trained dictionary: atoms at each multiplier, then features."""
+def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptions, str]]:
+    """(label, SAE config, fit options, sparsity) of every trained dictionary: atoms at each multiplier, then
+    features at their usual sparsity, then features at the atoms' ("matched")."""
     base = dict(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, init=cfg.init, seed=cfg.seed)
     out = []
     for x in cfg.multipliers:
@@ -94,14 +96,17 @@ def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptio
             jumprelu_init_threshold=cfg.jumprelu_init_threshold,
             bandwidth=cfg.bandwidth,
         )
-        out.append((f"atoms (jumprelu, {x * d})", sae, FitOptions(target_l0=cfg.target_l0, **base)))
+        out.append((f"atoms (jumprelu, {x * d})", sae, FitOptions(target_l0=cfg.target_l0, **base), "atoms"))
     m = cfg.feature_multiplier * d
-    for arch in cfg.features:
+    usual = [(arch, cfg.relu_target_l0, cfg.topk_k, "usual") for arch in cfg.features]
+    matched = [(arch, cfg.target_l0, max(1, round(cfg.target_l0)), "matched") for arch in cfg.matched_features]
+    for arch, l0, k, sparsity in usual + matched:
         if arch == "relu":
-            sae, target = SAEConfig(architecture="relu", d_in=d, d_sae=m), cfg.relu_target_l0
+            sae, target, at = SAEConfig(architecture="relu", d_in=d, d_sae=m), l0, f"L0 {l0:g}"
         else:
-            sae, target = SAEConfig(architecture="topk", d_in=d, d_sae=m, k=min(cfg.topk_k, m)), None
-        out.append((f"features ({arch}, {m})", sae, FitOptions(target_l0=target, **base)))
+            sae, target, at = SAEConfig(architecture="topk", d_in=d, d_sae=m, k=min(k, m)), None, f"k {min(k, m)}"
+        label = f"features ({arch}, {m}{', ' + at + ' as the atoms' if sparsity == 'matched' else ''})"
+        out.append((label, sae, FitOptions(target_l0=target, **base), sparsity))
     return out
 
 

@@ -166,6 +166,7 @@ def test_paper_stage_end_to_end(tmp_path):
         multipliers=[1],
         feature_multiplier=1,
         features=["relu"],
+        matched_features=["topk"],
         relu_target_l0=3.0,
         steps=20,
         batch=8,
@@ -181,6 +182,9 @@ def test_paper_stage_end_to_end(tmp_path):
     assert {(r["kind"], r["set"], r["m_size"]) for r in rows} == {
         (k, s, m) for k in ("atoms", "features", "neurons") for s in ("in-sample", "held-out") for m in (8, 32)
     }
+    matched = [r for r in rows if r.get("sparsity") == "matched"]
+    assert {r["dictionary"] for r in matched} == {"features (topk, 8, k 2 as the atoms)"} and len(matched) == 4
+    assert all(r["l0"] <= 2 + 1e-6 for r in matched)
     assert all(r["metric_source"].startswith(f"separate: {tmp_path / 'metric'}") for r in rows)
     assert {r["n_analysed"] for r in rows if r["set"] == "held-out"} == {50}
     neurons = [r for r in rows if r["kind"] == "neurons"]
@@ -192,3 +196,20 @@ def test_paper_stage_end_to_end(tmp_path):
     assert (tmp_path / "out" / "plots" / "phase_transition.png").stat().st_size > 0
     in_sample = run(cfg.model_copy(update={"metric": "in_sample", "plots": False, "out": tmp_path / "out2"}))
     assert {r["metric_source"] for r in in_sample["table"]} == {"in-sample (in-sample)", "in-sample (held-out)"}
+
+
+def test_ordering_compares_usual_features_and_reports_matched_ones_apart():
+    """The paper's ordering uses features at their usual sparsity; features at the atoms' L0 are a control
+    reported beside them, never the row that decides the check."""
+    from saelab.atoms.paper_report import ordering
+
+    def row(kind, q, u, sparsity=None):
+        return {"kind": kind, "q_star": q, "uniqueness": u, "r2": 0.5, "sparsity": sparsity}
+
+    rows = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.2, "usual"), row("neurons", 0.0, 0.0)]
+    lines = ordering(rows + [row("features", 0.9, 0.9, "matched")], "in-sample")
+    assert "features at the atoms' L0 90.0%" in lines[1]
+    assert lines[1].endswith("atoms > features > neurons: yes") and lines[2].endswith("yes")
+    tie = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.0, "usual"), row("neurons", 0.0, 0.0)]
+    lines = ordering(tie, "in-sample")
+    assert lines[1].endswith("yes") and lines[2].endswith("no")  # features 0.0% = neurons 0.0%
