@@ -160,6 +160,7 @@ def _select_cfg(cfg: BenchConfig, method: str, sae: Path | None, hook: str | Non
         cache_dir=cfg.cache_dir or Path(tmp) / "cache",
         idf=cfg.idf,
         weighting=cfg.weighting,
+        code_norm=cfg.code_norm,
         bm25_k1=cfg.bm25_k1,
         bm25_b=cfg.bm25_b,
         pooling=cfg.pooling,
@@ -239,6 +240,8 @@ def _options(sc: SelectConfig) -> str:
             opts += [sc.template] if sc.template != "none" else []
         if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.latent_weighting != "none":
             opts.append(f"w {sc.latent_weighting}")
+        if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.code_norm != "none":
+            opts.append(f"norm {sc.code_norm}")
     return ", ".join(opts)
 
 

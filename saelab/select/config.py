@@ -26,6 +26,7 @@ Method = Literal[
 ]
 Aggregation = Literal["mean", "max", "topm"]
 Weighting = Literal["none", "idf", "bm25"]
+CodeNorm = Literal["none", "l1"]
 Pooling = Literal["mean", "max", "mean-skip"]
 Template = Literal["none", "chat"]
 SAE_METHODS = ("jaccard", "cosine", "euclidean")
@@ -77,6 +78,10 @@ class SelectConfig(Config):
     """weighting = bm25: saturation constant k1."""
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     """weighting = bm25: code-mass normalisation b."""
+    code_norm: CodeNorm = "none"
+    """SAE methods: l1 scales every code (pool records and target examples, after the weighting) to unit mass
+    before the similarity, so jaccard compares how a record's code mass spreads over latents, not how large its
+    codes are (for unit-mass codes weighted Jaccard is (1 - d/2) / (1 + d/2), d their L1 distance)."""
     pooling: Pooling = "mean"
     """Token pooling of model embeddings: mean over the record's tokens (MoNA), max, or mean-skip (the mean
     without the first `skip_tokens` content tokens; a record that short keeps all of them)."""
@@ -159,6 +164,8 @@ class BenchConfig(Config):
     """weighting = bm25: saturation constant k1."""
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     """weighting = bm25: code-mass normalisation b."""
+    code_norm: CodeNorm = "none"
+    """SAE methods: code normalisation before the similarity (SelectConfig.code_norm)."""
     pooling: Pooling = "mean"
     """Model methods: token pooling (SelectConfig.pooling)."""
     skip_tokens: int = Field(default=1, ge=1)
@@ -208,6 +215,8 @@ class DownstreamConfig(Config):
     """SAE-code methods: IDF-weight the latents (SelectConfig.idf)."""
     weighting: Weighting = "none"
     """SAE-code methods: latent weighting (SelectConfig.weighting)."""
+    code_norm: CodeNorm = "none"
+    """SAE-code methods: code normalisation (SelectConfig.code_norm)."""
     pooling: Pooling = "mean"
     """Model methods: token pooling (SelectConfig.pooling)."""
     skip_tokens: int = Field(default=1, ge=1)

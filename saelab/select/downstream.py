@@ -25,6 +25,7 @@ SELECTION_FIELDS = {
     "sae",
     "idf",
     "weighting",
+    "code_norm",
     "pooling",
     "skip_tokens",
     "template",

@@ -20,11 +20,11 @@ import scipy.sparse as sp
 from saelab.runtime.progress import progress_bar
 from saelab.select.baselines import BM25Scorer, DSIRScorer, MiniLMEmbedder, score_random
 from saelab.select.cache import EmbeddingCache, file_digest
-from saelab.select.config import FUSED_METHODS, MODEL_METHODS, SAE_METHODS, Aggregation, SelectConfig
+from saelab.select.config import FUSED_METHODS, MODEL_METHODS, SAE_METHODS, Aggregation, CodeNorm, SelectConfig
 from saelab.select.fusion import reciprocal_rank_fusion
 from saelab.select.pool import batched, read_records
 from saelab.select.similarity import aggregate, score_dense, score_sparse, tie_keys
-from saelab.select.weighting import Weighting, latent_stats, weigh
+from saelab.select.weighting import Weighting, latent_stats, unit_mass, weigh
 
 TEXT_SCORERS = {"bm25": BM25Scorer, "dsir": DSIRScorer}
 Embedder = Callable[[Sequence[str]], "sp.csr_matrix | np.ndarray"]
@@ -172,13 +172,15 @@ def score_cached(
     top_m: int = 2,
     k1: float = 1.2,
     b: float = 0.75,
+    code_norm: CodeNorm = "none",
 ) -> np.ndarray:
     """(n,) similarity of every cached pool embedding to the target embeddings (k, width), one chunk in memory
     at a time: to their mean (the prototype) or, for max / topm, to each, aggregated per record.
 
     center: subtract the pool mean first (dense baselines). weighting: idf or bm25 saturation of the latents
     of every embedding, pool and targets alike, with the pool's statistics (saelab.select.weighting); the
-    prototype is the mean of the weighted target embeddings."""
+    prototype is the mean of the weighted target embeddings. code_norm l1: every weighted embedding, pool and
+    targets alike, scaled to unit mass before the prototype and the similarity."""
     n = cache.meta["rows"]
     targets = np.atleast_2d(np.asarray(targets, np.float32))  # (k, width)
     mean = stats = None
@@ -189,12 +191,16 @@ def score_cached(
     if weighting != "none":
         stats = latent_stats(cache.parts)
         targets = weigh(targets, stats, weighting, k1, b)
+    if code_norm == "l1":
+        targets = unit_mass(targets)
     if aggregation == "mean":
         targets = targets.mean(0, keepdims=True)
     out = []
     for p in cache.parts():
         if stats is not None:
             p = weigh(p, stats, weighting, k1, b)
+        if code_norm == "l1":
+            p = unit_mass(p)
         if sp.issparse(p):
             per = [score_sparse(p, t, similarity) for t in targets]
         else:
@@ -245,9 +251,10 @@ def score_pool(
     similarity = cfg.method if cfg.method in SAE_METHODS else "cosine"
     center = cfg.center and cfg.method in MODEL_METHODS and cfg.method not in SAE_METHODS
     weighting = cfg.latent_weighting if fields["kind"] == "sae" else "none"
+    code_norm = cfg.code_norm if fields["kind"] == "sae" else "none"
     rows = target_rows(emb, targets)
     scores = score_cached(
-        cache, rows, similarity, center, weighting, cfg.aggregation, cfg.top_m, cfg.bm25_k1, cfg.bm25_b
+        cache, rows, similarity, center, weighting, cfg.aggregation, cfg.top_m, cfg.bm25_k1, cfg.bm25_b, code_norm
     )
     if len(scores) != n:
         raise ValueError(f"cache {cache.dir} holds {len(scores)} rows for a pool of {n}; delete it and rerun")
@@ -258,6 +265,7 @@ def score_pool(
         "centered": center,
         "idf": weighting == "idf",
         "weighting": weighting,
+        "code_norm": code_norm,
         "aggregation": cfg.aggregation,
     }
     return Scores(scores, embed_s, time.perf_counter() - t0, cached, info)

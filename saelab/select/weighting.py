@@ -9,6 +9,7 @@
   sample's code mass and avglen its pool mean. A latent that fires strongly counts little more than one that
   fires typically, and samples with much code mass are damped, as long documents are in BM25.
 Target codes go through the same map with the pool's statistics (then the prototype is their mean).
+`unit_mass` (code_norm = "l1") then scales each weighted code to sum 1.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 
 from saelab.select.config import Weighting
 
-__all__ = ["LatentStats", "Weighting", "latent_stats", "weigh"]
+__all__ = ["LatentStats", "Weighting", "latent_stats", "unit_mass", "weigh"]
 
 
 class LatentStats(NamedTuple):
@@ -68,3 +69,15 @@ def weigh(
     r.data = idf[r.indices] * r.data * (k1 + 1) / (r.data + norm[row_of])
     r = r.astype(np.float32)
     return r.toarray() if dense else r
+
+
+def unit_mass(rows: sp.csr_matrix | np.ndarray) -> sp.csr_matrix | np.ndarray:
+    """Rows (m, width) of non-negative codes each scaled to sum 1 (an all-zero row stays zero); CSR stays CSR."""
+    if sp.issparse(rows):
+        r = sp.csr_matrix(rows, dtype=np.float64)
+        mass = np.asarray(r.sum(1)).ravel()
+        r.data /= np.repeat(np.where(mass > 0, mass, 1.0), np.diff(r.indptr))
+        return r.astype(np.float32)
+    rows = np.asarray(rows, np.float64)
+    mass = rows.sum(1, keepdims=True)
+    return (rows / np.where(mass > 0, mass, 1.0)).astype(np.float32)

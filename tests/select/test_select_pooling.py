@@ -95,3 +95,30 @@ def test_weighted_jaccard_through_the_cache(tmp_path, aggregation):
     want = jac(wp, wt.mean(0)) if aggregation == "mean" else np.stack([jac(wp, t) for t in wt]).max(0)
     got = score_cached(cache, targets, "jaccard", weighting="bm25", aggregation=aggregation)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weighting", ["none", "idf"])
+def test_unit_mass_jaccard_through_the_cache_is_an_l1_distance_rank(tmp_path, weighting):
+    """code_norm l1: every (weighted) code scaled to sum 1 before the prototype; the Jaccard of unit-mass codes
+    is (1 - d/2) / (1 + d/2), d their L1 distance, and a record scaled by 5 scores as the original."""
+    rng = np.random.default_rng(3)
+    pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
+    pool[5] = 0.0  # an empty code stays empty (no division by zero)
+    pool[7] = 5 * pool[6]
+    cache = EmbeddingCache(tmp_path, {"test": 2})
+    cache.start()
+    for s in range(0, 30, 8):
+        cache.write(sp.csr_matrix(pool[s : s + 8]))
+    cache.finish({})
+    wp, wt = (_np_weigh(x, pool, weighting) if weighting != "none" else x for x in (pool, targets))
+
+    def unit(x):
+        m = x.sum(-1, keepdims=True)
+        return x / np.where(m > 0, m, 1)
+
+    proto = unit(wt).mean(0)
+    d = np.abs(unit(wp) - proto).sum(-1)
+    got = score_cached(cache, targets, "jaccard", weighting=weighting, code_norm="l1")
+    live = np.arange(30) != 5
+    np.testing.assert_allclose(got[live], ((1 - d / 2) / (1 + d / 2))[live], rtol=1e-5)
+    assert got[5] == 0.0 and got[7] == pytest.approx(got[6], rel=1e-6)
