@@ -161,6 +161,7 @@ def _select_cfg(cfg: BenchConfig, method: str, sae: Path | None, hook: str | Non
         idf=cfg.idf,
         weighting=cfg.weighting,
         code_norm=cfg.code_norm,
+        prototype_latents=cfg.prototype_latents,
         bm25_k1=cfg.bm25_k1,
         bm25_b=cfg.bm25_b,
         pooling=cfg.pooling,
@@ -242,6 +243,8 @@ def _options(sc: SelectConfig) -> str:
             opts.append(f"w {sc.latent_weighting}")
         if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.code_norm != "none":
             opts.append(f"norm {sc.code_norm}")
+        if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.prototype_latents is not None:
+            opts.append(f"proto top-{sc.prototype_latents}")
     return ", ".join(opts)
 
 

@@ -78,6 +78,10 @@ class SelectConfig(Config):
     """weighting = bm25: saturation constant k1."""
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     """weighting = bm25: code-mass normalisation b."""
+    prototype_latents: int | None = Field(default=None, ge=1)
+    """SAE methods: keep only the prototype's N largest latents (each target's, for max / topm) and zero the
+    rest. A mean over targets is denser than any one record (the union of their latents), and for weighted
+    Jaccard its small tail inflates every record's sum of maxima; None keeps every latent (MoNA)."""
     code_norm: CodeNorm = "none"
     """SAE methods: l1 scales every code (pool records and target examples, after the weighting) to unit mass
     before the similarity, so jaccard compares how a record's code mass spreads over latents, not how large its
@@ -166,6 +170,8 @@ class BenchConfig(Config):
     """weighting = bm25: code-mass normalisation b."""
     code_norm: CodeNorm = "none"
     """SAE methods: code normalisation before the similarity (SelectConfig.code_norm)."""
+    prototype_latents: int | None = Field(default=None, ge=1)
+    """SAE methods: the prototype's largest latents kept (SelectConfig.prototype_latents)."""
     pooling: Pooling = "mean"
     """Model methods: token pooling (SelectConfig.pooling)."""
     skip_tokens: int = Field(default=1, ge=1)
@@ -217,6 +223,8 @@ class DownstreamConfig(Config):
     """SAE-code methods: latent weighting (SelectConfig.weighting)."""
     code_norm: CodeNorm = "none"
     """SAE-code methods: code normalisation (SelectConfig.code_norm)."""
+    prototype_latents: int | None = Field(default=None, ge=1)
+    """SAE-code methods: the prototype's largest latents kept (SelectConfig.prototype_latents)."""
     pooling: Pooling = "mean"
     """Model methods: token pooling (SelectConfig.pooling)."""
     skip_tokens: int = Field(default=1, ge=1)

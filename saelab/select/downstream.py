@@ -26,6 +26,7 @@ SELECTION_FIELDS = {
     "idf",
     "weighting",
     "code_norm",
+    "prototype_latents",
     "pooling",
     "skip_tokens",
     "template",

@@ -23,7 +23,7 @@ from saelab.select.cache import EmbeddingCache, file_digest
 from saelab.select.config import FUSED_METHODS, MODEL_METHODS, SAE_METHODS, Aggregation, CodeNorm, SelectConfig
 from saelab.select.fusion import reciprocal_rank_fusion
 from saelab.select.pool import batched, read_records
-from saelab.select.similarity import aggregate, score_dense, score_sparse, tie_keys
+from saelab.select.similarity import aggregate, score_dense, score_sparse, tie_keys, top_latents
 from saelab.select.weighting import Weighting, latent_stats, unit_mass, weigh
 
 TEXT_SCORERS = {"bm25": BM25Scorer, "dsir": DSIRScorer}
@@ -173,6 +173,7 @@ def score_cached(
     k1: float = 1.2,
     b: float = 0.75,
     code_norm: CodeNorm = "none",
+    prototype_latents: int | None = None,
 ) -> np.ndarray:
     """(n,) similarity of every cached pool embedding to the target embeddings (k, width), one chunk in memory
     at a time: to their mean (the prototype) or, for max / topm, to each, aggregated per record.
@@ -180,7 +181,8 @@ def score_cached(
     center: subtract the pool mean first (dense baselines). weighting: idf or bm25 saturation of the latents
     of every embedding, pool and targets alike, with the pool's statistics (saelab.select.weighting); the
     prototype is the mean of the weighted target embeddings. code_norm l1: every weighted embedding, pool and
-    targets alike, scaled to unit mass before the prototype and the similarity."""
+    targets alike, scaled to unit mass before the prototype and the similarity. prototype_latents: the
+    prototype (each target, for max / topm) keeps only its largest N entries."""
     n = cache.meta["rows"]
     targets = np.atleast_2d(np.asarray(targets, np.float32))  # (k, width)
     mean = stats = None
@@ -195,6 +197,8 @@ def score_cached(
         targets = unit_mass(targets)
     if aggregation == "mean":
         targets = targets.mean(0, keepdims=True)
+    if prototype_latents is not None:
+        targets = top_latents(targets, prototype_latents)
     out = []
     for p in cache.parts():
         if stats is not None:
@@ -251,10 +255,12 @@ def score_pool(
     similarity = cfg.method if cfg.method in SAE_METHODS else "cosine"
     center = cfg.center and cfg.method in MODEL_METHODS and cfg.method not in SAE_METHODS
     weighting = cfg.latent_weighting if fields["kind"] == "sae" else "none"
-    code_norm = cfg.code_norm if fields["kind"] == "sae" else "none"
+    sae = fields["kind"] == "sae"
+    code_norm = cfg.code_norm if sae else "none"
+    keep = cfg.prototype_latents if sae else None
     rows = target_rows(emb, targets)
     scores = score_cached(
-        cache, rows, similarity, center, weighting, cfg.aggregation, cfg.top_m, cfg.bm25_k1, cfg.bm25_b, code_norm
+        cache, rows, similarity, center, weighting, cfg.aggregation, cfg.top_m, cfg.bm25_k1, cfg.bm25_b, code_norm, keep
     )
     if len(scores) != n:
         raise ValueError(f"cache {cache.dir} holds {len(scores)} rows for a pool of {n}; delete it and rerun")
@@ -266,6 +272,7 @@ def score_pool(
         "idf": weighting == "idf",
         "weighting": weighting,
         "code_norm": code_norm,
+        "prototype_latents": keep,
         "aggregation": cfg.aggregation,
     }
     return Scores(scores, embed_s, time.perf_counter() - t0, cached, info)

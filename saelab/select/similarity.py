@@ -36,6 +36,7 @@ __all__ = [
     "n_selected",
     "rank_order",
     "tie_keys",
+    "top_latents",
 ]
 
 
@@ -161,3 +162,15 @@ def aggregate(per_target: np.ndarray, how: Aggregation, m: int = 2) -> np.ndarra
     if m < 1:
         raise ValueError(f"top_m must be >= 1, got {m}")
     return np.sort(s, axis=0)[-min(m, len(s)) :].mean(0)
+
+
+def top_latents(rows: np.ndarray, keep: int) -> np.ndarray:
+    """Dense rows (k, width) with all but each row's `keep` largest entries zeroed (ties at the cut: the lower
+    index kept, so exactly `keep` survive)."""
+    rows = np.asarray(rows)
+    if keep >= rows.shape[1]:
+        return rows
+    idx = np.argsort(-rows, axis=1, kind="stable")[:, :keep]
+    out = np.zeros_like(rows)
+    np.put_along_axis(out, idx, np.take_along_axis(rows, idx, axis=1), axis=1)
+    return out

@@ -122,3 +122,33 @@ def test_unit_mass_jaccard_through_the_cache_is_an_l1_distance_rank(tmp_path, we
     live = np.arange(30) != 5
     np.testing.assert_allclose(got[live], ((1 - d / 2) / (1 + d / 2))[live], rtol=1e-5)
     assert got[5] == 0.0 and got[7] == pytest.approx(got[6], rel=1e-6)
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "max"])
+def test_prototype_keeps_its_largest_latents(tmp_path, aggregation):
+    """prototype_latents N: the (idf-weighted) prototype, or each target for max, keeps its N largest latents."""
+    rng = np.random.default_rng(4)
+    pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
+    cache = EmbeddingCache(tmp_path, {"test": 3})
+    cache.start()
+    for s in range(0, 30, 8):
+        cache.write(sp.csr_matrix(pool[s : s + 8]))
+    cache.finish({})
+    wp, wt = _np_weigh(pool, pool, "idf"), _np_weigh(targets, pool, "idf")
+
+    def keep3(v):
+        out = np.zeros_like(v)
+        top = np.argsort(-v)[:3]
+        out[top] = v[top]
+        return out
+
+    def jac(a, b):
+        return np.minimum(a, b).sum(-1) / np.maximum(a, b).sum(-1)
+
+    if aggregation == "mean":
+        want = jac(wp, keep3(wt.mean(0)))
+    else:
+        want = np.stack([jac(wp, keep3(t)) for t in wt]).max(0)
+    got = score_cached(cache, targets, "jaccard", weighting="idf", aggregation=aggregation, prototype_latents=3)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not np.allclose(got, score_cached(cache, targets, "jaccard", weighting="idf", aggregation=aggregation))
