@@ -19,7 +19,8 @@ def test_precision_recall_and_ap_by_hand():
     assert average_precision(scores, relevant) == pytest.approx((1 + 2 / 3 + 0.3) / 3)
 
 
-def test_bench_on_a_synthetic_pool(tmp_path):
+def _write_clinc_style(root):
+    """A CLINC-style folder: {train,val,test}.jsonl of text, intent and domain."""
     topics = {
         "timer": ("set a timer for {} minutes", "utility"),
         "weather": ("what is the weather in {}", "utility"),
@@ -27,11 +28,15 @@ def test_bench_on_a_synthetic_pool(tmp_path):
         "jokes": ("tell me a {} joke", "fun"),
     }
     words = ["five", "paris", "rock", "funny", "ten", "london", "jazz", "short", "two", "rome"]
-    for split, ws in (("train", words), ("val", words[:5])):
-        with (tmp_path / f"{split}.jsonl").open("w") as f:
+    for split, ws in (("train", words), ("val", words[:5]), ("test", words[5:])):
+        with (root / f"{split}.jsonl").open("w") as f:
             for intent, (tpl, domain) in topics.items():
                 for w in ws:
                     f.write(json.dumps({"text": tpl.format(w), "intent": intent, "domain": domain}) + "\n")
+
+
+def test_bench_on_a_synthetic_pool(tmp_path):
+    _write_clinc_style(tmp_path)
     cfg = BenchConfig(
         data=tmp_path,
         methods=["bm25", "random"],
@@ -67,3 +72,19 @@ def test_bench_embeds_each_target_set_once_per_embedding():
     big = [str(i) for i in range(300)]  # pool chunks are never kept
     a(big), a(big)
     assert len(calls) == 5
+
+
+def test_select_bench_cli_on_any_clinc_style_folder(tmp_path, capsys):
+    """`saelab select bench --data DIR --out DIR` prints one row per method and level, the method's name first."""
+    from saelab.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_clinc_style(data)
+    out = tmp_path / "out"
+    argv = ["select", "bench", "--data", str(data), "--out", str(out), "--methods", "bm25,dsir,random"]
+    assert main([*argv, "--n-intent", "3", "--n-domain", "3", "--no-progress", "--cache-dir", str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["bm25", "bm25", "dsir", "dsir", "random", "random"]
+    assert [r.split("|")[3].strip() for r in rows[1:3]] == ["intent", "domain"]
+    assert (out / "bench.json").is_file() and (out / "bench.md").is_file()
