@@ -60,6 +60,20 @@ def _codes(rng, n, d):
     return (rng.random((n, d)) * 3 * (rng.random((n, d)) < 0.3)).astype(np.float32)
 
 
+def _jaccard(a, b):
+    return np.minimum(a, b).sum(-1) / np.maximum(a, b).sum(-1)
+
+
+def _cache(root, pool, key):
+    """An embedding cache holding `pool` (n, width) as CSR chunks of 8 rows."""
+    cache = EmbeddingCache(root, {"test": key})
+    cache.start()
+    for s in range(0, len(pool), 8):
+        cache.write(sp.csr_matrix(pool[s : s + 8]))
+    cache.finish({})
+    return cache
+
+
 @pytest.mark.parametrize("how", ["idf", "bm25"])
 def test_weighting_matches_numpy(how):
     rng = np.random.default_rng(1)
@@ -82,17 +96,10 @@ def test_weighting_matches_numpy(how):
 def test_weighted_jaccard_through_the_cache(tmp_path, aggregation):
     rng = np.random.default_rng(2)
     pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
-    cache = EmbeddingCache(tmp_path, {"test": 1})
-    cache.start()
-    for s in range(0, 30, 8):
-        cache.write(sp.csr_matrix(pool[s : s + 8]))
-    cache.finish({})
+    cache = _cache(tmp_path, pool, 1)
     wp, wt = _np_weigh(pool, pool, "bm25"), _np_weigh(targets, pool, "bm25")
 
-    def jac(a, b):
-        return np.minimum(a, b).sum(-1) / np.maximum(a, b).sum(-1)
-
-    want = jac(wp, wt.mean(0)) if aggregation == "mean" else np.stack([jac(wp, t) for t in wt]).max(0)
+    want = _jaccard(wp, wt.mean(0)) if aggregation == "mean" else np.stack([_jaccard(wp, t) for t in wt]).max(0)
     got = score_cached(cache, targets, "jaccard", weighting="bm25", aggregation=aggregation)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
@@ -105,11 +112,7 @@ def test_unit_mass_jaccard_through_the_cache_is_an_l1_distance_rank(tmp_path, we
     pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
     pool[5] = 0.0  # an empty code stays empty (no division by zero)
     pool[7] = 5 * pool[6]
-    cache = EmbeddingCache(tmp_path, {"test": 2})
-    cache.start()
-    for s in range(0, 30, 8):
-        cache.write(sp.csr_matrix(pool[s : s + 8]))
-    cache.finish({})
+    cache = _cache(tmp_path, pool, 2)
     wp, wt = (_np_weigh(x, pool, weighting) if weighting != "none" else x for x in (pool, targets))
 
     def unit(x):
@@ -129,11 +132,7 @@ def test_prototype_keeps_its_largest_latents(tmp_path, aggregation):
     """prototype_latents N: the (idf-weighted) prototype, or each target for max, keeps its N largest latents."""
     rng = np.random.default_rng(4)
     pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
-    cache = EmbeddingCache(tmp_path, {"test": 3})
-    cache.start()
-    for s in range(0, 30, 8):
-        cache.write(sp.csr_matrix(pool[s : s + 8]))
-    cache.finish({})
+    cache = _cache(tmp_path, pool, 3)
     wp, wt = _np_weigh(pool, pool, "idf"), _np_weigh(targets, pool, "idf")
 
     def keep3(v):
@@ -142,13 +141,10 @@ def test_prototype_keeps_its_largest_latents(tmp_path, aggregation):
         out[top] = v[top]
         return out
 
-    def jac(a, b):
-        return np.minimum(a, b).sum(-1) / np.maximum(a, b).sum(-1)
-
     if aggregation == "mean":
-        want = jac(wp, keep3(wt.mean(0)))
+        want = _jaccard(wp, keep3(wt.mean(0)))
     else:
-        want = np.stack([jac(wp, keep3(t)) for t in wt]).max(0)
+        want = np.stack([_jaccard(wp, keep3(t)) for t in wt]).max(0)
     got = score_cached(cache, targets, "jaccard", weighting="idf", aggregation=aggregation, prototype_latents=3)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     assert not np.allclose(got, score_cached(cache, targets, "jaccard", weighting="idf", aggregation=aggregation))
