@@ -35,6 +35,7 @@ DEFINITIONS: dict[str, str] = {
     "r2": "sparse reconstruction 1 - sum ||x - (z D + b_dec)||^2 / sum ||x - mean(x)||^2 (raw activations)",
     "uniqueness": "per-atom: " + U_DEFS["all_samples"] + " (or median_k, see atom_definition); bound with mu_i "
     "in the AIP metric",
+    "uniqueness_median_k": "per-atom: " + U_DEFS["median_k"] + "; bound with mu_i in the AIP metric",
     "uniqueness_samples": U_DEFS["frac_samples_unique"] + "; mu_i in the AIP metric",
     "q_star": U_DEFS["q_star"] + "; per-sample coherence in the AIP metric",
     "uniqueness_support": "per-atom uniqueness as `uniqueness`, per-sample coherence restricted to the support "
@@ -91,6 +92,7 @@ class DictionaryReport(NamedTuple):
             "l0": self.l0,
             "r2": self.recon.r2,
             "uniqueness": u.frac_atoms_unique,
+            "uniqueness_median_k": u.frac_atoms_unique_as("median_k"),
             "uniqueness_samples": u.frac_samples_unique,
             "q_star": u.q_star.q,
             "uniqueness_support": us.frac_atoms_unique if us else None,

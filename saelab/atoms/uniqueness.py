@@ -74,6 +74,10 @@ class Uniqueness(NamedTuple):
     n_atoms_fired: int
     q_star: QStar
 
+    def frac_atoms_unique_as(self, definition: AtomDefinition) -> float:
+        """The per-atom fraction under either definition (both come from the same counts)."""
+        return float(atom_unique(self.counts, definition).sum() / max(self.n_atoms_fired, 1))
+
     def summary(self) -> dict[str, tuple[float, str]]:
         """name -> (value, definition)."""
         return {

@@ -115,6 +115,7 @@ def test_per_atom_and_q_star_readings_on_a_hand_built_case():
     # median_k per-atom reading: atom 3 fires at K = 1 (mu 0 < 1) and K = 2 (0 < 1/3): unique; atom 0 fires at
     # K = 1, 2, 2, lower median 2, .707 > 1/3: not unique; atom 1 fires at K = 2 only: not unique
     assert acc.result("median_k").frac_atoms_unique == pytest.approx(1 / 3)
+    assert u.frac_atoms_unique_as("median_k") == pytest.approx(1 / 3) and u.frac_atoms_unique_as("all_samples") == 0
 
 
 def test_thresholded_mlp_neurons():
@@ -204,7 +205,7 @@ def test_ordering_compares_usual_features_and_reports_matched_ones_apart():
     from saelab.atoms.paper_report import ordering
 
     def row(kind, q, u, sparsity=None):
-        return {"kind": kind, "q_star": q, "uniqueness": u, "r2": 0.5, "sparsity": sparsity}
+        return {"kind": kind, "q_star": q, "uniqueness": u, "uniqueness_median_k": u, "r2": 0.5, "sparsity": sparsity}
 
     rows = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.2, "usual"), row("neurons", 0.0, 0.0)]
     lines = ordering(rows + [row("features", 0.9, 0.9, "matched")], "in-sample")
@@ -212,4 +213,4 @@ def test_ordering_compares_usual_features_and_reports_matched_ones_apart():
     assert lines[1].endswith("atoms > features > neurons: yes") and lines[2].endswith("yes")
     tie = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.0, "usual"), row("neurons", 0.0, 0.0)]
     lines = ordering(tie, "in-sample")
-    assert lines[1].endswith("yes") and lines[2].endswith("no")  # features 0.0% = neurons 0.0%
+    assert lines[1].endswith("yes") and lines[2].endswith("no") and lines[3].endswith("no")  # 0.0% = 0.0%
