@@ -97,7 +97,7 @@ def ordering(rows: list[dict[str, Any]], which: str) -> list[str]:
             best[group] = {k: max(r[k] for r in rs) for k in CHECKED}
     out = [f"Ordering check ({which}; best row of each kind; features at their usual sparsity, as the paper):"]
     for k in CHECKED:
-        vals = ", ".join(f"{group} {100 * b[k]:.1f}%" for group, b in best.items())
+        vals = ", ".join(f"{group} {100 * b[k]:.2f}%" for group, b in best.items())
         holds = all(kind in best for kind in ("atoms", "features", "neurons")) and (
             best["atoms"][k] > best["features"][k] > best["neurons"][k]
         )

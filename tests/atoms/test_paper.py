@@ -209,7 +209,7 @@ def test_ordering_compares_usual_features_and_reports_matched_ones_apart():
 
     rows = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.2, "usual"), row("neurons", 0.0, 0.0)]
     lines = ordering(rows + [row("features", 0.9, 0.9, "matched")], "in-sample")
-    assert "features at the atoms' L0 90.0%" in lines[1]
+    assert "features at the atoms' L0 90.00%" in lines[1]
     assert lines[1].endswith("atoms > features > neurons: yes") and lines[2].endswith("yes")
     tie = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.0, "usual"), row("neurons", 0.0, 0.0)]
     lines = ordering(tie, "in-sample")
