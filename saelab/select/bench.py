@@ -239,12 +239,10 @@ def _options(sc: SelectConfig) -> str:
             skip = f"{sc.skip_tokens}" if sc.pooling == "mean-skip" else ""
             opts += [f"pool {sc.pooling}{skip}"] if sc.pooling != "mean" else []
             opts += [sc.template] if sc.template != "none" else []
-        if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.latent_weighting != "none":
-            opts.append(f"w {sc.latent_weighting}")
-        if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.code_norm != "none":
-            opts.append(f"norm {sc.code_norm}")
-        if (sc.method in SAE_METHODS or sc.method in FUSED_METHODS) and sc.prototype_latents is not None:
-            opts.append(f"proto top-{sc.prototype_latents}")
+        if sc.method in SAE_METHODS or sc.method in FUSED_METHODS:
+            opts += [f"w {sc.latent_weighting}"] if sc.latent_weighting != "none" else []
+            opts += [f"norm {sc.code_norm}"] if sc.code_norm != "none" else []
+            opts += [f"proto top-{sc.prototype_latents}"] if sc.prototype_latents is not None else []
     return ", ".join(opts)
 
 
