@@ -92,16 +92,25 @@ def test_weighting_matches_numpy(how):
         assert once < twice < 2 * once
 
 
+def _weighted_case(root, seed, how):
+    """A cached pool of 30 codes, 4 target codes, and both weighted by NumPy: (cache, targets, wp, wt)."""
+    rng = np.random.default_rng(seed)
+    pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
+    return _cache(root, pool, seed), targets, _np_weigh(pool, pool, how), _np_weigh(targets, pool, how)
+
+
+def _np_scores(wp, wt, aggregation, proto=lambda v: v):
+    """NumPy Jaccard of pool rows to the (transformed) mean target, or their max over the targets."""
+    if aggregation == "mean":
+        return _jaccard(wp, proto(wt.mean(0)))
+    return np.stack([_jaccard(wp, proto(t)) for t in wt]).max(0)
+
+
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
 def test_weighted_jaccard_through_the_cache(tmp_path, aggregation):
-    rng = np.random.default_rng(2)
-    pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
-    cache = _cache(tmp_path, pool, 1)
-    wp, wt = _np_weigh(pool, pool, "bm25"), _np_weigh(targets, pool, "bm25")
-
-    want = _jaccard(wp, wt.mean(0)) if aggregation == "mean" else np.stack([_jaccard(wp, t) for t in wt]).max(0)
+    cache, targets, wp, wt = _weighted_case(tmp_path, 2, "bm25")
     got = score_cached(cache, targets, "jaccard", weighting="bm25", aggregation=aggregation)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got, _np_scores(wp, wt, aggregation), rtol=1e-5)
 
 
 @pytest.mark.parametrize("weighting", ["none", "idf"])
@@ -130,10 +139,7 @@ def test_unit_mass_jaccard_through_the_cache_is_an_l1_distance_rank(tmp_path, we
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
 def test_prototype_keeps_its_largest_latents(tmp_path, aggregation):
     """prototype_latents N: the (idf-weighted) prototype, or each target for max, keeps its N largest latents."""
-    rng = np.random.default_rng(4)
-    pool, targets = _codes(rng, 30, 16), _codes(rng, 4, 16)
-    cache = _cache(tmp_path, pool, 3)
-    wp, wt = _np_weigh(pool, pool, "idf"), _np_weigh(targets, pool, "idf")
+    cache, targets, wp, wt = _weighted_case(tmp_path, 4, "idf")
 
     def keep3(v):
         out = np.zeros_like(v)
@@ -141,10 +147,6 @@ def test_prototype_keeps_its_largest_latents(tmp_path, aggregation):
         out[top] = v[top]
         return out
 
-    if aggregation == "mean":
-        want = _jaccard(wp, keep3(wt.mean(0)))
-    else:
-        want = np.stack([_jaccard(wp, keep3(t)) for t in wt]).max(0)
     got = score_cached(cache, targets, "jaccard", weighting="idf", aggregation=aggregation, prototype_latents=3)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got, _np_scores(wp, wt, aggregation, keep3), rtol=1e-5)
     assert not np.allclose(got, score_cached(cache, targets, "jaccard", weighting="idf", aggregation=aggregation))
