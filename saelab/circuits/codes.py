@@ -36,7 +36,7 @@ Scaling = Literal["mean-norm", "unit", "center", "none"]
 class CodesResult(NamedTuple):
     """Scores of the SAE-code method; heads are flattened layer-major (index = layer * n_heads + head)."""
 
-    node: np.ndarray  # (n_layers, n_heads) u_h = |P_h \ N_h|
+    node: np.ndarray  # (n_layers, n_heads) u_h = |P_h \ N_h|, or positions="aligned": the chosen score
     node_softmax: np.ndarray  # (n_layers, n_heads) softmax of u over all heads (the paper's ranking)
     edges: np.ndarray  # (n_heads_total, n_heads_total) e_ij = |P_ij \ N_ij| over code pairs, symmetric
     edge_node: np.ndarray  # (n_layers, n_heads) mean edge score of a head to the heads of other layers
@@ -46,6 +46,7 @@ class CodesResult(NamedTuple):
     runtime_s: float  # activations, training and scoring, compilation included
     activations_s: float  # of which the model forwards for the head vectors
     train_s: float  # of which the SAE training
+    others: dict[str, np.ndarray] = {}  # positions="aligned": node scores under the other statistics, by name
 
 
 def sae_codes(

@@ -33,11 +33,13 @@ class CircuitsConfig(Config):
     count_prompts: int = Field(default=250, ge=1)
     """Prompt pairs whose codes are counted: recipe="paper", the paper's 250 (the SAE's 10 prompts among them);
     positions="aligned", fresh pairs drawn apart from the SAE's and the ground truth's."""
-    score: Literal["pair", "z"] = "pair"
-    """positions="aligned": a head's score per role. "pair" (default): the fraction of pairs whose two prompts
-    get different codes (the code-level analogue of patching; uncalibrated). "z": |P_h \\ N_h| as a z-score
-    against within-pair label swaps (about 0 for codes that ignore the task, however many). Chosen on seed 0
-    of SmolLM2 (AUC pair / z: IOI 0.947 / 0.654, greater-than 0.885 / 0.949, docstring 0.906 / 0.764)."""
+    score: Literal["shift", "pair", "z"] = "shift"
+    """positions="aligned": a head's score per role. "shift" (default): the total variation between its code
+    histograms on positives and negatives, as a z-score against within-pair label swaps (about 0 for codes
+    that ignore the task, however many). "z": |P_h \\ N_h| as the same z-score. "pair": the fraction of pairs
+    whose two prompts get different codes (uncalibrated: a swap null cannot move it). Chosen on seed 0 of
+    SmolLM2 (AUC shift / z / pair: IOI 0.851 / 0.574 / 0.958, greater-than 0.913 / 0.870 / 0.889, docstring
+    0.834 / 0.751 / 0.905); circuits.json also holds the other two as sae-codes-z / sae-codes-pair."""
     null_permutations: int = Field(default=100, ge=2)
     """positions="aligned": within-pair label swaps of the null each node score is calibrated against."""
     method: Literal["sae-codes", "patching", "attribution", "all"] = "all"

@@ -61,6 +61,7 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     scores = {k: np.abs(e.effect) for k, e in effects.items()}
     if codes is not None:
         scores |= {"sae-codes": codes.node.astype(float), "sae-codes-edges": codes.edge_node}
+        scores |= {f"sae-codes-{name}": v.astype(float) for name, v in codes.others.items()}
     truth = truth_mask(cfg, model, effects)
     result: dict[str, Any] = {
         "config": cfg.model_dump(mode="json"),

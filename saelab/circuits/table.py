@@ -14,6 +14,8 @@ import numpy as np
 COLUMNS = (
     ("sae-codes paper", "paper", "sae-codes"),
     ("sae-codes saelab", "saelab", "sae-codes"),
+    ("saelab z (u_h)", "saelab", "sae-codes-z"),
+    ("saelab pair (uncalibrated)", "saelab", "sae-codes-pair"),
     ("attribution", None, "attribution"),
     ("EAP-IG", None, "eap-ig"),
     ("ceiling", None, "patching-held-out"),

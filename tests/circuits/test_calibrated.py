@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saelab.circuits.calibrated import aligned_positions, calibrated_scores, null_node_scores, pair_disagreement
+from saelab.circuits.calibrated import (
+    aligned_positions,
+    calibrated_scores,
+    calibrated_shift,
+    code_shift,
+    null_node_scores,
+    pair_disagreement,
+)
 from saelab.circuits.codes import node_scores
 from saelab.circuits.config import CircuitsConfig
 from saelab.circuits.run import run
@@ -94,3 +101,24 @@ def test_pair_disagreement_counts_pairs_whose_codes_differ() -> None:
     assert pair_disagreement(pos, neg).tolist() == [2 / 3, 2 / 3, 0.0]
     rng = np.random.default_rng(0)  # noise codes: 1 - sum p^2 = 0.8 for 5 equally likely codes
     assert abs(pair_disagreement(rng.integers(0, 5, (4000, 1)), rng.integers(0, 5, (4000, 1)))[0] - 0.8) < 0.03
+
+
+def test_code_shift_is_total_variation_of_the_paired_histograms() -> None:
+    pos = np.array([[0, 1], [0, 1], [2, 1], [1, 1]])
+    neg = np.array([[1, 1], [0, 2], [2, 1], [3, 1]])
+    # head 0: pos histogram {0: 2, 2: 1, 1: 1}, neg {1: 1, 0: 1, 2: 1, 3: 1}: |1| + |0| + |0| + |-1| = 2
+    assert code_shift(pos, neg).tolist() == [2 / 8, 2 / 8]
+    swapped = code_shift(pos, neg, np.array([[1, 1, 1, 1], [-1, -1, -1, -1], [-1, 1, 1, 1]]))
+    # swapping pair 0 in head 0: pos {1: 2, 0: 1, 2: 1}, neg {0: 2, 2: 1, 3: 1}: |2| + |-1| + |0| + |-1| = 4
+    assert swapped[:, 0].tolist() == [2 / 8, 2 / 8, 4 / 8]
+    assert swapped[:, 1].tolist() == [2 / 8, 2 / 8, 2 / 8]  # head 1's pair 0 agrees, so its swap changes nothing
+
+
+@pytest.mark.parametrize("k", [5, 200])
+def test_calibrated_shift_is_about_zero_on_random_codes_and_high_when_selective(k: int) -> None:
+    rng = np.random.default_rng(k)
+    pos, neg = rng.integers(0, k, (250, 60)), rng.integers(0, k, (250, 60))
+    pos[:, 0], neg[:, 0] = 0, 1  # head 0 codes the label and nothing else
+    z = calibrated_shift(pos, neg, permutations=100, seed=3)
+    assert abs(z[1:].mean()) < 0.3
+    assert z[0] > 5 and z[0] > z[1:].max() + 3

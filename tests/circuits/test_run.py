@@ -24,7 +24,14 @@ def test_cli_runs_all_methods_and_writes_json_and_plots(tokenizer, tiny, tmp_pat
     printed = capsys.readouterr().out
     assert "sae-codes" in printed and "attribution" in printed and "AUC over 2 draws" in printed
     saved = json.loads((tmp_path / "out" / "circuits.json").read_text())
-    assert saved["auc"].keys() == {"sae-codes", "sae-codes-edges", "attribution", "mean-ablation"}
+    assert saved["auc"].keys() == {
+        "sae-codes",
+        "sae-codes-edges",
+        "sae-codes-z",
+        "sae-codes-pair",
+        "attribution",
+        "mean-ablation",
+    }
     assert set(saved["runtime_s"]) == {"patching", "mean-ablation", "attribution", "sae-codes"}
     assert len(saved["heads"]) == 12 and all(len(v) == 12 for v in saved["scores"].values())
     assert saved["ground_truth"]["n_heads"] >= 1 and len(saved["stability"]["sae-codes"]["auc"]) == 2
