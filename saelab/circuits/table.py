@@ -26,10 +26,14 @@ def collect(root: Path) -> dict[str, dict[str, dict[str, list[float]]]]:
     """{task: {column: {"auc": [...], "runtime_s": [...]}}} over every circuits.json under `root`; the
     patching runtime goes under "patching"."""
     out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for f in sorted(root.glob("**/circuits.json")):
+    files = sorted(root.glob("**/circuits.json"))
+    collected = {f.resolve() for f in files}
+    for f in files:
         r = json.loads(f.read_text())
         task, recipe = r["config"]["task"], r["config"].get("recipe", "saelab")
-        reused = set(r.get("effects_from", {}).get("reused", []))
+        source = r.get("effects_from", {})
+        # effects reused from a file this table also reads are counted there; from any other file, here
+        reused = set(source.get("reused", [])) if Path(source.get("file", "")).resolve() in collected else set()
         for label, want_recipe, key in COLUMNS:
             if key not in r.get("auc", {}) or (want_recipe and want_recipe != recipe):
                 continue
