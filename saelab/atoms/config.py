@@ -129,7 +129,11 @@ class AtomsPaperConfig(AnalysisOptions):
     topk_k: int = Field(default=32, ge=1)
     """TopK features: k."""
     steps: int = Field(default=300, ge=1)
-    """Optimiser steps per dictionary."""
+    """Optimiser steps of the atoms and of the matched features (which train exactly as the atoms do)."""
+    feature_steps: int | None = Field(default=None, ge=1)
+    """Optimiser steps of the features at their usual sparsity (default: `steps`)."""
+    controller_rate: float = Field(default=0.02, gt=0)
+    """Gain of the target-L0 controller on log(L0 / target) per step (saelab/atoms/fit.py)."""
     batch: int = Field(default=128, ge=1)
     """Rows per step, drawn with replacement from M."""
     lr: float = Field(default=3e-3, gt=0)

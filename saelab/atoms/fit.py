@@ -91,7 +91,7 @@ def fit(cfg: SAEConfig, sets: list[np.ndarray], options: FitOptions | None = Non
     Xs_j, n_j = jnp.asarray(Xs), jnp.asarray(n)
     init = partial(_init, cfg, tx, options.init == "data")
     states = jax.vmap(init)(keys, Xs_j * scales[:, None, None], n_j)
-    states, (l0s, mses) = _train(cfg, tx, options, states, Xs_j, n_j, scales, keys)
+    states, (l0s, mses) = jax.block_until_ready(_train(cfg, tx, options, states, Xs_j, n_j, scales, keys))
     seconds = time.perf_counter() - t0
     tail = max(1, options.steps // 10)
     out = []

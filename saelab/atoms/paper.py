@@ -86,7 +86,7 @@ def run(cfg: AtomsPaperConfig) -> dict[str, Any]:
 def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptions, str]]:
     """(label, SAE config, fit options, sparsity) of every trained dictionary: atoms at each multiplier, then
     features at their usual sparsity, then features at the atoms' ("matched")."""
-    base = dict(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, init=cfg.init, seed=cfg.seed)
+    base = dict(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, init=cfg.init, seed=cfg.seed, rate=cfg.controller_rate)
     out = []
     for x in cfg.multipliers:
         sae = SAEConfig(
@@ -106,7 +106,8 @@ def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptio
         else:
             sae, target, at = SAEConfig(architecture="topk", d_in=d, d_sae=m, k=min(k, m)), None, f"k {min(k, m)}"
         label = f"features ({arch}, {m}{', ' + at + ' as the atoms' if sparsity == 'matched' else ''})"
-        out.append((label, sae, FitOptions(target_l0=target, **base), sparsity))
+        steps = cfg.feature_steps or cfg.steps if sparsity == "usual" else cfg.steps
+        out.append((label, sae, FitOptions(target_l0=target, **base | {"steps": steps}), sparsity))
     return out
 
 

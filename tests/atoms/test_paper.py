@@ -204,13 +204,21 @@ def test_ordering_compares_usual_features_and_reports_matched_ones_apart():
     reported beside them, never the row that decides the check."""
     from saelab.atoms.paper_report import ordering
 
-    def row(kind, q, u, sparsity=None):
-        return {"kind": kind, "q_star": q, "uniqueness": u, "uniqueness_median_k": u, "r2": 0.5, "sparsity": sparsity}
+    def row(kind, q, u, sparsity=None, samples=None):
+        per_atom = {"uniqueness": u, "uniqueness_median_k": u, "uniqueness_samples": u if samples is None else samples}
+        return {"kind": kind, "q_star": q, "r2": 0.5, "sparsity": sparsity} | per_atom
 
     rows = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.2, "usual"), row("neurons", 0.0, 0.0)]
     lines = ordering(rows + [row("features", 0.9, 0.9, "matched")], "in-sample")
     assert "features at the atoms' L0 90.00%" in lines[1]
     assert lines[1].endswith("atoms > features > neurons: yes") and lines[2].endswith("yes")
-    tie = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.0, "usual"), row("neurons", 0.0, 0.0)]
+    tie = [row("atoms", 0.6, 0.5, "atoms"), row("features", 0.1, 0.0, "usual", 0.01), row("neurons", 0.0, 0.0)]
     lines = ordering(tie, "in-sample")
-    assert lines[1].endswith("yes") and lines[2].endswith("no") and lines[3].endswith("no")  # 0.0% = 0.0%
+    assert [line.split(":")[0] for line in lines[1:5]] == [
+        "- q_star",
+        "- uniqueness_samples",
+        "- uniqueness",
+        "- uniqueness_median_k",
+    ]
+    assert lines[1].endswith("yes") and lines[2].endswith("yes")  # the per-sample fraction tells them apart
+    assert lines[3].endswith("no") and lines[4].endswith("no")  # per atom, 0.0% = 0.0%
