@@ -33,13 +33,15 @@ class CircuitsConfig(Config):
     count_prompts: int = Field(default=250, ge=1)
     """Prompt pairs whose codes are counted: recipe="paper", the paper's 250 (the SAE's 10 prompts among them);
     positions="aligned", fresh pairs drawn apart from the SAE's and the ground truth's."""
-    score: Literal["shift", "pair", "z"] = "shift"
-    """positions="aligned": a head's score per role. "shift" (default): the total variation between its code
-    histograms on positives and negatives, as a z-score against within-pair label swaps (about 0 for codes
-    that ignore the task, however many). "z": |P_h \\ N_h| as the same z-score. "pair": the fraction of pairs
-    whose two prompts get different codes (uncalibrated: a swap null cannot move it). Chosen on seed 0 of
-    SmolLM2 (AUC shift / z / pair: IOI 0.851 / 0.574 / 0.958, greater-than 0.913 / 0.870 / 0.889, docstring
-    0.834 / 0.751 / 0.905); circuits.json also holds the other two as sae-codes-z / sae-codes-pair."""
+    score: Literal["soft", "shift", "pair", "z"] = "soft"
+    """positions="aligned": a head's score per role, its best role. "soft" (default): how much SAE latent mass
+    the task moves, ||sum over pairs of f(positive) - f(negative)||_1, as a z-score against within-pair label
+    swaps (about 0 for codes that ignore the task, however many). "shift": the same on the argmax codes (the
+    total variation between the code histograms of positives and negatives). "z": |P_h \\ N_h| as that
+    z-score. "pair": the fraction of pairs whose two prompts get different codes (uncalibrated: a swap null
+    cannot move it). Chosen on seed 0 of SmolLM2 (AUC soft / shift / z / pair: IOI 0.913 / 0.832 / 0.574 /
+    0.958, greater-than 0.852 / 0.903 / 0.870 / 0.889, docstring 0.873 / 0.799 / 0.751 / 0.905), the best
+    worst task among the calibrated ones; circuits.json holds all four (sae-codes = this one)."""
     null_permutations: int = Field(default=100, ge=2)
     """positions="aligned": within-pair label swaps of the null each node score is calibrated against."""
     method: Literal["sae-codes", "patching", "attribution", "all"] = "all"

@@ -74,7 +74,11 @@ def encode(sae: SAEParams, x: jax.Array) -> jax.Array:
 
 def codes(sae: SAEParams, x: jax.Array) -> np.ndarray:
     """Discrete code per vector: its most active latent, or d_sae (an extra "silent" code) when none fires."""
-    f = np.asarray(encode(sae, jnp.asarray(x, jnp.float32)))
+    return as_codes(np.asarray(encode(sae, jnp.asarray(x, jnp.float32))))
+
+
+def as_codes(f: np.ndarray) -> np.ndarray:
+    """`codes` from latent activations f (..., d_sae) already computed."""
     return np.where(f.max(-1) > 0, f.argmax(-1), f.shape[-1])
 
 

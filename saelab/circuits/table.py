@@ -14,6 +14,7 @@ import numpy as np
 COLUMNS = (
     ("sae-codes paper", "paper", "sae-codes"),
     ("sae-codes saelab", "saelab", "sae-codes"),
+    ("saelab shift (argmax codes)", "saelab", "sae-codes-shift"),
     ("saelab z (u_h)", "saelab", "sae-codes-z"),
     ("saelab pair (uncalibrated)", "saelab", "sae-codes-pair"),
     ("attribution", None, "attribution"),

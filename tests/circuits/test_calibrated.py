@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from saelab.circuits.calibrated import (
+    activation_shift,
     aligned_positions,
+    calibrated_activation_shift,
     calibrated_scores,
     calibrated_shift,
     code_shift,
@@ -122,3 +124,28 @@ def test_calibrated_shift_is_about_zero_on_random_codes_and_high_when_selective(
     z = calibrated_shift(pos, neg, permutations=100, seed=3)
     assert abs(z[1:].mean()) < 0.3
     assert z[0] > 5 and z[0] > z[1:].max() + 3
+
+
+def test_activation_shift_is_the_code_shift_of_one_hot_codes_and_sums_signed_differences() -> None:
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 4, (30, 3)), rng.integers(0, 4, (30, 3))
+    one_hot = np.eye(4, dtype=np.float32)
+    signs = np.where(rng.random((5, 30)) < 0.5, -1.0, 1.0)
+    np.testing.assert_allclose(activation_shift(one_hot[pos], one_hot[neg]), 2 * code_shift(pos, neg), rtol=1e-6)
+    np.testing.assert_allclose(
+        activation_shift(one_hot[pos], one_hot[neg], signs), 2 * code_shift(pos, neg, signs), rtol=1e-6
+    )
+    f, g = rng.random((30, 3, 7)), rng.random((30, 3, 7))
+    want = np.abs(np.einsum("n,nhl->hl", signs[2], f - g)).sum(-1) / 30
+    np.testing.assert_allclose(activation_shift(f, g, signs)[2], want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("latents", [5, 200])
+def test_soft_score_is_about_zero_without_task_information_and_high_with_it(latents: int) -> None:
+    rng = np.random.default_rng(latents)
+    pos = rng.exponential(1.0, (250, 40, latents)) * (rng.random((250, 40, latents)) < 0.1)
+    neg = rng.exponential(1.0, (250, 40, latents)) * (rng.random((250, 40, latents)) < 0.1)
+    pos[:, 0, 0] += 2.0  # head 0: one latent fires more on positives, nothing else differs
+    z = calibrated_activation_shift(pos, neg, permutations=100, seed=2)
+    assert abs(z[1:].mean()) < 0.3
+    assert z[0] > 3 and z[0] > np.sort(z[1:])[-1]

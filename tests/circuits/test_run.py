@@ -27,6 +27,7 @@ def test_cli_runs_all_methods_and_writes_json_and_plots(tokenizer, tiny, tmp_pat
     assert saved["auc"].keys() == {
         "sae-codes",
         "sae-codes-edges",
+        "sae-codes-shift",
         "sae-codes-z",
         "sae-codes-pair",
         "attribution",
