@@ -192,7 +192,7 @@ def calibrated_codes(
     score: Score = "soft",
 ) -> tuple[CodesResult, dict[str, np.ndarray]]:
     """The whole method: an SAE on `train_task`'s role vectors, codes of `count_task`'s, node scores per
-    role ("shift": calibrated `code_shift`; "z": calibrated u_h; "pair": `pair_disagreement`). -> (result
+    role (`SCORES`: "soft", "shift" and "z" calibrated, "pair" not; module docstring). -> (result
     with node = the best `score` over roles and `others` the best of the other statistics, {role: `score`
     (n_layers, n_heads)})."""
     t0 = time.perf_counter()
