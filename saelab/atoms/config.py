@@ -129,9 +129,9 @@ class AtomsPaperConfig(AnalysisOptions):
     topk_k: int = Field(default=32, ge=1)
     """TopK features: k."""
     steps: int = Field(default=300, ge=1)
-    """Optimiser steps of the atoms and of the matched features (which train exactly as the atoms do)."""
+    """Optimiser steps of the atoms."""
     feature_steps: int | None = Field(default=None, ge=1)
-    """Optimiser steps of the features at their usual sparsity (default: `steps`)."""
+    """Optimiser steps of the features, usual and matched (default: `steps`)."""
     controller_rate: float = Field(default=0.02, gt=0)
     """Gain of the target-L0 controller on log(L0 / target) per step (saelab/atoms/fit.py)."""
     batch: int = Field(default=128, ge=1)

@@ -106,8 +106,9 @@ def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptio
         else:
             sae, target, at = SAEConfig(architecture="topk", d_in=d, d_sae=m, k=min(k, m)), None, f"k {min(k, m)}"
         label = f"features ({arch}, {m}{', ' + at + ' as the atoms' if sparsity == 'matched' else ''})"
-        steps = cfg.feature_steps or cfg.steps if sparsity == "usual" else cfg.steps
-        out.append((label, sae, FitOptions(target_l0=target, **base | {"steps": steps}), sparsity))
+        out.append(
+            (label, sae, FitOptions(target_l0=target, **base | {"steps": cfg.feature_steps or cfg.steps}), sparsity)
+        )
     return out
 
 
