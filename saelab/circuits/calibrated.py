@@ -143,7 +143,8 @@ def activation_shift(pos_acts: np.ndarray, neg_acts: np.ndarray, signs: np.ndarr
     n = d.shape[0]
     if signs is None:
         return np.abs(d.sum(0)).sum(-1) / n
-    return np.abs(np.einsum("rn,nhl->rhl", np.asarray(signs, np.float32), d)).sum(-1) / n
+    flips = np.asarray(signs, np.float32) @ d.reshape(n, -1)  # (r, heads * latents), one BLAS call
+    return np.abs(flips.reshape(len(flips), *d.shape[1:])).sum(-1) / n
 
 
 def calibrated_activation_shift(
