@@ -28,13 +28,13 @@ def collect(root: Path) -> dict[str, dict[str, dict[str, list[float]]]]:
     patching runtime goes under "patching"."""
     out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     files = sorted(root.glob("**/circuits.json"))
-    collected = {f.resolve() for f in files}
+    collected = [f.resolve().parts for f in files]
     for f in files:
         r = json.loads(f.read_text())
         task, recipe = r["config"]["task"], r["config"].get("recipe", "saelab")
         source = r.get("effects_from", {})
         # effects reused from a file this table also reads are counted there; from any other file, here
-        reused = set(source.get("reused", [])) if Path(source.get("file", "")).resolve() in collected else set()
+        reused = set(source.get("reused", [])) if _read_here(source.get("file", ""), collected) else set()
         for label, want_recipe, key in COLUMNS:
             if key not in r.get("auc", {}) or (want_recipe and want_recipe != recipe):
                 continue
@@ -46,6 +46,18 @@ def collect(root: Path) -> dict[str, dict[str, dict[str, list[float]]]]:
         if "patching" in r["runtime_s"] and "patching" not in reused:
             out[task]["patching"]["runtime_s"].append(r["runtime_s"]["patching"])
     return out
+
+
+def _read_here(source: str, collected: list[tuple[str, ...]]) -> bool:
+    """Whether `source` (an effects_from path as the run saw it, often relative to its working directory) is
+    one of the collected files: equal when absolute, a trailing part of one when relative."""
+    path = Path(source)
+    if not source:
+        return False
+    if path.is_absolute():
+        return path.resolve().parts in collected
+    tail = path.parts
+    return any(c[-len(tail) :] == tail for c in collected)
 
 
 def markdown(data: dict) -> str:

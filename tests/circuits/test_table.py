@@ -24,9 +24,9 @@ def test_table_means_over_seeds_and_skips_reused(tmp_path, capsys) -> None:
         _write(d / "saelab", "ioi", "saelab", auc, {"sae-codes": 2.0, "attribution": 1.0, "patching": 30.0})
         reused = ("attribution", "eap-ig", "patching", "patching-held-out")
         paper = auc | {"sae-codes": 0.5}
-        _write(
-            d / "paper", "ioi", "paper", paper, {"sae-codes": 4.0, "patching": 30.0}, reused, d / "saelab/circuits.json"
-        )
+        # seed 1's run saw its source relative to its working directory, as `saelab run` writes it
+        source = d / "saelab/circuits.json" if seed == 0 else f"{tmp_path.name}/ioi/seed1/saelab/circuits.json"
+        _write(d / "paper", "ioi", "paper", paper, {"sae-codes": 4.0, "patching": 30.0}, reused, source)
     data = collect(tmp_path)["ioi"]
     assert data["sae-codes saelab"]["auc"] == [0.7, 0.8] and data["sae-codes paper"]["auc"] == [0.5, 0.5]
     assert data["attribution"]["auc"] == [0.6, 0.6] and np.allclose(data["ceiling"]["auc"], [0.9, 0.95])
