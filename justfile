@@ -17,10 +17,14 @@ setup:
 demo *ARGS: setup
     {{venv}}/bin/saelab run experiments/demo.toml {{ARGS}}
 
-# Run the test suite (Chromium for the dashboard browser test; the SAELens export test runs where the
-# bench extra is installed, e.g. after `just bench`). One pytest-xdist worker per core, each test file on one
-# worker (its module fixtures, compiled models among them, are built once); `just test -n 0` runs serially.
-test *ARGS: setup setup-browser
+# Install the peers (the bench extra: sae-lens, eai-sparsify): the tests use them as oracles, the benches run them.
+setup-bench: setup
+    {{py}} -m pip install -q -e ".[bench]"
+
+# Run the test suite, peers and Chromium (for the dashboard browser test) included. One pytest-xdist worker per
+# core, each test file on one worker (its module fixtures, compiled models among them, are built once);
+# `just test -n 0` runs serially.
+test *ARGS: setup setup-bench setup-browser
     {{py}} -m pytest -q -n auto --dist loadfile {{ARGS}}
 
 # The reliability suite alone (also part of `just test`): SIGKILLs, damaged shards, NaN/Inf, a full disk.
@@ -28,8 +32,7 @@ faults *ARGS: setup
     {{py}} -m pytest -q tests/faults {{ARGS}}
 
 # Benchmarks against the peers (installs the bench extra). Pass --quick for a short run.
-bench *ARGS: setup
-    {{py}} -m pip install -q -e ".[bench]"
+bench *ARGS: setup-bench
     for f in experiments/bench/*.py; do {{py}} $f {{ARGS}} || exit 1; done
 
 # Lint and format check.

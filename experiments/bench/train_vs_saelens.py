@@ -1,26 +1,31 @@
 """TopK SAE training, saelab against SAELens on the same store, batches and machine.
 
 First the bare train steps alternate in blocks on the same batches (the ratio robust to a busy machine).
-Then both train a TopK SAE (k 32, 8x expansion, batch 4096, fp32, Adam 3e-4) on the same shuffled batches of the
-demo store (BOS excluded), scaled by the same input-scaling scalar. saelab runs its real trainer
-(`saelab.train.run`, checkpoints and logging included); SAELens runs `SAETrainer.fit()` with its defaults
-for everything not named above. Throughput excludes each side's first step (compilation / warm-up).
-Quality: explained variance of both SAEs on held-out docstrings (the corpus split the store never saw),
-activations from the model, BOS excluded. FLOP rates: dense-equivalent training FLOPs (12 d_in d_sae per
-token: forward and backward of both GEMMs, what a dense trainer such as SAELens performs) and the FLOPs our
-sparse step performs (2 d_in d_sae for the encoder GEMM plus 8 d_in k for the sparse encoder-gradient and
-decoder passes), each per second, against the peak of one jitted fp32 GEMM of the encoder's shape here.
+Then both train a TopK SAE (k 32, 8x expansion, batch 4096, fp32, Adam 3e-4, constant learning rate) on the
+same shuffled batches of the demo store (BOS excluded), scaled by the same input-scaling scalar. saelab runs its
+real trainer (`saelab.train.run`, checkpoints and logging included), once per budget; SAELens runs
+`SAETrainer.fit()` once per peer variant (`saelab.peers.saelens`): "defaults" (SAELens's documented
+defaults for everything not named above) and "matched" (AuxK coefficient 1/32, dead window 244 steps and the
+geometric-median b_dec, saelab's values), its SAE copied at each smaller budget on the way (its learning rate is
+constant, so the copy is the SAE a run of that budget ends with). Throughput excludes each side's first step
+(compilation / warm-up) and comes from the largest budget's run. Quality: explained variance of every SAE on
+held-out docstrings (the corpus split the store never saw), activations from the model, BOS excluded. FLOP
+rates: dense-equivalent training FLOPs (12 d_in d_sae per token: forward and backward of both GEMMs, what a dense
+trainer such as SAELens performs) and the FLOPs our sparse step performs (2 d_in d_sae for the encoder GEMM plus
+8 d_in k for the sparse encoder-gradient and decoder passes), each per second, against the peak of one jitted
+fp32 GEMM of the encoder's shape here.
 
 `--expansion 32` / `128` measure wider SAEs (18,432 / 73,728 latents at d_model 576); `--steps-only` keeps
 only the interleaved bare steps (what a width sweep needs: end to end at 73,728 latents SAELens needs hours).
 
-    python experiments/bench/train_vs_saelens.py [--quick] [--store activations/demo] [--tokens N]
-        [--expansion 8] [--steps-only]
+    python experiments/bench/train_vs_saelens.py [--quick] [--store activations/demo] [--budgets N,N,N]
+        [--peer both|defaults|matched] [--expansion 8] [--steps-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -45,14 +50,16 @@ from saelab.train.run import initial_state  # noqa: E402
 from saelab.train.step import make_train_step  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "sae-topk.toml"
+BUDGETS = (409_600, 2_048_000, 4_096_000)  # 100, 500 and 1,000 steps of 4,096 tokens
 
 
 def main() -> None:
     reexec_with_hugepages("train")  # the memory setting `saelab train` runs under, for both sides
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="409,600 tokens each (a run under two minutes)")
+    p.add_argument("--quick", action="store_true", help="one budget of 409,600 tokens, defaults peer only")
     p.add_argument("--store", default="activations/demo", help="activation store (made by `just demo`)")
-    p.add_argument("--tokens", type=int, help="training tokens each (default 2,000,000; quick 409,600)")
+    p.add_argument("--budgets", help="comma-separated training-token budgets (default 409600,2048000,4096000)")
+    p.add_argument("--peer", choices=["both", "defaults", "matched"], help="SAELens variants (default both)")
     p.add_argument("--heldout-tokens", type=int, default=16_384)
     p.add_argument("--expansion", type=int, help="d_sae / d_in (default: the config's, 8)")
     p.add_argument("--steps-only", action="store_true", help="only the interleaved bare steps, no end-to-end runs")
@@ -60,87 +67,109 @@ def main() -> None:
     p.add_argument("--out", help="JSON path (default results/bench/train_vs_saelens.json)")
     p.set_defaults(bench="train_vs_saelens")
     a = p.parse_args()
-    tokens = a.tokens or (409_600 if a.quick else 2_000_000)
+    budgets = sorted(int(b) for b in a.budgets.split(",")) if a.budgets else ([BUDGETS[0]] if a.quick else BUDGETS)
+    variants = ["defaults", "matched"] if (a.peer or ("defaults" if a.quick else "both")) == "both" else [a.peer]
+    tokens = budgets[-1]
     store = ActivationStore(a.store)
     hook = store.hooks[0]
+    x = heldout_activations(store.meta["model"], hook, a.heldout_tokens)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = train.load_config(
-            CONFIG,
-            [
-                f"data.store='{a.store}'",
-                f"train.tokens={tokens}",
-                f"train.out='{tmp}'",
-                "train.name='saelab'",
-                "train.wandb='disabled'",
-                "train.log_every=50",
-                "train.checkpoint_every=1000000",
-                *([f"sae.expansion={a.expansion}"] if a.expansion else []),
-            ],
-        )
+        cfgs = {
+            b: train.load_config(
+                CONFIG,
+                [
+                    f"data.store='{a.store}'",
+                    f"train.tokens={b}",
+                    f"train.out='{tmp}'",
+                    f"train.name='saelab-{b}'",
+                    "train.wandb='disabled'",
+                    "train.log_every=50",
+                    "train.checkpoint_every=1000000",
+                    *([f"sae.expansion={a.expansion}"] if a.expansion else []),
+                ],
+            )
+            for b in budgets
+        }
+        cfg = cfgs[tokens]
         steps = interleaved_steps(cfg, store, hook, blocks=a.blocks or (3 if a.quick else 6), per_block=5)
         print(f"interleaved steps: saelab {steps['saelab']:,.0f} tok/s, SAELens {steps['saelens']:,.0f} tok/s")
         if a.steps_only:
             return steps_only(a, cfg, store, hook, steps)
-        ours = train.run(cfg)
-        sae = load_sae(ours.run_dir)
-        peer = saelens.train(
-            saelens.SAELensTrainConfig(
-                store=a.store,
-                hook=hook,
-                k=sae.cfg.k,
-                expansion=cfg.sae.expansion,
-                tokens=tokens,
-                batch_size=cfg.data.batch_size,
-                lr=cfg.optim.lr,
-                seed=cfg.data.seed,
-                input_scaling=cfg.train.input_scaling,
-                out=Path(tmp) / "saelens",
+        ev = {"saelab": {}}
+        for b in budgets:
+            ours = train.run(cfgs[b])
+            sae = load_sae(ours.run_dir)
+            ev["saelab"][b] = explained_variance(
+                x, np.asarray(decode(sae.params, encode(sae.params, jnp.asarray(x), sae.cfg)))
             )
-        )
-        theirs, their_tok_s = peer.sae, peer.tokens_per_s
-    x = heldout_activations(store.meta["model"], hook, a.heldout_tokens)
-    ev_ours = explained_variance(x, np.asarray(decode(sae.params, encode(sae.params, jnp.asarray(x), sae.cfg))))
-    ev_theirs = explained_variance(x * peer.scale, saelens_reconstruct(theirs, x * peer.scale))
+        rate = {"saelab": ours.tokens_per_s}
+        for v in variants:
+            snapshots = {}
+            peer = saelens.train(
+                saelens.SAELensTrainConfig(
+                    store=a.store,
+                    hook=hook,
+                    k=sae.cfg.k,
+                    expansion=cfg.sae.expansion,
+                    tokens=tokens,
+                    batch_size=cfg.data.batch_size,
+                    lr=cfg.optim.lr,
+                    seed=cfg.data.seed,
+                    input_scaling=cfg.train.input_scaling,
+                    settings=v,
+                    dead_tokens=cfg.train.dead_tokens,
+                    checkpoint_tokens=budgets[:-1],
+                    out=Path(tmp) / f"saelens-{v}",
+                ),
+                on_tokens=lambda n, s, _scale, snapshots=snapshots: snapshots.__setitem__(n, copy.deepcopy(s)),
+            )
+            snapshots[tokens] = peer.sae
+            name = f"saelens_{v}"
+            rate[name] = peer.tokens_per_s
+            ev[name] = {
+                b: explained_variance(x * peer.scale, saelens_reconstruct(s, x * peer.scale))
+                for b, s in snapshots.items()
+            }
     d, m = sae.cfg.d_in, sae.cfg.d_sae
     peak = gemm_peak(cfg.data.batch_size, d, m)
     flops = lambda tok_s: 12 * d * m * tok_s / 1e9
     performed = lambda tok_s: (2 * d * m + 8 * d * sae.cfg.k) * tok_s / 1e9
+    first = f"saelens_{variants[0]}"
     result = {
         "store": a.store,
         "hook": hook,
-        "tokens": tokens,
+        "budgets": budgets,
         "batch": cfg.data.batch_size,
         "d_in": d,
         "d_sae": m,
         "k": sae.cfg.k,
         "heldout_tokens": int(x.shape[0]),
-        "saelab": {
-            "tokens_per_s": ours.tokens_per_s,
-            "heldout_ev": ev_ours,
-            "train_ev_last": ours.metrics.get("explained_variance"),
-            "dense_equiv_gflops": flops(ours.tokens_per_s),
-            "performed_gflops": performed(ours.tokens_per_s),
+        "peer_settings": {
+            v: saelens.saelens_settings(saelens.SAELensTrainConfig(store=a.store, settings=v, out=Path("x")))
+            for v in variants
         },
-        "saelens": {"tokens_per_s": their_tok_s, "heldout_ev": ev_theirs, "dense_equiv_gflops": flops(their_tok_s)},
+        "tokens_per_s": rate,
+        "heldout_ev": ev,
+        "dense_equiv_gflops": {k: flops(r) for k, r in rate.items()},
+        "saelab_performed_gflops": performed(rate["saelab"]),
         "gemm_peak_gflops": peak,
-        "ratio_tokens_per_s": ours.tokens_per_s / their_tok_s,
+        "ratio_tokens_per_s": {k: rate["saelab"] / r for k, r in rate.items() if k != "saelab"},
         "interleaved_step_tokens_per_s": steps,
         "ratio_interleaved_steps": steps["saelab"] / steps["saelens"],
-        "utilisation_saelab": performed(ours.tokens_per_s) / peak,
-        "utilisation_saelens": flops(their_tok_s) / peak,
+        "utilisation_saelab": performed(rate["saelab"]) / peak,
+        "utilisation_saelens": flops(rate[first]) / peak,
     }
     finish(
         a,
         result,
-        saelab_tok_s=ours.tokens_per_s,
-        saelens_tok_s=their_tok_s,
-        ratio=result["ratio_tokens_per_s"],
+        saelab_tok_s=rate["saelab"],
+        saelens_tok_s=rate[first],
+        ratio=rate["saelab"] / rate[first],
         ratio_interleaved=result["ratio_interleaved_steps"],
-        saelab_ev=ev_ours,
-        saelens_ev=ev_theirs,
+        **{f"ev_{k}_{b}": e for k, per in ev.items() for b, e in per.items()},
         tokens=tokens,
-        saelab_dense_equiv_gflops=flops(ours.tokens_per_s),
-        saelab_performed_gflops=performed(ours.tokens_per_s),
+        saelab_dense_equiv_gflops=flops(rate["saelab"]),
+        saelab_performed_gflops=performed(rate["saelab"]),
         gemm_peak_gflops=peak,
         utilisation=result["utilisation_saelab"],
     )

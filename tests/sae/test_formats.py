@@ -12,6 +12,7 @@ import pytest
 from saelab.sae import encode, load_sae
 from saelab.sae.affine import decode
 from saelab.sae.saelens_io import sae_files
+from tests.peer_modules import peer
 from tests.sae.published_files import (
     D_IN,
     D_SAE,
@@ -29,8 +30,6 @@ from tests.sae.published_files import (
 X = np.random.default_rng(7).normal(size=(6, D_IN)).astype(np.float32) * 3 + 1
 K = 5
 TOL = {"rtol": 1e-4, "atol": 1e-4}
-
-PEER = "compares with {} itself, a peer in the bench extra: `pip install -e '.[bench]'` (`just bench` installs it)"
 
 
 def _norm_in(x: np.ndarray, mode: str, s: float) -> tuple[np.ndarray, object]:
@@ -260,7 +259,7 @@ def test_a_folder_in_no_known_format_names_what_each_needs(tmp_path) -> None:
 @pytest.mark.parametrize("mode", ["none", "constant_norm_rescale", "layer_norm"])
 @pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu"])
 def test_saelens_own_load_gives_the_same_codes(tmp_path, arch: str, mode: str) -> None:
-    sae_lens = pytest.importorskip("sae_lens", reason=PEER.format("sae_lens"))
+    sae_lens = peer("sae_lens")
     import torch
 
     w = rand(11)
@@ -287,7 +286,7 @@ def test_saelens_own_load_gives_the_same_codes(tmp_path, arch: str, mode: str) -
     ],
 )
 def test_saelens_own_load_agrees_on_pre_bias_decoder_norm_rescaling_and_folded_scale(tmp_path, arch, over) -> None:
-    sae_lens = pytest.importorskip("sae_lens", reason=PEER.format("sae_lens"))
+    sae_lens = peer("sae_lens")
     import torch
 
     w = rand(12)
@@ -308,11 +307,7 @@ def test_saelens_own_load_agrees_on_pre_bias_decoder_norm_rescaling_and_folded_s
 
 
 def test_sparsify_own_load_gives_the_same_codes(tmp_path) -> None:
-    sparsify = pytest.importorskip("sparsify", reason=PEER.format("sparsify"))
-    if not hasattr(sparsify, "SparseCoder"):
-        pytest.skip(
-            "the `sparsify` installed is another project of that name; `pip install eai-sparsify` (the bench extra)"
-        )
+    sparsify = peer("sparsify")
     import torch
 
     w = rand(13)

@@ -16,6 +16,7 @@ import pytest
 from saelab import train
 from saelab.runtime.rundir import RunDir
 from saelab.sae import encode, load_sae
+from tests.peer_modules import peer
 
 HOOK = "blocks.3.hook_resid_post"  # the real_store fixture's hook (conftest.py)
 
@@ -124,7 +125,7 @@ def test_one_and_four_devices_give_the_same_losses(real_store, tmp_path, arch) -
 
 @pytest.mark.parametrize("arch", ["topk", "relu", "jumprelu", "batchtopk"])
 def test_export_loads_in_saelens_and_encodes_identically(real_store, tmp_path, arch) -> None:
-    sae_lens = pytest.importorskip("sae_lens", reason="needs SAELens (just bench)")
+    sae_lens = peer("sae_lens")
     import torch
 
     r = train.run(_cfg(real_store, tmp_path, arch, f"sae.architecture='{arch}'", "train.tokens=5120"))
