@@ -5,16 +5,23 @@ one record. Constant input scales (SAELens `expected_average_only_in`, Llama Sco
 into the parameters at load time, so `encode(params, x, cfg)` on raw activations is exact for them; only a
 per-token normalisation (`constant_norm_rescale`, `layer_norm`) stays in `norm`, and `LoadedSAE.encode` /
 `LoadedSAE.decode` apply it.
+
+It also answers the calls a SAELens user makes on a `sae_lens.SAE` (sae_lens/saes/sae.py, 6.x): `encode`,
+`decode`, `forward` / `__call__` on activations with any leading dimensions, the weight attributes `W_enc`,
+`b_enc`, `W_dec`, `b_dec`, `threshold`, `cfg.metadata.hook_name` and friends, `cfg.architecture()`, and the
+classmethods `from_pretrained(release, sae_id)` and `load_from_disk(path)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from saelab.sae.config import SAEConfig
+from saelab.sae.config import ComputeDtype, SAEConfig
 from saelab.sae.params import SAEParams
 
 RuntimeNorm = Literal["none", "constant_norm_rescale", "layer_norm"]
@@ -39,14 +46,58 @@ class InputNorm(NamedTuple):
         return f"{self.declared}: none (raw activations)"
 
 
-class LoadedSAE(NamedTuple):
-    """Parameters, config and provenance of one SAE; hook and model live in `metadata` as SAELens writes them."""
-
+class _Fields(NamedTuple):
     params: SAEParams
     cfg: SAEConfig
     metadata: dict[str, Any]  # model_name, hook_name, hook_head_index, prepend_bos, context_size, ...
     norm: InputNorm = InputNorm()
     format: str = "saelens"  # the on-disk format it came from (saelab.sae.formats.FORMATS)
+
+
+class LoadedSAE(_Fields):
+    """Parameters, config and provenance of one SAE; hook and model live in `metadata` as SAELens writes them.
+
+    Fields (a NamedTuple: positional construction, `._replace` and unpacking work as before): `params`
+    (SAEParams), `cfg` (saelab's SAEConfig), `metadata` (a dict), `norm` (InputNorm), `format`.
+
+    SAELens's calls, for a user coming from `sae_lens.SAE`:
+    - `encode(x)`, `decode(codes, x=None)`, `forward(x)` / `sae(x)` take activations with any leading
+      dimensions, (..., d_in) -> (..., d_sae) -> (..., d_out), flattening to (tokens, d) and back, and trace
+      under `jax.jit`. `decode` needs `x` only for a per-token normalisation (SAELens keeps those statistics
+      in the module between its `encode` and `decode` calls; saelab is stateless and takes the input instead).
+    - `W_enc` (d_in, d_sae), `b_enc`, `W_dec` (d_sae, d_out), `b_dec`, `threshold` (None without one): the
+      arrays of `params`, with SAELens's names and layouts (constant input scales already folded in).
+    - `cfg` stays saelab's SAEConfig (every field, equality and hash unchanged, so it goes wherever an SAEConfig
+      goes), and on a LoadedSAE it carries three SAELens read-outs as plain instance attributes outside the
+      pydantic fields (as `functools.cached_property` values sit there; dumps, equality and hash ignore them):
+      `cfg.metadata` (a read-only SAELens-SAEMetadata-like view of `metadata`: `cfg.metadata.hook_name`,
+      `.model_name`, `.context_size`, `.prepend_bos`, ...; a missing key reads None, as in SAELens),
+      `cfg.normalize_activations` (the per-token normalisation `encode` applies, "none" once a constant scale
+      is folded) and `cfg.architecture`, which still equals saelab's name ("relu") but, called as SAELens
+      calls it, `cfg.architecture()`, returns SAELens's name ("standard"). `cfg.d_in`, `cfg.d_sae`, `cfg.k`
+      and `cfg.apply_b_dec_to_input` are saelab fields with SAELens's names already.
+    - `LoadedSAE.from_pretrained(release, sae_id)` (saelab.sae.releases.load_pretrained) and
+      `LoadedSAE.load_from_disk(path)` (saelab.sae.load_sae).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        params: SAEParams,
+        cfg: SAEConfig,
+        metadata: dict[str, Any],
+        norm: InputNorm = InputNorm(),  # noqa: B008 - an immutable NamedTuple
+        format: str = "saelens",  # noqa: A002 - the field's name
+    ) -> LoadedSAE:
+        return super().__new__(cls, params, _saelens_cfg(cfg, metadata, norm), metadata, norm, format)
+
+    @classmethod
+    def _make(cls, iterable: Any) -> LoadedSAE:
+        """`_replace` builds through `_make`; route it through `__new__` so `cfg.metadata` follows `metadata`."""
+        return cls(*iterable)
+
+    # ---- provenance ----
 
     @property
     def hook_name(self) -> str | None:
@@ -65,26 +116,190 @@ class LoadedSAE(NamedTuple):
     def prepend_bos(self) -> bool:
         return bool(self.metadata.get("prepend_bos", True))
 
+    # ---- SAELens's weight attributes ----
+
+    @property
+    def W_enc(self) -> jax.Array:  # noqa: N802 - SAELens's name
+        """(d_in, d_sae)"""
+        return self.params.W_enc
+
+    @property
+    def b_enc(self) -> jax.Array:
+        """(d_sae,)"""
+        return self.params.b_enc
+
+    @property
+    def W_dec(self) -> jax.Array:  # noqa: N802 - SAELens's name
+        """(d_sae, d_out)"""
+        return self.params.W_dec
+
+    @property
+    def b_dec(self) -> jax.Array:
+        """(d_out,)"""
+        return self.params.b_dec
+
+    @property
+    def threshold(self) -> jax.Array | None:
+        """(d_sae,) for jumprelu / batchtopk, None for architectures without a threshold."""
+        return self.params.threshold
+
+    # ---- inference ----
+
     def encode(self, x: jax.Array) -> jax.Array:
-        """Codes (batch, d_sae) of raw activations x (batch, d_in), per-token normalisation included."""
+        """Codes (..., d_sae) of raw activations x (..., d_in), per-token normalisation included."""
         from saelab.sae.registry import encode
 
-        return encode(self.params, normalise_in(self.norm, x, self.cfg.d_in)[0], self.cfg)
+        _check_last(x, self.cfg.d_in, "x", "d_in")
+        xn = normalise_in(self.norm, x, self.cfg.d_in)[0]  # (..., d_in)
+        codes = encode(self.params, xn.reshape(-1, self.cfg.d_in), self.cfg)  # (tokens, d_sae)
+        return codes.reshape(*x.shape[:-1], self.cfg.d_sae)
 
-    def decode(self, codes: jax.Array, x: jax.Array) -> jax.Array:
-        """Reconstruction (batch, d_in) in raw units; x (the encoded input) gives the per-token statistics."""
+    def decode(self, codes: jax.Array, x: jax.Array | None = None) -> jax.Array:
+        """Reconstruction (..., d_out) in raw units of codes (..., d_sae). x (..., d_in), the encoded input,
+        gives the per-token statistics a runtime normalisation undoes; without one it may be left out."""
         from saelab.sae.affine import decode
 
-        stats = normalise_in(self.norm, x, self.cfg.d_in)[1]
-        return normalise_out(self.norm, decode(self.params, codes, self.cfg.compute_dtype), stats)
+        _check_last(codes, self.cfg.d_sae, "codes", "d_sae")
+        if x is None and self.norm.runtime != "none":
+            raise ValueError(
+                f"this SAE normalises each token ({self.norm.runtime}, declared {self.norm.declared!r}), and "
+                "decode undoes that with the statistics of the input those codes were encoded from; saelab keeps no "
+                "state between encode and decode (SAELens stores them in the module), so pass it: "
+                "sae.decode(codes, x), or call sae.forward(x) / sae(x) for decode(encode(x))"
+            )
+        flat = decode(self.params, codes.reshape(-1, self.cfg.d_sae), self.cfg.compute_dtype)  # (tokens, d_out)
+        y = flat.reshape(*codes.shape[:-1], self.cfg.resolved_d_out)
+        if x is None:
+            return y
+        _check_last(x, self.cfg.d_in, "x", "d_in")
+        if x.shape[:-1] != codes.shape[:-1]:
+            raise ValueError(f"x {x.shape} and codes {codes.shape} must have the same leading dimensions")
+        return normalise_out(self.norm, y, normalise_in(self.norm, x, self.cfg.d_in)[1])
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        """decode(encode(x), x) in raw units, (..., d_in) -> (..., d_out), plus a skip-transcoder's x @ W_skip
+        (SAELens's `sae(x)`)."""
+        from saelab.sae.transcoder import with_skip
+
+        y = self.decode(self.encode(x), x)  # (..., d_out)
+        if not self.cfg.skip:
+            return y
+        flat = with_skip(self.params, x.reshape(-1, self.cfg.d_in), y.reshape(-1, self.cfg.resolved_d_out), self.cfg)
+        return flat.reshape(y.shape)
+
+    __call__ = forward
 
     def reconstruct(self, x: jax.Array) -> jax.Array:
-        """decode(encode(x)) in raw units, (batch, d_in)."""
-        return self.decode(self.encode(x), x)
+        """decode(encode(x)) in raw units, (..., d_out); the same as `forward`."""
+        return self.forward(x)
+
+    # ---- SAELens's constructors ----
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        release: str,
+        sae_id: str,
+        *,
+        runtime_norm: bool = False,
+        compute_dtype: ComputeDtype | None = None,
+    ) -> LoadedSAE:
+        """SAELens's `SAE.from_pretrained(release, sae_id)`: saelab.sae.releases.load_pretrained (which see for
+        the releases known and the offline behaviour); runtime_norm accepts a per-token normalisation."""
+        from saelab.sae.releases import load_pretrained  # releases imports this module
+
+        return load_pretrained(release, sae_id, runtime_norm=runtime_norm, compute_dtype=compute_dtype)
+
+    @classmethod
+    def load_from_disk(cls, path: str | Path, **options: Any) -> LoadedSAE:
+        """SAELens's `SAE.load_from_disk(path)`: saelab.sae.load_sae (any format; options as there)."""
+        from saelab.sae.saelens_io import load_sae
+
+        return load_sae(path, **options)
+
+
+class SAELensMetadata(Mapping[str, Any]):
+    """Read-only view of a LoadedSAE's metadata dict that reads as SAELens's SAEMetadata: attributes and items,
+    a missing key reading None (`meta.hook_name`, `meta["context_size"]`), `in` only for keys present."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_data", data)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._data.get(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a LoadedSAE's cfg.metadata is read-only; use sae._replace(metadata={...})")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SAELensMetadata, (dict(self._data),))
+
+    def __repr__(self) -> str:
+        return f"SAELensMetadata({dict(self._data)!r})"
+
+
+class CallableArchitectureName(str):
+    """saelab's architecture name (it compares, hashes and serialises as that string) that, called as SAELens
+    calls `cfg.architecture()`, returns SAELens's name for it."""
+
+    __slots__ = ("saelens",)
+
+    def __new__(cls, name: str, saelens: str) -> CallableArchitectureName:
+        new = super().__new__(cls, name)
+        new.saelens = saelens
+        return new
+
+    def __call__(self) -> str:
+        return self.saelens
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CallableArchitectureName, (str(self), self.saelens))
+
+
+def _saelens_cfg(cfg: SAEConfig, metadata: Mapping[str, Any], norm: InputNorm) -> SAEConfig:
+    """A copy of cfg (equal to it, same hash and dump) carrying SAELens's `metadata`, `normalize_activations`
+    and callable `architecture` as instance attributes outside the pydantic fields."""
+    if not isinstance(cfg, SAEConfig):
+        return cfg
+    from saelab.sae.registry import get_architecture  # the registry imports the architectures, which import config
+
+    view = cfg.model_copy()
+    name = str(cfg.architecture)
+    view.__dict__["architecture"] = CallableArchitectureName(name, get_architecture(name).saelens_architecture(cfg))
+    view.__dict__["metadata"] = SAELensMetadata(metadata)
+    view.__dict__["normalize_activations"] = norm.runtime
+    return view
+
+
+def _check_last(a: jax.Array, width: int, what: str, dim: str) -> None:
+    if a.ndim < 1 or a.shape[-1] != width:
+        raise ValueError(f"{what} must have shape (..., {dim}={width}), got {a.shape}")
 
 
 class Stats(NamedTuple):
-    """Per-token statistics of `normalise_in`, each (batch, 1), that `normalise_out` undoes."""
+    """Per-token statistics of `normalise_in`, each (..., 1), that `normalise_out` undoes."""
 
     shift: jax.Array  # layer_norm: the token mean
     coeff: jax.Array  # constant_norm_rescale: sqrt(d_in) / ||x||
