@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -17,9 +17,11 @@ import jax.numpy as jnp
 
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
-from saelab.models.generate import Generation, generate_model, generate_text
+from saelab.models.generate import DEFAULT_NEW_TOKENS, Generation, generate_model, generate_text
+from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
 from saelab.models.hook_views import check_head_index
 from saelab.models.hooks import HookFn, validate_hook_names
+from saelab.models.inputs import resolve
 from saelab.sae import LoadedSAE, SAEParams
 from saelab.spliced.context import Attached, SplicedContext, sae_hook_names
 
@@ -55,21 +57,40 @@ class SplicedModel:
 
     def run_with_cache(
         self,
-        tokens: Any,
-        names: Iterable[str],
+        input: Any,
+        names: str | Iterable[str] | None = None,
         pad_mask: Any = None,
-        hooks: Mapping[str, HookFn] | None = None,
+        hooks: Mapping[str, Callable] | None = None,
+        *,
+        names_filter: str | Iterable[str] | Callable[[str], bool] | None = None,
+        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+        prepend_bos: bool = True,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """(logits (batch, seq, vocab), {name: activation}) with the SAEs spliced in and `hooks` applied."""
-        names = tuple(sorted(set(names)))
+        """(logits (batch, seq, vocab), {name: activation}) with the SAEs spliced in and `hooks` applied.
+        Inputs, names and hooks as `Model.run_with_cache` / `Model.run_with_hooks` take them (text, lists of
+        text and `to_tokens` results carry their padding mask; no names caches every hook, SAE ones included)."""
+        toks = resolve(self.model, input, pad_mask, prepend_bos)
+        names = tuple(sorted(set(self._pick(names, names_filter))))
         self._check(names)
-        self._check(hooks or {})
-        fn = _jitted(self.model.cfg, self.attached, _items(hooks), names)
-        return fn(self.model.params, self.sae_params, jnp.asarray(tokens), pad_mask)
+        lifted, data = lift_hooks(self._hook_pairs(hooks, fwd_hooks))
 
-    def run_with_hooks(self, tokens: Any, hooks: Mapping[str, HookFn], pad_mask: Any = None) -> jax.Array:
-        """Logits with the SAEs spliced in and `hooks` (on model or SAE hook points) applied."""
-        return self.run_with_cache(tokens, (), pad_mask, hooks)[0]
+        def run(lifted: LiftedHooks, data: tuple):
+            fn = _jitted(self.model.cfg, self.attached, lifted, names)
+            return fn(self.model.params, self.sae_params, jnp.asarray(toks.tokens), toks.pad_mask, data)
+
+        return call_lifted(run, lifted, data)
+
+    def run_with_hooks(
+        self,
+        input: Any,
+        hooks: Mapping[str, Callable] | None = None,
+        pad_mask: Any = None,
+        *,
+        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+        prepend_bos: bool = True,
+    ) -> jax.Array:
+        """Logits with the SAEs spliced in and `hooks` / `fwd_hooks` (on model or SAE hook points) applied."""
+        return self.run_with_cache(input, (), pad_mask, hooks, fwd_hooks=fwd_hooks, prepend_bos=prepend_bos)[0]
 
     def forward(
         self,
@@ -88,9 +109,9 @@ class SplicedModel:
     def generate(
         self,
         prompt: str | Sequence[str],
-        max_new_tokens: int = 32,
+        max_new_tokens: int = DEFAULT_NEW_TOKENS,
         *,
-        hooks: Mapping[str, HookFn] | None = None,
+        hooks: Mapping[str, Callable] | None = None,
         prepend_bos: bool = True,
         stop: Sequence[int] | None = None,
         **sampling: Any,
@@ -98,16 +119,21 @@ class SplicedModel:
         """Continuations with the SAEs (and `hooks`) in the loop at every step; `sampling` takes
         temperature, top_k, top_p and seed as `Model.generate` does."""
         self._check(hooks or {})
-        return generate_text(
-            self.model,
-            prompt,
-            max_new_tokens,
-            prepend_bos=prepend_bos,
-            stop=stop,
-            context=_Context(self.attached, _items(hooks)),
-            context_args=self.sae_params,
-            **sampling,
-        )
+        lifted, data = lift_hooks(hooks)
+
+        def run(lifted: LiftedHooks, data: tuple):
+            return generate_text(
+                self.model,
+                prompt,
+                max_new_tokens,
+                prepend_bos=prepend_bos,
+                stop=stop,
+                context=_Context(self.attached, lifted),
+                context_args=(self.sae_params, data),
+                **sampling,
+            )
+
+        return call_lifted(run, lifted, data)
 
     def generate_tokens(
         self,
@@ -115,7 +141,7 @@ class SplicedModel:
         pad_mask: Any,
         max_new_tokens: int,
         *,
-        hooks: Mapping[str, HookFn] | None = None,
+        hooks: Mapping[str, Callable] | None = None,
         stop_ids: tuple[int, ...] = (),
         temperature: float = 0.0,
         top_k: int | None = None,
@@ -124,19 +150,40 @@ class SplicedModel:
     ) -> Generation:
         """Token-level generation (left-padded `tokens` (batch, n) and `pad_mask`) with the SAEs in the loop."""
         self._check(hooks or {})
-        return generate_model(
-            self.model,
-            tokens,
-            pad_mask,
-            max_new_tokens,
-            stop_ids=stop_ids,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            context=_Context(self.attached, _items(hooks)),
-            context_args=self.sae_params,
-        )
+        lifted, data = lift_hooks(hooks)
+
+        def run(lifted: LiftedHooks, data: tuple) -> Generation:
+            return generate_model(
+                self.model,
+                tokens,
+                pad_mask,
+                max_new_tokens,
+                stop_ids=stop_ids,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                seed=seed,
+                context=_Context(self.attached, lifted),
+                context_args=(self.sae_params, data),
+            )
+
+        return call_lifted(run, lifted, data)
+
+    def _pick(self, names: Any, names_filter: Any) -> list[str]:
+        """Hook names asked for (see `Model.run_with_cache`), the attached SAEs' own included."""
+        if names is None and names_filter is None:
+            return self.hook_names()
+        if callable(names_filter):
+            return [n for n in self.hook_names() if names_filter(n)]
+        chosen = names if names is not None else names_filter
+        return [chosen] if isinstance(chosen, str) else list(chosen)
+
+    def _hook_pairs(self, hooks: Mapping[str, Callable] | None, fwd_hooks: Sequence) -> list[tuple[str, Callable]]:
+        pairs = list((hooks or {}).items())
+        for name, fn in fwd_hooks:
+            pairs += [(n, fn) for n in self.hook_names() if name(n)] if callable(name) else [(name, fn)]
+        self._check([n for n, _ in pairs])
+        return pairs
 
     def _check(self, names: Iterable[str]) -> None:
         valid = set(self.hook_names())
@@ -150,10 +197,11 @@ class _Context(NamedTuple):
     """Builds the spliced context inside a jitted loop; hashed by value so equal hooks share a compile."""
 
     attached: tuple[Attached, ...]
-    hooks: tuple[tuple[str, HookFn], ...]
+    hooks: LiftedHooks
 
-    def __call__(self, sae_params: Mapping[str, SAEParams]) -> SplicedContext:
-        return SplicedContext(self.attached, sae_params, dict(self.hooks))
+    def __call__(self, args: tuple[Mapping[str, SAEParams], tuple]) -> SplicedContext:
+        sae_params, data = args
+        return SplicedContext(self.attached, sae_params, self.hooks.bind(data))
 
 
 def _hook_of(sae: LoadedSAE) -> str:
@@ -163,14 +211,10 @@ def _hook_of(sae: LoadedSAE) -> str:
     return hook
 
 
-def _items(hooks: Mapping[str, HookFn] | None) -> tuple[tuple[str, HookFn], ...]:
-    return tuple(sorted((hooks or {}).items()))
-
-
 @functools.lru_cache(maxsize=64)
-def _jitted(cfg: ModelConfig, attached: tuple[Attached, ...], hooks, names: tuple[str, ...]):
-    def run(params, sae_params, tokens, pad_mask):
-        ctx = SplicedContext(attached, sae_params, dict(hooks), names)
+def _jitted(cfg: ModelConfig, attached: tuple[Attached, ...], hooks: LiftedHooks, names: tuple[str, ...]):
+    def run(params, sae_params, tokens, pad_mask, data):
+        ctx = SplicedContext(attached, sae_params, hooks.bind(data), names)
         out = forward(params, cfg, tokens, pad_mask, ctx)
         return out.logits, out.cache
 
