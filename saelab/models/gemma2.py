@@ -13,15 +13,7 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
-from saelab.models.kv_cache import keys_and_mask
-from saelab.models.layers import (
-    apply_rope,
-    attend,
-    gelu_tanh,
-    project_heads,
-    rms_norm,
-    rope_inv_freq,
-)
+from saelab.models.layers import attention, gelu_tanh, hook, mlp, rms_norm
 
 Getter = Callable[[str], np.ndarray]
 _NORMS = {
@@ -56,9 +48,11 @@ def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
     return {"embed": a(get("model.embed_tokens.weight")), "layers": layers, "ln_final": a(get("model.norm.weight"))}
 
 
-def embed(params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array) -> jax.Array:
-    x = params["embed"][tokens]
-    return x * jnp.asarray(cfg.d_model**0.5, dtype=x.dtype)
+def embed(
+    params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array, ctx: HookContext | None = None
+) -> jax.Array:
+    x = params["embed"][tokens]  # (batch, seq, d_model)
+    return hook(ctx, "hook_embed", x * jnp.asarray(cfg.d_model**0.5, dtype=x.dtype))
 
 
 def _norm(x: jax.Array, w: jax.Array, cfg: ModelConfig) -> jax.Array:
@@ -76,27 +70,17 @@ def block(
 ) -> jax.Array:
     pre = f"blocks.{layer}."
     x = ctx(pre + "hook_resid_pre", x)  # (batch, seq, d_model)
-    h = _norm(x, p["ln1"], cfg)
-    q = jnp.einsum("bsm,mhd->bshd", h, p["W_Q"])
-    k = jnp.einsum("bsm,mhd->bshd", h, p["W_K"])
-    v = jnp.einsum("bsm,mhd->bshd", h, p["W_V"])
-    inv_freq = rope_inv_freq(cfg)
-    q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
-    window = cfg.sliding_window if cfg.is_sliding(layer) else None
-    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, window)
-    scale = cfg.query_pre_attn_scalar**-0.5
-    z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, scale, cfg.attn_logit_softcap))
+    attn = attention(p, cfg, layer, _norm(x, p["ln1"], cfg), positions, pad_mask, ctx, pre)
     # hook_attn_out is what enters the residual stream: after the post-attention norm.
-    attn_out = ctx(pre + "hook_attn_out", _norm(project_heads(z, p["W_O"], None, ctx, pre), p["ln1_post"], cfg))
+    attn_out = ctx(pre + "hook_attn_out", _norm(attn, p["ln1_post"], cfg))
     x = ctx(pre + "hook_resid_mid", x + attn_out)
     h = ctx(pre + "ln2.hook_normalized", _norm(x, p["ln2"], cfg))  # the MLP input
-    act = ctx(pre + "mlp.hook_post", gelu_tanh(h @ p["W_gate"]) * (h @ p["W_up"]))  # (batch, seq, d_mlp)
-    mlp_out = ctx(pre + "hook_mlp_out", _norm(act @ p["W_down"], p["ln2_post"], cfg))
+    mlp_out = ctx(pre + "hook_mlp_out", _norm(mlp(p, h, gelu_tanh, ctx, pre), p["ln2_post"], cfg))
     return ctx(pre + "hook_resid_post", x + mlp_out)
 
 
-def unembed(params: dict, cfg: ModelConfig, x: jax.Array) -> jax.Array:
-    x = _norm(x, params["ln_final"], cfg)
+def unembed(params: dict, cfg: ModelConfig, x: jax.Array, ctx: HookContext | None = None) -> jax.Array:
+    x = hook(ctx, "ln_final.hook_normalized", _norm(x, params["ln_final"], cfg))
     logits = jnp.einsum("bsm,vm->bsv", x, params["embed"], preferred_element_type=jnp.float32)
     if cfg.final_logit_softcap is not None:
         logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap

@@ -13,8 +13,7 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
-from saelab.models.kv_cache import keys_and_mask
-from saelab.models.layers import attend, gelu_tanh, layer_norm, project_heads
+from saelab.models.layers import attention, gelu_tanh, hook, layer_norm, mlp
 
 Getter = Callable[[str], np.ndarray]
 
@@ -67,8 +66,12 @@ def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
     }
 
 
-def embed(params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array) -> jax.Array:
-    return params["embed"][tokens] + params["pos_embed"][positions]
+def embed(
+    params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array, ctx: HookContext | None = None
+) -> jax.Array:
+    """Token plus learned position embeddings, hooked apart as TransformerLens does (hook_embed, hook_pos_embed)."""
+    tok = hook(ctx, "hook_embed", params["embed"][tokens])  # (batch, seq, d_model)
+    return tok + hook(ctx, "hook_pos_embed", params["pos_embed"][positions])
 
 
 def block(
@@ -83,21 +86,15 @@ def block(
     pre = f"blocks.{layer}."
     x = ctx(pre + "hook_resid_pre", x)  # (batch, seq, d_model)
     h = layer_norm(x, p["ln1_w"], p["ln1_b"], cfg.norm_eps)
-    q = jnp.einsum("bsm,mhd->bshd", h, p["W_Q"]) + p["b_Q"]
-    k = jnp.einsum("bsm,mhd->bshd", h, p["W_K"]) + p["b_K"]
-    v = jnp.einsum("bsm,mhd->bshd", h, p["W_V"]) + p["b_V"]
-    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, None)
-    z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
-    attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p["b_O"], ctx, pre))
+    attn_out = ctx(pre + "hook_attn_out", attention(p, cfg, layer, h, positions, pad_mask, ctx, pre))
     x = ctx(pre + "hook_resid_mid", x + attn_out)
     h = ctx(pre + "ln2.hook_normalized", layer_norm(x, p["ln2_w"], p["ln2_b"], cfg.norm_eps))  # MLP input
-    act = ctx(pre + "mlp.hook_post", gelu_tanh(h @ p["W_in"] + p["b_in"]))  # (batch, seq, d_mlp)
-    mlp_out = ctx(pre + "hook_mlp_out", act @ p["W_out"] + p["b_out"])
+    mlp_out = ctx(pre + "hook_mlp_out", mlp(p, h, gelu_tanh, ctx, pre))
     return ctx(pre + "hook_resid_post", x + mlp_out)
 
 
-def unembed(params: dict, cfg: ModelConfig, x: jax.Array) -> jax.Array:
-    x = layer_norm(x, params["ln_final_w"], params["ln_final_b"], cfg.norm_eps)
+def unembed(params: dict, cfg: ModelConfig, x: jax.Array, ctx: HookContext | None = None) -> jax.Array:
+    x = hook(ctx, "ln_final.hook_normalized", layer_norm(x, params["ln_final_w"], params["ln_final_b"], cfg.norm_eps))
     if "W_U" in params:  # untied by TransformerLens-style processing (models/tl_processing.py)
         logits = jnp.einsum("bsm,mv->bsv", x, params["W_U"], preferred_element_type=jnp.float32)
         return logits + params["b_U"].astype(jnp.float32)

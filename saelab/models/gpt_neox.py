@@ -10,6 +10,7 @@ but the MLP reads resid_pre, as the model does: an edit at resid_mid reaches res
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -18,8 +19,7 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
-from saelab.models.kv_cache import keys_and_mask
-from saelab.models.layers import apply_rope, attend, layer_norm, project_heads, rope_inv_freq
+from saelab.models.layers import attention, hook, layer_norm, mlp
 
 Getter = Callable[[str], np.ndarray]
 
@@ -71,8 +71,10 @@ def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
     return params
 
 
-def embed(params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array) -> jax.Array:
-    return params["embed"][tokens]
+def embed(
+    params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array, ctx: HookContext | None = None
+) -> jax.Array:
+    return hook(ctx, "hook_embed", params["embed"][tokens])  # (batch, seq, d_model)
 
 
 def block(
@@ -87,23 +89,16 @@ def block(
     pre = f"blocks.{layer}."
     x = ctx(pre + "hook_resid_pre", x)  # (batch, seq, d_model)
     h = layer_norm(x, p["ln1_w"], p["ln1_b"], cfg.norm_eps)
-    q = jnp.einsum("bsm,mhd->bshd", h, p["W_Q"]) + p["b_Q"]  # (batch, seq, heads, d_head)
-    k = jnp.einsum("bsm,mhd->bshd", h, p["W_K"]) + p["b_K"]
-    v = jnp.einsum("bsm,mhd->bshd", h, p["W_V"]) + p["b_V"]
-    inv_freq = rope_inv_freq(cfg)  # (rotary_dim/2,): only the first rotary_pct of d_head rotates
-    q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
-    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, None)
-    z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
-    attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p["b_O"], ctx, pre))
+    attn_out = ctx(pre + "hook_attn_out", attention(p, cfg, layer, h, positions, pad_mask, ctx, pre))
     mid = ctx(pre + "hook_resid_mid", x + attn_out)
     h = layer_norm(x if cfg.parallel_residual else mid, p["ln2_w"], p["ln2_b"], cfg.norm_eps)
     h = ctx(pre + "ln2.hook_normalized", h)  # the MLP input (from resid_pre in parallel blocks)
-    act = ctx(pre + "mlp.hook_post", jax.nn.gelu(h @ p["W_in"] + p["b_in"], approximate=cfg.gelu_tanh))
-    mlp_out = ctx(pre + "hook_mlp_out", act @ p["W_out"] + p["b_out"])  # (batch, seq, d_model)
+    act = functools.partial(jax.nn.gelu, approximate=cfg.gelu_tanh)
+    mlp_out = ctx(pre + "hook_mlp_out", mlp(p, h, act, ctx, pre))  # (batch, seq, d_model)
     return ctx(pre + "hook_resid_post", mid + mlp_out)
 
 
-def unembed(params: dict, cfg: ModelConfig, x: jax.Array) -> jax.Array:
-    x = layer_norm(x, params["ln_final_w"], params["ln_final_b"], cfg.norm_eps)
+def unembed(params: dict, cfg: ModelConfig, x: jax.Array, ctx: HookContext | None = None) -> jax.Array:
+    x = hook(ctx, "ln_final.hook_normalized", layer_norm(x, params["ln_final_w"], params["ln_final_b"], cfg.norm_eps))
     w = params.get("unembed", params["embed"])  # (vocab, d_model)
     return jnp.einsum("bsm,vm->bsv", x, w, preferred_element_type=jnp.float32)

@@ -14,43 +14,93 @@ from collections.abc import Callable, Iterable, Mapping
 
 import jax
 
+from saelab.models.config import ModelConfig
+
 HookFn = Callable[[jax.Array], jax.Array]
 
 # Suffixes per block, in forward order. Shapes: (batch, seq, d_model) unless noted.
 BLOCK_HOOKS = (
     "hook_resid_pre",
+    "attn.hook_q",  # (batch, seq, n_heads, d_head): the query projection (bias in), before q norm and rotary
+    "attn.hook_k",  # (batch, seq, n_kv_heads, d_head): grouped-query models have fewer key/value heads
+    "attn.hook_v",  # (batch, seq, n_kv_heads, d_head)
+    "attn.hook_rot_q",  # (batch, seq, n_heads, d_head): after rotary (rotary families only)
+    "attn.hook_rot_k",  # (batch, seq, n_kv_heads, d_head)
+    "attn.hook_attn_scores",  # (batch, n_heads, query, key) float32: scaled, soft-capped, masked, pre-softmax
+    "attn.hook_pattern",  # (batch, n_heads, query, key): the softmax probabilities
     "attn.hook_z",  # (batch, seq, n_heads, d_head), before the output projection
     "attn.hook_result",  # (batch, seq, n_heads, d_model), each head after the output projection
     "hook_attn_out",
     "hook_resid_mid",
     "ln2.hook_normalized",  # the MLP's input: hook_resid_mid after the block's pre-MLP norm, weight applied
+    "mlp.hook_pre",  # (batch, seq, d_mlp): the pre-activation (gated MLPs: the gate, h @ W_gate)
+    "mlp.hook_pre_linear",  # (batch, seq, d_mlp): gated MLPs' up projection h @ W_up (gated families only)
     "mlp.hook_post",  # (batch, seq, d_mlp), MLP neurons
     "hook_mlp_out",
     "hook_resid_post",
 )
+# Global points, outside the blocks: before block 0 and after the last one. Shapes (batch, seq, d_model).
+EMBED_HOOKS = (
+    "hook_embed",  # the token embedding, after any scale the family applies (Gemma's sqrt(d_model))
+    "hook_pos_embed",  # GPT-2's learned position embedding (hook_embed + hook_pos_embed = blocks.0.hook_resid_pre)
+)
+FINAL_HOOKS = ("ln_final.hook_normalized",)  # the final norm's output, which the unembedding reads
+LEARNED_POSITIONS = frozenset({"gpt2"})  # families with a position embedding table (the others rotate q and k)
+_UNGATED = frozenset({"gpt2", "gpt_neox"})  # families whose MLP has no gate
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-def hook_names(n_layers: int) -> list[str]:
-    """All valid hook point names of a model with `n_layers` blocks, in forward order."""
-    return [f"blocks.{layer}.{suffix}" for layer in range(n_layers) for suffix in BLOCK_HOOKS]
+def _has(suffix: str, family: str | None) -> bool:
+    """Whether a family (None: any) has a hook point: the rotary, gate and position ones are not universal."""
+    if family is None:
+        return True
+    if suffix == "hook_pos_embed":
+        return family in LEARNED_POSITIONS
+    if suffix in ("attn.hook_rot_q", "attn.hook_rot_k"):
+        return family not in LEARNED_POSITIONS
+    if suffix == "mlp.hook_pre_linear":
+        return family not in _UNGATED
+    return True
 
 
-def hook_layer(name: str) -> int:
-    """The block index of a hook point name."""
+def hook_names(model: int | ModelConfig) -> list[str]:
+    """All valid hook point names, in forward order, of a model's config (exactly its family's points), or of
+    any model with that many blocks (an int: the points of every family)."""
+    n_layers, family = (model, None) if isinstance(model, int) else (model.n_layers, model.family)
+    blocks = [f"blocks.{layer}.{s}" for layer in range(n_layers) for s in BLOCK_HOOKS if _has(s, family)]
+    return [n for n in EMBED_HOOKS if _has(n, family)] + blocks + list(FINAL_HOOKS)
+
+
+def hook_layer(name: str, n_layers: int | None = None) -> int:
+    """The block index of a hook point name. The embeddings count as block 0 (they are computed before it);
+    the final norm's points as `n_layers`, one past the last block (they need the whole forward), which
+    is why they need `n_layers`."""
     m = _NAME.match(name)
-    if not m:
-        raise ValueError(f"not a hook point name: {name!r} (expected blocks.L.<point>)")
-    return int(m.group(1))
+    if m:
+        return int(m.group(1))
+    if name in EMBED_HOOKS:
+        return 0
+    if name in FINAL_HOOKS:
+        if n_layers is None:
+            raise ValueError(f"{name} comes after the last block: hook_layer needs n_layers for it")
+        return n_layers
+    raise ValueError(
+        f"not a hook point name: {name!r} (expected blocks.L.<point>, {', '.join(EMBED_HOOKS + FINAL_HOOKS)})"
+    )
 
 
-def validate_hook_names(names: Iterable[str], n_layers: int) -> None:
-    """Raise a ValueError listing the valid names if any of `names` is not a hook point of the model."""
-    valid = set(hook_names(n_layers))
+def validate_hook_names(names: Iterable[str], model: int | ModelConfig) -> None:
+    """Raise a ValueError listing the valid names if any of `names` is not a hook point of the model (a
+    config: its family's points; a number of blocks: any family's)."""
+    valid = set(hook_names(model))
     bad = [n for n in names if n not in valid]
     if bad:
-        examples = ", ".join(f"blocks.L.{s}" for s in BLOCK_HOOKS)
-        raise ValueError(f"unknown hook point(s) {bad}; valid names are {examples} for L in 0..{n_layers - 1}")
+        n_layers, family = (model, None) if isinstance(model, int) else (model.n_layers, model.family)
+        examples = ", ".join(f"blocks.L.{s}" for s in BLOCK_HOOKS if _has(s, family))
+        globals_ = ", ".join(n for n in EMBED_HOOKS + FINAL_HOOKS if _has(n, family))
+        raise ValueError(
+            f"unknown hook point(s) {bad}; valid names are {examples} for L in 0..{n_layers - 1}, and {globals_}"
+        )
 
 
 class HookContext:

@@ -1,18 +1,21 @@
 """Building blocks shared by the model families: norms, rotary embeddings, masks and attention.
 
 Pure functions of arrays. Norm statistics and softmax run in float32 whatever the compute dtype, as the
-reference implementations do, so bfloat16 runs stay close to float32 ones.
+reference implementations do, so bfloat16 runs stay close to float32 ones. `attention` is the one attention
+half of every family's block, driven by the config (biases, q/k norm, rotary, sliding windows, soft-capping,
+scale), so its TransformerLens hook points (hook_q .. hook_z, hook_result) live here and nowhere else.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from saelab.models.config import ModelConfig
-from saelab.models.hooks import HookContext
+from saelab.models.hooks import LEARNED_POSITIONS, HookContext
 
 
 def rms_norm(x: jax.Array, w: jax.Array, eps: float, *, offset: float = 0.0) -> jax.Array:
@@ -22,6 +25,11 @@ def rms_norm(x: jax.Array, w: jax.Array, eps: float, *, offset: float = 0.0) -> 
     if offset:
         return (xf * (offset + w.astype(jnp.float32))).astype(x.dtype)
     return w * xf.astype(x.dtype)
+
+
+def norm_offset(cfg: ModelConfig) -> float:
+    """Gemma stores its RMSNorm weights as w - 1 (used as 1 + w); the others store w."""
+    return 1.0 if cfg.family in ("gemma2", "gemma3") else 0.0
 
 
 def layer_norm(x: jax.Array, w: jax.Array, b: jax.Array, eps: float) -> jax.Array:
@@ -89,24 +97,103 @@ def attention_mask(pad_mask: jax.Array, positions: jax.Array, window: int | None
     return ok[:, None, :, :]
 
 
+def attention(
+    p: dict,
+    cfg: ModelConfig,
+    layer: int,
+    h: jax.Array,
+    positions: jax.Array,
+    pad_mask: jax.Array,
+    ctx: HookContext,
+    prefix: str,
+) -> jax.Array:
+    """A block's self-attention on its normalised input h (batch, seq, d_model) -> (batch, seq, d_model),
+    output projection (and its bias) included, any post-attention norm not.
+
+    As TransformerLens records them: hook_q/k/v are the projections with their biases, before q/k norm and
+    rotary; hook_rot_q/k after rotary. Biases are used where the params have them (GPT-NeoX without
+    `attention_bias` holds zeros; TransformerLens processing gives GPT-2 folded ones). With a KV cache
+    (`ctx.kv`) the keys attended to are the cache's, hook_k/v this call's own."""
+    from saelab.models.kv_cache import keys_and_mask  # kv_cache builds on attention_mask below
+
+    a = prefix + "attn."
+    q = ctx(a + "hook_q", _heads(h, p["W_Q"], p.get("b_Q")))  # (batch, seq, heads, d_head)
+    k = ctx(a + "hook_k", _heads(h, p["W_K"], p.get("b_K")))  # (batch, seq, kv_heads, d_head)
+    v = ctx(a + "hook_v", _heads(h, p["W_V"], p.get("b_V")))  # (batch, seq, kv_heads, d_head)
+    if cfg.qk_norm:  # Qwen3, Gemma 3: RMSNorm over d_head on every query and key head, before rotary
+        off = norm_offset(cfg)
+        q, k = rms_norm(q, p["q_norm"], cfg.norm_eps, offset=off), rms_norm(k, p["k_norm"], cfg.norm_eps, offset=off)
+    sliding = cfg.is_sliding(layer)
+    if cfg.family not in LEARNED_POSITIONS:
+        # Gemma 3's sliding layers rotate with their own base; Gemma 2's and Qwen's share the global one.
+        inv_freq = rope_inv_freq(cfg, local=sliding and cfg.rope_local_theta is not None)
+        q = ctx(a + "hook_rot_q", apply_rope(q, positions, inv_freq))
+        k = ctx(a + "hook_rot_k", apply_rope(k, positions, inv_freq))
+    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, cfg.sliding_window if sliding else None)
+    scale = (cfg.query_pre_attn_scalar or cfg.d_head) ** -0.5  # Gemma's query_pre_attn_scalar, else d_head
+    # Scores and pattern go through the context only when asked, leaving the plain path free to fuse.
+    watched = ctx.active(a + "hook_attn_scores") or ctx.active(a + "hook_pattern")
+    z = attend(q, k, v, mask, scale, cfg.attn_logit_softcap, ctx if watched else None, a)
+    z = ctx(a + "hook_z", z)  # (batch, seq, heads, d_head)
+    return project_heads(z, p["W_O"], p.get("b_O"), ctx, prefix)
+
+
+def _heads(h: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
+    """(batch, seq, d_model) @ (d_model, heads, d_head) (+ (heads, d_head)) -> (batch, seq, heads, d_head)."""
+    x = jnp.einsum("bsm,mhd->bshd", h, w)
+    return x if b is None else x + b
+
+
 def attend(
-    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float, softcap: float | None = None
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array,
+    scale: float,
+    softcap: float | None = None,
+    ctx: HookContext | None = None,
+    prefix: str = "attn.",
 ) -> jax.Array:
     """Grouped-query attention. q: (b, s, H, d), k/v: (b, t, Hkv, d), mask (b, 1, s, t) -> z: (b, s, H, d).
 
-    t = s for a full forward; with a KV cache t is the cache length."""
+    t = s for a full forward; with a KV cache t is the cache length. With `ctx`, the scores (b, H, s, t)
+    (float32, scaled, soft-capped, masked: TransformerLens's hook_attn_scores) and the softmax pattern pass
+    through `{prefix}hook_attn_scores` and `{prefix}hook_pattern`."""
     b, s, h, d = q.shape
     t = k.shape[1]
     g = h // k.shape[2]
-    qg = q.reshape(b, s, k.shape[2], g, d)
+    qg = q.reshape(b, s, k.shape[2], g, d)  # query head i reads kv head i // g
     logits = jnp.einsum("bqkgd,btkd->bkgqt", qg, k, preferred_element_type=jnp.float32) * scale
     if softcap is not None:
         logits = jnp.tanh(logits / softcap) * softcap
     logits = logits.reshape(b, h, s, t)
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype).reshape(b, k.shape[2], g, s, t)
-    z = jnp.einsum("bkgqt,btkd->bqkgd", probs, v)
+    if ctx is not None:
+        logits = ctx(prefix + "hook_attn_scores", logits)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)  # (b, H, s, t)
+    if ctx is not None:
+        probs = ctx(prefix + "hook_pattern", probs)
+    z = jnp.einsum("bkgqt,btkd->bqkgd", probs.reshape(b, k.shape[2], g, s, t), v)
     return z.reshape(b, s, h, d)
+
+
+def mlp(p: dict, h: jax.Array, act: Callable[[jax.Array], jax.Array], ctx: HookContext, prefix: str) -> jax.Array:
+    """The MLP on its input h (batch, seq, d_model) -> (batch, seq, d_model), any post-MLP norm not included.
+
+    Gated where the params have W_gate (Llama, Qwen, Gemma): act(h @ W_gate) * (h @ W_up), whose hook_pre is
+    the gate and hook_pre_linear the up projection, as TransformerLens names them; else act(h @ W_in + b_in)."""
+    m = prefix + "mlp."
+    if "W_gate" in p:
+        gate = ctx(m + "hook_pre", h @ p["W_gate"])  # (batch, seq, d_mlp)
+        post = ctx(m + "hook_post", act(gate) * ctx(m + "hook_pre_linear", h @ p["W_up"]))
+        return post @ p["W_down"]
+    post = ctx(m + "hook_post", act(ctx(m + "hook_pre", h @ p["W_in"] + p["b_in"])))  # (batch, seq, d_mlp)
+    return post @ p["W_out"] + p["b_out"]
+
+
+def hook(ctx: HookContext | None, name: str, x: jax.Array) -> jax.Array:
+    """`ctx(name, x)`, or x where there is no context (the families' embed and unembed called on their own)."""
+    return x if ctx is None else ctx(name, x)
 
 
 def project_heads(z: jax.Array, w_o: jax.Array, b_o: jax.Array | None, ctx: HookContext, prefix: str) -> jax.Array:

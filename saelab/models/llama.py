@@ -1,6 +1,8 @@
 """Llama family (Llama 2/3, SmolLM2, Mistral): RMSNorm, RoPE, grouped-query attention, SwiGLU.
 
 Block: x += o(attn(rope(q(n1(x))), rope(k(n1(x))), v(n1(x)))); x += down(silu(gate(n2(x))) * up(n2(x))).
+The attention half is `layers.attention`, shared with every family; this file holds the weight names and
+the norms' placement.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import HookContext
-from saelab.models.kv_cache import keys_and_mask
-from saelab.models.layers import apply_rope, attend, project_heads, rms_norm, rope_inv_freq
+from saelab.models.layers import attention, hook, mlp, rms_norm
 
 Getter = Callable[[str], np.ndarray]
 
@@ -52,8 +53,10 @@ def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
     return params
 
 
-def embed(params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array) -> jax.Array:
-    return params["embed"][tokens]
+def embed(
+    params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array, ctx: HookContext | None = None
+) -> jax.Array:
+    return hook(ctx, "hook_embed", params["embed"][tokens])  # (batch, seq, d_model)
 
 
 def block(
@@ -68,24 +71,14 @@ def block(
     pre = f"blocks.{layer}."
     x = ctx(pre + "hook_resid_pre", x)  # (batch, seq, d_model)
     h = rms_norm(x, p["ln1"], cfg.norm_eps)
-    q = jnp.einsum("bsm,mhd->bshd", h, p["W_Q"])
-    k = jnp.einsum("bsm,mhd->bshd", h, p["W_K"])
-    v = jnp.einsum("bsm,mhd->bshd", h, p["W_V"])
-    if cfg.attention_bias:
-        q, k, v = q + p["b_Q"], k + p["b_K"], v + p["b_V"]
-    inv_freq = rope_inv_freq(cfg)
-    q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
-    k, v, mask = keys_and_mask(ctx, layer, k, v, pad_mask, positions, cfg.sliding_window)
-    z = ctx(pre + "attn.hook_z", attend(q, k, v, mask, cfg.d_head**-0.5))  # (batch, seq, heads, d_head)
-    attn_out = ctx(pre + "hook_attn_out", project_heads(z, p["W_O"], p.get("b_O"), ctx, pre))
+    attn_out = ctx(pre + "hook_attn_out", attention(p, cfg, layer, h, positions, pad_mask, ctx, pre))
     x = ctx(pre + "hook_resid_mid", x + attn_out)
     h = ctx(pre + "ln2.hook_normalized", rms_norm(x, p["ln2"], cfg.norm_eps))  # the MLP input
-    act = ctx(pre + "mlp.hook_post", jax.nn.silu(h @ p["W_gate"]) * (h @ p["W_up"]))  # (batch, seq, d_mlp)
-    mlp_out = ctx(pre + "hook_mlp_out", act @ p["W_down"])
+    mlp_out = ctx(pre + "hook_mlp_out", mlp(p, h, jax.nn.silu, ctx, pre))
     return ctx(pre + "hook_resid_post", x + mlp_out)
 
 
-def unembed(params: dict, cfg: ModelConfig, x: jax.Array) -> jax.Array:
-    x = rms_norm(x, params["ln_final"], cfg.norm_eps)
+def unembed(params: dict, cfg: ModelConfig, x: jax.Array, ctx: HookContext | None = None) -> jax.Array:
+    x = hook(ctx, "ln_final.hook_normalized", rms_norm(x, params["ln_final"], cfg.norm_eps))
     w = params.get("unembed", params["embed"])  # (vocab, d_model)
     return jnp.einsum("bsm,vm->bsv", x, w, preferred_element_type=jnp.float32)

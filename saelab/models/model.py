@@ -70,7 +70,7 @@ class Model:
         return self.params["embed"].dtype
 
     def hook_names(self) -> list[str]:
-        return hook_names(self.cfg.n_layers)
+        return hook_names(self.cfg)
 
     def run_with_cache(
         self, tokens: Any, names: Iterable[str], stop_at_layer: int | None = None, pad_mask: Any = None
@@ -78,10 +78,11 @@ class Model:
         """(logits or None when stopped early, {name: activation}). `stop_at_layer=n` runs blocks 0..n-1;
         `stop_at_layer="auto"` stops right after the deepest requested block."""
         names = tuple(sorted(set(names)))
-        validate_hook_names(names, self.cfg.n_layers)
-        if stop_at_layer == "auto":
-            stop_at_layer = max(hook_layer(n) for n in names) + 1 if names else None
-        if stop_at_layer is not None and names and max(hook_layer(n) for n in names) >= stop_at_layer:
+        validate_hook_names(names, self.cfg)
+        last = max((hook_layer(n, self.cfg.n_layers) for n in names), default=None)  # ln_final.*: n_layers
+        if stop_at_layer == "auto":  # the final norm's points need the whole forward
+            stop_at_layer = None if last is None or last >= self.cfg.n_layers else last + 1
+        if stop_at_layer is not None and last is not None and last >= stop_at_layer:
             raise ValueError(f"stop_at_layer={stop_at_layer} would skip a requested hook among {list(names)}")
         out = _cached_forward(self.cfg, names, stop_at_layer)(self.params, jnp.asarray(tokens), pad_mask)
         return out
@@ -91,7 +92,7 @@ class Model:
 
         Traceable: call it inside jit/vmap to sweep interventions. Outside a trace it is jitted per set
         of hook functions (reuse the same function objects to avoid recompiling)."""
-        validate_hook_names(hooks, self.cfg.n_layers)
+        validate_hook_names(hooks, self.cfg)
         items = tuple(sorted(hooks.items()))
         return _hooked_forward(self.cfg, items)(self.params, jnp.asarray(tokens), pad_mask)
 
@@ -130,7 +131,7 @@ class Model:
         from saelab.models.generate import generate_text
 
         if hooks:
-            validate_hook_names(hooks, self.cfg.n_layers)
+            validate_hook_names(hooks, self.cfg)
         return generate_text(
             self,
             prompt,

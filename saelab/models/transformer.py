@@ -1,8 +1,10 @@
 """The family-independent forward pass: embed, run blocks with hook points, unembed.
 
-Each family module (llama, gemma2, gpt2, qwen, gemma3, gpt_neox) provides `embed`, `block` and `unembed`;
-this module runs them, threads the hook context through, and stops early when asked. Layers run as an
-unrolled Python loop so that hooks attach to individual layers and `stop_at_layer` really skips the work.
+Each family module (llama, gemma2, gpt2, qwen, gemma3, gpt_neox) provides `embed`, `block` and `unembed`
+(the blocks share `layers.attention`); this module runs them, threads the hook context through (embed and
+unembed take it last, for the global hook_embed and ln_final.hook_normalized), and stops early when asked.
+Layers run as an unrolled Python loop so that hooks attach to individual layers and `stop_at_layer` really
+skips the work.
 """
 
 from __future__ import annotations
@@ -49,12 +51,12 @@ def forward(
         pad_mask = jnp.ones(tokens.shape, jnp.int32)
     positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)  # (batch, seq)
     ctx.positions = positions
-    x = fam.embed(params, cfg, tokens, positions)  # (batch, seq, d_model)
+    x = fam.embed(params, cfg, tokens, positions, ctx)  # (batch, seq, d_model)
     n = cfg.n_layers if stop_at_layer is None else stop_at_layer
     x = run_blocks(params, cfg, x, pad_mask, ctx, 0, n)
     if stop_at_layer is not None:
         return ForwardOutput(None, ctx.cache)
-    return ForwardOutput(fam.unembed(params, cfg, x), ctx.cache)
+    return ForwardOutput(fam.unembed(params, cfg, x, ctx), ctx.cache)
 
 
 def forward_cached(
@@ -67,10 +69,10 @@ def forward_cached(
     s = tokens.shape[1]
     positions = jax.lax.dynamic_slice_in_dim(slot_positions(kv.pad_mask), kv.start, s, axis=1)  # (batch, s)
     ctx.kv, ctx.kv_written, ctx.positions = kv, {}, positions
-    x = fam.embed(params, cfg, tokens, positions)
+    x = fam.embed(params, cfg, tokens, positions, ctx)
     for layer in range(cfg.n_layers):
         x = fam.block(params["layers"][layer], cfg, layer, x, positions, kv.pad_mask, ctx)
-    return fam.unembed(params, cfg, x), advanced(kv, ctx, s)
+    return fam.unembed(params, cfg, x, ctx), advanced(kv, ctx, s)
 
 
 def run_blocks(
