@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from saelab.data.texts import TEXTS
+from saelab.runtime.config import explain_errors
 from saelab.runtime.rundir import RunDir
 
 RESULTS = Path("results")
@@ -122,7 +123,8 @@ def load(path: str | Path, quick: bool = False) -> tuple[str, list[Stage]]:
             try:
                 stages.append(Stage(sid, kind, cls(**fields)))
             except ValidationError as e:
-                raise ValueError(f"{path}: stage {sid!r} ({kind}) has an invalid config:\n{e}") from None
+                why = explain_errors(e, cls)
+                raise ValueError(f"{path}: stage {sid!r} ({kind}) has an invalid config:\n{why}") from None
     if not stages:
         raise ValueError(f"{path} has no [[stages]]")
     ids = [s.id for s in stages]

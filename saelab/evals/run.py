@@ -23,6 +23,7 @@ from saelab.evals.transcoder import transcoder_splice_fn
 from saelab.models import Model
 from saelab.models.hook_views import hook_width, row_view, sae_input
 from saelab.models.hooks import hook_layer
+from saelab.runtime.config import did_you_mean
 from saelab.runtime.distributed import is_main
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
@@ -54,7 +55,8 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
     model = model or Model.load(model_name, process=processing)
     for h in (hook, hook_out) if hook_out else (hook,):
         if h not in model.hook_names():
-            raise ValueError(f"hook {h!r} is not a hook point of {model_name}; see `saelab model info {model_name}`")
+            hint = did_you_mean(h, model.hook_names())
+            raise ValueError(f"hook {h!r} is not a hook point of {model_name}{hint} (`saelab model info {model_name}`)")
     width = hook_width(model.cfg, hook, head)
     if width != sae.cfg.d_in:
         at = f"{hook}" + (f" head {head}" if head is not None else "")

@@ -61,8 +61,11 @@ def _feature(a: argparse.Namespace) -> None:
     from saelab.inspect.config import InspectConfig
     from saelab.inspect.run import dashboards
     from saelab.inspect.terminal import print_latent
+    from saelab.runtime.cliargs import build_config
 
-    cfg = InspectConfig(sae=a.sae, store=a.store, hook=a.hook, model=a.model, tokens=a.tokens, top_k=a.top_k)
+    given = {"sae": a.sae, "store": a.store, "hook": a.hook, "model": a.model, "tokens": a.tokens, "top_k": a.top_k}
+    labels = {"sae": "SAE", "store": "--store", "hook": "--hook", "model": "--model", "tokens": "--tokens"}
+    cfg = build_config(InspectConfig, given=given, command="feature", labels=labels | {"top_k": "--top-k"})
     inputs = open_inputs(cfg.sae, cfg.store, cfg.hook, cfg.model)
     if not 0 <= a.latent < inputs.sae.cfg.d_sae:
         raise ValueError(f"latent {a.latent} is out of range: the SAE has {inputs.sae.cfg.d_sae} latents")

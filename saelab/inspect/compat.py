@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from saelab.models.aliases import hf_id
+from saelab.runtime.config import did_you_mean
 from saelab.sae import LoadedSAE, load_sae
 from saelab.store import ActivationStore
 
@@ -37,7 +38,8 @@ def open_inputs(
         hook = store.hooks[0]
     if hook not in store.hooks:
         raise ValueError(
-            f"SAE {sae_path} reads {hook!r} but store {store_path} holds only {store.hooks}; "
+            f"SAE {sae_path} reads {hook!r} but store {store_path} holds only {store.hooks}"
+            f"{did_you_mean(hook, store.hooks)}; "
             "harvest that hook or pass --hook"
         )
     if store.d_model != sae.cfg.d_in:

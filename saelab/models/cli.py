@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from saelab.models.generate import DEFAULT_NEW_TOKENS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `model` subcommand group to the `saelab` subparsers."""
@@ -14,10 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("model", help="alias (smollm2-135m), GGUF file, Hugging Face directory or hub id")
     info.add_argument("--json", action="store_true", help="print JSON, including every hook point name")
     info.set_defaults(fn=_info)
-    gen = model.add_parser("generate", help="continue a prompt (greedy by default; KV cache)")
+    gen = model.add_parser(
+        "generate",
+        help="continue a prompt (greedy by default; KV cache)",
+        description=f"Continue a prompt: {GENERATION_DEFAULTS}.",
+    )
     gen.add_argument("model", help="alias, GGUF file, Hugging Face directory or hub id")
-    gen.add_argument("prompt", help="text to continue")
-    add_generation_flags(gen, default_new_tokens=12)
+    gen.add_argument("prompt", help="text to continue (not empty)")
+    add_generation_flags(gen)
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_generate)
 
@@ -38,16 +44,28 @@ def _info(a: argparse.Namespace) -> None:
 def _generate(a: argparse.Namespace) -> None:
     from saelab.models import Model
 
+    if not a.prompt:
+        raise ValueError("the prompt is empty; give some text to continue, e.g. saelab model generate MODEL 'Once'")
     m = Model.load(a.model, dtype=a.dtype)
     print(a.prompt + m.generate(a.prompt, **generation_options(a)))
 
 
 GENERATION = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+GENERATION_DEFAULTS = (
+    f"up to {DEFAULT_NEW_TOKENS} new tokens, greedy, the prompt after the model's BOS token as in training (when "
+    "it has one), the same defaults as Model.generate and SplicedModel.generate"
+)
 
 
-def add_generation_flags(p: argparse.ArgumentParser, default_new_tokens: int) -> None:
-    """The flags of a generating command (`model generate`, `steer`): length and sampling."""
-    p.add_argument("--max-new-tokens", type=int, default=default_new_tokens, help=f"default {default_new_tokens}")
+def add_generation_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of a generating command (`model generate`, `steer`): length and sampling, with the defaults
+    every entry point shares."""
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_NEW_TOKENS,
+        help=f"tokens to generate (default {DEFAULT_NEW_TOKENS})",
+    )
     p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
     p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with this probability")

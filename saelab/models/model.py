@@ -115,8 +115,8 @@ class Model:
     def generate(
         self,
         prompt: str | Sequence[str],
-        max_new_tokens: int = 8,
-        prepend_bos: bool = False,
+        max_new_tokens: int = 32,
+        prepend_bos: bool = True,
         *,
         temperature: float = 0.0,
         top_k: int | None = None,

@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from saelab.runtime.config import explain_errors, suggestions
+
 _LABELS = "_config_labels"
 _COMMAND = "_config_command"
 
@@ -156,7 +158,8 @@ def build_config(
         return model(**merged)
     except ValidationError as e:
         where = f" (from {file}, --set and flags)" if file is not None else ""
-        raise ValueError(f"invalid {command or model.__name__} options{where}:\n{e}") from None
+        why = explain_errors(e, model, labels)
+        raise ValueError(f"invalid {command or model.__name__} options{where}:\n{why}") from None
 
 
 def read_config_file(path: str | Path, model: type[BaseModel], command: str = "") -> dict[str, Any]:
@@ -200,7 +203,10 @@ def parse_value(text: str) -> Any:
 def _check_keys(data: Mapping[str, Any], model: type[BaseModel], where: str) -> None:
     unknown = sorted(set(data) - set(model.model_fields))
     if unknown:
-        raise ValueError(f"{where}: unknown option(s) {unknown}; valid ones: {', '.join(model.model_fields)}")
+        raise ValueError(
+            f"{where}: unknown option(s) {unknown}; valid ones: {', '.join(model.model_fields)}"
+            + suggestions(unknown, model.model_fields)
+        )
 
 
 def _existing_label(parser: argparse.ArgumentParser, dest: str) -> str | None:

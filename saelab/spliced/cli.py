@@ -7,9 +7,13 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from saelab.models.cli import add_generation_flags
+    from saelab.models.cli import GENERATION_DEFAULTS, add_generation_flags
 
-    st = sub.add_parser("steer", help="clean and steered continuations of a prompt, side by side")
+    st = sub.add_parser(
+        "steer",
+        help="clean and steered continuations of a prompt, side by side",
+        description=f"Clean and steered continuations of a prompt, side by side: {GENERATION_DEFAULTS}.",
+    )
     st.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
     st.add_argument("prompt", help="the prompt to continue")
     st.add_argument("--latent", type=int, action="append", required=True, help="latent to steer with (repeatable)")
@@ -18,17 +22,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--clamp", type=float, action="append", help="clamp the latent's activation to this value instead")
     st.add_argument("--from-position", type=int, default=1, help="first token position edited (default 1: after BOS)")
-    add_generation_flags(st, default_new_tokens=32)
+    add_generation_flags(st)
     st.add_argument("--model", help="model (default: the one the SAE names)")
     st.set_defaults(fn=_steer)
 
     ex = sub.add_parser("explain", help="the latents active at each position of a prompt, and what drives a target")
     ex.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
-    ex.add_argument("prompt", help="the prompt to explain")
-    ex.add_argument("--target", help="target token text (e.g. ' Paris'); default: the model's top prediction")
+    ex.add_argument("prompt", help="the prompt to explain (not empty)")
+    ex.add_argument(
+        "--target",
+        help="target token, one token (e.g. ' Paris'); its logit as the next token is explained; default: the "
+        "model's top prediction",
+    )
     ex.add_argument("--top", type=int, default=5, help="latents shown per position (default 5)")
     ex.add_argument("--n-total", type=int, default=10, help="candidates whose total effect is measured by ablation")
-    ex.add_argument("--report", type=Path, help="dashboard report of this SAE (links and top tokens per latent)")
+    ex.add_argument(
+        "--report",
+        type=Path,
+        help="dashboard report of this SAE (links and top tokens per latent); default: the newest report of this "
+        "SAE that `saelab inspect` wrote under report/ or results/",
+    )
     ex.add_argument("--model", help="model (default: the one the SAE names)")
     ex.set_defaults(fn=_explain)
 
@@ -82,18 +95,22 @@ def _explain(a: argparse.Namespace) -> None:
         caption="gradient: activation x d(logit)/d(activation); direct: through the final norm and unembedding; "
         "total: clean minus ablated logit",
     )
-    for col in ("pos", "latent", "act", "gradient", "direct", "total", "top tokens", "dashboard"):
+    dash = ("top tokens", "dashboard") if ex.report is not None else ()
+    for col in ("pos", "latent", "act", "gradient", "direct", "total", *dash):
         t.add_column(col)
     for e in att.effects:
         fmt = lambda v: "" if v != v else f"{v:+.3f}"
-        t.add_row(
-            str(e.position),
-            str(e.latent),
-            f"{e.activation:.3f}",
-            fmt(e.gradient),
-            fmt(e.direct),
-            fmt(e.total),
-            " ".join(repr(s) for s in ex.top_tokens.get(e.latent, [])),
-            ex.links.get(e.latent, ""),
-        )
+        row = [str(e.position), str(e.latent), f"{e.activation:.3f}", fmt(e.gradient), fmt(e.direct), fmt(e.total)]
+        if dash:
+            row += [" ".join(repr(s) for s in ex.top_tokens.get(e.latent, [])), ex.links.get(e.latent, "")]
+        t.add_row(*row)
     con.print(t)
+    if ex.report is not None:
+        print(
+            f"top tokens and dashboard links: {ex.report}" + ("" if a.report else " (found; --report chooses another)")
+        )
+    else:
+        print(
+            f"no dashboard report of {a.sae} under report/ or results/, so no top tokens or dashboard links: build "
+            f"one with `saelab inspect {a.sae} --store STORE --out DIR` and pass --report DIR"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from saelab.models import Model
+from saelab.models.hook_views import hook_width
 from saelab.sae import LoadedSAE, load_sae
 
 
@@ -18,4 +19,11 @@ def model_and_sae(sae_path: str | Path, model_name: str | None = None) -> tuple[
     hook = sae.metadata.get("hook_name")
     if hook not in model.hook_names():
         raise ValueError(f"the SAE's hook {hook!r} is not a hook point of {name}; pass the right --model")
+    head = sae.metadata.get("hook_head_index")
+    width = hook_width(model.cfg, hook, None if head is None else int(head))
+    if width != sae.cfg.d_in:  # before anything runs: a mismatch would fail deep inside a forward pass
+        raise ValueError(
+            f"SAE d_in {sae.cfg.d_in} does not match hook {hook} width {width} of model {name}; "
+            "pass the model the SAE was trained on (--model)"
+        )
     return model, sae

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from saelab.harvest.config import HarvestConfig
 from saelab.runtime.cliargs import parse_value
-from saelab.runtime.config import Config
+from saelab.runtime.config import Config, did_you_mean, explain_errors
 from saelab.sae import SAEConfig, get_architecture
 from saelab.sae.config import check_fields
 from saelab.sae.registry import ARCHITECTURES
@@ -190,6 +190,10 @@ class TrainConfig(_Section):
                 f"{self.train.log_every}; evals are logged with a metrics row"
             )
         extra = self.sae.model_extra or {}
+        valid = [*SAESection.model_fields, *(f for f in SAEConfig.model_fields if f not in ("d_in", "d_sae"))]
+        for key in sorted(set(extra) - set(valid)):  # before any store is opened, as every other section's
+            hint = did_you_mean(key, valid)
+            raise ValueError(f"sae.{key}: unknown key{hint} (valid: {', '.join(valid)}); remove or rename it")
         name = extra.get("architecture", _DEFAULT_ARCHITECTURE)
         if isinstance(name, str):  # before any store is opened: a field the architecture ignores is an error
             check_fields(name, extra)
@@ -224,7 +228,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     try:
         return TrainConfig(**raw)
     except ValidationError as e:
-        raise ValueError(f"invalid training config{f' {path}' if path else ''}:\n{e}") from None
+        why = explain_errors(e, TrainConfig)
+        raise ValueError(f"invalid training config{f' {path}' if path else ''}:\n{why}") from None
 
 
 def read_toml(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
@@ -260,7 +265,8 @@ def resolve(cfg: TrainConfig) -> Resolved:
     if hook is None:
         raise ValueError(f"store {cfg.data.store} holds hooks {hooks}; choose one with data.hook")
     if hook not in hooks:
-        raise ValueError(f"data.hook {hook!r} is not in store {cfg.data.store}; it holds {hooks}")
+        hint = did_you_mean(hook, hooks)
+        raise ValueError(f"data.hook {hook!r} is not in store {cfg.data.store}; it holds {hooks}{hint}")
     return _with_sae(cfg, hook, manifest)
 
 
@@ -279,7 +285,8 @@ def _with_sae(cfg: TrainConfig, hook: str, manifest: dict[str, Any]) -> Resolved
     try:
         sae = SAEConfig(d_in=d_in, d_sae=d_sae, **extra)
     except ValidationError as e:
-        raise ValueError(f"invalid [sae] section:\n{e}") from None
+        why = explain_errors(e, SAEConfig, {name: f"sae.{name}" for name in SAEConfig.model_fields})
+        raise ValueError(f"invalid [sae] section:\n{why}") from None
     return Resolved(cfg, sae, hook, manifest, target)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 
+from saelab.models.aliases import hf_id
 from saelab.runtime.rundir import RunDir
 from saelab.sae import SAEParams, fold_input_scaling
 from saelab.sae.saelens_io import CFG_FILE, save_saelens
@@ -27,7 +28,8 @@ def export(
         folded,
         r.sae,
         {
-            "model_name": meta.get("model"),
+            "model_name": hf_id(meta["model"]) if meta.get("model") else None,  # what SAELens loads
+            "saelab_model": meta.get("model"),  # what saelab loads (an alias: the model the store was made of)
             "hook_name": r.hook,
             "context_size": meta.get("context"),
             "prepend_bos": True,

@@ -55,6 +55,8 @@ def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
     for key in META_KEYS:  # older SAELens: top level
         if key in raw and key not in meta:
             meta[key] = raw[key]
+    if meta.get("saelab_model"):  # saelab's exports: model_name is the Hugging Face id, this what saelab loads
+        meta["model_name"] = meta["saelab_model"]
     ours = meta.pop("saelab_config", None)
     cfg = SAEConfig(**_applicable(ours)) if ours is not None else _config(raw, path)
     if ours is None:

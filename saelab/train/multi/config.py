@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from saelab.runtime.config import Config
+from saelab.runtime.config import Config, explain_errors
 from saelab.runtime.rundir import RunDir
 from saelab.train.config import DataConfig, OptimConfig, SAESection, TrainConfig, TrainSection, read_toml
 
@@ -117,7 +117,7 @@ class MultiTrainConfig(Config):
         try:
             return TrainConfig(data=data, sae=base(self.sae) | m.sae, optim=base(self.optim) | m.optim, train=train)
         except ValidationError as e:
-            raise ValueError(f"SAE {m.name!r}: invalid config:\n{e}") from None
+            raise ValueError(f"SAE {m.name!r}: invalid config:\n{explain_errors(e, TrainConfig)}") from None
 
     @property
     def steps(self) -> int:
@@ -143,7 +143,8 @@ def load_multi_config(path: str | Path | None = None, overrides: list[str] = ())
     try:
         return MultiTrainConfig(**read_toml(path, overrides))
     except ValidationError as e:
-        raise ValueError(f"invalid multi-SAE training config{f' {path}' if path else ''}:\n{e}") from None
+        why = explain_errors(e, MultiTrainConfig)
+        raise ValueError(f"invalid multi-SAE training config{f' {path}' if path else ''}:\n{why}") from None
 
 
 def load_multi_run_config(run_dir: str | Path) -> MultiTrainConfig:
