@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.models.config import ModelConfig
+from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
 from saelab.models.hooks import HookContext, HookFn
 from saelab.models.kv_cache import empty_cache
 from saelab.models.transformer import forward_cached
@@ -29,6 +30,7 @@ class Sampling(NamedTuple):
     temperature: float = 0.0
     top_k: int | None = None
     top_p: float | None = None
+    shared_noise: bool = False  # every row draws with the same noise (compare a clean and an edited row)
 
     def check(self, vocab_size: int) -> None:
         if self.temperature < 0:
@@ -43,6 +45,7 @@ GREEDY = Sampling()
 # One default length for every entry point (`Model.generate`, `SplicedModel.generate`, `saelab model generate`,
 # `steer`); each also starts the prompt with the model's BOS token, as it was trained, when it has one.
 DEFAULT_NEW_TOKENS = 32  # every entry point's default continuation length
+PROMPT_BUCKET = 16  # prompts are left-padded to a multiple of this, so nearby lengths share a compiled loop
 
 
 class Generation(NamedTuple):
@@ -66,7 +69,8 @@ def next_token(logits: jax.Array, sampling: Sampling, key: jax.Array) -> jax.Arr
         drop_sorted = before >= sampling.top_p  # the first token is always kept
         drop = jnp.zeros_like(drop_sorted).at[jnp.arange(z.shape[0])[:, None], order].set(drop_sorted)
         z = jnp.where(drop, neg, z)
-    return jax.random.categorical(key, z, axis=-1).astype(jnp.int32)
+    shape = (1, z.shape[-1]) if sampling.shared_noise else z.shape
+    return jnp.argmax(z + jax.random.gumbel(key, shape, z.dtype), axis=-1).astype(jnp.int32)
 
 
 def generate(
@@ -97,20 +101,26 @@ def generate(
     if tokens.ndim != 2 or tokens.shape != pad_mask.shape:
         raise ValueError(f"tokens and pad_mask must both be (batch, seq), got {tokens.shape} and {pad_mask.shape}")
     sampling.check(cfg.vocab_size)
-    if context is None:
-        context = _PlainContext(tuple(sorted((hooks or {}).items())))
-    fn = _compiled(cfg, max_new_tokens, sampling, tuple(stop_ids), pad_id, context)
     toks, mask = jnp.asarray(tokens, jnp.int32), jnp.asarray(pad_mask, jnp.int32)
-    return fn(params, toks, mask, jax.random.key(seed), context_args)
+
+    def run(context: Callable[[Any], HookContext], context_args: Any) -> Generation:
+        fn = _compiled(cfg, max_new_tokens, sampling, tuple(stop_ids), pad_id, context)
+        return fn(params, toks, mask, jax.random.key(seed), context_args)
+
+    if context is not None:
+        return run(context, context_args)
+    lifted, data = lift_hooks(hooks)
+    return call_lifted(lambda lifted, data: run(_PlainContext(lifted), data), lifted, data)
 
 
 class _PlainContext(NamedTuple):
-    """Hooks by name, hashed by value, so the same hooks reuse one compiled loop."""
+    """Hooks by name, keyed by their lifted templates (`saelab.models.hook_fns`): hooks that differ only in
+    the numbers and arrays they read reuse one compiled loop, those values passed in as data."""
 
-    hooks: tuple[tuple[str, HookFn], ...]
+    hooks: LiftedHooks
 
-    def __call__(self, _: Any) -> HookContext:
-        return HookContext(hooks=dict(self.hooks))
+    def __call__(self, data: tuple) -> HookContext:
+        return HookContext(hooks=self.hooks.bind(data))
 
 
 def generate_model(
@@ -124,6 +134,7 @@ def generate_model(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
+    shared_noise: bool = False,
     hooks: Mapping[str, HookFn] | None = None,
     context: Callable[[Any], HookContext] | None = None,
     context_args: Any = None,
@@ -136,7 +147,7 @@ def generate_model(
         jnp.asarray(tokens),
         jnp.asarray(pad_mask),
         max_new_tokens,
-        sampling=Sampling(temperature, top_k, top_p),
+        sampling=Sampling(temperature, top_k, top_p, shared_noise),
         seed=seed,
         stop_ids=stop_ids,
         pad_id=stop_ids[0] if stop_ids else 0,
@@ -167,6 +178,7 @@ def generate_text(
         which = "the prompt is" if isinstance(prompt, str) else f"prompts {empty} are"
         raise ValueError(f"{which} empty; give some text to continue (generation needs at least one token of it)")
     toks, mask = model.to_tokens(texts, prepend_bos=prepend_bos)
+    toks, mask = bucket(toks, mask)
     stops = tuple(stop) if stop is not None else (() if model.eos_id is None else (model.eos_id,))
     out = generate_model(model, toks, mask, max_new_tokens, stop_ids=stops, **options)
     decoded = [
@@ -174,6 +186,17 @@ def generate_text(
         for row, n in zip(np.asarray(out.tokens), np.asarray(out.lengths), strict=True)
     ]
     return decoded[0] if isinstance(prompt, str) else decoded
+
+
+def bucket(tokens: np.ndarray, pad_mask: np.ndarray, multiple: int = PROMPT_BUCKET) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad (masked) prompts to a multiple of `multiple` columns: the continuation is the same (padding is
+    masked and positions count real tokens only) and prompts of nearby lengths share one compiled loop."""
+    b, n = tokens.shape
+    extra = -n % multiple
+    if not extra:
+        return tokens, pad_mask
+    pad = np.zeros((b, extra), np.int32)
+    return np.concatenate([pad, np.asarray(tokens, np.int32)], 1), np.concatenate([pad, np.asarray(pad_mask)], 1)
 
 
 @functools.lru_cache(maxsize=32)

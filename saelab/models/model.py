@@ -8,7 +8,7 @@ methods directly: they are traceable.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -17,7 +17,9 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from saelab.models.config import ModelConfig
+from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, validate_hook_names
+from saelab.models.inputs import Tokens, pad_left, resolve
 from saelab.models.loading import open_checkpoint
 from saelab.models.tl_processing import Processing, process_weights
 from saelab.models.transformer import FAMILIES, forward
@@ -69,48 +71,131 @@ class Model:
     def dtype(self) -> jnp.dtype:
         return self.params["embed"].dtype
 
+    @property
+    def pad_ids(self) -> tuple[int, ...]:
+        """Token ids that pad a batch: 0 (what `to_tokens` writes) and the tokenizer's padding token."""
+        return tuple(sorted({0, *([self.special["padding"]] if "padding" in self.special else [])}))
+
     def hook_names(self) -> list[str]:
         return hook_names(self.cfg)
 
+    def __call__(self, input: Any, pad_mask: Any = None, *, prepend_bos: bool = True) -> jax.Array:
+        """Logits (batch, seq, vocab) of text, texts, a `to_tokens` result or token ids (TransformerLens's
+        `model(tokens)`); padding is masked."""
+        return self.run_with_hooks(input, None, pad_mask, prepend_bos=prepend_bos)
+
     def run_with_cache(
-        self, tokens: Any, names: Iterable[str], stop_at_layer: int | None = None, pad_mask: Any = None
+        self,
+        input: Any,
+        names: str | Iterable[str] | None = None,
+        stop_at_layer: int | str | None = None,
+        pad_mask: Any = None,
+        *,
+        names_filter: str | Iterable[str] | Callable[[str], bool] | None = None,
+        prepend_bos: bool = True,
     ) -> tuple[jax.Array | None, dict[str, jax.Array]]:
-        """(logits or None when stopped early, {name: activation}). `stop_at_layer=n` runs blocks 0..n-1;
-        `stop_at_layer="auto"` stops right after the deepest requested block."""
-        names = tuple(sorted(set(names)))
+        """(logits or None when stopped early, {name: activation}). `input` is text, a list of texts, the
+        `to_tokens` result or token ids (see `saelab.models.inputs`); padding is masked. `names` (or
+        TransformerLens's `names_filter`: a name, names or a predicate) picks the hooks; neither caches every
+        hook. `stop_at_layer=n` runs blocks 0..n-1; `"auto"` stops right after the deepest requested block."""
+        toks = resolve(self, input, pad_mask, prepend_bos)
+        names = tuple(sorted(set(self._pick(names, names_filter))))
         validate_hook_names(names, self.cfg)
         last = max((hook_layer(n, self.cfg.n_layers) for n in names), default=None)  # ln_final.*: n_layers
         if stop_at_layer == "auto":  # the final norm's points need the whole forward
             stop_at_layer = None if last is None or last >= self.cfg.n_layers else last + 1
         if stop_at_layer is not None and last is not None and last >= stop_at_layer:
             raise ValueError(f"stop_at_layer={stop_at_layer} would skip a requested hook among {list(names)}")
-        out = _cached_forward(self.cfg, names, stop_at_layer)(self.params, jnp.asarray(tokens), pad_mask)
-        return out
+        return _cached_forward(self.cfg, names, stop_at_layer)(self.params, jnp.asarray(toks.tokens), toks.pad_mask)
 
-    def run_with_hooks(self, tokens: Any, hooks: Mapping[str, HookFn], pad_mask: Any = None) -> jax.Array:
-        """Logits with `hooks` (name -> pure function of the activation) applied during the forward.
+    def run_with_hooks(
+        self,
+        input: Any,
+        hooks: Mapping[str, Callable] | None = None,
+        pad_mask: Any = None,
+        *,
+        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+        prepend_bos: bool = True,
+    ) -> jax.Array:
+        """Logits with `hooks` ({name: fn}) or TransformerLens's `fwd_hooks` ([(name or predicate, fn)])
+        applied during the forward. A hook is `fn(act)` or `fn(act, hook)` (hook.name says where it runs) and
+        returns the edited activation, or None to leave it unchanged; it must be a pure JAX function.
 
-        Traceable: call it inside jit/vmap to sweep interventions. Outside a trace it is jitted per set
-        of hook functions (reuse the same function objects to avoid recompiling)."""
-        validate_hook_names(hooks, self.cfg)
-        items = tuple(sorted(hooks.items()))
-        return _hooked_forward(self.cfg, items)(self.params, jnp.asarray(tokens), pad_mask)
+        Traceable inside jit/vmap. Outside a trace, the numbers and arrays a hook function reads (from its
+        closure, defaults or globals) are passed to the compiled program as data, so a loop of lambdas that
+        differ only in such values compiles once (`saelab.models.hook_fns`)."""
+        toks = resolve(self, input, pad_mask, prepend_bos)
+        pairs = self._hook_pairs(hooks, fwd_hooks)
+        lifted, data = lift_hooks(pairs)
 
-    def to_tokens(self, texts: str | Sequence[str], prepend_bos: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Tokenise and left-pad a batch: (tokens (batch, seq) int32, pad_mask (batch, seq) int32)."""
+        def run(lifted: LiftedHooks, data: tuple) -> jax.Array:
+            return _hooked_forward(self.cfg, lifted)(self.params, jnp.asarray(toks.tokens), toks.pad_mask, data)
+
+        return call_lifted(run, lifted, data)
+
+    def to_tokens(self, texts: str | Sequence[str], prepend_bos: bool = True) -> Tokens:
+        """Tokenise and left-pad a batch: `Tokens(tokens (batch, seq) int32, pad_mask (batch, seq) int32)`,
+        which every model call takes as it is (it unpacks as the pair `tokens, pad_mask` too)."""
         if self.tokenizer is None:
             raise ValueError(f"model {self.source} has no tokenizer; pass token ids instead")
         texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise ValueError("no texts to tokenise: give at least one string")
         ids = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
         if prepend_bos and self.bos_id is not None:
             ids = [[self.bos_id, *x] for x in ids]
-        n = max(len(x) for x in ids)
-        toks = np.zeros((len(ids), n), np.int32)
-        mask = np.zeros((len(ids), n), np.int32)
-        for i, x in enumerate(ids):
-            toks[i, n - len(x) :] = x
-            mask[i, n - len(x) :] = 1
-        return toks, mask
+        if not any(ids):
+            raise ValueError("empty prompt: there is no token to run (pass prepend_bos=True or some text)")
+        return pad_left(ids, 0)
+
+    def to_str_tokens(self, input: Any, prepend_bos: bool = True) -> list[str] | list[list[str]]:
+        """Each token as its text (TransformerLens's `to_str_tokens`): a list for one text or one row of ids,
+        a list of lists (padding dropped) for a batch."""
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.source} has no tokenizer")
+        toks = resolve(self, input, None, prepend_bos)
+        rows = [
+            [self.tokenizer.decode([int(t)], skip_special_tokens=False) for t in row[mask == 1]]
+            for row, mask in zip(*toks, strict=True)
+        ]
+        single = isinstance(input, str) or (not isinstance(input, tuple | list) and np.asarray(input).ndim == 1)
+        return rows[0] if single else rows
+
+    def to_string(self, tokens: Any) -> str | list[str]:
+        """Token ids back to text (TransformerLens's `to_string`): a string for (seq,), a list for (batch, seq)."""
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.source} has no tokenizer")
+        arr = np.asarray(tokens)
+        if arr.ndim == 1:
+            return self.tokenizer.decode([int(t) for t in arr], skip_special_tokens=False)
+        return [self.tokenizer.decode([int(t) for t in row], skip_special_tokens=False) for row in arr]
+
+    def _pick(self, names: Any, names_filter: Any) -> list[str]:
+        """The hook names a run_with_cache call asks for (saelab's `names` or TransformerLens's filter)."""
+        if names is not None and names_filter is not None:
+            raise ValueError("give names or names_filter, not both")
+        chosen = names if names is not None else names_filter
+        if chosen is None:
+            return self.hook_names()
+        if isinstance(chosen, str):
+            return [chosen]
+        if callable(chosen):
+            return [n for n in self.hook_names() if chosen(n)]
+        return list(chosen)
+
+    def _hook_pairs(self, hooks: Mapping[str, Callable] | None, fwd_hooks: Sequence) -> list[tuple[str, Callable]]:
+        """[(name, fn)] from saelab's mapping and TransformerLens's list, predicates expanded, names checked."""
+        pairs = list((hooks or {}).items())
+        for name, fn in fwd_hooks:
+            if callable(name):
+                pairs += [(n, fn) for n in self.hook_names() if name(n)]
+            else:
+                pairs.append((name, fn))
+        for name, fn in pairs:
+            if not callable(fn):
+                raise TypeError(f"the hook for {name} is {type(fn).__name__}, not a function of the activation")
+        validate_hook_names([n for n, _ in pairs], self.cfg)
+        return pairs
 
     def generate(
         self,
@@ -122,6 +207,7 @@ class Model:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int = 0,
+        shared_noise: bool = False,
         stop: Sequence[int] | None = None,
         hooks: Mapping[str, HookFn] | None = None,
     ) -> str | list[str]:
@@ -142,6 +228,7 @@ class Model:
             top_k=top_k,
             top_p=top_p,
             seed=seed,
+            shared_noise=shared_noise,
             hooks=hooks,
         )
 
@@ -174,8 +261,8 @@ def _cached_forward(cfg: ModelConfig, names: tuple[str, ...], stop_at_layer: int
 
 
 @functools.lru_cache(maxsize=64)
-def _hooked_forward(cfg: ModelConfig, hooks: tuple[tuple[str, HookFn], ...]):
-    def run(params, tokens, pad_mask):
-        return forward(params, cfg, tokens, pad_mask, HookContext(hooks=dict(hooks))).logits
+def _hooked_forward(cfg: ModelConfig, hooks: LiftedHooks):
+    def run(params, tokens, pad_mask, data):
+        return forward(params, cfg, tokens, pad_mask, HookContext(hooks=hooks.bind(data))).logits
 
     return jax.jit(run)
