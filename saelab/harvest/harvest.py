@@ -29,9 +29,9 @@ from jax.sharding import PartitionSpec as P
 
 from saelab.data import open_corpus, pack_for_model
 from saelab.harvest.config import HarvestConfig
-from saelab.models import Model, hook_layer, validate_hook_names
+from saelab.models import Model, validate_hook_names
 from saelab.models.hook_views import hook_width, sae_input
-from saelab.models.hooks import HookFn
+from saelab.models.hooks import HookFn, stop_layer
 from saelab.runtime.distributed import barrier, is_main
 from saelab.runtime.dtypes import float_dtype
 from saelab.runtime.finite import NonFiniteError, first_nonfinite
@@ -189,7 +189,7 @@ def forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: in
     """
     from saelab.models import HookContext, forward
 
-    stop = max(hook_layer(h) for h in hooks) + 1
+    stop = stop_layer(hooks, model.cfg.n_layers)
     local = jax.local_devices()
     n = len(local) if batch % len(local) == 0 else 1
     if n < len(local):

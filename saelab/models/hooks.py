@@ -90,6 +90,13 @@ def hook_layer(name: str, n_layers: int | None = None) -> int:
     )
 
 
+def stop_layer(names: Iterable[str], n_layers: int) -> int | None:
+    """The `stop_at_layer` that runs the forward just far enough to reach every hook of `names`: one past the
+    deepest block, or None (the whole forward) when a final-norm point is among them."""
+    last = max((hook_layer(n, n_layers) for n in names), default=None)
+    return None if last is None or last >= n_layers else last + 1
+
+
 def validate_hook_names(names: Iterable[str], model: int | ModelConfig) -> None:
     """Raise a ValueError listing the valid names if any of `names` is not a hook point of the model (a
     config: its family's points; a number of blocks: any family's)."""

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from saelab.models.config import ModelConfig
 from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
-from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, validate_hook_names
+from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, stop_layer, validate_hook_names
 from saelab.models.inputs import Tokens, pad_left, resolve
 from saelab.models.loading import open_checkpoint
 from saelab.models.tl_processing import Processing, process_weights
@@ -102,8 +102,8 @@ class Model:
         names = tuple(sorted(set(self._pick(names, names_filter))))
         validate_hook_names(names, self.cfg)
         last = max((hook_layer(n, self.cfg.n_layers) for n in names), default=None)  # ln_final.*: n_layers
-        if stop_at_layer == "auto":  # the final norm's points need the whole forward
-            stop_at_layer = None if last is None or last >= self.cfg.n_layers else last + 1
+        if stop_at_layer == "auto":
+            stop_at_layer = stop_layer(names, self.cfg.n_layers)
         if stop_at_layer is not None and last is not None and last >= stop_at_layer:
             raise ValueError(f"stop_at_layer={stop_at_layer} would skip a requested hook among {list(names)}")
         return _cached_forward(self.cfg, names, stop_at_layer)(self.params, jnp.asarray(toks.tokens), toks.pad_mask)

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from saelab.models import HookContext, Model, forward, hook_layer, validate_hook_names
+from saelab.models.hooks import stop_layer
 from saelab.sae import LoadedSAE, encode
 from saelab.select.config import Pooling, Template
 from saelab.select.template import Wrapped, wrap_ids
@@ -134,7 +135,7 @@ def pad_batch(rows: list[Wrapped], batch: int) -> tuple[np.ndarray, np.ndarray, 
 def _embed_fn(cfg, read: str, kind: Kind, sae_cfg, pooling: Pooling, skip: int) -> Callable:
     """Jitted (params, sae_params, tokens, mask, content) -> (batch, width) embeddings pooled over the content
     positions (BOS and template tokens excluded)."""
-    stop = hook_layer(read) + 1
+    stop = stop_layer([read], cfg.n_layers)
 
     @jax.jit
     def run(params, sae_params, tokens, mask, content):

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from saelab.models import HookContext, Model, forward, hook_layer
+from saelab.models import HookContext, Model, forward
+from saelab.models.hooks import stop_layer
 from saelab.runtime.progress import progress_bar
 from saelab.sae import encode
 from saelab.select.cache import EmbeddingCache, file_digest
@@ -95,7 +96,7 @@ def _spec(e: ModelEmbedder) -> tuple[Any, ...]:
 def _multi_fn(cfg, specs: tuple) -> Callable:
     """Jitted (params, sae params per spec, tokens, mask, content) -> one pooled (batch, width) per spec."""
     reads = tuple(sorted({s[0] for s in specs}))
-    stop = max(hook_layer(r) for r in reads) + 1
+    stop = stop_layer(reads, cfg.n_layers)
 
     @jax.jit
     def run(params, saes, tokens, mask, content):

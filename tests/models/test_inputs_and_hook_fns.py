@@ -140,3 +140,12 @@ def test_lift_splits_code_from_data() -> None:
     t4, _, _ = lift(lambda a: (a, obj1)[0])
     t5, _, _ = lift((lambda o: lambda a: (a, o)[0])(obj2))
     assert t4 != t5  # other objects are part of the key, by identity
+
+
+def test_stop_layer_runs_just_far_enough() -> None:
+    from saelab.models.hooks import stop_layer
+
+    assert stop_layer(["hook_embed"], 30) == 1
+    assert stop_layer(["blocks.6.hook_resid_post", "blocks.2.attn.hook_pattern"], 30) == 7
+    assert stop_layer(["blocks.6.hook_resid_post", "ln_final.hook_normalized"], 30) is None
+    assert stop_layer([], 30) is None
