@@ -19,6 +19,7 @@ ANALYSIS_COMMANDS: list[str] = [
     "saelab.train.plan_cli",
     "saelab.spliced.cli",
     "saelab.sae.cli",
+    "saelab.synth.cli",
 ]
 
 
