@@ -142,5 +142,5 @@ def test_data_source_settings_are_validated() -> None:
         train.load_config(None, ["data.source='model'", f"data.hook='{HOOK}'", "data.include_bos=true"])
     with pytest.raises(ValueError, match="not a multiple of train.log_every"):
         train.load_config(None, ["train.eval_every=7", "train.log_every=5"])
-    with pytest.raises(ValueError, match="greater than or equal to 2"):
+    with pytest.raises(ValueError, match=r"data.context: must be >= 2 \(got 1\)"):
         train.load_config(None, ["data.source='model'", f"data.hook='{HOOK}'", "data.context=1"])
