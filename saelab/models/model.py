@@ -17,7 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from saelab.models.config import ModelConfig
-from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
+from saelab.models.hook_fns import LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, stop_layer, validate_hook_names
 from saelab.models.inputs import Tokens, pad_left, resolve
 from saelab.models.loading import open_checkpoint
@@ -99,7 +99,7 @@ class Model:
         TransformerLens's `names_filter`: a name, names or a predicate) picks the hooks; neither caches every
         hook. `stop_at_layer=n` runs blocks 0..n-1; `"auto"` stops right after the deepest requested block."""
         toks = resolve(self, input, pad_mask, prepend_bos)
-        names = tuple(sorted(set(self._pick(names, names_filter))))
+        names = tuple(sorted(set(pick_names(self.hook_names(), names, names_filter))))
         validate_hook_names(names, self.cfg)
         last = max((hook_layer(n, self.cfg.n_layers) for n in names), default=None)  # ln_final.*: n_layers
         if stop_at_layer == "auto":
@@ -170,30 +170,8 @@ class Model:
             return self.tokenizer.decode([int(t) for t in arr], skip_special_tokens=False)
         return [self.tokenizer.decode([int(t) for t in row], skip_special_tokens=False) for row in arr]
 
-    def _pick(self, names: Any, names_filter: Any) -> list[str]:
-        """The hook names a run_with_cache call asks for (saelab's `names` or TransformerLens's filter)."""
-        if names is not None and names_filter is not None:
-            raise ValueError("give names or names_filter, not both")
-        chosen = names if names is not None else names_filter
-        if chosen is None:
-            return self.hook_names()
-        if isinstance(chosen, str):
-            return [chosen]
-        if callable(chosen):
-            return [n for n in self.hook_names() if chosen(n)]
-        return list(chosen)
-
     def _hook_pairs(self, hooks: Mapping[str, Callable] | None, fwd_hooks: Sequence) -> list[tuple[str, Callable]]:
-        """[(name, fn)] from saelab's mapping and TransformerLens's list, predicates expanded, names checked."""
-        pairs = list((hooks or {}).items())
-        for name, fn in fwd_hooks:
-            if callable(name):
-                pairs += [(n, fn) for n in self.hook_names() if name(n)]
-            else:
-                pairs.append((name, fn))
-        for name, fn in pairs:
-            if not callable(fn):
-                raise TypeError(f"the hook for {name} is {type(fn).__name__}, not a function of the activation")
+        pairs = hook_pairs(self.hook_names(), hooks, fwd_hooks)
         validate_hook_names([n for n, _ in pairs], self.cfg)
         return pairs
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
 from saelab.models.generate import DEFAULT_NEW_TOKENS, Generation, generate_model, generate_text
-from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
+from saelab.models.hook_fns import LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
 from saelab.models.hook_views import check_head_index
 from saelab.models.hooks import HookFn, validate_hook_names
 from saelab.models.inputs import resolve
@@ -70,7 +70,7 @@ class SplicedModel:
         Inputs, names and hooks as `Model.run_with_cache` / `Model.run_with_hooks` take them (text, lists of
         text and `to_tokens` results carry their padding mask; no names caches every hook, SAE ones included)."""
         toks = resolve(self.model, input, pad_mask, prepend_bos)
-        names = tuple(sorted(set(self._pick(names, names_filter))))
+        names = tuple(sorted(set(pick_names(self.hook_names(), names, names_filter))))
         self._check(names)
         lifted, data = lift_hooks(self._hook_pairs(hooks, fwd_hooks))
 
@@ -169,19 +169,8 @@ class SplicedModel:
 
         return call_lifted(run, lifted, data)
 
-    def _pick(self, names: Any, names_filter: Any) -> list[str]:
-        """Hook names asked for (see `Model.run_with_cache`), the attached SAEs' own included."""
-        if names is None and names_filter is None:
-            return self.hook_names()
-        if callable(names_filter):
-            return [n for n in self.hook_names() if names_filter(n)]
-        chosen = names if names is not None else names_filter
-        return [chosen] if isinstance(chosen, str) else list(chosen)
-
     def _hook_pairs(self, hooks: Mapping[str, Callable] | None, fwd_hooks: Sequence) -> list[tuple[str, Callable]]:
-        pairs = list((hooks or {}).items())
-        for name, fn in fwd_hooks:
-            pairs += [(n, fn) for n in self.hook_names() if name(n)] if callable(name) else [(name, fn)]
+        pairs = hook_pairs(self.hook_names(), hooks, fwd_hooks)
         self._check([n for n, _ in pairs])
         return pairs
 
