@@ -96,9 +96,9 @@ STAGES: dict[str, StageKind] = {
     "select-corpus": StageKind(
         "saelab.select.config:ChatCorpusConfig", _plain("saelab.select.corpus:write_chat_corpus"), lambda c: c.out
     ),
-    "synth-world": StageKind("saelab.synth.run:SynthWorldConfig", _plain("saelab.synth.run:run"), lambda c: c.out),
+    "synth-world": StageKind("saelab.synth.config:SynthWorldConfig", _plain("saelab.synth.run:run"), lambda c: c.out),
     "synth-score": StageKind(
-        "saelab.synth.report:SynthScoreConfig", _plain("saelab.synth.report:run"), lambda c: c.out
+        "saelab.synth.config:SynthScoreConfig", _plain("saelab.synth.report:run"), lambda c: c.out
     ),
 }
 

@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(a: argparse.Namespace) -> None:
-    from saelab.synth.run import SynthWorldConfig, run
+    from saelab.synth.config import SynthWorldConfig
+    from saelab.synth.run import run
 
     out = Path(a.out + ("-quick" if a.quick else ""))
     samples = min(a.samples, QUICK_SAMPLES) if a.quick else a.samples
@@ -88,7 +89,8 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _score(a: argparse.Namespace) -> None:
-    from saelab.synth.report import ScoredSAE, SynthScoreConfig, run
+    from saelab.synth.config import ScoredSAE, SynthScoreConfig
+    from saelab.synth.report import run
 
     out = Path(a.out) if a.out else Path("results") / "synth-score"
     cfg = SynthScoreConfig(

@@ -1,16 +1,19 @@
 """WorldConfig: the parameters of a SynthSAEBench world (Chanin and Garriga-Alonso 2026, arXiv 2602.14687,
 sec. 3; `sae_lens.synthetic.SyntheticModelConfig`), with SAELens's field meanings and two presets.
 
+`SynthWorldConfig` and `SynthScoreConfig` are the `synth-world` and `synth-score` stages' configs.
 `to_saelens()` / `from_saelens()` convert to and from the JSON dict `SyntheticModel.save` writes
 (`synthetic_model_config.json`), so a world saved by either side names the same recipe.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from saelab.atoms.config import AnalysisOptions
 from saelab.runtime.config import Config
 
 Preset = Literal["synth-sae-bench-16k", "small"]
@@ -155,6 +158,54 @@ class WorldConfig(Config):
             orthogonalize_lr=3e-4 if o is None else o["lr"],
             seed=d.get("seed") if d.get("seed") is not None else 0,
         )
+
+
+class SynthWorldConfig(Config):
+    world: WorldConfig | Preset = "small"
+    """A preset ("small": 4,096 features in d = 192; "synth-sae-bench-16k": the paper's 16,384 in d = 768) or
+    a full [world] table of WorldConfig fields."""
+    source: Path | None = None
+    """A world saved by SAELens's `SyntheticModel.save` (or by saelab) to load instead of generating one."""
+    samples: int = Field(default=4_194_304, gt=0)
+    """Samples written into the store (train on at most this many for a single pass)."""
+    seed: int = 0
+    """Seed of the store's sample stream (scoring draws fresh samples from another stream)."""
+    batch: int = Field(default=4096, ge=1)
+    """Samples drawn per jitted call."""
+    dtype: str = "float32"
+    """Store dtype (float32, bfloat16, float16)."""
+    out: Path = Path("activations/synth")
+    """Directory of `world/` and `store/`."""
+    overwrite: bool = False
+    """Replace a store made with other settings."""
+    progress: bool = True
+
+
+class ScoredSAE(Config):
+    name: str
+    """Row label."""
+    path: Path
+    """A training run (checkpoints/NAME) or a SAELens-format SAE directory."""
+    group: str = ""
+    """Line of the plot it belongs to (an architecture or a trainer); empty: its own name."""
+
+
+class SynthScoreConfig(Config):
+    world: Path
+    """A saved world (`synth-world`'s out/world, or a SAELens `SyntheticModel.save` directory)."""
+    saes: list[ScoredSAE] = Field(min_length=1)
+    """The SAEs to score, in table order."""
+    samples: int = Field(default=100_000, gt=0)
+    """Fresh samples per SAE (SAELens's default)."""
+    seed: int = 1
+    """Seed of the scoring stream (the same samples for every SAE; not the store's stream)."""
+    batch: int = Field(default=4096, ge=1)
+    atoms_samples: int = Field(default=4096, ge=0)
+    """Fresh samples for the atoms analysis of every dictionary and of the truth (0 skips it)."""
+    atoms: AnalysisOptions = AnalysisOptions(rip_subsets=0, angle_pairs=1000, recovery_samples=256)
+    """How the atoms analysis measures each dictionary (saelab.atoms's options)."""
+    out: Path
+    """Directory of scores.json, scores.md and f1_mcc_vs_l0.png."""
 
 
 def preset(name: Preset, **changes: Any) -> WorldConfig:

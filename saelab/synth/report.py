@@ -9,43 +9,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from saelab.atoms import AnalysisOptions
-from saelab.runtime.config import Config
 from saelab.sae import LoadedSAE, load_sae
 from saelab.synth.atoms import ATOMS_COLUMNS, atoms_rows
+from saelab.synth.config import SynthScoreConfig
 from saelab.synth.score import score
 from saelab.synth.world import load_world
 
 SCORE_COLUMNS = ("f1", "mcc", "precision", "recall", "uniqueness", "explained_variance", "sae_l0", "dead_fraction")
-
-
-class ScoredSAE(Config):
-    name: str
-    """Row label."""
-    path: Path
-    """A training run (checkpoints/NAME) or a SAELens-format SAE directory."""
-    group: str = ""
-    """Line of the plot it belongs to (an architecture or a trainer); empty: its own name."""
-
-
-class SynthScoreConfig(Config):
-    world: Path
-    """A saved world (`synth-world`'s out/world, or a SAELens `SyntheticModel.save` directory)."""
-    saes: list[ScoredSAE] = Field(min_length=1)
-    """The SAEs to score, in table order."""
-    samples: int = Field(default=100_000, gt=0)
-    """Fresh samples per SAE (SAELens's default)."""
-    seed: int = 1
-    """Seed of the scoring stream (the same samples for every SAE; not the store's stream)."""
-    batch: int = Field(default=4096, ge=1)
-    atoms_samples: int = Field(default=4096, ge=0)
-    """Fresh samples for the atoms analysis of every dictionary and of the truth (0 skips it)."""
-    atoms: AnalysisOptions = AnalysisOptions(rip_subsets=0, angle_pairs=1000, recovery_samples=256)
-    """How the atoms analysis measures each dictionary (saelab.atoms's options)."""
-    out: Path
-    """Directory of scores.json, scores.md and f1_mcc_vs_l0.png."""
 
 
 def run(cfg: SynthScoreConfig) -> dict[str, Any]:

@@ -10,34 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
-from saelab.runtime.config import Config
 from saelab.runtime.progress import progress_bar
-from saelab.synth.config import Preset, WorldConfig, preset
+from saelab.synth.config import SynthWorldConfig, preset
 from saelab.synth.store import write_store
 from saelab.synth.world import CONFIG_FILE, World, load_world, make_world, save_world
-
-
-class SynthWorldConfig(Config):
-    world: WorldConfig | Preset = "small"
-    """A preset ("small": 4,096 features in d = 192; "synth-sae-bench-16k": the paper's 16,384 in d = 768) or
-    a full [world] table of WorldConfig fields."""
-    source: Path | None = None
-    """A world saved by SAELens's `SyntheticModel.save` (or by saelab) to load instead of generating one."""
-    samples: int = Field(default=4_194_304, gt=0)
-    """Samples written into the store (train on at most this many for a single pass)."""
-    seed: int = 0
-    """Seed of the store's sample stream (scoring draws fresh samples from another stream)."""
-    batch: int = Field(default=4096, ge=1)
-    """Samples drawn per jitted call."""
-    dtype: str = "float32"
-    """Store dtype (float32, bfloat16, float16)."""
-    out: Path = Path("activations/synth")
-    """Directory of `world/` and `store/`."""
-    overwrite: bool = False
-    """Replace a store made with other settings."""
-    progress: bool = True
 
 
 def run(cfg: SynthWorldConfig) -> Path:

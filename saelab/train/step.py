@@ -1,5 +1,6 @@
 """The train step: loss and gradients, optax update (with the decoder-norm constraint when the optimiser
-carries it), BatchTopK threshold, dead-latent bookkeeping.
+carries it), BatchTopK threshold, dead-latent bookkeeping. The objective is the architecture's loss with its
+AuxK term weighted as Gao et al. weigh it against the reconstruction (see `objective` in the step).
 
 One jitted function per run; the state is donated, so parameters and optimiser moments are updated in
 place. Inputs are scaled on the device by a constant (input scaling from the store's statistics).
@@ -44,9 +45,18 @@ def make_train_step(
         dead = state.since_fired >= dead_tokens  # (d_sae,)
         warm = 1.0 if sparsity_warmup_steps == 0 else jnp.minimum(1.0, (state.step + 1) / sparsity_warmup_steps)
         aux = AuxState(dead, jnp.asarray(warm, jnp.float32))
-        (loss, out), grads = jax.value_and_grad(arch.loss, has_aux=True)(
-            state.params, x, sae, aux, *(() if y is None else (y,))
-        )
+        target = () if y is None else (y,)
+        var = _total_variance(x if y is None else y)
+
+        def objective(params):
+            loss, out = arch.loss(params, x, sae, aux, *target)
+            # AuxK's weight (Gao et al. 2024, sec. A.2: alpha = 1/32) sits between two normalised mses, the
+            # reconstruction's and AuxK's; saelab's reconstruction term is the plain per-token mse, so AuxK (a
+            # normalised mse) is scaled by that mse's normaliser, the batch's total variance, to keep the paper's
+            # ratio (without it AuxK is ~d times weaker and dead latents stay dead: docs/synth.md)
+            return loss + (var - 1.0) * sae.aux_coefficient * out.aux_loss, out
+
+        (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         params = arch.update_threshold(params, out, sae)
@@ -80,3 +90,9 @@ def make_train_step(
         return new, metrics
 
     return step
+
+
+def _total_variance(x: jax.Array) -> jax.Array:
+    """sum ||x - mean(x)||^2 / batch of a (batch, d) batch, the normaliser of an mse (no gradient)."""
+    x = jax.lax.stop_gradient(x)
+    return jnp.sum(jnp.square(x - x.mean(0))) / x.shape[0]

@@ -11,9 +11,8 @@ import pytest
 from saelab import experiment, train
 from saelab.cli import main
 from saelab.synth import WorldConfig
-from saelab.synth.report import ScoredSAE, SynthScoreConfig
+from saelab.synth.config import ScoredSAE, SynthScoreConfig, SynthWorldConfig
 from saelab.synth.report import run as score_run
-from saelab.synth.run import SynthWorldConfig
 from saelab.synth.run import run as world_run
 from tests.peer_modules import peer
 
