@@ -12,7 +12,7 @@ in JAX, and SAEs scored against their known features. docs/synth.md has the reci
 
 from saelab.synth.config import WorldConfig, preset
 from saelab.synth.sample import Sample, batches, sampler
-from saelab.synth.score import SynthScores, score, score_samples
+from saelab.synth.score import SynthScores, score, score_all, score_samples
 from saelab.synth.world import World, load_world, make_world, save_world
 
 __all__ = [
@@ -27,5 +27,6 @@ __all__ = [
     "sampler",
     "save_world",
     "score",
+    "score_all",
     "score_samples",
 ]

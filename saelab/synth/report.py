@@ -12,7 +12,7 @@ from typing import Any
 from saelab.sae import LoadedSAE, load_sae
 from saelab.synth.atoms import ATOMS_COLUMNS, atoms_rows
 from saelab.synth.config import SynthScoreConfig
-from saelab.synth.score import score
+from saelab.synth.score import score_all
 from saelab.synth.world import load_world
 
 SCORE_COLUMNS = ("f1", "mcc", "precision", "recall", "uniqueness", "explained_variance", "sae_l0", "dead_fraction")
@@ -22,10 +22,10 @@ def run(cfg: SynthScoreConfig) -> dict[str, Any]:
     """Score every SAE, run the atoms analysis, write the outputs; returns what scores.json holds."""
     world = load_world(cfg.world)
     saes: dict[str, LoadedSAE] = {s.name: load_sae(s.path) for s in cfg.saes}
-    rows = []
-    for s in cfg.saes:
-        sc = score(saes[s.name], world, cfg.samples, cfg.batch, cfg.seed)
-        rows.append({"name": s.name, "group": s.group or s.name, "path": str(s.path), **_scores(sc)})
+    scores = score_all(saes, world, cfg.samples, cfg.batch, cfg.seed)
+    rows = [
+        {"name": s.name, "group": s.group or s.name, "path": str(s.path), **_scores(scores[s.name])} for s in cfg.saes
+    ]
     truth = None
     if cfg.atoms_samples:
         truth, atoms = atoms_rows(world, saes, cfg.atoms_samples, cfg.seed + 1, cfg.atoms)

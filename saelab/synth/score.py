@@ -69,12 +69,27 @@ class _Sums(NamedTuple):
 
 def score(sae: LoadedSAE, world: World, n_samples: int = 100_000, batch: int = 4096, seed: int = 1) -> SynthScores:
     """Score a loaded SAE on `n_samples` fresh samples of `world` (stream `seed`; trainers' stores use others)."""
-    if sae.cfg.d_in != world.hidden_dim:
-        raise ValueError(f"the SAE reads d_in={sae.cfg.d_in}, the world has hidden_dim={world.hidden_dim}")
+    return score_all({"sae": sae}, world, n_samples, batch, seed)["sae"]
+
+
+def score_all(
+    saes: dict[str, LoadedSAE], world: World, n_samples: int = 100_000, batch: int = 4096, seed: int = 1
+) -> dict[str, SynthScores]:
+    """Score several SAEs on the same `n_samples` fresh samples of `world`, drawn once (stream `seed`)."""
+    for name, sae in saes.items():
+        if sae.cfg.d_in != world.hidden_dim:
+            raise ValueError(f"{name} reads d_in={sae.cfg.d_in}, the world has hidden_dim={world.hidden_dim}")
+    scorers = {
+        name: Scorer(sae.encode, lambda z, x, s=sae: s.decode(z, x), sae.W_dec, world.features)
+        for name, sae in saes.items()
+    }
     stream = batches(world, batch, seed)
-    sizes = [min(batch, n_samples - s) for s in range(0, n_samples, batch)]
-    samples = ((s.hidden[:m], s.features[:m]) for s, m in zip(stream, sizes, strict=False))
-    return score_samples(sae.encode, lambda z, x: sae.decode(z, x), sae.W_dec, world.features, samples)
+    for start in range(0, n_samples, batch):
+        m = min(batch, n_samples - start)
+        s = next(stream)
+        for sc in scorers.values():
+            sc.add(s.hidden[:m], s.features[:m])
+    return {name: sc.result() for name, sc in scorers.items()}
 
 
 def score_samples(
@@ -86,39 +101,55 @@ def score_samples(
 ) -> SynthScores:
     """Scores of the SAE `encode` / `decode(codes, x)` with decoder rows `W_dec` (L, d) against true
     `features` (N, d), over `samples`: (hidden (b, d), true activations (b, N)) pairs."""
-    cos = jnp.abs(cosines(jnp.asarray(W_dec, jnp.float32), jnp.asarray(features, jnp.float32)))  # (L, N)
-    match = jnp.argmax(cos, axis=1)  # (L,)
-    step = jax.jit(lambda x, a: _batch_sums(encode, decode, match, x, a))
-    total, n = None, 0
+    sc = Scorer(encode, decode, W_dec, features)
     for x, a in samples:
-        part = jax.tree.map(lambda v: np.asarray(v, np.float64), step(jnp.asarray(x), jnp.asarray(a)))
-        total = part if total is None else jax.tree.map(np.add, total, part)
-        n += x.shape[0]
-    if total is None:
-        raise ValueError("no samples to score on")
-    L = W_dec.shape[0]
-    p = _ratio(total.tp, total.tp + total.fp)
-    r = _ratio(total.tp, total.tp + total.fn)
-    f1 = _ratio(2 * p * r, p + r)
-    acc = (total.tp + total.tn) / np.maximum(total.tp + total.fp + total.fn + total.tn, 1e-8)
-    var = total.sum_sq / n - np.sum((total.sum_x / n) ** 2)
-    mse = total.sum_res / n
-    ev = (1.0 if mse < 1e-10 else 0.0) if var < 1e-10 else 1.0 - mse / var
-    return SynthScores(
-        f1=float(f1.mean()),
-        mcc=mcc(np.asarray(cos)),
-        precision=float(p.mean()),
-        recall=float(r.mean()),
-        accuracy=float(acc.mean()),
-        uniqueness=len(np.unique(np.asarray(match))) / L,
-        explained_variance=float(ev),
-        sae_l0=float(total.sae_nnz / n),
-        true_l0=float(total.true_nnz / n),
-        dead_latents=int(L - np.count_nonzero(total.fired)),
-        shrinkage=float(total.shrink / total.shrink_n) if total.shrink_n else 0.0,
-        n_latents=L,
-        n_samples=n,
-    )
+        sc.add(x, a)
+    return sc.result()
+
+
+class Scorer:
+    """Streaming scores of one SAE: `add` batches of (hidden, true activations), then `result`."""
+
+    def __init__(self, encode, decode, W_dec: jax.Array, features: jax.Array) -> None:
+        self.cos = jnp.abs(cosines(jnp.asarray(W_dec, jnp.float32), jnp.asarray(features, jnp.float32)))  # (L, N)
+        self.match = jnp.argmax(self.cos, axis=1)  # (L,)
+        self._step = jax.jit(lambda x, a, match: _batch_sums(encode, decode, match, x, a))
+        self.total: _Sums | None = None
+        self.n = 0
+
+    def add(self, x: jax.Array, a: jax.Array) -> None:
+        part = self._step(jnp.asarray(x), jnp.asarray(a), self.match)
+        part = jax.tree.map(lambda v: np.asarray(v, np.float64), part)
+        self.total = part if self.total is None else jax.tree.map(np.add, self.total, part)
+        self.n += x.shape[0]
+
+    def result(self) -> SynthScores:
+        total, n = self.total, self.n
+        if total is None:
+            raise ValueError("no samples to score on")
+        L = self.cos.shape[0]
+        p = _ratio(total.tp, total.tp + total.fp)
+        r = _ratio(total.tp, total.tp + total.fn)
+        f1 = _ratio(2 * p * r, p + r)
+        acc = (total.tp + total.tn) / np.maximum(total.tp + total.fp + total.fn + total.tn, 1e-8)
+        var = total.sum_sq / n - np.sum((total.sum_x / n) ** 2)
+        mse = total.sum_res / n
+        ev = (1.0 if mse < 1e-10 else 0.0) if var < 1e-10 else 1.0 - mse / var
+        return SynthScores(
+            f1=float(f1.mean()),
+            mcc=mcc(np.asarray(self.cos)),
+            precision=float(p.mean()),
+            recall=float(r.mean()),
+            accuracy=float(acc.mean()),
+            uniqueness=len(np.unique(np.asarray(self.match))) / L,
+            explained_variance=float(ev),
+            sae_l0=float(total.sae_nnz / n),
+            true_l0=float(total.true_nnz / n),
+            dead_latents=int(L - np.count_nonzero(total.fired)),
+            shrinkage=float(total.shrink / total.shrink_n) if total.shrink_n else 0.0,
+            n_latents=L,
+            n_samples=n,
+        )
 
 
 def cosines(U: jax.Array, V: jax.Array) -> jax.Array:

@@ -84,4 +84,4 @@ def test_experiment_file_validates(quick):
     kinds = [s.kind for s in stages]
     assert kinds == ["synth-world", "train-multi", "saelens-train", "saelens-train", "synth-score"]
     score = stages[-1].config
-    assert len(score.saes) == 7 and all(str(s.path).startswith("checkpoints/" + name) for s in score.saes)
+    assert len(score.saes) == 9 and all(str(s.path).startswith("checkpoints/" + name) for s in score.saes)
