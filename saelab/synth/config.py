@@ -172,8 +172,8 @@ class SynthWorldConfig(Config):
     """Seed of the store's sample stream (scoring draws fresh samples from another stream)."""
     batch: int = Field(default=4096, ge=1)
     """Samples drawn per jitted call."""
-    dtype: str = "float32"
-    """Store dtype (float32, bfloat16, float16)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Store dtype."""
     out: Path = Path("activations/synth")
     """Directory of `world/` and `store/`."""
     overwrite: bool = False

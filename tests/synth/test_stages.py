@@ -78,6 +78,38 @@ def test_cli_score_prints_the_table(made, capsys):
     assert f"| {run_dir.name} |" in printed and "scores.json" in printed
 
 
+def test_cli_train_trains_on_the_world_and_scores(made, tmp_path, capsys):
+    root, out, _ = made
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(
+        f"""
+[data]
+batch_size = 512
+[sae]
+architecture = "batchtopk"
+k = 4
+d_sae = 64
+[train]
+name = "cli"
+out = "{tmp_path / "runs"}"
+tokens = 4096
+wandb = "disabled"
+progress = false
+"""
+    )
+    assert main(["synth", "train", str(out), str(cfg), "--samples", "2000"]) == 0
+    printed = capsys.readouterr().out
+    assert "cli (" in printed and "F1 " in printed and "dead " in printed
+    assert (tmp_path / "runs" / "cli" / "sae" / "cfg.json").exists()
+
+
+def test_cli_generate_quick_writes_a_small_world(tmp_path, capsys):
+    assert main(["synth", "generate", "--quick", "--out", str(tmp_path / "g")]) == 0
+    store = json.loads((tmp_path / "g-quick" / "store" / "manifest.json").read_text())
+    assert store["n_tokens"] == 65_536 and store["d_model"] == 192
+    assert "world:" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("quick", [False, True])
 def test_experiment_file_validates(quick):
     name, stages = experiment.load("experiments/synth.toml", quick=quick)
