@@ -1,7 +1,8 @@
 """What a notebook user waits for: a loop of 8 latent ablations written with lambdas on a spliced model, and
 `steer` (clean and steered continuations, 16 new tokens) called three times with other latents and strengths.
 
-Counts XLA compiles (programs built) and seconds for each. The same file runs against an older checkout of
+Counts XLA compiles (every program built, small helpers included, and the model's own forwards and
+generation loops alone) and seconds for each. The same file runs against an older checkout of
 saelab for a before/after (`git worktree add /tmp/before COMMIT`, then run this script with that checkout
 first on PYTHONPATH): it only uses calls both versions have.
 
@@ -58,6 +59,7 @@ def main() -> None:
         np.asarray(out)
         times.append(time.perf_counter() - s)
     ablate_s, ablate_compiles = time.perf_counter() - t, len(compiles) - before
+    ablate_programs = sum(n == "jit(run)" for n in compiles[before:])  # the model's own compiled forwards
 
     before, t = len(compiles), time.perf_counter()
     steer_times = []
@@ -66,15 +68,18 @@ def main() -> None:
         steer(model, sae, PROMPT, [100 + j], [8.0 - j], max_new_tokens=a.new_tokens)
         steer_times.append(time.perf_counter() - s)
     steer_s, steer_compiles = time.perf_counter() - t, len(compiles) - before
+    steer_programs = sum(n == "jit(run)" for n in compiles[before:])  # generation loops compiled
     result = {
         "saelab": str(Path(saelab.__file__).parent),
         "sae": a.sae,
         "ablations": n_ablate,
         "ablation_seconds": times,
         "ablation_compiles": ablate_compiles,
+        "ablation_model_programs": ablate_programs,
         "steers": n_steer,
         "steer_seconds": steer_times,
         "steer_compiles": steer_compiles,
+        "steer_model_programs": steer_programs,
     }
     finish(
         a,
@@ -82,10 +87,12 @@ def main() -> None:
         ablations=n_ablate,
         ablate_s=ablate_s,
         ablate_compiles=ablate_compiles,
+        ablate_programs=ablate_programs,
         ablate_later_s=float(np.median(times[1:])),
         steers=n_steer,
         steer_s=steer_s,
         steer_compiles=steer_compiles,
+        steer_programs=steer_programs,
         steer_later_s=float(np.median(steer_times[1:])),
     )
 
