@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from saelab.models.hooks import HookFn
+from saelab.models.hooks import HookFn, hook_layer
 
 _DATA_TYPES = (int, float, complex, np.ndarray, np.generic, jax.Array)
 
@@ -40,8 +40,6 @@ class HookPoint(NamedTuple):
 
     def layer(self) -> int:
         """The block index of a `blocks.L.` hook point (TransformerLens's `hook.layer()`)."""
-        from saelab.models.hooks import hook_layer
-
         return hook_layer(self.name)
 
 
@@ -63,20 +61,13 @@ class Lifted(NamedTuple):
             return f
         if self.arity == 2:
             point = HookPoint(hook_name)
-            return _Adapted(lambda x: _unchanged_if_none(f(x, point), x, hook_name))
-        return _Adapted(lambda x: _unchanged_if_none(f(x), x, hook_name))
+            return lambda x: _unchanged_if_none(f(x, point), x, hook_name)
+        return lambda x: _unchanged_if_none(f(x), x, hook_name)
 
     def concrete(self, fn: Callable) -> Lifted:
         """The same template with the data keyed by value instead of passed in (no data slots)."""
         values = tuple(_key(v) for v in _read(fn, self.data_slots))
         return self._replace(data_slots=(), concrete_values=values)
-
-
-class _Adapted(NamedTuple):
-    fn: Callable[[jax.Array], jax.Array]
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fn(x)
 
 
 def lift(fn: Callable) -> tuple[Lifted, tuple, tuple]:
@@ -121,10 +112,11 @@ class LiftedHooks:
                 raise ValueError(f"{len(fs)} hooks at {n}, one of them taking positions: give that point one hook")
         return {n: fs[0] if len(fs) == 1 else _Chain(tuple(fs)) for n, fs in bound.items()}
 
-    def concrete(self) -> LiftedHooks:
-        """The same hooks with their data keyed by value (for functions that need concrete numbers)."""
+    def concrete(self, data: tuple) -> LiftedHooks:
+        """The same hooks with their data keyed by value (for functions that need concrete numbers); arrays
+        are keyed by identity, so they are kept alive with the key."""
         templates = tuple(t.concrete(f) for t, f in zip(self.templates, self.functions, strict=True))
-        return LiftedHooks(self.names, templates, self.functions, self.keep)
+        return LiftedHooks(self.names, templates, self.functions, self.keep + tuple(jax.tree.leaves(data)))
 
     @property
     def no_data(self) -> tuple:
@@ -148,14 +140,14 @@ def call_lifted(run: Callable[[LiftedHooks, tuple], Any], lifted: LiftedHooks, d
     """`run(lifted, data)`, or, when a hook needs its numbers concrete (a shape, an `if`), the same with them
     keyed by value; the choice is remembered for that template."""
     if lifted in _NEEDS_CONCRETE:
-        return run(lifted.concrete(), lifted.no_data)
+        return run(lifted.concrete(data), lifted.no_data)
     try:
         return run(lifted, data)
     except TRACER_ERRORS:
         if not any(data):
             raise
         _NEEDS_CONCRETE.add(lifted)
-        return run(lifted.concrete(), lifted.no_data)
+        return run(lifted.concrete(data), lifted.no_data)
 
 
 class _Chain(NamedTuple):
