@@ -30,6 +30,9 @@ import numpy as np
 
 from saelab.models.hooks import HookFn, hook_layer
 
+FwdHooks = Sequence[tuple[str | Callable[[str], bool], Callable]]
+"""TransformerLens's `fwd_hooks`: (hook name or a predicate over names, hook function) pairs."""
+
 _DATA_TYPES = (int, float, complex, np.ndarray, np.generic, jax.Array)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from saelab.models.config import ModelConfig
-from saelab.models.hook_fns import LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
+from saelab.models.hook_fns import FwdHooks, LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, stop_layer, validate_hook_names
 from saelab.models.inputs import Tokens, pad_left, resolve
 from saelab.models.loading import open_checkpoint
@@ -114,7 +114,7 @@ class Model:
         hooks: Mapping[str, Callable] | None = None,
         pad_mask: Any = None,
         *,
-        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+        fwd_hooks: FwdHooks = (),
         prepend_bos: bool = True,
     ) -> jax.Array:
         """Logits with `hooks` ({name: fn}) or TransformerLens's `fwd_hooks` ([(name or predicate, fn)])

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
 from saelab.models.generate import DEFAULT_NEW_TOKENS, Generation, generate_model, generate_text
-from saelab.models.hook_fns import LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
+from saelab.models.hook_fns import FwdHooks, LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
 from saelab.models.hook_views import check_head_index
 from saelab.models.hooks import HookFn, validate_hook_names
 from saelab.models.inputs import resolve
@@ -63,7 +63,7 @@ class SplicedModel:
         hooks: Mapping[str, Callable] | None = None,
         *,
         names_filter: str | Iterable[str] | Callable[[str], bool] | None = None,
-        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+        fwd_hooks: FwdHooks = (),
         prepend_bos: bool = True,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(logits (batch, seq, vocab), {name: activation}) with the SAEs spliced in and `hooks` applied.
@@ -86,7 +86,7 @@ class SplicedModel:
         hooks: Mapping[str, Callable] | None = None,
         pad_mask: Any = None,
         *,
-        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], Callable]] = (),
+        fwd_hooks: FwdHooks = (),
         prepend_bos: bool = True,
     ) -> jax.Array:
         """Logits with the SAEs spliced in and `hooks` / `fwd_hooks` (on model or SAE hook points) applied."""

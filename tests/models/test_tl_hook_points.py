@@ -10,11 +10,14 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch  # the reference: the torch extra, which `just setup` installs
 
 from saelab.models import HookContext, Model, config_from_hf, hook_layer, hook_names, validate_hook_names
 from saelab.models.kv_cache import empty_cache
 from saelab.models.transformer import forward, forward_cached
 from tests.models.small import sliced_smollm2
+from tests.models.test_parity import CONFIGS, VOCAB, _save
+from tests.models.torch_reference import hf_run
 
 _ATTN = ("hook_q", "hook_k", "hook_v", "hook_rot_q", "hook_rot_k", "hook_attn_scores", "hook_pattern")
 
@@ -41,8 +44,6 @@ def _hf_modules(hf, family: str, i: int) -> dict[str, object]:
 
 def _hf_run(hf, family: str, n_layers: int, tokens: np.ndarray, mask: np.ndarray, monkeypatch) -> dict:
     """transformers' forward on the padded batch with every tensor the new hook points correspond to."""
-    import torch
-
     got: dict[str, object] = {}
     handles = []
     for i in range(n_layers):
@@ -61,15 +62,7 @@ def _hf_run(hf, family: str, n_layers: int, tokens: np.ndarray, mask: np.ndarray
         return eager(module, query, key, *args, **kwargs)
 
     monkeypatch.setattr(modeling, "eager_attention_forward", capture)
-    pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
-    with torch.no_grad():
-        out = hf(
-            input_ids=torch.tensor(tokens, dtype=torch.long),
-            attention_mask=torch.tensor(mask),
-            position_ids=torch.tensor(pos, dtype=torch.long),
-            output_hidden_states=True,
-            output_attentions=True,
-        )
+    out = hf_run(hf, tokens, mask, output_attentions=True)
     for h in handles:
         h.remove()
     got = {k: v.numpy() for k, v in got.items()}
@@ -94,21 +87,9 @@ def _hf_qkv(got: dict, family: str, i: int, cfg) -> tuple[np.ndarray, ...]:
     )
 
 
-def _parity_names() -> list[str]:
-    """test_parity's checkpoints (transformers configs, so none without torch)."""
-    try:
-        from tests.models.test_parity import CONFIGS
-    except pytest.skip.Exception:
-        return []
-    return sorted(CONFIGS)
-
-
-@pytest.mark.parametrize("name", _parity_names())
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_new_hook_points_match_transformers(name: str, tmp_path, monkeypatch) -> None:
-    torch = pytest.importorskip("torch", reason="reference parity needs the torch extra")
     import transformers
-
-    from tests.models.test_parity import VOCAB, _save
 
     _save(name, tmp_path)
     model = Model.load(str(tmp_path))

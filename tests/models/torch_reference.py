@@ -5,19 +5,26 @@ from __future__ import annotations
 import numpy as np
 
 
-def hf_forward(hf, tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(logits, hidden states) of the torch model `hf` on `tokens` (B, T) under the 0/1 `mask` (B, T): each
-    row's positions count from its first real token, as saelab's `pad_mask` does."""
+def hf_run(hf, tokens: np.ndarray, mask: np.ndarray, **options):
+    """The torch model `hf`'s output on `tokens` (B, T) under the 0/1 `mask` (B, T), hidden states included:
+    each row's positions count from its first real token, as saelab's `pad_mask` does. `options` go to the
+    forward (e.g. output_attentions=True)."""
     import torch
 
     pos = np.maximum(np.cumsum(mask, 1) - 1, 0)
     with torch.no_grad():
-        out = hf(
+        return hf(
             input_ids=torch.tensor(tokens, dtype=torch.long),
             attention_mask=torch.tensor(mask),
             position_ids=torch.tensor(pos, dtype=torch.long),
             output_hidden_states=True,
+            **options,
         )
+
+
+def hf_forward(hf, tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(logits, hidden states) of `hf_run`, as NumPy arrays."""
+    out = hf_run(hf, tokens, mask)
     return out.logits.numpy(), [h.numpy() for h in out.hidden_states]
 
 

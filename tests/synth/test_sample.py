@@ -8,13 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 from saelab.synth import batches
 from saelab.synth.sample import apply_level
 from tests.peer_modules import peer
 
 sae_lens = peer("sae_lens")
-torch = pytest.importorskip("torch")
 from sae_lens.synthetic import ActivationGenerator, Hierarchy  # noqa: E402
 
 N_SAMPLES = 40_000

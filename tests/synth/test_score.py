@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 from saelab.sae import SAEConfig, SAEParams, load_sae, save_saelens
 from saelab.synth import batches, score_samples
@@ -15,7 +16,6 @@ from saelab.synth.score import cosines, mcc
 from tests.peer_modules import peer
 
 sae_lens = peer("sae_lens")
-torch = pytest.importorskip("torch")
 from sae_lens.synthetic import FeatureDictionary  # noqa: E402
 from sae_lens.synthetic.evals import eval_sae_on_synthetic_data, mean_correlation_coefficient  # noqa: E402
 

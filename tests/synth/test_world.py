@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 from saelab.synth import WorldConfig, preset
 from saelab.synth import hierarchy as hier
@@ -15,7 +16,6 @@ from tests.peer_modules import peer
 from tests.synth.conftest import SMALL
 
 sae_lens = peer("sae_lens")
-torch = pytest.importorskip("torch")
 from sae_lens.synthetic import (  # noqa: E402
     LinearMagnitudeConfig,
     SyntheticModelConfig,

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from saelab.synth import batches, load_world, save_world
 from saelab.synth.world import CONFIG_FILE
@@ -19,7 +20,6 @@ from tests.peer_modules import peer
 from tests.synth.conftest import SMALL
 
 sae_lens = peer("sae_lens")
-torch = pytest.importorskip("torch")
 from sae_lens.synthetic import SyntheticModel, SyntheticModelConfig  # noqa: E402
 
 
