@@ -18,20 +18,18 @@ every process's first window starts a batch, i.e. windows per shard is a multipl
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from saelab.data import open_corpus, pack_for_model
 from saelab.harvest.config import HarvestConfig
 from saelab.models import Model, validate_hook_names
-from saelab.models.hook_views import hook_width, sae_input
-from saelab.models.hooks import HookFn, stop_layer
+from saelab.models.hooked_forward import forward_fn, pad_rows, store_width
+from saelab.models.hooks import HookFn
 from saelab.runtime.distributed import barrier, is_main
 from saelab.runtime.dtypes import float_dtype
 from saelab.runtime.finite import NonFiniteError, first_nonfinite
@@ -57,44 +55,12 @@ def run(
     if model.tokenizer is None or model.bos_id is None:
         raise ValueError(f"model {cfg.model} has no tokenizer with a BOS id; harvesting needs both")
     corpus = open_corpus(cfg.corpus, split=cfg.split)
-    meta = {
-        "model": cfg.model,
-        "weights_hash": model.weights_hash,
-        "model_dtype": cfg.model_dtype,
-        "corpus": cfg.corpus,
-        "split": cfg.split,
-        "corpus_fingerprint": corpus.fingerprint(),
-        "context": cfg.context,
-        "within_document": cfg.within_document,
-        "tokens_requested": cfg.tokens,
-        "bos_id": model.bos_id,
-        "eos_id": model.eos_id,
-    }
-    if cfg.model_processing != "none":  # absent otherwise, so stores made before the option still resume
-        meta["model_processing"] = cfg.model_processing
-    layout = {
-        "meta": meta,
-        "hooks": list(cfg.hooks),
-        "d_model": width,
-        "dtype": cfg.dtype,
-        "shard_tokens": cfg.shard_tokens_aligned,
-    }
+    layout = _layout(cfg, model, corpus.fingerprint(), width)
     processes = jax.process_count()
-    if processes > 1 and cfg.on_nonfinite == "skip":
-        raise ValueError(
-            "on_nonfinite='skip' is for one-process harvests (skipped windows would shift the shards each "
-            "process owns); harvest with one process or keep on_nonfinite='error'"
-        )
-    if processes == 1:
-        writer = StoreWriter.create_or_resume(cfg.out, **layout, overwrite=cfg.overwrite)
-        first, total_windows = 0, cfg.n_windows
-    else:
-        part = share(cfg.n_windows, cfg.shard_tokens_aligned // cfg.context, jax.process_index(), processes)
-        if _open_shared(cfg, layout, processes):
-            return Path(cfg.out)
-        writer = StoreWriter.create_or_resume_part(cfg.out, part)
-        first = part.shards.start * cfg.shard_tokens_aligned // cfg.context
-        total_windows = min(part.shards.stop * cfg.shard_tokens_aligned // cfg.context, cfg.n_windows)
+    opened = _open_writer(cfg, layout, processes)
+    if opened is None:
+        return Path(cfg.out)
+    writer, first, total_windows = opened
     if writer.complete:
         return _merge(cfg.out, processes)
     done_windows = first + writer.n_tokens_done // cfg.context + writer.skipped_windows
@@ -107,29 +73,8 @@ def run(
         within_document=cfg.within_document,
         skip_windows=done_windows,
     )
-    with progress_bar("tok/s", progress and is_main()) as bar:
-        task = bar.add_task(
-            "harvest",
-            total=(total_windows - first) * cfg.context,
-            completed=(done_windows - first) * cfg.context,
-            info=str(cfg.out),
-        )
-        pending = None
-        windows = done_windows
-        for b in batches if done_windows < total_windows else ():
-            take = min(len(b.tokens), total_windows - windows)
-            if take <= 0:
-                break
-            toks = pad_rows(b.tokens[:take], cfg.batch)
-            acts, finite = forward(toks)  # dispatched asynchronously
-            if pending is not None:
-                _write(writer, *pending, cfg)
-                bar.update(task, advance=pending[2].tokens.size)
-            pending = (acts, finite, b._replace(tokens=b.tokens[:take], doc=b.doc[:take], pos=b.pos[:take]), windows)
-            windows += take
-        if pending is not None:
-            _write(writer, *pending, cfg)
-            bar.update(task, advance=pending[2].tokens.size)
+    span = _Span(first, done_windows, total_windows)
+    windows = _write_batches(cfg, writer, forward, batches if done_windows < total_windows else (), span, progress)
     if windows < total_windows:
         print(
             f"corpus {cfg.corpus} ran out after {windows * cfg.context:,} tokens "
@@ -142,6 +87,88 @@ def run(
             "(on_nonfinite='skip'; counted in the manifest's skipped_windows)"
         )
     return _merge(cfg.out, processes)
+
+
+class _Span(NamedTuple):
+    """The windows of the stream this process harvests: [first, total), of which [first, done) are written."""
+
+    first: int
+    done: int
+    total: int
+
+
+def _layout(cfg: HarvestConfig, model: Model, fingerprint: str, width: int) -> dict[str, Any]:
+    """The store's identity and shape (its manifest's meta, hooks, width, dtype, shard size)."""
+    meta = {
+        "model": cfg.model,
+        "weights_hash": model.weights_hash,
+        "model_dtype": cfg.model_dtype,
+        "corpus": cfg.corpus,
+        "split": cfg.split,
+        "corpus_fingerprint": fingerprint,
+        "context": cfg.context,
+        "within_document": cfg.within_document,
+        "tokens_requested": cfg.tokens,
+        "bos_id": model.bos_id,
+        "eos_id": model.eos_id,
+    }
+    if cfg.model_processing != "none":  # absent otherwise, so stores made before the option still resume
+        meta["model_processing"] = cfg.model_processing
+    return {
+        "meta": meta,
+        "hooks": list(cfg.hooks),
+        "d_model": width,
+        "dtype": cfg.dtype,
+        "shard_tokens": cfg.shard_tokens_aligned,
+    }
+
+
+def _open_writer(cfg: HarvestConfig, layout: dict[str, Any], processes: int) -> tuple[StoreWriter, int, int] | None:
+    """(writer, first window, end window) of this process's part of the store; None when a shared store is
+    already complete."""
+    if processes > 1 and cfg.on_nonfinite == "skip":
+        raise ValueError(
+            "on_nonfinite='skip' is for one-process harvests (skipped windows would shift the shards each "
+            "process owns); harvest with one process or keep on_nonfinite='error'"
+        )
+    if processes == 1:
+        return StoreWriter.create_or_resume(cfg.out, **layout, overwrite=cfg.overwrite), 0, cfg.n_windows
+    part = share(cfg.n_windows, cfg.shard_tokens_aligned // cfg.context, jax.process_index(), processes)
+    if _open_shared(cfg, layout, processes):
+        return None
+    writer = StoreWriter.create_or_resume_part(cfg.out, part)
+    first = part.shards.start * cfg.shard_tokens_aligned // cfg.context
+    return writer, first, min(part.shards.stop * cfg.shard_tokens_aligned // cfg.context, cfg.n_windows)
+
+
+def _write_batches(
+    cfg: HarvestConfig, writer: StoreWriter, forward, batches: Iterable, span: _Span, progress: bool
+) -> int:
+    """Forward and write the batches up to window `span.total`; each batch's forward is dispatched before the
+    previous batch is copied to the host. Returns the window reached."""
+    with progress_bar("tok/s", progress and is_main()) as bar:
+        task = bar.add_task(
+            "harvest",
+            total=(span.total - span.first) * cfg.context,
+            completed=(span.done - span.first) * cfg.context,
+            info=str(cfg.out),
+        )
+        pending = None
+        windows = span.done
+        for b in batches:
+            take = min(len(b.tokens), span.total - windows)
+            if take <= 0:
+                break
+            acts, finite = forward(pad_rows(b.tokens[:take], cfg.batch))  # dispatched asynchronously
+            if pending is not None:
+                _write(writer, *pending, cfg)
+                bar.update(task, advance=pending[2].tokens.size)
+            pending = (acts, finite, b._replace(tokens=b.tokens[:take], doc=b.doc[:take], pos=b.pos[:take]), windows)
+            windows += take
+        if pending is not None:
+            _write(writer, *pending, cfg)
+            bar.update(task, advance=pending[2].tokens.size)
+    return windows
 
 
 def share(n_windows: int, shard_windows: int, process: int, processes: int) -> Part:
@@ -170,48 +197,6 @@ def _merge(out: Path, processes: int) -> Path:
             merge_parts(out, processes)
         barrier("saelab-harvest-merged")
     return Path(out)
-
-
-def store_width(model: Model, hooks: list[str]) -> int:
-    """The one width the hooks of a store share (saelab.models.hook_views.hook_width of each)."""
-    widths = {h: hook_width(model.cfg, h) for h in hooks}
-    if len(set(widths.values())) > 1:
-        raise ValueError(f"hooks of different widths cannot share a store: {widths}; harvest them separately")
-    return next(iter(widths.values()))
-
-
-def forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: int, interventions: dict[str, HookFn]):
-    """Jitted tokens (batch, context) -> ({hook: (tokens, width) in storage dtype}, (batch,) bool: every value of
-    the window finite after the cast to storage dtype), stopping at the deepest hook.
-
-    Data-parallel over this process's devices (a TPU host's chips, a node's GPUs): the weights are replicated
-    and the windows split evenly, when the devices divide `batch`; otherwise on one device.
-    """
-    from saelab.models import HookContext, forward
-
-    stop = stop_layer(hooks, model.cfg.n_layers)
-    local = jax.local_devices()
-    n = len(local) if batch % len(local) == 0 else 1
-    if n < len(local):
-        print(f"harvest: --batch {batch} is not a multiple of this process's {len(local)} devices; using one")
-    mesh = Mesh(np.asarray(local[:n]), ("data",))
-    params = jax.device_put(model.params, NamedSharding(mesh, P()))
-
-    @partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None))))
-    def run(params, tokens):
-        _, cache = forward(params, model.cfg, tokens, None, HookContext(interventions, cache=hooks), stop)
-        acts = {h: _rows(sae_input(cache[h])).astype(dtype) for h in hooks}
-        finite = jnp.stack([jnp.isfinite(a.reshape(tokens.shape[0], -1)).all(1) for a in acts.values()]).all(0)
-        return acts, finite
-
-    return partial(run, params)
-
-
-def pad_rows(x: np.ndarray, n: int) -> np.ndarray:
-    """Pad a short last batch to the compiled batch size (the extra rows are dropped after the forward)."""
-    if len(x) == n:
-        return x
-    return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)])
 
 
 def _write(
@@ -258,8 +243,3 @@ def _describe_nonfinite(host: dict[str, np.ndarray], b, ok: np.ndarray, first: i
         f"are affected and nothing of them was written. {cause}, or pass on_nonfinite='skip' "
         "(--on-nonfinite skip) to leave such windows out (counted in the manifest)"
     )
-
-
-def _rows(a: jax.Array) -> jax.Array:
-    """(batch, seq, width) -> (batch * seq, width): one stored row per token."""
-    return a.reshape(-1, a.shape[-1])

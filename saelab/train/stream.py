@@ -1,7 +1,7 @@
 """Training straight from the model (`data.source = "model"`): no store, the harvester's forward feeds the trainer.
 
 Windows are packed from the corpus as a harvest packs them and run through the harvester's jitted forward
-(`saelab.harvest.harvest.forward_fn`, stopping after the hooked block); the activations of positions 1..
+(`saelab.models.hooked_forward.forward_fn`, stopping after the hooked block); the activations of positions 1..
 (BOS left out, as the store's training indices leave it out) go into a device-side shuffle buffer of
 `buffer_batches` training batches. Each fill is permuted on the device by a key of (data.seed, fill number)
 and drained batch by batch; then the buffer is refilled from where the stream stopped. A store shuffles the
@@ -27,8 +27,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from saelab.data import open_corpus, pack_for_model
-from saelab.harvest.harvest import forward_fn, pad_rows, store_width
 from saelab.models import Model, validate_hook_names
+from saelab.models.hooked_forward import forward_fn, pad_rows, store_width
 from saelab.runtime.finite import NonFiniteError
 from saelab.store.loader import Batch
 from saelab.train.config import DataConfig, TrainConfig
