@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     from saelab.models.cli import register as register_model_commands
     from saelab.runtime.cliargs import add_config_command
     from saelab.runtime.distributed import add_flags as add_distributed_flags
+    from saelab.runtime.hugepages import add_flag as add_hugepages_flag
+    from saelab.runtime.jaxcache import add_flag as add_jax_cache_flag
     from saelab.store.cli import register as register_store_commands
 
     register_model_commands(sub)
@@ -131,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch")
     tr.set_defaults(fn=_train)
     add_distributed_flags(tr)
+    add_hugepages_flag(tr)
 
     ex = sub.add_parser("export", help="write a run's SAE in SAELens format (cfg.json + sae_weights.safetensors)")
     ex.add_argument("run", help="run directory, checkpoints/<name>")
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--only", action="append", metavar="STAGE", help="run only this stage id or kind (repeatable)")
     rn.set_defaults(fn=_run)
     add_distributed_flags(rn)
+    add_jax_cache_flag(rn)
 
     for module in ANALYSIS_COMMANDS:
         if importlib.util.find_spec(module) is not None:
@@ -160,11 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from saelab.runtime.distributed import initialize_from_args
+    from saelab.runtime.jaxcache import enable_from_args as enable_jax_cache
     from saelab.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         initialize_from_args(args)  # before any device is touched: joins a multi-host run when asked
+        enable_jax_cache(args)  # process-wide: only with --jax-cache or $SAELAB_JAX_CACHE
         return int(args.fn(args) or 0)
     except (ValueError, OSError, StoreError) as e:  # OSError: FileNotFoundError, a full disk
         print(f"saelab: error: {e}", file=sys.stderr)
@@ -172,11 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> int:
-    """The console script: `main` on this process's arguments; `train` under huge pages where the machine offers
-    them (`saelab.runtime.hugepages`)."""
-    from saelab.runtime.hugepages import reexec_with_hugepages
+    """The console script: `main` on this process's arguments; under huge pages when asked (`--hugepages` or
+    SAELAB_HUGEPAGES=1) and the machine offers them (`saelab.runtime.hugepages`)."""
+    from saelab.runtime.hugepages import asked, reexec_with_hugepages
 
-    reexec_with_hugepages(sys.argv[1] if len(sys.argv) > 1 else None)
+    reexec_with_hugepages(asked(sys.argv[1:]))
     return main()
 
 

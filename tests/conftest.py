@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# `saelab circuits` turns on JAX's persistent compilation cache for its process; in the one pytest process that
-# would store every later test's programs in ~/.cache (seconds of serialising per program). tests/circuits/
-# test_jaxcache.py sets its own directory.
+# A command given `--jax-cache` turns on JAX's persistent compilation cache for its process; in the one pytest
+# process that would store every later test's programs in ~/.cache. tests/circuits/test_jaxcache.py sets its own
+# directory.
 os.environ.setdefault("SAELAB_JAX_CACHE", "off")

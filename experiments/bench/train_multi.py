@@ -37,7 +37,7 @@ from saelab.train.step import make_train_step  # noqa: E402
 
 
 def main() -> None:
-    reexec_with_hugepages("train")  # the memory setting `saelab train` runs under, for both sides
+    reexec_with_hugepages(wanted=True)  # both sides under huge pages, as `saelab train --hugepages`
     ap = parser(__doc__, "train_multi", "4 SAEs at 2x expansion, batch 1024, 20 steps", n=4, expansion=8, batch=4096)
     ap.add_argument("--store", default="activations/demo", help="activation store (made by `just demo`)")
     ap.add_argument("--steps", type=int, help="training steps of every run (default 60; quick 20)")

@@ -28,7 +28,7 @@ BATCH, CONTEXT, WINDOWS = 4096, 128, 16
 
 
 def main() -> None:
-    reexec_with_hugepages("train")  # the memory setting `saelab train` runs under, for both sides
+    reexec_with_hugepages(wanted=True)  # both sides under huge pages, as `saelab train --hugepages`
     ap = parser(__doc__, "train_stream", "16,384 training tokens at layer 3, buffer 2", layer=6, buffer=16)
     ap.add_argument("--tokens", type=int, help="training tokens (default 262,144; quick 16,384)")
     a = ap.parse_args()

@@ -54,7 +54,7 @@ BUDGETS = (409_600, 2_048_000, 4_096_000)  # 100, 500 and 1,000 steps of 4,096 t
 
 
 def main() -> None:
-    reexec_with_hugepages("train")  # the memory setting `saelab train` runs under, for both sides
+    reexec_with_hugepages(wanted=True)  # both sides under huge pages, as `saelab train --hugepages`
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="one budget of 409,600 tokens, defaults peer only")
     p.add_argument("--store", default="activations/demo", help="activation store (made by `just demo`)")

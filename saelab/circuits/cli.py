@@ -6,13 +6,14 @@ import argparse
 from typing import Any
 
 from saelab.runtime.cliargs import add_config_command, config_from_args
+from saelab.runtime.jaxcache import add_flag as add_jax_cache_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `circuits` subcommand (flags generated from CircuitsConfig, TASK positional)."""
     from saelab.circuits.config import CircuitsConfig
 
-    add_config_command(
+    parser = add_config_command(
         sub,
         "circuits",
         CircuitsConfig,
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "circuits.json, per-method layer x head heat maps and ROC curves into --out.",
         positional="task",
     )
+    add_jax_cache_flag(parser)
 
 
 def _circuits(a: argparse.Namespace) -> None:

@@ -23,14 +23,13 @@ from saelab.circuits.report import heatmap, roc_plot, write_json
 from saelab.circuits.scoring import best_precision_recall, ground_truth, roc_auc, roc_curve
 from saelab.circuits.tasks import IoiNegative, TaskData, build_task, prefix_ids
 from saelab.models import Model
-from saelab.runtime.jaxcache import enable_compilation_cache
 
 GT_STREAM, SAE_STREAM, COUNT_STREAM, HELD_STREAM = 0, 1, 2, 3  # independent prompt draws: (seed, stream[, draw])
 
 
 def run(cfg: CircuitsConfig) -> dict[str, Any]:
-    """Run `cfg` and return what circuits.json holds (with the persistent compilation cache of runtime.jaxcache)."""
-    enable_compilation_cache()
+    """Run `cfg` and return what circuits.json holds. Compilation dominates a run; the persistent cache of
+    `saelab.runtime.jaxcache` is the caller's choice (`saelab circuits --jax-cache`)."""
     model = Model.load(cfg.model, dtype=cfg.dtype)
     task = make_task(model, cfg, cfg.prompts, (cfg.seed, GT_STREAM))
     base = baselines(model, task)

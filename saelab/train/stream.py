@@ -16,7 +16,6 @@ is estimated on the first fill and kept in that state, so a resumed run scales a
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -76,16 +75,50 @@ def fill_permutation(seed: int, fill: int, size: int) -> jax.Array:
     return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), fill), size)
 
 
-@functools.lru_cache(maxsize=2)
+class ModelCache:
+    """The models of on-the-fly runs and their jitted forwards (which hold the weights on the devices), kept so
+    that a repeated or resumed run in the same process loads and compiles nothing again. They stay in memory
+    until `clear()`: `saelab.train.stream.MODELS.clear()` frees them; a caller holding its own Model passes it
+    to `ModelStream` instead and nothing is kept."""
+
+    def __init__(self, max_models: int = 2, max_forwards: int = 4) -> None:
+        self.max_models, self.max_forwards = max_models, max_forwards
+        self._models: dict[tuple[str, str], Model] = {}
+        self._forwards: dict[tuple[str, str, str, int], Callable] = {}
+
+    def model(self, name: str, dtype: str) -> Model:
+        """`Model.load(name, dtype=dtype)`, loaded on first use; the oldest model (and its forwards) is dropped
+        beyond `max_models`."""
+        key = (name, dtype)
+        if key not in self._models:
+            while len(self._models) >= self.max_models:
+                old = next(iter(self._models))
+                del self._models[old]
+                self._forwards = {k: f for k, f in self._forwards.items() if k[:2] != old}
+            self._models[key] = Model.load(name, dtype=dtype)
+        return self._models[key]
+
+    def forward(self, name: str, dtype: str, hook: str, batch: int) -> Callable:
+        """The harvester's jitted forward of `hook` for the cached model (compiled once per settings)."""
+        key = (name, dtype, hook, batch)
+        if key not in self._forwards:
+            if len(self._forwards) >= self.max_forwards:
+                del self._forwards[next(iter(self._forwards))]
+            self._forwards[key] = forward_fn(self.model(name, dtype), (hook,), jnp.float32, batch, {})
+        return self._forwards[key]
+
+    def clear(self) -> None:
+        """Drop every model and forward, freeing their weights."""
+        self._models.clear()
+        self._forwards.clear()
+
+
+MODELS = ModelCache()  # the on-the-fly runs' models in this process; MODELS.clear() frees them
+
+
 def load_model(name: str, dtype: str) -> Model:
-    """The model of an on-the-fly run, loaded once per process (a resumed or repeated run reuses it)."""
-    return Model.load(name, dtype=dtype)
-
-
-@functools.lru_cache(maxsize=4)
-def _forward(name: str, dtype: str, hook: str, batch: int):
-    """The harvester's jitted forward of `hook`, made once per process and settings (compiled once)."""
-    return forward_fn(load_model(name, dtype), (hook,), jnp.float32, batch, {})
+    """The model of an on-the-fly run, from `MODELS` (kept for the process until `MODELS.clear()`)."""
+    return MODELS.model(name, dtype)
 
 
 def open_source(cfg: TrainConfig, hook: str, mesh: Mesh, saved: dict[str, Any] | None) -> Source:
@@ -121,7 +154,7 @@ class ModelStream:
         self.batch_size = batch_size
         self.n_batches = data.buffer_batches
         if model is None:
-            self._forward = _forward(data.model, data.model_dtype, hook, data.model_batch)
+            self._forward = MODELS.forward(data.model, data.model_dtype, hook, data.model_batch)
         else:
             self._forward = forward_fn(model, (hook,), jnp.float32, data.model_batch, {})
         sharding = NamedSharding(mesh, P("data", None))

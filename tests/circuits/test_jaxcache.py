@@ -1,4 +1,4 @@
-"""The persistent compilation cache: where it goes, how it is turned off, and that `circuits` turns it on."""
+"""The persistent compilation cache: where it goes, that only the command line turns it on, and only when asked."""
 
 from __future__ import annotations
 
@@ -41,17 +41,41 @@ def test_enable_sets_the_jax_option(monkeypatch, tmp_path, restore_jax_cache) ->
     assert any((tmp_path / "jax2").iterdir())  # the program was written to disk
 
 
-def test_circuits_run_enables_the_cache(monkeypatch, tmp_path, restore_jax_cache) -> None:
+def test_requested_only_by_the_flag_or_the_variable(tmp_path) -> None:
+    assert jaxcache.requested(False, {}) is None  # nobody asked: no process-wide cache
+    assert jaxcache.requested(True, {}) == Path("~/.cache/saelab/jax").expanduser()
+    assert jaxcache.requested(False, {jaxcache.ENV: str(tmp_path)}) == tmp_path
+    assert jaxcache.requested(False, {jaxcache.ENV: "on"}) == Path("~/.cache/saelab/jax").expanduser()
+    assert jaxcache.requested(True, {jaxcache.ENV: "off"}) is None
+
+
+def test_circuits_run_leaves_the_cache_alone(monkeypatch, tmp_path, restore_jax_cache) -> None:
     from saelab.circuits.config import CircuitsConfig
 
     circuits_run = importlib.import_module("saelab.circuits.run")  # the module; the package exports run()
 
     monkeypatch.setenv(jaxcache.ENV, str(tmp_path / "jc"))
+    before = jax.config.jax_compilation_cache_dir
 
     def stop(*a, **k):
-        raise RuntimeError("stop after the cache is set")
+        raise RuntimeError("stop at the model load")
 
     monkeypatch.setattr(circuits_run.Model, "load", stop)
     with pytest.raises(RuntimeError, match="stop"):
         circuits_run.run(CircuitsConfig(task="ioi", out=tmp_path / "o"))
+    assert jax.config.jax_compilation_cache_dir == before  # a library call changes no process-wide state
+    assert not (tmp_path / "jc").exists()
+
+
+def test_the_command_line_turns_it_on_when_asked(monkeypatch, tmp_path, restore_jax_cache, capsys) -> None:
+    from saelab.cli import build_parser
+
+    p = build_parser()
+    monkeypatch.delenv(jaxcache.ENV, raising=False)
+    assert jaxcache.enable_from_args(p.parse_args(["circuits", "ioi"])) is None
+    monkeypatch.setenv(jaxcache.ENV, str(tmp_path / "jc"))
+    assert jaxcache.enable_from_args(p.parse_args(["circuits", "ioi", "--jax-cache"])) == tmp_path / "jc"
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jc")
+    with pytest.raises(SystemExit):
+        p.parse_args(["circuits", "--help"])
+    assert "--jax-cache" in capsys.readouterr().out

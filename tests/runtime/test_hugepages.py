@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from saelab.runtime import hugepages
-from saelab.runtime.hugepages import TUNABLE, hugepage_env, thp_mode
+from saelab.runtime.hugepages import TUNABLE, asked, hugepage_env, thp_mode
 
 
 @pytest.mark.parametrize(
@@ -31,23 +31,41 @@ def test_thp_mode_is_none_without_the_file(tmp_path: Path) -> None:
     assert thp_mode(tmp_path / "absent") is None
 
 
-def test_train_gets_the_tunable_and_keeps_other_tunables() -> None:
-    assert hugepage_env({"A": "1"}, "madvise", True, "train") == {"A": "1", "GLIBC_TUNABLES": TUNABLE}
-    got = hugepage_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "always", True, "train")
+def test_asked_gets_the_tunable_and_keeps_other_tunables() -> None:
+    assert hugepage_env({"A": "1"}, "madvise", True, wanted=True) == {"A": "1", "GLIBC_TUNABLES": TUNABLE}
+    got = hugepage_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "always", True, wanted=True)
     assert got == {"GLIBC_TUNABLES": f"glibc.malloc.arena_max=2:{TUNABLE}"}
 
 
-def test_other_commands_only_when_asked() -> None:
-    assert hugepage_env({}, "madvise", True, "eval") is None
-    assert hugepage_env({}, "madvise", True, None) is None
-    assert hugepage_env({"SAELAB_HUGEPAGES": "1"}, "madvise", True, "eval") is not None
+def test_off_unless_asked() -> None:
+    assert hugepage_env({}, "madvise", True) is None  # no command gets it by default, train included
+    assert hugepage_env({}, "madvise", True, wanted=False) is None
+    assert hugepage_env({"SAELAB_HUGEPAGES": "1"}, "madvise", True) is not None
+
+
+def test_the_flag_is_found_among_options_only() -> None:
+    assert asked(["train", "x.toml", "--hugepages"])
+    assert not asked(["train", "x.toml"])
+    assert not asked(["train", "--", "--hugepages"])  # after `--` it is an argument, not an option
+
+
+def test_train_help_states_the_flag(capsys) -> None:
+    from saelab.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["train", "x.toml", "--hugepages"]).hugepages
+    assert not p.parse_args(["train", "x.toml"]).hugepages
+    with pytest.raises(SystemExit):
+        p.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--hugepages" in text and "off by default" in text
 
 
 @pytest.mark.parametrize(
     ("env", "mode", "glibc_ok"),
     [
         ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "madvise", True),  # the user chose
-        ({"SAELAB_HUGEPAGES": "0", "X": "1"}, "always", True),  # turned off, even for train
+        ({"SAELAB_HUGEPAGES": "0", "X": "1"}, "always", True),  # turned off, even where asked
         ({"SAELAB_HUGEPAGES": "0"}, "madvise", True),  # turned off
         ({}, "never", True),  # THP off in the kernel
         ({}, None, True),  # not Linux
@@ -55,7 +73,7 @@ def test_other_commands_only_when_asked() -> None:
     ],
 )
 def test_env_is_left_alone(env: dict, mode: str | None, glibc_ok: bool) -> None:
-    assert hugepage_env(env, mode, glibc_ok, "train") is None
+    assert hugepage_env(env, mode, glibc_ok, wanted=True) is None
 
 
 @pytest.mark.skipif(
@@ -68,7 +86,7 @@ def test_a_process_reexecutes_once_with_the_tunable(tmp_path: Path) -> None:
         "import os\n"
         "print('start', flush=True)\n"
         "from saelab.runtime.hugepages import reexec_with_hugepages\n"
-        "reexec_with_hugepages('train')\n"
+        "reexec_with_hugepages(wanted=True)\n"
         "print('tunables', os.environ.get('GLIBC_TUNABLES'))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "SAELAB_HUGEPAGES")}
