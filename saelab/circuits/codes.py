@@ -219,7 +219,7 @@ def softmax(u: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=16)  # compiled programs keyed by config; the weights are arguments
 def _weighted_fn(cfg: ModelConfig):
     names = tuple(f"blocks.{i}.attn.hook_z" for i in range(cfg.n_layers))
 

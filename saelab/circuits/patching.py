@@ -198,6 +198,7 @@ def _mean_z(model: Model, task: TaskData, chunk: int) -> list[jax.Array]:
     return [s / np.maximum(count, 1)[:, None, None] for s in sums]  # each (seq, heads, d_head)
 
 
+# The lru_caches below hold compiled programs keyed by model config, never weights (params are arguments).
 @functools.lru_cache(maxsize=32)
 def _metric_fn(cfg: ModelConfig, metric: str):
     fn = metric_fn(metric)

@@ -199,7 +199,7 @@ def bucket(tokens: np.ndarray, pad_mask: np.ndarray, multiple: int = PROMPT_BUCK
     return np.concatenate([pad, np.asarray(tokens, np.int32)], 1), np.concatenate([pad, np.asarray(pad_mask)], 1)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=32)  # compiled loops keyed by settings; weights and SAE params are arguments
 def _compiled(cfg: ModelConfig, max_new: int, sampling: Sampling, stop_ids, pad_id: int, context):
     def run(params, tokens, pad_mask, key, context_args):
         b, n = tokens.shape

@@ -230,6 +230,7 @@ class Model:
         }
 
 
+# These caches hold compiled programs keyed by config and hook names, never weights (params are arguments).
 @functools.lru_cache(maxsize=64)
 def _cached_forward(cfg: ModelConfig, names: tuple[str, ...], stop_at_layer: int | None):
     def run(params, tokens, pad_mask):

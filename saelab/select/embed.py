@@ -131,7 +131,7 @@ def pad_batch(rows: list[Wrapped], batch: int) -> tuple[np.ndarray, np.ndarray, 
     return toks, mask, content
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=16)  # compiled programs keyed by configs; the weights are arguments
 def _embed_fn(cfg, read: str, kind: Kind, sae_cfg, pooling: Pooling, skip: int) -> Callable:
     """Jitted (params, sae_params, tokens, mask, content) -> (batch, width) embeddings pooled over the content
     positions (BOS and template tokens excluded)."""

@@ -92,7 +92,7 @@ def _spec(e: ModelEmbedder) -> tuple[Any, ...]:
     return (read, e.kind, e.sae.cfg if e.sae is not None else None, key, e.pooling, e.skip_tokens)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=8)  # compiled programs keyed by configs; the weights are arguments
 def _multi_fn(cfg, specs: tuple) -> Callable:
     """Jitted (params, sae params per spec, tokens, mask, content) -> one pooled (batch, width) per spec."""
     reads = tuple(sorted({s[0] for s in specs}))
