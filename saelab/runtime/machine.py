@@ -1,6 +1,6 @@
 """What a measurement ran on: CPU model and vector extensions, core count, accelerator, library versions.
 
-Speed ratios depend on all of these (the same bench measured 2x on one Xeon and 0.8x on another), so every
+Speed ratios depend on all of these (the same bench can win on one CPU and lose on another), so every
 bench result records them and never stands for another machine.
 """
 

@@ -85,7 +85,7 @@ def batch_topk(pre: jax.Array, k: int) -> jax.Array:
     """ReLU(pre) where it is among the k * batch largest of the batch, else 0; (batch, d_sae).
 
     Ties at the cut-off are all kept (a measure-zero event for real activations). The cut-off is found
-    exactly without sorting the batch (a flat top_k of 4096 x 4608 takes ~5 s on a 2-core CPU): take
+    exactly without sorting the batch (a flat top_k over batch x d_sae values is a sort of them all): take
     each token's top min(2k, d_sae) candidates and find the (k * batch)-th largest among them by bisection;
     that is the batch's cut-off whenever no token has a non-candidate above it, which is checked, with a
     bisection over the whole batch as the fallback.

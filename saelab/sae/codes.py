@@ -19,7 +19,7 @@ def top_k(a: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """`jax.lax.top_k` over the last axis behind an optimisation barrier.
 
     Without it XLA CPU fuses the top-k's slice into consumers that gather with its indices and falls back to
-    a full sort of every row: measured 5 s instead of 0.1 s at batch 4096, d_sae 4608, k 32.
+    a full sort of every row, far slower than the top-k at training sizes.
     """
     return jax.lax.optimization_barrier(jax.lax.top_k(a, k))
 

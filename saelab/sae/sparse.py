@@ -10,9 +10,8 @@ Weight gradients, two ways each (`encoder_grad`, `decoder_grad`):
   into the chosen latents, scanning over chunks of DEFAULT_CHUNK tokens so that each chunk's (chunk, k, d)
   block stays in cache: O(batch * k * d);
 - "gemm": scatter the cotangents into a dense (batch, d_sae) matrix and do one GEMM: O(batch * d_sae * d).
-Measured on the 2-core CPU at d_in 576, d_sae 4608, batch 4096, k 32, fp32: a chunked segment-sum ~45 ms
-against ~220 ms for the GEMM, for either weight, and ~440 ms against ~550-690 ms for a whole TopK train
-step over the four combinations; so "segment" is the default for both. The AuxK codes (k_aux ~ d_in / 2)
+"segment" is the default for both, since k is much smaller than d_sae: it does less work for either weight
+and makes the whole TopK train step faster. The AuxK codes (k_aux ~ d_in / 2)
 take a GEMM over the dead columns (saelab.sae.auxk), not a scatter.
 """
 
@@ -33,7 +32,7 @@ GradMethod = Literal["gemm", "segment"]
 DEFAULT_ENCODER_GRAD: GradMethod = "segment"
 DEFAULT_DECODER_GRAD: GradMethod = "segment"
 DEFAULT_CHUNK = 128
-"""Tokens per scan step of the sparse backward kernels (64-256 measured within 10% of each other)."""
+"""Tokens per scan step of the sparse backward kernels (the speed is flat across 64-256)."""
 
 
 def topk_encode(
@@ -227,13 +226,13 @@ def _prefix_onehot(idx: jax.Array, prefixes: tuple[int, ...]) -> jax.Array | Non
 # --- gather / scatter primitives --------------------------------------------------------------------
 # A slot (b, j) pairs latent idx[b, j] with a row of its token: `rows[b, 0]`, or with prefix blocks
 # `sum_m sel[b, j, m] * rows[b, m]`. Chunks of DEFAULT_CHUNK tokens keep each (chunk, k, d) block of
-# gathered rows in cache (measured ~4x faster than one (batch, k, d) block at the benchmark size).
+# gathered rows in cache, where one (batch, k, d) block at training sizes would spill.
 
 
 def _gather_sum(w: jax.Array, idx: jax.Array, table: jax.Array, compute_dtype: ComputeDtype) -> jax.Array:
     """`sum_j w[b, j] * table[idx[b, j]]`, (batch, d), as a k-step gather-accumulate loop, 8 steps fused
     per iteration: never materialises the (batch, k, d) gathered rows. (Unrolled in Python, XLA's fusion of
-    the k gathers depended on the consumers: 10 ms alone, 75 ms before a squared-error sum.)"""
+    the k gathers depended on the consumers, and a squared-error sum after it made it several times slower.)"""
     dt = jnp.dtype(compute_dtype)
     table = table.astype(dt)
     step = lambda j, acc: acc + w[:, j, None] * table[idx[:, j]].astype(jnp.float32)
@@ -283,7 +282,7 @@ def _scatter_rows(w: jax.Array, idx: jax.Array, rows: jax.Array, sel: jax.Array 
             upd = jnp.einsum("ckm,cmd->ckd", wc[:, :, None] * sc, r)
         return out.at[i.ravel()].add(upd.reshape(-1, upd.shape[-1]), mode="promise_in_bounds"), None
 
-    if sel is None:  # a (batch, 1, d) operand got a layout XLA CPU fills and relayouts slowly (~25 ms a step)
+    if sel is None:  # a (batch, 1, d) operand gets a layout XLA CPU fills and relayouts slowly
         rows = rows[:, 0]
     out = jnp.zeros((n_out, rows.shape[-1]), jnp.float32)
     out, _ = jax.lax.scan(step, out, _chunks(rows, idx, sel, w))

@@ -16,7 +16,7 @@ import numpy as np
 from saelab.store.format import STATS_PREFIX, memmap_tensors
 
 NORM_BINS = np.logspace(-3, 5, 65)  # fixed edges for the histogram of L2 norms; outside values are clipped
-_CHUNK = 256  # rows per float64 pass: keeps temporaries in cache (7x faster than whole-shard passes)
+_CHUNK = 256  # rows per float64 pass: keeps temporaries in cache, where whole-shard passes spill to memory
 
 Partial = dict[str, np.ndarray]  # one hook's sums over one shard (or several, once folded)
 

@@ -94,7 +94,7 @@ class MultiTrainConfig(Config):
     stack: bool = False
     """Train SAEs that differ only in their seed (same hook, SAE, optimiser) as one vmapped step over
     stacked parameters; off, every SAE is its own part of the one jitted step. Off by default: on CPU the
-    vmapped TopK step ran 4x slower per SAE (AuxK's skip-when-nothing-is-dead `lax.cond` becomes a select
+    vmapped TopK step is slower per SAE (AuxK's skip-when-nothing-is-dead `lax.cond` becomes a select
     that computes every branch under vmap), and batched GEMMs round differently from a separate run's."""
 
     @model_validator(mode="after")
