@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     result: dict[str, Any] = {
         "config": cfg.model_dump(mode="json"),
         "model": model.info() | {"source": model.source},
-        "task": _task_summary(task, base),
+        "task": _task_summary(task, base)._asdict(),
         "heads": [f"{layer}.{h}" for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)],
         "scores": {k: v.ravel() for k, v in scores.items()},
         "effects": {k: {"normalised": e.effect.ravel(), "metric_drop": e.drop.ravel()} for k, e in effects.items()},
@@ -76,7 +76,7 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
         result["effects_from"] = {"file": str(cfg.effects_from), "reused": reused}
     if codes is not None:
         result["runtime_s"]["sae-codes"] = codes.runtime_s
-        result["sae_codes"] = _codes_summary(codes, model.cfg.n_heads)
+        result["sae_codes"] = _codes_summary(codes, model.cfg.n_heads).as_json()
         if "patching" in effects:
             result["speedup_vs_patching"] = effects["patching"].runtime_s / codes.runtime_s
     if truth is not None:
@@ -90,7 +90,7 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
         result["auc"] = {k: roc_auc(v, truth) for k, v in ranked.items()}
         result["precision_recall"] = {k: best_precision_recall(v, truth)._asdict() for k, v in ranked.items()}
         if cfg.stability_seeds and codes is not None:
-            result["stability"] = stability(model, cfg, truth, first=codes)
+            result["stability"] = stability(model, cfg, truth, first=codes).as_json()
     write_outputs(cfg, result, scores, truth)
     return result
 
@@ -131,23 +131,49 @@ def run_codes(model: Model, cfg: CircuitsConfig, draw: int) -> CodesResult:
     )
 
 
-def stability(model: Model, cfg: CircuitsConfig, truth: np.ndarray, first: CodesResult | None = None) -> dict[str, Any]:
+class AucSpread(NamedTuple):
+    """ROC AUC of one score over several draws: each draw's, and their mean, std, min and max."""
+
+    auc: np.ndarray  # (draws,)
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, aucs: np.ndarray) -> AucSpread:
+        return cls(aucs, aucs.mean(), aucs.std(), aucs.min(), aucs.max())
+
+
+class Stability(NamedTuple):
+    """The SAE-code method's AUC over `seeds` draws of training prompts and SAE seeds, node and edge-node."""
+
+    seeds: int
+    node: AucSpread  # "sae-codes"
+    edge_node: AucSpread  # "sae-codes-edges"
+    runtime_s: list[float]  # per draw
+
+    def as_json(self) -> dict[str, Any]:
+        """The layout circuits.json stores, keyed by method name."""
+        return {
+            "seeds": self.seeds,
+            "sae-codes": self.node._asdict(),
+            "sae-codes-edges": self.edge_node._asdict(),
+            "runtime_s": self.runtime_s,
+        }
+
+
+def stability(model: Model, cfg: CircuitsConfig, truth: np.ndarray, first: CodesResult | None = None) -> Stability:
     """AUC of the SAE-code node (and edge-node) scores over `cfg.stability_seeds` draws of training prompts
     and SAE seeds (the paper's robustness check). `first`: the result of draw 0 when already computed."""
-    out: dict[str, Any] = {"seeds": cfg.stability_seeds}
     runs = [first] if first is not None else []
     runs += [run_codes(model, cfg, draw=d) for d in range(len(runs), cfg.stability_seeds)]
-    for name, get in (("sae-codes", lambda r: r.node), ("sae-codes-edges", lambda r: r.edge_node)):
-        aucs = np.asarray([roc_auc(get(r), truth) for r in runs])
-        out[name] = {
-            "auc": aucs,
-            "mean": aucs.mean(),
-            "std": aucs.std(),
-            "min": aucs.min(),
-            "max": aucs.max(),
-        }
-    out["runtime_s"] = [r.runtime_s for r in runs]
-    return out
+    return Stability(
+        cfg.stability_seeds,
+        AucSpread.of(np.asarray([roc_auc(r.node, truth) for r in runs])),
+        AucSpread.of(np.asarray([roc_auc(r.edge_node, truth) for r in runs])),
+        [r.runtime_s for r in runs],
+    )
 
 
 def reused_effects(cfg: CircuitsConfig, model: Model) -> dict[str, HeadEffects]:
@@ -203,34 +229,66 @@ def write_outputs(
     write_json(result, out / "circuits.json")
 
 
-def _task_summary(task: TaskData, base: Baselines) -> dict[str, Any]:
-    return {
-        "name": task.name,
-        "metric": task.metric,
-        "pairs": task.n,
-        "seq": task.pos.shape[1],
-        "accuracy": base.accuracy,
-        "negative_accuracy": base.neg_accuracy,
-        "pos_baseline": base.pos,
-        "neg_baseline": base.neg,
-        "example": list(task.texts[0]),
-    }
+class TaskSummary(NamedTuple):
+    """The task as circuits.json describes it: prompts, the model's accuracy and the metric's baselines."""
+
+    name: str
+    metric: str
+    pairs: int
+    seq: int
+    accuracy: float
+    negative_accuracy: float
+    pos_baseline: float
+    neg_baseline: float
+    example: list[str]  # the first pair's texts
 
 
-def _codes_summary(c: CodesResult, n_heads: int) -> dict[str, Any]:
-    return {
-        "node_softmax": c.node_softmax.ravel(),
-        "top_edges": top_edges(c.edges, n_heads),
-        "sae": {
-            "mse_normalised": c.train.mse,
-            "l0": c.train.l0,
-            "alive_latents": c.train.alive,
-            "final_loss": float(c.train.loss[-1]),
-        },
-        "runtime_s": {"total": c.runtime_s, "activations": c.activations_s, "sae_training": c.train_s},
-        "counted_pairs": len(c.pos_codes),
-        "distinct_codes": int(len(np.unique(np.concatenate([c.pos_codes.ravel(), c.neg_codes.ravel()])))),
-    }
+def _task_summary(task: TaskData, base: Baselines) -> TaskSummary:
+    return TaskSummary(
+        task.name,
+        task.metric,
+        task.n,
+        task.pos.shape[1],
+        base.accuracy,
+        base.neg_accuracy,
+        base.pos,
+        base.neg,
+        list(task.texts[0]),
+    )
+
+
+class SaeFit(NamedTuple):
+    """How the SAE of the code method fit its head vectors."""
+
+    mse_normalised: float
+    l0: float
+    alive_latents: int
+    final_loss: float
+
+
+class CodesSummary(NamedTuple):
+    """What circuits.json keeps of the SAE-code method beyond its scores."""
+
+    node_softmax: np.ndarray  # (n_layers * n_heads,) the paper's ranking
+    top_edges: list[tuple[str, str, int]]  # the strongest head pairs, ("L.H", "L.H", score)
+    sae: SaeFit
+    runtime_s: dict[str, float]  # total, activations, sae_training
+    counted_pairs: int
+    distinct_codes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return self._asdict() | {"sae": self.sae._asdict()}
+
+
+def _codes_summary(c: CodesResult, n_heads: int) -> CodesSummary:
+    return CodesSummary(
+        c.node_softmax.ravel(),
+        top_edges(c.edges, n_heads),
+        SaeFit(c.train.mse, c.train.l0, c.train.alive, float(c.train.loss[-1])),
+        {"total": c.runtime_s, "activations": c.activations_s, "sae_training": c.train_s},
+        len(c.pos_codes),
+        int(len(np.unique(np.concatenate([c.pos_codes.ravel(), c.neg_codes.ravel()])))),
+    )
 
 
 def _rule(cfg: CircuitsConfig) -> str:
