@@ -3,7 +3,8 @@
 Pure array functions that analyse any dictionary D (m, d) with codes Z (n, m) or top-k `SparseCodes`:
 neurons (D = identity, Z = activations), features (ReLU/TopK SAE decoder rows) or atoms (JumpReLU SAE).
 
-- metric: the atomic inner product, S = (E[h h^T])^-1 estimated by streaming, whitening S^(1/2), `aip`.
+- metric: the atomic inner product `aip` in the metric S = (E[h h^T])^-1 (estimated and whitened by
+  `saelab.whitening`, re-exported here).
 - coherence: global and per-atom mu, blocked so the m x m Gram matrix is never built.
 - uniqueness: the Donoho-Elad bound mu < 1/(2K - 1) per sample, per atom, and q*.
 - rip: sampled restricted isometry constant delta_K.
@@ -19,19 +20,7 @@ from saelab.atoms.codes import SparseCodes, to_dense
 from saelab.atoms.coherence import Coherence, coherence
 from saelab.atoms.config import AnalysisOptions, AtomsConfig
 from saelab.atoms.dictionary import Dictionary, from_sae, load_dictionary, neurons
-from saelab.atoms.metric import (
-    Metric,
-    Moments,
-    accumulate,
-    aip,
-    cosine,
-    estimate_metric,
-    identity_metric,
-    metric_from_activations,
-    moments_of,
-    pair_angles,
-    whiten,
-)
+from saelab.atoms.metric import aip, cosine, pair_angles
 from saelab.atoms.reconstruction import Reconstruction, reconstruct, sparse_r2
 from saelab.atoms.recovery import Recovery, fista, lambda_max, lipschitz, recover
 from saelab.atoms.rip import RIP, rip_constant
@@ -44,6 +33,16 @@ from saelab.atoms.uniqueness import (
     bound,
     q_star,
     uniqueness,
+)
+from saelab.whitening import (
+    Metric,
+    Moments,
+    accumulate,
+    estimate_metric,
+    identity_metric,
+    metric_from_activations,
+    moments_of,
+    whiten,
 )
 
 __all__ = [

@@ -19,13 +19,14 @@ import numpy as np
 from saelab.atoms.coherence import Coherence, coherence
 from saelab.atoms.config import AnalysisOptions
 from saelab.atoms.dictionary import Dictionary
-from saelab.atoms.metric import Metric, normalise, pair_angles, whiten
+from saelab.atoms.metric import pair_angles
 from saelab.atoms.reconstruction import Reconstruction, add_batch, finish, reconstruct
 from saelab.atoms.recovery import Recovery, recover
 from saelab.atoms.rip import RIP, rip_constant
 from saelab.atoms.support import support_coherence
 from saelab.atoms.uniqueness import DEFINITIONS as U_DEFS
 from saelab.atoms.uniqueness import Uniqueness, UniquenessAccumulator
+from saelab.whitening import Metric, normalise, whiten
 
 # Column -> definition, for the table rows of `DictionaryReport.row()` (atoms.json carries this mapping).
 DEFINITIONS: dict[str, str] = {

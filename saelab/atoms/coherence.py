@@ -14,7 +14,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from saelab.atoms.metric import HIGHEST, Metric, normalise, whiten
+from saelab.whitening import HIGHEST, Metric, normalise, whiten
 
 Precision = Literal["float32", "bfloat16"]
 

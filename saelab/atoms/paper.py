@@ -21,13 +21,14 @@ from saelab.atoms.bounded import candidate_tokens, nested_sets
 from saelab.atoms.config import AtomsPaperConfig
 from saelab.atoms.dictionary import Dictionary, from_params, neurons, thresholded_neurons
 from saelab.atoms.fit import FitOptions, FitResult, fit
-from saelab.atoms.metric import Metric, metric_from_activations, metric_from_store
+from saelab.atoms.metric import metric_from_store
 from saelab.atoms.paper_report import PAPER_DEFINITIONS, markdown, phase_plot
 from saelab.atoms.reconstruction import reconstruct, whitened_r2
 from saelab.atoms.run import _dumps
 from saelab.runtime.progress import progress_bar
-from saelab.sae import SAEConfig
+from saelab.sae import JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig
 from saelab.store import ActivationStore
+from saelab.whitening import Metric, metric_from_activations
 
 
 def run(cfg: AtomsPaperConfig) -> dict[str, Any]:
@@ -89,8 +90,7 @@ def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptio
     base = dict(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, init=cfg.init, seed=cfg.seed, rate=cfg.controller_rate)
     out = []
     for x in cfg.multipliers:
-        sae = SAEConfig(
-            architecture="jumprelu",
+        sae = JumpReLUConfig(
             d_in=d,
             d_sae=x * d,
             jumprelu_init_threshold=cfg.jumprelu_init_threshold,
@@ -102,9 +102,9 @@ def _specs(cfg: AtomsPaperConfig, d: int) -> list[tuple[str, SAEConfig, FitOptio
     matched = [(arch, cfg.target_l0, max(1, round(cfg.target_l0)), "matched") for arch in cfg.matched_features]
     for arch, l0, k, sparsity in usual + matched:
         if arch == "relu":
-            sae, target, at = SAEConfig(architecture="relu", d_in=d, d_sae=m), l0, f"L0 {l0:g}"
+            sae, target, at = ReLUConfig(d_in=d, d_sae=m), l0, f"L0 {l0:g}"
         else:
-            sae, target, at = SAEConfig(architecture="topk", d_in=d, d_sae=m, k=min(k, m)), None, f"k {min(k, m)}"
+            sae, target, at = TopKConfig(d_in=d, d_sae=m, k=min(k, m)), None, f"k {min(k, m)}"
         label = f"features ({arch}, {m}{', ' + at + ' as the atoms' if sparsity == 'matched' else ''})"
         out.append(
             (label, sae, FitOptions(target_l0=target, **base | {"steps": cfg.feature_steps or cfg.steps}), sparsity)

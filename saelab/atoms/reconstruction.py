@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.atoms.codes import Codes, SparseCodes, check, rows
-from saelab.atoms.metric import HIGHEST, Metric, whiten
+from saelab.whitening import HIGHEST, Metric, whiten
 
 
 class ReconSums(NamedTuple):

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from saelab.atoms.codes import Codes, check, rows, to_dense
-from saelab.atoms.metric import HIGHEST, Metric, normalise, whiten
 from saelab.atoms.reconstruction import Reconstruction, add_batch, finish
+from saelab.whitening import HIGHEST, Metric, normalise, whiten
 
 
 class Recovery(NamedTuple):

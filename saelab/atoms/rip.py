@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from saelab.atoms.metric import HIGHEST, Metric, normalise, whiten
+from saelab.whitening import HIGHEST, Metric, normalise, whiten
 
 
 class RIP(NamedTuple):

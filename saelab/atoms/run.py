@@ -13,18 +13,19 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from saelab.atoms.analysis import DEFINITIONS, DictionaryReport, analyse, layer_of
 from saelab.atoms.config import AtomsConfig
 from saelab.atoms.dictionary import Dictionary, load_dictionary, neurons
-from saelab.atoms.metric import Metric, metric_from_activations, pair_angles
+from saelab.atoms.metric import pair_angles
 from saelab.atoms.report import markdown_table
 from saelab.atoms.uniqueness import DEFINITIONS as U_DEFS
 from saelab.runtime.progress import progress_bar
 from saelab.store import ActivationStore
+from saelab.whitening import Metric, metric_from_activations
 
 PAPER = {
     "source": "Hu et al., arXiv 2509.20784 (Gemma2-2B/9B, Llama3.1-8B, dictionary 4 x d_model)",
@@ -55,7 +56,7 @@ def run(cfg: AtomsConfig) -> dict[str, Any]:
             metric, warning = _metric(X, cfg)
             # the representation shift: angles between random token activations, Euclidean vs AIP
             angles[hook] = tuple(np.asarray(pair_angles(X, m, cfg.angle_pairs, cfg.seed)) for m in (None, metric))
-            metrics[hook] = _metric_summary(metric, warning, angles[hook])
+            metrics[hook] = _metric_summary(metric, warning, angles[hook])._asdict()
             for dic in dics:
                 bar.update(task, info=f"{hook}: {dic.name}")
                 reports.append(analyse(dic, X, metric, cfg, hook))
@@ -116,19 +117,33 @@ def _metric(X: np.ndarray, cfg: AtomsConfig) -> tuple[Metric, str | None]:
     return metric, (str(caught[0].message) if caught else None)
 
 
-def _metric_summary(metric: Metric, warning: str | None, angles: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+class MetricSummary(NamedTuple):
+    """One hook's AIP metric as atoms.json reports it, with the representation shift it makes."""
+
+    activation_angle_dev90_euclidean: float  # median |angle - 90 deg| between random activation pairs
+    activation_angle_dev90_aip: float  # the same in the AIP metric
+    activation_angle_definition: str
+    definition: str  # how S was estimated
+    cond: float
+    ridge: float
+    centred: bool
+    n: int  # activations it was estimated from
+    warning: str | None  # the estimate's warning (an ill-conditioned covariance), if any
+
+
+def _metric_summary(metric: Metric, warning: str | None, angles: tuple[np.ndarray, np.ndarray]) -> MetricSummary:
     dev = [float(np.median(np.abs(a - 90.0))) for a in angles]
-    return {
-        "activation_angle_dev90_euclidean": dev[0],
-        "activation_angle_dev90_aip": dev[1],
-        "activation_angle_definition": "median |angle - 90 deg| between random pairs of analysed activations",
-        "definition": ("S = (Cov[h] + ridge I)^-1" if metric.centred else "S = (E[h h^T] + ridge I)^-1"),
-        "cond": metric.cond,
-        "ridge": metric.ridge,
-        "centred": metric.centred,
-        "n": metric.n,
-        "warning": warning,
-    }
+    return MetricSummary(
+        dev[0],
+        dev[1],
+        "median |angle - 90 deg| between random pairs of analysed activations",
+        "S = (Cov[h] + ridge I)^-1" if metric.centred else "S = (E[h h^T] + ridge I)^-1",
+        metric.cond,
+        metric.ridge,
+        metric.centred,
+        metric.n,
+        warning,
+    )
 
 
 def _result(

@@ -19,7 +19,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from saelab.atoms.metric import HIGHEST
+from saelab.whitening import HIGHEST
 
 
 @partial(jax.jit, static_argnames=("max_k",))

@@ -13,6 +13,7 @@ from saelab.inspect import passes
 from saelab.runtime.progress import progress_bar
 from saelab.sae import LoadedSAE, get_architecture
 from saelab.store import ActivationStore
+from saelab.whitening import Moments
 
 
 class Contexts(NamedTuple):
@@ -36,7 +37,7 @@ class ActivationStats(NamedTuple):
     hist: np.ndarray  # (d_sae, bins) int64 over (0, max]
     top: Contexts  # (n, top_k)
     intervals: Contexts  # (n, n_intervals * per_interval), interval i at columns [i*per, (i+1)*per)
-    moments: object | None  # saelab.atoms.Moments of the activations, when asked for
+    moments: Moments | None  # of the activations, when asked for
 
 
 def collect(
@@ -156,12 +157,10 @@ def batches(
         )
 
 
-def _moments(xx: np.ndarray):
-    """saelab.atoms.Moments from the augmented second moment sum [x, 1][x, 1]^T (None when not asked)."""
+def _moments(xx: np.ndarray) -> Moments | None:
+    """Moments from the augmented second moment sum [x, 1][x, 1]^T (None when not asked)."""
     if xx.shape[0] == 0:
         return None
-    from saelab.atoms import Moments
-
     xx = np.asarray(xx, np.float64)
     d = xx.shape[0] - 1
     return Moments(float(xx[d, d]), np.zeros(d), xx[:d, d].copy(), xx[:d, :d].copy())

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.models import Model
-from saelab.models.transformer import FAMILIES
+from saelab.models.transformer import unembed
+from saelab.models.weights import ModelWeights
 
 
 class Ranked(NamedTuple):
@@ -32,13 +33,12 @@ def logit_lens(model: Model, directions: np.ndarray, k: int = 10, chunk: int = 1
     running the family's `unembed` applies exactly what the model applies to its last residual stream.
     The (n, vocab) logits are never built whole: `chunk` directions at a time.
     """
-    fam = FAMILIES[model.cfg.family]
     k = min(k, model.cfg.vocab_size)
 
     @jax.jit
-    def run(params: dict, directions: jax.Array) -> tuple[jax.Array, ...]:
+    def run(params: ModelWeights, directions: jax.Array) -> tuple[jax.Array, ...]:
         def one(d: jax.Array) -> tuple[jax.Array, ...]:  # (d_model,)
-            logits = fam.unembed(params, model.cfg, d[None, None].astype(model.dtype))[0, 0]  # (vocab,)
+            logits = unembed(params, model.cfg, d[None, None].astype(model.dtype))[0, 0]  # (vocab,)
             top, top_i = jax.lax.top_k(logits.astype(jnp.float32), k)
             bot, bot_i = jax.lax.top_k(-logits.astype(jnp.float32), k)
             return top_i, top, bot_i, -bot
@@ -54,7 +54,7 @@ def nearest(rows: np.ndarray, dictionary: np.ndarray, k: int = 8, metric=None, c
 
     Similarity is the cosine, or the AIP under `metric` (a saelab.atoms.Metric: cosine after whitening).
     """
-    from saelab.atoms import whiten
+    from saelab.whitening import whiten
 
     D = whiten(jnp.asarray(dictionary, jnp.float32), metric)  # (m, d)
     D = D / jnp.maximum(jnp.linalg.norm(D, axis=1, keepdims=True), 1e-12)

@@ -4,7 +4,7 @@ fixed held-out token set, with the numbers `saelab eval` reports for that step's
 The token set (the training corpus's held-out split, `train.eval_tokens` tokens in batches of
 `train.eval_batch` windows of the training context) and the mean-ablation value are made once; each eval
 folds the input scaling into the current parameters, as the export does, and runs the eval's own compiled
-splice (`saelab.evals.run.splice_fn`, compiled on the first eval and reused), so an eval costs about two
+splice (`saelab.evals.batches.splice_fn`, compiled on the first eval and reused), so an eval costs about two
 forwards of the held-out tokens (see `saelab.evals.splice`) and no compilation after the first.
 """
 
@@ -14,7 +14,7 @@ import jax
 
 from saelab.data import open_corpus
 from saelab.evals import metrics, splice
-from saelab.evals.run import add_batch, mean_activation, splice_fn, token_batches
+from saelab.evals.batches import add_batch, mean_activation, splice_fn, token_batches
 from saelab.evals.transcoder import transcoder_splice_fn
 from saelab.models import Model
 from saelab.runtime.distributed import to_host

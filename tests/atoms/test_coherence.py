@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from saelab.atoms.coherence import coherence
-from saelab.atoms.metric import metric_from_activations, whiten
 from saelab.atoms.synthetic import known_coherence, make_dictionary
+from saelab.whitening import metric_from_activations, whiten
 
 
 def _brute_force(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,16 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from saelab.atoms.metric import (
-    aip,
-    cosine,
-    estimate_metric,
-    metric_from_activations,
-    moment_matrix,
-    moments_of,
-    pair_angles,
-    whiten,
-)
+from saelab.atoms.metric import aip, cosine, pair_angles
+from saelab.whitening import estimate_metric, metric_from_activations, moment_matrix, moments_of, whiten
 
 
 def _activations(n: int, d: int, seed: int, mean: float = 0.0) -> np.ndarray:

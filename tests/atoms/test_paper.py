@@ -10,13 +10,14 @@ import pytest
 from saelab.atoms.bounded import candidate_tokens, nested_sets
 from saelab.atoms.dictionary import thresholded_neurons
 from saelab.atoms.fit import FitOptions, fit
-from saelab.atoms.metric import identity_metric, metric_from_activations, metric_from_store, normalise, whiten
+from saelab.atoms.metric import metric_from_store
 from saelab.atoms.reconstruction import whitened_r2
 from saelab.atoms.support import support_coherence
 from saelab.atoms.synthetic import make_codes, make_dictionary, synthesize
 from saelab.atoms.uniqueness import UniquenessAccumulator
-from saelab.sae import SAEConfig, encode
+from saelab.sae import ReLUConfig, TopKConfig, encode, sae_config
 from saelab.store import ActivationStore, StoreWriter
+from saelab.whitening import identity_metric, metric_from_activations, normalise, whiten
 
 HOOK = "blocks.3.hook_resid_post"
 
@@ -64,7 +65,7 @@ def test_target_l0_controller_reaches_its_target(arch, target):
     D = make_dictionary(24, 16, "gaussian", seed=0)
     X = np.asarray(synthesize(D, make_codes(512, 24, 3, seed=1)), np.float32)
     extra = {"jumprelu_init_threshold": 0.05, "bandwidth": 0.02} if arch == "jumprelu" else {}
-    cfg = SAEConfig(architecture=arch, d_in=16, d_sae=48, **extra)
+    cfg = sae_config(architecture=arch, d_in=16, d_sae=48, **extra)
     (res,) = fit(cfg, [X], FitOptions(steps=400, batch=128, lr=3e-3, target_l0=target, init="registry"))
     assert res.l0_trace[:20].mean() > 2 * target  # it starts far from the target ...
     assert res.l0 == pytest.approx(target, rel=0.25)  # ... and ends on it
@@ -75,7 +76,7 @@ def test_target_l0_controller_reaches_its_target(arch, target):
 def test_fit_trains_several_sets_at_once_and_refuses_a_target_for_topk():
     rng = np.random.default_rng(2)
     sets = [rng.normal(size=(n, 8)).astype(np.float32) for n in (16, 40)]
-    cfg = SAEConfig(architecture="relu", d_in=8, d_sae=16)
+    cfg = ReLUConfig(d_in=8, d_sae=16)
     res = fit(cfg, sets, FitOptions(steps=30, batch=16, lr=1e-9))  # lr ~ 0: the parameters stay at init
     assert len(res) == 2 and all(r.params.W_dec.shape == (16, 8) for r in res)
     assert all(r.l0_trace.shape == (30,) and r.coefficient_scale == 1.0 for r in res)
@@ -84,7 +85,7 @@ def test_fit_trains_several_sets_at_once_and_refuses_a_target_for_topk():
     centred = sets[0] - sets[0].mean(0)
     cos = np.abs(W[:16] @ (centred / np.linalg.norm(centred, axis=1, keepdims=True)).T)
     assert np.allclose(np.sort(cos.max(1)), 1.0, atol=1e-4)
-    topk = SAEConfig(architecture="topk", d_in=8, d_sae=16, k=2)
+    topk = TopKConfig(d_in=8, d_sae=16, k=2)
     with pytest.raises(ValueError, match="target_l0 needs a sparsity coefficient"):
         fit(topk, sets, FitOptions(steps=2, target_l0=2.0))
 

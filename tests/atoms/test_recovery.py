@@ -7,10 +7,10 @@ import pytest
 
 from saelab.atoms.codes import SparseCodes
 from saelab.atoms.coherence import coherence
-from saelab.atoms.metric import metric_from_activations
 from saelab.atoms.recovery import fista, lipschitz, recover
 from saelab.atoms.synthetic import make_codes, make_dictionary, synthesize
 from saelab.atoms.uniqueness import uniqueness
+from saelab.whitening import metric_from_activations
 
 
 def test_lipschitz_is_the_top_eigenvalue():
