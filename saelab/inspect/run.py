@@ -71,7 +71,7 @@ def dashboards(
     cosine = nearest(stats.latents, W_dec, cfg.n_neighbours)
     aip = None
     if cfg.aip and stats.moments is not None:
-        from saelab.atoms import estimate_metric
+        from saelab.whitening import estimate_metric
 
         aip = nearest(stats.latents, W_dec, cfg.n_neighbours, metric=estimate_metric(stats.moments))
     vocab = model.tokenizer.decode_batch([[i] for i in range(model.cfg.vocab_size)], skip_special_tokens=False)
