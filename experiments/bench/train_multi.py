@@ -31,8 +31,8 @@ from saelab.runtime.hugepages import reexec_with_hugepages  # noqa: E402
 from saelab.store import ActivationLoader, ActivationStore  # noqa: E402
 from saelab.train import multi  # noqa: E402
 from saelab.train.mesh import make_mesh  # noqa: E402
-from saelab.train.multi.stack import make_multi_step, stack  # noqa: E402
-from saelab.train.run import initial_state  # noqa: E402
+from saelab.train.placement import initial_state  # noqa: E402
+from saelab.train.stack import make_multi_step, stack  # noqa: E402
 from saelab.train.step import make_train_step  # noqa: E402
 
 

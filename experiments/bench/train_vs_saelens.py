@@ -46,7 +46,7 @@ from saelab.runtime.hugepages import reexec_with_hugepages  # noqa: E402
 from saelab.sae import decode, encode, load_sae  # noqa: E402
 from saelab.store import ActivationLoader, ActivationStore  # noqa: E402
 from saelab.train.mesh import make_mesh  # noqa: E402
-from saelab.train.run import initial_state  # noqa: E402
+from saelab.train.placement import initial_state  # noqa: E402
 from saelab.train.step import make_train_step  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "sae-topk.toml"

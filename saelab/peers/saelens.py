@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field
 
 from saelab.runtime.config import Config
-from saelab.sae import SAEConfig
+from saelab.sae import TopKConfig
 from saelab.store import ActivationLoader, ActivationStore
 
 PeerSettings = Literal["defaults", "matched"]
@@ -74,7 +74,7 @@ def saelens_settings(cfg: SAELensTrainConfig) -> dict[str, dict[str, Any]]:
     sae: dict[str, Any] = {"k": cfg.k, "dtype": "float32", "device": "cpu", "normalize_activations": "none"}
     trainer: dict[str, Any] = {"lr": cfg.lr, "lr_end": cfg.lr, "device": "cpu"}
     if cfg.settings == "matched":
-        sae["aux_loss_coefficient"] = SAEConfig.model_fields["aux_coefficient"].default
+        sae["aux_loss_coefficient"] = TopKConfig.model_fields["aux_coefficient"].default
         trainer["dead_feature_window"] = max(cfg.dead_tokens // cfg.batch_size, 1)
     return {"TopKTrainingSAEConfig": sae, "SAETrainerConfig": trainer}
 
@@ -125,7 +125,7 @@ def matched_b_dec(store: ActivationStore, hook: str, seed: int, scale: float) ->
     """saelab's initial b_dec (train.b_dec_init = "geometric_median"): the geometric median of the same
     seeded sample of store rows (BOS excluded), in the scaled space."""
     from saelab.sae import geometric_median
-    from saelab.train.run import B_DEC_SAMPLE
+    from saelab.train.init_b_dec import B_DEC_SAMPLE
 
     idx = store.train_indices(False)
     rng = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """Memory plan of a training run: bytes per device before launching, from the config alone (no devices needed).
 
-The train state (`saelab.train.run.initial_state`) is float32 parameters sharded on the mesh's `model` axis
+The train state (`saelab.train.placement.initial_state`) is float32 parameters sharded on the mesh's `model` axis
 (W_enc, W_dec, b_enc, threshold; b_dec replicated), Adam's two moments laid out like them, per-latent
 bookkeeping (since_fired int32, window_counts float32) on `model`, and a few replicated scalars. The step's
 working set adds the gradients (parameter-sized), the batch (batch/data rows of d_in float32) and the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from saelab.sae import SAEConfig, get_architecture
+from saelab.sae import SAEConfig, get_architecture, sae_config
 from saelab.train.config import TrainConfig
 
 F32 = 4
@@ -73,7 +73,7 @@ def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
     d_in, lat = sae.d_in, sae.d_sae // mesh.model  # latents on one device
     rows = batch_size // mesh.data  # batch rows on one device
     arch = get_architecture(sae.architecture)
-    params = F32 * (2 * d_in * lat + lat + d_in + (lat if arch.has_threshold(sae) else 0))
+    params = F32 * (2 * d_in * lat + lat + d_in + (lat if sae.uses_threshold else 0))
     return MemoryPlan(
         sae=sae,
         batch_size=batch_size,
@@ -96,7 +96,7 @@ def plan_config(cfg: TrainConfig, d_in: int | None = None, devices: int | None =
         sae = resolve(cfg).sae
     else:
         extra = dict(cfg.sae.model_extra or {})
-        sae = SAEConfig(d_in=d_in, d_sae=cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in, **extra)
+        sae = sae_config(extra, d_in=d_in, d_sae=cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in)
     model = cfg.train.mesh_model
     if devices is None:
         import jax

@@ -1,4 +1,5 @@
-"""The one jitted step of a multi-SAE run: every SAE's train step on the same batch, in one XLA program.
+"""The one jitted step of a run: every SAE's train step on the same batch, in one XLA program (one SAE is
+the case of a single-SAE run).
 
 SAEs are grouped: with stacking on (`MultiTrainConfig.stack`), those whose steps are the same function (same
 hook, input scale, SAE config, optimiser and bookkeeping; only the seed and the initial b_dec differ) train
@@ -22,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 from saelab.train.config import TrainConfig
 from saelab.train.state import TrainState
 
-StepFn = Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+StepFn = Callable[[TrainState, jax.Array, jax.Array | None], tuple[TrainState, dict[str, jax.Array]]]
 Metrics = dict[str, jax.Array]
 
 _INIT_ONLY = ("name", "seed", "b_dec_init")  # [train] fields that change an SAE's start, not its step
@@ -45,22 +46,21 @@ def group(cfgs: Sequence[TrainConfig], hooks: Sequence[int], scales: Sequence[fl
     return [Group(tuple(m), hooks[m[0]], scales[m[0]], len(m) > 1) for m in keys.values()]
 
 
-def make_multi_step(
-    groups: Sequence[Group], steps: Sequence[StepFn]
-) -> Callable[[tuple[TrainState, ...], tuple[jax.Array, ...]], tuple[tuple[TrainState, ...], tuple[Metrics, ...]]]:
-    """(group states, one raw batch (batch, d_in) per hook) -> (group states, group metrics). `steps` are
-    the groups' train steps built with scale=1: the batch is scaled here, once per (hook, scale). Pure; jit
-    it with donation."""
+def make_multi_step(groups: Sequence[Group], steps: Sequence[StepFn]) -> Callable[..., tuple[tuple, tuple]]:
+    """(group states, one raw batch x (batch, d_in) per hook[, a transcoder's raw target y per hook, or None])
+    -> (group states, group metrics). `steps` are the groups' train steps built with scale=1 (a target keeps
+    its own scale): the batch is scaled here, once per (hook, scale). Pure; jit it with donation."""
 
-    def multi(states: tuple[TrainState, ...], xs: tuple[jax.Array, ...]):
+    def multi(states: tuple[TrainState, ...], xs: tuple[jax.Array, ...], ys: tuple | None = None):
         scaled: dict[tuple[int, float], jax.Array] = {}
         new, metrics = [], []
         for g, step, state in zip(groups, steps, states, strict=True):
             key = (g.hook, g.scale)
             if key not in scaled:
                 scaled[key] = xs[g.hook].astype(jnp.float32) * g.scale  # (batch, d_in), as one run scales it
-            fn = jax.vmap(step, in_axes=(0, None)) if g.stacked else step
-            state, m = fn(state, scaled[key])
+            y = None if ys is None else ys[g.hook]
+            fn = jax.vmap(step, in_axes=(0, None, None)) if g.stacked else step
+            state, m = fn(state, scaled[key], y)
             new.append(state)
             metrics.append(m)
         return tuple(new), tuple(metrics)

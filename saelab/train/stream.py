@@ -31,6 +31,7 @@ from saelab.models.hooked_forward import forward_fn, pad_rows, store_width
 from saelab.runtime.finite import NonFiniteError
 from saelab.store.loader import Batch
 from saelab.train.config import DataConfig, TrainConfig
+from saelab.train.source import Source
 
 
 class Position(NamedTuple):
@@ -39,17 +40,6 @@ class Position(NamedTuple):
     epoch: int  # passes over the corpus completed
     window: int  # window index within the corpus
     row: int  # activation rows (BOS left out) already taken from the forward batch starting at `window`
-
-
-class Source(NamedTuple):
-    """What the trainer needs from a batch source (a store or the model)."""
-
-    loader: Any  # iterator of Batch with get_state() / set_state()
-    stats: dict[str, Any]  # mean_sq_norm(_no_bos) for the input scale
-    b_dec_sample: Callable[[], np.ndarray | None]  # raw activations for the initial b_dec (None: keep zeros)
-    rows: Callable[[int], np.ndarray]  # the rows a step trained on (for the fault message)
-    bad_rows: Callable[[np.ndarray], np.ndarray]  # those of them holding NaN or Inf
-    target_stats: dict[str, Any] | None = None  # a transcoder's target hook's, for its output scale
 
 
 def describe_source(data: DataConfig) -> dict[str, Any]:

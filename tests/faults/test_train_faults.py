@@ -58,14 +58,14 @@ KILL_POINTS = {
     # metrics of step 16 written, checkpoint 16 not: the resumed run truncates the log and redoes the steps
     "between checkpoints": """
         import importlib
-        run = importlib.import_module("saelab.train.run")  # the module (saelab.train.run is also a function)
-        real = run.MetricsLog.write
+        log = importlib.import_module("saelab.train.metrics_log")
+        real = log.MetricsLog.write
         def write(self, step, *a):
             out = real(self, step, *a)
             if step == 16:
                 die()
             return out
-        run.MetricsLog.write = write
+        log.MetricsLog.write = write
     """,
     # every step done and checkpointed, the export's weights written, its cfg.json not yet renamed in
     "during the export": """

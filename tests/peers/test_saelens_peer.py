@@ -16,7 +16,8 @@ from saelab import train
 from saelab.peers import saelens
 from saelab.sae import decode, encode, load_sae
 from saelab.store import ActivationStore, StoreWriter
-from saelab.train.run import initial_b_dec, store_sample
+from saelab.train.init_b_dec import initial_b_dec
+from saelab.train.source import store_sample
 from tests.peer_modules import peer
 
 sae_lens = peer("sae_lens")

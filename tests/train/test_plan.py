@@ -23,15 +23,15 @@ _REAL = r"""
 import json, sys
 import jax, numpy as np
 from saelab import train
-from saelab.sae import SAEConfig, init_params
+from saelab.sae import init_params, sae_config
 from saelab.train.mesh import make_mesh
-from saelab.train.run import initial_state
+from saelab.train.placement import initial_state
 from saelab.train.state import init_state, make_optimizer
 
 cfg = train.load_config(None, json.loads(sys.argv[1]))
 extra = dict(cfg.sae.model_extra or {})
-big = SAEConfig(d_in=int(sys.argv[2]), d_sae=cfg.sae.d_sae, **extra)
-small = SAEConfig(d_in=16, d_sae=64, **extra)
+big = sae_config(extra, d_in=int(sys.argv[2]), d_sae=cfg.sae.d_sae)
+small = sae_config(extra, d_in=16, d_sae=64)
 mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
 real, _ = initial_state(small, cfg, mesh)
 unit = cfg.train.unit_norm_decoder
@@ -111,7 +111,7 @@ def test_working_set_estimate_is_close_to_xla_memory_analysis_of_the_real_step(a
     import jax.numpy as jnp
 
     from saelab.train.mesh import make_mesh
-    from saelab.train.run import initial_state
+    from saelab.train.placement import initial_state
     from saelab.train.step import make_train_step
 
     cfg = train.load_config(None, _sets(arch, 8192, 1, 1) + ["data.batch_size=2048"])

@@ -10,7 +10,7 @@ import pytest
 from saelab import train
 from saelab.runtime.rundir import RunDir
 from saelab.train.config import TrainConfig
-from saelab.train.run import wandb_run_id
+from saelab.train.metrics_log import wandb_run_id
 
 
 def _cfg(store: Path, out: Path, *sets: str) -> TrainConfig:

@@ -2,7 +2,7 @@
 
 from saelab.train.multi.config import MultiTrainConfig, is_multi_config, load_multi_config, load_multi_run_config
 from saelab.train.multi.run import MultiTrainResult, run
-from saelab.train.multi.stack import group
+from saelab.train.stack import group
 
 __all__ = [
     "MultiTrainConfig",

@@ -1,0 +1,39 @@
+"""The step-0 train state of an SAE, placed on the mesh: what `saelab plan` sizes and every run starts from."""
+
+from __future__ import annotations
+
+import jax
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from saelab.runtime.distributed import put
+from saelab.sae import SAEConfig, get_architecture, init_params
+from saelab.train.config import TrainConfig
+from saelab.train.mesh import param_shardings
+from saelab.train.state import TrainState, init_state, make_optimizer
+
+
+def initial_state(
+    sae: SAEConfig, cfg: TrainConfig, mesh: Mesh, b_dec: jax.Array | None = None
+) -> tuple[TrainState, optax.GradientTransformation]:
+    """The step-0 train state on `mesh` and its optimiser: parameters sharded by PARAM_SPECS, Adam moments
+    like them, latent bookkeeping over `model`, the rest replicated (`saelab plan` sizes exactly this)."""
+    unit_norm = cfg.train.unit_norm_decoder
+    if unit_norm is None:
+        unit_norm = get_architecture(sae.architecture).unit_norm_decoder
+    key = jax.random.key(cfg.train.seed)
+    params = init_params(key, sae, b_dec=b_dec)
+    params = put(params, param_shardings(mesh, params))
+    tx = make_optimizer(cfg.optim, cfg.steps, unit_norm)
+    return place(init_state(params, tx, key), mesh), tx
+
+
+def place(state: TrainState, mesh: Mesh) -> TrainState:
+    """Shard latent-sized bookkeeping over `model`; leaves not yet on the mesh (optimiser counts, scalars) are
+    replicated; params and the moments made from them keep their shardings."""
+    rep = NamedSharding(mesh, P())
+    lat = NamedSharding(mesh, P("model"))
+    on_mesh = lambda a: a if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh else put(a, rep)
+    state = jax.tree.map(on_mesh, state)
+    return state._replace(since_fired=put(state.since_fired, lat), window_counts=put(state.window_counts, lat))
