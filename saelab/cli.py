@@ -7,20 +7,58 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 Handler = Callable[[argparse.Namespace], int | None]
 
-# Analyses on top of trained SAEs add their subcommands with `register(subparsers)` in their own cli module.
+# The stages after eval add their commands with `register(subparsers)` in their own cli module, in the order data
+# flows (`saelab --help` lists them so).
 ANALYSIS_COMMANDS: list[str] = [
+    "saelab.inspect.cli",
+    "saelab.spliced.cli",
     "saelab.circuits.cli",
     "saelab.atoms.cli",
     "saelab.select.cli",
-    "saelab.inspect.cli",
-    "saelab.train.plan_cli",
-    "saelab.spliced.cli",
     "saelab.sae.cli",
     "saelab.synth.cli",
 ]
+
+# Groups whose own command takes a positional argument too (`saelab train CONFIG`, `saelab inspect RUN`,
+# `saelab circuits TASK`), so argparse cannot nest their subcommands: `saelab GROUP SUB ...` is parsed by the
+# parser named "GROUP SUB", and any other word after GROUP stays the group command's positional argument.
+SUBCOMMANDS: dict[str, tuple[str, ...]] = {
+    "train": ("plan", "export"),
+    "inspect": ("serve", "feature"),
+    "circuits": ("table",),
+}
+# Old top-level names, still accepted: each prints its new name on stderr and runs it.
+RENAMED: dict[str, tuple[str, str]] = {
+    "plan": ("train", "plan"),
+    "export": ("train", "export"),
+    "serve": ("inspect", "serve"),
+    "feature": ("inspect", "feature"),
+    "steer": ("splice", "steer"),
+    "explain": ("splice", "explain"),
+}
+
+
+class Route(NamedTuple):
+    """What argparse parses (`argv`), and the line to print first when an old name was used (`note`)."""
+
+    argv: list[str]
+    note: str | None
+
+
+def route(argv: Sequence[str]) -> Route:
+    """Rename an old command to its new name, then join `GROUP SUB` into the one parser name that parses it."""
+    argv, note = list(argv), None
+    if argv and argv[0] in RENAMED:
+        new = RENAMED[argv[0]]
+        note = f"saelab: `saelab {argv[0]}` is now `saelab {' '.join(new)}`"
+        argv = [*new, *argv[1:]]
+    if len(argv) > 1 and argv[1] in SUBCOMMANDS.get(argv[0], ()):
+        argv = [f"{argv[0]} {argv[1]}", *argv[2:]]
+    return Route(argv, note)
 
 
 def _harvest(a: argparse.Namespace) -> None:
@@ -86,7 +124,9 @@ def _run(a: argparse.Namespace) -> None:
             evals.append(stage.config.out)
             print(f"report: {stage.config.out.with_suffix('.md')}")
         elif stage.kind == "inspect":
-            print(f"dashboards: open {stage.config.out / 'index.html'} or run `saelab serve {stage.config.out}`")
+            print(
+                f"dashboards: open {stage.config.out / 'index.html'} or run `saelab inspect serve {stage.config.out}`"
+            )
     if evals:  # last line: where the (last) eval JSON is, for scripts
         print(f"eval JSON: {evals[-1]}")
 
@@ -100,7 +140,13 @@ def _export(a: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saelab", description=__doc__ and "Sparse-autoencoder workbench on JAX.")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        title="commands, in the order data flows (model, harvest, store, train, eval, inspect, splice, circuits, "
+        "atoms, select, sae, synth)",
+    )
 
     from saelab.harvest.config import HarvestConfig
     from saelab.models.cli import register as register_model_commands
@@ -110,13 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     from saelab.runtime.jaxcache import add_flag as add_jax_cache_flag
     from saelab.store.cli import register as register_store_commands
 
+    rn = sub.add_parser("run", help="run an experiment file's stages in order, skipping those already done")
+    rn.add_argument("experiment", help="experiment TOML (see experiments/demo.toml)")
+    rn.add_argument("--quick", action="store_true", help="small budgets from each stage's `quick` table (smoke test)")
+    rn.add_argument("--only", action="append", metavar="STAGE", help="run only this stage id or kind (repeatable)")
+    rn.set_defaults(fn=_run)
+    add_distributed_flags(rn)
+    add_jax_cache_flag(rn)
     register_model_commands(sub)
     what = "run a model over a corpus and store hook activations (resumable)"
     add_distributed_flags(add_config_command(sub, "harvest", HarvestConfig, _harvest, help=what))
     register_store_commands(sub)
 
     tr = sub.add_parser(
-        "train", help="train an SAE, or several in one run, from a TOML config (see experiments/sae-*.toml)"
+        "train",
+        help="train an SAE, or several in one run, from a TOML config (see experiments/sae-*.toml)",
+        epilog="also: `saelab train plan CONFIG` (memory per device before launching) and `saelab train export RUN` "
+        "(the run's SAE in SAELens format); `--help` after each says more",
     )
     tr.add_argument(
         "config",
@@ -135,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed_flags(tr)
     add_hugepages_flag(tr)
 
-    ex = sub.add_parser("export", help="write a run's SAE in SAELens format (cfg.json + sae_weights.safetensors)")
+    from saelab.train.plan_cli import register as register_plan_command
+
+    register_plan_command(sub)
+    ex = sub.add_parser("train export", help="write a run's SAE in SAELens format (cfg.json + sae_weights.safetensors)")
     ex.add_argument("run", help="run directory, checkpoints/<name>")
     ex.add_argument("--format", choices=["saelens"], default="saelens", help="export format")
     ex.add_argument("--out", help="destination directory (default: RUN/sae)")
@@ -148,14 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev = add_config_command(sub, "eval", EvalConfig, _eval, help=what, positional="sae", metavar="RUN_OR_SAE_DIR")
     add_distributed_flags(ev)
 
-    rn = sub.add_parser("run", help="run an experiment file's stages in order, skipping those already done")
-    rn.add_argument("experiment", help="experiment TOML (see experiments/demo.toml)")
-    rn.add_argument("--quick", action="store_true", help="small budgets from each stage's `quick` table (smoke test)")
-    rn.add_argument("--only", action="append", metavar="STAGE", help="run only this stage id or kind (repeatable)")
-    rn.set_defaults(fn=_run)
-    add_distributed_flags(rn)
-    add_jax_cache_flag(rn)
-
     for module in ANALYSIS_COMMANDS:
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).register(sub)
@@ -167,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from saelab.runtime.jaxcache import enable_from_args as enable_jax_cache
     from saelab.store import StoreError
 
+    argv, note = route(sys.argv[1:] if argv is None else argv)
+    if note:
+        print(note, file=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         initialize_from_args(args)  # before any device is touched: joins a multi-host run when asked

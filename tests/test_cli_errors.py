@@ -53,7 +53,7 @@ def test_1_config_typos_and_bad_values_are_said_in_the_commands_words(tmp_path, 
     _fails(capsys, ["train", "--set", "data.batch_size=abc"], "data.batch_size: must be an integer (got 'abc')")
     _fails(capsys, ["eval", str(tmp_path), "--tokens", "-5"], "--tokens: must be > 0 (got -5)")
     _fails(capsys, ["eval", str(tmp_path), "--set", "tokns=5"], "did you mean 'tokens' for 'tokns'?")
-    err = _fails(capsys, ["feature", str(tmp_path), "3", "--store", str(tmp_path), "--top-k", "0"], "--top-k: must")
+    err = _fails(capsys, ["inspect", "feature", str(tmp_path), "3", "--store", str(tmp_path), "--top-k", "0"], "--top-k: must")
     assert "InspectConfig" not in err
 
 
@@ -93,18 +93,18 @@ def test_5_steer_refuses_an_sae_of_another_width_before_generating(tmp_path, cap
 
     monkeypatch.setattr(Model, "generate", no_generation)
     wide = _random_sae(tmp_path / "wide", d=960)
-    argv = ["steer", str(wide), "Hi", "--latent", "1", "--alpha", "2"]
+    argv = ["splice", "steer", str(wide), "Hi", "--latent", "1", "--alpha", "2"]
     _fails(capsys, argv, f"SAE d_in 960 does not match hook {HOOK} width 576", "--model")
 
 
 def test_6_explain_names_its_target_token_its_report_and_refuses_empty_prompts(
     sae_dir: Path, tmp_path, capsys, monkeypatch
 ) -> None:
-    _fails(capsys, ["explain", str(sae_dir), ""], "the prompt is empty")
-    err = _fails(capsys, ["explain", str(sae_dir), "The capital of France is", "--target", " Parisian city"])
+    _fails(capsys, ["splice", "explain", str(sae_dir), ""], "the prompt is empty")
+    err = _fails(capsys, ["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Parisian city"])
     assert "is 3 tokens [' Paris', 'ian', ' city']" in err and "--target ' Paris'" in err
     monkeypatch.chdir(tmp_path)  # no report/ or results/ here
-    assert main(["explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "1"]) == 0
+    assert main(["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "1"]) == 0
     out = capsys.readouterr().out
     assert "no dashboard report of" in out and "saelab inspect" in out and "--report DIR" in out
     assert "top tokens" not in out.split("what drives")[1].split("\n")[3]  # no empty columns
@@ -128,7 +128,7 @@ def test_7_one_generation_default_bos_and_32_tokens_everywhere(capsys) -> None:
     for fn in (Model.generate, SplicedModel.generate, steer):
         assert inspect.signature(fn).parameters["max_new_tokens"].default == DEFAULT_NEW_TOKENS
     assert inspect.signature(Model.generate).parameters["prepend_bos"].default is True
-    for cmd in (["model", "generate", "--help"], ["steer", "--help"]):
+    for cmd in (["model", "generate", "--help"], ["splice", "steer", "--help"]):
         with pytest.raises(SystemExit):
             main(cmd)
         text = " ".join(capsys.readouterr().out.split())

@@ -1,8 +1,10 @@
-"""`saelab circuits TASK --model M [--method ...] [--prompts N] --out DIR`: parse, run, print a summary."""
+"""`saelab circuits TASK --model M [--method ...] [--prompts N] --out DIR`: parse, run, print a summary; and
+`saelab circuits table ROOT`: the table over many runs."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from saelab.runtime.cliargs import add_config_command, config_from_args
@@ -25,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_jax_cache_flag(parser)
 
+    t = sub.add_parser(
+        "circuits table",
+        help="the protocol's table: AUC mean +- std per task and method over the seeds of many circuits runs",
+    )
+    t.add_argument("root", type=Path, help="folder holding the runs' circuits.json files (searched recursively)")
+    t.add_argument("--out", type=Path, help="also write the table here (markdown)")
+    t.set_defaults(fn=_table)
+
 
 def _circuits(a: argparse.Namespace) -> None:
     from saelab.circuits.config import CircuitsConfig
@@ -33,6 +43,12 @@ def _circuits(a: argparse.Namespace) -> None:
     cfg = config_from_args(CircuitsConfig, a)
     print(summary(run(cfg)))
     print(f"results: {cfg.out / 'circuits.json'}")
+
+
+def _table(a: argparse.Namespace) -> None:
+    from saelab.circuits.table import write_table
+
+    print(write_table(a.root, a.out))
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -1,11 +1,12 @@
 """One table from many circuits runs: per task and method, ROC AUC mean +- std over prompt seeds against the
 ground truth of prompts no method saw, the ceiling (exact patching on disjoint prompts against that ground
-truth) and mean runtimes. `python -m saelab.circuits.table results/circuits [--out table.md]`."""
+truth) and mean runtimes: `saelab circuits table results/circuits [--out table.md]`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -80,17 +81,24 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def write_table(root: Path, out: Path | None = None) -> str:
+    """The markdown table of the runs under `root`, also written to `out` when given (`saelab circuits table`)."""
+    text = markdown(collect(root))
+    if out is not None:
+        out.write_text(text + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`python -m saelab.circuits.table`, the old name of `saelab circuits table`."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", type=Path, help="folder holding the runs' circuits.json files")
     p.add_argument("--out", type=Path, help="also write the table here")
     a = p.parse_args(argv)
-    text = markdown(collect(a.root))
-    print(text)
-    if a.out:
-        a.out.write_text(text + "\n")
+    print(write_table(a.root, a.out))
     return 0
 
 
 if __name__ == "__main__":
+    print("saelab: `python -m saelab.circuits.table` is now `saelab circuits table`", file=sys.stderr)
     raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Subcommands `saelab inspect`, `saelab serve` and `saelab feature`: parse and dispatch only."""
+"""Subcommands `saelab inspect`, `saelab inspect serve` and `saelab inspect feature`: parse and dispatch only."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = "feature dashboards of every latent as a static site (REPORT/index.html)"
     add_config_command(sub, "inspect", InspectConfig, _inspect, help=what, positional="sae")
 
-    s = sub.add_parser("serve", help="serve a report on 127.0.0.1 (the pages also open from disk)")
+    s = sub.add_parser("inspect serve", help="serve a report on 127.0.0.1 (the pages also open from disk)")
     s.add_argument("report", help="report directory written by `saelab inspect`")
     s.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 picks a free one)")
     s.set_defaults(fn=_serve)
 
-    f = sub.add_parser("feature", help="one latent's dashboard in the terminal")
+    f = sub.add_parser("inspect feature", help="one latent's dashboard in the terminal")
     f.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
     f.add_argument("latent", type=int, help="latent index")
     f.add_argument("--store", required=True, help="activation store of the SAE's model and hook")

@@ -33,7 +33,7 @@ def run(cfg: InspectConfig, progress: bool = True) -> dict[str, Any]:
         "tokens": d.stats.n_tokens,
         "seconds": round(seconds, 1),
         "dead": int((d.stats.count == 0).sum()),
-        "serve": f"saelab serve {cfg.out}",
+        "serve": f"saelab inspect serve {cfg.out}",
     }
 
 

@@ -1,4 +1,4 @@
-"""`saelab serve`: the report directory over HTTP on 127.0.0.1 only (never on other interfaces)."""
+"""`saelab inspect serve`: the report directory over HTTP on 127.0.0.1 only (never on other interfaces)."""
 
 from __future__ import annotations
 

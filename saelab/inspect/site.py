@@ -1,7 +1,7 @@
 """Write the dashboards as a static site: the page files from `assets/` plus data in compact JSON shards.
 
 Each data file is one JSON document wrapped as `saelabData("name", {...});` so the pages load it with a
-`<script>` tag: that works from a plain file:// open as well as from `saelab serve` (a fetch() of JSON would
+`<script>` tag: that works from a plain file:// open as well as from `saelab inspect serve` (a fetch() of JSON would
 be refused on file://). The index holds one row per latent in columns; latent details live in shards of
 `shard_latents` latents, so a page loads only the shard it shows and a 16k-latent SAE stays light.
 """

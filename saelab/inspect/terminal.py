@@ -1,4 +1,4 @@
-"""`saelab feature`: one latent's dashboard in the terminal (rich), from the same computation as the site."""
+"""`saelab inspect feature`: one latent's dashboard in the terminal (rich), from the same computation as the site."""
 
 from __future__ import annotations
 

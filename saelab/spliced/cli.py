@@ -1,4 +1,5 @@
-"""Subcommands `saelab steer` and `saelab explain`: parse, call saelab.spliced, print."""
+"""Subcommands `saelab splice steer` and `saelab splice explain` (an SAE spliced into its model): parse, call
+saelab.spliced, print."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     from saelab.models.cli import GENERATION_DEFAULTS, add_generation_flags
 
+    splice = sub.add_parser("splice", help="an SAE spliced into its model: steer generation, explain a prediction")
+    sub = splice.add_subparsers(dest="splice_cmd", required=True, metavar="COMMAND")
     st = sub.add_parser(
         "steer",
         help="clean and steered continuations of a prompt, side by side",

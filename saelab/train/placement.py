@@ -1,4 +1,4 @@
-"""The step-0 train state of an SAE, placed on the mesh: what `saelab plan` sizes and every run starts from."""
+"""The step-0 train state of an SAE, placed on the mesh: what `saelab train plan` sizes and every run starts from."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def initial_state(
     sae: SAEConfig, cfg: TrainConfig, mesh: Mesh, b_dec: jax.Array | None = None
 ) -> tuple[TrainState, optax.GradientTransformation]:
     """The step-0 train state on `mesh` and its optimiser: parameters sharded by PARAM_SPECS, Adam moments
-    like them, latent bookkeeping over `model`, the rest replicated (`saelab plan` sizes exactly this)."""
+    like them, latent bookkeeping over `model`, the rest replicated (`saelab train plan` sizes exactly this)."""
     unit_norm = cfg.train.unit_norm_decoder
     if unit_norm is None:
         unit_norm = get_architecture(sae.architecture).unit_norm_decoder

@@ -1,4 +1,4 @@
-"""`saelab plan CONFIG`: print the per-device memory of a training config before launching it."""
+"""`saelab train plan CONFIG`: print the per-device memory of a training config before launching it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "plan", help="per-device memory (parameters, Adam, batch, activations) of a training config on N devices"
+        "train plan", help="per-device memory (parameters, Adam, batch, activations) of a training config on N devices"
     )
     p.add_argument("config", nargs="?", help="training TOML (see experiments/sae-*.toml)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")

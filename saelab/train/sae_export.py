@@ -1,5 +1,5 @@
 """A trained SAE leaving its run: the SAELens-format export written when training ends (input scaling folded
-into the weights, provenance in its metadata), and `saelab export`'s copy of it elsewhere."""
+into the weights, provenance in its metadata), and `saelab train export`'s copy of it elsewhere."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def _numbers(result: dict) -> dict:
 def test_exported_and_reimported_sae_evaluates_as_the_run(model: Model, hook: str, tmp_path: Path, capsys) -> None:
     r = _trained_run(model, hook, tmp_path)
     export = tmp_path / "exported"
-    assert main(["export", str(r.run_dir), "--out", str(export)]) == 0
+    assert main(["train", "export", str(r.run_dir), "--out", str(export)]) == 0
     capsys.readouterr()
 
     sae = load_sae(export)  # the re-import

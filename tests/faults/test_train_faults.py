@@ -1,6 +1,6 @@
 """Training faults: SIGKILL during a checkpoint write, between checkpoints and during the export, and a full disk
 at a checkpoint; each resumed run ends with the weights and metrics of an uninterrupted one, bit for bit.
-An interrupted `saelab export` leaves the run intact and a rerun completes."""
+An interrupted `saelab train export` leaves the run intact and a rerun completes."""
 
 from __future__ import annotations
 
@@ -123,12 +123,12 @@ def test_interrupted_export_loses_nothing_and_a_rerun_completes(reference, tmp_p
             die()
         shutil.copyfile = copyfile
     """
-    killed(die_after_first_file, ["export", str(reference.run_dir), "--out", str(dest)])
+    killed(die_after_first_file, ["train", "export", str(reference.run_dir), "--out", str(dest)])
     with pytest.raises(FileNotFoundError, match="is not a complete SAE directory: .* is missing"):
         load_sae(dest)  # the half copy is never taken for an SAE
-    again = cli("export", str(reference.run_dir), "--out", str(dest))
+    again = cli("train", "export", str(reference.run_dir), "--out", str(dest))
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
-    assert cli("export", str(reference.run_dir), "--out", str(dest), "--overwrite").returncode == 0
+    assert cli("train", "export", str(reference.run_dir), "--out", str(dest), "--overwrite").returncode == 0
     weights = "sae_weights.safetensors"
     assert (dest / weights).read_bytes() == (reference.run_dir / "sae" / weights).read_bytes()
     load_sae(reference.run_dir)  # the source is intact

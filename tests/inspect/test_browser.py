@@ -37,7 +37,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def site(report):
-    """The report served by `saelab serve`'s server on a free port of 127.0.0.1."""
+    """The report served by `saelab inspect serve`'s server on a free port of 127.0.0.1."""
     server = make_server(report, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield address(server).removesuffix("index.html")

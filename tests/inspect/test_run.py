@@ -56,10 +56,10 @@ def test_cli_inspect_overwrite_feature_and_errors(real, report, tmp_path, capsys
     assert main([*common, "--out", str(tmp_path / "other"), "--overwrite"]) == 2
     assert "is not a saelab report" in capsys.readouterr().err and (tmp_path / "other" / "notes.txt").exists()
 
-    assert main(["feature", str(sae), "5", "--store", str(store)]) == 0
+    assert main(["inspect", "feature", str(sae), "5", "--store", str(store)]) == 0
     text = capsys.readouterr().out
     assert "latent 5" in text and "top logits +" in text and "nearest (cos)" in text
-    assert main(["feature", str(sae), "200", "--store", str(store)]) == 2
+    assert main(["inspect", "feature", str(sae), "200", "--store", str(store)]) == 2
     assert "out of range" in capsys.readouterr().err
 
 

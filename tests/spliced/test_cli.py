@@ -1,4 +1,4 @@
-"""`saelab steer` and `saelab explain` on SmolLM2 with a small random SAE saved in SAELens format."""
+"""`saelab splice steer` and `saelab splice explain` on SmolLM2 with a small random SAE saved in SAELens format."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def sae_dir(tmp_path_factory) -> Path:
 
 
 def test_steer_with_alpha_zero_prints_the_same_text_twice(sae_dir: Path, capsys) -> None:
-    args = ["steer", str(sae_dir), "The capital of France is", "--latent", "3", "--alpha", "0", "--max-new-tokens", "5"]
+    args = ["splice", "steer", str(sae_dir), "The capital of France is", "--latent", "3", "--alpha", "0", "--max-new-tokens", "5"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "clean" in out and "latent 3 alpha 0.0" in out
@@ -38,12 +38,12 @@ def test_steer_with_alpha_zero_prints_the_same_text_twice(sae_dir: Path, capsys)
 
 
 def test_steer_needs_alpha_or_clamp(sae_dir: Path, capsys) -> None:
-    assert main(["steer", str(sae_dir), "Hi", "--latent", "3"]) == 2
+    assert main(["splice", "steer", str(sae_dir), "Hi", "--latent", "3"]) == 2
     assert "--alpha" in capsys.readouterr().err
 
 
 def test_explain_lists_latents_and_their_effects_on_the_target(sae_dir: Path, capsys) -> None:
-    assert main(["explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "2"]) == 0
+    assert main(["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "2"]) == 0
     out = capsys.readouterr().out
     assert "top latents per position" in out and "what drives ' Paris'" in out and "ablated logit" in out
     rows = [

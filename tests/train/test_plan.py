@@ -1,4 +1,4 @@
-"""`saelab plan` agrees with the real train state: jax.eval_shape of it, laid out by the trainer's own shardings."""
+"""`saelab train plan` agrees with the real train state: jax.eval_shape of it, laid out by the trainer's own shardings."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _sets(arch: str, d_sae: int, data: int, model: int) -> list[str]:
 def _plan_json(args: list[str], capsys) -> dict:
     p = argparse.ArgumentParser()
     plan_cli.register(p.add_subparsers())
-    ns = p.parse_args(["plan", *args, "--json"])
+    ns = p.parse_args(["train plan", *args, "--json"])  # the parser `saelab train plan` reaches
     assert ns.fn(ns) == 0
     return json.loads(capsys.readouterr().out)
 
