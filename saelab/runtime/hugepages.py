@@ -7,7 +7,7 @@ page-faults its temporaries in 4 KiB at a time. glibc 2.35+ can back those mappi
 `always`.
 
 Whether that is a win depends on the machine and the command (it can speed up a train step and slow down an
-eval whose buffers are mostly log-probs; the README's "Measured here" has numbers), so it is opt-in:
+eval whose buffers are mostly log-probs; docs/benchmarks.md has numbers), so it is opt-in:
 `saelab train --hugepages`, or SAELAB_HUGEPAGES=1 for any command (`0` turns it off even where a flag asks).
 The tunable is read when a process starts, so the command re-executes itself once with it set; a library user
 sets GLIBC_TUNABLES before starting Python.
