@@ -228,7 +228,7 @@ def _weighted_fn(cfg: ModelConfig):
         # hook_result = z_h @ W_O[h] is linear in z, so weighting z over positions before projecting gives the
         # same read-outs without materialising heads x d_model per token
         means = [
-            jnp.einsum("brhd,hdm->brhm", jnp.einsum("bshd,brs->brhd", cache[n], w), params["layers"][i]["W_O"])
+            jnp.einsum("brhd,hdm->brhm", jnp.einsum("bshd,brs->brhd", cache[n], w), params.layers[i].attn.W_O)
             for i, n in enumerate(names)
         ]  # each (b, r, heads, d_model)
         return jnp.concatenate(means, axis=2)

@@ -24,7 +24,7 @@ import numpy as np
 from saelab.circuits.metric import CORRECT_ABOVE, metric_fn, normalise
 from saelab.circuits.tasks import TaskData
 from saelab.models import HookContext, Model, ModelConfig, forward
-from saelab.models.transformer import FAMILIES
+from saelab.models.transformer import block, unembed
 from saelab.runtime.progress import progress_bar
 
 Source = Literal["negative", "mean"]
@@ -165,7 +165,7 @@ def tail_logits(
     would cost a quarter of a small model's forward and no metric reads it."""
     last = f"blocks.{cfg.n_layers - 1}.hook_resid_post"
     out = forward(params, cfg, tokens, mask, HookContext(hooks=hooks, cache=(*cache, last)), cfg.n_layers)
-    return FAMILIES[cfg.family].unembed(params, cfg, out.cache[last][:, -2:]), out.cache
+    return unembed(params, cfg, out.cache[last][:, -2:]), out.cache
 
 
 def _resid_names(cfg: ModelConfig) -> list[str]:
@@ -219,7 +219,7 @@ def _cache_fn(cfg: ModelConfig, names: tuple[str, ...]):
 @functools.lru_cache(maxsize=32)
 def _patched_runner(cfg: ModelConfig, metric: str):
     """jit(vmap over heads) of: metric on positives with head `onehot` of `layer` patched to `src_z`."""
-    fam, fn, last = FAMILIES[cfg.family], metric_fn(metric), cfg.n_layers - 1
+    fn, last = metric_fn(metric), cfg.n_layers - 1
 
     def one(params, layer, onehot, resid, src_z, toks, mask, targets):
         # resid: (n_layers, b, s, d_model) clean resid_pre; src_z: (b, s, n_heads, d_head); onehot: (n_heads,)
@@ -230,10 +230,10 @@ def _patched_runner(cfg: ModelConfig, metric: str):
             ctx = HookContext(hooks={f"blocks.{i}.attn.hook_z": lambda z, sel=sel: jnp.where(sel, src_z, z)})
 
             def run(x, i=i, ctx=ctx):
-                return fam.block(params["layers"][i], cfg, i, x, positions, mask, ctx)
+                return block(params.layers[i], cfg, i, x, positions, mask, ctx)
 
             x = run(x) if i == last else jax.lax.cond(i < layer, lambda _, i=i: resid[i + 1], run, x)
-        return fn(fam.unembed(params, cfg, x[:, -2:]), targets)
+        return fn(unembed(params, cfg, x[:, -2:]), targets)
 
     return jax.jit(jax.vmap(one, in_axes=(None, None, 0, None, None, None, None, None)))
 

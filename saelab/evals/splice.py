@@ -30,7 +30,7 @@ from saelab.models import HookContext, forward
 from saelab.models.config import ModelConfig
 from saelab.models.hook_views import check_head_index, sae_input, with_sae_output
 from saelab.models.hooks import hook_layer
-from saelab.models.transformer import FAMILIES, run_blocks, unembed
+from saelab.models.transformer import embed, run_blocks, unembed
 
 Encode = Callable[[Any, jax.Array], jax.Array]  # (sae_params, x (n, d)) -> codes (n, d_sae)
 Decode = Callable[[Any, jax.Array], jax.Array]  # (sae_params, codes) -> x_hat (n, d)
@@ -105,7 +105,7 @@ def make_splice_fn(
     def shared_below(model_params, sae_params, tokens, act_mean, one_row_ablations):
         pad_mask = jnp.ones(tokens.shape, jnp.int32)
         positions = jnp.maximum(jnp.cumsum(pad_mask, axis=1) - 1, 0)
-        x0 = FAMILIES[cfg.family].embed(model_params, cfg, tokens, positions)
+        x0 = embed(model_params, cfg, tokens, positions)
         act = run_blocks(model_params, cfg, x0, pad_mask, HookContext(), 0, split)  # (b, t, d) at the hook
         fns = variants(sae_params, act_mean)
 

@@ -1,22 +1,19 @@
-"""Gemma 2 (the atoms paper's model): Llama-like blocks with pre- and post-norms around attention and MLP,
-attention and final-logit soft-capping, alternating sliding-window / global attention, embeddings scaled by
-sqrt(d_model), a query pre-attention scalar, GeGLU MLP and (1 + w) RMSNorm weights.
+"""Gemma 2 (the atoms paper's model): the Llama-like block with norms before and after attention and MLP
+("sandwich"), (1 + w) RMSNorm weights, attention and final-logit soft-capping, alternating sliding-window /
+global attention, embeddings scaled by sqrt(d_model), a query pre-attention scalar and a GeGLU MLP.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
+from saelab.models import llama
 from saelab.models.config import ModelConfig
-from saelab.models.hooks import HookContext
-from saelab.models.layers import attention, gelu_tanh, hook, mlp, rms_norm
+from saelab.models.weights import Family, Getter, ModelWeights, Reader
 
-Getter = Callable[[str], np.ndarray]
-_NORMS = {
+GEMMA_NORMS = {
     "ln1": "input_layernorm",
     "ln1_post": "post_attention_layernorm",
     "ln2": "pre_feedforward_layernorm",
@@ -24,64 +21,38 @@ _NORMS = {
 }
 
 
-def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
-    """Hugging Face Gemma2ForCausalLM tensor names -> saelab params (norm weights stored as w, used as 1 + w)."""
-    d, h, kv, dh = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head
-
-    def a(x: np.ndarray) -> jax.Array:
-        return jnp.asarray(x, dtype=dtype)
-
-    layers = []
-    for i in range(cfg.n_layers):
-        p = f"model.layers.{i}."
-        layer = {k: a(get(p + v + ".weight")) for k, v in _NORMS.items()}
-        layer |= {
-            "W_Q": a(get(p + "self_attn.q_proj.weight").T.reshape(d, h, dh)),
-            "W_K": a(get(p + "self_attn.k_proj.weight").T.reshape(d, kv, dh)),
-            "W_V": a(get(p + "self_attn.v_proj.weight").T.reshape(d, kv, dh)),
-            "W_O": a(get(p + "self_attn.o_proj.weight").T.reshape(h, dh, d)),
-            "W_gate": a(get(p + "mlp.gate_proj.weight").T),
-            "W_up": a(get(p + "mlp.up_proj.weight").T),
-            "W_down": a(get(p + "mlp.down_proj.weight").T),
-        }
-        layers.append(layer)
-    return {"embed": a(get("model.embed_tokens.weight")), "layers": layers, "ln_final": a(get("model.norm.weight"))}
+def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
+    return gemma_config(hf, name, "gemma2", pattern=2)
 
 
-def embed(
-    params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array, ctx: HookContext | None = None
-) -> jax.Array:
-    x = params["embed"][tokens]  # (batch, seq, d_model)
-    return hook(ctx, "hook_embed", x * jnp.asarray(cfg.d_model**0.5, dtype=x.dtype))
+def weights_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> ModelWeights:
+    return llama.llama_like_weights(Reader(get, dtype), cfg, GEMMA_NORMS)
 
 
-def _norm(x: jax.Array, w: jax.Array, cfg: ModelConfig) -> jax.Array:
-    return rms_norm(x, w, cfg.norm_eps, offset=1.0)
+def gemma_config(hf: dict[str, Any], name: str, family: str, pattern: int, **fields: Any) -> ModelConfig:
+    """The config of Gemma 2 and 3: one global layer every `sliding_window_pattern` (default `pattern`) unless
+    `layer_types` lists them; `fields` overrides the shared Llama-like ones."""
+    c = llama.llama_like_config(hf, name, tie_default=True) | fields
+    if c["attention_bias"]:
+        raise ValueError(
+            f"{name or 'config'}: {hf['model_type']} with attention_bias is not supported (no such release)"
+        )
+    every = hf.get("sliding_window_pattern", pattern)
+    types = hf.get("layer_types") or [
+        "sliding_attention" if (i + 1) % every else "full_attention" for i in range(c["n_layers"])
+    ]
+    return ModelConfig(
+        family=family,
+        **c,
+        norm_offset=1.0,
+        norm_placement="sandwich",
+        embed_scale=True,
+        activation="gelu_tanh",
+        layer_types=tuple(types),
+        attn_logit_softcap=hf.get("attn_logit_softcapping"),
+        final_logit_softcap=hf.get("final_logit_softcapping"),
+        query_pre_attn_scalar=hf.get("query_pre_attn_scalar", c["d_head"]),
+    )
 
 
-def block(
-    p: dict,
-    cfg: ModelConfig,
-    layer: int,
-    x: jax.Array,
-    positions: jax.Array,
-    pad_mask: jax.Array,
-    ctx: HookContext,
-) -> jax.Array:
-    pre = f"blocks.{layer}."
-    x = ctx(pre + "hook_resid_pre", x)  # (batch, seq, d_model)
-    attn = attention(p, cfg, layer, _norm(x, p["ln1"], cfg), positions, pad_mask, ctx, pre)
-    # hook_attn_out is what enters the residual stream: after the post-attention norm.
-    attn_out = ctx(pre + "hook_attn_out", _norm(attn, p["ln1_post"], cfg))
-    x = ctx(pre + "hook_resid_mid", x + attn_out)
-    h = ctx(pre + "ln2.hook_normalized", _norm(x, p["ln2"], cfg))  # the MLP input
-    mlp_out = ctx(pre + "hook_mlp_out", _norm(mlp(p, h, gelu_tanh, ctx, pre), p["ln2_post"], cfg))
-    return ctx(pre + "hook_resid_post", x + mlp_out)
-
-
-def unembed(params: dict, cfg: ModelConfig, x: jax.Array, ctx: HookContext | None = None) -> jax.Array:
-    x = hook(ctx, "ln_final.hook_normalized", _norm(x, params["ln_final"], cfg))
-    logits = jnp.einsum("bsm,vm->bsv", x, params["embed"], preferred_element_type=jnp.float32)
-    if cfg.final_logit_softcap is not None:
-        logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
-    return logits
+FAMILY = Family("gemma2", ("gemma2",), config_from_hf, weights_from_hf)

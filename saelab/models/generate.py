@@ -204,7 +204,7 @@ def _compiled(cfg: ModelConfig, max_new: int, sampling: Sampling, stop_ids, pad_
     def run(params, tokens, pad_mask, key, context_args):
         b, n = tokens.shape
         slots = jnp.concatenate([pad_mask, jnp.ones((b, max_new), jnp.int32)], axis=1)
-        kv = empty_cache(cfg, slots, params["embed"].dtype)
+        kv = empty_cache(cfg, slots, params.embed.dtype)
         logits, kv = forward_cached(params, cfg, tokens, kv, context(context_args))
         stops = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
 

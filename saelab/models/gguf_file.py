@@ -1,13 +1,14 @@
 """Read a GGUF file (llama.cpp's format) without torch: config, dequantised weights and tokenizer.
 
 Weights are dequantised with the `gguf` package and renamed to Hugging Face names, so the family modules'
-`params_from_hf` loads them unchanged. llama.cpp permutes Q and K rows for its interleaved RoPE; we undo
+`weights_from_hf` loads them unchanged. llama.cpp permutes Q and K rows for its interleaved RoPE; we undo
 that, as transformers does, to get back the rotate-half layout.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -80,7 +81,7 @@ def read_gguf_cached(
     Parsing a GGUF's metadata and dequantising takes seconds; a cached load is a memory map."""
     from safetensors.numpy import load_file, save_file
 
-    d = cache_dir() / f"gguf-{fingerprint}"
+    d = cache_dir() / f"gguf-{fingerprint}-{_config_schema()}"  # a cache of other ModelConfig fields is stale
     if (d / "done").exists():
         meta = json.loads((d / "meta.json").read_text())
         cfg = ModelConfig(**{k: _tuplify(v) for k, v in meta["config"].items()})
@@ -100,6 +101,11 @@ def read_gguf_cached(
 
         shutil.rmtree(tmp, ignore_errors=True)
     return cfg, weights, tok, special
+
+
+def _config_schema() -> str:
+    """A short hash of ModelConfig's field names, so a cached config with other fields is never read back."""
+    return hashlib.sha256(",".join(f.name for f in dataclasses.fields(ModelConfig)).encode()).hexdigest()[:8]
 
 
 def _tuplify(v):

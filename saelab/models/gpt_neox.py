@@ -4,101 +4,90 @@ the parallel residual: attention and MLP both read the block input.
 
 Parallel:   x += dense(attn(qkv(ln1(x)))) + fc2(gelu(fc1(ln2(x)))).
 Sequential: x += dense(attn(qkv(ln1(x)))); x += fc2(gelu(fc1(ln2(x)))).
-In the parallel block hook_resid_mid is still resid_pre + attn_out (so resid_post = resid_mid + mlp_out),
-but the MLP reads resid_pre, as the model does: an edit at resid_mid reaches resid_post, not the MLP.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from typing import Any
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
-from saelab.models.config import ModelConfig
-from saelab.models.hooks import HookContext
-from saelab.models.layers import attention, hook, layer_norm, mlp
+from saelab.models.config import ModelConfig, rope_items
+from saelab.models.weights import AttentionWeights, Family, Getter, LayerWeights, MLPWeights, ModelWeights, Reader
 
-Getter = Callable[[str], np.ndarray]
+_GELU = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
-def params_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> dict:
-    """Hugging Face GPTNeoXForCausalLM tensor names ([out, in] matrices) -> saelab params. The fused
-    query_key_value rows are (heads, [q, k, v], d_head); the unembedding is `embed_out` in checkpoint files
-    (Pythia's and transformers' own), `lm_head` when converted from the module's state dict."""
-    d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
+    """The rotary settings are `rotary_pct` / `rotary_emb_base` in older configs and `rope_parameters`
+    (`partial_rotary_factor`, `rope_theta`) in those transformers >= 5 writes."""
+    act = hf.get("hidden_act", "gelu")
+    if act not in _GELU:
+        raise ValueError(
+            f"{name or 'config'}: GPT-NeoX hidden_act {act!r} is not supported; supported: {sorted(_GELU)}"
+        )
+    rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+    theta = rope.pop("rope_theta", hf.get("rotary_emb_base", 10000.0))
+    fraction = rope.pop("partial_rotary_factor", hf.get("rotary_pct", 0.25))
+    d, h = hf["hidden_size"], hf["num_attention_heads"]
+    bias = bool(hf.get("attention_bias", True))
+    return ModelConfig(
+        family="gpt_neox",
+        n_layers=hf["num_hidden_layers"],
+        d_model=d,
+        n_heads=h,
+        n_kv_heads=h,
+        d_head=d // h,
+        d_mlp=hf["intermediate_size"],
+        vocab_size=hf["vocab_size"],
+        max_positions=hf.get("max_position_embeddings", 2048),
+        norm_eps=hf.get("layer_norm_eps", 1e-5),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        norm="layer",
+        rope_theta=float(theta),
+        rope_scaling=rope_items(rope),
+        rotary_fraction=float(fraction),
+        parallel_residual=bool(hf.get("use_parallel_residual", True)),
+        attention_bias=bias,
+        attn_out_bias=bias,
+        mlp_gated=False,
+        activation=_GELU[act],
+        name=name,
+    )
 
-    def a(x: np.ndarray) -> jax.Array:
-        return jnp.asarray(x, dtype=dtype)
 
-    def opt(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        return get(name) if cfg.attention_bias else np.zeros(shape, np.float32)
+def weights_from_hf(get: Getter, cfg: ModelConfig, dtype: jnp.dtype) -> ModelWeights:
+    """GPTNeoXForCausalLM tensor names ([out, in] matrices). The fused query_key_value rows are (heads, [q, k, v],
+    d_head); the unembedding is `embed_out` in checkpoint files, `lm_head` when converted from a state dict."""
+    d, h, dh, r = cfg.d_model, cfg.n_heads, cfg.d_head, Reader(get, dtype)
 
-    layers = []
-    for i in range(cfg.n_layers):
-        p = f"gpt_neox.layers.{i}."
-        w_qkv = get(p + "attention.query_key_value.weight").reshape(h, 3, dh, d)
-        b_qkv = opt(p + "attention.query_key_value.bias", (3 * d,)).reshape(h, 3, dh)
-        layer = {
-            "ln1_w": a(get(p + "input_layernorm.weight")),
-            "ln1_b": a(get(p + "input_layernorm.bias")),
-            "W_O": a(get(p + "attention.dense.weight").T.reshape(h, dh, d)),
-            "b_O": a(opt(p + "attention.dense.bias", (d,))),
-            "ln2_w": a(get(p + "post_attention_layernorm.weight")),
-            "ln2_b": a(get(p + "post_attention_layernorm.bias")),
-            "W_in": a(get(p + "mlp.dense_h_to_4h.weight").T),
-            "b_in": a(get(p + "mlp.dense_h_to_4h.bias")),
-            "W_out": a(get(p + "mlp.dense_4h_to_h.weight").T),
-            "b_out": a(get(p + "mlp.dense_4h_to_h.bias")),
-        }
-        for j, n in enumerate("QKV"):
-            layer[f"W_{n}"] = a(w_qkv[:, j].transpose(2, 0, 1))  # (d_model, heads, d_head)
-            layer[f"b_{n}"] = a(b_qkv[:, j])  # (heads, d_head)
-        layers.append(layer)
-    params = {
-        "embed": a(get("gpt_neox.embed_in.weight")),
-        "layers": layers,
-        "ln_final_w": a(get("gpt_neox.final_layer_norm.weight")),
-        "ln_final_b": a(get("gpt_neox.final_layer_norm.bias")),
-    }
+    def layer(p: str) -> LayerWeights:
+        a, m = p + "attention.", p + "mlp."
+        w_qkv = get(a + "query_key_value.weight").reshape(h, 3, dh, d)
+        b_qkv = get(a + "query_key_value.bias").reshape(h, 3, dh) if cfg.attention_bias else None
+        w = [r.array(w_qkv[:, j].transpose(2, 0, 1)) for j in range(3)]  # (d_model, heads, d_head)
+        b = [None if b_qkv is None else r.array(b_qkv[:, j]) for j in range(3)]  # (heads, d_head)
+        b_o = r(a + "dense.bias") if cfg.attention_bias else None
+        attn = AttentionWeights(*w, r.t(a + "dense.weight", h, dh, d), *b, b_O=b_o)
+        mlp = MLPWeights(
+            r.t(m + "dense_h_to_4h.weight"),
+            r.t(m + "dense_4h_to_h.weight"),
+            None,
+            r(m + "dense_h_to_4h.bias"),
+            r(m + "dense_4h_to_h.bias"),
+        )
+        return LayerWeights(
+            attn, mlp, ln1=r.norm(p + "input_layernorm", True), ln2=r.norm(p + "post_attention_layernorm", True)
+        )
+
+    layers = tuple(layer(f"gpt_neox.layers.{i}.") for i in range(cfg.n_layers))
+    unembed = None
     if not cfg.tie_embeddings:
         try:
-            params["unembed"] = a(get("embed_out.weight"))  # (vocab, d_model)
+            unembed = r("embed_out.weight")  # (vocab, d_model)
         except KeyError:
-            params["unembed"] = a(get("lm_head.weight"))
-    return params
+            unembed = r("lm_head.weight")
+    return ModelWeights(r("gpt_neox.embed_in.weight"), layers, r.norm("gpt_neox.final_layer_norm", True), unembed)
 
 
-def embed(
-    params: dict, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array, ctx: HookContext | None = None
-) -> jax.Array:
-    return hook(ctx, "hook_embed", params["embed"][tokens])  # (batch, seq, d_model)
-
-
-def block(
-    p: dict,
-    cfg: ModelConfig,
-    layer: int,
-    x: jax.Array,
-    positions: jax.Array,
-    pad_mask: jax.Array,
-    ctx: HookContext,
-) -> jax.Array:
-    pre = f"blocks.{layer}."
-    x = ctx(pre + "hook_resid_pre", x)  # (batch, seq, d_model)
-    h = layer_norm(x, p["ln1_w"], p["ln1_b"], cfg.norm_eps)
-    attn_out = ctx(pre + "hook_attn_out", attention(p, cfg, layer, h, positions, pad_mask, ctx, pre))
-    mid = ctx(pre + "hook_resid_mid", x + attn_out)
-    h = layer_norm(x if cfg.parallel_residual else mid, p["ln2_w"], p["ln2_b"], cfg.norm_eps)
-    h = ctx(pre + "ln2.hook_normalized", h)  # the MLP input (from resid_pre in parallel blocks)
-    act = functools.partial(jax.nn.gelu, approximate=cfg.gelu_tanh)
-    mlp_out = ctx(pre + "hook_mlp_out", mlp(p, h, act, ctx, pre))  # (batch, seq, d_model)
-    return ctx(pre + "hook_resid_post", mid + mlp_out)
-
-
-def unembed(params: dict, cfg: ModelConfig, x: jax.Array, ctx: HookContext | None = None) -> jax.Array:
-    x = hook(ctx, "ln_final.hook_normalized", layer_norm(x, params["ln_final_w"], params["ln_final_b"], cfg.norm_eps))
-    w = params.get("unembed", params["embed"])  # (vocab, d_model)
-    return jnp.einsum("bsm,vm->bsv", x, w, preferred_element_type=jnp.float32)
+FAMILY = Family("gpt_neox", ("gpt_neox",), config_from_hf, weights_from_hf)

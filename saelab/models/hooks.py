@@ -46,30 +46,31 @@ EMBED_HOOKS = (
     "hook_pos_embed",  # GPT-2's learned position embedding (hook_embed + hook_pos_embed = blocks.0.hook_resid_pre)
 )
 FINAL_HOOKS = ("ln_final.hook_normalized",)  # the final norm's output, which the unembedding reads
-LEARNED_POSITIONS = frozenset({"gpt2"})  # families with a position embedding table (the others rotate q and k)
-_UNGATED = frozenset({"gpt2", "gpt_neox"})  # families whose MLP has no gate
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-def _has(suffix: str, family: str | None) -> bool:
-    """Whether a family (None: any) has a hook point: the rotary, gate and position ones are not universal."""
-    if family is None:
+def _has(suffix: str, cfg: ModelConfig | None) -> bool:
+    """Whether a model (None: any) has a hook point: the rotary, gate, position and pre-MLP norm ones are not
+    universal."""
+    if cfg is None:
         return True
     if suffix == "hook_pos_embed":
-        return family in LEARNED_POSITIONS
+        return cfg.positions == "learned"
     if suffix in ("attn.hook_rot_q", "attn.hook_rot_k"):
-        return family not in LEARNED_POSITIONS
+        return cfg.positions == "rope"
     if suffix == "mlp.hook_pre_linear":
-        return family not in _UNGATED
+        return cfg.mlp_gated
+    if suffix == "ln2.hook_normalized":
+        return cfg.norm_placement != "post"
     return True
 
 
 def hook_names(model: int | ModelConfig) -> list[str]:
     """All valid hook point names, in forward order, of a model's config (exactly its family's points), or of
     any model with that many blocks (an int: the points of every family)."""
-    n_layers, family = (model, None) if isinstance(model, int) else (model.n_layers, model.family)
-    blocks = [f"blocks.{layer}.{s}" for layer in range(n_layers) for s in BLOCK_HOOKS if _has(s, family)]
-    return [n for n in EMBED_HOOKS if _has(n, family)] + blocks + list(FINAL_HOOKS)
+    n_layers, cfg = (model, None) if isinstance(model, int) else (model.n_layers, model)
+    blocks = [f"blocks.{layer}.{s}" for layer in range(n_layers) for s in BLOCK_HOOKS if _has(s, cfg)]
+    return [n for n in EMBED_HOOKS if _has(n, cfg)] + blocks + list(FINAL_HOOKS)
 
 
 def hook_layer(name: str, n_layers: int | None = None) -> int:
@@ -103,9 +104,9 @@ def validate_hook_names(names: Iterable[str], model: int | ModelConfig) -> None:
     valid = set(hook_names(model))
     bad = [n for n in names if n not in valid]
     if bad:
-        n_layers, family = (model, None) if isinstance(model, int) else (model.n_layers, model.family)
-        examples = ", ".join(f"blocks.L.{s}" for s in BLOCK_HOOKS if _has(s, family))
-        globals_ = ", ".join(n for n in EMBED_HOOKS + FINAL_HOOKS if _has(n, family))
+        n_layers, cfg = (model, None) if isinstance(model, int) else (model.n_layers, model)
+        examples = ", ".join(f"blocks.L.{s}" for s in BLOCK_HOOKS if _has(s, cfg))
+        globals_ = ", ".join(n for n in EMBED_HOOKS + FINAL_HOOKS if _has(n, cfg))
         hints = "".join(f" (did you mean {m[0]!r}?)" for n in bad if (m := difflib.get_close_matches(n, valid, 1)))
         valid_text = f"valid names are {examples} for L in 0..{n_layers - 1}, and {globals_}"
         raise ValueError(f"unknown hook point(s) {bad}{hints}; {valid_text}")

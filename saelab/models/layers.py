@@ -1,4 +1,4 @@
-"""Building blocks shared by the model families: norms, rotary embeddings, masks and attention.
+"""The pieces of the one transformer block: norms, rotary embeddings, masks, attention and the MLP.
 
 Pure functions of arrays. Norm statistics and softmax run in float32 whatever the compute dtype, as the
 reference implementations do, so bfloat16 runs stay close to float32 ones. `attention` is the one attention
@@ -8,6 +8,7 @@ scale), so its TransformerLens hook points (hook_q .. hook_z, hook_result) live 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -15,7 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from saelab.models.config import ModelConfig
-from saelab.models.hooks import LEARNED_POSITIONS, HookContext
+from saelab.models.hooks import HookContext
+from saelab.models.weights import AttentionWeights, MLPWeights, Norm
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "silu": jax.nn.silu,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+}
 
 
 def rms_norm(x: jax.Array, w: jax.Array, eps: float, *, offset: float = 0.0) -> jax.Array:
@@ -27,11 +35,6 @@ def rms_norm(x: jax.Array, w: jax.Array, eps: float, *, offset: float = 0.0) -> 
     return w * xf.astype(x.dtype)
 
 
-def norm_offset(cfg: ModelConfig) -> float:
-    """Gemma stores its RMSNorm weights as w - 1 (used as 1 + w); the others store w."""
-    return 1.0 if cfg.family in ("gemma2", "gemma3") else 0.0
-
-
 def layer_norm(x: jax.Array, w: jax.Array, b: jax.Array, eps: float) -> jax.Array:
     xf = x.astype(jnp.float32)
     mu = jnp.mean(xf, axis=-1, keepdims=True)
@@ -39,8 +42,11 @@ def layer_norm(x: jax.Array, w: jax.Array, b: jax.Array, eps: float) -> jax.Arra
     return ((xf - mu) * jax.lax.rsqrt(var + eps)).astype(x.dtype) * w + b
 
 
-def gelu_tanh(x: jax.Array) -> jax.Array:
-    return jax.nn.gelu(x, approximate=True)
+def norm(x: jax.Array, n: Norm, cfg: ModelConfig) -> jax.Array:
+    """The config's norm (RMSNorm, with Gemma's 1 + w offset, or LayerNorm) of x over its last axis."""
+    if cfg.norm == "layer":
+        return layer_norm(x, n.w, n.b, cfg.norm_eps)
+    return rms_norm(x, n.w, cfg.norm_eps, offset=cfg.norm_offset)
 
 
 def rope_inv_freq(cfg: ModelConfig, local: bool = False) -> jax.Array:
@@ -98,7 +104,7 @@ def attention_mask(pad_mask: jax.Array, positions: jax.Array, window: int | None
 
 
 def attention(
-    p: dict,
+    p: AttentionWeights,
     cfg: ModelConfig,
     layer: int,
     h: jax.Array,
@@ -117,14 +123,13 @@ def attention(
     from saelab.models.kv_cache import keys_and_mask  # kv_cache builds on attention_mask below
 
     a = prefix + "attn."
-    q = ctx(a + "hook_q", _heads(h, p["W_Q"], p.get("b_Q")))  # (batch, seq, heads, d_head)
-    k = ctx(a + "hook_k", _heads(h, p["W_K"], p.get("b_K")))  # (batch, seq, kv_heads, d_head)
-    v = ctx(a + "hook_v", _heads(h, p["W_V"], p.get("b_V")))  # (batch, seq, kv_heads, d_head)
-    if cfg.qk_norm:  # Qwen3, Gemma 3: RMSNorm over d_head on every query and key head, before rotary
-        off = norm_offset(cfg)
-        q, k = rms_norm(q, p["q_norm"], cfg.norm_eps, offset=off), rms_norm(k, p["k_norm"], cfg.norm_eps, offset=off)
+    q = ctx(a + "hook_q", _heads(h, p.W_Q, p.b_Q))  # (batch, seq, heads, d_head)
+    k = ctx(a + "hook_k", _heads(h, p.W_K, p.b_K))  # (batch, seq, kv_heads, d_head)
+    v = ctx(a + "hook_v", _heads(h, p.W_V, p.b_V))  # (batch, seq, kv_heads, d_head)
+    if p.q_norm is not None:  # Qwen3, Gemma 3: RMSNorm over d_head on every query and key head, before rotary
+        q, k = norm(q, Norm(p.q_norm), cfg), norm(k, Norm(p.k_norm), cfg)
     sliding = cfg.is_sliding(layer)
-    if cfg.family not in LEARNED_POSITIONS:
+    if cfg.positions == "rope":
         # Gemma 3's sliding layers rotate with their own base; Gemma 2's and Qwen's share the global one.
         inv_freq = rope_inv_freq(cfg, local=sliding and cfg.rope_local_theta is not None)
         q = ctx(a + "hook_rot_q", apply_rope(q, positions, inv_freq))
@@ -135,13 +140,12 @@ def attention(
     watched = ctx.active(a + "hook_attn_scores") or ctx.active(a + "hook_pattern")
     z = attend(q, k, v, mask, scale, cfg.attn_logit_softcap, ctx if watched else None, a)
     z = ctx(a + "hook_z", z)  # (batch, seq, heads, d_head)
-    return project_heads(z, p["W_O"], p.get("b_O"), ctx, prefix)
+    return project_heads(z, p.W_O, p.b_O, ctx, prefix)
 
 
 def _heads(h: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
     """(batch, seq, d_model) @ (d_model, heads, d_head) (+ (heads, d_head)) -> (batch, seq, heads, d_head)."""
-    x = jnp.einsum("bsm,mhd->bshd", h, w)
-    return x if b is None else x + b
+    return _bias(jnp.einsum("bsm,mhd->bshd", h, w), b)
 
 
 def attend(
@@ -177,18 +181,22 @@ def attend(
     return z.reshape(b, s, h, d)
 
 
-def mlp(p: dict, h: jax.Array, act: Callable[[jax.Array], jax.Array], ctx: HookContext, prefix: str) -> jax.Array:
+def mlp(p: MLPWeights, cfg: ModelConfig, h: jax.Array, ctx: HookContext, prefix: str) -> jax.Array:
     """The MLP on its input h (batch, seq, d_model) -> (batch, seq, d_model), any post-MLP norm not included.
 
-    Gated where the params have W_gate (Llama, Qwen, Gemma): act(h @ W_gate) * (h @ W_up), whose hook_pre is
+    Gated where the weights have W_gate (Llama, Qwen, Gemma): act(h @ W_gate) * (h @ W_in), whose hook_pre is
     the gate and hook_pre_linear the up projection, as TransformerLens names them; else act(h @ W_in + b_in)."""
-    m = prefix + "mlp."
-    if "W_gate" in p:
-        gate = ctx(m + "hook_pre", h @ p["W_gate"])  # (batch, seq, d_mlp)
-        post = ctx(m + "hook_post", act(gate) * ctx(m + "hook_pre_linear", h @ p["W_up"]))
-        return post @ p["W_down"]
-    post = ctx(m + "hook_post", act(ctx(m + "hook_pre", h @ p["W_in"] + p["b_in"])))  # (batch, seq, d_mlp)
-    return post @ p["W_out"] + p["b_out"]
+    m, act = prefix + "mlp.", ACTIVATIONS[cfg.activation]
+    if p.W_gate is not None:
+        gate = ctx(m + "hook_pre", h @ p.W_gate)  # (batch, seq, d_mlp)
+        post = ctx(m + "hook_post", act(gate) * ctx(m + "hook_pre_linear", h @ p.W_in))
+        return post @ p.W_out
+    post = ctx(m + "hook_post", act(ctx(m + "hook_pre", _bias(h @ p.W_in, p.b_in))))  # (batch, seq, d_mlp)
+    return _bias(post @ p.W_out, p.b_out)
+
+
+def _bias(x: jax.Array, b: jax.Array | None) -> jax.Array:
+    return x if b is None else x + b
 
 
 def hook(ctx: HookContext | None, name: str, x: jax.Array) -> jax.Array:
@@ -208,4 +216,4 @@ def project_heads(z: jax.Array, w_o: jax.Array, b_o: jax.Array | None, ctx: Hook
         out = result.sum(axis=2)
     else:
         out = jnp.einsum("bshd,hdm->bsm", z, w_o)
-    return out if b_o is None else out + b_o
+    return _bias(out, b_o)

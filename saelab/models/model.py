@@ -21,8 +21,10 @@ from saelab.models.hook_fns import FwdHooks, LiftedHooks, call_lifted, hook_pair
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, stop_layer, validate_hook_names
 from saelab.models.inputs import Tokens, pad_left, resolve
 from saelab.models.loading import open_checkpoint
+from saelab.models.registry import weights_from_hf
 from saelab.models.tl_processing import Processing, process_weights
-from saelab.models.transformer import FAMILIES, forward
+from saelab.models.transformer import forward
+from saelab.models.weights import ModelWeights
 from saelab.runtime.dtypes import float_dtype
 
 
@@ -32,7 +34,7 @@ class Model:
     def __init__(
         self,
         cfg: ModelConfig,
-        params: dict,
+        params: ModelWeights,
         tokenizer: Tokenizer | None = None,
         special: Mapping[str, int] | None = None,
         source: str = "",
@@ -53,9 +55,9 @@ class Model:
         compute = float_dtype(dtype, "model dtype")
         ck = open_checkpoint(name)
         if process == "none":
-            params = FAMILIES[ck.cfg.family].params_from_hf(ck.get, ck.cfg, compute)
+            params = weights_from_hf(ck.get, ck.cfg, compute)
             return cls(ck.cfg, params, ck.tokenizer, ck.special, ck.source, ck.weights_hash)
-        params = process_weights(FAMILIES[ck.cfg.family].params_from_hf(ck.get, ck.cfg, jnp.float32), ck.cfg, process)
+        params = process_weights(weights_from_hf(ck.get, ck.cfg, jnp.float32), ck.cfg, process)
         params = jax.tree.map(lambda a: a.astype(compute), params)
         return cls(ck.cfg, params, ck.tokenizer, ck.special, ck.source, f"{ck.weights_hash}+{process}")
 
@@ -69,7 +71,7 @@ class Model:
 
     @property
     def dtype(self) -> jnp.dtype:
-        return self.params["embed"].dtype
+        return self.params.embed.dtype
 
     @property
     def pad_ids(self) -> tuple[int, ...]:

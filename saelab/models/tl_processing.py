@@ -27,12 +27,13 @@ from typing import Literal
 import jax.numpy as jnp
 
 from saelab.models.config import ModelConfig
+from saelab.models.weights import ModelWeights, Norm
 
 Processing = Literal["none", "transformer_lens"]
 PROCESSINGS: tuple[str, ...] = ("none", "transformer_lens")
 
 
-def process_weights(params: dict, cfg: ModelConfig, processing: Processing) -> dict:
+def process_weights(params: ModelWeights, cfg: ModelConfig, processing: Processing) -> ModelWeights:
     """`params` processed as `processing` names ("none" returns them as they are)."""
     if processing == "none":
         return params
@@ -42,14 +43,14 @@ def process_weights(params: dict, cfg: ModelConfig, processing: Processing) -> d
 
 
 def process_transformer_lens(
-    params: dict,
+    params: ModelWeights,
     cfg: ModelConfig,
     *,
     fold_ln: bool = True,
     center_writing_weights: bool = True,
     center_unembed: bool = True,
     fold_value_biases: bool = True,
-) -> dict:
+) -> ModelWeights:
     """GPT-2 params processed as `HookedTransformer.from_pretrained` does by default (module docstring)."""
     if cfg.family != "gpt2":
         raise ValueError(
@@ -68,68 +69,75 @@ def process_transformer_lens(
     return p
 
 
-def untie_unembed(params: dict) -> dict:
-    """GPT-2 ties W_U to W_E; processing changes them differently, so W_U (d_model, vocab) and b_U become
-    their own parameters (`gpt2.unembed` uses them when present)."""
-    if "W_U" in params:
+def untie_unembed(params: ModelWeights) -> ModelWeights:
+    """GPT-2 ties W_U to W_E; processing changes them differently, so the unembedding and its bias b_U become
+    their own parameters (`transformer.unembed` uses them when present)."""
+    if params.unembed is not None and params.unembed_bias is not None:
         return params
-    w_e = _f32(params["embed"])  # (vocab, d_model)
-    return {**params, "W_U": w_e.T, "b_U": jnp.zeros((w_e.shape[0],), jnp.float32)}
+    w_e = _f32(params.embed if params.unembed is None else params.unembed)  # (vocab, d_model)
+    return params._replace(unembed=w_e, unembed_bias=jnp.zeros((w_e.shape[0],), jnp.float32))
 
 
-def fold_layer_norm(params: dict) -> dict:
+def fold_layer_norm(params: ModelWeights) -> ModelWeights:
     """Fold ln_1, ln_2 and ln_final into the maps reading them, then centre those maps' inputs over d_model."""
     layers = []
-    for lp in params["layers"]:
-        w1, b1, w2, b2 = (_f32(lp[k]) for k in ("ln1_w", "ln1_b", "ln2_w", "ln2_b"))
-        new = dict(lp)
+    for lp in params.layers:
+        (w1, b1), (w2, b2) = (_f32(lp.ln1.w), _f32(lp.ln1.b)), (_f32(lp.ln2.w), _f32(lp.ln2.b))
+        qkv = {}
         for name in ("Q", "K", "V"):
-            w = _f32(lp[f"W_{name}"])  # (d_model, heads, d_head)
-            new[f"b_{name}"] = _f32(lp[f"b_{name}"]) + jnp.einsum("m,mhd->hd", b1, w)
+            w = _f32(getattr(lp.attn, f"W_{name}"))  # (d_model, heads, d_head)
+            qkv[f"b_{name}"] = _f32(getattr(lp.attn, f"b_{name}")) + jnp.einsum("m,mhd->hd", b1, w)
             w = w * w1[:, None, None]
-            new[f"W_{name}"] = w - w.mean(0, keepdims=True)
-        w_in = _f32(lp["W_in"])  # (d_model, d_mlp)
-        new["b_in"] = _f32(lp["b_in"]) + b2 @ w_in
+            qkv[f"W_{name}"] = w - w.mean(0, keepdims=True)
+        w_in = _f32(lp.mlp.W_in)  # (d_model, d_mlp)
+        b_in = _f32(lp.mlp.b_in) + b2 @ w_in
         w_in = w_in * w2[:, None]
-        new["W_in"] = w_in - w_in.mean(0, keepdims=True)
-        new |= {"ln1_w": jnp.ones_like(w1), "ln1_b": jnp.zeros_like(b1)}
-        new |= {"ln2_w": jnp.ones_like(w2), "ln2_b": jnp.zeros_like(b2)}
-        layers.append(new)
-    wf, bf = _f32(params["ln_final_w"]), _f32(params["ln_final_b"])
-    w_u = _f32(params["W_U"])  # (d_model, vocab)
-    b_u = _f32(params["b_U"]) + bf @ w_u
+        mlp = lp.mlp._replace(W_in=w_in - w_in.mean(0, keepdims=True), b_in=b_in)
+        layers.append(lp._replace(attn=lp.attn._replace(**qkv), mlp=mlp, ln1=_unit(lp.ln1), ln2=_unit(lp.ln2)))
+    wf, bf = _f32(params.ln_final.w), _f32(params.ln_final.b)
+    w_u = _f32(params.unembed).T  # (d_model, vocab)
+    b_u = _f32(params.unembed_bias) + bf @ w_u
     w_u = w_u * wf[:, None]
-    return {
-        **params,
-        "layers": layers,
-        "W_U": w_u - w_u.mean(0, keepdims=True),
-        "b_U": b_u,
-        "ln_final_w": jnp.ones_like(wf),
-        "ln_final_b": jnp.zeros_like(bf),
-    }
+    return params._replace(
+        layers=tuple(layers),
+        unembed=(w_u - w_u.mean(0, keepdims=True)).T,
+        unembed_bias=b_u,
+        ln_final=_unit(params.ln_final),
+    )
 
 
-def centre_writing_weights(params: dict) -> dict:
+def centre_writing_weights(params: ModelWeights) -> ModelWeights:
     """Subtract the mean over d_model from W_E, W_pos and every layer's W_O, b_O, W_out, b_out."""
     centre = lambda a: _f32(a) - _f32(a).mean(-1, keepdims=True)
-    layers = [{**lp, **{k: centre(lp[k]) for k in ("W_O", "b_O", "W_out", "b_out")}} for lp in params["layers"]]
-    return {**params, "embed": centre(params["embed"]), "pos_embed": centre(params["pos_embed"]), "layers": layers}
+    layers = tuple(
+        lp._replace(
+            attn=lp.attn._replace(W_O=centre(lp.attn.W_O), b_O=centre(lp.attn.b_O)),
+            mlp=lp.mlp._replace(W_out=centre(lp.mlp.W_out), b_out=centre(lp.mlp.b_out)),
+        )
+        for lp in params.layers
+    )
+    return params._replace(embed=centre(params.embed), pos_embed=centre(params.pos_embed), layers=layers)
 
 
-def centre_unembed(params: dict) -> dict:
+def centre_unembed(params: ModelWeights) -> ModelWeights:
     """Subtract the mean over the vocabulary from W_U (per d_model row) and from b_U."""
-    w_u, b_u = _f32(params["W_U"]), _f32(params["b_U"])
-    return {**params, "W_U": w_u - w_u.mean(-1, keepdims=True), "b_U": b_u - b_u.mean()}
+    w_u, b_u = _f32(params.unembed), _f32(params.unembed_bias)  # (vocab, d_model), (vocab,)
+    return params._replace(unembed=w_u - w_u.mean(0, keepdims=True), unembed_bias=b_u - b_u.mean())
 
 
-def fold_value_bias(params: dict) -> dict:
+def fold_value_bias(params: ModelWeights) -> ModelWeights:
     """b_O += sum over heads of b_V[h] @ W_O[h]; b_V = 0."""
     layers = []
-    for lp in params["layers"]:
-        b_v, w_o = _f32(lp["b_V"]), _f32(lp["W_O"])  # (heads, d_head), (heads, d_head, d_model)
-        b_o = _f32(lp["b_O"]) + jnp.einsum("hd,hdm->m", b_v, w_o)
-        layers.append({**lp, "b_O": b_o, "b_V": jnp.zeros_like(b_v)})
-    return {**params, "layers": layers}
+    for lp in params.layers:
+        b_v, w_o = _f32(lp.attn.b_V), _f32(lp.attn.W_O)  # (heads, d_head), (heads, d_head, d_model)
+        b_o = _f32(lp.attn.b_O) + jnp.einsum("hd,hdm->m", b_v, w_o)
+        layers.append(lp._replace(attn=lp.attn._replace(b_O=b_o, b_V=jnp.zeros_like(b_v))))
+    return params._replace(layers=tuple(layers))
+
+
+def _unit(n: Norm) -> Norm:
+    """A LayerNorm that only centres and scales: weight 1, bias 0."""
+    return Norm(jnp.ones_like(_f32(n.w)), jnp.zeros_like(_f32(n.b)))
 
 
 def _f32(a) -> jnp.ndarray:

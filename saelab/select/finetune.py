@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from saelab.models import HookContext, Model
-from saelab.models.transformer import FAMILIES
+from saelab.models.transformer import block, unembed
 from saelab.runtime.progress import progress_bar
 
 __all__ = ["FinetuneResult", "Frozen", "freeze_inputs", "finetune_and_eval"]
@@ -71,8 +71,8 @@ def finetune_and_eval(
     progress: bool = True,
 ) -> FinetuneResult:
     """Adam on the blocks >= first_trained and the final norm for `steps` steps of `batch` texts."""
-    trainable = {"layers": model.params["layers"][first_trained:], "ln_final": model.params["ln_final"]}
-    frozen = {k: v for k, v in model.params.items() if k not in ("layers", "ln_final")}
+    trainable = (model.params.layers[first_trained:], model.params.ln_final)  # (blocks, final norm)
+    frozen = model.params._replace(layers=(), ln_final=None)
     loss_fn = _loss_fn(model.cfg, first_trained)
     opt = optax.adam(lr)
     state = opt.init(trainable)
@@ -105,15 +105,15 @@ def finetune_and_eval(
 
 
 def _loss_fn(cfg, first_trained: int):
-    fam = FAMILIES[cfg.family]
 
     def loss_fn(trainable, frozen, resid, toks, mask):
         """(mean next-token cross-entropy, (token-loss sum, token count)) of the top of the network."""
         positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
         x = resid
-        for i, lp in enumerate(trainable["layers"]):
-            x = fam.block(lp, cfg, first_trained + i, x, positions, mask, HookContext())
-        logits = fam.unembed({**frozen, "ln_final": trainable["ln_final"]}, cfg, x)  # (batch, seq, vocab)
+        layers, ln_final = trainable
+        for i, lp in enumerate(layers):
+            x = block(lp, cfg, first_trained + i, x, positions, mask, HookContext())
+        logits = unembed(frozen._replace(ln_final=ln_final), cfg, x)  # (batch, seq, vocab)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1], toks[:, 1:])  # (batch, seq - 1)
         w = mask[:, 1:].astype(jnp.float32)  # targets are the real tokens after BOS
         total, count = (ce * w).sum(), w.sum()

@@ -22,6 +22,7 @@ from saelab.models.hook_fns import FwdHooks, LiftedHooks, call_lifted, hook_pair
 from saelab.models.hook_views import check_head_index
 from saelab.models.hooks import HookFn, validate_hook_names
 from saelab.models.inputs import resolve
+from saelab.models.weights import ModelWeights
 from saelab.sae import LoadedSAE, SAEParams
 from saelab.spliced.context import Attached, SplicedContext, sae_hook_names
 
@@ -94,7 +95,7 @@ class SplicedModel:
 
     def forward(
         self,
-        params: dict,
+        params: ModelWeights,
         sae_params: Mapping[str, SAEParams],
         tokens: jax.Array,
         pad_mask: jax.Array | None = None,

@@ -32,8 +32,8 @@ def tokens(small: Model) -> jax.Array:
 
 def _true_mlp(model: Model):
     """The block's own SwiGLU MLP as a (params, x (n, d)) -> (n, d) function: a perfect transcoder."""
-    p = model.params["layers"][LAYER]
-    return lambda _, h: (jax.nn.silu(h @ p["W_gate"]) * (h @ p["W_up"])) @ p["W_down"]
+    p = model.params.layers[LAYER].mlp
+    return lambda _, h: (jax.nn.silu(h @ p.W_gate) * (h @ p.W_in)) @ p.W_out
 
 
 def test_the_true_mlp_spliced_gives_the_clean_model(small: Model, tokens) -> None:

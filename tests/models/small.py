@@ -19,5 +19,5 @@ def sliced_smollm2(n_layers: int = 2, **overrides) -> Model:
     window, which exercises the windowed mask on real weights)."""
     full = _smollm2()
     cfg = dataclasses.replace(full.cfg, n_layers=n_layers, **overrides)
-    params = {**full.params, "layers": full.params["layers"][:n_layers]}
+    params = full.params._replace(layers=full.params.layers[:n_layers])
     return Model(cfg, params, full.tokenizer, full.special, f"{full.source}[:{n_layers}]", full.weights_hash)

@@ -50,9 +50,10 @@ def test_every_hook_point_has_its_shape_and_the_stream_adds_up(model: Model) -> 
         assert h("mlp.hook_post").shape == (b, s, cfg.d_mlp)
         for n in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"):
             assert h(n).shape == (b, s, cfg.d_model), n
-        heads = h("attn.hook_result").sum(2) + model.params["layers"][layer].get("b_O", 0.0)
+        b_o = model.params.layers[layer].attn.b_O
+        heads = h("attn.hook_result").sum(2) + (0.0 if b_o is None else b_o)
         if cfg.family == "gemma3":  # the post-attention norm sits between the heads and the stream
-            heads = rms_norm(heads, model.params["layers"][layer]["ln1_post"], cfg.norm_eps, offset=1.0)
+            heads = rms_norm(heads, model.params.layers[layer].ln1_post.w, cfg.norm_eps, offset=1.0)
         close(heads, h("hook_attn_out"))
         close(h("hook_resid_pre") + h("hook_attn_out"), h("hook_resid_mid"))
         close(h("hook_resid_mid") + h("hook_mlp_out"), h("hook_resid_post"))
@@ -63,9 +64,10 @@ def test_every_hook_point_has_its_shape_and_the_stream_adds_up(model: Model) -> 
 def test_zeroing_a_head_at_hook_z_equals_zeroing_its_output_rows(model: Model) -> None:
     tokens = _tokens()
     hooked = model.run_with_hooks(tokens, {"blocks.1.attn.hook_z": lambda z: z.at[:, :, 1].set(0.0)})
-    layers = list(model.params["layers"])
-    layers[1] = {**layers[1], "W_O": layers[1]["W_O"].at[1].set(0.0)}  # (heads, d_head, d_model)
-    edited = Model(model.cfg, {**model.params, "layers": layers})
+    layers = list(model.params.layers)
+    attn = layers[1].attn
+    layers[1] = layers[1]._replace(attn=attn._replace(W_O=attn.W_O.at[1].set(0.0)))  # (heads, d_head, d_model)
+    edited = Model(model.cfg, model.params._replace(layers=tuple(layers)))
     ref, _ = edited.run_with_cache(tokens, [])
     np.testing.assert_allclose(np.asarray(hooked), np.asarray(ref), rtol=1e-5, atol=1e-5)
     plain, _ = model.run_with_cache(tokens, [])
@@ -90,7 +92,7 @@ def test_pythia_checkpoint_spelling_loads_the_same_model(tmp_path_factory) -> No
     old = Model.load(str(path))
     assert dataclasses.replace(old.cfg, name="") == dataclasses.replace(new.cfg, name="")
     assert old.cfg.rotary_fraction == 0.5 and old.cfg.rope_theta == 500.0
-    np.testing.assert_array_equal(np.asarray(old.params["unembed"]), np.asarray(new.params["unembed"]))
+    np.testing.assert_array_equal(np.asarray(old.params.unembed), np.asarray(new.params.unembed))
 
 
 def _gemma3_hf() -> dict:
@@ -144,9 +146,9 @@ def test_neox_activation_and_defaults() -> None:
     base = dict(model_type="gpt_neox", hidden_size=64, intermediate_size=96, num_hidden_layers=2)
     base |= dict(num_attention_heads=4, vocab_size=97)
     cfg = config_from_hf(base)
-    assert cfg.parallel_residual and not cfg.gelu_tanh and cfg.rotary_fraction == 0.25 and not cfg.tie_embeddings
+    assert cfg.parallel_residual and cfg.activation == "gelu" and cfg.rotary_fraction == 0.25 and not cfg.tie_embeddings
     assert cfg.n_kv_heads == 4 and cfg.d_head == 16 and cfg.attention_bias and cfg.attn_out_bias
-    assert config_from_hf(base | {"hidden_act": "gelu_new"}).gelu_tanh
+    assert config_from_hf(base | {"hidden_act": "gelu_new"}).activation == "gelu_tanh"
     with pytest.raises(ValueError, match="hidden_act 'relu' is not supported"):
         config_from_hf(base | {"hidden_act": "relu"})
 

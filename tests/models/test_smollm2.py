@@ -52,7 +52,7 @@ def test_logits_and_hidden_states_match_transformers(model: Model, torch_model) 
 
 
 def test_bfloat16_forward_agrees_with_float32(model: Model) -> None:
-    bf = Model(model.cfg, {k: v for k, v in _cast(model.params, jnp.bfloat16).items()}, model.tokenizer, model.special)
+    bf = Model(model.cfg, _cast(model.params, jnp.bfloat16), model.tokenizer, model.special)
     toks, _ = model.to_tokens(TEXTS[0])
     l32, _ = model.run_with_cache(toks, [])
     l16, _ = bf.run_with_cache(toks, [])

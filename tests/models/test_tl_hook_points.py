@@ -182,12 +182,12 @@ def test_global_names_stop_where_they_are_computed(small: Model) -> None:
     tokens, mask = _tokens()
     logits, c = small.run_with_cache(tokens, ["hook_embed"], stop_at_layer="auto", pad_mask=mask)
     assert logits is None
-    np.testing.assert_array_equal(np.asarray(c["hook_embed"]), np.asarray(small.params["embed"])[tokens])
+    np.testing.assert_array_equal(np.asarray(c["hook_embed"]), np.asarray(small.params.embed)[tokens])
     logits, c = small.run_with_cache(tokens, ["ln_final.hook_normalized"], stop_at_layer="auto", pad_mask=mask)
     plain, _ = small.run_with_cache(tokens, [], pad_mask=mask)
     assert logits is not None
     np.testing.assert_allclose(np.asarray(logits), np.asarray(plain), rtol=0, atol=1e-5)
-    w_u = np.asarray(small.params.get("unembed", small.params["embed"]))  # (vocab, d_model)
+    w_u = np.asarray(small.params.embed if small.params.unembed is None else small.params.unembed)  # (vocab, d_model)
     ref = np.einsum("bsm,vm->bsv", np.asarray(c["ln_final.hook_normalized"]), w_u)
     np.testing.assert_allclose(np.asarray(logits), ref, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="would skip"):

@@ -49,7 +49,7 @@ def _hf_tensors(seed: int = 0) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def tiny():
     cfg = config_from_hf(HF_CONFIG, name="tiny-gpt2")
-    params = gpt2_family.params_from_hf(_hf_tensors().__getitem__, cfg, jnp.float32)
+    params = gpt2_family.weights_from_hf(_hf_tensors().__getitem__, cfg, jnp.float32)
     tokens = jnp.asarray(np.random.default_rng(1).integers(0, HF_CONFIG["vocab_size"], (3, 10)), jnp.int32)
     return cfg, params, tokens
 
@@ -69,15 +69,15 @@ def test_folding_layer_norm_changes_no_logit_and_leaves_unit_norms(tiny) -> None
     folded = tl.fold_layer_norm(tl.untie_unembed(params))
     got, _ = _run(folded, cfg, tokens)
     assert _rel(got, ref) < 1e-5
-    lp = folded["layers"][0]
-    assert np.all(np.asarray(lp["ln1_w"]) == 1) and np.all(np.asarray(lp["ln2_b"]) == 0)
+    lp = folded.layers[0]
+    assert np.all(np.asarray(lp.ln1.w) == 1) and np.all(np.asarray(lp.ln2.b) == 0)
     # the reading matrices are centred over d_model (their input is orthogonal to all-ones)
-    for w in (lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_in"], folded["W_U"]):
+    for w in (lp.attn.W_Q, lp.attn.W_K, lp.attn.W_V, lp.mlp.W_in, folded.unembed.T):  # W_U is (d_model, vocab)
         assert np.abs(np.asarray(w).mean(0)).max() < 1e-6
     # ln_1's bias went into b_Q as TransformerLens folds it: b_Q + ln_b . W_Q (before scaling by ln_w)
-    raw = params["layers"][0]
-    want = np.asarray(raw["b_Q"]) + np.einsum("m,mhd->hd", np.asarray(raw["ln1_b"]), np.asarray(raw["W_Q"]))
-    np.testing.assert_allclose(np.asarray(lp["b_Q"]), want, rtol=1e-5, atol=1e-6)
+    raw = params.layers[0]
+    want = np.asarray(raw.attn.b_Q) + np.einsum("m,mhd->hd", np.asarray(raw.ln1.b), np.asarray(raw.attn.W_Q))
+    np.testing.assert_allclose(np.asarray(lp.attn.b_Q), want, rtol=1e-5, atol=1e-6)
 
 
 def test_centring_writing_weights_changes_no_logit_and_centres_the_residual_stream(tiny) -> None:
@@ -99,7 +99,7 @@ def test_centring_the_tied_embedding_without_untying_would_change_logits(tiny) -
     cfg, params, tokens = tiny
     ref, _ = _run(params, cfg, tokens)
     tied = tl.centre_writing_weights(params)
-    assert "W_U" not in tied
+    assert tied.unembed is None
     got, _ = _run(tied, cfg, tokens)
     assert _rel(got, ref) > 1e-3
 
@@ -123,7 +123,7 @@ def test_folding_value_biases_moves_hook_z_by_minus_b_v_and_changes_no_logit(tin
     ref, raw = _run(params, cfg, tokens, (z, "blocks.1.hook_attn_out"))
     got, cache = _run(tl.fold_value_bias(params), cfg, tokens, (z, "blocks.1.hook_attn_out"))
     assert _rel(got, ref) < 1e-5
-    b_v = np.asarray(params["layers"][1]["b_V"], np.float64)  # (heads, d_head)
+    b_v = np.asarray(params.layers[1].attn.b_V, np.float64)  # (heads, d_head)
     np.testing.assert_allclose(cache[z], raw[z] - b_v, atol=1e-5)
     np.testing.assert_allclose(cache["blocks.1.hook_attn_out"], raw["blocks.1.hook_attn_out"], atol=1e-5)
 
@@ -144,7 +144,7 @@ def test_model_load_with_transformer_lens_processing(tiny, tmp_path) -> None:
     np.testing.assert_allclose(got.mean(-1), 0.0, atol=1e-5 * np.abs(ref).max())  # centred unembedding
     for h in RESID:
         assert np.abs(np.asarray(cache[h]).mean(-1)).max() < 1e-5 * np.abs(np.asarray(cache[h])).max(), h
-    assert not np.asarray(done.params["layers"][0]["b_V"]).any()  # value biases folded into b_O
+    assert not np.asarray(done.params.layers[0].attn.b_V).any()  # value biases folded into b_O
 
 
 def test_processing_is_refused_where_it_is_not_defined(tiny) -> None:

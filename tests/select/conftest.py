@@ -13,7 +13,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from saelab.models import Model, ModelConfig
-from saelab.models.llama import params_from_hf
+from saelab.models.llama import weights_from_hf
 from saelab.sae import SAEConfig, init_params, save_saelens
 
 WORDS = "set a timer for five minutes what is the weather today play some music please book flight to paris"
@@ -57,7 +57,7 @@ def tiny_model() -> Model:
             return np.ones(16, np.float32)
         return rng.normal(0, 0.3, shapes[name.split(".")[-2]]).astype(np.float32)
 
-    return Model(cfg, params_from_hf(get, cfg, jnp.float32), tok, {"bos": 1}, source="tiny", weights_hash="tiny-0")
+    return Model(cfg, weights_from_hf(get, cfg, jnp.float32), tok, {"bos": 1}, source="tiny", weights_hash="tiny-0")
 
 
 @pytest.fixture(scope="session")
