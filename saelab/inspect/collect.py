@@ -79,39 +79,20 @@ def collect(
     group_of_latent = np.full(d_sae, n_latents, np.int32)
     group_of_latent[latents] = np.arange(n_latents)
     groups = (jnp.asarray(group_of_latent), jnp.asarray(latents, jnp.int32))
-    kw = {"cfg": sae.cfg, "max_active": max_active, "left": left, "right": right}
     width = left + 1 + right
-    params = jax.device_put(sae.params)
-
-    d_in = sae.cfg.d_in
-    state1 = passes.init_first(d_sae, n_latents, top_k, width, d_in if moments else 0)
+    p = _Pass(store, hook, n, batch_windows * context, include_bos, jax.device_put(sae.params), groups)
+    state1 = passes.init_first(d_sae, n_latents, top_k, width, sae.cfg.d_in if moments else 0)
     m = sae.cfg.k if get_architecture(sae.cfg.architecture).encode_sparse else min(max_active, d_sae)
-    cache: list | None = [] if n * m * 8 <= cache_bytes else None  # the first pass's codes, for the second
-    size = batch_windows * context
     with progress_bar("tok/s", progress) as bar:
-        task = bar.add_task("inspect: pass 1/2", total=n, info="counts, max, top contexts")
-        for b, real in batches(store, hook, n, size, include_bos):
-            state1, codes = passes.first_step(state1, params, b, *groups, **kw)
-            if cache is not None:
-                cache.append(codes)
-            bar.update(task, advance=real)
-        latent_max = state1.max
+        kw = {"cfg": sae.cfg, "max_active": max_active, "left": left, "right": right}
+        state1, cache = _first_pass(p, state1, n * m * 8 <= cache_bytes, kw, bar)
         state2 = passes.init_second(d_sae, bins, n_latents, quantiles, per_quantile, width)
-        task = bar.add_task("inspect: pass 2/2", total=n, info="histograms, interval examples")
-        key = jax.random.key(seed)
-        for i, (b, real) in enumerate(batches(store, hook, n, size, include_bos, with_x=cache is None)):
-            codes = cache[i] if cache is not None else passes.sparse_step(params, b.x, cfg=sae.cfg, max_active=m)
-            state2 = passes.second_step(
-                state2, codes, b, latent_max, jax.random.fold_in(key, i), *groups, left=left, right=right
-            )
-            bar.update(task, advance=real)
-
+        state2 = _second_pass(p, state2, state1.max, cache, jax.random.key(seed), (sae.cfg, m, left, right), bar)
     s1, s2 = jax.device_get((state1, state2))
     count = s1.count.astype(np.int64)
     mean = np.where(count > 0, s1.total / np.maximum(count, 1), 0).astype(np.float32)
-    inter = s2.interval
     per = per_quantile * quantiles
-    inter = passes.Examples(*(a.reshape(n_latents, per, *a.shape[2:]) for a in inter))
+    inter = passes.Examples(*(a.reshape(n_latents, per, *a.shape[2:]) for a in s2.interval))
     return ActivationStats(
         latents,
         int(s1.n_tokens),
@@ -124,6 +105,46 @@ def collect(
         contexts(store, inter, left, right),
         _moments(s1.xx),
     )
+
+
+class _Pass(NamedTuple):
+    """What both passes read: the store's first `n` tokens at `hook` in batches of `size` rows, the SAE's
+    parameters on the device and the latent groups (group of each latent, kept latents)."""
+
+    store: ActivationStore
+    hook: str
+    n: int
+    size: int
+    include_bos: bool
+    params: object
+    groups: tuple[jax.Array, jax.Array]
+
+
+def _first_pass(p: _Pass, state, keep_codes: bool, kw: dict, bar) -> tuple[object, list | None]:
+    """Counts, maxima, top contexts (and moments); the batches' sparse codes too when `keep_codes`, so the
+    second pass need not encode again."""
+    cache: list | None = [] if keep_codes else None
+    task = bar.add_task("inspect: pass 1/2", total=p.n, info="counts, max, top contexts")
+    for b, real in batches(p.store, p.hook, p.n, p.size, p.include_bos):
+        state, codes = passes.first_step(state, p.params, b, *p.groups, **kw)
+        if cache is not None:
+            cache.append(codes)
+        bar.update(task, advance=real)
+    return state, cache
+
+
+def _second_pass(p: _Pass, state, latent_max, cache: list | None, key: jax.Array, spec: tuple, bar):
+    """Histograms and interval examples over (0, max] of each latent; `spec` is (SAE config, codes per token,
+    left, right)."""
+    cfg, m, left, right = spec
+    task = bar.add_task("inspect: pass 2/2", total=p.n, info="histograms, interval examples")
+    for i, (b, real) in enumerate(batches(p.store, p.hook, p.n, p.size, p.include_bos, with_x=cache is None)):
+        codes = cache[i] if cache is not None else passes.sparse_step(p.params, b.x, cfg=cfg, max_active=m)
+        state = passes.second_step(
+            state, codes, b, latent_max, jax.random.fold_in(key, i), *p.groups, left=left, right=right
+        )
+        bar.update(task, advance=real)
+    return state
 
 
 def batches(
