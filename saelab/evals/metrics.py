@@ -6,7 +6,7 @@ turns them into the reported numbers, so an eval of any length uses constant mem
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,29 +54,54 @@ def add(a: Sums | None, b: Sums) -> Sums:
     return b if a is None else Sums(*(x + y for x, y in zip(a, b, strict=False)))
 
 
-def finish(s: Sums, dense_threshold: float = 0.1) -> dict:
-    """The reported metrics from accumulated sums; each key names its definition."""
+class DensityHistogram(NamedTuple):
+    """Histogram of log10 firing densities of the latents that fired, and how many never did."""
+
+    counts: list[int]  # N_DENSITY_BINS bins over [-8, 0]
+    edges: list[float]  # N_DENSITY_BINS + 1 bin edges
+    never_fired: int
+
+
+class ReconMetrics(NamedTuple):
+    """The reported reconstruction and sparsity metrics, each per token unless named otherwise
+    (docs/methods.md, "Metric definitions")."""
+
+    tokens: int
+    explained_variance: float  # 1 - SSE / SST (R^2)
+    nmse: float  # SSE / sum ||x||^2
+    mse: float  # per token, summed over dimensions
+    cosine: float
+    l0: float
+    l1: float
+    shrinkage: float  # mean ||x_hat|| / ||x||
+    dead_fraction: float  # never fired on these tokens
+    dense_fraction: float  # fired on more than `dense_threshold` of them
+    density_log10_histogram: DensityHistogram
+
+    def as_json(self) -> dict[str, Any]:
+        """The flat dict an eval JSON holds (its keys, in this order)."""
+        return self._asdict() | {"density_log10_histogram": self.density_log10_histogram._asdict()}
+
+
+def finish(s: Sums, dense_threshold: float = 0.1) -> ReconMetrics:
+    """The reported metrics from accumulated sums."""
     n = float(s.n)
     sst = float(s.sum_sq) - float(np.sum(s.sum_x**2)) / n
     density = s.fires / n
     hist, edges = np.histogram(np.log10(density[density > 0]), bins=N_DENSITY_BINS, range=(-8, 0))
-    return {
-        "tokens": int(n),
-        "explained_variance": 1.0 - float(s.sse) / sst,  # 1 - SSE / SST (R^2)
-        "nmse": float(s.sse) / float(s.sum_sq),  # SSE / sum ||x||^2
-        "mse": float(s.sse) / n,  # per token, summed over dimensions
-        "cosine": float(s.cos) / n,
-        "l0": float(s.l0) / n,
-        "l1": float(s.l1) / n,
-        "shrinkage": float(s.shrink) / n,  # mean ||x_hat|| / ||x||
-        "dead_fraction": float(np.mean(s.fires == 0)),  # never fired on these tokens
-        "dense_fraction": float(np.mean(density > dense_threshold)),
-        "density_log10_histogram": {
-            "counts": hist.tolist(),
-            "edges": edges.tolist(),
-            "never_fired": int(np.sum(s.fires == 0)),
-        },
-    }
+    return ReconMetrics(
+        tokens=int(n),
+        explained_variance=1.0 - float(s.sse) / sst,
+        nmse=float(s.sse) / float(s.sum_sq),
+        mse=float(s.sse) / n,
+        cosine=float(s.cos) / n,
+        l0=float(s.l0) / n,
+        l1=float(s.l1) / n,
+        shrinkage=float(s.shrink) / n,
+        dead_fraction=float(np.mean(s.fires == 0)),
+        dense_fraction=float(np.mean(density > dense_threshold)),
+        density_log10_histogram=DensityHistogram(hist.tolist(), edges.tolist(), int(np.sum(s.fires == 0))),
+    )
 
 
 def max_decoder_cosine(w_dec: jax.Array, block: int = 4096) -> np.ndarray:

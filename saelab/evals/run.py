@@ -116,7 +116,8 @@ def _sums(cfg: EvalConfig, t: _Target) -> tuple[dict[str, Any], int]:
             f"corpus {cfg.corpus!r} ({cfg.split} split) yielded no text to evaluate on; "
             "use another --split or a larger --heldout-fraction"
         )
-    return {**metrics.finish(recon_sums, cfg.dense_threshold), **splice.finish(splice.SpliceSums(*splice_sums))}, done
+    recon = metrics.finish(recon_sums, cfg.dense_threshold).as_json()
+    return {**recon, **splice.finish(splice.SpliceSums(*splice_sums))}, done
 
 
 def _decoder_cosines(sae: LoadedSAE) -> dict[str, Any]:

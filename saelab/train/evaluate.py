@@ -63,5 +63,6 @@ class InTrainingEval:
             splice_sums, recon_sums = add_batch(
                 self.fn, self.model, folded, tokens, self.act_mean, splice_sums, recon_sums
             )
-        out = metrics.finish(recon_sums, self.dense_threshold) | splice.finish(splice.SpliceSums(*splice_sums))
+        recon = metrics.finish(recon_sums, self.dense_threshold).as_json()
+        out = recon | splice.finish(splice.SpliceSums(*splice_sums))
         return {f"eval/{k}": float(out[k]) for k in KEYS}

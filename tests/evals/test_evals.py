@@ -67,8 +67,8 @@ def _splice(model: Model, hook: str, sae, tokens, act_mean=None, shared_prefix: 
 
 def test_identity_sae_recovers_everything(model: Model, tokens) -> None:
     ce, rec = _splice(model, HOOK, identity_sae(model.cfg.d_model), tokens)
-    assert rec["explained_variance"] == pytest.approx(1.0, abs=1e-6)
-    assert rec["cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert rec.explained_variance == pytest.approx(1.0, abs=1e-6)
+    assert rec.cosine == pytest.approx(1.0, abs=1e-6)
     assert ce["ce_loss_recovered"] == pytest.approx(1.0, abs=1e-5)
     assert ce["kl_div"] == pytest.approx(0.0, abs=1e-5)
     assert ce["ce_loss_zero_ablation"] > ce["ce_loss_clean"] + 1.0
@@ -78,7 +78,7 @@ def test_zero_sae_recovers_nothing_and_matches_a_hand_spliced_forward(model: Mod
     ce, rec = _splice(model, HOOK, zero_sae(model.cfg.d_model), tokens)
     assert ce["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-6)
     assert ce["ce_loss_sae"] == pytest.approx(ce["ce_loss_zero_ablation"], rel=1e-6)
-    assert rec["l0"] == 0 and rec["dead_fraction"] == 1.0
+    assert rec.l0 == 0 and rec.dead_fraction == 1.0
     # the zero-ablated CE by hand: BOS kept, positions 1.. zeroed, next-token loss over positions 0..T-2
     zero_after_bos = lambda x: x.at[:, 1:].set(0.0)
     logits = forward(model.params, model.cfg, tokens, None, HookContext(hooks={HOOK: zero_after_bos})).logits
@@ -116,16 +116,16 @@ def test_streaming_sums_match_numpy() -> None:
     m = metrics.finish(s, dense_threshold=0.15)
     x64, h64 = x.astype(np.float64), x_hat.astype(np.float64)
     sse = np.sum((x64 - h64) ** 2)
-    assert m["explained_variance"] == pytest.approx(1 - sse / np.sum((x64 - x64.mean(0)) ** 2), rel=1e-5)
-    assert m["nmse"] == pytest.approx(sse / np.sum(x64**2), rel=1e-5)
+    assert m.explained_variance == pytest.approx(1 - sse / np.sum((x64 - x64.mean(0)) ** 2), rel=1e-5)
+    assert m.nmse == pytest.approx(sse / np.sum(x64**2), rel=1e-5)
     cos = np.sum(x64 * h64, 1) / np.linalg.norm(x64, axis=1) / np.linalg.norm(h64, axis=1)
-    assert m["cosine"] == pytest.approx(cos.mean(), rel=1e-5)
-    assert m["l0"] == pytest.approx((codes != 0).sum(1).mean())
-    assert m["l1"] == pytest.approx(np.abs(codes).sum(1).mean(), rel=1e-5)
-    assert m["shrinkage"] == pytest.approx(np.mean(np.linalg.norm(h64, axis=1) / np.linalg.norm(x64, axis=1)), rel=1e-5)
+    assert m.cosine == pytest.approx(cos.mean(), rel=1e-5)
+    assert m.l0 == pytest.approx((codes != 0).sum(1).mean())
+    assert m.l1 == pytest.approx(np.abs(codes).sum(1).mean(), rel=1e-5)
+    assert m.shrinkage == pytest.approx(np.mean(np.linalg.norm(h64, axis=1) / np.linalg.norm(x64, axis=1)), rel=1e-5)
     density = (codes != 0).mean(0)
-    assert m["dead_fraction"] == pytest.approx(np.mean(density == 0))
-    assert m["dense_fraction"] == pytest.approx(np.mean(density > 0.15))
+    assert m.dead_fraction == pytest.approx(np.mean(density == 0))
+    assert m.dense_fraction == pytest.approx(np.mean(density > 0.15))
 
 
 def test_max_decoder_cosine_matches_brute_force() -> None:
@@ -151,8 +151,9 @@ def test_shared_prefix_splice_equals_four_full_forwards(model: Model, tokens, ho
     slow, rec_slow = _splice(model, hook, sae, tokens, mean, shared_prefix=False)
     for key, value in slow.items():
         assert fast[key] == pytest.approx(value, rel=2e-5, abs=1e-6), key
-    numeric = [k for k, v in rec_slow.items() if isinstance(v, float)]
-    assert numeric and all(rec_fast[k] == pytest.approx(rec_slow[k], rel=1e-6, abs=1e-9) for k in numeric)
+    numeric = [k for k, v in rec_slow._asdict().items() if isinstance(v, float)]
+    close = [getattr(rec_fast, k) == pytest.approx(getattr(rec_slow, k), rel=1e-6, abs=1e-9) for k in numeric]
+    assert numeric and all(close)
 
 
 def test_one_row_ablations_equal_four_full_forwards_and_need_a_shared_first_token(model: Model, tokens) -> None:

@@ -106,7 +106,7 @@ def test_bad_hooks_and_head_indices_are_refused(model: Model) -> None:
 def test_identity_sae_recovers_everything_at_every_hook(model: Model, tokens, hook: str, head) -> None:
     d = hook_width(model.cfg, hook, head)
     ce, rec = _splice(model, hook, head, _identity(d), tokens, jnp.zeros((d,)))
-    assert rec["explained_variance"] == pytest.approx(1.0, abs=1e-5)
+    assert rec.explained_variance == pytest.approx(1.0, abs=1e-5)
     assert ce["ce_loss_sae"] == pytest.approx(ce["ce_loss_clean"], abs=1e-5)
     assert ce["kl_div"] == pytest.approx(0.0, abs=1e-5)
     assert abs(ce["ce_loss_zero_ablation"] - ce["ce_loss_clean"]) > 1e-3  # the ablation does matter
@@ -122,7 +122,7 @@ def test_zero_and_mean_ablation_match_hand_spliced_forwards(model: Model, tokens
     ce, rec = _splice(model, hook, head, zero_sae, tokens, mean)
     assert ce["ce_loss_sae"] == pytest.approx(ce["ce_loss_zero_ablation"], rel=1e-6)
     assert ce["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-6)
-    assert rec["l0"] == 0
+    assert rec.l0 == 0
 
     def replace(value):
         def fn(x):
