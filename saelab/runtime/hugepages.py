@@ -21,6 +21,7 @@ import platform
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 TUNABLE = "glibc.malloc.hugetlb=1"
 ENV = "SAELAB_HUGEPAGES"
@@ -91,6 +92,13 @@ def reexec_with_hugepages(wanted: bool = False) -> None:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
-def state() -> dict[str, object]:
-    """What a bench records: the THP mode and whether this process runs with the tunable."""
-    return {"thp": thp_mode(), "malloc_hugetlb": "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")}
+class HugePageState(NamedTuple):
+    """What a bench records about huge pages."""
+
+    thp: str | None  # the kernel's THP mode (`thp_mode`)
+    malloc_hugetlb: bool  # whether this process runs with the tunable
+
+
+def state() -> HugePageState:
+    """The THP mode and whether this process runs with the tunable."""
+    return HugePageState(thp_mode(), TUNABLE in os.environ.get("GLIBC_TUNABLES", ""))

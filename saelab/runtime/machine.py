@@ -10,6 +10,7 @@ import os
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 from saelab.runtime import hugepages
 
@@ -18,7 +19,15 @@ VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "transformers",
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
 
 
-def cpu_info(cpuinfo: str | None = None) -> dict[str, object]:
+class CpuInfo(NamedTuple):
+    """The CPU as a bench records it."""
+
+    cpu: str  # model name
+    isa: str  # the widest vector extension: amx, avx512, avx2, else the machine type
+    cpu_flags: list[str]  # those of ISA_FLAGS it has
+
+
+def cpu_info(cpuinfo: str | None = None) -> CpuInfo:
     """CPU model name, the vector extensions of ISA_FLAGS it has, and the widest of them (`isa`)."""
     if cpuinfo is None:
         path = Path("/proc/cpuinfo")
@@ -39,7 +48,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, object]:
         isa = "avx2"
     else:
         isa = platform.machine() or "unknown"
-    return {"cpu": model, "isa": isa, "cpu_flags": present}
+    return CpuInfo(model, isa, present)
 
 
 def versions(packages: tuple[str, ...] = VERSIONED) -> dict[str, str]:
@@ -59,14 +68,14 @@ def machine() -> dict[str, object]:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        **cpu_info(),
+        **cpu_info()._asdict(),
         "cores": cores,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        **hugepages.state(),
+        **hugepages.state()._asdict(),
         "versions": versions(),
     }
 

@@ -61,6 +61,13 @@ def test_train_help_states_the_flag(capsys) -> None:
     assert "--hugepages" in text and "off by default" in text
 
 
+def test_state_says_whether_this_process_has_the_tunable(monkeypatch) -> None:
+    monkeypatch.setenv("GLIBC_TUNABLES", f"glibc.malloc.arena_max=2:{TUNABLE}")
+    assert hugepages.state().malloc_hugetlb and hugepages.state().thp == thp_mode()
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
+    assert not hugepages.state().malloc_hugetlb
+
+
 @pytest.mark.parametrize(
     ("env", "mode", "glibc_ok"),
     [
