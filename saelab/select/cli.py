@@ -68,4 +68,4 @@ def _scale(a: argparse.Namespace) -> None:
     from saelab.select.config import SelectConfig
     from saelab.select.scale import run_scale
 
-    print(json.dumps(run_scale(config_from_args(SelectConfig, a), Path(a.source), a.records), indent=2))
+    print(json.dumps(run_scale(config_from_args(SelectConfig, a), Path(a.source), a.records)._asdict(), indent=2))

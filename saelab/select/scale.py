@@ -12,11 +12,25 @@ import json
 import resource
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from saelab.select.config import SelectConfig
 from saelab.select.run import run
 
-__all__ = ["make_pool", "run_scale"]
+__all__ = ["make_pool", "run_scale", "ScaleResult"]
+
+
+class ScaleResult(NamedTuple):
+    """Throughput and memory of one selection over an n-record pool (scale.json holds `_asdict()`)."""
+
+    n_pool: int
+    method: str
+    chunk: int  # records embedded per pass
+    wall_seconds: float  # the whole selection: embedding, scoring, writing
+    embed_samples_per_s: float | None  # None when no embedding time was spent
+    samples_per_s: float
+    peak_rss_mib: float  # the process's peak resident memory after the selection
+    embeddings_from_cache: bool
 
 
 def make_pool(source: Path, n: int, out: Path, text_field: str = "text") -> Path:
@@ -31,22 +45,22 @@ def make_pool(source: Path, n: int, out: Path, text_field: str = "text") -> Path
     return out
 
 
-def run_scale(cfg: SelectConfig, source: Path, n: int) -> dict:
+def run_scale(cfg: SelectConfig, source: Path, n: int) -> ScaleResult:
     """Build an n-record pool from `source` at cfg.pool, select from it, and report throughput and memory."""
     make_pool(source, n, cfg.pool, cfg.text_field)
     t0 = time.perf_counter()
     s = run(cfg)
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    out = {
-        "n_pool": n,
-        "method": cfg.method,
-        "chunk": cfg.chunk,
-        "wall_seconds": round(wall, 1),
-        "embed_samples_per_s": s["embed_samples_per_s"],
-        "samples_per_s": round(n / wall, 1),
-        "peak_rss_mib": round(rss, 1),
-        "embeddings_from_cache": s["embeddings_from_cache"],
-    }
-    (Path(cfg.out) / "scale.json").write_text(json.dumps(out, indent=2))
+    out = ScaleResult(
+        n_pool=n,
+        method=cfg.method,
+        chunk=cfg.chunk,
+        wall_seconds=round(wall, 1),
+        embed_samples_per_s=s["embed_samples_per_s"],
+        samples_per_s=round(n / wall, 1),
+        peak_rss_mib=round(rss, 1),
+        embeddings_from_cache=s["embeddings_from_cache"],
+    )
+    (Path(cfg.out) / "scale.json").write_text(json.dumps(out._asdict(), indent=2))
     return out
