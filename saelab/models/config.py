@@ -87,6 +87,20 @@ def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
     return family_of(hf, name).config_from_hf(hf, name)
 
 
+def mha_shape(n_layers: int, d_model: int, n_heads: int, d_mlp: int, vocab_size: int) -> dict[str, int]:
+    """The shape fields of a model whose every query head has its own key and value head, d_head = d_model / heads
+    (GPT-2, GPT-NeoX)."""
+    return dict(
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_heads,
+        d_head=d_model // n_heads,
+        d_mlp=d_mlp,
+        vocab_size=vocab_size,
+    )
+
+
 def rope_items(rope: dict[str, Any]) -> tuple[tuple[str, Any], ...] | None:
     """Rope scaling as sorted items, None where it is the default (no scaling)."""
     kind = rope.get("rope_type", rope.get("type", "default"))

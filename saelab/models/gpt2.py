@@ -10,21 +10,15 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from saelab.models.config import ModelConfig
+from saelab.models.config import ModelConfig, mha_shape
 from saelab.models.weights import AttentionWeights, Family, Getter, LayerWeights, MLPWeights, ModelWeights, Reader
 
 
 def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
-    d, h = hf["n_embd"], hf["n_head"]
+    d = hf["n_embd"]
     return ModelConfig(
         family="gpt2",
-        n_layers=hf["n_layer"],
-        d_model=d,
-        n_heads=h,
-        n_kv_heads=h,
-        d_head=d // h,
-        d_mlp=hf.get("n_inner") or 4 * d,
-        vocab_size=hf["vocab_size"],
+        **mha_shape(hf["n_layer"], d, hf["n_head"], hf.get("n_inner") or 4 * d, hf["vocab_size"]),
         max_positions=hf["n_positions"],
         norm_eps=hf.get("layer_norm_epsilon", 1e-5),
         norm="layer",

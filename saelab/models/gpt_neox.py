@@ -12,7 +12,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from saelab.models.config import ModelConfig, rope_items
+from saelab.models.config import ModelConfig, mha_shape, rope_items
 from saelab.models.weights import AttentionWeights, Family, Getter, LayerWeights, MLPWeights, ModelWeights, Reader
 
 _GELU = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
@@ -29,17 +29,13 @@ def config_from_hf(hf: dict[str, Any], name: str = "") -> ModelConfig:
     rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
     theta = rope.pop("rope_theta", hf.get("rotary_emb_base", 10000.0))
     fraction = rope.pop("partial_rotary_factor", hf.get("rotary_pct", 0.25))
-    d, h = hf["hidden_size"], hf["num_attention_heads"]
     bias = bool(hf.get("attention_bias", True))
+    shape = mha_shape(
+        hf["num_hidden_layers"], hf["hidden_size"], hf["num_attention_heads"], hf["intermediate_size"], hf["vocab_size"]
+    )
     return ModelConfig(
         family="gpt_neox",
-        n_layers=hf["num_hidden_layers"],
-        d_model=d,
-        n_heads=h,
-        n_kv_heads=h,
-        d_head=d // h,
-        d_mlp=hf["intermediate_size"],
-        vocab_size=hf["vocab_size"],
+        **shape,
         max_positions=hf.get("max_position_embeddings", 2048),
         norm_eps=hf.get("layer_norm_eps", 1e-5),
         tie_embeddings=bool(hf.get("tie_word_embeddings", False)),

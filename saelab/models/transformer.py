@@ -110,19 +110,21 @@ def block(
     resid_pre + attn_out; in a parallel block the MLP still reads resid_pre, as the model does, so an edit at
     resid_mid reaches resid_post but not the MLP. ln2.hook_normalized is the MLP's normalised input."""
     pre = f"blocks.{layer}."
+    pre_norm, post_norm = cfg.norm_placement != "post", cfg.norm_placement != "pre"
     x = ctx(pre + "hook_resid_pre", x)  # (batch, seq, d_model)
-    attn = attention(p.attn, cfg, layer, _maybe_norm(x, p.ln1, cfg), positions, pad_mask, ctx, pre)
-    attn_out = ctx(pre + "hook_attn_out", _maybe_norm(attn, p.ln1_post, cfg))
+    attn = attention(p.attn, cfg, layer, _norm_if(pre_norm, x, p.ln1, cfg), positions, pad_mask, ctx, pre)
+    attn_out = ctx(pre + "hook_attn_out", _norm_if(post_norm, attn, p.ln1_post, cfg))
     mid = ctx(pre + "hook_resid_mid", x + attn_out)
     h = x if cfg.parallel_residual else mid
-    if p.ln2 is not None:
+    if pre_norm:
         h = ctx(pre + "ln2.hook_normalized", norm(h, p.ln2, cfg))  # the MLP input
-    mlp_out = ctx(pre + "hook_mlp_out", _maybe_norm(mlp(p.mlp, cfg, h, ctx, pre), p.ln2_post, cfg))
+    mlp_out = ctx(pre + "hook_mlp_out", _norm_if(post_norm, mlp(p.mlp, cfg, h, ctx, pre), p.ln2_post, cfg))
     return ctx(pre + "hook_resid_post", mid + mlp_out)
 
 
-def _maybe_norm(x: jax.Array, n: Norm | None, cfg: ModelConfig) -> jax.Array:
-    return x if n is None else norm(x, n, cfg)
+def _norm_if(on: bool, x: jax.Array, n: Norm | None, cfg: ModelConfig) -> jax.Array:
+    """norm(x) where the config's placement puts a norm here, else x."""
+    return norm(x, n, cfg) if on else x
 
 
 def unembed(params: ModelWeights, cfg: ModelConfig, x: jax.Array, ctx: HookContext | None = None) -> jax.Array:
