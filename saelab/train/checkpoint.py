@@ -7,12 +7,20 @@ the shardings of the current mesh, so a run saved on N devices or processes rest
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import orbax.checkpoint as ocp
 
 from saelab.train.state import TrainState
+
+
+class Restored(NamedTuple):
+    """A checkpoint read back: the train state, the loader's JSON state and the step they are at."""
+
+    state: TrainState
+    loader: dict[str, Any]
+    step: int
 
 
 def manager(directory: Path, keep: int) -> ocp.CheckpointManager:
@@ -41,10 +49,8 @@ def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, loader_state
         ) from e
 
 
-def restore(
-    mngr: ocp.CheckpointManager, like: TrainState, step: int | None = None
-) -> tuple[TrainState, dict[str, Any], int] | None:
-    """(state, loader state, step) of checkpoint `step` (default the latest), laid out like `like`; None if
+def restore(mngr: ocp.CheckpointManager, like: TrainState, step: int | None = None) -> Restored | None:
+    """The state, loader state and step of checkpoint `step` (default the latest), laid out like `like`; None if
     there is none."""
     step = mngr.latest_step() if step is None else step
     if step is None:
@@ -53,7 +59,7 @@ def restore(
     out = mngr.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), loader=ocp.args.JsonRestore())
     )
-    return TrainState(*out["state"]), out["loader"], step
+    return Restored(TrainState(*out["state"]), out["loader"], step)
 
 
 def restore_loader(mngr: ocp.CheckpointManager) -> dict[str, Any] | None:

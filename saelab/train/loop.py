@@ -247,7 +247,15 @@ def _write_logs(run: _Run, step: int, fetched, gstates: tuple, rate: float):
     return tuple(new), [rows[j] for j in range(len(rows))]
 
 
-def _restore(mngrs, likes: list[TrainState]) -> tuple[list[TrainState], dict, int] | None:
+class _Resumed(NamedTuple):
+    """Every member's restored state, the feeds' state and the step they are all at."""
+
+    states: list[TrainState]
+    loader: dict[str, Any]
+    step: int
+
+
+def _restore(mngrs, likes: list[TrainState]) -> _Resumed | None:
     """Every SAE's state at the last step all of them checkpointed (a run killed while saving may have
     written some SAEs' newer checkpoint only; those are removed), and the loader state there."""
     steps = set.intersection(*(set(m.all_steps()) for m in mngrs))
@@ -259,10 +267,10 @@ def _restore(mngrs, likes: list[TrainState]) -> tuple[list[TrainState], dict, in
     if step is None:
         return None
     out = [checkpoint.restore(m, like, step) for m, like in zip(mngrs, likes, strict=True)]
-    loader_states = [o[1] for o in out]
+    loader_states = [o.loader for o in out]
     if any(ls != loader_states[0] for ls in loader_states):
         raise ValueError(
             f"the SAEs' checkpoints of step {step} hold different loader positions: not one multi-SAE run; "
             "start it again with --overwrite"
         )
-    return [o[0] for o in out], loader_states[0], step
+    return _Resumed([o.state for o in out], loader_states[0], step)
