@@ -211,7 +211,7 @@ class SynthScoreConfig(Config):
 def preset(name: Preset, **changes: Any) -> WorldConfig:
     """SynthSAEBench-16k (the paper's fixed world: 16,384 features in d = 768, seed 42), or "small": the same
     recipe at 4,096 features in d = 192 with 32 trees (a quarter of the features and width; 2,720 in the
-    forest, 66% of the features as in the 16k world), which trains in minutes on 2 CPU cores."""
+    forest, 66% of the features as in the 16k world), small enough to train on a CPU."""
     small = {"num_features": 4096, "hidden_dim": 192, "hierarchy_roots": 32}
     return WorldConfig(**({} if name == "synth-sae-bench-16k" else small), **changes)
 
