@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from saelab.cli import main
-from saelab.sae import SAEConfig, SAEParams, load_sae, save_saelens
+from saelab.sae import ReLUConfig, SAEParams, load_sae, save_saelens
 from tests.models.small import sliced_smollm2
 
 HOOK = "blocks.2.hook_resid_post"
@@ -35,7 +35,7 @@ def _random_sae(out: Path, d: int = 576, m: int = 32, hook: str = HOOK) -> Path:
     w = jax.random.normal(k1, (d, m)) / np.sqrt(d)
     params = SAEParams(w, 0.05 * jax.random.normal(k2, (m,)), w.T, jnp.zeros((d,)), None)
     meta = {"model_name": "smollm2-135m", "hook_name": hook}
-    return save_saelens(out, params, SAEConfig(architecture="relu", d_in=d, d_sae=m), meta)
+    return save_saelens(out, params, ReLUConfig(d_in=d, d_sae=m), meta)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_7_one_generation_default_bos_and_32_tokens_everywhere(capsys) -> None:
                        jnp.zeros((d,)), None)  # fmt: skip
     from saelab.sae import LoadedSAE
 
-    sae = LoadedSAE(params, SAEConfig(architecture="relu", d_in=d, d_sae=m), {"hook_name": "blocks.1.hook_resid_post"})
+    sae = LoadedSAE(params, ReLUConfig(d_in=d, d_sae=m), {"hook_name": "blocks.1.hook_resid_post"})
     prompt = "The capital of France is"
     plain = model.generate(prompt)
     assert plain == model.generate(prompt, 32, prepend_bos=True)  # BOS first by default, as trained
@@ -173,7 +173,7 @@ def test_9_the_saelens_export_names_the_hugging_face_model(tmp_path) -> None:
     from saelab.train.sae_export import export
 
     cfg = TrainConfig()
-    sae_cfg = SAEConfig(architecture="relu", d_in=576, d_sae=16)
+    sae_cfg = ReLUConfig(d_in=576, d_sae=16)
     manifest = {"meta": {"model": "smollm2-135m", "context": 64, "weights_hash": "abc"}}
     out = export(init_params(jax.random.key(0), sae_cfg), Resolved(cfg, sae_cfg, HOOK, manifest), 1.0, tmp_path, cfg)
     meta = json.loads((out / "cfg.json").read_text())["metadata"]

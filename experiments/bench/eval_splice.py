@@ -32,13 +32,13 @@ def main() -> None:
 
     from saelab.evals import splice
     from saelab.models import Model
-    from saelab.sae import SAEConfig, decode, encode, init_params
+    from saelab.sae import TopKConfig, decode, encode, init_params
 
     model = Model.load(a.model)
     tokens = jnp.asarray(docstring_tokens(model.tokenizer, batch * a.context).reshape(batch, a.context))
     tokens = tokens.at[:, 0].set(model.bos_id)
     hook = f"blocks.{a.layer}.hook_resid_post"
-    cfg = SAEConfig(architecture="topk", d_in=model.cfg.d_model, d_sae=a.d_sae, k=32)
+    cfg = TopKConfig(d_in=model.cfg.d_model, d_sae=a.d_sae, k=32)
     sae = init_params(jax.random.key(0), cfg)
     mean = jnp.zeros((model.cfg.d_model,), jnp.float32)
     enc = lambda p, x: encode(p, x, cfg)

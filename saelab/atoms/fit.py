@@ -75,7 +75,7 @@ def fit(cfg: SAEConfig, sets: list[np.ndarray], options: FitOptions | None = Non
         if X.ndim != 2 or X.shape[1] != cfg.d_in or X.shape[0] < 1:
             raise ValueError(f"activation set {i} must be (n >= 1, d_in={cfg.d_in}), got {X.shape}")
     arch = get_architecture(cfg.architecture)
-    if options.target_l0 is not None and not {"l1_coefficient", "l0_coefficient"} & arch.fields:
+    if options.target_l0 is not None and not {"l1_coefficient", "l0_coefficient"} & type(cfg).model_fields.keys():
         raise ValueError(f"target_l0 needs a sparsity coefficient; {cfg.architecture} has none (use k for topk)")
     t0 = time.perf_counter()
     n = np.array([X.shape[0] for X in sets], np.int32)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from saelab.sae import SAEConfig, SAEParams, decode, init_params, normalise_decoder_transform, relu
+from saelab.sae import ReLUConfig, SAEParams, decode, init_params, normalise_decoder_transform, relu
 from saelab.sae.losses import reconstruction
 
 
@@ -62,9 +62,9 @@ def init_sae(key: jax.Array, x: jax.Array, latents: int) -> SAEParams:
     return init_params(key, sae_config(x.shape[1], latents), b_dec=x.mean(0))
 
 
-def sae_config(d_in: int, latents: int) -> SAEConfig:
+def sae_config(d_in: int, latents: int) -> ReLUConfig:
     """The ReLU SAE this method trains (unit-norm decoder rows at init)."""
-    return SAEConfig(architecture="relu", d_in=d_in, d_sae=latents, dec_init_norm=1.0)
+    return ReLUConfig(d_in=d_in, d_sae=latents, dec_init_norm=1.0)
 
 
 def encode(sae: SAEParams, x: jax.Array) -> jax.Array:

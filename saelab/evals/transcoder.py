@@ -22,7 +22,7 @@ from saelab.models import HookContext, forward
 from saelab.models.config import ModelConfig
 from saelab.models.hooks import BLOCK_HOOKS, hook_layer
 from saelab.sae import SAEConfig, encode
-from saelab.sae.transcoder import forward as transcode
+from saelab.sae.registry import forward as transcode
 
 SpliceFn = Callable[[dict, object, jax.Array, jax.Array], tuple[SpliceSums, Sums]]
 Output = Callable[[object, jax.Array], jax.Array]  # (params, x (n, d_in)) -> y_hat (n, d_out)

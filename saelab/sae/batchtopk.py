@@ -9,21 +9,57 @@ trainer folds it in with `update_threshold` after each step.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from pydantic import model_validator
 
 from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.auxk import aux_topk, auxk_loss
 from saelab.sae.codes import top_k
-from saelab.sae.config import SAEConfig
+from saelab.sae.config import AuxKConfig, SAEConfig
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
-from saelab.sae.transcoder import target_of, with_skip
+from saelab.sae.transcoder import with_skip
 
-__all__ = ["encode", "encode_train", "decode", "loss", "update_threshold", "batch_topk", "BatchCodes"]
+__all__ = [
+    "BatchTopKConfig",
+    "encode",
+    "encode_train",
+    "decode",
+    "loss",
+    "update_threshold",
+    "ema_threshold",
+    "check_ema_rate",
+    "batch_topk",
+    "BatchCodes",
+]
+
+
+class BatchTopKConfig(AuxKConfig):
+    """A BatchTopK SAE (or transcoder): k * batch latents kept across the batch, trained on mse + AuxK."""
+
+    architecture: Literal["batchtopk"] = "batchtopk"
+    threshold_ema_rate: float = 0.01
+    """Rate of the exponential moving average of the smallest kept activation that becomes the shared
+    inference threshold (SAELens' topk_threshold_lr)."""
+
+    @model_validator(mode="after")
+    def _check_rate(self) -> BatchTopKConfig:
+        check_ema_rate(self.threshold_ema_rate)
+        return self
+
+    def initial_threshold(self) -> float:
+        """0: the EMA starts there, as in SAELens."""
+        return 0.0
+
+
+def check_ema_rate(rate: float) -> None:
+    """ValueError unless the threshold EMA rate is in (0, 1]."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"threshold_ema_rate must be in (0, 1], got {rate}")
 
 
 class BatchCodes(NamedTuple):
@@ -38,7 +74,7 @@ def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
     return jnp.where(pre > jnp.maximum(params.threshold, 0.0), pre, 0.0)
 
 
-def encode_train(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> BatchCodes:
+def encode_train(params: SAEParams, x: jax.Array, cfg: AuxKConfig) -> BatchCodes:
     """Training codes: the k * batch largest activations of the batch."""
     pre = pre_activations(params, x, cfg)  # (batch, d_sae)
     codes = batch_topk(pre, cfg.k)
@@ -47,21 +83,15 @@ def encode_train(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> BatchCodes:
 
 
 def loss(
-    params: SAEParams,
-    x: jax.Array,
-    cfg: SAEConfig,
-    aux_state: AuxState | None = None,
-    target: jax.Array | None = None,
+    params: SAEParams, x: jax.Array, cfg: BatchTopKConfig, aux: AuxState, y: jax.Array
 ) -> tuple[jax.Array, LossOutput]:
-    """mse (against `target` for a transcoder) + aux_coefficient * AuxK, with the BatchTopK training codes."""
-    aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
+    """mse against y (x, or a transcoder's target) + aux_coefficient * AuxK, with the BatchTopK training codes."""
     enc = encode_train(params, x, cfg)
-    y = target_of(x, target, params)  # (batch, d_out)
     y_hat = with_skip(params, x, decode(params, enc.codes, cfg.compute_dtype), cfg)  # (batch, d_out)
     rec = losses.reconstruction(y, y_hat)
     if cfg.aux_coefficient > 0:
-        aux = aux_topk(enc.pre, aux_state.dead_mask, cfg.resolved_k_aux)
-        aux_loss = auxk_loss(params, aux, y - y_hat, aux_state.dead_mask, cfg)
+        aux_codes = aux_topk(enc.pre, aux.dead_mask, cfg.resolved_k_aux)
+        aux_loss = auxk_loss(params, aux_codes, y - y_hat, aux.dead_mask, cfg)
     else:
         aux_loss = losses.zero()
     total = rec.mse + cfg.aux_coefficient * aux_loss
@@ -69,14 +99,18 @@ def loss(
     return losses.loss_output(total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=enc.batch_threshold)
 
 
-def update_threshold(params: SAEParams, out: LossOutput, cfg: SAEConfig) -> SAEParams:
+def update_threshold(params: SAEParams, out: LossOutput, cfg: BatchTopKConfig) -> SAEParams:
+    """The threshold EMA at cfg.threshold_ema_rate, after each optimiser step."""
+    return ema_threshold(params, out, cfg.threshold_ema_rate)
+
+
+def ema_threshold(params: SAEParams, out: LossOutput, rate: float) -> SAEParams:
     """`threshold <- (1 - rate) * threshold + rate * batch_threshold` (SAELens' topk_threshold EMA, from 0).
 
     A batch that kept nothing leaves the threshold unchanged. The threshold is never trained by the
     optimiser: its gradient is zero (mask it out of weight decay).
     """
     est = out.batch_threshold
-    rate = cfg.threshold_ema_rate
     new = jnp.where(jnp.isnan(est), params.threshold, (1 - rate) * params.threshold + rate * est)
     return params._replace(threshold=new.astype(jnp.float32))
 

@@ -159,7 +159,7 @@ def describe(target: str, sae_id: str | None = None, norm_scaling_factor: float 
         "normalisation": sae.norm.describe(),
         "prepend_bos": sae.prepend_bos,
     }
-    if "k" in get_architecture(sae.cfg.architecture).fields:
+    if "k" in type(sae.cfg).model_fields:
         out["k"] = sae.cfg.k
     if note:
         out["note"] = note

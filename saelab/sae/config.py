@@ -1,41 +1,37 @@
-"""SAEConfig: the one typed configuration of an SAE (architecture, sizes, loss coefficients, kernels).
+"""SAE configs: one class per architecture, holding only the fields that architecture reads.
 
-Scale-dependent defaults (`jumprelu_init_threshold`, `bandwidth`, `l0_coefficient`) assume inputs scaled to
-unit mean squared norm, as in Gemma Scope (Lieberum et al. 2024) and the JumpReLU paper (Rajamanoharan et
-al. 2024). When the trainer scales inputs to mean squared norm d_in instead, multiply the threshold and the
+`SAEConfig` holds what every SAE reads (sizes, decoder init, pre-bias, compute dtype); `TranscoderConfig` adds
+the output side of a transcoder (d_out, skip); `AuxKConfig` the TopK family's k and AuxK loss. Each architecture
+module defines its concrete class (`ReLUConfig` in relu.py, `TopKConfig` in topk.py, ...), whose `architecture`
+is a one-value Literal, and its registry entry names that class, so `saelab.sae.sae_config({...})` picks the
+class by `architecture` (a discriminated union that a registered architecture extends). Setting a field the
+architecture does not read is an error naming the architectures that do, so a coefficient the architecture
+would ignore never passes silently.
+
+Scale-dependent defaults (JumpReLU's threshold and bandwidth, its L0 coefficient) assume inputs scaled to unit
+mean squared norm, as in Gemma Scope (Lieberum et al. 2024) and the JumpReLU paper (Rajamanoharan et al.
+2024). When the trainer scales inputs to mean squared norm d_in instead, multiply the threshold and the
 bandwidth by sqrt(d_in) (a pre-activation grows by that factor) and the L0 coefficient by d_in (the mse does).
-The jumprelu registry entry declares unit input scaling, so the trainer uses it unless told otherwise.
-
-A field applies to the architectures whose registry entry lists it (or to all, SHARED_FIELDS); setting one
-that does not apply is an error, so a coefficient the architecture would ignore never passes silently.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
 from saelab.runtime.config import Config
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from saelab.sae.registry import Architecture
-
-ArchitectureName = str  # a key of saelab.sae.registry.ARCHITECTURES, checked against the registry
+ArchitectureName = str  # a key of saelab.sae.registry.ARCHITECTURES
 ComputeDtype = Literal["float32", "bfloat16"]
-
-# Fields every architecture reads; the others apply to the architectures whose registry entry lists them.
-SHARED_FIELDS = frozenset({"architecture", "d_in", "d_sae", "dec_init_norm", "apply_b_dec_to_input", "compute_dtype"})
-# An architecture whose loss takes a `target` (saelab.sae.transcoder) lists these among its fields.
-TRANSCODER_FIELDS = frozenset({"d_out", "skip"})
+DEFAULT_ARCHITECTURE = "topk"  # what an [sae] table without `architecture` trains
 
 
 class SAEConfig(Config):
-    """Validated settings of one SAE; every field doubles as its `--help` text."""
+    """The fields every SAE reads; the base of each architecture's config class, never built itself."""
 
-    architecture: ArchitectureName = "topk"
+    architecture: ArchitectureName
     """Which SAE: relu (ReLU + L1), topk (TopK + AuxK), batchtopk (BatchTopK + AuxK, exported JumpReLU-like),
     jumprelu (threshold SAE with an L0 penalty), matryoshka (nested prefix losses over topk or batchtopk), or
     any other name registered in saelab.sae.registry."""
@@ -43,57 +39,69 @@ class SAEConfig(Config):
     """Width of the hooked activation."""
     d_sae: int
     """Number of latents (dictionary size)."""
-    k: int = 32
-    """TopK family: latents kept per token (batchtopk: k * batch kept across the batch, k per token on
-    average)."""
-    k_aux: int | None = None
-    """TopK family: dead latents used by the AuxK loss per token; None means d_in // 2 (the OpenAI paper's
-    rule "a power of two close to d_model / 2", and SAELens' default), capped at d_sae."""
-    aux_coefficient: float = 1 / 32
-    """TopK family: weight of the AuxK loss (Gao et al. 2024, "Scaling and evaluating sparse autoencoders",
-    sec. A.2)."""
-    l1_coefficient: float = 1.0
-    """relu: weight of the decoder-norm-weighted L1 penalty sum_i |f_i| * ||W_dec[i]|| (SAELens default)."""
-    l0_coefficient: float = 1e-3
-    """jumprelu: weight lambda of the L0 penalty in mse + lambda * L0 (scale as in the module docstring)."""
-    jumprelu_init_threshold: float = 1e-3
-    """jumprelu: initial per-latent threshold theta, in units of the scaled input (Gemma Scope: 0.001 with
-    unit mean squared norm inputs; SAELens uses 0.01 with bandwidth 0.05)."""
-    bandwidth: float = 1e-3
-    """jumprelu: width eps of the rectangle kernel of the straight-through pseudo-derivatives; must match the
-    input scale (Gemma Scope: 0.001 with unit mean squared norm inputs)."""
-    threshold_ema_rate: float = 0.01
-    """batchtopk (and matryoshka over it): rate of the exponential moving average of the smallest kept
-    activation that becomes the shared inference threshold (SAELens' topk_threshold_lr)."""
-    matryoshka_base: Literal["topk", "batchtopk"] = "batchtopk"
-    """matryoshka: the sparsity rule whose codes the nested losses share."""
-    matryoshka_prefixes: tuple[int, ...] | None = None
-    """matryoshka: strictly increasing prefix sizes ending at d_sae; None means
-    (d_sae / 8, d_sae / 4, d_sae / 2, d_sae)."""
     dec_init_norm: float = 0.1
     """Norm of every decoder row at init (SAELens default; 1.0 for a unit-norm decoder)."""
     apply_b_dec_to_input: bool = True
     """Subtract b_dec from the input before encoding (OpenAI's pre-bias, SAELens' default)."""
     compute_dtype: ComputeDtype = "float32"
     """Dtype of the matmuls; parameters, thresholds and all elementwise loss math stay float32."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_read_fields(cls, data: Any) -> Any:
+        if architecture_of(cls) is None:
+            raise TypeError(
+                f"{cls.__name__} is a base of the architectures' configs; build one of them (TopKConfig(d_in=..., "
+                "d_sae=..., k=...)) or validate a dict naming its architecture with saelab.sae.sae_config"
+            )
+        if isinstance(data, dict):
+            check_fields(cls, data)
+        return data
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> SAEConfig:
+        if self.d_in < 1 or self.d_sae < 1:
+            raise ValueError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
+        if self.dec_init_norm <= 0:
+            raise ValueError(f"dec_init_norm must be > 0, got {self.dec_init_norm}")
+        return self
+
+    @property
+    def is_transcoder(self) -> bool:
+        """Whether this SAE reconstructs another hook's activations (d_out set) rather than its input."""
+        return False
+
+    @property
+    def has_skip(self) -> bool:
+        """Whether the output adds a linear skip term x @ W_skip (a skip-transcoder)."""
+        return False
+
+    @property
+    def resolved_d_out(self) -> int:
+        """Width of the reconstruction: d_out for a transcoder, d_in otherwise."""
+        return self.d_in
+
+    def initial_threshold(self) -> float | None:
+        """The per-latent threshold the parameters start with; None for an architecture without one."""
+        return None
+
+    @property
+    def uses_threshold(self) -> bool:
+        """Whether the parameters carry a float32 `threshold` (d_sae,)."""
+        return self.initial_threshold() is not None
+
+
+class TranscoderConfig(SAEConfig):
+    """An SAE that can also be a transcoder: its decoder may write another hook's width than it reads."""
+
     d_out: int | None = None
-    """Transcoder (relu, topk, batchtopk, jumprelu): width of the target it reconstructs, read from another hook
-    than its input (Dunefsky et al. 2024, "Transcoders find interpretable LLM feature circuits"); None means an
-    ordinary SAE that reconstructs its input. W_dec is (d_sae, d_out) and b_dec (d_out,), so b_dec lives in the
-    output space and apply_b_dec_to_input defaults to false (SAELens refuses it for transcoders)."""
+    """Transcoder: width of the target it reconstructs, read from another hook than its input (Dunefsky et al.
+    2024, "Transcoders find interpretable LLM feature circuits"); None means an ordinary SAE that reconstructs
+    its input. W_dec is (d_sae, d_out) and b_dec (d_out,), so b_dec lives in the output space and
+    apply_b_dec_to_input defaults to false (SAELens refuses it for transcoders)."""
     skip: bool = False
     """Transcoder: add a linear skip term x @ W_skip, W_skip (d_in, d_out) initialised to 0, to the output
     (skip-transcoders, Paulo et al. 2025, "Transcoders beat sparse autoencoders for interpretability")."""
-    kernels: Literal["sparse", "dense"] = "sparse"
-    """topk and matryoshka-over-topk: `sparse` uses the custom-VJP kernels of saelab.sae.sparse (backward
-    passes touch only the k chosen latents); `dense` builds (batch, d_sae) codes and lets JAX
-    differentiate."""
-
-    @field_validator("architecture")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        _entry(name)
-        return name
 
     @model_validator(mode="before")
     @classmethod
@@ -104,30 +112,7 @@ class SAEConfig(Config):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> SAEConfig:
-        if self.d_in < 1 or self.d_sae < 1:
-            raise ValueError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
-        for name in ("aux_coefficient", "l1_coefficient", "l0_coefficient"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        applies = SHARED_FIELDS | _entry(self.architecture).fields
-        if "k" in applies:
-            if not 1 <= self.k <= self.d_sae:
-                raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
-            if self.k_aux is not None and not 1 <= self.k_aux <= self.d_sae:
-                raise ValueError(f"k_aux must be in [1, d_sae={self.d_sae}], got k_aux={self.k_aux}")
-        if self.bandwidth <= 0:
-            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
-        if self.jumprelu_init_threshold < 0:
-            raise ValueError(f"jumprelu_init_threshold must be >= 0, got {self.jumprelu_init_threshold}")
-        if not 0 < self.threshold_ema_rate <= 1:
-            raise ValueError(f"threshold_ema_rate must be in (0, 1], got {self.threshold_ema_rate}")
-        if self.dec_init_norm <= 0:
-            raise ValueError(f"dec_init_norm must be > 0, got {self.dec_init_norm}")
-        if self.matryoshka_prefixes is not None:
-            _check_prefixes(self.matryoshka_prefixes, self.d_sae)
-        elif "matryoshka_prefixes" in applies and self.d_sae < 8:
-            raise ValueError(f"default matryoshka prefixes need d_sae >= 8, got {self.d_sae}; set them")
+    def _check_transcoder(self) -> TranscoderConfig:
         if self.d_out is not None:
             if self.d_out < 1:
                 raise ValueError(f"d_out must be positive, got d_out={self.d_out}")
@@ -138,64 +123,72 @@ class SAEConfig(Config):
                 )
         if self.skip and self.d_out is None:
             raise ValueError("skip adds x @ W_skip to a transcoder's output; set d_out (data.target_hook) or remove it")
-        check_fields(self.architecture, self.model_fields_set)
         return self
 
     @property
     def is_transcoder(self) -> bool:
-        """Whether this SAE reconstructs another hook's activations (d_out set) rather than its input."""
         return self.d_out is not None
 
     @property
+    def has_skip(self) -> bool:
+        return self.skip
+
+    @property
     def resolved_d_out(self) -> int:
-        """Width of the reconstruction: d_out for a transcoder, d_in otherwise."""
         return self.d_in if self.d_out is None else self.d_out
+
+
+class AuxKConfig(TranscoderConfig):
+    """The TopK family (topk, batchtopk, matryoshka): k latents per token and OpenAI's AuxK loss."""
+
+    k: int = 32
+    """Latents kept per token (batchtopk: k * batch kept across the batch, k per token on average)."""
+    k_aux: int | None = None
+    """Dead latents used by the AuxK loss per token; None means d_in // 2 (the OpenAI paper's rule "a power of
+    two close to d_model / 2", and SAELens' default), capped at d_sae."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", sec. A.2)."""
+
+    @model_validator(mode="after")
+    def _check_k(self) -> AuxKConfig:
+        if not 1 <= self.k <= self.d_sae:
+            raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
+        if self.k_aux is not None and not 1 <= self.k_aux <= self.d_sae:
+            raise ValueError(f"k_aux must be in [1, d_sae={self.d_sae}], got k_aux={self.k_aux}")
+        check_nonnegative(self, "aux_coefficient")
+        return self
 
     @property
     def resolved_k_aux(self) -> int:
         """k_aux with its default resolved."""
         return min(self.k_aux if self.k_aux is not None else max(self.d_in // 2, 1), self.d_sae)
 
-    @property
-    def resolved_prefixes(self) -> tuple[int, ...]:
-        """Matryoshka prefix sizes with the default resolved."""
-        if self.matryoshka_prefixes is not None:
-            return self.matryoshka_prefixes
-        return (self.d_sae // 8, self.d_sae // 4, self.d_sae // 2, self.d_sae)
 
-    @property
-    def uses_threshold(self) -> bool:
-        """Whether the parameters carry a `threshold` (jumprelu, batchtopk, matryoshka over batchtopk)."""
-        return _entry(self.architecture).has_threshold(self)
+def architecture_of(cls: type[SAEConfig]) -> str | None:
+    """The architecture a config class is for (its `architecture` default); None for a base class."""
+    default = cls.model_fields["architecture"].default
+    return default if isinstance(default, str) else None
 
 
-def check_fields(architecture: ArchitectureName, names: Iterable[str]) -> None:
-    """ValueError naming each SAEConfig field in `names` that `architecture` does not read, and the
-    architectures that do (names that are no field are left to SAEConfig's unknown-key error)."""
-    from saelab.sae.registry import ARCHITECTURES
+# The config class of every registered architecture, by name; saelab.sae.registry's register fills it, so
+# the error for a field an architecture does not read names the registered architectures that do.
+REGISTERED: dict[str, type[SAEConfig]] = {}
 
-    entry = _entry(architecture)
-    stray = sorted((set(names) & SAEConfig.model_fields.keys()) - SHARED_FIELDS - entry.fields)
+
+def check_fields(cls: type[SAEConfig], names: Iterable[str]) -> None:
+    """ValueError naming each SAE config field in `names` that `cls`'s architecture does not read, and the
+    registered architectures that do (names no such architecture reads are left to the unknown-key error)."""
+    others = list(REGISTERED.values())
+    stray = sorted({n for n in names if n not in cls.model_fields and any(n in c.model_fields for c in others)})
     if not stray:
         return
-    users = {f: sorted(a.name for a in ARCHITECTURES.values() if f in a.fields) for f in stray}
-    detail = "; ".join(f"{f} applies to {', '.join(users[f]) or 'no registered architecture'}" for f in stray)
+    users = {f: sorted({architecture_of(c) for c in others if f in c.model_fields}) for f in stray}
+    detail = "; ".join(f"{f} applies to {', '.join(users[f])}" for f in stray)
     verb, it = ("does", "it") if len(stray) == 1 else ("do", "them")
-    raise ValueError(f"{', '.join(stray)} {verb} not apply to {architecture} SAEs ({detail}); remove {it}")
+    raise ValueError(f"{', '.join(stray)} {verb} not apply to {architecture_of(cls)} SAEs ({detail}); remove {it}")
 
 
-def _entry(name: str) -> Architecture:
-    from saelab.sae.registry import get_architecture  # the registry imports this module's SAEConfig
-
-    return get_architecture(name)
-
-
-def _check_prefixes(prefixes: tuple[int, ...], d_sae: int) -> None:
-    if len(prefixes) == 0:
-        raise ValueError("matryoshka_prefixes must not be empty")
-    if prefixes[0] < 1:
-        raise ValueError(f"matryoshka_prefixes must be positive, got {list(prefixes)}")
-    if any(b <= a for a, b in zip(prefixes, prefixes[1:], strict=False)):
-        raise ValueError(f"matryoshka_prefixes must be strictly increasing, got {list(prefixes)}")
-    if prefixes[-1] != d_sae:
-        raise ValueError(f"matryoshka_prefixes must end at d_sae={d_sae}, got {list(prefixes)}")
+def check_nonnegative(cfg: SAEConfig, name: str) -> None:
+    """ValueError when the coefficient `name` of `cfg` is negative."""
+    if getattr(cfg, name) < 0:
+        raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")

@@ -14,12 +14,11 @@ import jax.numpy as jnp
 
 from saelab.sae.config import SAEConfig
 from saelab.sae.params import SAEParams
-from saelab.sae.registry import get_architecture
 from saelab.sae.transcoder import init_skip
 
 
 def init_params(key: jax.Array, cfg: SAEConfig, b_dec: jax.Array | None = None) -> SAEParams:
-    """Fresh float32 parameters for `cfg`; `threshold` is the registry entry's initial threshold
+    """Fresh float32 parameters for `cfg`; `threshold` is its config's initial threshold
     (jumprelu_init_threshold for jumprelu, 0 for the BatchTopK-based EMA, as in SAELens), None without one;
     a transcoder's b_dec is (d_out,) and a skip-transcoder's W_skip starts at 0."""
 
@@ -33,7 +32,7 @@ def init_params(key: jax.Array, cfg: SAEConfig, b_dec: jax.Array | None = None) 
         b_dec = jnp.zeros((d_out,), jnp.float32)
     elif b_dec.shape != (d_out,):
         raise ValueError(f"b_dec must have shape ({d_out},), got {b_dec.shape}")
-    theta = get_architecture(cfg.architecture).initial_threshold(cfg)
+    theta = cfg.initial_threshold()
     threshold = None if theta is None else jnp.full((cfg.d_sae,), theta, jnp.float32)
     return SAEParams(
         W_enc=W_enc,

@@ -19,44 +19,67 @@ negative.
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from pydantic import model_validator
 
 from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
-from saelab.sae.config import SAEConfig
+from saelab.sae.config import TranscoderConfig, check_nonnegative
 from saelab.sae.losses import AuxState, LossOutput
 from saelab.sae.params import SAEParams
-from saelab.sae.transcoder import target_of, with_skip
+from saelab.sae.transcoder import with_skip
 
-__all__ = ["encode", "decode", "loss", "jumprelu", "step", "effective_threshold"]
+__all__ = ["JumpReLUConfig", "encode", "decode", "loss", "jumprelu", "step", "effective_threshold"]
 
 
-def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
+class JumpReLUConfig(TranscoderConfig):
+    """A JumpReLU SAE (or transcoder): learned per-latent thresholds, trained on mse + an L0 penalty; the
+    defaults are for inputs of unit mean squared norm (saelab.sae.config)."""
+
+    architecture: Literal["jumprelu"] = "jumprelu"
+    l0_coefficient: float = 1e-3
+    """Weight lambda of the L0 penalty in mse + lambda * L0."""
+    jumprelu_init_threshold: float = 1e-3
+    """Initial per-latent threshold theta, in units of the scaled input (Gemma Scope: 0.001 with unit mean
+    squared norm inputs; SAELens uses 0.01 with bandwidth 0.05)."""
+    bandwidth: float = 1e-3
+    """Width eps of the rectangle kernel of the straight-through pseudo-derivatives; must match the input scale
+    (Gemma Scope: 0.001 with unit mean squared norm inputs)."""
+
+    @model_validator(mode="after")
+    def _check_jumprelu(self) -> JumpReLUConfig:
+        check_nonnegative(self, "l0_coefficient")
+        if self.bandwidth <= 0:
+            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
+        check_nonnegative(self, "jumprelu_init_threshold")
+        return self
+
+    def initial_threshold(self) -> float:
+        """jumprelu_init_threshold, for every latent."""
+        return self.jumprelu_init_threshold
+
+
+def encode(params: SAEParams, x: jax.Array, cfg: JumpReLUConfig) -> jax.Array:
     """Codes `z * 1[z > theta]`, (batch, d_sae), z the float32 pre-activations."""
     pre = pre_activations(params, x, cfg)  # (batch, d_sae)
     return jumprelu(pre, effective_threshold(params), cfg.bandwidth)
 
 
 def loss(
-    params: SAEParams,
-    x: jax.Array,
-    cfg: SAEConfig,
-    aux_state: AuxState | None = None,
-    target: jax.Array | None = None,
+    params: SAEParams, x: jax.Array, cfg: JumpReLUConfig, aux: AuxState, y: jax.Array
 ) -> tuple[jax.Array, LossOutput]:
-    """mse (against `target` for a transcoder) + l0_coefficient * sparsity_scale * L0, L0 = mean over tokens
-    of the number of active latents."""
-    aux_state = losses.resolve_aux_state(aux_state, params.d_sae)
+    """mse against y (x, or a transcoder's target) + l0_coefficient * sparsity_scale * L0, L0 = mean over
+    tokens of the number of active latents."""
     pre = pre_activations(params, x, cfg)  # (batch, d_sae)
     theta = effective_threshold(params)  # (d_sae,) float32
     codes = jumprelu(pre, theta, cfg.bandwidth)
-    y = target_of(x, target, params)  # (batch, d_out)
     y_hat = with_skip(params, x, decode(params, codes, cfg.compute_dtype), cfg)  # (batch, d_out)
     rec = losses.reconstruction(y, y_hat)
     l0_train = step(pre, theta, cfg.bandwidth).sum(1).mean()
-    sparsity = cfg.l0_coefficient * aux_state.sparsity_scale * l0_train
+    sparsity = cfg.l0_coefficient * aux.sparsity_scale * l0_train
     total = rec.mse + sparsity
     l0, counts = losses.dense_l0_and_counts(codes)
     return losses.loss_output(total, rec, l0, counts, sparsity_loss=sparsity)

@@ -14,15 +14,18 @@ classmethods `from_pretrained(release, sae_id)` and `load_from_disk(path)`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from saelab.sae.affine import decode
 from saelab.sae.config import ComputeDtype, SAEConfig
 from saelab.sae.params import SAEParams
+from saelab.sae.registry import encode
+from saelab.sae.saelens_cfg import saelens_cfg
+from saelab.sae.transcoder import with_skip
 
 RuntimeNorm = Literal["none", "constant_norm_rescale", "layer_norm"]
 LAYER_NORM_EPS = 1e-5  # SAELens's run_time_activation_ln_in default
@@ -90,7 +93,7 @@ class LoadedSAE(_Fields):
         norm: InputNorm = InputNorm(),  # noqa: B008 - an immutable NamedTuple
         format: str = "saelens",  # noqa: A002 - the field's name
     ) -> LoadedSAE:
-        return super().__new__(cls, params, _saelens_cfg(cfg, metadata, norm), metadata, norm, format)
+        return super().__new__(cls, params, saelens_cfg(cfg, metadata, norm.runtime), metadata, norm, format)
 
     @classmethod
     def _make(cls, iterable: Any) -> LoadedSAE:
@@ -147,8 +150,6 @@ class LoadedSAE(_Fields):
 
     def encode(self, x: jax.Array) -> jax.Array:
         """Codes (..., d_sae) of raw activations x (..., d_in), per-token normalisation included."""
-        from saelab.sae.registry import encode
-
         _check_last(x, self.cfg.d_in, "x", "d_in")
         xn = normalise_in(self.norm, x, self.cfg.d_in)[0]  # (..., d_in)
         codes = encode(self.params, xn.reshape(-1, self.cfg.d_in), self.cfg)  # (tokens, d_sae)
@@ -157,8 +158,6 @@ class LoadedSAE(_Fields):
     def decode(self, codes: jax.Array, x: jax.Array | None = None) -> jax.Array:
         """Reconstruction (..., d_out) in raw units of codes (..., d_sae). x (..., d_in), the encoded input,
         gives the per-token statistics a runtime normalisation undoes; without one it may be left out."""
-        from saelab.sae.affine import decode
-
         _check_last(codes, self.cfg.d_sae, "codes", "d_sae")
         if x is None and self.norm.runtime != "none":
             raise ValueError(
@@ -179,10 +178,8 @@ class LoadedSAE(_Fields):
     def forward(self, x: jax.Array) -> jax.Array:
         """decode(encode(x), x) in raw units, (..., d_in) -> (..., d_out), plus a skip-transcoder's x @ W_skip
         (SAELens's `sae(x)`)."""
-        from saelab.sae.transcoder import with_skip
-
         y = self.decode(self.encode(x), x)  # (..., d_out)
-        if not self.cfg.skip:
+        if not self.cfg.has_skip:
             return y
         flat = with_skip(self.params, x.reshape(-1, self.cfg.d_in), y.reshape(-1, self.cfg.resolved_d_out), self.cfg)
         return flat.reshape(y.shape)
@@ -216,81 +213,6 @@ class LoadedSAE(_Fields):
         from saelab.sae.saelens_io import load_sae
 
         return load_sae(path, **options)
-
-
-class SAELensMetadata(Mapping[str, Any]):
-    """Read-only view of a LoadedSAE's metadata dict that reads as SAELens's SAEMetadata: attributes and items,
-    a missing key reading None (`meta.hook_name`, `meta["context_size"]`), `in` only for keys present."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_data", data)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self._data.get(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("a LoadedSAE's cfg.metadata is read-only; use sae._replace(metadata={...})")
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self._data)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (SAELensMetadata, (dict(self._data),))
-
-    def __repr__(self) -> str:
-        return f"SAELensMetadata({dict(self._data)!r})"
-
-
-class CallableArchitectureName(str):
-    """saelab's architecture name (it compares, hashes and serialises as that string) that, called as SAELens
-    calls `cfg.architecture()`, returns SAELens's name for it."""
-
-    __slots__ = ("saelens",)
-
-    def __new__(cls, name: str, saelens: str) -> CallableArchitectureName:
-        new = super().__new__(cls, name)
-        new.saelens = saelens
-        return new
-
-    def __call__(self) -> str:
-        return self.saelens
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (CallableArchitectureName, (str(self), self.saelens))
-
-
-def _saelens_cfg(cfg: SAEConfig, metadata: Mapping[str, Any], norm: InputNorm) -> SAEConfig:
-    """A copy of cfg (equal to it, same hash and dump) carrying SAELens's `metadata`, `normalize_activations`
-    and callable `architecture` as instance attributes outside the pydantic fields."""
-    if not isinstance(cfg, SAEConfig):
-        return cfg
-    from saelab.sae.registry import get_architecture  # the registry imports the architectures, which import config
-
-    view = cfg.model_copy()
-    name = str(cfg.architecture)
-    view.__dict__["architecture"] = CallableArchitectureName(name, get_architecture(name).saelens_architecture(cfg))
-    view.__dict__["metadata"] = SAELensMetadata(metadata)
-    view.__dict__["normalize_activations"] = norm.runtime
-    return view
 
 
 def _check_last(a: jax.Array, width: int, what: str, dim: str) -> None:

@@ -46,7 +46,7 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
     out = {
         "architecture": theirs,
         "d_in": cfg.d_in,
-        **({"d_out": cfg.d_out} if cfg.is_transcoder else {}),
+        **({"d_out": cfg.resolved_d_out} if cfg.is_transcoder else {}),
         "d_sae": cfg.d_sae,
         "dtype": "float32",
         "device": "cpu",

@@ -8,7 +8,8 @@ latents need not.
 
 Every architecture's loss takes the target as an optional argument and calls `target_of` and `with_skip`
 here, so a TopK transcoder trains on the TopK loss (AuxK included) against the target: one loss per
-architecture, not one per architecture and role. The SAE's `cfg.d_out` sets the target's width.
+architecture, not one per architecture and role. The SAE's `cfg.d_out` sets the target's width;
+`saelab.sae.registry.forward` is a transcoder's inference output.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from saelab.sae.affine import matmul
 from saelab.sae.config import SAEConfig
 from saelab.sae.params import SAEParams
 
-__all__ = ["target_of", "with_skip", "forward", "init_skip"]
+__all__ = ["target_of", "with_skip", "init_skip"]
 
 
 def target_of(x: jax.Array, target: jax.Array | None, params: SAEParams) -> jax.Array:
@@ -37,19 +38,11 @@ def target_of(x: jax.Array, target: jax.Array | None, params: SAEParams) -> jax.
 
 def with_skip(params: SAEParams, x: jax.Array, y_hat: jax.Array, cfg: SAEConfig) -> jax.Array:
     """`y_hat + x @ W_skip` for a skip-transcoder (the raw input, not centred), `y_hat` otherwise."""
-    if not cfg.skip:
+    if not cfg.has_skip:
         return y_hat
     return y_hat + matmul(x.astype(jnp.float32), params.W_skip, cfg.compute_dtype)  # (batch, d_out)
 
 
-def forward(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
-    """Inference output (batch, d_out): the reconstruction of the target (of x itself for an SAE)."""
-    from saelab.sae.registry import get_architecture  # the registry imports the architectures that import this
-
-    arch = get_architecture(cfg.architecture)
-    return with_skip(params, x, arch.decode(params, arch.encode(params, x, cfg), cfg.compute_dtype), cfg)
-
-
 def init_skip(cfg: SAEConfig) -> jax.Array | None:
     """W_skip at init: zeros (d_in, d_out) as in SAELens and sparsify, so training starts as a plain transcoder."""
-    return jnp.zeros((cfg.d_in, cfg.resolved_d_out), jnp.float32) if cfg.skip else None
+    return jnp.zeros((cfg.d_in, cfg.resolved_d_out), jnp.float32) if cfg.has_skip else None

@@ -18,7 +18,7 @@ from saelab.harvest.config import HarvestConfig
 from saelab.runtime.cliargs import parse_value
 from saelab.runtime.config import Config, did_you_mean, explain_errors
 from saelab.sae import SAEConfig, get_architecture
-from saelab.sae.config import check_fields
+from saelab.sae.config import DEFAULT_ARCHITECTURE, check_fields
 from saelab.sae.registry import ARCHITECTURES
 from saelab.sae.scaling import InputScaling
 from saelab.store import NotAStoreError, read_manifest
@@ -84,7 +84,8 @@ class DataConfig(_Section):
 
 
 class SAESection(_Section):
-    """The SAE, as saelab.sae.SAEConfig minus d_in (taken from the store), with d_sae or an expansion factor."""
+    """The SAE, as its architecture's config class (saelab.sae) minus d_in (taken from the store), with d_sae or
+    an expansion factor."""
 
     model_config = ConfigDict(extra="allow")
     expansion: int | None = Field(default=8, ge=1)
@@ -172,7 +173,7 @@ class TrainConfig(_Section):
         name = _architecture_of(data.get("sae"))
         train = data.get("train", {})
         if not isinstance(name, str) or name not in ARCHITECTURES:
-            return data  # the architecture check below, or SAEConfig's, names it
+            return data  # the architecture check below names it
         default = get_architecture(name).input_scaling
         if isinstance(train, dict) and "input_scaling" not in train:
             return {**data, "train": {**train, "input_scaling": default}}
@@ -190,15 +191,15 @@ class TrainConfig(_Section):
                 f"{self.train.log_every}; evals are logged with a metrics row"
             )
         extra = self.sae.model_extra or {}
-        valid = [*SAESection.model_fields, *(f for f in SAEConfig.model_fields if f not in ("d_in", "d_sae"))]
+        valid = [*SAESection.model_fields, *(f for f in _sae_fields() if f not in ("d_in", "d_sae"))]
         for key in sorted(set(extra) - set(valid)):  # before any store is opened, as every other section's
             hint = did_you_mean(key, valid)
             raise ValueError(f"sae.{key}: unknown key{hint} (valid: {', '.join(valid)}); remove or rename it")
-        name = extra.get("architecture", _DEFAULT_ARCHITECTURE)
+        name = extra.get("architecture", DEFAULT_ARCHITECTURE)
         if isinstance(name, str):  # before any store is opened: a field the architecture ignores is an error
-            check_fields(name, extra)
-            fields = get_architecture(name).fields
-            if self.optim.coefficient_warmup_steps and not fields & {"l1_coefficient", "l0_coefficient"}:
+            fields = get_architecture(name).config.model_fields
+            check_fields(get_architecture(name).config, extra)
+            if self.optim.coefficient_warmup_steps and not fields.keys() & {"l1_coefficient", "l0_coefficient"}:
                 raise ValueError(
                     f"optim.coefficient_warmup_steps warms up an L1 / L0 coefficient, which {name} SAEs do not "
                     "have; remove it"
@@ -282,10 +283,11 @@ def _with_sae(cfg: TrainConfig, hook: str, manifest: dict[str, Any]) -> Resolved
     if target is not None:
         extra["d_out"] = d_in  # every hook of a store has its width
     d_sae = cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in
+    cls = get_architecture(extra.get("architecture", DEFAULT_ARCHITECTURE)).config
     try:
-        sae = SAEConfig(d_in=d_in, d_sae=d_sae, **extra)
+        sae = cls(d_in=d_in, d_sae=d_sae, **extra)
     except ValidationError as e:
-        why = explain_errors(e, SAEConfig, {name: f"sae.{name}" for name in SAEConfig.model_fields})
+        why = explain_errors(e, cls, {name: f"sae.{name}" for name in cls.model_fields})
         raise ValueError(f"invalid [sae] section:\n{why}") from None
     return Resolved(cfg, sae, hook, manifest, target)
 
@@ -309,11 +311,13 @@ def transcoder_target(cfg: TrainConfig, hook: str, hooks: list[str]) -> str | No
     return target
 
 
-_DEFAULT_ARCHITECTURE = SAEConfig.model_fields["architecture"].default
-
-
 def _architecture_of(sae: Any) -> Any:
     """The architecture an [sae] section (a dict or an SAESection) names, or the default."""
     if isinstance(sae, SAESection):
         sae = sae.model_extra or {}
-    return sae.get("architecture", _DEFAULT_ARCHITECTURE) if isinstance(sae, dict) else _DEFAULT_ARCHITECTURE
+    return sae.get("architecture", DEFAULT_ARCHITECTURE) if isinstance(sae, dict) else DEFAULT_ARCHITECTURE
+
+
+def _sae_fields() -> list[str]:
+    """Every field of a registered architecture's config, in order of first appearance."""
+    return list(dict.fromkeys(f for a in ARCHITECTURES.values() for f in a.config.model_fields))

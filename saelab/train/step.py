@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from saelab.sae import AuxState, SAEConfig, architecture
+from saelab.sae import AuxKConfig, AuxState, SAEConfig, architecture
 from saelab.train.state import TrainState
 
 _CAP = 1 << 30  # since_fired saturates here (int32)
@@ -36,6 +36,7 @@ def make_train_step(
     """(state, x (batch, d_in) raw activations, y (batch, d_out) raw target or None) -> (state, metrics). Pure;
     jit it with donation. A transcoder's target y is scaled by `out_scale`, its hook's own scale."""
     arch = architecture(sae.architecture)
+    aux_weight = sae.aux_coefficient if isinstance(sae, AuxKConfig) else 0.0  # the TopK family's AuxK
 
     def step(state: TrainState, x: jax.Array, y: jax.Array | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
         x = x.astype(jnp.float32) * scale
@@ -54,7 +55,7 @@ def make_train_step(
             # reconstruction's and AuxK's; saelab's reconstruction term is the plain per-token mse, so AuxK (a
             # normalised mse) is scaled by that mse's normaliser, the batch's total variance, to keep the paper's
             # ratio (without it AuxK is ~d times weaker and dead latents stay dead: docs/synth.md)
-            return loss + (var - 1.0) * sae.aux_coefficient * out.aux_loss, out
+            return loss + (var - 1.0) * aux_weight * out.aux_loss, out
 
         (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -11,7 +11,7 @@ import pytest
 
 from saelab.atoms.metric import cosine
 from saelab.atoms.synthetic import make_codes, make_dictionary, synthesize
-from saelab.sae import SAEConfig, init_params, loss, unit_norm_decoder
+from saelab.sae import JumpReLUConfig, SAEConfig, init_params, loss, unit_norm_decoder
 
 D_IN, M_TRUE, K, N, BATCH, STEPS = 32, 48, 3, 16384, 1024, 3000
 
@@ -42,8 +42,7 @@ def test_jumprelu_sae_recovers_the_true_atoms(seed):
     D = make_dictionary(M_TRUE, D_IN, "gaussian", seed=seed)  # (48, 32): overcomplete, mu ~ 0.6
     X = synthesize(D, make_codes(N, M_TRUE, K, seed=seed + 10))  # nonneg 3-sparse codes
     X = X / np.sqrt(np.mean(np.sum(X * X, 1)))  # unit mean squared norm, the scale of Gemma Scope's recipe
-    cfg = SAEConfig(
-        architecture="jumprelu",
+    cfg = JumpReLUConfig(
         d_in=D_IN,
         d_sae=2 * M_TRUE,
         l0_coefficient=1e-2,

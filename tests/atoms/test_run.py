@@ -12,7 +12,7 @@ from saelab.atoms.config import AtomsConfig
 from saelab.atoms.run import run
 from saelab.atoms.synthetic import make_codes, make_dictionary, synthesize
 from saelab.cli import main
-from saelab.sae import SAEConfig, SAEParams, save_saelens
+from saelab.sae import SAEParams, TopKConfig, sae_config, save_saelens
 from saelab.store import StoreWriter
 
 HOOK = "blocks.2.hook_resid_post"
@@ -33,7 +33,7 @@ def setup(tmp_path_factory):
     w.finalize()
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     for arch in ("topk", "jumprelu"):
-        cfg = SAEConfig(architecture=arch, d_in=D, d_sae=D, **({"k": 2} if arch == "topk" else {}))
+        cfg = sae_config(architecture=arch, d_in=D, d_sae=D, **({"k": 2} if arch == "topk" else {}))
         thr = f32(np.full(D, 0.1)) if arch == "jumprelu" else None
         params = SAEParams(f32(Dict.T), f32(np.zeros(D)), f32(Dict), f32(np.zeros(D)), thr)
         save_saelens(root / arch, params, cfg, {"hook_name": HOOK, "model_name": "synthetic"})
@@ -120,7 +120,7 @@ def test_cli_runs_and_reports_bad_input(setup, capsys):
 
 
 def test_sae_for_a_hook_the_store_lacks_is_an_error(setup, tmp_path):
-    cfg = SAEConfig(architecture="topk", d_in=D, d_sae=D, k=2)
+    cfg = TopKConfig(d_in=D, d_sae=D, k=2)
     params = SAEParams(*(jnp.zeros(s, jnp.float32) for s in [(D, D), (D,), (D, D), (D,)]))
     save_saelens(tmp_path / "other", params, cfg, {"hook_name": "blocks.9.hook_resid_post"})
     with pytest.raises(ValueError, match="blocks.9.hook_resid_post, which store"):

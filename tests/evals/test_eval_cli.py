@@ -8,14 +8,14 @@ from pathlib import Path
 import jax
 
 from saelab.cli import main
-from saelab.sae import SAEConfig, init_params
+from saelab.sae import TopKConfig, init_params
 from saelab.sae.saelens_io import save_saelens
 
 HOOK = "blocks.1.hook_resid_post"
 
 
 def test_eval_from_a_config_file_with_a_set_override(tmp_path: Path, capsys) -> None:
-    cfg = SAEConfig(architecture="topk", d_in=576, d_sae=64, k=4)
+    cfg = TopKConfig(d_in=576, d_sae=64, k=4)
     sae = save_saelens(
         tmp_path / "sae", init_params(jax.random.key(0), cfg), cfg, {"model_name": "smollm2-135m", "hook_name": HOOK}
     )

@@ -19,7 +19,7 @@ from saelab.evals import run as evaluate
 from saelab.harvest import HarvestConfig
 from saelab.harvest import run as harvest
 from saelab.models import HookContext, Model, forward
-from saelab.sae import SAEConfig, SAEParams, encode, load_sae, save_saelens
+from saelab.sae import ReLUConfig, SAEParams, encode, load_sae, save_saelens
 from saelab.store import ActivationStore
 from tests.models.small import sliced_smollm2
 
@@ -98,7 +98,7 @@ def test_one_head_saelens_sae_splices_that_head_only(model: Model, tmp_path: Pat
     hook, head, d = "blocks.1.attn.hook_z", 4, model.cfg.d_head
     eye = jnp.eye(d, dtype=jnp.float32)
     params = SAEParams(jnp.concatenate([eye, -eye], 1), jnp.zeros(2 * d), jnp.concatenate([eye, -eye]), jnp.zeros(d))
-    cfg = SAEConfig(architecture="relu", d_in=d, d_sae=2 * d)
+    cfg = ReLUConfig(d_in=d, d_sae=2 * d)
     meta = {"model_name": "smollm2-135m", "hook_name": hook, "hook_head_index": head}
     path = save_saelens(tmp_path / "head", params, cfg, meta)
     raw = json.loads((path / "cfg.json").read_text())  # SAELens writes the hook fields in metadata

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from saelab.cli import main
-from saelab.sae import SAEConfig, init_params, save_saelens
+from saelab.sae import TopKConfig, init_params, save_saelens
 from tests.models.small import sliced_smollm2
 
 HOOK = "blocks.0.hook_mlp_out"
@@ -46,7 +46,7 @@ def _tiny_gpt2_dir(path: Path) -> Path:
 
 def test_eval_processes_the_model_as_the_sae_says(tmp_path: Path, capsys) -> None:
     model_dir = _tiny_gpt2_dir(tmp_path / "gpt2")
-    cfg = SAEConfig(architecture="topk", d_in=32, d_sae=64, k=4)
+    cfg = TopKConfig(d_in=32, d_sae=64, k=4)
     meta = {"model_name": str(model_dir), "hook_name": HOOK, "model_processing": "transformer_lens"}
     sae = save_saelens(tmp_path / "sae", init_params(jax.random.key(0), cfg), cfg, meta)
     base = ["eval", str(sae), "--corpus", "python-docs", "--tokens", "128", "--context", "32", "--batch", "2"]

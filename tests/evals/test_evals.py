@@ -11,7 +11,7 @@ import pytest
 
 from saelab.evals import metrics, splice
 from saelab.models import HookContext, Model, forward
-from saelab.sae import SAEConfig, SAEParams, decode, encode
+from saelab.sae import ReLUConfig, SAEConfig, SAEParams, decode, encode
 
 HOOK = "blocks.2.hook_resid_post"
 
@@ -33,7 +33,7 @@ def tokens(model: Model) -> jax.Array:
 
 
 def _relu_sae(w_enc, w_dec, d: int) -> tuple[SAEParams, SAEConfig]:
-    cfg = SAEConfig(architecture="relu", d_in=d, d_sae=w_enc.shape[1])
+    cfg = ReLUConfig(d_in=d, d_sae=w_enc.shape[1])
     z = lambda n: jnp.zeros((n,), jnp.float32)
     return SAEParams(w_enc, z(w_enc.shape[1]), w_dec, z(d), None), cfg
 

@@ -13,7 +13,7 @@ import pytest
 from saelab.evals import metrics, splice
 from saelab.models import HookContext, Model, forward
 from saelab.models.hook_views import hook_shape, hook_width, row_view, sae_input, with_sae_output
-from saelab.sae import SAEConfig, SAEParams, decode, encode
+from saelab.sae import ReLUConfig, SAEConfig, SAEParams, decode, encode
 from tests.models.small import sliced_smollm2
 
 HOOKS = [
@@ -41,7 +41,7 @@ def tokens(model: Model) -> jax.Array:
 
 def _sae(w_enc: jax.Array, w_dec: jax.Array) -> tuple[SAEParams, SAEConfig]:
     d, n = w_enc.shape
-    cfg = SAEConfig(architecture="relu", d_in=d, d_sae=n)
+    cfg = ReLUConfig(d_in=d, d_sae=n)
     zeros = lambda k: jnp.zeros((k,), jnp.float32)
     return SAEParams(w_enc, zeros(n), w_dec, zeros(d), None), cfg
 

@@ -11,7 +11,7 @@ import pytest
 from saelab.evals import splice
 from saelab.evals.transcoder import check_hook_order, make_transcoder_splice_fn, transcoder_splice_fn
 from saelab.models import Model
-from saelab.sae import SAEConfig, SAEParams
+from saelab.sae import ReLUConfig, SAEParams
 from tests.models.small import sliced_smollm2
 
 LAYER = 1
@@ -58,7 +58,7 @@ def test_a_transcoder_that_never_fires_with_a_zero_skip_is_the_zero_ablation(sma
     """A skip-transcoder whose latents never fire is x @ W_skip + b_dec: with W_skip = 0 and b_dec = 0 it is
     the zero ablation; compiled through the saelab path (encode, decode, skip)."""
     d = small.cfg.d_model
-    cfg = SAEConfig(architecture="relu", d_in=d, d_sae=8, d_out=d, skip=True)
+    cfg = ReLUConfig(d_in=d, d_sae=8, d_out=d, skip=True)
     z = lambda *s: jnp.zeros(s, jnp.float32)
     params = SAEParams(z(d, 8), jnp.full((8,), -1.0), z(8, d), z(d), None, z(d, d))
     s, r = transcoder_splice_fn(small.cfg, HOOK_IN, HOOK_OUT, cfg)(small.params, params, tokens, z(d))

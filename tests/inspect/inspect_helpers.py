@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from saelab.sae import SAEConfig, get_architecture, init_params, save_saelens
+from saelab.sae import get_architecture, init_params, sae_config, save_saelens
 from saelab.store import StoreWriter
 
 D, CONTEXT, N_WINDOWS = 24, 16, 40
@@ -43,8 +43,8 @@ def write_sae(
     meta: dict | None = None,
     seed: int = 0,
 ) -> Path:
-    k_field = {"k": k} if "k" in get_architecture(architecture).fields else {}
-    cfg = SAEConfig(architecture=architecture, d_in=d_in, d_sae=d_sae, **k_field)
+    k_field = {"k": k} if "k" in get_architecture(architecture).config.model_fields else {}
+    cfg = sae_config(architecture=architecture, d_in=d_in, d_sae=d_sae, **k_field)
     params = init_params(jax.random.key(seed), cfg)
     if architecture == "relu":  # shift the encoder bias so only some latents fire on each token
         params = params._replace(b_enc=params.b_enc - 0.15)

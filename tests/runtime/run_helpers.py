@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 
 from saelab.runtime.rundir import RunDir
-from saelab.sae import SAEConfig, init_params, save_saelens
+from saelab.sae import ReLUConfig, init_params, save_saelens
 
 
 def make_run(root: Path, exported: bool = True) -> RunDir:
@@ -15,6 +15,6 @@ def make_run(root: Path, exported: bool = True) -> RunDir:
     root.mkdir(parents=True)
     run.config.write_text("{}")
     if exported:
-        cfg = SAEConfig(architecture="relu", d_in=4, d_sae=8)
+        cfg = ReLUConfig(d_in=4, d_sae=8)
         save_saelens(run.sae, init_params(jax.random.key(0), cfg), cfg, {"hook_name": "h"})
     return run

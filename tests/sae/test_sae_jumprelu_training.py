@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from saelab.sae import SAEConfig, init_aux_state, init_params, loss
+from saelab.sae import JumpReLUConfig, SAEConfig, init_aux_state, init_params, loss
 
 D_IN, N_FEATURES, D_SAE, BATCH, STEPS = 16, 32, 32, 256, 200
 
@@ -47,7 +47,7 @@ def _train(cfg: SAEConfig, data: jax.Array) -> tuple[float, jax.Array]:
 
 def test_l0_answers_the_coefficient_and_thresholds_learn() -> None:
     data = _data()
-    base = SAEConfig(architecture="jumprelu", d_in=D_IN, d_sae=D_SAE)
+    base = JumpReLUConfig(d_in=D_IN, d_sae=D_SAE)
     l0_weak, _ = _train(base.model_copy(update={"l0_coefficient": 1e-4}), data)
     l0_strong, theta = _train(base.model_copy(update={"l0_coefficient": 1e-1}), data)
     assert l0_strong < 0.7 * l0_weak, (l0_weak, l0_strong)

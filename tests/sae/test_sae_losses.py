@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.sae import AuxState, SAEConfig, SAEParams, init_aux_state, loss
+from saelab.sae import AuxState, SAEConfig, SAEParams, init_aux_state, loss, sae_config
 
 from . import numpy_sae as ref
 
@@ -19,7 +19,7 @@ DEAD = np.arange(D_SAE) % 3 == 0  # 6 dead latents
 
 def _cfg(architecture: str, **fields) -> SAEConfig:
     """The SAEConfig of the tests' D_IN -> D_SAE shape."""
-    return SAEConfig(architecture=architecture, d_in=D_IN, d_sae=D_SAE, **fields)
+    return sae_config(architecture=architecture, d_in=D_IN, d_sae=D_SAE, **fields)
 
 
 def _params(seed: int = 0, threshold: np.ndarray | None = None) -> SAEParams:

@@ -10,9 +10,16 @@ import pytest
 
 from saelab.sae import (
     ARCHITECTURES,
+    Architecture,
+    AuxKConfig,
+    BatchTopKConfig,
+    JumpReLUConfig,
     LossOutput,
+    MatryoshkaConfig,
+    ReLUConfig,
     SAEConfig,
     SAEParams,
+    TopKConfig,
     fold_input_scaling,
     geometric_median,
     get_architecture,
@@ -22,6 +29,7 @@ from saelab.sae import (
     normalise_decoder,
     register,
     remove_parallel_grad,
+    sae_config,
     save_saelens,
     unit_norm_decoder,
 )
@@ -31,7 +39,7 @@ D_IN, D_SAE = 6, 16
 
 
 def test_init_is_tied_with_short_decoder_rows() -> None:
-    cfg = SAEConfig(architecture="jumprelu", d_in=D_IN, d_sae=D_SAE, dec_init_norm=0.1)
+    cfg = JumpReLUConfig(d_in=D_IN, d_sae=D_SAE, dec_init_norm=0.1)
     b_dec = jnp.arange(D_IN, dtype=jnp.float32)
     p = init_params(jax.random.PRNGKey(0), cfg, b_dec=b_dec)
     np.testing.assert_allclose(np.linalg.norm(p.W_dec, axis=1), 0.1, rtol=1e-5)
@@ -39,7 +47,7 @@ def test_init_is_tied_with_short_decoder_rows() -> None:
     assert float(jnp.abs(p.b_enc).max()) == 0.0 and np.array_equal(p.b_dec, b_dec)
     assert p.threshold.dtype == jnp.float32
     np.testing.assert_array_equal(p.threshold, np.float32(cfg.jumprelu_init_threshold))
-    topk_cfg = cfg.model_copy(update={"architecture": "topk"})
+    topk_cfg = TopKConfig(d_in=D_IN, d_sae=D_SAE, k=3, dec_init_norm=0.1)
     assert init_params(jax.random.PRNGKey(0), topk_cfg).threshold is None
     with pytest.raises(ValueError, match="b_dec must have shape"):
         init_params(jax.random.PRNGKey(0), cfg, b_dec=jnp.zeros(3))
@@ -69,7 +77,7 @@ def test_remove_parallel_grad_makes_grad_orthogonal_to_rows() -> None:
 
 
 def test_unit_norm_decoder_optimiser_keeps_rows_unit_norm() -> None:
-    cfg = SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=3, dec_init_norm=1.0)
+    cfg = TopKConfig(d_in=D_IN, d_sae=D_SAE, k=3, dec_init_norm=1.0)
     params = init_params(jax.random.PRNGKey(0), cfg)
     tx = unit_norm_decoder(optax.adam(1e-1))
     state = tx.init(params)
@@ -89,8 +97,8 @@ def test_unit_norm_decoder_optimiser_keeps_rows_unit_norm() -> None:
 @pytest.mark.parametrize("mode", ["codes", "weights"])
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_fold_input_scaling_is_equivalent(arch: str, mode: str) -> None:
-    k = {"k": 3} if "k" in get_architecture(arch).fields else {}
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **k)
+    k = {"k": 3} if "k" in get_architecture(arch).config.model_fields else {}
+    cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, **k)
     r = np.random.default_rng(0)
     p = init_params(jax.random.PRNGKey(0), cfg, b_dec=jnp.asarray(r.normal(size=D_IN), jnp.float32))
     p = p._replace(b_enc=jnp.asarray(r.normal(size=D_SAE) * 0.05, jnp.float32))
@@ -121,7 +129,7 @@ def test_batch_topk_cutoff_is_exact_including_the_fallback() -> None:
 
 
 def test_batchtopk_threshold_ema_and_inference_encode() -> None:
-    cfg = SAEConfig(architecture="batchtopk", d_in=D_IN, d_sae=D_SAE, k=3, threshold_ema_rate=0.5)
+    cfg = BatchTopKConfig(d_in=D_IN, d_sae=D_SAE, k=3, threshold_ema_rate=0.5)
     p = init_params(jax.random.PRNGKey(0), cfg)._replace(threshold=jnp.full((D_SAE,), 0.2, jnp.float32))
     out = LossOutput(*([jnp.float32(0)] * 8), batch_threshold=jnp.float32(0.4), prefix_mse=jnp.zeros(1))
     np.testing.assert_allclose(btk.update_threshold(p, out, cfg).threshold, 0.3, rtol=1e-6)
@@ -144,34 +152,61 @@ def test_registry_lookup() -> None:
         ({"k": 17}, "k must be in"),
         ({"k": 0}, "k must be in"),
         ({"k_aux": 99}, "k_aux must be in"),
-        ({"l1_coefficient": -1.0}, "l1_coefficient must be >= 0"),
+        ({"architecture": "relu", "l1_coefficient": -1.0}, "l1_coefficient must be >= 0"),
         ({"aux_coefficient": -0.1}, "aux_coefficient must be >= 0"),
-        ({"l0_coefficient": -1e-3}, "l0_coefficient must be >= 0"),
-        ({"bandwidth": 0.0}, "bandwidth must be > 0"),
+        ({"architecture": "jumprelu", "l0_coefficient": -1e-3}, "l0_coefficient must be >= 0"),
+        ({"architecture": "jumprelu", "bandwidth": 0.0}, "bandwidth must be > 0"),
+        ({"architecture": "jumprelu", "jumprelu_init_threshold": -1.0}, "jumprelu_init_threshold must be >= 0"),
         ({"architecture": "matryoshka", "matryoshka_prefixes": (4, 2, 16)}, "strictly increasing"),
         ({"architecture": "matryoshka", "matryoshka_prefixes": (2, 4, 8)}, "must end at d_sae=16"),
         ({"architecture": "matryoshka", "matryoshka_prefixes": (0, 16)}, "must be positive"),
         ({"d_sae": 0}, "must be positive"),
         ({"architecture": "gated"}, "architecture"),
         ({"typo_field": 1}, "typo_field"),
-        ({"threshold_ema_rate": 0.0}, "threshold_ema_rate"),
+        ({"architecture": "batchtopk", "threshold_ema_rate": 0.0}, "threshold_ema_rate"),
+        ({"architecture": "matryoshka", "threshold_ema_rate": 1.5}, "threshold_ema_rate"),
+        ({"architecture": "relu", "d_out": 4, "apply_b_dec_to_input": True}, "apply_b_dec_to_input"),
+        ({"dec_init_norm": 0.0}, "dec_init_norm must be > 0"),
     ],
 )
 def test_config_rejects_impossible_values(fields: dict, message: str) -> None:
-    base = {"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, "k": 3}
+    data = {"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, **fields}
+    if data["architecture"] in ARCHITECTURES and "k" in get_architecture(data["architecture"]).config.model_fields:
+        data.setdefault("k", 3)
     with pytest.raises(ValueError, match=message):
-        SAEConfig(**{**base, **fields})
+        sae_config(data)
 
 
 def test_config_defaults_resolve() -> None:
-    cfg = SAEConfig(architecture="matryoshka", d_in=576, d_sae=4608)
+    cfg = MatryoshkaConfig(d_in=576, d_sae=4608)
     assert cfg.resolved_prefixes == (576, 1152, 2304, 4608) and cfg.resolved_k_aux == 288
     assert cfg.uses_threshold
-    assert SAEConfig(d_in=8, d_sae=4, k=2).resolved_k_aux == 4  # capped at d_sae
+    assert TopKConfig(d_in=8, d_sae=4, k=2).resolved_k_aux == 4  # capped at d_sae
+
+
+def test_a_config_class_per_architecture_and_one_validator_for_dicts() -> None:
+    topk = TopKConfig(d_in=D_IN, d_sae=D_SAE, k=3)
+    assert sae_config({"d_in": D_IN, "d_sae": D_SAE, "k": 3}) == topk  # topk is the default architecture
+    assert type(sae_config(architecture="relu", d_in=D_IN, d_sae=D_SAE)) is ReLUConfig
+    assert {n: a.config.__name__ for n, a in ARCHITECTURES.items()} == {
+        "relu": "ReLUConfig", "topk": "TopKConfig", "batchtopk": "BatchTopKConfig", "jumprelu": "JumpReLUConfig",
+        "matryoshka": "MatryoshkaConfig",
+    }  # fmt: skip
+    assert "k" not in ReLUConfig.model_fields and "l1_coefficient" not in TopKConfig.model_fields
+    assert hash(topk) == hash(TopKConfig(d_in=D_IN, d_sae=D_SAE, k=3))  # frozen: a static jit argument
+    for base in (SAEConfig, AuxKConfig):
+        with pytest.raises(TypeError, match="base of the architectures' configs"):
+            base(architecture="topk", d_in=D_IN, d_sae=D_SAE)
+    with pytest.raises(ValueError, match="Input should be 'relu'"):
+        ReLUConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE)
+    with pytest.raises(ValueError, match=r'config class ReLUConfig must have architecture: Literal\["toy"\]'):
+        relu = get_architecture("relu")
+        register(Architecture("toy", ReLUConfig, relu.encode, relu.decode, relu.objective))
+    assert "toy" not in ARCHITECTURES
 
 
 def test_params_pytree_works_with_optax() -> None:
-    cfg = SAEConfig(architecture="relu", d_in=D_IN, d_sae=D_SAE)
+    cfg = ReLUConfig(d_in=D_IN, d_sae=D_SAE)
     p = init_params(jax.random.PRNGKey(0), cfg)
     assert isinstance(p, SAEParams) and p.threshold is None
     state = optax.adam(1e-3).init(p)
@@ -206,16 +241,16 @@ def test_params_pytree_works_with_optax() -> None:
 )
 def test_config_rejects_fields_the_architecture_does_not_read(architecture: str, fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        SAEConfig(architecture=architecture, d_in=D_IN, d_sae=64, **fields)
+        sae_config(architecture=architecture, d_in=D_IN, d_sae=64, **fields)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_every_entry_states_its_facts_and_exports_round_trip(arch: str, tmp_path) -> None:
     entry = get_architecture(arch)
-    kw = {"k": 3} if "k" in entry.fields else {}
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **kw)
+    kw = {"k": 3} if "k" in entry.config.model_fields else {}
+    cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, **kw)
     params = init_params(jax.random.PRNGKey(0), cfg)
-    assert (params.threshold is not None) == cfg.uses_threshold == entry.has_threshold(cfg)
+    assert (params.threshold is not None) == cfg.uses_threshold
     save_saelens(tmp_path, params, cfg, {"hook_name": "h"})  # the dump holds every field, defaults included
     loaded = load_saelens(tmp_path)
     assert loaded.cfg == cfg
@@ -230,8 +265,8 @@ def test_registry_facts_match_the_previous_per_module_rules() -> None:
         "relu": 3.0, "topk": 3.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0
     }  # fmt: skip
     assert {n for n in a if a[n].atoms} == {"jumprelu"} and {n for n in a if a[n].encode_sparse} == {"topk"}
-    cfg = lambda name, **kw: SAEConfig(architecture=name, d_in=D_IN, d_sae=D_SAE, **kw)
-    names = {n: a[n].saelens_architecture(cfg(n, **({"k": 3} if "k" in a[n].fields else {}))) for n in a}
+    cfg = lambda name, **kw: sae_config(architecture=name, d_in=D_IN, d_sae=D_SAE, **kw)
+    names = {n: a[n].saelens_architecture(cfg(n, **({"k": 3} if "k" in a[n].config.model_fields else {}))) for n in a}
     assert names == {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu",
                      "matryoshka": "jumprelu"}  # fmt: skip
     imports = {s: n for n in a for s in a[n].saelens_imports}
@@ -250,7 +285,7 @@ def test_a_saelens_directory_without_our_config_loads_through_the_registry(arch:
     import json
 
     kw = {"k": 5} if arch == "topk" else {}
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, **kw)
+    cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, **kw)
     save_saelens(tmp_path, init_params(jax.random.PRNGKey(0), cfg), cfg, {"hook_name": "h"})
     raw = json.loads((tmp_path / "cfg.json").read_text())
     del raw["metadata"]["saelab_config"]  # as SAELens itself writes it

@@ -1,7 +1,7 @@
 """A LoadedSAE answers the calls a SAELens user makes on `sae_lens.SAE`: one random SAE written in SAELens format,
 loaded by saelab (`load_sae`) and by SAELens (`SAE.load_from_disk`), gives equal `encode`, `decode` and
 `forward` / `sae(x)` on (batch, seq, d_in) activations (rtol 1e-5, atol 1e-5, float32 on both sides), equal weight
-attributes and equal `cfg.metadata` read-outs; saelab's `cfg` stays saelab's SAEConfig."""
+attributes and equal `cfg.metadata` read-outs; saelab's `cfg` stays saelab's config (a TopKConfig, ...)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.sae import LoadedSAE, SAEConfig, init_params, load_pretrained, load_sae, save_saelens
+from saelab.sae import (
+    LoadedSAE,
+    ReLUConfig,
+    TopKConfig,
+    init_params,
+    load_pretrained,
+    load_sae,
+    sae_config,
+    save_saelens,
+)
 from tests.peer_modules import peer
 from tests.sae.published_files import D_IN, D_SAE, rand, saelens_cfg, write_saelens
 
@@ -125,8 +134,8 @@ def test_weights_and_cfg_read_as_in_saelens(tmp_path, arch: str) -> None:
 
 def test_cfg_stays_saelabs_config_and_follows_replace(tmp_path) -> None:
     ours, _ = _both(tmp_path, "topk")
-    plain = SAEConfig(**ours.cfg.model_dump(exclude_unset=True))
-    assert type(ours.cfg) is SAEConfig and ours.cfg == plain and plain == ours.cfg
+    plain = sae_config(**ours.cfg.model_dump(exclude_unset=True))
+    assert type(ours.cfg) is TopKConfig and ours.cfg == plain and plain == ours.cfg
     assert hash(ours.cfg) == hash(plain)
     assert "metadata" not in ours.cfg.model_dump() and not hasattr(plain, "metadata")
     assert ours.cfg.model_dump() == plain.model_dump() and ours.cfg.model_dump_json() == plain.model_dump_json()
@@ -145,7 +154,7 @@ def test_a_skip_transcoder_forward_adds_the_skip_term_as_saelens_does(tmp_path) 
     import torch
 
     sae_lens = peer("sae_lens")
-    cfg = SAEConfig(architecture="relu", d_in=D_IN, d_sae=D_SAE, d_out=6, skip=True)
+    cfg = ReLUConfig(d_in=D_IN, d_sae=D_SAE, d_out=6, skip=True)
     k = jax.random.split(jax.random.key(0), 4)
     params = init_params(k[0], cfg)._replace(
         b_enc=0.3 * jax.random.normal(k[1], (D_SAE,)),

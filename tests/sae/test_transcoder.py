@@ -12,8 +12,19 @@ import numpy as np
 import optax
 import pytest
 
-from saelab.sae import SAEConfig, SAEParams, fold_input_scaling, init_params, load_saelens, loss, save_saelens
-from saelab.sae.transcoder import forward
+from saelab.sae import (
+    ReLUConfig,
+    SAEConfig,
+    SAEParams,
+    TopKConfig,
+    fold_input_scaling,
+    init_params,
+    load_saelens,
+    loss,
+    sae_config,
+    save_saelens,
+)
+from saelab.sae.registry import forward
 
 D_IN, D_OUT, D_SAE = 6, 4, 10
 
@@ -56,7 +67,7 @@ def _numpy_relu_transcoder(p: SAEParams, x: np.ndarray, y: np.ndarray, l1: float
 
 
 def test_skip_transcoder_loss_and_gradients_match_numpy() -> None:
-    cfg = SAEConfig(architecture="relu", d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=True, l1_coefficient=0.2)
+    cfg = ReLUConfig(d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=True, l1_coefficient=0.2)
     assert cfg.apply_b_dec_to_input is False  # a transcoder's b_dec lives in the output space
     p = _params(cfg)
     r = np.random.default_rng(1)
@@ -76,7 +87,7 @@ def test_every_architecture_reconstructs_the_target(arch: str) -> None:
     extra = {"k": 3} if arch != "jumprelu" else {}
     if arch == "matryoshka":
         extra |= {"matryoshka_base": "topk", "kernels": "dense"}  # inference codes equal training codes
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=16, d_out=D_OUT, skip=True, **extra)
+    cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=16, d_out=D_OUT, skip=True, **extra)
     p = _params(cfg)
     r = np.random.default_rng(2)
     x, y = jnp.asarray(r.normal(size=(8, D_IN)), jnp.float32), jnp.asarray(r.normal(size=(8, D_OUT)), jnp.float32)
@@ -90,10 +101,10 @@ def test_every_architecture_reconstructs_the_target(arch: str) -> None:
 
 def test_transcoder_config_errors_name_the_fix() -> None:
     with pytest.raises(ValueError, match="apply_b_dec_to_input = false"):
-        SAEConfig(d_in=4, d_sae=8, k=2, d_out=4, apply_b_dec_to_input=True)
+        TopKConfig(d_in=4, d_sae=8, k=2, d_out=4, apply_b_dec_to_input=True)
     with pytest.raises(ValueError, match="set d_out"):
-        SAEConfig(d_in=4, d_sae=8, k=2, skip=True)
-    p = init_params(jax.random.key(0), SAEConfig(d_in=4, d_sae=8, d_out=3, skip=True, k=2))
+        TopKConfig(d_in=4, d_sae=8, k=2, skip=True)
+    p = init_params(jax.random.key(0), TopKConfig(d_in=4, d_sae=8, d_out=3, skip=True, k=2))
     assert p.W_dec.shape == (8, 3) and p.b_dec.shape == (3,) and p.W_skip.shape == (4, 3)
     assert not np.any(np.asarray(p.W_skip))  # the skip starts at 0, as in SAELens and sparsify
 
@@ -134,7 +145,7 @@ def _ev(y: np.ndarray, y_hat: np.ndarray) -> float:
 
 def test_topk_transcoder_recovers_a_known_sparse_map() -> None:
     x, y, _, D, _ = _sparse_problem(8192, d_in=24, m=16, d_out=12, active=2, seed=3)
-    cfg = SAEConfig(architecture="topk", d_in=24, d_sae=32, d_out=12, k=2, aux_coefficient=0.0, kernels="dense")
+    cfg = TopKConfig(d_in=24, d_sae=32, d_out=12, k=2, aux_coefficient=0.0, kernels="dense")
     p = _train(cfg, x[:6144], y[:6144], steps=1000)
     assert _ev(y[6144:], np.asarray(forward(p, jnp.asarray(x[6144:]), cfg))) > 0.95
     # every true output direction D_j is written by some latent (its decoder row, up to scale)
@@ -150,9 +161,7 @@ def test_skip_transcoder_recovers_the_linear_part() -> None:
     x = np.c_[xs, r.normal(size=(8192, 8))].astype(np.float32)  # (n, 24): sparse dims, then dense dims
     S = (r.normal(size=(24, 10)) / 2).astype(np.float32)
     y = ys + x @ S
-    cfg = SAEConfig(
-        architecture="topk", d_in=24, d_sae=32, d_out=10, k=2, skip=True, aux_coefficient=0.0, kernels="dense"
-    )
+    cfg = TopKConfig(d_in=24, d_sae=32, d_out=10, k=2, skip=True, aux_coefficient=0.0, kernels="dense")
     p = _train(cfg, x[:6144], y[:6144], steps=1200)
     assert _ev(y[6144:], np.asarray(forward(p, jnp.asarray(x[6144:]), cfg))) > 0.97
     rel = np.linalg.norm(np.asarray(p.W_skip)[16:] - S[16:]) / np.linalg.norm(S[16:])
@@ -166,7 +175,7 @@ def test_skip_transcoder_recovers_the_linear_part() -> None:
 @pytest.mark.parametrize("arch", ["relu", "jumprelu", "topk"])
 def test_fold_input_and_output_scales(arch: str, mode: str) -> None:
     """T'(x) = T(x * s) / t for the folded transcoder, with different input and output scales."""
-    cfg = SAEConfig(
+    cfg = sae_config(
         architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=True, **({"k": 3} if arch == "topk" else {})
     )
     p = _params(cfg)
@@ -190,7 +199,7 @@ def test_saelens_format_round_trip(tmp_path, arch: str, skip: bool, theirs: str)
     import json
 
     extra = {"k": 3} if arch in ("topk", "batchtopk") else {}
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip, **extra)
+    cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip, **extra)
     p = _params(cfg)
     meta = {"model_name": "m", "hook_name": "blocks.0.ln2.hook_normalized", "hook_name_out": "blocks.0.hook_mlp_out"}
     save_saelens(tmp_path, p, cfg, meta)
@@ -220,7 +229,7 @@ def test_export_follows_saelens_transcoder_forward(tmp_path, arch: str, skip: bo
     [+ x W_skip^T]`, W_skip (d_out, d_in)), give saelab's output."""
     from safetensors.numpy import load_file
 
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip)
+    cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip)
     p = _params(cfg)
     save_saelens(tmp_path, p, cfg, {"model_name": "m", "hook_name": "blocks.0.ln2.hook_normalized"})
     w = load_file(str(tmp_path / "sae_weights.safetensors"))
@@ -243,7 +252,7 @@ def test_export_loads_in_saelens(tmp_path, arch: str, skip: bool) -> None:
     import torch
     from sae_lens import SAE
 
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip)
+    cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip)
     p = _params(cfg)
     save_saelens(tmp_path, p, cfg, {"model_name": "m", "hook_name": "blocks.0.ln2.hook_normalized"})
     theirs = SAE.load_from_disk(str(tmp_path), device="cpu")

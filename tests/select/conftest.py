@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from saelab.models import Model, ModelConfig
 from saelab.models.llama import weights_from_hf
-from saelab.sae import SAEConfig, init_params, save_saelens
+from saelab.sae import TopKConfig, init_params, save_saelens
 
 WORDS = "set a timer for five minutes what is the weather today play some music please book flight to paris"
 WORDS = WORDS.split()
@@ -62,7 +62,7 @@ def tiny_model() -> Model:
 
 @pytest.fixture(scope="session")
 def tiny_sae(tmp_path_factory) -> Path:
-    cfg = SAEConfig(architecture="topk", d_in=16, d_sae=64, k=4)
+    cfg = TopKConfig(d_in=16, d_sae=64, k=4)
     p = init_params(jax.random.PRNGKey(1), cfg)
     p = p._replace(W_enc=p.W_dec.T * 10)
     path = tmp_path_factory.mktemp("sae") / "sae"

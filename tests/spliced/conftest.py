@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from saelab.models import Model
-from saelab.sae import LoadedSAE, SAEConfig, SAEParams
+from saelab.sae import LoadedSAE, ReLUConfig, SAEParams
 from tests.models.small import sliced_smollm2
 
 HOOK = "blocks.1.hook_resid_post"
@@ -28,7 +28,7 @@ def sae(small_model: Model) -> LoadedSAE:
     w_enc = jax.random.normal(k1, (d, D_SAE)) / np.sqrt(d)
     w_dec = jax.random.normal(k2, (D_SAE, d)) / np.sqrt(d)
     b_enc = 0.1 * jax.random.normal(k3, (D_SAE,))
-    cfg = SAEConfig(architecture="relu", d_in=d, d_sae=D_SAE)
+    cfg = ReLUConfig(d_in=d, d_sae=D_SAE)
     params = SAEParams(w_enc, b_enc, w_dec, jnp.zeros((d,)), None)
     return LoadedSAE(params, cfg, {"hook_name": HOOK})
 

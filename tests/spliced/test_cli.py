@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from saelab.cli import main
-from saelab.sae import SAEConfig, SAEParams, save_saelens
+from saelab.sae import ReLUConfig, SAEParams, save_saelens
 
 HOOK = "blocks.2.hook_resid_post"
 
@@ -23,7 +23,7 @@ def sae_dir(tmp_path_factory) -> Path:
     params = SAEParams(w, 0.05 * jax.random.normal(k2, (m,)), w.T, jnp.zeros((d,)), None)
     out = tmp_path_factory.mktemp("sae") / "sae"
     save_saelens(
-        out, params, SAEConfig(architecture="relu", d_in=d, d_sae=m), {"model_name": "smollm2-135m", "hook_name": HOOK}
+        out, params, ReLUConfig(d_in=d, d_sae=m), {"model_name": "smollm2-135m", "hook_name": HOOK}
     )
     return out
 

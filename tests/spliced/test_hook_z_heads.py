@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from saelab.models import Model
-from saelab.sae import LoadedSAE, SAEConfig, SAEParams
+from saelab.sae import LoadedSAE, ReLUConfig, SAEParams
 from saelab.spliced import SplicedModel
 
 HOOK = "blocks.1.attn.hook_z"
@@ -15,7 +15,7 @@ HOOK = "blocks.1.attn.hook_z"
 
 def _zero_sae(d: int, meta: dict) -> LoadedSAE:
     z = lambda *s: jnp.zeros(s, jnp.float32)
-    cfg = SAEConfig(architecture="relu", d_in=d, d_sae=8)
+    cfg = ReLUConfig(d_in=d, d_sae=8)
     return LoadedSAE(SAEParams(z(d, 8), z(8), z(8, d), z(d), None), cfg, meta)
 
 

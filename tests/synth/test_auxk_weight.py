@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.sae import AuxState, SAEConfig, init_params, loss
+from saelab.sae import AuxState, init_params, loss, sae_config
 from saelab.train.config import OptimConfig
 from saelab.train.state import init_state, make_optimizer
 from saelab.train.step import make_train_step
@@ -17,7 +17,7 @@ from saelab.train.step import make_train_step
 
 @pytest.mark.parametrize("architecture", ["topk", "batchtopk", "matryoshka"])
 def test_step_objective_scales_auxk_by_the_batch_variance(architecture):
-    cfg = SAEConfig(architecture=architecture, d_in=16, d_sae=64, k=4)
+    cfg = sae_config(architecture=architecture, d_in=16, d_sae=64, k=4)
     params = init_params(jax.random.key(0), cfg)
     x = jax.random.normal(jax.random.key(1), (128, 16)) * 3.0 + 1.0
     tx = make_optimizer(OptimConfig(), steps=10, unit_norm=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from saelab.sae import SAEConfig, SAEParams, load_sae, save_saelens
+from saelab.sae import SAEParams, load_sae, sae_config, save_saelens
 from saelab.synth import batches, score_samples
 from saelab.synth.score import cosines, mcc
 from tests.peer_modules import peer
@@ -47,7 +47,7 @@ def _sae(world, architecture: str, tmp_path):
     noise = jax.random.normal(key, (L, world.hidden_dim)) * 0.15
     W_dec = world.features[: 2 * L : 2] + noise
     W_dec = W_dec / jnp.linalg.norm(W_dec, axis=1, keepdims=True)
-    cfg = SAEConfig(architecture=architecture, d_in=world.hidden_dim, d_sae=L, **SAES[architecture])
+    cfg = sae_config(architecture=architecture, d_in=world.hidden_dim, d_sae=L, **SAES[architecture])
     thr = None
     if cfg.uses_threshold:
         thr = jnp.full((L,), 1.5 if architecture == "jumprelu" else 2.0)

@@ -15,7 +15,7 @@ import pytest
 import saelab.sae.auxk as auxk
 import saelab.sae.sparse as sparse
 import saelab.sae.topk as topk
-from saelab.sae import SAEConfig, init_params
+from saelab.sae import init_params, sae_config
 from saelab.train.config import OptimConfig
 from saelab.train.state import init_state, make_optimizer
 from saelab.train.step import make_train_step
@@ -25,7 +25,7 @@ BATCH, D_IN, D_SAE, K = 256, 32, 2048, 16
 
 def compiled_step_hlo(architecture: str = "topk") -> str:
     """Optimised HLO text of the jitted, donated train step at a small but realistic shape."""
-    cfg = SAEConfig(architecture=architecture, d_in=D_IN, d_sae=D_SAE, k=K)
+    cfg = sae_config(architecture=architecture, d_in=D_IN, d_sae=D_SAE, k=K)
     tx = make_optimizer(OptimConfig(), steps=100, unit_norm=True)
     state = init_state(init_params(jax.random.key(0), cfg), tx, jax.random.key(1))
     step = make_train_step(cfg, tx, scale=1.0, dead_tokens=1000, sparsity_warmup_steps=0)

@@ -14,7 +14,7 @@ from saelab import train
 from saelab.atoms import load_dictionary
 from saelab.inspect import InspectConfig
 from saelab.inspect import run as inspect
-from saelab.sae import ARCHITECTURES, Architecture, encode, load_sae, register
+from saelab.sae import Architecture, encode, load_sae, register, unregister
 from saelab.store import ActivationStore
 from saelab.train.plan import F32, ROW_ARRAYS, plan_config
 
@@ -28,16 +28,16 @@ def toy_registered():
     register(
         Architecture(
             "toy",
+            toy.ToyConfig,
             toy.encode,
             toy.decode,
             toy.loss,
-            frozenset({"l1_coefficient"}),
             unit_norm_decoder=True,
             latent_arrays=3.0,
         )
     )
     yield
-    ARCHITECTURES.pop("toy")
+    unregister("toy")
 
 
 def _data(report: Path, name: str):

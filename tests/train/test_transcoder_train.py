@@ -16,7 +16,7 @@ from saelab.evals.transcoder import transcoder_splice_fn
 from saelab.harvest import HarvestConfig
 from saelab.harvest import run as harvest
 from saelab.sae import load_sae
-from saelab.sae.transcoder import forward
+from saelab.sae.registry import forward
 from saelab.store import ActivationLoader, ActivationStore
 from tests.models.small import sliced_smollm2
 

@@ -69,10 +69,10 @@ def build(
         f32(tensors["W_dec"]),
         f32(tensors["b_dec"]),
         None if not cfg.uses_threshold else f32(np.broadcast_to(np.asarray(thr, np.float32), (cfg.d_sae,))),
-        f32(tensors["W_skip"]) if cfg.skip else None,
+        f32(tensors["W_skip"]) if cfg.has_skip else None,
     )
     try:
-        check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold, cfg.d_out, cfg.skip)
+        check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold, cfg.resolved_d_out, cfg.has_skip)
     except ValueError as e:
         raise ValueError(f"{source}: {e} (the config says d_in={cfg.d_in}, d_sae={cfg.d_sae})") from e
     if norm.folded_scale is not None:

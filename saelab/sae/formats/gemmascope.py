@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from saelab.sae.config import SAEConfig
 from saelab.sae.formats.base import DEFAULT, LoadOptions, build
+from saelab.sae.jumprelu import JumpReLUConfig
 from saelab.sae.loaded import InputNorm, LoadedSAE
 
 PARAMS_FILE = "params.npz"
@@ -40,7 +40,7 @@ def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
     if scale is not None and not np.allclose(scale, 1.0):
         raise ValueError(f"{path / PARAMS_FILE}: scaling_factor other than 1 is not supported")
     d_in, d_sae = w["W_enc"].shape
-    cfg = SAEConfig(architecture="jumprelu", d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False)
+    cfg = JumpReLUConfig(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False)
     meta = {"prepend_bos": True, "context_size": 1024} | {"hook_name": hook_of(path, opts.metadata.get("hook_name"))}
     if "embedding" in path.parts:  # SAELens's gemma_2 loader: embeddings were trained divided by sqrt(d_in)
         w |= {"W_enc": w["W_enc"] / np.sqrt(d_in), "W_dec": w["W_dec"] * np.sqrt(d_in)}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from saelab.sae.config import SAEConfig
 from saelab.sae.formats.base import DEFAULT, LoadOptions, build
+from saelab.sae.jumprelu import JumpReLUConfig
 from saelab.sae.loaded import InputNorm, LoadedSAE
 
 CFG_FILE = "hyperparams.json"
@@ -51,8 +51,6 @@ def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
         "b_dec": np.asarray(w["decoder.bias"], np.float32),
         "threshold": np.full(d_sae, float(raw["jump_relu_threshold"]) * s, np.float32),
     }
-    cfg = SAEConfig(
-        architecture="jumprelu", d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False, compute_dtype="bfloat16"
-    )
+    cfg = JumpReLUConfig(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False, compute_dtype="bfloat16")
     meta = {"hook_name": raw["hook_point_in"], "model_name": MODEL, "prepend_bos": True, "context_size": 1024}
     return build(tensors, cfg, meta, InputNorm("none", s, "expected_average_only_in"), "llamascope", opts, str(path))

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from saelab.sae.config import SHARED_FIELDS, SAEConfig
+from saelab.sae.config import DEFAULT_ARCHITECTURE, REGISTERED, SAEConfig
 from saelab.sae.formats.base import DEFAULT, LoadOptions, build, compute_dtype_of
 from saelab.sae.loaded import InputNorm, LoadedSAE
-from saelab.sae.registry import ARCHITECTURES
+from saelab.sae.registry import ARCHITECTURES, sae_config
 from saelab.sae.saelens_io import CFG_FILE, WEIGHTS_FILE
 
 RENAMED = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
@@ -58,7 +58,7 @@ def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
     if meta.get("saelab_model"):  # saelab's exports: model_name is the Hugging Face id, this what saelab loads
         meta["model_name"] = meta["saelab_model"]
     ours = meta.pop("saelab_config", None)
-    cfg = SAEConfig(**_applicable(ours)) if ours is not None else _config(raw, path)
+    cfg = sae_config(_applicable(ours)) if ours is not None else _config(raw, path)
     if ours is None:
         cfg = cfg.model_copy(update={"compute_dtype": compute_dtype_of(raw.get("dtype"), str(path / CFG_FILE))})
     w = load_file(str(path / WEIGHTS_FILE))
@@ -67,10 +67,10 @@ def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
         raise ValueError(f"{path / WEIGHTS_FILE} lacks tensors {missing}")
     if cfg.uses_threshold and w.get("threshold") is None:
         raise ValueError(f"{path} is a {cfg.architecture} SAE without a threshold tensor")
-    if cfg.skip and "W_skip" not in w:
+    if cfg.has_skip and "W_skip" not in w:
         raise ValueError(f"{path} is a skip-transcoder without a W_skip tensor")
     w = {k: np.asarray(v, np.float32) for k, v in w.items()}
-    if cfg.skip:
+    if cfg.has_skip:
         w["W_skip"] = w["W_skip"].T  # SAELens stores (d_out, d_in)
     if raw.get("rescale_acts_by_decoder_norm"):
         n = np.linalg.norm(w["W_dec"], axis=1)  # (d_sae,)
@@ -111,8 +111,7 @@ def _config(raw: dict[str, Any], path: Path) -> SAEConfig:
     extra = {key: raw[key] for key in entry.saelens_keys}
     if transcoder:
         extra |= {"d_out": raw["d_out"], "skip": True} if skip else {"d_out": raw["d_out"]}
-    return SAEConfig(
-        architecture=entry.name,
+    return entry.config(
         d_in=raw["d_in"],
         d_sae=raw["d_sae"],
         apply_b_dec_to_input=raw.get("apply_b_dec_to_input", not transcoder),
@@ -143,10 +142,12 @@ def _norm(value: Any, factor: float | None, path: Path) -> InputNorm:
 
 
 def _applicable(dumped: dict[str, Any]) -> dict[str, Any]:
-    """A saved SAEConfig dump (every field, defaults included) less the fields its architecture does not read,
-    which SAEConfig would reject as set."""
-    name = dumped.get("architecture", SAEConfig.model_fields["architecture"].default)
+    """A saved SAE config dump less the fields its architecture does not read, which its config class would
+    reject as set (exports of the one flat config that preceded the per-architecture classes hold every
+    architecture's fields)."""
+    name = dumped.get("architecture", DEFAULT_ARCHITECTURE)
     if name not in ARCHITECTURES:
-        return dumped  # SAEConfig names the unknown architecture
-    keep = SHARED_FIELDS | ARCHITECTURES[name].fields
-    return {k: v for k, v in dumped.items() if k in keep or k not in SAEConfig.model_fields}
+        return dumped  # sae_config names the unknown architecture
+    keep = ARCHITECTURES[name].config.model_fields
+    known = {f for c in REGISTERED.values() for f in c.model_fields}
+    return {k: v for k, v in dumped.items() if k in keep or k not in known}

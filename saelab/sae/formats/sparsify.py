@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from saelab.sae.config import SAEConfig
 from saelab.sae.formats.base import DEFAULT, LoadOptions, build, compute_dtype_of
 from saelab.sae.loaded import InputNorm, LoadedSAE
+from saelab.sae.topk import TopKConfig
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
@@ -57,8 +57,7 @@ def load(path: Path, opts: LoadOptions = DEFAULT) -> LoadedSAE:
     if W_dec.shape == (d_in, d_sae) and d_in != d_sae:  # a transposed decoder, as some exports hold it
         W_dec = W_dec.T
     tensors = {"W_enc": w["encoder.weight"].T, "b_enc": w["encoder.bias"], "W_dec": W_dec, "b_dec": w["b_dec"]}
-    cfg = SAEConfig(
-        architecture="topk",
+    cfg = TopKConfig(
         d_in=d_in,
         d_sae=d_sae,
         k=int(raw.get("k", 32)),
