@@ -3,12 +3,14 @@ transformer block with its own norm placement, checked against a forward written
 
 from __future__ import annotations
 
+from unittest import mock
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.models import HookContext, config_from_hf, forward, hook_names
-from saelab.models.registry import FAMILIES, register, weights_from_hf
+from saelab.models import HookContext, config_from_hf, forward, hook_names, registry
+from saelab.models.registry import register, weights_from_hf
 from tests.models import toy_family
 
 HF = dict(model_type="toy_post", hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4)
@@ -18,9 +20,9 @@ D, H, KV, DH, F, V = 16, 4, 2, 4, 24, 11
 
 @pytest.fixture(scope="module", autouse=True)
 def toy_registered():
-    register(toy_family.FAMILY)  # the registry line
-    yield
-    FAMILIES.pop("toy_post")
+    with mock.patch.dict(registry.FAMILIES), mock.patch.dict(registry._BY_MODEL_TYPE):  # unregistered after
+        register(toy_family.FAMILY)  # the registry line
+        yield
 
 
 def _tensors() -> dict[str, np.ndarray]:
