@@ -1,9 +1,9 @@
 """A key/value cache for incremental decoding: each call writes its tokens' keys and values at their slots
 and attends over every slot filled so far.
 
-The cache rides on the `HookContext` of a forward pass (`ctx.kv`), so the one transformer block stays one function:
-they ask `keys_and_mask` for the keys, values and mask to attend with, which is the plain causal mask
-without a cache. Slots are absolute columns of one (batch, max_len) buffer; a row's prompt is left-padded,
+The cache rides on the `HookContext` of a forward pass (`ctx.kv`), so the transformer block stays one function:
+its attention asks `keys_and_mask` for the keys, values and mask to attend with, which is the plain causal
+mask without a cache. Slots are absolute columns of one (batch, max_len) buffer; a row's prompt is left-padded,
 so its positions (what rotary and learned position embeddings see) come from the cumulative pad mask.
 """
 
