@@ -22,7 +22,6 @@ whose corpus file is absent), which writes no marker, so the stage runs once its
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 import tomllib
@@ -33,73 +32,90 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from saelab.atoms.config import AtomsConfig, AtomsPaperConfig
+from saelab.atoms.paper import run as run_atoms_paper
+from saelab.atoms.run import run as run_atoms
+from saelab.circuits.config import CircuitsConfig
+from saelab.circuits.run import run as run_circuits
 from saelab.data.texts import TEXTS
+from saelab.evals import run as run_eval
+from saelab.evals.config import EvalConfig, PlotConfig
+from saelab.evals.plots import run as run_plot
+from saelab.harvest import run as run_harvest
+from saelab.harvest.config import HarvestConfig
+from saelab.inspect import run as run_inspect
+from saelab.inspect.config import InspectConfig
+from saelab.peers.saelens import SAELensTrainConfig
+from saelab.peers.saelens import run as run_saelens
 from saelab.runtime.config import explain_errors
 from saelab.runtime.rundir import RunDir
+from saelab.select.bench import run_bench
+from saelab.select.config import BenchConfig, ChatCorpusConfig, DownstreamConfig, SelectConfig
+from saelab.select.corpus import write_chat_corpus
+from saelab.select.downstream import run_downstream
+from saelab.select.run import run as run_select
+from saelab.synth.config import SynthScoreConfig, SynthWorldConfig
+from saelab.synth.report import run as run_synth_score
+from saelab.synth.run import run as run_synth_world
+from saelab.train import run as run_train
+from saelab.train.config import TrainConfig
+from saelab.train.multi import run as run_train_multi
+from saelab.train.multi.config import MultiTrainConfig
 
 RESULTS = Path("results")
 
 
 @dataclass(frozen=True)
 class StageKind:
-    config: str  # "module:Class", a pydantic model
-    run: Callable[[BaseModel, bool], Any]  # (config, redo) -> result
-    output: Callable[[BaseModel], Path]  # where the stage writes (exists once it has started)
+    config: type[BaseModel]  # the stage's config class
+    run: Callable[[Any, bool], Any]  # (config, redo) -> result
+    output: Callable[[Any], Path]  # where the stage writes (exists once it has started)
 
 
-def _call(target: str, *args, **kwargs):
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+def _train(cfg: TrainConfig, redo: bool) -> Any:
+    return run_train(cfg, resume=RunDir(cfg.run_dir).is_run() and not redo, overwrite=redo)
 
 
-def _train(cfg, redo: bool):
-    resume = RunDir(cfg.run_dir).is_run() and not redo
-    return _call("saelab.train:run", cfg, resume=resume, overwrite=redo)
+def _train_multi(cfg: MultiTrainConfig, redo: bool) -> Any:
+    return run_train_multi(cfg, resume=RunDir(cfg.run_dir).is_multi() and not redo, overwrite=redo)
 
 
-def _train_multi(cfg, redo: bool):
-    resume = RunDir(cfg.run_dir).is_multi() and not redo
-    return _call("saelab.train.multi:run", cfg, resume=resume, overwrite=redo)
-
-
-def _plain(target: str) -> Callable[[BaseModel, bool], Any]:
+def _plain(fn: Callable[[Any], Any]) -> Callable[[BaseModel, bool], Any]:
     """Stages whose run takes just the config; a redo sets their `overwrite` field when they have one."""
 
     def run(cfg: BaseModel, redo: bool) -> Any:
         if redo and "overwrite" in type(cfg).model_fields:
             cfg = cfg.model_copy(update={"overwrite": True})
-        return _call(target, cfg)
+        return fn(cfg)
 
     return run
 
 
+def _out(cfg: Any) -> Path:
+    return cfg.out
+
+
+def _run_dir(cfg: Any) -> Path:
+    return cfg.run_dir
+
+
 STAGES: dict[str, StageKind] = {
-    "harvest": StageKind("saelab.harvest.config:HarvestConfig", _plain("saelab.harvest:run"), lambda c: c.out),
-    "train": StageKind("saelab.train.config:TrainConfig", _train, lambda c: c.run_dir),
-    "train-multi": StageKind("saelab.train.multi.config:MultiTrainConfig", _train_multi, lambda c: c.run_dir),
-    "eval": StageKind("saelab.evals.config:EvalConfig", _plain("saelab.evals:run"), lambda c: c.out),
-    "plot": StageKind("saelab.evals.config:PlotConfig", _plain("saelab.evals.plots:run"), lambda c: c.out),
-    "saelens-train": StageKind(
-        "saelab.peers.saelens:SAELensTrainConfig", _plain("saelab.peers.saelens:run"), lambda c: c.out
-    ),
-    "inspect": StageKind("saelab.inspect.config:InspectConfig", _plain("saelab.inspect:run"), lambda c: c.out),
-    "atoms": StageKind("saelab.atoms.config:AtomsConfig", _plain("saelab.atoms.run:run"), lambda c: c.out),
-    "atoms-paper": StageKind("saelab.atoms.config:AtomsPaperConfig", _plain("saelab.atoms.paper:run"), lambda c: c.out),
-    "circuits": StageKind("saelab.circuits.config:CircuitsConfig", _plain("saelab.circuits.run:run"), lambda c: c.out),
-    "select-bench": StageKind(
-        "saelab.select.config:BenchConfig", _plain("saelab.select.bench:run_bench"), lambda c: c.out
-    ),
-    "select-downstream": StageKind(
-        "saelab.select.config:DownstreamConfig", _plain("saelab.select.downstream:run_downstream"), lambda c: c.out
-    ),
-    "select": StageKind("saelab.select.config:SelectConfig", _plain("saelab.select.run:run"), lambda c: c.out),
-    "select-corpus": StageKind(
-        "saelab.select.config:ChatCorpusConfig", _plain("saelab.select.corpus:write_chat_corpus"), lambda c: c.out
-    ),
-    "synth-world": StageKind("saelab.synth.config:SynthWorldConfig", _plain("saelab.synth.run:run"), lambda c: c.out),
-    "synth-score": StageKind(
-        "saelab.synth.config:SynthScoreConfig", _plain("saelab.synth.report:run"), lambda c: c.out
-    ),
+    "harvest": StageKind(HarvestConfig, _plain(run_harvest), _out),
+    "train": StageKind(TrainConfig, _train, _run_dir),
+    "train-multi": StageKind(MultiTrainConfig, _train_multi, _run_dir),
+    "eval": StageKind(EvalConfig, _plain(run_eval), _out),
+    "plot": StageKind(PlotConfig, _plain(run_plot), _out),
+    "saelens-train": StageKind(SAELensTrainConfig, _plain(run_saelens), _out),
+    "inspect": StageKind(InspectConfig, _plain(run_inspect), _out),
+    "atoms": StageKind(AtomsConfig, _plain(run_atoms), _out),
+    "atoms-paper": StageKind(AtomsPaperConfig, _plain(run_atoms_paper), _out),
+    "circuits": StageKind(CircuitsConfig, _plain(run_circuits), _out),
+    "select-bench": StageKind(BenchConfig, _plain(run_bench), _out),
+    "select-downstream": StageKind(DownstreamConfig, _plain(run_downstream), _out),
+    "select": StageKind(SelectConfig, _plain(run_select), _out),
+    "select-corpus": StageKind(ChatCorpusConfig, _plain(write_chat_corpus), _out),
+    "synth-world": StageKind(SynthWorldConfig, _plain(run_synth_world), _out),
+    "synth-score": StageKind(SynthScoreConfig, _plain(run_synth_score), _out),
 }
 
 
@@ -181,14 +197,7 @@ def run(path: str | Path, quick: bool = False, only: list[str] | None = None, lo
 def _config_class(kind: str, path: Path) -> type[BaseModel]:
     if kind not in STAGES:
         raise ValueError(f"{path}: unknown stage kind {kind!r}; known kinds: {sorted(STAGES)}")
-    module, cls = STAGES[kind].config.split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except ModuleNotFoundError as e:
-        raise ValueError(
-            f"{path}: stage kind {kind!r} needs {e.name}, which is not installed "
-            f"(the `bench` extra provides sae_lens: pip install -e '.[bench]')"
-        ) from None
+    return STAGES[kind].config
 
 
 def _expand(table: dict, index: int, quick: bool, name: str, path: Path):

@@ -31,9 +31,7 @@ def _count(cfg: CountConfig, redo: bool) -> dict:
 @pytest.fixture
 def fake_kind(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(
-        experiment.STAGES, "count", experiment.StageKind(f"{__name__}:CountConfig", _count, lambda c: c.out)
-    )
+    monkeypatch.setitem(experiment.STAGES, "count", experiment.StageKind(CountConfig, _count, lambda c: c.out))
     CALLS.clear()
     return tmp_path
 
@@ -162,8 +160,7 @@ def test_every_stage_config_shares_the_one_base_and_lives_in_its_stages_config_m
     from saelab.runtime.config import Config
 
     for kind, stage in experiment.STAGES.items():
-        module, name = stage.config.split(":")
-        cls = getattr(__import__(module, fromlist=[name]), name)
+        cls, module = stage.config, stage.config.__module__
         assert issubclass(cls, Config), kind
         assert cls.model_config["extra"] == "forbid" and cls.model_config["frozen"], kind
         if kind != "saelens-train":  # the SAELens peer is no saelab stage
