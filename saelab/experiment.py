@@ -91,31 +91,28 @@ def _plain(fn: Callable[[Any], Any]) -> Callable[[BaseModel, bool], Any]:
     return run
 
 
-def _out(cfg: Any) -> Path:
-    return cfg.out
-
-
-def _run_dir(cfg: Any) -> Path:
-    return cfg.run_dir
-
+# Stages whose run takes just the config and writes to `cfg.out`: kind -> (config class, run function).
+_PLAIN_STAGES: dict[str, tuple[type[BaseModel], Callable[[Any], Any]]] = {
+    "harvest": (HarvestConfig, run_harvest),
+    "eval": (EvalConfig, run_eval),
+    "plot": (PlotConfig, run_plot),
+    "saelens-train": (SAELensTrainConfig, run_saelens),
+    "inspect": (InspectConfig, run_inspect),
+    "atoms": (AtomsConfig, run_atoms),
+    "atoms-paper": (AtomsPaperConfig, run_atoms_paper),
+    "circuits": (CircuitsConfig, run_circuits),
+    "select-bench": (BenchConfig, run_bench),
+    "select-downstream": (DownstreamConfig, run_downstream),
+    "select": (SelectConfig, run_select),
+    "select-corpus": (ChatCorpusConfig, write_chat_corpus),
+    "synth-world": (SynthWorldConfig, run_synth_world),
+    "synth-score": (SynthScoreConfig, run_synth_score),
+}
 
 STAGES: dict[str, StageKind] = {
-    "harvest": StageKind(HarvestConfig, _plain(run_harvest), _out),
-    "train": StageKind(TrainConfig, _train, _run_dir),
-    "train-multi": StageKind(MultiTrainConfig, _train_multi, _run_dir),
-    "eval": StageKind(EvalConfig, _plain(run_eval), _out),
-    "plot": StageKind(PlotConfig, _plain(run_plot), _out),
-    "saelens-train": StageKind(SAELensTrainConfig, _plain(run_saelens), _out),
-    "inspect": StageKind(InspectConfig, _plain(run_inspect), _out),
-    "atoms": StageKind(AtomsConfig, _plain(run_atoms), _out),
-    "atoms-paper": StageKind(AtomsPaperConfig, _plain(run_atoms_paper), _out),
-    "circuits": StageKind(CircuitsConfig, _plain(run_circuits), _out),
-    "select-bench": StageKind(BenchConfig, _plain(run_bench), _out),
-    "select-downstream": StageKind(DownstreamConfig, _plain(run_downstream), _out),
-    "select": StageKind(SelectConfig, _plain(run_select), _out),
-    "select-corpus": StageKind(ChatCorpusConfig, _plain(write_chat_corpus), _out),
-    "synth-world": StageKind(SynthWorldConfig, _plain(run_synth_world), _out),
-    "synth-score": StageKind(SynthScoreConfig, _plain(run_synth_score), _out),
+    "train": StageKind(TrainConfig, _train, lambda c: c.run_dir),
+    "train-multi": StageKind(MultiTrainConfig, _train_multi, lambda c: c.run_dir),
+    **{kind: StageKind(config, _plain(fn), lambda c: c.out) for kind, (config, fn) in _PLAIN_STAGES.items()},
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import jax
@@ -116,13 +117,15 @@ def unregister(name: str) -> Architecture:
     return entry
 
 
+def _builtin(module: ModuleType, config: type[SAEConfig], **facts: Any) -> Architecture:
+    """The entry of one of saelab's architecture modules: its config class and functions, and `facts`."""
+    return Architecture(architecture_of(config), config, module.encode, module.decode, module.loss, **facts)
+
+
 register(
-    Architecture(
-        "relu",
+    _builtin(
+        relu,
         ReLUConfig,
-        relu.encode,
-        relu.decode,
-        relu.loss,
         saelens_name="standard",
         saelens_imports=("standard",),
         saelens_transcoder="transcoder",
@@ -131,12 +134,9 @@ register(
     )
 )
 register(
-    Architecture(
-        "topk",
+    _builtin(
+        topk,
         TopKConfig,
-        topk.encode,
-        topk.decode,
-        topk.loss,
         encode_sparse=topk.encode_sparse,
         unit_norm_decoder=True,
         saelens_name="topk",
@@ -146,12 +146,9 @@ register(
     )
 )
 register(
-    Architecture(
-        "batchtopk",
+    _builtin(
+        batchtopk,
         BatchTopKConfig,
-        batchtopk.encode,
-        batchtopk.decode,
-        batchtopk.loss,
         update_threshold=batchtopk.update_threshold,
         unit_norm_decoder=True,
         saelens_name="jumprelu",  # one shared threshold at inference: a JumpReLU SAE, as SAELens saves it
@@ -161,12 +158,9 @@ register(
     )
 )
 register(
-    Architecture(
-        "jumprelu",
+    _builtin(
+        jumprelu,
         JumpReLUConfig,
-        jumprelu.encode,
-        jumprelu.decode,
-        jumprelu.loss,
         input_scaling="unit",  # the threshold and bandwidth defaults are Gemma Scope's, for unit inputs
         saelens_name="jumprelu",
         saelens_imports=("jumprelu",),
@@ -176,12 +170,9 @@ register(
     )
 )
 register(
-    Architecture(
-        "matryoshka",
+    _builtin(
+        matryoshka,
         MatryoshkaConfig,
-        matryoshka.encode,
-        matryoshka.decode,
-        matryoshka.loss,
         update_threshold=matryoshka.update_threshold,
         unit_norm_decoder=True,
         saelens_name=matryoshka.saelens_name,

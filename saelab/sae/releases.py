@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from saelab.sae.config import ComputeDtype
+from saelab.sae.formats import FORMATS, LoadOptions
+from saelab.sae.formats.gemmascope import hook_of
 from saelab.sae.loaded import LoadedSAE
 
 
@@ -33,6 +35,20 @@ _GPT2_JB = {f"blocks.{i}.hook_resid_pre": f"blocks.{i}.hook_resid_pre" for i in 
     "blocks.11.hook_resid_post": "blocks.11.hook_resid_post"
 }
 _PYTHIA_RES = {"blocks.0.hook_resid_pre": "e-res-sm"} | {f"blocks.{i}.hook_resid_post": f"{i}-res-sm" for i in range(6)}
+
+
+def _pythia_layers(hook: str, kind: str) -> dict[str, str]:
+    """SAE id -> folder of one of the Pythia-70m-deduped releases, one SAE per layer."""
+    return {f"blocks.{i}.{hook}": f"{i}-{kind}-sm" for i in range(6)}
+
+
+def _pythia(kind: str, paths: Mapping[str, str], example: str) -> Release:
+    """One of the Pythia-70m-deduped releases (res, mlp, att), as ctigges reprocessed them for SAELens."""
+    return Release(
+        f"ctigges/pythia-70m-deduped__{kind}-sm_processed", "saelens", "pythia-70m-deduped", paths, example=example
+    )
+
+
 _GEMMA_2B_RES_CANONICAL_L0 = {  # folder layer_L/width_W -> the average_l0 SAELens calls canonical
     "layer_0/width_16k": 105, "layer_1/width_16k": 102, "layer_2/width_16k": 141, "layer_3/width_16k": 59,
     "layer_4/width_16k": 124, "layer_5/width_16k": 68, "layer_6/width_16k": 70, "layer_7/width_16k": 69,
@@ -83,27 +99,9 @@ RELEASES: dict[str, Release] = {
         pattern=_GEMMA_SCOPE_ID,
         example="layer_20/width_16k/average_l0_68",
     ),
-    "pythia-70m-deduped-res-sm": Release(
-        "ctigges/pythia-70m-deduped__res-sm_processed",
-        "saelens",
-        "pythia-70m-deduped",
-        _PYTHIA_RES,
-        example="blocks.3.hook_resid_post",
-    ),
-    "pythia-70m-deduped-mlp-sm": Release(
-        "ctigges/pythia-70m-deduped__mlp-sm_processed",
-        "saelens",
-        "pythia-70m-deduped",
-        {f"blocks.{i}.hook_mlp_out": f"{i}-mlp-sm" for i in range(6)},
-        example="blocks.3.hook_mlp_out",
-    ),
-    "pythia-70m-deduped-att-sm": Release(
-        "ctigges/pythia-70m-deduped__att-sm_processed",
-        "saelens",
-        "pythia-70m-deduped",
-        {f"blocks.{i}.hook_attn_out": f"{i}-att-sm" for i in range(6)},
-        example="blocks.3.hook_attn_out",
-    ),
+    "pythia-70m-deduped-res-sm": _pythia("res", _PYTHIA_RES, "blocks.3.hook_resid_post"),
+    "pythia-70m-deduped-mlp-sm": _pythia("mlp", _pythia_layers("hook_mlp_out", "mlp"), "blocks.3.hook_mlp_out"),
+    "pythia-70m-deduped-att-sm": _pythia("att", _pythia_layers("hook_attn_out", "att"), "blocks.3.hook_attn_out"),
     "llama_scope_lxr_8x": Release(
         "fnlp/Llama3_1-8B-Base-LXR-8x",
         "llamascope",
@@ -182,9 +180,6 @@ def load_pretrained(
 ) -> LoadedSAE:
     """A published SAE by SAELens's release name and SAE id, e.g.
     `load_pretrained("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical")`."""
-    from saelab.sae.formats import FORMATS, LoadOptions
-    from saelab.sae.formats.gemmascope import hook_of
-
     loc = locate(release, sae_id)
     path = fetch(loc)
     meta: dict[str, Any] = {"model_name": loc.model, "release": release, "sae_id": sae_id}
