@@ -186,3 +186,15 @@ train = {{ seed = 1 }}
     assert "pass --overwrite" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "cli")]) == 0
     assert "4 steps" in capsys.readouterr().out
+
+
+def test_a_single_run_is_the_one_sae_case_of_the_multi_loop(store, tmp_path) -> None:
+    """One loop: a single-SAE run and a multi-SAE run of that one SAE train bit for bit the same."""
+    one = multi.run(_cfg(store, tmp_path, "one", saes=[SAES[2]]))
+    mcfg = load_multi_run_config(one.run_dir).members()[0]
+    alone = train.run(mcfg.model_copy(update={"train": mcfg.train.model_copy(update={"name": "alone"})}))
+    mine = one.saes["relu"]
+    for field, a, b in zip(mine.params._fields, mine.params, alone.params, strict=True):
+        if b is not None:
+            assert np.array_equal(np.asarray(a), np.asarray(b)), f"{field} differs"
+    assert _strip(RunDir(mine.run_dir).read_metrics()) == _strip(RunDir(alone.run_dir).read_metrics())
