@@ -7,8 +7,8 @@ sparsify and the sparse kernels of OpenAI's "Scaling and evaluating sparse autoe
 
 Weight gradients, two ways each (`encoder_grad`, `decoder_grad`):
 - "segment": scatter-add the (batch * k) rows `g_bj * x_b` (encoder) or `vals_bj * dx_hat_b` (decoder)
-  into the chosen latents, scanning over chunks of DEFAULT_CHUNK tokens so that each chunk's (chunk, k, d)
-  block stays in cache: O(batch * k * d);
+  into the chosen latents, scanning over chunks of DEFAULT_CHUNK tokens (saelab.sae.gather) so that each
+  chunk's (chunk, k, d) block stays in cache: O(batch * k * d);
 - "gemm": scatter the cotangents into a dense (batch, d_sae) matrix and do one GEMM: O(batch * d_sae * d).
 "segment" is the default for both, since k is much smaller than d_sae: it does less work for either weight
 and makes the whole TopK train step faster. The AuxK codes (k_aux ~ d_in / 2)
@@ -27,12 +27,20 @@ from saelab.sae.affine import matmul
 from saelab.sae.auxk import aux_encoder_grad, aux_topk
 from saelab.sae.codes import TopK, densify, top_k
 from saelab.sae.config import ComputeDtype
+from saelab.sae.gather import gather_blocks, gather_dot, gather_sum, scatter_rows
+
+__all__ = [
+    "topk_encode",
+    "topk_encode_aux",
+    "sparse_decode",
+    "sparse_decode_prefixes",
+    "dense_topk_encode",
+    "dense_decode",
+]
 
 GradMethod = Literal["gemm", "segment"]
 DEFAULT_ENCODER_GRAD: GradMethod = "segment"
 DEFAULT_DECODER_GRAD: GradMethod = "segment"
-DEFAULT_CHUNK = 128
-"""Tokens per scan step of the sparse backward kernels (the speed is flat across 64-256)."""
 
 
 def topk_encode(
@@ -166,13 +174,13 @@ def _encode_bwd(k, k_aux, compute_dtype, encoder_grad, res, cts):
         dpre = densify(g, idx, W_enc.shape[1])  # (batch, d_sae)
         dW_enc, db_enc = matmul(x.T, dpre, compute_dtype), dpre.sum(0)
     else:
-        dW_enc = _scatter_rows(g, idx, x[:, None, :], None, W_enc.shape[1]).T  # (d_in, d_sae)
+        dW_enc = scatter_rows(g, idx, x[:, None, :], None, W_enc.shape[1]).T  # (d_in, d_sae)
         db_enc = jax.ops.segment_sum(g.ravel(), idx.ravel(), W_enc.shape[1])
     if k_aux:
         dW_aux, db_aux = aux_encoder_grad(x, g_aux, TopK(aux_vals, aux_idx), dead_mask, compute_dtype)
         dW_enc, db_enc = dW_enc + dW_aux, db_enc + db_aux
     g_all = jnp.concatenate([g, g_aux * (aux_vals > 0)], 1)  # (batch, k + k_aux)
-    dx = _gather_sum(g_all, jnp.concatenate([idx, aux_idx], 1), W_enc.T, compute_dtype)  # dead in training
+    dx = gather_sum(g_all, jnp.concatenate([idx, aux_idx], 1), W_enc.T, compute_dtype)  # dead in training
     return dx.astype(x.dtype), dW_enc, db_enc, None
 
 
@@ -190,9 +198,9 @@ def _decode(prefixes, compute_dtype, decoder_grad, vals, idx, W_dec, b_dec):
 def _decode_fwd(prefixes, compute_dtype, decoder_grad, vals, idx, W_dec, b_dec):
     sel = _prefix_onehot(idx, prefixes)  # (batch, k, n_prefixes) or None
     if sel is None:
-        parts = _gather_sum(vals, idx, W_dec, compute_dtype)[None]  # (1, batch, d_in)
+        parts = gather_sum(vals, idx, W_dec, compute_dtype)[None]  # (1, batch, d_in)
     else:
-        parts = jnp.moveaxis(_gather_blocks(vals, sel, idx, W_dec, compute_dtype), 1, 0)  # (n_pre, b, d_in)
+        parts = jnp.moveaxis(gather_blocks(vals, sel, idx, W_dec, compute_dtype), 1, 0)  # (n_pre, b, d_in)
     return jnp.cumsum(parts, axis=0) + b_dec, (vals, idx, W_dec, sel)
 
 
@@ -200,9 +208,9 @@ def _decode_bwd(prefixes, compute_dtype, decoder_grad, res, g):
     vals, idx, W_dec, sel = res
     suffix = jnp.cumsum(g[::-1], axis=0)[::-1]  # (n_prefixes, batch, d_in): a block's total cotangent
     rows = jnp.moveaxis(suffix, 0, 1)  # (batch, n_prefixes, d_in)
-    dvals = _gather_dot(rows, sel, idx, W_dec, compute_dtype)  # (batch, k)
+    dvals = gather_dot(rows, sel, idx, W_dec, compute_dtype)  # (batch, k)
     if decoder_grad == "segment":
-        dW_dec = _scatter_rows(vals, idx, rows, sel, W_dec.shape[0])
+        dW_dec = scatter_rows(vals, idx, rows, sel, W_dec.shape[0])
     else:
         codes = densify(vals, idx, W_dec.shape[0])  # (batch, d_sae)
         blocks = zip((0, *prefixes[:-1]), prefixes, strict=True)
@@ -221,93 +229,3 @@ def _prefix_onehot(idx: jax.Array, prefixes: tuple[int, ...]) -> jax.Array | Non
         return None
     block = sum((idx >= p).astype(jnp.int32) for p in prefixes[:-1])  # (batch, k)
     return jax.nn.one_hot(block, len(prefixes), dtype=jnp.float32)
-
-
-# --- gather / scatter primitives --------------------------------------------------------------------
-# A slot (b, j) pairs latent idx[b, j] with a row of its token: `rows[b, 0]`, or with prefix blocks
-# `sum_m sel[b, j, m] * rows[b, m]`. Chunks of DEFAULT_CHUNK tokens keep each (chunk, k, d) block of
-# gathered rows in cache, where one (batch, k, d) block at training sizes would spill.
-
-
-def _gather_sum(w: jax.Array, idx: jax.Array, table: jax.Array, compute_dtype: ComputeDtype) -> jax.Array:
-    """`sum_j w[b, j] * table[idx[b, j]]`, (batch, d), as a k-step gather-accumulate loop, 8 steps fused
-    per iteration: never materialises the (batch, k, d) gathered rows. (Unrolled in Python, XLA's fusion of
-    the k gathers depended on the consumers, and a squared-error sum after it made it several times slower.)"""
-    dt = jnp.dtype(compute_dtype)
-    table = table.astype(dt)
-    step = lambda j, acc: acc + w[:, j, None] * table[idx[:, j]].astype(jnp.float32)
-    acc = jnp.zeros((w.shape[0], table.shape[1]), jnp.float32)
-    return jax.lax.fori_loop(0, w.shape[1], step, acc, unroll=min(8, max(w.shape[1], 1)))
-
-
-def _gather_blocks(
-    w: jax.Array, sel: jax.Array, idx: jax.Array, table: jax.Array, compute_dtype: ComputeDtype
-) -> jax.Array:
-    """`out[b, m] = sum_j w[b, j] * sel[b, j, m] * table[idx[b, j]]`, (batch, n_prefixes, d)."""
-    dt = jnp.dtype(compute_dtype)
-    table = table.astype(dt)
-
-    def one(chunk):
-        wc, sc, i = chunk  # (c, k), (c, k, m), (c, k)
-        ws = (wc[:, :, None] * sc).astype(dt)  # (c, k, m)
-        return jnp.einsum("ckm,ckd->cmd", ws, table[i], preferred_element_type=jnp.float32)
-
-    return _map_chunks(one, w, sel, idx)
-
-
-def _gather_dot(
-    rows: jax.Array, sel: jax.Array | None, idx: jax.Array, table: jax.Array, compute_dtype: ComputeDtype
-) -> jax.Array:
-    """`<row_bj, table[idx[b, j]]>` for every slot, (batch, k)."""
-    dt = jnp.dtype(compute_dtype)
-    table = table.astype(dt)
-
-    def one(chunk):
-        r, i, sc = chunk  # (c, m, d), (c, k), (c, k, m) or None
-        dots = jnp.einsum("cmd,ckd->ckm", r.astype(dt), table[i], preferred_element_type=jnp.float32)
-        return dots[..., 0] if sc is None else jnp.sum(dots * sc, axis=-1)
-
-    return _map_chunks(one, rows, idx, sel)
-
-
-def _scatter_rows(w: jax.Array, idx: jax.Array, rows: jax.Array, sel: jax.Array | None, n_out: int) -> jax.Array:
-    """`out[idx[b, j]] += w[b, j] * row_bj` in float32, (n_out, d), scanning over chunks of tokens."""
-
-    def step(out, chunk):
-        r, i, sc, wc = chunk  # (c, d) without prefixes, else (c, m, d); (c, k); (c, k, m) or None; (c, k)
-        r = r.astype(jnp.float32)
-        if sc is None:
-            upd = wc[:, :, None] * r[:, None, :]  # (c, k, d)
-        else:
-            upd = jnp.einsum("ckm,cmd->ckd", wc[:, :, None] * sc, r)
-        return out.at[i.ravel()].add(upd.reshape(-1, upd.shape[-1]), mode="promise_in_bounds"), None
-
-    if sel is None:  # a (batch, 1, d) operand gets a layout XLA CPU fills and relayouts slowly
-        rows = rows[:, 0]
-    out = jnp.zeros((n_out, rows.shape[-1]), jnp.float32)
-    out, _ = jax.lax.scan(step, out, _chunks(rows, idx, sel, w))
-    return out
-
-
-def _map_chunks(fn, *arrays: jax.Array | None) -> jax.Array:
-    """lax.map of fn over token chunks of the arrays (None passes through); the result's token axis is
-    trimmed back to the batch."""
-    n = arrays[0].shape[0]
-    out = jax.lax.map(fn, _chunks(*arrays))  # (n_chunks, c, ...)
-    return out.reshape(-1, *out.shape[2:])[:n]
-
-
-def _chunks(*arrays: jax.Array | None) -> tuple[jax.Array | None, ...]:
-    """Zero-pad the token axis to a multiple of the chunk size and split it: (n_chunks, c, ...)."""
-    n = next(a for a in arrays if a is not None).shape[0]
-    c = min(DEFAULT_CHUNK, n)
-    pad = -n % c
-
-    def split(a):
-        if a is None:
-            return None
-        if pad:
-            a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
-        return a.reshape(-1, c, *a.shape[1:])
-
-    return tuple(split(a) for a in arrays)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.sae import sparse
+from saelab.sae import gather
 from saelab.sae.auxk import aux_topk
 from saelab.sae.codes import densify
 from saelab.sae.sparse import (
@@ -24,7 +24,7 @@ B, D_IN, D_SAE, K = 37, 6, 16, 4  # 37 tokens: not a multiple of the chunk, so p
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(sparse, "DEFAULT_CHUNK", 8)
+    monkeypatch.setattr(gather, "DEFAULT_CHUNK", 8)
 
 
 def _arrays(seed: int = 0):
