@@ -111,24 +111,21 @@ def _simple(value: Any) -> bool:
 
 
 def _fields_at(model: type[BaseModel] | None, path: tuple[Any, ...]) -> list[str]:
-    """Field names of the (nested) config class at `path` inside `model`; [] when it cannot be told."""
+    """Field names of the (nested) config class at `path` inside `model` (of every class of a union, such as
+    a store or a model data source); [] when it cannot be told."""
+    models = [model] if model is not None else []
     for part in path:
-        if model is None:
-            return []
         if isinstance(part, int):
             continue  # a list index: the list's item class was taken with the field
-        field = model.model_fields.get(str(part))
-        model = _model_of(field.annotation) if field is not None else None
-    return list(model.model_fields) if model is not None else []
+        field = next((m.model_fields[str(part)] for m in models if str(part) in m.model_fields), None)
+        models = _models_of(field.annotation) if field is not None else []
+    return list(dict.fromkeys(f for m in models for f in m.model_fields))
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic class inside `annotation` (X, X | None, list[X], tuple[X, ...])."""
+def _models_of(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic classes inside `annotation` (X, X | Y, X | None, list[X], tuple[X, ...])."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+        return [annotation]
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (typing.Union, list, tuple):
-        for arg in typing.get_args(annotation):
-            found = _model_of(arg)
-            if found is not None:
-                return found
-    return None
+        return [m for arg in typing.get_args(annotation) for m in _models_of(arg)]
+    return []

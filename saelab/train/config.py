@@ -1,5 +1,6 @@
 """Training run configuration: TOML sections [data], [sae], [optim], [train], validated by pydantic.
 
+The [data] section is one of two classes, by source (saelab.train.data_source).
 `load_config(path, overrides)` reads a TOML file, applies `--set section.key=value` overrides, and rejects
 unknown keys and impossible values before any compute. `resolve(cfg)` then opens the store's manifest (cheap)
 to fill in d_in and check the hook, so a missing store is also an error before any compute.
@@ -7,14 +8,12 @@ to fill in d_in and check the hook, so a missing store is also an error before a
 
 from __future__ import annotations
 
-import copy
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from saelab.harvest.config import HarvestConfig
 from saelab.runtime.cliargs import parse_value
 from saelab.runtime.config import Config, did_you_mean, explain_errors
 from saelab.sae import SAEConfig, get_architecture
@@ -22,65 +21,11 @@ from saelab.sae.config import DEFAULT_ARCHITECTURE, check_fields
 from saelab.sae.registry import ARCHITECTURES
 from saelab.sae.scaling import InputScaling
 from saelab.store import NotAStoreError, read_manifest
+from saelab.train.data_source import DataConfig, DataSource, StoreData
 
 
 class _Section(Config):
     pass
-
-
-def _harvest_field(name: str):
-    """HarvestConfig's field `name` (type bounds, default and docstring), reused by the on-the-fly source."""
-    return copy.copy(HarvestConfig.model_fields[name])
-
-
-class DataConfig(_Section):
-    source: Literal["store", "model"] = "store"
-    """Where batches come from: a harvested store (globally shuffled), or the model itself run on the corpus
-    as training goes, through a shuffle buffer of `buffer_batches` batches (no store on disk)."""
-    store: Path = Path("activations/demo")
-    """Activation store directory made by `saelab harvest` (source "store")."""
-    model: str = _harvest_field("model")
-    corpus: str = _harvest_field("corpus")
-    split: Literal["all", "train", "heldout"] = _harvest_field("split")
-    context: int = _harvest_field("context")
-    model_batch: int = _harvest_field("batch")
-    model_dtype: Literal["float32", "bfloat16"] = _harvest_field("model_dtype")
-    within_document: bool = _harvest_field("within_document")
-    buffer_batches: int = Field(default=16, ge=1)
-    """Source "model": training batches held in the device-side shuffle buffer; each fill is shuffled as a
-    whole and drained before the next (1 = no mixing across batches)."""
-    hook: str | None = None
-    """Hook point to train on; None means the store's only hook."""
-    target_hook: str | None = None
-    """Train a transcoder: reconstruct this hook of the same store (e.g. blocks.L.hook_mlp_out) from `hook`
-    (e.g. blocks.L.ln2.hook_normalized); None trains an ordinary SAE. Each hook is scaled by its own statistics."""
-    batch_size: int = Field(default=4096, ge=1)
-    """Tokens per step (global batch across all devices and processes)."""
-    include_bos: bool = False
-    """Train on BOS positions too (their norms are huge; excluded by default)."""
-    seed: int = 0
-    """Seed of the global shuffle (source "store") or of the shuffle buffer (source "model")."""
-
-    @model_validator(mode="after")
-    def _check_source(self) -> DataConfig:
-        stream_only = ("model", "corpus", "split", "context", "model_batch", "model_dtype", "within_document")
-        changed = [k for k in (*stream_only, "buffer_batches", "store") if self._changed(k)]
-        if self.source == "store":
-            given = [k for k in changed if k != "store"]
-            if given:
-                raise ValueError(f"data.{', data.'.join(given)} apply to data.source='model'; set it or remove them")
-            return self
-        if "store" in changed:
-            raise ValueError("data.store is not read with data.source='model'; remove it or use source='store'")
-        if self.hook is None:
-            raise ValueError("data.source='model' needs data.hook, e.g. data.hook='blocks.3.hook_resid_post'")
-        if self.include_bos:
-            raise ValueError("data.include_bos is for stores; on the fly, BOS positions are always left out")
-        return self
-
-    def _changed(self, name: str) -> bool:
-        """Whether field `name` holds other than its default (a resolved config lists every field)."""
-        return getattr(self, name) != type(self).model_fields[name].default
 
 
 class SAESection(_Section):
@@ -158,8 +103,23 @@ class TrainSection(_Section):
     """Windows per in-training eval batch."""
 
 
-class TrainConfig(_Section):
-    data: DataConfig = DataConfig()
+class Paced:
+    """The properties of a config whose [data] and [train] sections set the pace of a run."""
+
+    data: DataConfig
+    train: TrainSection
+
+    @property
+    def steps(self) -> int:
+        return self.train.tokens // self.data.batch_size
+
+    @property
+    def run_dir(self) -> Path:
+        return self.train.out / self.train.name
+
+
+class TrainConfig(Paced, _Section):
+    data: DataSource = StoreData()
     sae: SAESection = SAESection()
     optim: OptimConfig = OptimConfig()
     train: TrainSection = TrainSection()
@@ -205,14 +165,6 @@ class TrainConfig(_Section):
                     "have; remove it"
                 )
         return self
-
-    @property
-    def steps(self) -> int:
-        return self.train.tokens // self.data.batch_size
-
-    @property
-    def run_dir(self) -> Path:
-        return self.train.out / self.train.name
 
 
 class Resolved(NamedTuple):

@@ -30,7 +30,8 @@ from saelab.models import Model, validate_hook_names
 from saelab.models.hooked_forward import forward_fn, pad_rows, store_width
 from saelab.runtime.finite import NonFiniteError
 from saelab.store.loader import Batch
-from saelab.train.config import DataConfig, TrainConfig
+from saelab.train.config import TrainConfig
+from saelab.train.data_source import ModelData
 from saelab.train.source import Source
 
 
@@ -42,7 +43,7 @@ class Position(NamedTuple):
     row: int  # activation rows (BOS left out) already taken from the forward batch starting at `window`
 
 
-def describe_source(data: DataConfig) -> dict[str, Any]:
+def describe_source(data: ModelData) -> dict[str, Any]:
     """The manifest-like facts of an on-the-fly source (what the export and the evals read from a store's
     manifest): the model, corpus and window settings, the hook and its width. Reads the model's config."""
     ck = load_model(data.model, data.model_dtype)
@@ -134,7 +135,7 @@ def open_source(cfg: TrainConfig, hook: str, mesh: Mesh, saved: dict[str, Any] |
 class ModelStream:
     """Endless shuffled batches of (batch_size, d) activations of `hook`, made by the model as they are drawn."""
 
-    def __init__(self, data: DataConfig, hook: str, batch_size: int, mesh: Mesh, model: Model | None = None) -> None:
+    def __init__(self, data: ModelData, hook: str, batch_size: int, mesh: Mesh, model: Model | None = None) -> None:
         self.data = data
         self.hook = hook
         self.model = model or load_model(data.model, data.model_dtype)

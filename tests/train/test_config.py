@@ -75,3 +75,19 @@ def test_switched_topk_config_trains_jumprelu_at_unit_scale(real_store, tmp_path
     stats = ActivationStore(real_store).stats(HOOK)
     want = np.sqrt(1.0 / stats["mean_sq_norm_no_bos"])  # mean squared norm 1 after scaling
     assert load_sae(r.run_dir).metadata["input_scale_folded"] == pytest.approx(want, rel=1e-6)
+
+
+def test_the_data_section_is_the_class_of_its_source() -> None:
+    from saelab.train.data_source import ModelData, StoreData
+
+    assert type(train.load_config(None, ["data.store='s'"]).data) is StoreData
+    on_the_fly = train.load_config(None, ["data.source='model'", f"data.hook='{HOOK}'", "data.context=32"]).data
+    assert type(on_the_fly) is ModelData and on_the_fly.context == 32 and not hasattr(on_the_fly, "store")
+    assert "context" not in StoreData.model_fields and "store" not in ModelData.model_fields
+    # a [data] table listing both sources' fields at their defaults (as a flat dump holds them) still loads
+    flat = StoreData().model_dump() | {k: f.default for k, f in ModelData.model_fields.items() if k != "source"}
+    assert TrainConfig(data=flat).data == StoreData()
+    with pytest.raises(ValueError, match=r"data.context apply to data.source='model'"):
+        TrainConfig(data=flat | {"context": 64})
+    with pytest.raises(ValueError, match="data.source must be 'store' or 'model', got 'modle'"):
+        train.load_config(None, ["data.source='modle'"])

@@ -13,7 +13,7 @@ import pytest
 from saelab import train
 from saelab.data import open_corpus, pack_for_model
 from saelab.runtime.rundir import RunDir
-from saelab.train.config import DataConfig
+from saelab.train.data_source import ModelData
 from saelab.train.mesh import make_mesh
 from saelab.train.stream import ModelStream
 from tests.models.small import sliced_smollm2
@@ -37,9 +37,9 @@ def corpus(tmp_path_factory) -> str:
     return f"text:{f}"
 
 
-def _data(corpus: str, **kw) -> DataConfig:
+def _data(corpus: str, **kw) -> ModelData:
     base = {"source": "model", "hook": HOOK, "corpus": corpus, "split": "all", "context": 16, "model_batch": 4}
-    return DataConfig(**(base | {"buffer_batches": 2} | kw))
+    return ModelData(**(base | {"buffer_batches": 2} | kw))
 
 
 def _reference_rows(model, corpus: str, epochs: int) -> np.ndarray:

@@ -36,7 +36,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from saelab.runtime.config import Config, explain_errors
 from saelab.runtime.rundir import RunDir
-from saelab.train.config import DataConfig, OptimConfig, SAESection, TrainConfig, TrainSection, read_toml
+from saelab.train.config import OptimConfig, Paced, SAESection, TrainConfig, TrainSection, read_toml
+from saelab.train.data_source import DataSource, StoreData
 
 # [train] fields one SAE may set for itself; the others pace the shared loop or place the run.
 MEMBER_TRAIN_FIELDS = frozenset(
@@ -78,10 +79,10 @@ class MemberConfig(Config):
         return train
 
 
-class MultiTrainConfig(Config):
+class MultiTrainConfig(Paced, Config):
     """Several SAEs trained on the same batches in one run; each entry of `saes` is one SAE."""
 
-    data: DataConfig = DataConfig()
+    data: DataSource = StoreData()
     """Shared: the store, batch size, shuffle seed and BOS rule (data.hook is the default hook)."""
     sae: SAESection = SAESection()
     """The [sae] fields every SAE starts from."""
@@ -118,14 +119,6 @@ class MultiTrainConfig(Config):
             return TrainConfig(data=data, sae=base(self.sae) | m.sae, optim=base(self.optim) | m.optim, train=train)
         except ValidationError as e:
             raise ValueError(f"SAE {m.name!r}: invalid config:\n{explain_errors(e, TrainConfig)}") from None
-
-    @property
-    def steps(self) -> int:
-        return self.train.tokens // self.data.batch_size
-
-    @property
-    def run_dir(self) -> Path:
-        return self.train.out / self.train.name
 
     def dump(self) -> dict[str, Any]:
         """The config as written to `multi.json`: the fields that were set, so architecture defaults (an unset
