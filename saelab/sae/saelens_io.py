@@ -17,12 +17,23 @@ import numpy as np
 
 from saelab.runtime.rundir import RunDir
 from saelab.sae.config import ComputeDtype, SAEConfig
+from saelab.sae.formats import FORMATS, LoadOptions, detect, load
+from saelab.sae.formats import saelens as saelens_format
+from saelab.sae.formats.saelens import CFG_FILE, WEIGHTS_FILE
 from saelab.sae.loaded import LoadedSAE
 from saelab.sae.params import SAEParams
 from saelab.sae.registry import get_architecture
 
-CFG_FILE = "cfg.json"
-WEIGHTS_FILE = "sae_weights.safetensors"
+__all__ = [
+    "CFG_FILE",
+    "WEIGHTS_FILE",
+    "saelens_architecture",
+    "save_saelens",
+    "load_saelens",
+    "load_sae",
+    "sae_dir",
+    "sae_files",
+]
 SAELENS_FORMAT = "6.0.0"  # the SAELens config layout we write (metadata nested); older layouts still load
 
 
@@ -74,9 +85,7 @@ def save_saelens(path: str | Path, params: SAEParams, cfg: SAEConfig, metadata: 
 def load_saelens(path: str | Path) -> LoadedSAE:
     """Read a SAELens-format directory (ours or SAELens's own) into SAEParams and an SAEConfig; NonFiniteError
     (naming the tensor) when a weight is NaN or Inf. See saelab.sae.formats.saelens for the fields honoured."""
-    from saelab.sae.formats import saelens
-
-    return saelens.load(Path(path))
+    return saelens_format.load(Path(path))
 
 
 def load_sae(
@@ -95,8 +104,6 @@ def load_sae(
     LoadedSAE.encode / decode apply; compute_dtype: override the matmul dtype the stored dtype implies;
     metadata: model_name / hook_name for files that do not state them (the file's own values win).
     """
-    from saelab.sae.formats import LoadOptions, load
-
     opts = LoadOptions(norm_scaling_factor, runtime_norm, compute_dtype, dict(metadata or {}))
     return load(sae_dir(path), opts)
 
@@ -122,8 +129,6 @@ def sae_dir(path: str | Path) -> Path:
 def sae_files(path: str | Path) -> tuple[Path, ...]:
     """The files the SAE `path` names is made of (a SAELens-format directory: cfg.json and weights; a run: its
     export; another format's folder: that format's files)."""
-    from saelab.sae.formats import FORMATS, detect
-
     d = sae_dir(path)
     fmt = detect(d) if d.is_dir() else FORMATS["saelens"]
     return tuple(d / f for f in fmt.files)

@@ -29,8 +29,9 @@ from saelab.sae.config import DEFAULT_ARCHITECTURE, REGISTERED, SAEConfig
 from saelab.sae.formats.base import DEFAULT, LoadOptions, build, compute_dtype_of
 from saelab.sae.loaded import InputNorm, LoadedSAE
 from saelab.sae.registry import ARCHITECTURES, sae_config
-from saelab.sae.saelens_io import CFG_FILE, WEIGHTS_FILE
 
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
 RENAMED = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
 META_KEYS = (
     "model_name", "hook_name", "hook_name_out", "hook_head_index", "context_size", "prepend_bos", "dataset_path"
