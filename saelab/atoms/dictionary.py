@@ -43,15 +43,20 @@ class Dictionary(NamedTuple):
 
 def neurons(d: int, hook: str | None = None) -> Dictionary:
     """The standard basis of R^d: code = activation, R^2 = 1 by construction."""
+    return _basis(d, hook, "neurons", _identity, "standard basis")
+
+
+def _basis(d: int, hook: str | None, name: str, encode: Callable[[jax.Array], jax.Array], source: str) -> Dictionary:
+    """The standard basis of R^d as a dictionary with the code rule `encode`."""
     return Dictionary(
-        name="neurons",
+        name=name,
         kind="neurons",
         architecture="identity",
         hook=hook,
         D=jnp.eye(d, dtype=jnp.float32),
         bias=None,
-        encode=_identity,
-        source="standard basis",
+        encode=encode,
+        source=source,
     )
 
 
@@ -66,15 +71,12 @@ def thresholded_neurons(d: int, threshold: float, hook: str | None = None) -> Di
         x = x.astype(jnp.float32)  # (b, d)
         return jnp.where(jnp.abs(x) > threshold * jnp.max(jnp.abs(x), axis=1, keepdims=True), x, 0.0)
 
-    return Dictionary(
-        name=f"MLP neurons (|a| > {threshold:g} max|a|)",
-        kind="neurons",
-        architecture="identity",
-        hook=hook,
-        D=jnp.eye(d, dtype=jnp.float32),
-        bias=None,
-        encode=_encode,
-        source=f"standard basis, active above {threshold:g} of the token's largest |activation|",
+    return _basis(
+        d,
+        hook,
+        f"MLP neurons (|a| > {threshold:g} max|a|)",
+        _encode,
+        f"standard basis, active above {threshold:g} of the token's largest |activation|",
     )
 
 

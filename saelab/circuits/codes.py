@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import jax
@@ -71,22 +72,25 @@ def sae_codes(
     check_finite(train.sae, f"trained on the {task.name!r} head outputs (lower lr or l1)")
     t2 = time.perf_counter()
     c = codes(train.sae, x).reshape(2 * n, h)
-    pos_codes, neg_codes = c[:n], c[n:]
-    u = node_scores(pos_codes, neg_codes)
-    e = edge_scores(pos_codes, neg_codes)
-    shape = (model.cfg.n_layers, model.cfg.n_heads)
     return CodesResult(
-        u.reshape(shape),
-        softmax(u).reshape(shape),
-        e,
-        edge_node_scores(e, model.cfg.n_heads).reshape(shape),
-        pos_codes,
-        neg_codes,
+        *code_scores(c, n, model.cfg, lambda e: edge_node_scores(e, model.cfg.n_heads)),
         train,
         time.perf_counter() - t0,
         t1 - t0,
         t2 - t1,
     )
+
+
+def code_scores(
+    c: np.ndarray, n: int, cfg: ModelConfig, edge_node: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, ...]:
+    """From the codes `c` (2n, heads) of n positive then n negative prompts: node scores u, softmax(u), edge
+    scores, edge-node scores (by `edge_node`, one score per head), positive codes, negative codes."""
+    pos_codes, neg_codes = c[:n], c[n:]
+    u = node_scores(pos_codes, neg_codes)
+    e = edge_scores(pos_codes, neg_codes)
+    shape = (cfg.n_layers, cfg.n_heads)
+    return u.reshape(shape), softmax(u).reshape(shape), e, edge_node(e).reshape(shape), pos_codes, neg_codes
 
 
 def head_vectors(

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from saelab.circuits.codes import CodesResult, edge_scores, head_vectors, node_scores, softmax
+from saelab.circuits.codes import CodesResult, code_scores, head_vectors
 from saelab.circuits.sae import TrainResult
 from saelab.circuits.tasks import TaskData
 from saelab.models import Model
@@ -154,17 +154,8 @@ def paper_codes(
     fit = train_sae(x[pick].reshape(-1, d), l1, seed=seed)
     t2 = time.perf_counter()
     c = codes(fit.sae, x.reshape(-1, d)).reshape(2 * n, h)
-    pos_codes, neg_codes = c[:n], c[n:]
-    u = node_scores(pos_codes, neg_codes)
-    e = edge_scores(pos_codes, neg_codes)
-    shape = (model.cfg.n_layers, model.cfg.n_heads)
     return CodesResult(
-        u.reshape(shape),
-        softmax(u).reshape(shape),
-        e,
-        edge_node_counts(e).reshape(shape),
-        pos_codes,
-        neg_codes,
+        *code_scores(c, n, model.cfg, edge_node_counts),
         _summary(fit, x[pick].reshape(-1, d)),
         time.perf_counter() - t0,
         t1 - t0,
