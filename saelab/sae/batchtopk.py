@@ -15,12 +15,11 @@ import jax
 import jax.numpy as jnp
 from pydantic import model_validator
 
-from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.auxk import aux_topk, auxk_loss
 from saelab.sae.codes import top_k
 from saelab.sae.config import AuxKConfig, SAEConfig
-from saelab.sae.losses import AuxState, LossOutput
+from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, reconstruction, zero
 from saelab.sae.params import SAEParams
 from saelab.sae.transcoder import with_skip
 
@@ -88,15 +87,15 @@ def loss(
     """mse against y (x, or a transcoder's target) + aux_coefficient * AuxK, with the BatchTopK training codes."""
     enc = encode_train(params, x, cfg)
     y_hat = with_skip(params, x, decode(params, enc.codes, cfg.compute_dtype), cfg)  # (batch, d_out)
-    rec = losses.reconstruction(y, y_hat)
+    rec = reconstruction(y, y_hat)
     if cfg.aux_coefficient > 0:
         aux_codes = aux_topk(enc.pre, aux.dead_mask, cfg.resolved_k_aux)
         aux_loss = auxk_loss(params, aux_codes, y - y_hat, aux.dead_mask, cfg)
     else:
-        aux_loss = losses.zero()
+        aux_loss = zero()
     total = rec.mse + cfg.aux_coefficient * aux_loss
-    l0, counts = losses.dense_l0_and_counts(enc.codes)
-    return losses.loss_output(total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=enc.batch_threshold)
+    l0, counts = dense_l0_and_counts(enc.codes)
+    return loss_output(total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=enc.batch_threshold)
 
 
 def update_threshold(params: SAEParams, out: LossOutput, cfg: BatchTopKConfig) -> SAEParams:

@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 from pydantic import model_validator
 
-from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.config import TranscoderConfig, check_nonnegative
-from saelab.sae.losses import AuxState, LossOutput
+from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, reconstruction
 from saelab.sae.params import SAEParams
 from saelab.sae.transcoder import with_skip
 
@@ -77,12 +76,12 @@ def loss(
     theta = effective_threshold(params)  # (d_sae,) float32
     codes = jumprelu(pre, theta, cfg.bandwidth)
     y_hat = with_skip(params, x, decode(params, codes, cfg.compute_dtype), cfg)  # (batch, d_out)
-    rec = losses.reconstruction(y, y_hat)
+    rec = reconstruction(y, y_hat)
     l0_train = step(pre, theta, cfg.bandwidth).sum(1).mean()
     sparsity = cfg.l0_coefficient * aux.sparsity_scale * l0_train
     total = rec.mse + sparsity
-    l0, counts = losses.dense_l0_and_counts(codes)
-    return losses.loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
+    l0, counts = dense_l0_and_counts(codes)
+    return loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
 
 
 def effective_threshold(params: SAEParams) -> jax.Array:

@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 from pydantic import model_validator
 
-from saelab.sae import batchtopk, losses, topk
+import saelab.sae.batchtopk as batchtopk
+import saelab.sae.topk as topk
 from saelab.sae.affine import decode, matmul
 from saelab.sae.auxk import aux_topk, auxk_loss
 from saelab.sae.codes import densify, latent_counts
-from saelab.sae.losses import AuxState, LossOutput
+from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, nan, reconstruction, zero
 from saelab.sae.params import SAEParams
 from saelab.sae.sparse import sparse_decode_prefixes
 from saelab.sae.transcoder import with_skip
@@ -83,19 +84,19 @@ def loss(
         else:
             x_hats = decode_prefixes(params, densify(codes.vals, codes.idx, params.d_sae), cfg)
         counts = latent_counts(codes, params.d_sae)
-        l0, batch_threshold = counts.sum() / x.shape[0], losses.nan()
+        l0, batch_threshold = counts.sum() / x.shape[0], nan()
     else:
         enc = batchtopk.encode_train(params, x, cfg)
         x_hats = decode_prefixes(params, enc.codes, cfg)
         aux_codes = aux_topk(enc.pre, dead, cfg.resolved_k_aux) if dead is not None else None
-        l0, counts = losses.dense_l0_and_counts(enc.codes)
+        l0, counts = dense_l0_and_counts(enc.codes)
         batch_threshold = enc.batch_threshold
     x_hats = with_skip(params, x, x_hats, cfg)  # (n_prefixes, batch, d_out)
-    prefix_mse = jnp.stack([losses.reconstruction(y, xh).mse for xh in x_hats])  # (n_prefixes,)
-    rec = losses.reconstruction(y, x_hats[-1])
-    aux_loss = auxk_loss(params, aux_codes, y - x_hats[-1], dead, cfg) if dead is not None else losses.zero()
+    prefix_mse = jnp.stack([reconstruction(y, xh).mse for xh in x_hats])  # (n_prefixes,)
+    rec = reconstruction(y, x_hats[-1])
+    aux_loss = auxk_loss(params, aux_codes, y - x_hats[-1], dead, cfg) if dead is not None else zero()
     total = prefix_mse.mean() + cfg.aux_coefficient * aux_loss
-    return losses.loss_output(
+    return loss_output(
         total, rec, l0, counts, aux_loss=aux_loss, batch_threshold=batch_threshold, prefix_mse=prefix_mse
     )
 

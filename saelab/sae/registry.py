@@ -17,7 +17,11 @@ from typing import Any
 
 import jax
 
-from saelab.sae import batchtopk, jumprelu, matryoshka, relu, topk
+import saelab.sae.batchtopk as batchtopk
+import saelab.sae.jumprelu as jumprelu
+import saelab.sae.matryoshka as matryoshka
+import saelab.sae.relu as relu
+import saelab.sae.topk as topk
 from saelab.sae.batchtopk import BatchTopKConfig
 from saelab.sae.codes import TopK
 from saelab.sae.config import DEFAULT_ARCHITECTURE, REGISTERED, SAEConfig, architecture_of

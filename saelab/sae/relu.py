@@ -15,10 +15,9 @@ import jax
 import jax.numpy as jnp
 from pydantic import model_validator
 
-from saelab.sae import losses
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.config import TranscoderConfig, check_nonnegative
-from saelab.sae.losses import AuxState, LossOutput
+from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, reconstruction
 from saelab.sae.params import SAEParams
 from saelab.sae.transcoder import with_skip
 
@@ -47,10 +46,10 @@ def loss(params: SAEParams, x: jax.Array, cfg: ReLUConfig, aux: AuxState, y: jax
     """mse against y (x, or a transcoder's target) + l1_coefficient * sparsity_scale * decoder-norm-weighted L1."""
     codes = encode(params, x, cfg)  # (batch, d_sae)
     y_hat = with_skip(params, x, decode(params, codes, cfg.compute_dtype), cfg)  # (batch, d_out)
-    rec = losses.reconstruction(y, y_hat)
+    rec = reconstruction(y, y_hat)
     dec_norms = jnp.linalg.norm(params.W_dec, axis=1)  # (d_sae,)
     l1 = jnp.sum(jnp.abs(codes) * dec_norms, axis=1).mean()
     sparsity = cfg.l1_coefficient * aux.sparsity_scale * l1
     total = rec.mse + sparsity
-    l0, counts = losses.dense_l0_and_counts(codes)
-    return losses.loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
+    l0, counts = dense_l0_and_counts(codes)
+    return loss_output(total, rec, l0, counts, sparsity_loss=sparsity)
