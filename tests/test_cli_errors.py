@@ -53,7 +53,9 @@ def test_1_config_typos_and_bad_values_are_said_in_the_commands_words(tmp_path, 
     _fails(capsys, ["train", "--set", "data.batch_size=abc"], "data.batch_size: must be an integer (got 'abc')")
     _fails(capsys, ["eval", str(tmp_path), "--tokens", "-5"], "--tokens: must be > 0 (got -5)")
     _fails(capsys, ["eval", str(tmp_path), "--set", "tokns=5"], "did you mean 'tokens' for 'tokns'?")
-    err = _fails(capsys, ["inspect", "feature", str(tmp_path), "3", "--store", str(tmp_path), "--top-k", "0"], "--top-k: must")
+    err = _fails(
+        capsys, ["inspect", "feature", str(tmp_path), "3", "--store", str(tmp_path), "--top-k", "0"], "--top-k: must"
+    )
     assert "InspectConfig" not in err
 
 
@@ -104,7 +106,10 @@ def test_6_explain_names_its_target_token_its_report_and_refuses_empty_prompts(
     err = _fails(capsys, ["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Parisian city"])
     assert "is 3 tokens [' Paris', 'ian', ' city']" in err and "--target ' Paris'" in err
     monkeypatch.chdir(tmp_path)  # no report/ or results/ here
-    assert main(["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "1"]) == 0
+    assert (
+        main(["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "no dashboard report of" in out and "saelab inspect" in out and "--report DIR" in out
     assert "top tokens" not in out.split("what drives")[1].split("\n")[3]  # no empty columns

@@ -63,6 +63,13 @@ def saelens_reference(w: dict, x: np.ndarray, arch: str, apply_b_dec: bool, mode
     return f, _norm_out(f @ p["W_dec"] + p["b_dec"], mode, st)
 
 
+def check_forward(sae, f: np.ndarray, x_hat: np.ndarray) -> None:
+    """saelab's codes of X equal the reference codes `f` and its decode equals the reference `x_hat`."""
+    codes = encode(sae.params, jnp.asarray(X), sae.cfg)
+    np.testing.assert_allclose(np.asarray(codes), f, **TOL)
+    np.testing.assert_allclose(np.asarray(decode(sae.params, codes)), x_hat, **TOL)
+
+
 @pytest.mark.parametrize("mode", ["none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"])
 @pytest.mark.parametrize("apply_b_dec", [True, False])
 @pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu"])
@@ -96,9 +103,7 @@ def test_topk_rescale_acts_by_decoder_norm_is_folded_exactly(tmp_path) -> None:
     n = np.linalg.norm(p["W_dec"], axis=1)
     f = act(((X - p["b_dec"]) @ p["W_enc"] + p["b_enc"]) * n, "topk", K)  # SAELens TopKSAE.encode
     x_hat = (f / n) @ p["W_dec"] + p["b_dec"]  # TopKSAE.decode
-    codes = encode(sae.params, jnp.asarray(X), sae.cfg)
-    np.testing.assert_allclose(np.asarray(codes), f, **TOL)
-    np.testing.assert_allclose(np.asarray(decode(sae.params, codes)), x_hat, **TOL)
+    check_forward(sae, f, x_hat)
 
 
 def test_pre_6_layout_top_level_names_head_index_finetuning_scale_and_prepend_bos(tmp_path) -> None:
@@ -121,9 +126,7 @@ def test_pre_6_layout_top_level_names_head_index_finetuning_scale_and_prepend_bo
     p = f64(w)
     f = np.maximum((X - p["b_dec"]) @ p["W_enc"] + p["b_enc"], 0)
     x_hat = (f * sf) @ p["W_dec"] + p["b_dec"]  # older SAELens decode scales the codes first
-    codes = encode(sae.params, jnp.asarray(X), sae.cfg)
-    np.testing.assert_allclose(np.asarray(codes), f, **TOL)
-    np.testing.assert_allclose(np.asarray(decode(sae.params, codes)), x_hat, **TOL)
+    check_forward(sae, f, x_hat)
 
 
 def test_pre_6_topk_as_activation_fn_and_bfloat16_dtype(tmp_path) -> None:
@@ -173,9 +176,7 @@ def test_gemma_scope_params_npz_is_jumprelu_without_pre_bias(tmp_path) -> None:
     p = f64(w)
     pre = X @ p["W_enc"] + p["b_enc"]  # Gemma Scope: no b_dec subtraction
     f = np.maximum(pre, 0) * (pre > p["threshold"])
-    codes = encode(sae.params, jnp.asarray(X), sae.cfg)
-    np.testing.assert_allclose(np.asarray(codes), f, **TOL)
-    np.testing.assert_allclose(np.asarray(decode(sae.params, codes)), f @ p["W_dec"] + p["b_dec"], **TOL)
+    check_forward(sae, f, f @ p["W_dec"] + p["b_dec"])
     assert (sae.format, sae.cfg.architecture, sae.cfg.apply_b_dec_to_input) == ("gemmascope", "jumprelu", False)
     assert sae.hook_name == "blocks.4.hook_resid_post"
     assert 0 < f.astype(bool).sum() < f.size  # the threshold both passes and stops latents
@@ -189,11 +190,7 @@ def test_gemma_scope_embedding_sae_folds_its_sqrt_d_scale(tmp_path) -> None:
     p = f64(w)
     pre = (X / np.sqrt(D_IN)) @ p["W_enc"] + p["b_enc"]  # trained on embeddings divided by sqrt(d_model)
     f = np.maximum(pre, 0) * (pre > p["threshold"])
-    codes = encode(sae.params, jnp.asarray(X), sae.cfg)
-    np.testing.assert_allclose(np.asarray(codes), f, **TOL)
-    np.testing.assert_allclose(
-        np.asarray(decode(sae.params, codes)), f @ (p["W_dec"] * np.sqrt(D_IN)) + p["b_dec"], **TOL
-    )
+    check_forward(sae, f, f @ (p["W_dec"] * np.sqrt(D_IN)) + p["b_dec"])
     assert sae.hook_name == "hook_embed"
 
 
@@ -204,9 +201,7 @@ def test_sparsify_topk_equals_sparse_coder_formulas(tmp_path) -> None:
     p = f64(w)
     pre = np.maximum((X - p["b_dec"]) @ p["W_enc"] + p["b_enc"], 0)  # fused_encoder: ReLU(linear), then top-k
     f = act(pre, "topk", K)
-    codes = encode(sae.params, jnp.asarray(X), sae.cfg)
-    np.testing.assert_allclose(np.asarray(codes), f, **TOL)
-    np.testing.assert_allclose(np.asarray(decode(sae.params, codes)), f @ p["W_dec"] + p["b_dec"], **TOL)
+    check_forward(sae, f, f @ p["W_dec"] + p["b_dec"])
     assert (sae.format, sae.cfg.architecture, sae.cfg.k, sae.cfg.compute_dtype) == ("sparsify", "topk", K, "float32")
     assert sae.hook_name == "blocks.3.hook_resid_post" and sae.metadata["multi_topk"] is True
 
@@ -240,9 +235,7 @@ def test_llama_scope_folds_the_dataset_norm_and_scales_the_threshold(tmp_path) -
     p = f64(w)
     pre = (X * s) @ p["W_enc"] + p["b_enc"]  # SAELens: fold_activation_norm_scaling_factor(s), threshold * s
     f = np.maximum(pre, 0) * (pre > thr * s)
-    codes = encode(sae.params, jnp.asarray(X), sae.cfg)
-    np.testing.assert_allclose(np.asarray(codes), f, **TOL)
-    np.testing.assert_allclose(np.asarray(decode(sae.params, codes)), (f @ p["W_dec"] + p["b_dec"]) / s, **TOL)
+    check_forward(sae, f, (f @ p["W_dec"] + p["b_dec"]) / s)
     assert (sae.hook_name, sae.model_name, sae.norm.folded_scale) == (
         "blocks.5.hook_resid_post",
         "meta-llama/Llama-3.1-8B",

@@ -22,14 +22,23 @@ def sae_dir(tmp_path_factory) -> Path:
     w = jax.random.normal(k1, (d, m)) / np.sqrt(d)
     params = SAEParams(w, 0.05 * jax.random.normal(k2, (m,)), w.T, jnp.zeros((d,)), None)
     out = tmp_path_factory.mktemp("sae") / "sae"
-    save_saelens(
-        out, params, ReLUConfig(d_in=d, d_sae=m), {"model_name": "smollm2-135m", "hook_name": HOOK}
-    )
+    save_saelens(out, params, ReLUConfig(d_in=d, d_sae=m), {"model_name": "smollm2-135m", "hook_name": HOOK})
     return out
 
 
 def test_steer_with_alpha_zero_prints_the_same_text_twice(sae_dir: Path, capsys) -> None:
-    args = ["splice", "steer", str(sae_dir), "The capital of France is", "--latent", "3", "--alpha", "0", "--max-new-tokens", "5"]
+    args = [
+        "splice",
+        "steer",
+        str(sae_dir),
+        "The capital of France is",
+        "--latent",
+        "3",
+        "--alpha",
+        "0",
+        "--max-new-tokens",
+        "5",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "clean" in out and "latent 3 alpha 0.0" in out
@@ -43,7 +52,10 @@ def test_steer_needs_alpha_or_clamp(sae_dir: Path, capsys) -> None:
 
 
 def test_explain_lists_latents_and_their_effects_on_the_target(sae_dir: Path, capsys) -> None:
-    assert main(["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "2"]) == 0
+    assert (
+        main(["splice", "explain", str(sae_dir), "The capital of France is", "--target", " Paris", "--n-total", "2"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "top latents per position" in out and "what drives ' Paris'" in out and "ablated logit" in out
     rows = [

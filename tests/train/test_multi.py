@@ -13,6 +13,7 @@ from saelab.sae import load_sae
 from saelab.store import StoreWriter
 from saelab.train import multi
 from saelab.train.multi import MultiTrainConfig, load_multi_run_config
+from tests.train.same_run import assert_same_run, without_speed
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
 D, CONTEXT, WINDOWS = 8, 16, 48
@@ -73,10 +74,6 @@ def _close(a: np.ndarray, b: np.ndarray, what: str) -> None:
     assert err <= 1e-5, f"{what}: relative difference {err:.2e}"
 
 
-def _strip(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in rows]
-
-
 def test_saes_trained_together_match_separate_runs(together, tmp_path) -> None:
     cfg = load_multi_run_config(together.run_dir)
     assert list(together.saes) == ["a", "b", "relu", "k2"]
@@ -114,11 +111,7 @@ def test_killed_multi_run_resumes_bitwise(store, together, tmp_path) -> None:
     resumed = multi.run(load_multi_run_config(part.run_dir), resume=True)
     assert resumed.start_step == 4 and resumed.steps == 12
     for name, full in together.saes.items():
-        again = resumed.saes[name]
-        for field, a, b in zip(full.params._fields, full.params, again.params, strict=True):
-            if a is not None:
-                assert np.array_equal(np.asarray(a), np.asarray(b)), f"{name}.{field} differs after resume"
-        assert _strip(RunDir(full.run_dir).read_metrics()) == _strip(RunDir(again.run_dir).read_metrics())
+        assert_same_run(full, resumed.saes[name], f"{name}.")
 
 
 def test_each_sae_is_a_normal_run(together) -> None:
@@ -197,4 +190,4 @@ def test_a_single_run_is_the_one_sae_case_of_the_multi_loop(store, tmp_path) -> 
     for field, a, b in zip(mine.params._fields, mine.params, alone.params, strict=True):
         if b is not None:
             assert np.array_equal(np.asarray(a), np.asarray(b)), f"{field} differs"
-    assert _strip(RunDir(mine.run_dir).read_metrics()) == _strip(RunDir(alone.run_dir).read_metrics())
+    assert without_speed(RunDir(mine.run_dir).read_metrics()) == without_speed(RunDir(alone.run_dir).read_metrics())

@@ -1,4 +1,4 @@
-"""`saelab train plan` agrees with the real train state: jax.eval_shape of it, laid out by the trainer's own shardings."""
+"""`saelab train plan` agrees with the real train state: jax.eval_shape of it, in the trainer's own shardings."""
 
 from __future__ import annotations
 

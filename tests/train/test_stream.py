@@ -12,11 +12,11 @@ import pytest
 
 from saelab import train
 from saelab.data import open_corpus, pack_for_model
-from saelab.runtime.rundir import RunDir
 from saelab.train.data_source import ModelData
 from saelab.train.mesh import make_mesh
 from saelab.train.stream import ModelStream
 from tests.models.small import sliced_smollm2
+from tests.train.same_run import assert_same_run
 
 HOOK = "blocks.1.hook_resid_post"
 TEXT = "\n\n".join(
@@ -117,11 +117,7 @@ def test_killed_on_the_fly_run_resumes_to_the_uninterrupted_parameters(tmp_path,
     resumed = train.run(train.load_run_config(part.run_dir), resume=True)
     assert (part.steps, resumed.start_step) == (7, 7)
     assert resumed.steps == full.steps == 20
-    for name, a, b in zip(full.params._fields, full.params, resumed.params, strict=False):
-        if a is not None:
-            assert np.array_equal(np.asarray(a), np.asarray(b)), f"{name} differs after resume"
-    strip = lambda rows: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in rows]
-    assert strip(RunDir(full.run_dir).read_metrics()) == strip(RunDir(resumed.run_dir).read_metrics())
+    assert_same_run(full, resumed)
     meta = train.load_run_config(full.run_dir)
     assert meta.data.source == "model"
     from saelab.sae import load_sae

@@ -17,6 +17,7 @@ from saelab import train
 from saelab.runtime.rundir import RunDir
 from saelab.sae import encode, load_sae
 from tests.peer_modules import peer
+from tests.train.same_run import assert_same_run
 
 HOOK = "blocks.3.hook_resid_post"  # the real_store fixture's hook (conftest.py)
 
@@ -71,11 +72,7 @@ def test_stopped_and_resumed_run_ends_bitwise_equal(real_store, tmp_path) -> Non
     assert part.steps == 15 and not part.export_dir.exists()
     resumed = train.run(train.load_run_config(part.run_dir), resume=True)
     assert resumed.steps == full.steps == 40
-    for name, a, b in zip(full.params._fields, full.params, resumed.params, strict=False):
-        if a is not None:
-            assert np.array_equal(np.asarray(a), np.asarray(b)), f"{name} differs after resume"
-    strip = lambda rows: [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in rows]
-    assert strip(RunDir(full.run_dir).read_metrics()) == strip(RunDir(resumed.run_dir).read_metrics())
+    assert_same_run(full, resumed)
 
 
 def test_resume_refuses_changed_config_and_existing_run_needs_overwrite(real_store, tmp_path) -> None:
