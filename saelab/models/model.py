@@ -17,7 +17,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from saelab.models.config import ModelConfig
-from saelab.models.hook_fns import FwdHooks, LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
+from saelab.models.hook_args import FwdHooks, hook_pairs, pick_names
+from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, stop_layer, validate_hook_names
 from saelab.models.inputs import Tokens, pad_left, resolve
 from saelab.models.loading import open_checkpoint

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
 from saelab.models.generate import DEFAULT_NEW_TOKENS, Generation, generate_model, generate_text
-from saelab.models.hook_fns import FwdHooks, LiftedHooks, call_lifted, hook_pairs, lift_hooks, pick_names
+from saelab.models.hook_args import FwdHooks, hook_pairs, pick_names
+from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
 from saelab.models.hook_views import check_head_index
 from saelab.models.hooks import HookFn, validate_hook_names
 from saelab.models.inputs import resolve

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from saelab.models import Model
-from saelab.models.hook_fns import HookPoint, lift
+from saelab.models.hook_args import HookPoint
+from saelab.models.hook_fns import lift
 from tests.models.small import sliced_smollm2
 
 HOOK = "blocks.1.hook_resid_post"
