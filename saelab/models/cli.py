@@ -16,14 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("model", help="alias (smollm2-135m), GGUF file, Hugging Face directory or hub id")
     info.add_argument("--json", action="store_true", help="print JSON, including every hook point name")
     info.set_defaults(fn=_info)
-    gen = model.add_parser(
-        "generate",
-        help="continue a prompt (greedy by default; KV cache)",
-        description=f"Continue a prompt: {GENERATION_DEFAULTS}.",
-    )
+    gen = add_generating_command(model, "generate", "continue a prompt (greedy by default; KV cache)")
     gen.add_argument("model", help="alias, GGUF file, Hugging Face directory or hub id")
     gen.add_argument("prompt", help="text to continue (not empty)")
-    add_generation_flags(gen)
     gen.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype")
     gen.set_defaults(fn=_generate)
 
@@ -57,9 +52,17 @@ GENERATION_DEFAULTS = (
 )
 
 
+def add_generating_command(sub: argparse._SubParsersAction, name: str, what: str) -> argparse.ArgumentParser:
+    """A subcommand that generates (`model generate`, `splice steer`), its `--help` stating the generation
+    defaults, with the length and sampling flags of `add_generation_flags`."""
+    p = sub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}: {GENERATION_DEFAULTS}.")
+    add_generation_flags(p)
+    return p
+
+
 def add_generation_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of a generating command (`model generate`, `steer`): length and sampling, with the defaults
-    every entry point shares."""
+    """The flags of a generating command (`model generate`, `splice steer`): length and sampling, with the
+    defaults every entry point shares."""
     p.add_argument(
         "--max-new-tokens",
         type=int,

@@ -8,15 +8,11 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from saelab.models.cli import GENERATION_DEFAULTS, add_generation_flags
+    from saelab.models.cli import add_generating_command
 
     splice = sub.add_parser("splice", help="an SAE spliced into its model: steer generation, explain a prediction")
     sub = splice.add_subparsers(dest="splice_cmd", required=True, metavar="COMMAND")
-    st = sub.add_parser(
-        "steer",
-        help="clean and steered continuations of a prompt, side by side",
-        description=f"Clean and steered continuations of a prompt, side by side: {GENERATION_DEFAULTS}.",
-    )
+    st = add_generating_command(sub, "steer", "clean and steered continuations of a prompt, side by side")
     st.add_argument("sae", help="training run (checkpoints/NAME) or SAELens-format SAE directory")
     st.add_argument("prompt", help="the prompt to continue")
     st.add_argument("--latent", type=int, action="append", required=True, help="latent to steer with (repeatable)")
@@ -25,7 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--clamp", type=float, action="append", help="clamp the latent's activation to this value instead")
     st.add_argument("--from-position", type=int, default=1, help="first token position edited (default 1: after BOS)")
-    add_generation_flags(st)
     st.add_argument("--model", help="model (default: the one the SAE names)")
     st.set_defaults(fn=_steer)
 

@@ -14,6 +14,8 @@ from .torch_reference import assert_matches  # noqa: E402
 
 VOCAB = 97
 SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4, vocab_size=VOCAB)
+# Gemma 2 and 3 alike: GQA, a head width other than d_model / n_heads, a 4-token window, their query scale.
+GEMMA = dict(num_key_value_heads=2, head_dim=16, sliding_window=4, query_pre_attn_scalar=24, max_position_embeddings=64)
 CONFIGS = {
     "llama-gqa-untied": lambda: transformers.LlamaConfig(
         **SMALL, num_key_value_heads=2, tie_word_embeddings=False, max_position_embeddings=64
@@ -38,14 +40,7 @@ CONFIGS = {
         **SMALL, num_key_value_heads=2, sliding_window=5, max_position_embeddings=64
     ),
     "gemma2": lambda: transformers.Gemma2Config(
-        **SMALL,
-        num_key_value_heads=2,
-        head_dim=16,
-        sliding_window=4,
-        query_pre_attn_scalar=24,
-        attn_logit_softcapping=5.0,
-        final_logit_softcapping=3.0,
-        max_position_embeddings=64,
+        **SMALL, **GEMMA, attn_logit_softcapping=5.0, final_logit_softcapping=3.0
     ),
     "gpt2": lambda: transformers.GPT2Config(n_embd=64, n_layer=3, n_head=4, vocab_size=VOCAB, n_positions=64),
     "qwen2-tied": lambda: transformers.Qwen2Config(
@@ -70,16 +65,12 @@ CONFIGS = {
     # Layers 0 and 2 slide over 4 tokens at rope base 10k; layer 1 is global at 1M with linear scaling.
     "gemma3": lambda: transformers.Gemma3TextConfig(
         **SMALL,
-        num_key_value_heads=2,
-        head_dim=16,
-        sliding_window=4,
+        **GEMMA,
         layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-        query_pre_attn_scalar=24,
         rope_parameters={
             "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
             "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0},
         },
-        max_position_embeddings=64,
     ),
     # initializer_range 0.2 (not 0.02) sharpens attention enough that the partial rotary shows in the logits.
     "pythia-parallel": lambda: transformers.GPTNeoXConfig(
