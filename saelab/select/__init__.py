@@ -1,4 +1,4 @@
-"""Data selection by SAE codes (MoNA; docs/methods.md, "Data selection"): embed samples as mean SAE codes,
+"""Data selection by SAE codes (MoNA; docs/selection.md, "The method"): embed samples as mean SAE codes,
 score them against a target prototype by weighted Jaccard, keep the top fraction; baselines in the same
 interface; a bench.
 

@@ -1,4 +1,4 @@
-"""The labelled-pool bench of docs/methods.md, "Data selection" on CLINC150: every selection method in one table.
+"""The labelled-pool bench of docs/selection.md, "The method" on CLINC150: every selection method in one table.
 
 Pool: the `pool_split` records (7,500 utterances of 75 intents in 5 domains). Targets: for each intent,
 `n_intent` utterances of it drawn from `target_split` (intent level); for each domain, `n_domain` (domain

@@ -1,6 +1,6 @@
 """Sample embeddings from one model forward: mean over tokens of SAE codes, hidden states or MLP neurons.
 
-MoNA (docs/methods.md, "Data selection") embeds a sample as the mean of its token codes; the mean (not the
+MoNA (docs/selection.md, "The method") embeds a sample as the mean of its token codes; the mean (not the
 sum) keeps long samples from winning on length, and it makes the embedding of a text equal to that of the same
 token codes repeated. Samples are tokenised on their own (BOS + text, truncated to `max_tokens`), sorted by
 length (then tokens) inside a chunk so a batch carries little padding and does not depend on record order,

@@ -1,4 +1,4 @@
-"""Similarity of sample embeddings to a target prototype and top-fraction selection (docs/methods.md, "Data selection").
+"""Similarity of sample embeddings to a target prototype and top-fraction selection (docs/selection.md, "The method").
 
 Sample embeddings of SAE codes are sparse (a short sample fires a few hundred of thousands of latents), so
 they travel as CSR rows; the scores below touch only the stored non-zeros. Weighted Jaccard

@@ -1,4 +1,4 @@
-"""Latent weighting of sample codes before the similarity (docs/methods.md, "Data selection"; not in MoNA).
+"""Latent weighting of sample codes before the similarity (docs/selection.md, "The method"; not in MoNA).
 
 - `idf`: latent j scaled by `idf_j = log((n + 1) / (df_j + 1))`, df_j = pool samples where j fires, so
   latents that fire on almost every sample do not dominate the Jaccard sums.
