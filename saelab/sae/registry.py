@@ -18,11 +18,13 @@ from typing import Any
 import jax
 
 import saelab.sae.batchtopk as batchtopk
+import saelab.sae.clt as clt
 import saelab.sae.jumprelu as jumprelu
 import saelab.sae.matryoshka as matryoshka
 import saelab.sae.relu as relu
 import saelab.sae.topk as topk
 from saelab.sae.batchtopk import BatchTopKConfig
+from saelab.sae.clt import CLTConfig
 from saelab.sae.codes import TopK
 from saelab.sae.config import DEFAULT_ARCHITECTURE, REGISTERED, SAEConfig, architecture_of
 from saelab.sae.jumprelu import JumpReLUConfig
@@ -67,6 +69,7 @@ class Architecture:
     saelens_skip_transcoder: str | None = None  # the same for skip-transcoders
     latent_arrays: float = 4.0  # plan: float32 (batch rows x latents) temporaries of one train step
     atoms: bool = False  # atoms analysis: a threshold-activated dictionary (atoms) rather than features
+    own_loss: Callable[..., tuple[jax.Array, LossOutput]] | None = None  # a loss over other params (the CLT's)
 
     def loss(
         self,
@@ -78,6 +81,8 @@ class Architecture:
     ) -> tuple[jax.Array, LossOutput]:
         """Training loss (training mode) of x (batch, d_in), against `target` (batch, d_out) for a transcoder;
         checks the parameters against the config first; no AuxState means no dead latents, full sparsity."""
+        if self.own_loss is not None:  # its own parameter layout, shapes and checks (saelab.sae.clt)
+            return self.own_loss(params, x, cfg, aux_state, target)
         check_params(params, cfg.d_in, cfg.d_sae, cfg.uses_threshold, cfg.resolved_d_out, cfg.has_skip)
         aux = resolve_aux_state(aux_state, params.d_sae)
         return self.objective(params, x, cfg, aux, target_of(x, target, params))
@@ -171,6 +176,15 @@ register(
         saelens_transcoder="jumprelu_transcoder",
         latent_arrays=6.0,
         atoms=True,
+    )
+)
+register(
+    _builtin(
+        clt,
+        CLTConfig,
+        own_loss=clt.train_loss,  # x (batch, L, d_in) MLP inputs, target (batch, L, d_out) MLP outputs
+        saelens_name="clt",  # exported in circuit-tracer's format (saelab.sae.formats.circuit_tracer)
+        latent_arrays=3.0,  # per layer, as topk
     )
 )
 register(
