@@ -226,14 +226,9 @@ def resolve(cfg: TrainConfig) -> Resolved:
 def _with_sae(cfg: TrainConfig, hook: str, manifest: dict[str, Any]) -> Resolved:
     d_in = int(manifest["d_model"])
     extra = dict(cfg.sae.model_extra or {})
-    if cfg.data.source == "model" and cfg.data.target_hook is not None:
-        raise ValueError(
-            "data.target_hook (a transcoder) trains from a store holding both hooks; on-the-fly training "
-            "(data.source='model') reads one hook. Harvest both hooks into a store and set data.store"
-        )
     target = transcoder_target(cfg, hook, manifest["hooks"])
     if target is not None:
-        extra["d_out"] = d_in  # every hook of a store has its width
+        extra["d_out"] = int(manifest.get("d_out", d_in))  # every hook of a store has its width
     d_sae = cfg.sae.d_sae or (cfg.sae.expansion or 8) * d_in
     cls = get_architecture(extra.get("architecture", DEFAULT_ARCHITECTURE)).config
     try:
@@ -256,7 +251,7 @@ def transcoder_target(cfg: TrainConfig, hook: str, hooks: list[str]) -> str | No
                 "sae.skip makes a skip-transcoder, which needs data.target_hook (e.g. blocks.L.hook_mlp_out)"
             )
         return None
-    if target not in hooks:
+    if target not in hooks:  # on the fly, `hooks` holds the target
         raise ValueError(f"data.target_hook {target!r} is not in store {cfg.data.store}; it holds {hooks}")
     if target == hook:
         raise ValueError(f"data.target_hook equals data.hook ({hook}); leave target_hook unset to train an SAE")

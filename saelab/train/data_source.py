@@ -31,8 +31,9 @@ class DataConfig(Config):
     hook: str | None = None
     """Hook point to train on; None means the store's only hook."""
     target_hook: str | None = None
-    """Train a transcoder: reconstruct this hook of the same store (e.g. blocks.L.hook_mlp_out) from `hook`
-    (e.g. blocks.L.ln2.hook_normalized); None trains an ordinary SAE. Each hook is scaled by its own statistics."""
+    """Train a transcoder: reconstruct this hook (of the same store, or of the same forward on the fly; e.g.
+    blocks.L.hook_mlp_out) from `hook` (e.g. blocks.L.ln2.hook_normalized); None trains an ordinary SAE. Each hook
+    is scaled by its own statistics."""
     batch_size: int = Field(default=4096, ge=1)
     """Tokens per step (global batch across all devices and processes)."""
     include_bos: bool = False

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from saelab.runtime.rundir import RunDir
 from saelab.store import ActivationStore
-from saelab.train import checkpoint, stream
+from saelab.train import checkpoint
 from saelab.train.claim import prepare_run_dir
 from saelab.train.config import TrainConfig, resolve
 from saelab.train.loop import Member, TrainResult, train
 from saelab.train.mesh import check_divisible, make_mesh
 from saelab.train.source import input_scale, store_loader, store_source
+from saelab.train.stream_feed import open_sources
 
 
 def run(
@@ -30,7 +31,8 @@ def run(
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
     if cfg.data.source == "model":
-        src = stream.open_source(cfg, r.hook, mesh, _saved_stream(run_dir, cfg) if resume else None)
+        saved = saved_stream(run_dir, cfg) if resume else None
+        src = open_sources(cfg.data, [(r.hook, r.target_hook)], cfg.data.batch_size, mesh, saved)[0]
     else:
         store = ActivationStore(cfg.data.store)
         src = store_source(store, store_loader(store, r, cfg, mesh), r, cfg)
@@ -43,7 +45,7 @@ def run(
     return out.results[0]
 
 
-def _saved_stream(run_dir: RunDir, cfg: TrainConfig) -> dict | None:
+def saved_stream(run_dir: RunDir, cfg: TrainConfig) -> dict | None:
     """The on-the-fly stream's state in the latest checkpoint (its input-scaling statistic is reused)."""
     mngr = checkpoint.manager(run_dir.checkpoints, cfg.train.keep_checkpoints)
     try:

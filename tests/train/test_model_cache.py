@@ -26,15 +26,15 @@ def test_a_model_and_its_forward_are_made_once(monkeypatch) -> None:
     calls = _counting(monkeypatch)
     cache = ModelCache()
     assert cache.model("m", "float32") is cache.model("m", "float32")
-    f = cache.forward("m", "float32", "blocks.0.hook_resid_post", 8)
-    assert cache.forward("m", "float32", "blocks.0.hook_resid_post", 8) is f
+    f = cache.forward("m", "float32", ("blocks.0.hook_resid_post",), 8)
+    assert cache.forward("m", "float32", ("blocks.0.hook_resid_post",), 8) is f
     assert calls == [("load", "m", "float32"), ("compile", "model m float32", ("blocks.0.hook_resid_post",), 8)]
 
 
 def test_the_oldest_model_goes_with_its_forwards_and_clear_frees_all(monkeypatch) -> None:
     calls = _counting(monkeypatch)
     cache = ModelCache(max_models=1)
-    cache.forward("a", "float32", "h", 8)
+    cache.forward("a", "float32", ("h",), 8)
     cache.model("b", "float32")  # evicts a and its forward
     assert cache._models.keys() == {("b", "float32")} and not cache._forwards
     cache.model("a", "float32")

@@ -60,7 +60,7 @@ def test_batches_are_the_hooks_rows_permuted_by_the_fill_key_across_epochs(model
     for fill in range(n_fills):
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(0), fill), size))
         want = ref[fill * size : (fill + 1) * size][perm]
-        got = np.concatenate([np.asarray(next(s).x), np.asarray(next(s).x)])
+        got = np.concatenate([np.asarray(next(s)[HOOK]), np.asarray(next(s)[HOOK])])
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert s.get_state()["start"][0] >= 1  # the last fill began in a later epoch
 
@@ -74,7 +74,7 @@ def test_state_resumes_to_exactly_the_same_batches(model, corpus, after) -> None
     b = ModelStream(_data(corpus, seed=7), HOOK, 32, mesh, model=model)
     b.set_state(a.get_state())
     for _ in range(5):
-        assert np.array_equal(np.asarray(next(a).x), np.asarray(next(b).x))
+        assert np.array_equal(np.asarray(next(a)[HOOK]), np.asarray(next(b)[HOOK]))
     assert a.get_state() == b.get_state()
 
 

@@ -38,6 +38,7 @@ from saelab.runtime.config import Config, explain_errors
 from saelab.runtime.rundir import RunDir
 from saelab.train.config import OptimConfig, Paced, SAESection, TrainConfig, TrainSection, read_toml
 from saelab.train.data_source import DataSource, StoreData
+from saelab.train.multi.layers import expand_each_layer
 
 # [train] fields one SAE may set for itself; the others pace the shared loop or place the run.
 MEMBER_TRAIN_FIELDS = frozenset(
@@ -52,6 +53,8 @@ class MemberConfig(Config):
     """Sub-run name: the SAE trains in `train.out/train.name/<name>/`, a normal run directory."""
     hook: str | None = None
     """Hook point of the store it trains on; None means data.hook (or the store's only hook)."""
+    target_hook: str | None = None
+    """A transcoder's target hook (data.target_hook for this SAE); None means data.target_hook."""
     sae: dict[str, Any] = {}
     """[sae] fields set over the shared [sae]: architecture, expansion or d_sae, k, coefficients, ..."""
     optim: dict[str, Any] = {}
@@ -91,12 +94,19 @@ class MultiTrainConfig(Paced, Config):
     train: TrainSection = TrainSection()
     """Shared: train.name names the parent directory; tokens, logging, checkpoints, mesh and tracking."""
     saes: list[MemberConfig] = Field(min_length=1)
-    """The SAEs, each with its name and its own fields."""
+    """The SAEs, each with its name and its own fields; `[each_layer]` adds one per layer from a template
+    (saelab.train.multi.layers)."""
     stack: bool = False
     """Train SAEs that differ only in their seed (same hook, SAE, optimiser) as one vmapped step over
     stacked parameters; off, every SAE is its own part of the one jitted step. Off by default: on CPU the
     vmapped TopK step is slower per SAE (AuxK's skip-when-nothing-is-dead `lax.cond` becomes a select
     that computes every branch under vmap), and batched GEMMs round differently from a separate run's."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _each_layer(cls, data: Any) -> Any:
+        """`[each_layer]` written out as `[[saes]]` entries (saelab.train.multi.layers)."""
+        return expand_each_layer(data)
 
     @model_validator(mode="after")
     def _check(self) -> MultiTrainConfig:
@@ -113,7 +123,8 @@ class MultiTrainConfig(Paced, Config):
 
     def _member(self, m: MemberConfig) -> TrainConfig:
         base = lambda section: section.model_dump(exclude_unset=True)
-        data = base(self.data) | ({"hook": m.hook} if m.hook is not None else {})
+        own = {"hook": m.hook, "target_hook": m.target_hook}
+        data = base(self.data) | {k: v for k, v in own.items() if v is not None}
         train = base(self.train) | m.train | {"name": f"{self.train.name}/{m.name}"}
         try:
             return TrainConfig(data=data, sae=base(self.sae) | m.sae, optim=base(self.optim) | m.optim, train=train)
@@ -127,8 +138,8 @@ class MultiTrainConfig(Paced, Config):
 
 
 def is_multi_config(path: str | Path | None) -> bool:
-    """Whether the TOML file `path` is a multi-SAE config (it lists `saes`)."""
-    return path is not None and Path(path).exists() and "saes" in read_toml(path)
+    """Whether the TOML file `path` is a multi-SAE config (it lists `saes` or has an `each_layer` template)."""
+    return path is not None and Path(path).exists() and bool({"saes", "each_layer"} & set(read_toml(path)))
 
 
 def load_multi_config(path: str | Path | None = None, overrides: list[str] = ()) -> MultiTrainConfig:
