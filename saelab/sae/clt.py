@@ -35,6 +35,10 @@ from saelab.sae.params import SAEParams
 __all__ = ["CLTConfig", "CLTParams", "init_params", "pre_activations", "encode", "decode", "loss", "train_loss"]
 
 
+_TOPK_FIELDS = frozenset({"k", "k_aux", "aux_coefficient", "kernels"})
+_JUMPRELU_FIELDS = frozenset({"l0_coefficient", "jumprelu_init_threshold", "bandwidth"})
+
+
 class CLTConfig(SAEConfig):
     """A cross-layer transcoder over n_layers consecutive layers: d_sae latents per layer, TopK or JumpReLU."""
 
@@ -77,7 +81,11 @@ class CLTConfig(SAEConfig):
             raise ValueError(f"n_layers and d_out must be positive, got {self.n_layers}, {self.d_out}")
         if self.apply_b_dec_to_input:
             raise ValueError("a CLT's b_dec lives in the MLP-output space; set apply_b_dec_to_input = false")
-        if not 1 <= self.k <= self.d_sae:
+        reads = _TOPK_FIELDS if self.activation == "topk" else _JUMPRELU_FIELDS
+        stray = sorted((_TOPK_FIELDS | _JUMPRELU_FIELDS) - reads & self.model_fields_set)
+        if stray:
+            raise ValueError(f"{', '.join(stray)} do(es) not apply to a {self.activation} CLT; remove them")
+        if self.activation == "topk" and not 1 <= self.k <= self.d_sae:
             raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
         if self.k_aux is not None and not 1 <= self.k_aux <= self.d_sae:
             raise ValueError(f"k_aux must be in [1, d_sae={self.d_sae}], got k_aux={self.k_aux}")
