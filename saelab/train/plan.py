@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from jax.sharding import PartitionSpec as P
+
 from saelab.sae import SAEConfig, get_architecture, sae_config
+from saelab.sae.clt import CLTConfig, CLTParams
 from saelab.train.config import TrainConfig
 
 F32 = 4
@@ -66,6 +69,8 @@ class MemoryPlan(NamedTuple):
 
 def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
     """The per-device memory of training `sae` on global batches of `batch_size` on a `mesh`."""
+    if isinstance(sae, CLTConfig):
+        return plan_clt(sae, batch_size, mesh)
     if sae.d_sae % mesh.model:
         raise ValueError(f"d_sae={sae.d_sae} is not divisible by the model axis ({mesh.model} devices)")
     if batch_size % mesh.data:
@@ -84,6 +89,46 @@ def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
         gradients=params,
         batch=F32 * rows * d_in,
         activations=F32 * rows * (round(arch.latent_arrays * lat) + ROW_ARRAYS * d_in),
+    )
+
+
+def clt_param_specs(n_layers: int) -> CLTParams:
+    """Partition specs of a CLT's parameters on the (data, model) mesh: every array with a latent axis is split
+    on it over `model`, as saelab.train.mesh splits an SAE's (W_enc (L, d_in, d_sae) and b_enc, threshold
+    (L, d_sae) on their last axis, each W_dec[l] (d_sae, L - l, d_out) on its first); b_dec is replicated."""
+    return CLTParams(
+        W_enc=P(None, None, "model"),
+        b_enc=P(None, "model"),
+        W_dec=tuple(P("model", None, None) for _ in range(n_layers)),
+        b_dec=P(None, None),
+        threshold=P(None, "model"),
+    )
+
+
+def plan_clt(sae: CLTConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
+    """`plan` for a cross-layer transcoder sharded by `clt_param_specs`: d_sae latents per layer split over
+    `model`; the decoders hold one (latents x d_out) block per (source <= target) layer pair, L (L + 1) / 2 of
+    them. The batch is each layer's MLP input and output (L x (d_in + d_out) floats a row); the working set
+    is the per-layer encoder temporaries of a TopK/JumpReLU SAE plus one (rows x d_out) partial output per
+    layer pair (an estimate, not calibrated against XLA for the CLT)."""
+    if sae.d_sae % mesh.model:
+        raise ValueError(f"d_sae={sae.d_sae} is not divisible by the model axis ({mesh.model} devices)")
+    if batch_size % mesh.data:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the data axis ({mesh.data} devices)")
+    L, d_in, d_out, lat = sae.n_layers, sae.d_in, sae.resolved_d_out, sae.d_sae // mesh.model
+    rows, pairs = batch_size // mesh.data, sae.n_layers * (sae.n_layers + 1) // 2
+    arrays = get_architecture(sae.architecture).latent_arrays
+    params = F32 * (L * (d_in * lat + lat) + pairs * lat * d_out + L * d_out + (L * lat if sae.uses_threshold else 0))
+    return MemoryPlan(
+        sae=sae,
+        batch_size=batch_size,
+        mesh=mesh,
+        params=params,
+        optimizer=2 * params + 8,
+        bookkeeping=2 * F32 * L * lat + 4 + 8,
+        gradients=params,
+        batch=F32 * rows * L * (d_in + d_out),
+        activations=F32 * rows * (L * (round(arrays * lat) + ROW_ARRAYS * d_in) + pairs * d_out),
     )
 
 

@@ -1,0 +1,83 @@
+"""`saelab train plan` on cross-layer transcoder configs: SmolLM2-135M (30 layers, d 576) on one device and a 2B
+model (Gemma 2 2B: 26 layers, d 2,304) on 8 devices sharded on the latent axis; the parameter and Adam rows
+equal jax.eval_shape of the CLT's real parameters and optimiser state in the shards of `clt_param_specs`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import AbstractMesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from saelab import train
+from saelab.sae.clt import init_params
+from saelab.train import plan_cli
+from saelab.train.plan import Mesh, clt_param_specs, plan_config
+from saelab.train.state import make_optimizer
+
+
+def _sets(n_layers: int, d_sae: int, data: int, model: int, activation: str = "topk") -> list[str]:
+    return [
+        "sae.architecture='clt'",
+        f"sae.n_layers={n_layers}",
+        f"sae.d_sae={d_sae}",
+        f"sae.activation='{activation}'",
+        "data.batch_size=4096",
+        f"train.mesh_data={data}",
+        f"train.mesh_model={model}",
+    ]
+
+
+def _plan_json(args: list[str], capsys) -> dict:
+    p = argparse.ArgumentParser()
+    plan_cli.register(p.add_subparsers())
+    ns = p.parse_args(["train plan", *args, "--json"])
+    assert ns.fn(ns) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _sharded_bytes(tree, specs, mesh: AbstractMesh) -> int:
+    leaves, spec_leaves = jax.tree.leaves(tree), jax.tree.leaves(specs, is_leaf=lambda s: isinstance(s, P))
+    return sum(
+        int(np.prod(NamedSharding(mesh, s).shard_shape(a.shape))) * a.dtype.itemsize
+        for a, s in zip(leaves, spec_leaves, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("n_layers", "d_in", "d_sae", "data", "model", "activation"),
+    [(30, 576, 8192, 1, 1, "topk"), (26, 2304, 16384, 1, 8, "jumprelu"), (26, 2304, 16384, 2, 4, "topk")],
+)
+def test_clt_plan_equals_eval_shape_of_its_sharded_state(n_layers, d_in, d_sae, data, model, activation, capsys):
+    sets = _sets(n_layers, d_sae, data, model, activation)
+    devices = data * model
+    shown = _plan_json(["--d-in", str(d_in), "--devices", str(devices), *sum((["--set", s] for s in sets), [])], capsys)
+    cfg = train.load_config(None, sets)
+    sae = plan_config(cfg, d_in=d_in, devices=devices).sae
+    shapes = jax.eval_shape(lambda k: init_params(k, sae), jax.random.key(0))
+    opt = jax.eval_shape(make_optimizer(cfg.optim, cfg.steps, False).init, shapes)
+    mesh = AbstractMesh((data, model), ("data", "model"))
+    specs = clt_param_specs(n_layers)
+    params = _sharded_bytes(shapes, specs if sae.uses_threshold else specs._replace(threshold=None), mesh)
+    assert shown["parameters"] == params
+    param_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(shapes))
+    counts = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(opt)) - 2 * param_bytes  # Adam's step counts
+    assert shown["Adam moments"] == 2 * params + counts
+    # the decoders dominate: L (L + 1) / 2 (latents x d_out) blocks, split over the model axis
+    pairs = n_layers * (n_layers + 1) // 2
+    assert shown["parameters"] == pytest.approx(4 * (pairs + n_layers) * d_sae * d_in / model, rel=1e-3)
+    assert shown["activation batch"] == 4 * (4096 // data) * n_layers * 2 * d_in
+    assert shown["peak per device (estimate)"] > shown["train state (checkpointed)"]
+
+
+def test_clt_plan_on_8_devices_is_an_eighth_of_one_and_refuses_uneven_latents() -> None:
+    one = plan_config(train.load_config(None, _sets(26, 16384, 1, 1)), d_in=2304, devices=1)
+    eight = plan_config(train.load_config(None, _sets(26, 16384, 1, 8)), d_in=2304, devices=8)
+    assert eight.mesh == Mesh(1, 8) and eight.params == pytest.approx(one.params / 8, rel=1e-3)
+    assert eight.batch == one.batch  # data-parallel degree 1: every device sees the whole batch
+    with pytest.raises(ValueError, match="not divisible by the model axis"):
+        plan_config(train.load_config(None, _sets(26, 16383, 1, 8)), d_in=2304, devices=8)
