@@ -82,7 +82,9 @@ class CLTConfig(SAEConfig):
         if self.apply_b_dec_to_input:
             raise ValueError("a CLT's b_dec lives in the MLP-output space; set apply_b_dec_to_input = false")
         reads = _TOPK_FIELDS if self.activation == "topk" else _JUMPRELU_FIELDS
-        stray = sorted((_TOPK_FIELDS | _JUMPRELU_FIELDS) - reads & self.model_fields_set)
+        # the other activation's fields at their defaults pass, so a full dump (model_dump) loads back
+        others = (_TOPK_FIELDS | _JUMPRELU_FIELDS) - reads & self.model_fields_set
+        stray = sorted(f for f in others if getattr(self, f) != type(self).model_fields[f].default)
         if stray:
             raise ValueError(f"{', '.join(stray)} do(es) not apply to a {self.activation} CLT; remove them")
         if self.activation == "topk" and not 1 <= self.k <= self.d_sae:
