@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from saelab.data import open_corpus
-from saelab.evals import metrics, splice
+from saelab.evals import metrics, replacement_run, splice
 from saelab.evals.batches import add_batch, mean_activation, splice_fn, token_batches
 from saelab.evals.config import EvalConfig
 from saelab.evals.report import write_report
@@ -28,14 +28,17 @@ from saelab.sae import LoadedSAE, load_sae
 
 
 def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
-    """Evaluate `cfg.sae`; writes the JSON, the report and its plots and returns the JSON's content (None when
-    `skip_missing` skipped an absent corpus file). `model` replaces loading the model by name (tests pass a
+    """Evaluate `cfg.sae` (a multi-SAE run of transcoders: their replacement model, `saelab.evals.replacement_run`);
+    writes the JSON, the report and its plots and returns the JSON's content (None when `skip_missing` skipped an
+    absent corpus file). `model` replaces loading the model by name (tests pass a
     cut-down model)."""
     t0 = time.perf_counter()
     kind, _, rest = cfg.corpus.partition(":")
     if cfg.skip_missing and kind in ("text", "jsonl") and not Path(rest.split(":")[0]).exists():
         print(f"eval skipped: corpus file {rest.split(':')[0]} is absent")
         return None
+    if RunDir(cfg.sae).is_multi():  # a set of transcoders: the replacement model, every one spliced in at once
+        return replacement_run.run(cfg, model)
     t = _target(cfg, model)
     out = cfg.out or _default_out(cfg)
     sums, done = _sums(cfg, t)
