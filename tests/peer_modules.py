@@ -8,7 +8,10 @@ from types import ModuleType
 
 import pytest
 
-EXTRA = {"sae_lens": "sae-lens", "sparsify": "eai-sparsify"}
+EXTRA = {"sae_lens": "sae-lens", "sparsify": "eai-sparsify", "circuit_tracer": "circuit-tracer"}
+# Peers outside the bench extra, with how to install them: circuit-tracer 0.5 pins transformers<=4.57.3 and
+# huggingface-hub<1.0, which the bench extra's SAELens and the torch extra's transformers 5 do not allow.
+INSTALL = {"circuit_tracer": "not in the bench extra (its pins clash); `pip install --no-deps circuit-tracer==0.5.0`"}
 
 
 def peer(module: str) -> ModuleType:
@@ -17,6 +20,7 @@ def peer(module: str) -> ModuleType:
         mod = importlib.import_module(module)
     except ImportError as e:
         msg = f"{module} ({EXTRA[module]}) is a peer in the bench extra: `pip install -e '.[bench]'` (`just test`)"
+        msg = f"{module} ({EXTRA[module]}) is a peer, {INSTALL[module]}" if module in INSTALL else msg
         pytest.fail(f"{msg}: {e}", pytrace=False)
     if module == "sparsify" and not hasattr(mod, "SparseCoder"):
         pytest.fail(
