@@ -4,9 +4,6 @@ equal jax.eval_shape of the CLT's real parameters and optimiser state in the sha
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import jax
 import numpy as np
 import pytest
@@ -15,9 +12,9 @@ from jax.sharding import PartitionSpec as P
 
 from saelab import train
 from saelab.sae.clt import init_params
-from saelab.train import plan_cli
 from saelab.train.plan import Mesh, clt_param_specs, plan_config
 from saelab.train.state import make_optimizer
+from tests.train.test_plan import _plan_json  # `saelab train plan ... --json` through its own parser
 
 
 def _sets(n_layers: int, d_sae: int, data: int, model: int, activation: str = "topk") -> list[str]:
@@ -30,14 +27,6 @@ def _sets(n_layers: int, d_sae: int, data: int, model: int, activation: str = "t
         f"train.mesh_data={data}",
         f"train.mesh_model={model}",
     ]
-
-
-def _plan_json(args: list[str], capsys) -> dict:
-    p = argparse.ArgumentParser()
-    plan_cli.register(p.add_subparsers())
-    ns = p.parse_args(["train plan", *args, "--json"])
-    assert ns.fn(ns) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def _sharded_bytes(tree, specs, mesh: AbstractMesh) -> int:
