@@ -36,6 +36,8 @@ from saelab.sae import (
 from saelab.sae import batchtopk as btk
 
 D_IN, D_SAE = 6, 16
+# the single-layer SAEs: the CLT has its own parameter layout and loss (Architecture.own_loss; tests/sae/test_clt.py)
+SAES = sorted(n for n, a in ARCHITECTURES.items() if a.own_loss is None)
 
 
 def test_init_is_tied_with_short_decoder_rows() -> None:
@@ -95,7 +97,7 @@ def test_unit_norm_decoder_optimiser_keeps_rows_unit_norm() -> None:
 
 
 @pytest.mark.parametrize("mode", ["codes", "weights"])
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", SAES)
 def test_fold_input_scaling_is_equivalent(arch: str, mode: str) -> None:
     k = {"k": 3} if "k" in get_architecture(arch).config.model_fields else {}
     cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, **k)
@@ -141,7 +143,7 @@ def test_batchtopk_threshold_ema_and_inference_encode() -> None:
 
 
 def test_registry_lookup() -> None:
-    assert set(ARCHITECTURES) == {"relu", "topk", "batchtopk", "jumprelu", "matryoshka"}
+    assert set(ARCHITECTURES) == {"relu", "topk", "batchtopk", "jumprelu", "matryoshka", "clt"}
     with pytest.raises(ValueError, match="unknown SAE architecture 'gated'"):
         get_architecture("gated")
 
@@ -190,7 +192,7 @@ def test_a_config_class_per_architecture_and_one_validator_for_dicts() -> None:
     assert type(sae_config(architecture="relu", d_in=D_IN, d_sae=D_SAE)) is ReLUConfig
     assert {n: a.config.__name__ for n, a in ARCHITECTURES.items()} == {
         "relu": "ReLUConfig", "topk": "TopKConfig", "batchtopk": "BatchTopKConfig", "jumprelu": "JumpReLUConfig",
-        "matryoshka": "MatryoshkaConfig",
+        "matryoshka": "MatryoshkaConfig", "clt": "CLTConfig",
     }  # fmt: skip
     assert "k" not in ReLUConfig.model_fields and "l1_coefficient" not in TopKConfig.model_fields
     assert hash(topk) == hash(TopKConfig(d_in=D_IN, d_sae=D_SAE, k=3))  # frozen: a static jit argument
@@ -220,12 +222,12 @@ def test_params_pytree_works_with_optax() -> None:
         (
             "topk",
             {"l0_coefficient": 1e-3},
-            r"l0_coefficient does not apply to topk SAEs \(l0_coefficient applies to jumprelu\)",
+            r"l0_coefficient does not apply to topk SAEs \(l0_coefficient applies to clt, jumprelu\)",
         ),
         (
             "relu",
             {"k": 3, "k_aux": 2},
-            r"k, k_aux do not apply to relu SAEs \(k applies to batchtopk, matryoshka, topk;",
+            r"k, k_aux do not apply to relu SAEs \(k applies to batchtopk, clt, matryoshka, topk;",
         ),
         (
             "jumprelu",
@@ -235,7 +237,7 @@ def test_params_pytree_works_with_optax() -> None:
         (
             "batchtopk",
             {"kernels": "dense"},
-            r"kernels does not apply to batchtopk SAEs \(kernels applies to matryoshka, topk\)",
+            r"kernels does not apply to batchtopk SAEs \(kernels applies to clt, matryoshka, topk\)",
         ),
     ],
 )
@@ -244,7 +246,7 @@ def test_config_rejects_fields_the_architecture_does_not_read(architecture: str,
         sae_config(architecture=architecture, d_in=D_IN, d_sae=64, **fields)
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", SAES)
 def test_every_entry_states_its_facts_and_exports_round_trip(arch: str, tmp_path) -> None:
     entry = get_architecture(arch)
     kw = {"k": 3} if "k" in entry.config.model_fields else {}
@@ -262,11 +264,13 @@ def test_registry_facts_match_the_previous_per_module_rules() -> None:
     assert {n for n in a if a[n].unit_norm_decoder} == {"topk", "batchtopk", "matryoshka"}
     assert {n: a[n].input_scaling for n in a} == {n: "unit" if n == "jumprelu" else "sqrt_d" for n in a}
     assert {n: a[n].latent_arrays for n in a} == {
-        "relu": 3.0, "topk": 3.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0
+        "relu": 3.0, "topk": 3.0, "jumprelu": 6.0, "batchtopk": 6.5, "matryoshka": 7.0, "clt": 3.0
     }  # fmt: skip
     assert {n for n in a if a[n].atoms} == {"jumprelu"} and {n for n in a if a[n].encode_sparse} == {"topk"}
     cfg = lambda name, **kw: sae_config(architecture=name, d_in=D_IN, d_sae=D_SAE, **kw)
-    names = {n: a[n].saelens_architecture(cfg(n, **({"k": 3} if "k" in a[n].config.model_fields else {}))) for n in a}
+    names = {
+        n: a[n].saelens_architecture(cfg(n, **({"k": 3} if "k" in a[n].config.model_fields else {}))) for n in SAES
+    }
     assert names == {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu",
                      "matryoshka": "jumprelu"}  # fmt: skip
     imports = {s: n for n in a for s in a[n].saelens_imports}
