@@ -41,11 +41,11 @@ def test_input_scaling_defaults_to_the_architectures(tmp_path) -> None:
 
 def test_fields_the_architecture_ignores_are_errors_before_any_store_is_opened(tmp_path) -> None:
     with pytest.raises(
-        ValueError, match=r"k does not apply to jumprelu SAEs \(k applies to batchtopk, matryoshka, topk\)"
+        ValueError, match=r"k does not apply to jumprelu SAEs \(k applies to batchtopk, clt, matryoshka, topk\)"
     ):
         train.load_config(_switched_to_jumprelu(tmp_path, keep_k=True))
     with pytest.raises(
-        ValueError, match=r"l0_coefficient does not apply to topk SAEs \(l0_coefficient applies to jumprelu\)"
+        ValueError, match=r"l0_coefficient does not apply to topk SAEs \(l0_coefficient applies to clt, jumprelu\)"
     ):
         train.load_config(TOPK_TOML, ["sae.l0_coefficient=1e-3"])
     with pytest.raises(ValueError, match="coefficient_warmup_steps warms up an L1 / L0 coefficient, which topk SAEs"):

@@ -59,7 +59,7 @@ def test_toy_architecture_trains_exports_plans_and_inspects(toy_registered, real
         f"train.out='{tmp_path}'",
         "train.name='toy'",
     ]
-    with pytest.raises(ValueError, match=r"k does not apply to toy SAEs \(k applies to batchtopk, matryoshka, topk"):
+    with pytest.raises(ValueError, match=r"k does not apply to toy SAEs \(k applies to batchtopk, clt, matryoshka"):
         train.load_config(None, [*sets, "sae.k=8"])
     cfg = train.load_config(None, sets)
     assert cfg.train.input_scaling == "sqrt_d"  # the entry's default
