@@ -32,7 +32,8 @@ from saelab.evals.splice import ce_kl_sums, replace_after_bos
 from saelab.evals.transcoder import check_hook_order
 from saelab.models import HookContext, forward
 from saelab.models.config import ModelConfig
-from saelab.sae import LoadedSAE, encode
+from saelab.sae import LoadedSAE, SAEConfig, clt, encode
+from saelab.sae.clt import CLTConfig, CLTParams
 from saelab.sae.registry import forward as transcode
 
 # (params, layer index, carry, x (n, d_in)) -> (y_hat (n, d_out), codes (n, d_sae), carry)
@@ -64,24 +65,50 @@ class ReplacementSums(NamedTuple):
 
 
 def plt_replacement(saes: Sequence[LoadedSAE]) -> Replacement:
-    """The replacement of a set of per-layer transcoders: each reads its `hook_name` and writes `hook_name_out`
-    (SAELens' transcoder metadata), independently of the others."""
-    hooks_in, hooks_out = [], []
+    """The replacement of saelab's per-layer transcoders: each reads its `hook_name` and writes `hook_name_out`
+    (SAELens' transcoder metadata)."""
+    hooks = []
     for sae in saes:
-        out = sae.metadata.get("hook_name_out")
-        if not sae.cfg.is_transcoder or not out:
+        if not sae.cfg.is_transcoder or not sae.metadata.get("hook_name_out"):
             raise ValueError(f"{sae.metadata.get('hook_name')}: a replacement model is made of transcoders")
-        check_hook_order(sae.metadata["hook_name"], out)
-        hooks_in.append(sae.metadata["hook_name"])
-        hooks_out.append(out)
-    if len(set(hooks_out)) < len(hooks_out):
-        raise ValueError(f"two transcoders write the same hook: {hooks_out}")
-    cfgs = [s.cfg for s in saes]
+        hooks.append((sae.metadata["hook_name"], sae.metadata["hook_name_out"]))
+    return transcoder_set_replacement(hooks, [(s.params, s.cfg) for s in saes])
+
+
+def transcoder_set_replacement(hooks: Sequence[tuple[str, str]], layers: Sequence[tuple[Any, SAEConfig]]):
+    """The replacement of per-layer transcoders ((params, config) each) reading and writing `hooks` ((in, out)
+    each), independently of each other: no carry."""
+    for h_in, h_out in hooks:
+        check_hook_order(h_in, h_out)
+    if len({h for _, h in hooks}) < len(hooks):
+        raise ValueError(f"two transcoders write the same hook: {[h for _, h in hooks]}")
+    cfgs = [cfg for _, cfg in layers]
 
     def step(params, i, carry, x):
         return transcode(params[i], x, cfgs[i]), encode(params[i], x, cfgs[i]), carry
 
-    return Replacement(tuple(hooks_in), tuple(hooks_out), tuple(s.params for s in saes), step)
+    hooks_in, hooks_out = zip(*hooks, strict=True)
+    return Replacement(hooks_in, hooks_out, tuple(p for p, _ in layers), step)
+
+
+def clt_replacement(params: CLTParams, cfg: CLTConfig, hooks: Sequence[tuple[str, str]]) -> Replacement:
+    """The replacement of a cross-layer transcoder reading and writing `hooks` ((in, out) per layer): layer i
+    encodes its own input (saelab.sae.clt's encode of that layer alone) and writes
+    y_i = sum_{s <= i} codes_s @ W_dec[s][:, i - s] + b_dec[i]; the carry holds the codes of the layers below."""
+    if len(hooks) != cfg.n_layers:
+        raise ValueError(f"a CLT of {cfg.n_layers} layers replaces {cfg.n_layers} MLPs, got {len(hooks)} hook pairs")
+    one = cfg.model_copy(update={"n_layers": 1})
+
+    def step(p: CLTParams, i, carry, x):  # x (n, d_in); carry: codes (n, d_sae) of layers 0..i-1
+        theta = None if p.threshold is None else p.threshold[i : i + 1]
+        layer = CLTParams(p.W_enc[i : i + 1], p.b_enc[i : i + 1], (p.W_dec[i][:, :1],), p.b_dec[i : i + 1], theta)
+        codes = clt.encode(layer, x[:, None], one)[:, 0]  # (n, d_sae)
+        carry = (*carry, codes)
+        y = p.b_dec[i] + sum(c @ p.W_dec[s][:, i - s] for s, c in enumerate(carry))  # (n, d_out)
+        return y, codes, carry
+
+    hooks_in, hooks_out = zip(*hooks, strict=True)
+    return Replacement(hooks_in, hooks_out, params, step, carry=())
 
 
 def make_replacement_fn(model_cfg: ModelConfig, rep: Replacement):

@@ -1,7 +1,7 @@
 """`saelab eval` of a replacement model: given a multi-SAE run of transcoders (e.g. `[each_layer]`'s one per
-layer), every transcoder is spliced in at once (`saelab.evals.replacement`); per-layer EV and L0, and the
-replacement model's CE loss recovered and KL against the clean model, with and without error terms. JSON plus
-a markdown table beside the run."""
+layer) or a circuit-tracer folder (a CLT or a transcoder set), every transcoder is spliced in at once
+(`saelab.evals.replacement`); per-layer EV and L0, and the replacement model's CE loss recovered and KL against
+the clean model, with and without error terms. JSON plus a markdown table beside the run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,34 +17,78 @@ from saelab.data import open_corpus
 from saelab.evals import metrics
 from saelab.evals.batches import token_batches
 from saelab.evals.config import EvalConfig
-from saelab.evals.replacement import ReplacementSums, finish, make_replacement_fn, plt_replacement
+from saelab.evals.replacement import (
+    Replacement,
+    ReplacementSums,
+    clt_replacement,
+    finish,
+    make_replacement_fn,
+    plt_replacement,
+    transcoder_set_replacement,
+)
 from saelab.models import Model
 from saelab.models.hooks import hook_layer
 from saelab.runtime.distributed import is_main
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
-from saelab.sae import LoadedSAE, load_sae
+from saelab.sae import load_sae
+from saelab.sae.formats import circuit_tracer
 
 LAYER_KEYS = ("explained_variance", "l0", "dead_fraction", "dense_fraction", "nmse", "cosine", "shrinkage")
 
 
-def transcoder_set(root: str | Path) -> dict[str, LoadedSAE]:
-    """The transcoders of a multi-SAE run (its sub-runs), by name, in the order of the layers they write."""
-    runs = [p for p in sorted(Path(root).iterdir()) if RunDir(p).is_run()]
+class TranscoderSet(NamedTuple):
+    """What `saelab eval` splices in as a whole: the replacement and, per replaced layer, its name and width."""
+
+    replacement: Replacement
+    names: list[str]
+    d_sae: list[int]
+    model_name: str | None  # the model it was trained on, as its files name it
+    kind: str  # "multi-SAE run", "transcoder_set" or "cross_layer_transcoder" (circuit-tracer's folders)
+
+
+def is_transcoder_set(path: str | Path) -> bool:
+    """Whether `saelab eval` takes `path` as a replacement model: a multi-SAE run or a circuit-tracer folder."""
+    return RunDir(path).is_multi() or circuit_tracer.detect(Path(path))
+
+
+def load_transcoder_set(path: str | Path) -> TranscoderSet:
+    """The transcoders of a multi-SAE run (its sub-runs, in the order of the layers they write), or of a folder
+    in circuit-tracer's format (a CLT or a transcoder set, reading `ln2.hook_normalized` and writing
+    `hook_mlp_out` of each block)."""
+    path = Path(path)
+    if circuit_tracer.detect(path):
+        ct = circuit_tracer.load(path)
+        n = ct.clt[1].n_layers if ct.clt else len(ct.layers)
+        hooks = [
+            (f"blocks.{i}.{circuit_tracer.INPUT_HOOK}", f"blocks.{i}.{circuit_tracer.OUTPUT_HOOK}") for i in range(n)
+        ]
+        if ct.clt:
+            rep, d_sae = clt_replacement(*ct.clt, hooks), [ct.clt[1].d_sae] * n
+        else:
+            rep, d_sae = transcoder_set_replacement(hooks, ct.layers), [cfg.d_sae for _, cfg in ct.layers]
+        return TranscoderSet(rep, [f"L{i}" for i in range(n)], d_sae, ct.metadata.get("model_name"), ct.kind)
+    runs = [p for p in sorted(path.iterdir()) if RunDir(p).is_run()]
     if not runs:
-        raise ValueError(f"{root} holds no finished sub-run to evaluate")
+        raise ValueError(f"{path} holds no finished sub-run to evaluate")
     saes = {p.name: load_sae(p) for p in runs}
-    return dict(sorted(saes.items(), key=lambda kv: (hook_layer(kv[1].metadata.get("hook_name_out") or ""), kv[0])))
+    saes = dict(sorted(saes.items(), key=lambda kv: (hook_layer(kv[1].metadata.get("hook_name_out") or ""), kv[0])))
+    first = next(iter(saes.values()))
+    d_sae = [s.cfg.d_sae for s in saes.values()]
+    return TranscoderSet(
+        plt_replacement(list(saes.values())), list(saes), d_sae, first.metadata.get("model_name"), "multi-SAE run"
+    )
 
 
 def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any]:
     """Evaluate the replacement model of the transcoder set `cfg.sae` (a multi-SAE run directory); writes the
     JSON and its markdown table and returns the JSON's content."""
     t0 = time.perf_counter()
-    saes = transcoder_set(cfg.sae)
-    rep = plt_replacement(list(saes.values()))
-    first = next(iter(saes.values()))
-    model_name = cfg.model or first.metadata.get("model_name")
+    ts = load_transcoder_set(cfg.sae)
+    rep = ts.replacement
+    model_name = cfg.model or ts.model_name
+    if not model_name:
+        raise ValueError(f"{cfg.sae} does not name its model; pass it (--model)")
     model = model or Model.load(model_name, process=cfg.model_processing or "none")
     missing = [h for h in (*rep.hooks_in, *rep.hooks_out) if h not in model.hook_names()]
     if missing:
@@ -53,7 +97,7 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any]:
     sums, recon, done = None, None, 0
     corpus = open_corpus(cfg.corpus, cfg.split, cfg.heldout_fraction)
     with progress_bar("tok/s", cfg.progress) as bar:
-        task = bar.add_task(f"eval replacement model ({len(saes)} transcoders)", total=cfg.tokens, info=cfg.corpus)
+        task = bar.add_task(f"eval replacement model ({len(ts.names)} layers)", total=cfg.tokens, info=cfg.corpus)
         for tokens in token_batches(corpus, model, cfg.context, cfg.batch, cfg.tokens):
             s, r = fn(model.params, rep.params, tokens)
             s = [np.asarray(v, np.float64) for v in s]
@@ -63,7 +107,11 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any]:
             bar.update(task, completed=min(done, cfg.tokens))
     if sums is None:
         raise ValueError(f"corpus {cfg.corpus!r} ({cfg.split} split) yielded no text to evaluate on")
-    layers = [_layer(name, sae, r, cfg.dense_threshold) for (name, sae), r in zip(saes.items(), recon, strict=True)]
+    layers = [
+        {"name": name, "hook": h_in, "hook_out": h_out, "d_sae": d}
+        | {k: float(v) for k, v in metrics.finish(r, cfg.dense_threshold)._asdict().items() if k in LAYER_KEYS}
+        for name, h_in, h_out, d, r in zip(ts.names, rep.hooks_in, rep.hooks_out, ts.d_sae, recon, strict=True)
+    ]
     mean = lambda key: float(np.mean([row[key] for row in layers]))
     result = {
         **{key: mean(key) for key in ("explained_variance", "l0", "dead_fraction")},  # means over the layers
@@ -72,7 +120,8 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any]:
         "meta": {
             "transcoders": str(cfg.sae),
             "model": model_name,
-            "n_transcoders": len(saes),
+            "kind": ts.kind,
+            "n_layers": len(ts.names),
             "corpus": cfg.corpus,
             "split": cfg.split,
             "tokens_evaluated": done,
@@ -90,18 +139,11 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any]:
     return result
 
 
-def _layer(name: str, sae: LoadedSAE, sums: metrics.Sums, dense_threshold: float) -> dict[str, Any]:
-    """One transcoder's row: where it reads and writes, and its reconstruction metrics from the clean inputs."""
-    m = metrics.finish(sums, dense_threshold)._asdict()
-    hooks = {"hook": sae.metadata["hook_name"], "hook_out": sae.metadata["hook_name_out"]}
-    return {"name": name, **hooks, "d_sae": sae.cfg.d_sae, **{k: float(m[k]) for k in LAYER_KEYS}}
-
-
 def report(result: dict[str, Any]) -> str:
     """The markdown of a replacement-model eval: the whole model's numbers, then one row per layer."""
     r, meta = result, result["meta"]
     lines = [
-        f"# Replacement model: {meta['transcoders']} ({meta['n_transcoders']} transcoders in {meta['model']})",
+        f"# Replacement model: {meta['transcoders']} ({meta['kind']}, {meta['n_layers']} layers of {meta['model']})",
         "",
         f"{meta['tokens_evaluated']} tokens of {meta['corpus']} ({meta['split']} split), context {meta['context']}.",
         "",

@@ -37,7 +37,7 @@ def run(cfg: EvalConfig, model: Model | None = None) -> dict[str, Any] | None:
     if cfg.skip_missing and kind in ("text", "jsonl") and not Path(rest.split(":")[0]).exists():
         print(f"eval skipped: corpus file {rest.split(':')[0]} is absent")
         return None
-    if RunDir(cfg.sae).is_multi():  # a set of transcoders: the replacement model, every one spliced in at once
+    if replacement_run.is_transcoder_set(cfg.sae):  # the replacement model, every transcoder spliced in at once
         return replacement_run.run(cfg, model)
     t = _target(cfg, model)
     out = cfg.out or _default_out(cfg)
