@@ -96,3 +96,35 @@ def test_a_killed_run_of_every_layers_transcoder_resumes_bitwise(together, corpu
     sae = load_sae(together.saes["L2"].run_dir)
     assert sae.cfg.is_transcoder and sae.metadata["hook_name_out"] == "blocks.2.hook_mlp_out"
     assert sae.metadata["hook_name"] == "blocks.2.ln2.hook_normalized"
+
+
+def test_each_layer_from_a_store_takes_the_layers_whose_hooks_it_holds(tmp_path) -> None:
+    from saelab.store import StoreWriter
+
+    hooks = [IN.format(layer=0), OUT.format(layer=0), IN.format(layer=2), OUT.format(layer=2), IN.format(layer=3)]
+    n, rng = 64, np.random.default_rng(0)
+    w = StoreWriter.create_or_resume(
+        tmp_path / "store",
+        meta={"model": "synthetic", "context": 16, "bos_id": 1},
+        hooks=hooks,
+        d_model=8,
+        dtype="float32",
+        shard_tokens=64,
+    )
+    w.append(
+        {h: rng.standard_normal((n, 8)).astype(np.float32) for h in hooks},
+        tokens=np.ones(n, np.int64),
+        doc=np.zeros(n, np.int64),
+        pos=np.tile(np.arange(16), n // 16),
+    )
+    w.finalize()
+    cfg = MultiTrainConfig(
+        data={"store": str(tmp_path / "store"), "batch_size": 16},
+        sae={"architecture": "topk", "d_sae": 16, "k": 2},
+        train={"name": "s", "out": str(tmp_path), "tokens": 64, "wandb": "disabled"},
+        each_layer={"hook": IN, "target_hook": OUT},
+    )
+    assert [(m.name, m.hook, m.target_hook) for m in cfg.saes] == [
+        ("L0", IN.format(layer=0), OUT.format(layer=0)),
+        ("L2", IN.format(layer=2), OUT.format(layer=2)),
+    ]
