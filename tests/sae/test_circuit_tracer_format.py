@@ -12,6 +12,7 @@ import yaml
 from safetensors.numpy import load_file
 
 from saelab.sae import JumpReLUConfig, SAEParams, TopKConfig, init_params, sae_config
+from saelab.sae.clt import encode
 from saelab.sae.clt import init_params as init_clt
 from saelab.sae.formats import circuit_tracer as ct
 
@@ -81,3 +82,15 @@ def test_a_transcoder_set_round_trips_and_a_foreign_one_loads_as_jumprelu(tmp_pa
     assert all(c.architecture == "jumprelu" for _, c in foreign.layers)
     assert isinstance(foreign.layers[1][0], SAEParams)
     np.testing.assert_array_equal(foreign.layers[1][0].threshold, theta[1])
+
+
+def test_topk_thresholds_keep_about_k_latents_a_layer():
+    p, cfg = _clt("topk")
+    p = p._replace(W_enc=p.W_enc * 10, b_enc=p.b_enc * 0)  # pre-activations of unit scale, centred
+    r = np.random.default_rng(3)
+    x = jax.numpy.asarray(r.normal(size=(512, L, D)), jax.numpy.float32)
+    theta = ct.topk_thresholds(p, x, cfg)
+    assert theta.shape == (L, D_SAE) and (theta > 0).all()
+    jump = sae_config(architecture="clt", n_layers=L, d_in=D, d_sae=D_SAE, activation="jumprelu")
+    l0 = (np.asarray(encode(p._replace(threshold=jax.numpy.asarray(theta)), x, jump)) > 0).sum(2).mean(0)  # (L,)
+    np.testing.assert_allclose(l0, cfg.k, rtol=0.35)

@@ -9,7 +9,7 @@ holding `W_dec_{l}` (d_sae, L - l, d_out), saelab's own layout; for `model_kind:
 `activation_function.threshold` or `W_skip` (d_model, d_model, applied as x @ W_skip.T).
 
 circuit-tracer has ReLU and JumpReLU activations only; a TopK CLT or transcoder is written with the JumpReLU
-thresholds the caller gives (calibrated per latent, as BatchTopK exports are), which circuit-tracer then runs,
+thresholds the caller gives (`topk_thresholds` calibrates them on a batch), which circuit-tracer then runs,
 and saelab, reading the `saelab` entry of config.yaml, loads back as the TopK model it was. A ReLU model from
 elsewhere loads as JumpReLU with thresholds 0 (the same function). Hook names are circuit-tracer's, relative to
 a block: saelab's `blocks.L.ln2.hook_normalized` -> `blocks.L.hook_mlp_out` is `ln2.hook_normalized` ->
@@ -21,12 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import yaml
 from safetensors.numpy import load_file, save_file
 
-from saelab.sae.clt import CLTConfig, CLTParams, check_clt_params
+from saelab.sae.clt import CLTConfig, CLTParams, check_clt_params, check_inputs
+from saelab.sae.clt_kernels import clt_topk_codes
 from saelab.sae.config import SAEConfig
 from saelab.sae.params import SAEParams, check_finite, check_params
 from saelab.sae.registry import sae_config
@@ -34,7 +36,7 @@ from saelab.sae.registry import sae_config
 CFG_FILE = "config.yaml"
 INPUT_HOOK, OUTPUT_HOOK = "ln2.hook_normalized", "hook_mlp_out"
 
-__all__ = ["CircuitTracerModel", "save_clt", "save_transcoder_set", "load", "detect"]
+__all__ = ["CircuitTracerModel", "save_clt", "save_transcoder_set", "load", "detect", "topk_thresholds"]
 
 
 class CircuitTracerModel(NamedTuple):
@@ -68,6 +70,15 @@ def save_clt(
         save_file(_numpy({f"W_dec_{l}": params.W_dec[l]}), str(path / f"W_dec_{l}.safetensors"))
     _write_cfg(path, "cross_layer_transcoder", model_name, {"config": cfg.model_dump(mode="json")}, hooks)
     return path
+
+
+def topk_thresholds(params: CLTParams, x: jax.Array, cfg: CLTConfig) -> np.ndarray:
+    """JumpReLU thresholds (L, d_sae) for writing a TopK CLT: per layer, the mean over the tokens of x
+    (batch, L, d_in) of each token's k-th largest activation, for every latent of the layer (BatchTopK's
+    export rule, per layer), so the JumpReLU keeps about k latents a layer per token on such inputs."""
+    codes, _ = clt_topk_codes(params, check_inputs(x, cfg), cfg, None)  # (batch, L, k), sorted descending
+    cut = np.asarray(codes.vals[:, :, -1].mean(0), np.float32)  # (L,)
+    return np.repeat(cut[:, None], cfg.d_sae, axis=1)
 
 
 def save_transcoder_set(
