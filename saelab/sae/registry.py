@@ -184,7 +184,7 @@ register(
         CLTConfig,
         own_loss=clt.train_loss,  # x (batch, L, d_in) MLP inputs, target (batch, L, d_out) MLP outputs
         saelens_name="clt",  # exported in circuit-tracer's format (saelab.sae.formats.circuit_tracer)
-        latent_arrays=3.0,  # per layer, as topk
+        latent_arrays=3.0,  # per layer; plan reads the entry of the CLT's activation (topk 3.0, jumprelu 6.0)
     )
 )
 register(

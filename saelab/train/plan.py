@@ -117,7 +117,7 @@ def plan_clt(sae: CLTConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
         raise ValueError(f"batch_size={batch_size} is not divisible by the data axis ({mesh.data} devices)")
     L, d_in, d_out, lat = sae.n_layers, sae.d_in, sae.resolved_d_out, sae.d_sae // mesh.model
     rows, pairs = batch_size // mesh.data, sae.n_layers * (sae.n_layers + 1) // 2
-    arrays = get_architecture(sae.architecture).latent_arrays
+    arrays = get_architecture(sae.activation).latent_arrays  # per layer, as the SAE of that activation
     params = F32 * (L * (d_in * lat + lat) + pairs * lat * d_out + L * d_out + (L * lat if sae.uses_threshold else 0))
     return MemoryPlan(
         sae=sae,
