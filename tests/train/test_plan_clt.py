@@ -70,3 +70,32 @@ def test_clt_plan_on_8_devices_is_an_eighth_of_one_and_refuses_uneven_latents() 
     assert eight.batch == one.batch  # data-parallel degree 1: every device sees the whole batch
     with pytest.raises(ValueError, match="not divisible by the model axis"):
         plan_config(train.load_config(None, _sets(26, 16383, 1, 8)), d_in=2304, devices=8)
+
+
+@pytest.mark.parametrize(
+    ("activation", "n_layers", "d_in", "d_sae", "batch"),
+    [("topk", 4, 128, 4096, 1024), ("jumprelu", 8, 64, 2048, 2048)],
+)
+def test_clt_working_set_estimate_is_close_to_xla_memory_analysis(activation, n_layers, d_in, d_sae, batch) -> None:
+    """Gradients + temporaries of the plan vs the temporaries XLA allocates for a jitted, donated Adam step on the
+    CLT's loss (1 CPU device, with dead latents so AuxK runs)."""
+    import jax.numpy as jnp
+    import optax
+
+    from saelab.sae.losses import AuxState
+    from saelab.sae.registry import loss
+
+    sets = [*_sets(n_layers, d_sae, 1, 1, activation), f"data.batch_size={batch}"]
+    m = plan_config(train.load_config(None, sets), d_in=d_in, devices=1)
+    p, tx = init_params(jax.random.key(0), m.sae), optax.adam(1e-3)
+    aux = AuxState(jnp.zeros((n_layers * d_sae,), bool).at[::3].set(True), jnp.ones(()))
+
+    def step(p, s, x, y):
+        g = jax.grad(lambda q: loss(q, x, m.sae, aux, y)[0])(p)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    rows = jax.ShapeDtypeStruct((batch, n_layers, d_in), jnp.float32)
+    xla = jax.jit(step, donate_argnums=(0, 1)).lower(p, tx.init(p), rows, rows).compile().memory_analysis()
+    ours, theirs = m.gradients + m.activations, xla.temp_size_in_bytes
+    assert 0.9 <= ours / theirs <= 1.45, f"plan {ours:,} B vs XLA temporaries {theirs:,} B"
