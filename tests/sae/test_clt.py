@@ -219,3 +219,19 @@ def test_adam_steps_on_the_jitted_loss_fit_a_clt_that_writes_later_layers(activa
         p, s, mse = step(p, s)
         first = mse if first is None else first
     assert float(mse) < 0.1 * float(first)  # ~0.01-0.03 of the start here
+
+
+def test_a_sparse_step_costs_the_encoder_gemm_and_o_k_decoder_rows():
+    """XLA's flop count of the gradient step: beyond the encoder's forward GEMM (B L d_in d_sae, which picks the
+    top k), the sparse kernels add O(k) rows per layer pair; the dense twin pays d_sae rows for every pair."""
+    n_layers, d_in, d_sae, batch = 4, 64, 8192, 256
+    rows = jax.ShapeDtypeStruct((batch, n_layers, d_in), jnp.float32)
+    flops = {}
+    for kernels in ("sparse", "dense"):
+        fields = {"n_layers": n_layers, "d_in": d_in, "d_sae": d_sae, "k": 8, "aux_coefficient": 0.0}
+        cfg = sae_config(architecture="clt", kernels=kernels, **fields)
+        grad = jax.jit(jax.grad(lambda q, x, y, cfg=cfg: loss(q, x, cfg, None, y)[0]))
+        cost = grad.lower(init_params(jax.random.key(0), cfg), rows, rows).compile().cost_analysis()
+        flops[kernels] = (cost if isinstance(cost, dict) else cost[0])["flops"]
+    encoder_gemm = 2 * batch * n_layers * d_in * d_sae
+    assert flops["sparse"] < 1.2 * encoder_gemm < 0.2 * flops["dense"], flops
