@@ -12,12 +12,16 @@
 - init.py (tied init, geometric-median b_dec), decoder_norm.py (unit-norm decoder, optax transforms),
   scaling.py (input scaling and folding it into the parameters), sparse.py (custom-VJP TopK kernels),
   codes.py ((values, indices) codes), auxk.py (OpenAI's AuxK loss over the dead latents).
+- Cross-layer transcoders (clt.py, clt_kernels.py; architecture "clt"): `CLTConfig`, `CLTParams` (an encoder
+  per layer, decoders from each layer to every later one), x and targets (batch, L, d), their own loss
+  (`Architecture.own_loss`); formats/circuit_tracer.py writes and reads circuit-tracer's format.
 - Loading published SAEs: `load_sae(PATH)` reads any format of formats/ (SAELens, Gemma Scope, Llama Scope,
   sparsify) into a `LoadedSAE` (loaded.py); `load_pretrained(release, sae_id)` fetches one of releases.py.
 """
 
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.batchtopk import BatchTopKConfig
+from saelab.sae.clt import CLTConfig, CLTParams
 from saelab.sae.codes import TopK
 from saelab.sae.config import ArchitectureName, AuxKConfig, SAEConfig, TranscoderConfig
 from saelab.sae.decoder_norm import (
@@ -58,6 +62,8 @@ __all__ = [
     "ArchitectureName",
     "AuxKConfig",
     "AuxState",
+    "CLTConfig",
+    "CLTParams",
     "BatchTopKConfig",
     "InputNorm",
     "JumpReLUConfig",
