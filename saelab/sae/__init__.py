@@ -1,4 +1,4 @@
-"""saelab.sae: five SAE architectures as pure functions over one parameter pytree, and their machinery.
+"""saelab.sae: five SAE architectures as pure functions over one parameter pytree, CLTs, and their machinery.
 
 - One config class per architecture (`ReLUConfig`, `TopKConfig`, `BatchTopKConfig`, `JumpReLUConfig`,
   `MatryoshkaConfig`), each with only the fields it reads, over the shared `SAEConfig` (config.py);
