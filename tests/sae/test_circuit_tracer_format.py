@@ -40,7 +40,7 @@ def test_a_clt_round_trips_in_circuit_tracers_layout(activation, tmp_path):
     ct.save_clt(tmp_path, p, cfg, model_name="toy", thresholds=theta)
     meta = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert meta["model_kind"] == "cross_layer_transcoder"
-    assert (meta["feature_input_hook"], meta["feature_output_hook"]) == ("ln2.hook_normalized", "hook_mlp_out")
+    assert (meta["feature_input_hook"], meta["feature_output_hook"]) == ("mlp.hook_in", "mlp.hook_out")
     enc, dec = load_file(str(tmp_path / "W_enc_1.safetensors")), load_file(str(tmp_path / "W_dec_1.safetensors"))
     assert set(enc) == {"W_enc_1", "b_enc_1", "b_dec_1", "threshold_1"} and enc["W_enc_1"].shape == (D_SAE, D)
     assert dec["W_dec_1"].shape == (D_SAE, L - 1, D)

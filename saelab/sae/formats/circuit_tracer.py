@@ -12,8 +12,10 @@ circuit-tracer has ReLU and JumpReLU activations only; a TopK CLT or transcoder 
 thresholds the caller gives (`topk_thresholds` calibrates them on a batch), which circuit-tracer then runs,
 and saelab, reading the `saelab` entry of config.yaml, loads back as the TopK model it was. A ReLU model from
 elsewhere loads as JumpReLU with thresholds 0 (the same function). Hook names are circuit-tracer's, relative to
-a block: saelab's `blocks.L.ln2.hook_normalized` -> `blocks.L.hook_mlp_out` is `ln2.hook_normalized` ->
-`hook_mlp_out`.
+a block: saelab's `blocks.L.ln2.hook_normalized` (the MLP's input, norm weight applied) -> `blocks.L.hook_mlp_out`
+(its output) are the hooks circuit-tracer's ReplacementMLP adds around every MLP, `mlp.hook_in` ->
+`mlp.hook_out` (what its Llama transcoders name); TransformerLens's own `ln2.hook_normalized` is taken before
+the norm weight, so it would feed a transcoder other inputs than it was trained on.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from saelab.sae.params import SAEParams, check_finite, check_params
 from saelab.sae.registry import sae_config
 
 CFG_FILE = "config.yaml"
-INPUT_HOOK, OUTPUT_HOOK = "ln2.hook_normalized", "hook_mlp_out"
+INPUT_HOOK, OUTPUT_HOOK = "ln2.hook_normalized", "hook_mlp_out"  # saelab's hooks of a block, blocks.L.<hook>
+CT_INPUT_HOOK, CT_OUTPUT_HOOK = "mlp.hook_in", "mlp.hook_out"  # the same points as circuit-tracer names them
 
 __all__ = ["CircuitTracerModel", "save_clt", "save_transcoder_set", "load", "detect", "topk_thresholds"]
 
@@ -195,8 +198,8 @@ def _write_cfg(path: Path, kind: str, model_name: str, ours: dict, hooks: dict) 
     cfg = {
         "model_kind": kind,
         "model_name": model_name,
-        "feature_input_hook": hooks.get("feature_input_hook", INPUT_HOOK),
-        "feature_output_hook": hooks.get("feature_output_hook", OUTPUT_HOOK),
+        "feature_input_hook": hooks.get("feature_input_hook", CT_INPUT_HOOK),
+        "feature_output_hook": hooks.get("feature_output_hook", CT_OUTPUT_HOOK),
         "scan": hooks.get("scan", f"saelab/{path.name}"),
         "saelab": ours,
     }
