@@ -109,3 +109,72 @@ def test_circuit_tracer_reads_a_topk_clt_as_jumprelu_at_the_given_thresholds(laz
     ours = encode(p, x, jump)
     np.testing.assert_allclose(their_codes.numpy().transpose(1, 0, 2), ours, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(their_out, decode(p, ours), rtol=RTOL, atol=ATOL)
+
+
+def test_circuit_tracers_replacement_model_on_a_tiny_llama_equals_saelabs(tmp_path, monkeypatch):
+    """circuit-tracer's own replacement model (TransformerLens backend, `from_config`'s two steps with the weights
+    loaded between them) on a random 2-layer Llama with saelab's CLT export: its clean logits, its features
+    (read at mlp.hook_in, position 0 zeroed) and its error nodes (MLP output minus the CLT's reconstruction)
+    equal saelab's model and CLT on the same tokens, float32, to 1e-5 of the largest magnitude."""
+    peer("circuit_tracer")
+    import huggingface_hub.constants
+    import torch
+    import transformers
+
+    # circuit-tracer 0.5's hf_utils imports a constant huggingface-hub 1.x dropped; False = no hf_transfer
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_ENABLE_HF_TRANSFER", False, raising=False)
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+    from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
+
+    from saelab.models import Model
+
+    n_layers, d, vocab = 2, 32, 97
+    torch.manual_seed(0)
+    hf_cfg = transformers.LlamaConfig(
+        hidden_size=d, intermediate_size=48, num_hidden_layers=n_layers, num_attention_heads=4,
+        num_key_value_heads=4, vocab_size=vocab, max_position_embeddings=64, tie_word_embeddings=False,
+    )  # fmt: skip
+    hf = transformers.AutoModelForCausalLM.from_config(hf_cfg).to(torch.float32).eval()
+    with torch.no_grad():  # random norm weights, so a hook before or after the weight would differ
+        for _, w in hf.named_parameters():
+            if w.ndim == 1:
+                w.copy_(torch.randn_like(w) * 0.2 + 1.0)
+    hf.save_pretrained(tmp_path / "model", safe_serialization=True)
+    tl_cfg = HookedTransformerConfig(
+        n_layers=n_layers, d_model=d, d_head=8, n_heads=4, d_mlp=48, d_vocab=vocab, n_ctx=64, act_fn="silu",
+        normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8, rotary_base=10000.0,
+        gated_mlp=True, final_rms=True, eps=hf_cfg.rms_norm_eps, original_architecture="LlamaForCausalLM",
+        rotary_adjacent_pairs=False, dtype=torch.float32, model_name="tiny-llama", device="cpu",
+    )  # fmt: skip
+    r = np.random.default_rng(3)
+    n = lambda *s: jax.numpy.asarray(r.normal(size=s) * 0.3, jax.numpy.float32)
+    theta = jax.numpy.asarray(r.uniform(0.0, 0.3, size=(n_layers, D_SAE)), jax.numpy.float32)
+    W_dec = tuple(n(D_SAE, n_layers - l, d) for l in range(n_layers))
+    p = CLTParams(n(n_layers, d, D_SAE), n(n_layers, D_SAE) * 0.2, W_dec, n(n_layers, d), theta)
+    cfg = sae_config(architecture="clt", n_layers=n_layers, d_in=d, d_sae=D_SAE, activation="jumprelu")
+    meta = ct.save_clt(tmp_path / "clt", p, cfg, model_name="tiny-llama") / "config.yaml"
+    hooks = yaml.safe_load(meta.read_text())
+    cpu, f32 = torch.device("cpu"), torch.float32
+    clt = load_clt(str(tmp_path / "clt"), hooks["feature_input_hook"], hooks["feature_output_hook"], None, cpu, f32)
+    tl = TransformerLensReplacementModel(tl_cfg)
+    tl.load_and_process_state_dict(
+        convert_llama_weights(hf, tl_cfg), fold_ln=False, center_writing_weights=False, center_unembed=False
+    )
+    tl._configure_replacement_model(clt)
+    tokens = r.integers(0, vocab, size=12)
+    theirs = tl.setup_attribution(torch.from_numpy(tokens))
+
+    names = [f"blocks.{l}.{h}" for h in (ct.INPUT_HOOK, ct.OUTPUT_HOOK) for l in range(n_layers)]
+    logits, cache = Model.load(str(tmp_path / "model")).run_with_cache(tokens[None].astype(np.int32), names)
+    stack = lambda hook: np.stack([np.asarray(cache[f"blocks.{l}.{hook}"][0]) for l in range(n_layers)], 1)
+    codes = np.array(encode(p, stack(ct.INPUT_HOOK), cfg))  # (pos, L, d_sae)
+    codes[0] = 0  # circuit-tracer drops the features of position 0 (BOS)
+    errors = stack(ct.OUTPUT_HOOK) - np.asarray(decode(p, codes))
+    errors[0] = 0
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
+    close(theirs.logits[0].detach().numpy(), np.asarray(logits[0]))
+    close(theirs.activation_matrix.to_dense().numpy().transpose(1, 0, 2), codes)
+    close(theirs.error_vectors.detach().numpy().transpose(1, 0, 2), errors)
+    assert (codes[1:] > 0).sum() > 10
