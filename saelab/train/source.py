@@ -1,7 +1,7 @@
 """Where a run's batches come from, as the trainer sees it (`Source`): the loader, the statistics that set the
 input scale, the sample that sets the initial b_dec, and the rows a step read (for the fault message).
 
-A store source is built here; the on-the-fly model source is `saelab.train.stream.open_source`.
+A store source is built here; the on-the-fly model sources are `saelab.train.stream_feed.open_sources`.
 """
 
 from __future__ import annotations
