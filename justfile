@@ -17,9 +17,12 @@ setup:
 demo *ARGS: setup
     {{venv}}/bin/saelab run experiments/demo.toml {{ARGS}}
 
-# Install the peers (the bench extra: sae-lens, eai-sparsify): the tests use them as oracles, the benches run them.
+# Install the peers (the bench extra: sae-lens, eai-sparsify; circuit-tracer): oracles for the tests, rivals in the benches.
 setup-bench: setup
     {{py}} -m pip install -q -e ".[bench]"
+    # circuit-tracer 0.5 pins transformers<=4.57.3 and huggingface-hub<1.0; the parts its parity test uses run with
+    # the newer ones, so it goes in without its dependencies (pyproject.toml says why it is not in the extra).
+    {{py}} -m pip install -q --no-deps "circuit-tracer==0.5.0"
 
 # Run the test suite, peers and Chromium (for the dashboard browser test) included. One pytest-xdist worker per
 # core, each test file on one worker (its module fixtures, compiled models among them, are built once);
