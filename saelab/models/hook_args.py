@@ -3,10 +3,14 @@ predicates, `names_filter`, the `HookPoint` a two-argument hook receives)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from saelab.models.hooks import hook_layer
+
+if TYPE_CHECKING:
+    import jax
 
 FwdHooks = Sequence[tuple[str | Callable[[str], bool], Callable]]
 """TransformerLens's `fwd_hooks`: (hook name or a predicate over names, hook function) pairs."""
@@ -49,3 +53,32 @@ def hook_pairs(
         if not callable(fn):
             raise TypeError(f"the hook for {name} is {type(fn).__name__}, not a function of the activation")
     return pairs
+
+
+class RunsWithHooks(ABC):
+    """TransformerLens's `run_with_hooks`, shared by `Model` and `SplicedModel` (which define `_logits_with_hooks`)."""
+
+    def run_with_hooks(
+        self,
+        input: Any,
+        hooks: Mapping[str, Callable] | None = None,
+        pad_mask: Any = None,
+        *,
+        fwd_hooks: FwdHooks = (),
+        prepend_bos: bool = True,
+    ) -> jax.Array:
+        """Logits with `hooks` ({name: fn}) or TransformerLens's `fwd_hooks` ([(name or predicate, fn)])
+        applied during the forward (a SplicedModel's with its SAEs spliced in; hooks may name SAE hook points).
+        A hook is `fn(act)` or `fn(act, hook)` (hook.name says where it runs) and returns the edited activation,
+        or None to leave it unchanged; it must be a pure JAX function.
+
+        Traceable inside jit/vmap. Outside a trace, the numbers and arrays a hook function reads (from its
+        closure, defaults or globals) are passed to the compiled program as data, so a loop of lambdas that
+        differ only in such values compiles once (`saelab.models.hook_fns`)."""
+        return self._logits_with_hooks(input, pad_mask, hooks, fwd_hooks, prepend_bos)
+
+    @abstractmethod
+    def _logits_with_hooks(
+        self, input: Any, pad_mask: Any, hooks: Mapping[str, Callable] | None, fwd_hooks: FwdHooks, prepend_bos: bool
+    ) -> jax.Array:
+        """The logits of `input` with the hook pairs of `hooks` and `fwd_hooks` applied."""

@@ -17,7 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from saelab.models.config import ModelConfig
-from saelab.models.hook_args import FwdHooks, hook_pairs, pick_names
+from saelab.models.hook_args import FwdHooks, RunsWithHooks, hook_pairs, pick_names
 from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
 from saelab.models.hooks import HookContext, HookFn, hook_layer, hook_names, stop_layer, validate_hook_names
 from saelab.models.inputs import Tokens, pad_left, resolve
@@ -29,7 +29,7 @@ from saelab.models.weights import ModelWeights
 from saelab.runtime.dtypes import float_dtype
 
 
-class Model:
+class Model(RunsWithHooks):
     """A transformer with hook points. Build with `Model.load(name)`."""
 
     def __init__(
@@ -111,22 +111,9 @@ class Model:
             raise ValueError(f"stop_at_layer={stop_at_layer} would skip a requested hook among {list(names)}")
         return _cached_forward(self.cfg, names, stop_at_layer)(self.params, jnp.asarray(toks.tokens), toks.pad_mask)
 
-    def run_with_hooks(
-        self,
-        input: Any,
-        hooks: Mapping[str, Callable] | None = None,
-        pad_mask: Any = None,
-        *,
-        fwd_hooks: FwdHooks = (),
-        prepend_bos: bool = True,
+    def _logits_with_hooks(
+        self, input: Any, pad_mask: Any, hooks: Mapping[str, Callable] | None, fwd_hooks: FwdHooks, prepend_bos: bool
     ) -> jax.Array:
-        """Logits with `hooks` ({name: fn}) or TransformerLens's `fwd_hooks` ([(name or predicate, fn)])
-        applied during the forward. A hook is `fn(act)` or `fn(act, hook)` (hook.name says where it runs) and
-        returns the edited activation, or None to leave it unchanged; it must be a pure JAX function.
-
-        Traceable inside jit/vmap. Outside a trace, the numbers and arrays a hook function reads (from its
-        closure, defaults or globals) are passed to the compiled program as data, so a loop of lambdas that
-        differ only in such values compiles once (`saelab.models.hook_fns`)."""
         toks = resolve(self, input, pad_mask, prepend_bos)
         pairs = self._hook_pairs(hooks, fwd_hooks)
         lifted, data = lift_hooks(pairs)

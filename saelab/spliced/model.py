@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from saelab.models import Model, forward
 from saelab.models.config import ModelConfig
 from saelab.models.generate import DEFAULT_NEW_TOKENS, Generation, generate_model, generate_text
-from saelab.models.hook_args import FwdHooks, hook_pairs, pick_names
+from saelab.models.hook_args import FwdHooks, RunsWithHooks, hook_pairs, pick_names
 from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
 from saelab.models.hook_views import check_head_index
 from saelab.models.hooks import HookFn, validate_hook_names
@@ -28,7 +28,7 @@ from saelab.sae import LoadedSAE, SAEParams
 from saelab.spliced.context import Attached, SplicedContext, sae_hook_names
 
 
-class SplicedModel:
+class SplicedModel(RunsWithHooks):
     """A `Model` plus SAEs spliced in at their hooks (one SAE per hook point)."""
 
     def __init__(
@@ -82,16 +82,9 @@ class SplicedModel:
 
         return call_lifted(run, lifted, data)
 
-    def run_with_hooks(
-        self,
-        input: Any,
-        hooks: Mapping[str, Callable] | None = None,
-        pad_mask: Any = None,
-        *,
-        fwd_hooks: FwdHooks = (),
-        prepend_bos: bool = True,
+    def _logits_with_hooks(
+        self, input: Any, pad_mask: Any, hooks: Mapping[str, Callable] | None, fwd_hooks: FwdHooks, prepend_bos: bool
     ) -> jax.Array:
-        """Logits with the SAEs spliced in and `hooks` / `fwd_hooks` (on model or SAE hook points) applied."""
         return self.run_with_cache(input, (), pad_mask, hooks, fwd_hooks=fwd_hooks, prepend_bos=prepend_bos)[0]
 
     def forward(
