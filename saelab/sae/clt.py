@@ -27,7 +27,7 @@ from pydantic import model_validator
 
 from saelab.sae.auxk import auxk_loss
 from saelab.sae.clt_kernels import CLTCodes, clt_decode_codes, clt_topk_codes, layer_rows
-from saelab.sae.config import SAEConfig, check_nonnegative
+from saelab.sae.config import SAEConfig, check_nonnegative, resolve_k_aux
 from saelab.sae.jumprelu import effective_threshold, jumprelu, step
 from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, reconstruction, zero
 from saelab.sae.params import SAEParams
@@ -108,7 +108,7 @@ class CLTConfig(SAEConfig):
     @property
     def resolved_k_aux(self) -> int:
         """k_aux with its default resolved (AuxKConfig's rule)."""
-        return min(self.k_aux if self.k_aux is not None else max(self.d_in // 2, 1), self.d_sae)
+        return resolve_k_aux(self.k_aux, self.d_in, self.d_sae)
 
     @property
     def total_latents(self) -> int:

@@ -161,7 +161,7 @@ class AuxKConfig(TranscoderConfig):
     @property
     def resolved_k_aux(self) -> int:
         """k_aux with its default resolved."""
-        return min(self.k_aux if self.k_aux is not None else max(self.d_in // 2, 1), self.d_sae)
+        return resolve_k_aux(self.k_aux, self.d_in, self.d_sae)
 
 
 def architecture_of(cls: type[SAEConfig]) -> str | None:
@@ -192,3 +192,9 @@ def check_nonnegative(cfg: SAEConfig, name: str) -> None:
     """ValueError when the coefficient `name` of `cfg` is negative."""
     if getattr(cfg, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+
+
+def resolve_k_aux(k_aux: int | None, d_in: int, d_sae: int) -> int:
+    """AuxK's latents per token: `k_aux`, or d_in // 2 when None (the OpenAI paper's "a power of two close to
+    d_model / 2", SAELens's default), capped at the number of latents."""
+    return min(k_aux if k_aux is not None else max(d_in // 2, 1), d_sae)
