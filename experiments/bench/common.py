@@ -78,12 +78,12 @@ def write(name: str, result: dict, out: str | None) -> Path:
     return path
 
 
-def finish(args: argparse.Namespace, result: dict, **kv: object) -> Path:
+def finish(args: argparse.Namespace, result: dict, *keys: str, **kv: object) -> Path:
     """Write `result` (see `write`) for the bench of `args` (its `bench` name and `--out`), then print
-    `wrote PATH` and the RESULT line of `kv`; returns the path."""
+    `wrote PATH` and the RESULT line of `result`'s entries named in `keys` and of `kv`; returns the path."""
     path = write(args.bench, result, args.out)
     print(f"wrote {path}")
-    print(result_line(**kv))
+    print(result_line(**{k: result[k] for k in keys}, **kv))
     return path
 
 

@@ -60,14 +60,7 @@ def main() -> None:
         "loader_batches_per_s": loader_bps,
         "loader_batches_timed": batches,
     }
-    finish(
-        a,
-        result,
-        saelab_tok_s=result["saelab_tokens_per_s"],
-        torch_tok_s=result["torch_tokens_per_s"],
-        ratio=result["ratio_saelab_vs_torch"],
-        loader_batches_per_s=loader_bps,
-    )
+    finish(a, result, "saelab_tokens_per_s", "torch_tokens_per_s", "ratio_saelab_vs_torch", "loader_batches_per_s")
 
 
 def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, context: int, out: Path) -> float:

@@ -27,7 +27,7 @@ from pydantic import model_validator
 
 from saelab.sae.auxk import auxk_loss
 from saelab.sae.clt_kernels import CLTCodes, clt_decode_codes, clt_topk_codes, layer_rows
-from saelab.sae.config import SAEConfig, check_nonnegative, resolve_k_aux
+from saelab.sae.config import SAEConfig, check_k, check_nonnegative, check_positive, resolve_k_aux
 from saelab.sae.jumprelu import effective_threshold, jumprelu, step
 from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, reconstruction, zero
 from saelab.sae.params import SAEParams
@@ -75,34 +75,14 @@ class CLTConfig(SAEConfig):
             return {**data, "apply_b_dec_to_input": False}
         return data
 
-    @model_validator(mode="after")
-    def _check_clt(self) -> CLTConfig:
-        if self.n_layers < 1 or (self.d_out is not None and self.d_out < 1):
-            raise ValueError(f"n_layers and d_out must be positive, got {self.n_layers}, {self.d_out}")
-        if self.apply_b_dec_to_input:
-            raise ValueError("a CLT's b_dec lives in the MLP-output space; set apply_b_dec_to_input = false")
-        reads = _TOPK_FIELDS if self.activation == "topk" else _JUMPRELU_FIELDS
-        # the other activation's fields at their defaults pass, so a full dump (model_dump) loads back
-        others = (_TOPK_FIELDS | _JUMPRELU_FIELDS) - reads & self.model_fields_set
-        stray = sorted(f for f in others if getattr(self, f) != type(self).model_fields[f].default)
-        if stray:
-            raise ValueError(f"{', '.join(stray)} do(es) not apply to a {self.activation} CLT; remove them")
-        if self.activation == "topk" and not 1 <= self.k <= self.d_sae:
-            raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
-        if self.k_aux is not None and not 1 <= self.k_aux <= self.d_sae:
-            raise ValueError(f"k_aux must be in [1, d_sae={self.d_sae}], got k_aux={self.k_aux}")
-        for name in ("aux_coefficient", "l0_coefficient", "jumprelu_init_threshold"):
-            check_nonnegative(self, name)
-        if self.bandwidth <= 0:
-            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
-        return self
-
     @property
     def is_transcoder(self) -> bool:
+        """Always: a CLT reads each layer's MLP input and reconstructs MLP outputs, never its own input."""
         return True
 
     @property
     def resolved_d_out(self) -> int:
+        """Width of each reconstructed MLP output: d_out, or d_in when unset."""
         return self.d_in if self.d_out is None else self.d_out
 
     @property
@@ -117,6 +97,24 @@ class CLTConfig(SAEConfig):
 
     def initial_threshold(self) -> float | None:
         return self.jumprelu_init_threshold if self.activation == "jumprelu" else None
+
+    @model_validator(mode="after")
+    def _check_clt(self) -> CLTConfig:
+        if self.n_layers < 1 or (self.d_out is not None and self.d_out < 1):
+            raise ValueError(f"n_layers and d_out must be positive, got {self.n_layers}, {self.d_out}")
+        if self.apply_b_dec_to_input:
+            raise ValueError("a CLT's b_dec lives in the MLP-output space; set apply_b_dec_to_input = false")
+        reads = _TOPK_FIELDS if self.activation == "topk" else _JUMPRELU_FIELDS
+        # the other activation's fields at their defaults pass, so a full dump (model_dump) loads back
+        others = (_TOPK_FIELDS | _JUMPRELU_FIELDS) - reads & self.model_fields_set
+        stray = sorted(f for f in others if getattr(self, f) != type(self).model_fields[f].default)
+        if stray:
+            raise ValueError(f"{', '.join(stray)} do(es) not apply to a {self.activation} CLT; remove them")
+        check_k(self.k if self.activation == "topk" else None, self.k_aux, self.d_sae)
+        for name in ("aux_coefficient", "l0_coefficient", "jumprelu_init_threshold"):
+            check_nonnegative(self, name)
+        check_positive(self, "bandwidth")
+        return self
 
 
 class CLTParams(NamedTuple):

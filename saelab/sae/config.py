@@ -62,8 +62,7 @@ class SAEConfig(Config):
     def _check_sizes(self) -> SAEConfig:
         if self.d_in < 1 or self.d_sae < 1:
             raise ValueError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
-        if self.dec_init_norm <= 0:
-            raise ValueError(f"dec_init_norm must be > 0, got {self.dec_init_norm}")
+        check_positive(self, "dec_init_norm")
         return self
 
     @property
@@ -151,10 +150,7 @@ class AuxKConfig(TranscoderConfig):
 
     @model_validator(mode="after")
     def _check_k(self) -> AuxKConfig:
-        if not 1 <= self.k <= self.d_sae:
-            raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
-        if self.k_aux is not None and not 1 <= self.k_aux <= self.d_sae:
-            raise ValueError(f"k_aux must be in [1, d_sae={self.d_sae}], got k_aux={self.k_aux}")
+        check_k(self.k, self.k_aux, self.d_sae)
         check_nonnegative(self, "aux_coefficient")
         return self
 
@@ -194,7 +190,21 @@ def check_nonnegative(cfg: SAEConfig, name: str) -> None:
         raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
 
 
+def check_positive(cfg: SAEConfig, name: str) -> None:
+    """ValueError unless the setting `name` of `cfg` is > 0."""
+    if getattr(cfg, name) <= 0:
+        raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
+
+
 def resolve_k_aux(k_aux: int | None, d_in: int, d_sae: int) -> int:
     """AuxK's latents per token: `k_aux`, or d_in // 2 when None (the OpenAI paper's "a power of two close to
     d_model / 2", SAELens's default), capped at the number of latents."""
     return min(k_aux if k_aux is not None else max(d_in // 2, 1), d_sae)
+
+
+def check_k(k: int | None, k_aux: int | None, d_sae: int) -> None:
+    """ValueError unless k (None: not used) and k_aux (None: the default) are in [1, d_sae]."""
+    if k is not None and not 1 <= k <= d_sae:
+        raise ValueError(f"k must be in [1, d_sae={d_sae}], got k={k}")
+    if k_aux is not None and not 1 <= k_aux <= d_sae:
+        raise ValueError(f"k_aux must be in [1, d_sae={d_sae}], got k_aux={k_aux}")

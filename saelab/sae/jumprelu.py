@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from pydantic import model_validator
 
 from saelab.sae.affine import decode, pre_activations
-from saelab.sae.config import TranscoderConfig, check_nonnegative
+from saelab.sae.config import TranscoderConfig, check_nonnegative, check_positive
 from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, reconstruction
 from saelab.sae.params import SAEParams
 from saelab.sae.transcoder import with_skip
@@ -51,8 +51,7 @@ class JumpReLUConfig(TranscoderConfig):
     @model_validator(mode="after")
     def _check_jumprelu(self) -> JumpReLUConfig:
         check_nonnegative(self, "l0_coefficient")
-        if self.bandwidth <= 0:
-            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
+        check_positive(self, "bandwidth")
         check_nonnegative(self, "jumprelu_init_threshold")
         return self
 
