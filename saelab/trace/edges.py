@@ -1,0 +1,110 @@
+"""Rows of the adjacency matrix from batched vector-Jacobian products through the frozen model.
+
+A target node's row (circuit-tracer's `AttributionContext.compute_batch`): put its input direction (a
+feature's encoder vector at its layer's MLP input, a logit's demeaned unembedding vector at the final norm's
+output) as the cotangent at its (layer, position), carry it back down the frozen blocks (the transpose of
+`saelab.trace.linearize.layer_forward`, by `jax.vjp`), and at each layer read the cotangent of the stream
+against every vector the layer's sources add there: a feature's decoder vector times its activation, an
+error, and at the bottom the token embeddings. One jitted function per shape bucket, vmapped over a batch of
+rows; the loops are over layers only.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.models.config import ModelConfig
+from saelab.models.weights import ModelWeights
+from saelab.trace.linearize import Frozen, frozen_norm, layer_forward
+from saelab.trace.transcoders import DecoderPairs
+
+
+class Sources(NamedTuple):
+    """What the source nodes write, padded to bucket sizes (padding writes zeros)."""
+
+    pair_feature: jax.Array  # (L, P) int: the feature each decoder pair belongs to (padding: out of range)
+    pair_position: jax.Array  # (L, P) int: its position
+    pair_vectors: jax.Array  # (L, P, d_model): decoder vector x activation added to layer l's MLP output
+    errors: jax.Array  # (L, pos, d_model): the error nodes
+    embed: jax.Array  # (pos, d_model): the token nodes
+
+
+class Rows(NamedTuple):
+    """A batch of target nodes: where their input is read and in which direction."""
+
+    layer: jax.Array  # (R,) int: the layer whose MLP input the node reads; L for the final norm's output
+    position: jax.Array  # (R,) int
+    vector: jax.Array  # (R, d_model)
+
+
+def bucket(n: int, least: int = 8) -> int:
+    """The padded size of n: the next power of two, at least `least` (so one compile serves many prompts)."""
+    return max(least, 1 << max(0, int(n - 1).bit_length()))
+
+
+def pad_to(x: np.ndarray | jax.Array, n: int, axis: int, value: float = 0) -> jax.Array:
+    """x padded with `value` along `axis` to length n."""
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, n - x.shape[axis])
+    return jnp.pad(jnp.asarray(x), widths, constant_values=value)
+
+
+def sources(pairs: DecoderPairs, errors: jax.Array, embed: jax.Array, n_pos: int, n_feat: int) -> Sources:
+    """The source nodes padded: positions to n_pos, each layer's decoder pairs to one bucket, padding pairs
+    pointing at feature n_feat (dropped)."""
+    n_layers = errors.shape[0]
+    per_layer = [np.flatnonzero(pairs.layer == l) for l in range(n_layers)]
+    p = bucket(max((len(i) for i in per_layer), default=1))
+    take = lambda a, fill: jnp.stack([pad_to(a[i], p, 0, fill) for i in per_layer])
+    return Sources(
+        pair_feature=take(pairs.feature, n_feat),
+        pair_position=take(pairs.position, 0),
+        pair_vectors=take(pairs.vectors.astype(np.float32), 0.0),
+        errors=pad_to(errors, n_pos, 1),
+        embed=pad_to(embed, n_pos, 0),
+    )
+
+
+def pad_frozen(f: Frozen, n_pos: int) -> Frozen:
+    """The frozen state padded to n_pos positions: padded queries attend nowhere and scale by zero."""
+    return Frozen(
+        pattern=pad_to(pad_to(f.pattern, n_pos, 2), n_pos, 3),
+        ln1=pad_to(f.ln1, n_pos, 1),
+        ln2=pad_to(f.ln2, n_pos, 1),
+        ln_final=pad_to(f.ln_final, n_pos, 0),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def edge_fn(cfg: ModelConfig, n_feat: int):
+    """Jitted (params, frozen, skip, sources, rows) -> (R, n_feat + L * pos + pos) float32: each row's direct
+    effects from the features, the errors (layer-major) and the tokens."""
+
+    def one(params: ModelWeights, frozen: Frozen, skip, src: Sources, layer, pos, vec):
+        n_pos = src.embed.shape[0]
+        at = jax.nn.one_hot(pos, n_pos, dtype=jnp.float32)[:, None] * vec  # (pos, d) the injected cotangent
+        final = lambda r: frozen_norm(r, frozen.ln_final, params.ln_final, cfg)
+        g = jax.vjp(final, src.embed)[1](jnp.where(layer == cfg.n_layers, at, 0.0))[0]  # (pos, d) on the stream
+        feats, errors = jnp.zeros(n_feat, jnp.float32), []
+        for l in reversed(range(cfg.n_layers)):
+            errors.append(jnp.sum(g * src.errors[l], -1))  # (pos,)
+            contrib = jnp.sum(g[src.pair_position[l]] * src.pair_vectors[l], -1)  # (P,)
+            feats = feats.at[src.pair_feature[l]].add(contrib, mode="drop")
+            s = None if skip is None else skip[l]
+            block = functools.partial(
+                layer_forward, params.layers[l], cfg, frozen.pattern[l], frozen.ln1[l], frozen.ln2[l], s
+            )
+            g = jax.vjp(block, src.embed)[1]((jnp.where(layer == l, at, 0.0), g))[0]
+        tokens = jnp.sum(g * src.embed, -1)
+        return jnp.concatenate([feats, jnp.stack(errors[::-1]).reshape(-1), tokens])
+
+    def run(params, frozen, skip, src: Sources, rows: Rows):
+        f = jax.vmap(one, in_axes=(None, None, None, None, 0, 0, 0))
+        return f(params, frozen, skip, src, rows.layer, rows.position, rows.vector)
+
+    return jax.jit(run)

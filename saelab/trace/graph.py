@@ -1,0 +1,73 @@
+"""`Graph`: one prompt's attribution graph, in circuit-tracer's node order (circuit-tracer 0.5, `graph.py`).
+
+Nodes, in adjacency order: the active transcoder features (layer, position, feature; lexicographic), one
+error node per (layer, position), layer-major, one token node per position, then the logit targets. The
+adjacency matrix is `A[target, source]`: the direct, linear effect of the source node on the target through
+the local replacement model (frozen attention patterns and norm scales, `saelab.trace.linearize`). Rows of
+error and token nodes are zero (nothing is attributed to them); logit rows hold their direct inputs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class LogitTarget(NamedTuple):
+    """A logit node: the token's text and vocabulary id (circuit-tracer's `LogitTarget`)."""
+
+    token: str
+    vocab_idx: int
+
+
+class Graph(NamedTuple):
+    """One prompt's unpruned attribution graph. Arrays are numpy, float32 adjacency."""
+
+    prompt: str  # the prompt's text (token strings joined)
+    tokens: np.ndarray  # (n_pos,) int token ids, BOS first
+    active_features: np.ndarray  # (n_features, 3) int: (layer, position, feature index)
+    activations: np.ndarray  # (n_features,) float32: each active feature's activation
+    adjacency: np.ndarray  # (n_nodes, n_nodes) float32: A[target, source]
+    logit_targets: tuple[LogitTarget, ...]  # the logit nodes, in order (the first is the graph's target)
+    logit_probabilities: np.ndarray  # (n_logits,) float32: softmax probabilities at the last position
+    n_layers: int
+    model_name: str  # the model the graph was traced on
+    scan: str  # the transcoders' identifier (circuit-tracer's `scan`)
+
+    @property
+    def n_pos(self) -> int:
+        return int(len(self.tokens))
+
+    @property
+    def n_features(self) -> int:
+        return int(len(self.active_features))
+
+    @property
+    def n_logits(self) -> int:
+        return len(self.logit_targets)
+
+    @property
+    def error_start(self) -> int:
+        """First error node: error (layer l, position c) is node `error_start + l * n_pos + c`."""
+        return self.n_features
+
+    @property
+    def token_start(self) -> int:
+        """First token node: token c is node `token_start + c`."""
+        return self.n_features + self.n_layers * self.n_pos
+
+    @property
+    def logit_start(self) -> int:
+        """First logit node."""
+        return self.token_start + self.n_pos
+
+    @property
+    def n_nodes(self) -> int:
+        return self.logit_start + self.n_logits
+
+    def logit_weights(self) -> np.ndarray:
+        """(n_nodes,) float32: each logit node's probability, zero elsewhere (what influence is measured on)."""
+        w = np.zeros(self.n_nodes, np.float32)
+        w[self.logit_start :] = self.logit_probabilities
+        return w
