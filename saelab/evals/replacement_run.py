@@ -48,17 +48,26 @@ class TranscoderSet(NamedTuple):
 
 
 def is_transcoder_set(path: str | Path) -> bool:
-    """Whether `saelab eval` takes `path` as a replacement model: a multi-SAE run or a circuit-tracer folder."""
-    return RunDir(path).is_multi() or circuit_tracer.detect(Path(path))
+    """Whether `saelab eval` takes `path` as a replacement model: a multi-SAE run, a circuit-tracer folder, or a
+    run whose export is one (a trained CLT)."""
+    return RunDir(path).is_multi() or _circuit_tracer_dir(Path(path)) is not None
+
+
+def _circuit_tracer_dir(path: Path) -> Path | None:
+    """The circuit-tracer folder `path` names: itself, or the export of the run it is (a CLT's); else None."""
+    for p in (path, RunDir(path).sae):
+        if circuit_tracer.detect(p):
+            return p
+    return None
 
 
 def load_transcoder_set(path: str | Path) -> TranscoderSet:
     """The transcoders of a multi-SAE run (its sub-runs, in the order of the layers they write), or of a folder
     in circuit-tracer's format (a CLT or a transcoder set, reading `ln2.hook_normalized` and writing
-    `hook_mlp_out` of each block)."""
+    `hook_mlp_out` of each block), or of a run whose export is such a folder (a CLT trained by saelab)."""
     path = Path(path)
-    if circuit_tracer.detect(path):
-        ct = circuit_tracer.load(path)
+    if (ct_dir := _circuit_tracer_dir(path)) is not None:
+        ct = circuit_tracer.load(ct_dir)
         n = ct.clt[1].n_layers if ct.clt else len(ct.layers)
         hooks = [
             (f"blocks.{i}.{circuit_tracer.INPUT_HOOK}", f"blocks.{i}.{circuit_tracer.OUTPUT_HOOK}") for i in range(n)

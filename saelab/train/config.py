@@ -134,6 +134,10 @@ class TrainConfig(Paced, _Section):
         train = data.get("train", {})
         if not isinstance(name, str) or name not in ARCHITECTURES:
             return data  # the architecture check below names it
+        if name == "clt":  # its hooks are every layer's MLP input and output (saelab.train.clt_config)
+            from saelab.train.clt_config import clt_data_defaults
+
+            data = {**data, "data": clt_data_defaults(data.get("data", {}))}
         default = get_architecture(name).input_scaling
         if isinstance(train, dict) and "input_scaling" not in train:
             return {**data, "train": {**train, "input_scaling": default}}
@@ -204,7 +208,11 @@ def read_toml(path: str | Path | None, overrides: list[str] = ()) -> dict[str, A
 
 def resolve(cfg: TrainConfig) -> Resolved:
     """Open the store manifest (or, on the fly, the model's config), pick the hook and build the SAEConfig
-    (d_in from the store or the model)."""
+    (d_in from the store or the model); a CLT's by saelab.train.clt_config."""
+    if _architecture_of(cfg.sae) == "clt":
+        from saelab.train.clt_config import resolve_clt
+
+        return resolve_clt(cfg)
     if cfg.data.source == "model":
         from saelab.train.stream import describe_source
 

@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from saelab.runtime.distributed import is_main, put, to_host
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
-from saelab.sae import SAEParams, check_finite
+from saelab.sae import CLTParams, SAEParams
 from saelab.train import checkpoint
 from saelab.train.config import Resolved, TrainConfig
 from saelab.train.evaluate import InTrainingEval
@@ -28,11 +28,11 @@ from saelab.train.guard import Guard
 from saelab.train.init_b_dec import initial_b_dec
 from saelab.train.metrics_log import MetricsLog, side_by_side
 from saelab.train.placement import initial_state
-from saelab.train.sae_export import export
+from saelab.train.sae_export import check_trained_finite, export
 from saelab.train.source import Source
 from saelab.train.stack import Group, group, make_multi_step, member, member_metrics, stack
 from saelab.train.state import TrainState
-from saelab.train.step import make_train_step
+from saelab.train.step import Scale, make_train_step
 from saelab.train.throughput import Throughput
 
 
@@ -44,8 +44,8 @@ class Member(NamedTuple):
     run_dir: RunDir
     source: Source  # its batch source's statistics, b_dec sample and fault rows
     feed: int  # index of the feed (loader) whose batches it trains on
-    scale: float  # input scale
-    out_scale: float | None = None  # a transcoder's target scale (its own hook's); None: the input scale
+    scale: Scale  # input scale (a CLT's: one per layer)
+    out_scale: Scale | None = None  # a transcoder's target scale (its own hook's); None: the input scale
 
 
 class TrainResult(NamedTuple):
@@ -54,7 +54,7 @@ class TrainResult(NamedTuple):
     steps: int
     metrics: dict[str, float]  # the last logged metrics
     tokens_per_s: float  # training throughput of this invocation (compilation excluded)
-    params: SAEParams  # final parameters in the training (input-scaled) space, on the host
+    params: SAEParams | CLTParams  # final parameters in the training (input-scaled) space, on the host
     start_step: int = 0  # the step this invocation started from (the restored checkpoint's when resuming)
 
 
@@ -162,9 +162,9 @@ def _finish(run: _Run, gstates: tuple, end: int, last: list[dict[str, float]], r
     results = []
     for j, (m, state) in enumerate(zip(run.members, _members(gstates, run.groups), strict=True)):
         params = to_host(state.params)  # gathered from every process when latents span processes
-        check_finite(params, f"of run {m.run_dir.root} at step {end}")
+        check_trained_finite(params, f"of run {m.run_dir.root} at step {end}")
         if end == m.cfg.steps and is_main():
-            export(params, m.r, m.scale, m.run_dir.sae, m.cfg, m.out_scale)
+            export(params, m.r, m.scale, m.run_dir.sae, m.cfg, m.out_scale, m.source.calibration)
         run.logs[j].close()
         results.append(TrainResult(m.run_dir.root, m.run_dir.sae, end, last[j], rate, params, start))
     return results

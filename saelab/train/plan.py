@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from jax.sharding import PartitionSpec as P
-
 from saelab.sae import SAEConfig, get_architecture, sae_config
-from saelab.sae.clt import CLTConfig, CLTParams
+from saelab.sae.clt import CLTConfig
 from saelab.train.config import TrainConfig
+from saelab.train.mesh import clt_param_specs  # noqa: F401 - where plan's readers find it
 
 F32 = 4
 # The step's float32 temporaries are (batch rows x latents) arrays, as many as the architecture's registry
@@ -89,19 +88,6 @@ def plan(sae: SAEConfig, batch_size: int, mesh: Mesh) -> MemoryPlan:
         gradients=params,
         batch=F32 * rows * d_in,
         activations=F32 * rows * (round(arch.latent_arrays * lat) + ROW_ARRAYS * d_in),
-    )
-
-
-def clt_param_specs(n_layers: int) -> CLTParams:
-    """Partition specs of a CLT's parameters on the (data, model) mesh: every array with a latent axis is split
-    on it over `model`, as saelab.train.mesh splits an SAE's (W_enc (L, d_in, d_sae) and b_enc, threshold
-    (L, d_sae) on their last axis, each W_dec[l] (d_sae, L - l, d_out) on its first); b_dec is replicated."""
-    return CLTParams(
-        W_enc=P(None, None, "model"),
-        b_enc=P(None, "model"),
-        W_dec=tuple(P("model", None, None) for _ in range(n_layers)),
-        b_dec=P(None, None),
-        threshold=P(None, "model"),
     )
 
 

@@ -1,5 +1,6 @@
-"""`run(cfg)`: train one SAE on a store (or straight from the model), with checkpoints, metrics, tracking and a
-SAELens-format export, all inside the run directory `checkpoints/<name>/` (its layout, the wandb id file
+"""`run(cfg)`: train one SAE on a store (or straight from the model; a cross-layer transcoder, `sae.architecture =
+"clt"`, from the model's every layer at once), with checkpoints, metrics, tracking and a SAELens-format export
+(a CLT's in circuit-tracer's format), all inside the run directory `checkpoints/<name>/` (its layout, the wandb id file
 included: `saelab.runtime.rundir`). The training itself is the one-SAE case of the one loop
 (`saelab.train.loop`).
 """
@@ -10,9 +11,11 @@ import json
 from pathlib import Path
 
 from saelab.runtime.rundir import RunDir
+from saelab.sae import CLTConfig
 from saelab.store import ActivationStore
 from saelab.train import checkpoint
 from saelab.train.claim import prepare_run_dir
+from saelab.train.clt_feed import open_clt_source
 from saelab.train.config import TrainConfig, resolve
 from saelab.train.loop import Member, TrainResult, train
 from saelab.train.mesh import check_divisible, make_mesh
@@ -30,6 +33,19 @@ def run(
     prepare_run_dir(run_dir, cfg, resume, overwrite)
     mesh = make_mesh(cfg.train.mesh_data, cfg.train.mesh_model)
     check_divisible(mesh, r.sae.d_sae, cfg.data.batch_size)
+    if isinstance(r.sae, CLTConfig):  # every layer's MLP input and output, stacked, each layer with its scales
+        saved = saved_stream(run_dir, cfg) if resume else None
+        clt = open_clt_source(cfg.data, r.sae, cfg.data.batch_size, mesh, cfg.train.input_scaling, saved)
+        member = Member(cfg, r, run_dir, clt.source, 0, clt.in_scales, clt.out_scales)
+        out = train(
+            [member],
+            [clt.source.loader],
+            mesh,
+            title=f"train CLT {cfg.train.name}",
+            resume=resume,
+            stop_at_step=stop_at_step,
+        )
+        return out.results[0]
     if cfg.data.source == "model":
         saved = saved_stream(run_dir, cfg) if resume else None
         src = open_sources(cfg.data, [(r.hook, r.target_hook)], cfg.data.batch_size, mesh, saved)[0]

@@ -1,25 +1,42 @@
 """A trained SAE leaving its run: the SAELens-format export written when training ends (input scaling folded
-into the weights, provenance in its metadata), and `saelab train export`'s copy of it elsewhere."""
+into the weights, provenance in its metadata; a CLT's in circuit-tracer's format), and `saelab train export`'s
+copy of it elsewhere."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 
 from saelab.models.aliases import hf_id
 from saelab.runtime.rundir import RunDir
-from saelab.sae import SAEParams, fold_input_scaling
+from saelab.sae import CLTParams, SAEParams, check_finite, fold_input_scaling
+from saelab.sae.clt_train import check_clt_finite
+from saelab.sae.formats import circuit_tracer
 from saelab.sae.saelens_io import CFG_FILE, save_saelens
 from saelab.train.config import Resolved, TrainConfig
+from saelab.train.step import Scale
 
 
 def export(
-    params: SAEParams, r: Resolved, scale: float, out: Path, cfg: TrainConfig, out_scale: float | None = None
+    params: SAEParams | CLTParams,
+    r: Resolved,
+    scale: Scale,
+    out: Path,
+    cfg: TrainConfig,
+    out_scale: Scale | None = None,
+    calibration: Callable[[], Any] | None = None,
 ) -> Path:
     """Fold the input scaling (a transcoder's target scale too) into the weights and write the SAELens-format
-    SAE to `out`."""
+    SAE to `out`; a CLT (per-layer scales) in circuit-tracer's format (saelab.train.clt_export), calibrated on
+    `calibration()`'s raw inputs."""
+    if isinstance(params, CLTParams):
+        from saelab.train.clt_export import export_clt
+
+        return export_clt(params, r, scale, out_scale, out, cfg, calibration)
     folded = fold_input_scaling(jax.device_get(params), scale, out_scale=out_scale)
     transcoder = {} if r.target_hook is None else {"hook_name_out": r.target_hook, "output_scale_folded": out_scale}
     meta = r.manifest["meta"]
@@ -45,10 +62,15 @@ def export(
     )
 
 
+def check_trained_finite(params: SAEParams | CLTParams, where: str) -> None:
+    """NonFiniteError naming the first non-finite tensor of trained parameters, an SAE's or a CLT's."""
+    (check_clt_finite if isinstance(params, CLTParams) else check_finite)(params, where)
+
+
 def copy_export(run: str | Path, out: str | Path | None = None, *, overwrite: bool = False) -> Path:
     """The run's SAELens-format SAE, copied to `out` when given (default: where it is, RUN/sae)."""
     src = RunDir(run).sae
-    if not (src / CFG_FILE).exists():
+    if not ((src / CFG_FILE).exists() or circuit_tracer.detect(src)):  # a CLT's is in circuit-tracer's format
         raise FileNotFoundError(
             f"{run} has no finished export ({src}); finish training first (saelab train --resume {run})"
         )

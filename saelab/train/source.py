@@ -28,6 +28,7 @@ class Source(NamedTuple):
     rows: Callable[[int], np.ndarray]  # the rows a step trained on (for the fault message)
     bad_rows: Callable[[np.ndarray], np.ndarray]  # those of them holding NaN or Inf
     target_stats: dict[str, Any] | None = None  # a transcoder's target hook's, for its output scale
+    calibration: Callable[[], Any] | None = None  # raw inputs an export is calibrated on (a TopK CLT's thresholds)
 
 
 def input_scale(stats: dict[str, Any], mode: str, d_in: int) -> float:

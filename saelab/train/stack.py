@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 from saelab.train.config import TrainConfig
 from saelab.train.state import TrainState
+from saelab.train.step import Scale, scale_factor
 
 StepFn = Callable[[TrainState, jax.Array, jax.Array | None], tuple[TrainState, dict[str, jax.Array]]]
 Metrics = dict[str, jax.Array]
@@ -34,11 +35,11 @@ class Group(NamedTuple):
 
     members: tuple[int, ...]  # indices of the SAEs (in the run's order)
     hook: int  # index of the hook whose batch they read
-    scale: float  # input scale applied to that batch
+    scale: Scale  # input scale applied to that batch (a CLT's: one per layer)
     stacked: bool  # a vmapped group (two or more members, stacking on)
 
 
-def group(cfgs: Sequence[TrainConfig], hooks: Sequence[int], scales: Sequence[float], stack: bool) -> list[Group]:
+def group(cfgs: Sequence[TrainConfig], hooks: Sequence[int], scales: Sequence[Scale], stack: bool) -> list[Group]:
     """Groups of the SAEs, in order of their first member; with `stack` off every SAE is its own group."""
     keys: dict[str, list[int]] = {}
     for i, (cfg, hook, scale) in enumerate(zip(cfgs, hooks, scales, strict=True)):
@@ -57,7 +58,7 @@ def make_multi_step(groups: Sequence[Group], steps: Sequence[StepFn]) -> Callabl
         for g, step, state in zip(groups, steps, states, strict=True):
             key = (g.hook, g.scale)
             if key not in scaled:
-                scaled[key] = xs[g.hook].astype(jnp.float32) * g.scale  # (batch, d_in), as one run scales it
+                scaled[key] = xs[g.hook].astype(jnp.float32) * scale_factor(g.scale)  # (batch, d_in), as a run does
             y = None if ys is None else ys[g.hook]
             fn = jax.vmap(step, in_axes=(0, None, None)) if g.stacked else step
             state, m = fn(state, scaled[key], y)
@@ -96,7 +97,7 @@ def member_metrics(host: Sequence[tuple[Metrics, ...]], groups: Sequence[Group])
     return [out[j] for j in range(len(out))]
 
 
-def _step_key(cfg: TrainConfig, hook: int, scale: float) -> str:
+def _step_key(cfg: TrainConfig, hook: int, scale: Scale) -> str:
     """What an SAE's step depends on: its whole config but the fields that only change its start."""
     d = cfg.model_dump(mode="json")
     d["train"] = {k: v for k, v in d["train"].items() if k not in _INIT_ONLY}

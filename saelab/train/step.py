@@ -18,25 +18,35 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from saelab.sae import AuxKConfig, AuxState, SAEConfig, architecture
+from saelab.sae import AuxKConfig, AuxState, CLTConfig, SAEConfig, architecture
 from saelab.train.state import TrainState
 
 _CAP = 1 << 30  # since_fired saturates here (int32)
+
+Scale = float | tuple[float, ...]  # one input scale, or a CLT's one per layer
+
+
+def scale_factor(scale: Scale) -> float | jax.Array:
+    """What a batch is multiplied by: the scalar, or a CLT's per-layer scales as (L, 1), which broadcast over
+    its (batch, L, d) batches."""
+    return scale if isinstance(scale, (int, float)) else jnp.asarray(scale, jnp.float32)[:, None]
 
 
 def make_train_step(
     sae: SAEConfig,
     tx: optax.GradientTransformation,
     *,
-    scale: float,
+    scale: Scale,
     dead_tokens: int,
     sparsity_warmup_steps: int,
-    out_scale: float | None = None,
+    out_scale: Scale | None = None,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """(state, x (batch, d_in) raw activations, y (batch, d_out) raw target or None) -> (state, metrics). Pure;
-    jit it with donation. A transcoder's target y is scaled by `out_scale`, its hook's own scale."""
+    jit it with donation. A transcoder's target y is scaled by `out_scale`, its hook's own scale; a CLT's x and y
+    are (batch, L, d), scaled layer by layer when the scales are per-layer tuples."""
     arch = architecture(sae.architecture)
-    aux_weight = sae.aux_coefficient if isinstance(sae, AuxKConfig) else 0.0  # the TopK family's AuxK
+    aux_weight = _aux_weight(sae)
+    scale, out_scale = scale_factor(scale), None if out_scale is None else scale_factor(out_scale)
 
     def step(state: TrainState, x: jax.Array, y: jax.Array | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
         x = x.astype(jnp.float32) * scale
@@ -93,7 +103,15 @@ def make_train_step(
     return step
 
 
+def _aux_weight(sae: SAEConfig) -> float:
+    """The weight of the AuxK term the step adds: the TopK family's, and a TopK CLT's (its loss sums AuxK over
+    source layers, each a normalised mse like an SAE's)."""
+    if isinstance(sae, AuxKConfig) or (isinstance(sae, CLTConfig) and sae.activation == "topk"):
+        return sae.aux_coefficient
+    return 0.0
+
+
 def _total_variance(x: jax.Array) -> jax.Array:
-    """sum ||x - mean(x)||^2 / batch of a (batch, d) batch, the normaliser of an mse (no gradient)."""
+    """sum ||x - mean(x)||^2 / batch of a (batch, ...) batch, the normaliser of an mse (no gradient)."""
     x = jax.lax.stop_gradient(x)
     return jnp.sum(jnp.square(x - x.mean(0))) / x.shape[0]

@@ -31,6 +31,7 @@ from safetensors.numpy import load_file, save_file
 
 from saelab.sae.clt import CLTConfig, CLTParams, check_clt_params, check_inputs
 from saelab.sae.clt_kernels import clt_topk_codes
+from saelab.sae.clt_train import check_clt_finite
 from saelab.sae.config import SAEConfig
 from saelab.sae.params import SAEParams, check_finite, check_params
 from saelab.sae.registry import sae_config
@@ -57,12 +58,21 @@ def detect(path: Path) -> bool:
 
 
 def save_clt(
-    path: Path, params: CLTParams, cfg: CLTConfig, *, model_name: str, thresholds: np.ndarray | None = None, **hooks
+    path: Path,
+    params: CLTParams,
+    cfg: CLTConfig,
+    *,
+    model_name: str,
+    thresholds: np.ndarray | None = None,
+    provenance: dict[str, Any] | None = None,
+    **hooks,
 ) -> Path:
     """Write a CLT in circuit-tracer's format; `thresholds` (L, d_sae): the JumpReLU thresholds a TopK CLT is
-    written with (required for one, refused for a JumpReLU CLT, whose own thresholds are written)."""
+    written with (required for one, refused for a JumpReLU CLT, whose own thresholds are written);
+    `provenance`: where it comes from (saelab's trainer writes its run, model alias and scales), kept in the
+    `saelab` entry of config.yaml and read back as `metadata["provenance"]`."""
     check_clt_params(params, cfg)
-    _check_finite(params, str(path))
+    check_clt_finite(params, str(path))
     theta = _thresholds(cfg.activation == "topk", params.threshold, thresholds, (cfg.n_layers, cfg.d_sae), "CLT")
     path.mkdir(parents=True, exist_ok=True)
     for l in range(cfg.n_layers):
@@ -71,7 +81,8 @@ def save_clt(
             enc[f"threshold_{l}"] = theta[l]
         save_file(_numpy(enc), str(path / f"W_enc_{l}.safetensors"))
         save_file(_numpy({f"W_dec_{l}": params.W_dec[l]}), str(path / f"W_dec_{l}.safetensors"))
-    _write_cfg(path, "cross_layer_transcoder", model_name, {"config": cfg.model_dump(mode="json")}, hooks)
+    ours = {"config": cfg.model_dump(mode="json")} | ({"provenance": provenance} if provenance else {})
+    _write_cfg(path, "cross_layer_transcoder", model_name, ours, hooks)
     return path
 
 
@@ -121,6 +132,9 @@ def load(path: Path) -> CircuitTracerModel:
     ours = meta.pop("saelab", None) or {}
     kind = meta.get("model_kind")
     if kind == "cross_layer_transcoder":
+        if ours.get("provenance"):  # saelab's trained CLTs: model_name is the Hugging Face id, saelab_model its alias
+            meta["provenance"] = ours["provenance"]
+            meta["model_name"] = ours["provenance"].get("saelab_model") or meta.get("model_name")
         return CircuitTracerModel(kind, _load_clt(path, ours.get("config")), [], meta)
     if kind == "transcoder_set":
         n = len(list(path.glob("layer_*.safetensors")))
@@ -149,7 +163,7 @@ def _load_clt(path: Path, saved: dict | None) -> tuple[CLTParams, CLTConfig]:
         threshold=f32(theta) if cfg.uses_threshold else None,
     )
     check_clt_params(params, cfg)
-    _check_finite(params, str(path))
+    check_clt_finite(params, str(path))
     return params, cfg
 
 
@@ -204,17 +218,6 @@ def _write_cfg(path: Path, kind: str, model_name: str, ours: dict, hooks: dict) 
         "saelab": ours,
     }
     (path / CFG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
-
-
-class _Decoder(NamedTuple):
-    W_dec: Any  # (d_sae, L - l, d_out) one source layer's decoders
-
-
-def _check_finite(params: CLTParams, source: str) -> None:
-    """check_finite over a CLT: the per-layer arrays, then each source layer's decoders."""
-    check_finite(params._replace(W_dec=None), source)
-    for l, w in enumerate(params.W_dec):
-        check_finite(_Decoder(w), f"{source} (source layer {l})")
 
 
 def _numpy(tensors: dict[str, Any]) -> dict[str, np.ndarray]:

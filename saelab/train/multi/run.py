@@ -17,6 +17,7 @@ from typing import NamedTuple
 from jax.sharding import Mesh
 
 from saelab.runtime.rundir import RunDir
+from saelab.sae import CLTConfig
 from saelab.store import ActivationStore
 from saelab.train.claim import claim_dir, prepare_run_dir
 from saelab.train.config import Resolved, TrainConfig, resolve
@@ -43,6 +44,10 @@ def run(
     returns early, as an interruption would."""
     cfgs = cfg.members()
     rs = [resolve(c) for c in cfgs]
+    if any(isinstance(r.sae, CLTConfig) for r in rs):
+        raise ValueError(
+            "a CLT trains alone (`saelab train` of a config whose [sae] architecture is 'clt'), not in [[saes]]"
+        )
     _prepare_parent(RunDir(cfg.run_dir), cfg, resume, overwrite)
     dirs = [RunDir(c.run_dir) for c in cfgs]
     for d, c in zip(dirs, cfgs, strict=True):
