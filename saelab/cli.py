@@ -107,7 +107,14 @@ def _eval(a: argparse.Namespace) -> None:
     from saelab.evals import EvalConfig, run
     from saelab.runtime.cliargs import config_from_args
 
-    r = run(config_from_args(EvalConfig, a))
+    cfg = config_from_args(EvalConfig, a)
+    if cfg.suite:  # SAEBench's evaluators instead of the standard eval
+        from saelab.evals.saebench import run as run_suite
+
+        r = run_suite(cfg)
+        print(f"SAEBench suite {', '.join(r['meta']['suite'])}: {r['meta']['out']}\nreport: {r['meta']['report']}")
+        return
+    r = run(cfg)
     print(
         f"EV {r['explained_variance']:.4f}  L0 {r['l0']:.1f}  dead {r['dead_fraction']:.4f}  "
         f"CE recovered {r['ce_loss_recovered']:.4f}  KL {r['kl_div']:.4f}"
@@ -206,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     what = "evaluate an SAE on held-out text: EV, L0, dead/dense, CE recovered, KL"
     ev = add_config_command(sub, "eval", EvalConfig, _eval, help=what, positional="sae", metavar="RUN_OR_SAE_DIR")
     add_distributed_flags(ev)
+    ev.add_argument("--quick", dest="suite_quick", action="store_true", help="the --suite's quick variant")
 
     for module in ANALYSIS_COMMANDS:
         if importlib.util.find_spec(module) is not None:

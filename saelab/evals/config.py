@@ -40,6 +40,18 @@ class EvalConfig(Config):
     skip_missing: bool = False
     """Skip (with a message) instead of failing when a `text:` or `jsonl:` corpus file is absent."""
     progress: bool = True
+    suite: str | None = None
+    """SAEBench evaluators to run instead of this eval, comma-separated: core, absorption, sparse-probing, mdl,
+    meta-structure; `saebench` is every offline one (docs/evaluation.md, "SAEBench suite")."""
+    suite_quick: bool = False
+    """The suite's quick variant (`--quick`): fewer tokens, a sampled absorption vocabulary, three probing
+    datasets, a shorter meta-SAE run; each result says it is the quick variant."""
+    suite_store: Path | None = None
+    """Read the suite's token activations (core reconstruction, MDL) from this activation store instead of the
+    model; CE/KL and the prompt-based metrics still run the model."""
+    probe_fit: Literal["saebench", "l2-c1"] = "saebench"
+    """Sparse-probing fit: `saebench` (sae-probes' search over ten C by validation AUC, L1 saga), or the faster
+    `l2-c1` (one L2 fit at C = 1, no search)."""
 
 
 class PlotConfig(Config):

@@ -1,0 +1,128 @@
+"""What every SAEBench evaluator reads: `BenchContext` (the SAE, its model and hook, the eval settings, a progress
+display) and the activations it is scored on, from the model on held-out text or from an activation store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.data import open_corpus
+from saelab.evals.batches import token_batches
+from saelab.evals.config import EvalConfig
+from saelab.models import Model
+from saelab.models.hook_views import sae_input
+from saelab.models.inputs import pad_left
+from saelab.sae import LoadedSAE, decode, encode
+
+
+@dataclass
+class BenchContext:
+    """One SAE under evaluation: the SAE, the model it reads (loaded on first use), its hook, the settings and
+    the progress display each evaluator adds its bar to."""
+
+    cfg: EvalConfig
+    sae: LoadedSAE
+    model_name: str
+    hook: str
+    progress: Any  # a rich Progress (saelab.runtime.progress.progress_bar)
+    head: int | None = None
+    _model: Model | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Model:
+        """The model, loaded on first use (the weight-only evaluators never load it)."""
+        if self._model is None:
+            self._model = Model.load(self.model_name, process=self.cfg.model_processing or "none")
+        return self._model
+
+    @property
+    def quick(self) -> bool:
+        return self.cfg.suite_quick
+
+    def codec(self) -> tuple[Callable, Callable]:
+        """Jitted (encode(params, x (n, d_in)) -> codes (n, d_sae), decode(params, codes) -> x_hat)."""
+        cfg = self.sae.cfg
+        return (lambda p, x: _enc(p, x, cfg)), _dec
+
+    def tokens(self, n_tokens: int) -> Iterator[jax.Array]:
+        """Held-out token batches (batch, context) of the eval corpus, BOS first, until `n_tokens`."""
+        corpus = open_corpus(self.cfg.corpus, self.cfg.split, self.cfg.heldout_fraction)
+        yield from token_batches(corpus, self.model, self.cfg.context, self.cfg.batch, n_tokens)
+
+    def hook_acts(self, tokens: jax.Array) -> jax.Array:
+        """The SAE's input at its hook for a token batch: (batch, seq, d_in) float32."""
+        _, cache = self.model.run_with_cache(tokens, [self.hook], stop_at_layer="auto", prepend_bos=False)
+        return sae_input(cache[self.hook], self.head).astype(jnp.float32)
+
+    def prompt_acts(self, ids: list[list[int]], position: int, what: str, batch_tokens: int = 8192) -> np.ndarray:
+        """The hook's activations (n, d_in) float32 at `position` (negative: from the end) of each token list.
+        Lists of similar length run together, left-padded (the padding masked) to a multiple of 16 tokens, so a
+        handful of shapes compile; a progress bar named `what`."""
+        out = np.zeros((len(ids), self.sae.cfg.d_in), np.float32)
+        task = self.progress.add_task(what, total=len(ids), info=f"{len(ids)} prompts")
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        done, start = 0, 0
+        while start < len(order):
+            width = -(-len(ids[order[start]]) // 16) * 16
+            rows = max(1, batch_tokens // width)
+            chunk = [i for i in order[start : start + rows] if len(ids[i]) <= width]
+            toks = pad_left([ids[i] for i in chunk], 0, width)
+            _, cache = self.model.run_with_cache(toks.tokens, [self.hook], "auto", toks.pad_mask)
+            out[chunk] = np.asarray(sae_input(cache[self.hook], self.head)[:, position], np.float32)
+            start += len(chunk)
+            done += len(chunk)
+            self.progress.update(task, completed=done)
+        return out
+
+    def activations(self, n_tokens: int, what: str) -> np.ndarray:
+        """(n, d_in) float32 activations without BOS: from `suite_store` when set (its stored non-BOS tokens in
+        order), else from the model on the eval corpus; a progress bar named `what`."""
+        if self.cfg.suite_store is not None:
+            return store_activations(self.cfg.suite_store, self.hook, n_tokens)
+        task = self.progress.add_task(what, total=n_tokens, info=self.cfg.corpus)
+        rows, done = [], 0
+        for toks in self.tokens(n_tokens):
+            acts = self.hook_acts(toks)[:, 1:]  # (b, t - 1, d_in): BOS dropped, as sae-bench's filtered buffer
+            rows.append(np.asarray(acts.reshape(-1, acts.shape[-1])))
+            done += acts.shape[0] * acts.shape[1]
+            self.progress.update(task, completed=min(done, n_tokens))
+        if not rows:
+            raise ValueError(f"corpus {self.cfg.corpus!r} ({self.cfg.split}) yielded no text; use another --corpus")
+        return np.concatenate(rows)[:n_tokens]
+
+
+class SuiteResult(NamedTuple):
+    """One evaluator's output: its JSON-ready metrics and the markdown section of the report."""
+
+    name: str
+    metrics: dict[str, Any]
+    markdown: str
+    seconds: float
+
+
+def store_activations(store_dir: Path, hook: str, n_tokens: int) -> np.ndarray:
+    """The first `n_tokens` non-BOS activations of `hook` in an activation store, float32 (n, d_in)."""
+    from saelab.store import ActivationStore
+
+    store = ActivationStore(store_dir)
+    if hook not in store.hooks:
+        raise ValueError(f"store {store_dir} has no hook {hook!r} (it holds {store.hooks}); pass another --suite-store")
+    idx = np.sort(store.train_indices(include_bos=False))[:n_tokens]
+    return store.activations(hook).take(idx, np.float32)
+
+
+@partial(jax.jit, static_argnums=2)
+def _enc(params, x, cfg):
+    return encode(params, x.astype(jnp.float32), cfg)
+
+
+@jax.jit
+def _dec(params, codes):
+    return decode(params, codes)

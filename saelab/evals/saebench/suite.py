@@ -1,0 +1,73 @@
+"""`run(cfg)`: the SAEBench evaluators `cfg.suite` names, one after another on one SAE, each with its progress bar;
+one JSON (a section per evaluator, with its seconds) and a markdown report beside it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from saelab.evals.config import EvalConfig
+from saelab.evals.saebench.context import BenchContext
+from saelab.evals.saebench.registry import EVALUATORS, resolve_suite
+from saelab.runtime.progress import progress_bar
+from saelab.runtime.rundir import RunDir
+from saelab.sae import load_sae
+
+
+def run(cfg: EvalConfig, model=None) -> dict[str, Any]:
+    """Run the suite on `cfg.sae`; returns the JSON's content (`model` replaces loading the model by name)."""
+    if not cfg.suite:
+        raise ValueError("no --suite given: name evaluators, e.g. --suite core,absorption or --suite saebench")
+    names = resolve_suite(cfg.suite)
+    sae = load_sae(cfg.sae)
+    hook = cfg.hook or sae.metadata.get("hook_name")
+    model_name = cfg.model or sae.metadata.get("model_name")
+    if not hook or not model_name:
+        missing = "--hook" if not hook else "--model"
+        raise ValueError(f"SAE {cfg.sae} does not name its {missing[2:]}; pass {missing}")
+    out = cfg.out or default_out(cfg)
+    result: dict[str, Any] = {"meta": _meta(cfg, sae, hook, model_name, names, out)}
+    sections = []
+    with progress_bar("it/s", cfg.progress) as bar:
+        ctx = BenchContext(cfg, sae, model_name, hook, bar, cfg.hook_head_index, model)
+        for name in names:
+            t0 = time.perf_counter()
+            ev = EVALUATORS[name]
+            metrics = ev.evaluate(ctx)
+            metrics["seconds"] = round(time.perf_counter() - t0, 2)
+            result[name] = metrics
+            sections.append(f"## {name} ({metrics['seconds']:.1f} s)\n\n{ev.markdown(metrics)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float))
+    head = (
+        f"# SAEBench suite: {cfg.sae}\n\n{model_name} at {hook}; {'quick' if cfg.suite_quick else 'full'} variant\n\n"
+    )
+    out.with_suffix(".md").write_text(head + "\n".join(sections))
+    return result
+
+
+def default_out(cfg: EvalConfig) -> Path:
+    """Beside the run: eval-saebench.json (eval-saebench-quick.json for the quick variant)."""
+    run_dir = RunDir.holding(cfg.sae) or RunDir(cfg.sae)
+    return run_dir.eval_result("saebench-quick" if cfg.suite_quick else "saebench")
+
+
+def _meta(cfg: EvalConfig, sae, hook: str, model_name: str, names: list[str], out: Path) -> dict[str, Any]:
+    return {
+        "sae": str(cfg.sae),
+        "model": model_name,
+        "hook": hook,
+        "suite": names,
+        "variant": "quick" if cfg.suite_quick else "full",
+        "corpus": cfg.corpus,
+        "split": cfg.split,
+        "activations": str(cfg.suite_store) if cfg.suite_store else "model",
+        "probe_fit": cfg.probe_fit,
+        "d_sae": sae.cfg.d_sae,
+        "architecture": sae.cfg.architecture,
+        "definitions": "SAEBench 0.6 (sae-bench), docs/evaluation.md",
+        "out": str(out),
+        "report": str(out.with_suffix(".md")),
+    }
