@@ -17,6 +17,7 @@ ANALYSIS_COMMANDS: list[str] = [
     "saelab.inspect.cli",
     "saelab.spliced.cli",
     "saelab.circuits.cli",
+    "saelab.trace.cli",
     "saelab.atoms.cli",
     "saelab.select.cli",
     "saelab.sae.cli",
