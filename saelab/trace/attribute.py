@@ -68,7 +68,8 @@ def attribute(
     adjacency = np.zeros((logit_start + len(logit_ids),) * 2, np.float32)
     adjacency[:n_feat, :logit_start] = edges[len(logit_ids) :]
     adjacency[logit_start:, :logit_start] = edges[: len(logit_ids)]
-    decode = (lambda ids: model.tokenizer.decode(list(ids))) if model.tokenizer is not None else str
+    decode = lambda ids: model.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+    decode = decode if model.tokenizer is not None else str
     return Graph(
         prompt=prompt if prompt is not None else (decode(tokens.tolist()) if model.tokenizer else ""),
         tokens=tokens,

@@ -1,0 +1,133 @@
+"""Pruning and the graph's two scores, with circuit-tracer's definitions (0.5, `graph.py`: `prune_graph`,
+`compute_graph_scores`; Ameisen et al. 2025, §5.2 and appendix on graph pruning).
+
+Influence: with `A_n = |A|`, each row divided by its sum, a node's influence on the logits is
+`w (A_n + A_n^2 + ...)`, w the logit probabilities on the logit nodes; the series ends because the graph has
+no cycles. Pruning keeps the nodes holding `node_threshold` of the influence (and every token and logit),
+then, on the graph of those nodes renormalised, the edges holding `edge_threshold` of the edge influence
+`A_n[t, s] (w + I)[t]`, then drops, until nothing changes, feature and error nodes with no kept outgoing
+edge and features with no kept incoming one.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.trace.graph import Graph
+
+MAX_ITER = 1000  # circuit-tracer's bound on the influence series
+
+
+class PruneResult(NamedTuple):
+    """Which nodes and edges a pruned graph keeps, and each node's cumulative influence share."""
+
+    node_mask: np.ndarray  # (n_nodes,) bool
+    edge_mask: np.ndarray  # (n_nodes, n_nodes) bool, [target, source]
+    cumulative_scores: np.ndarray  # (n_nodes,) float32: share of influence held by nodes at least as influential
+
+
+class GraphScores(NamedTuple):
+    """How much of the computation the graph explains through features rather than errors."""
+
+    replacement: float  # share of token-to-logit influence not through error nodes
+    completeness: float  # influence-weighted share of nodes' inputs that are not errors
+
+
+def normalize(a: jax.Array) -> jax.Array:
+    """|A| with each row divided by its sum (clamped at 1e-10)."""
+    a = jnp.abs(a)
+    return a / jnp.maximum(a.sum(1, keepdims=True), 1e-10)
+
+
+def influence(a_n: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(`w A_n + w A_n^2 + ...`, whether the series reached zero within MAX_ITER terms)."""
+
+    def body(state):
+        cur, total, i = state
+        cur = cur @ a_n
+        return cur, total + cur, i + 1
+
+    first = w @ a_n
+    cur, total, i = jax.lax.while_loop(lambda s: jnp.any(s[0] != 0) & (s[2] < MAX_ITER), body, (first, first, 0))
+    return total, ~jnp.any(cur != 0)
+
+
+def find_threshold(scores: jax.Array, threshold: float) -> jax.Array:
+    """The score at which the sorted (descending) scores' cumulative share first reaches `threshold`."""
+    s = -jnp.sort(-scores)
+    cum = jnp.cumsum(s) / jnp.sum(s)
+    return s[jnp.minimum(jnp.searchsorted(cum, threshold), len(s) - 1)]
+
+
+def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
+    """circuit-tracer's `prune_graph` of `graph`."""
+    for name, t in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {t}")
+    fn = _prune_fn(graph.n_features, graph.n_pos, graph.n_logits)
+    node, edge, cum, ok = fn(
+        jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights()), node_threshold, edge_threshold
+    )
+    if not bool(ok):
+        raise RuntimeError(f"influence did not converge in {MAX_ITER} terms: the adjacency matrix has a cycle")
+    return PruneResult(np.asarray(node), np.asarray(edge), np.asarray(cum))
+
+
+@functools.lru_cache(maxsize=8)
+def _prune_fn(n_features: int, n_tokens: int, n_logits: int):
+    keep_end = -(n_logits + n_tokens)  # features and errors come before tokens and logits
+
+    def fn(a, w, node_threshold, edge_threshold):
+        node_inf, ok1 = influence(normalize(a), w)
+        node = node_inf >= find_threshold(node_inf, node_threshold)
+        node = node.at[keep_end:].set(True)
+        pruned = jnp.where(node[:, None] & node[None, :], a, 0.0)
+        a_n = normalize(pruned)
+        pruned_inf, ok2 = influence(a_n, w)
+        scores = a_n * (pruned_inf + w)[:, None]
+        edge = scores >= find_threshold(scores.reshape(-1), edge_threshold)
+
+        def trim(node, edge):  # feature/error nodes need a kept outgoing edge, features a kept incoming one
+            node = node.at[:keep_end].set(node[:keep_end] & edge[:, :keep_end].any(0))
+            return node.at[:n_features].set(node[:n_features] & edge[:n_features].any(1))
+
+        def body(state):
+            _, node, edge = state
+            edge = edge & node[:, None] & node[None, :]
+            return node, trim(node, edge), edge
+
+        node0 = trim(node, edge)
+        _, node, edge = jax.lax.while_loop(lambda s: jnp.any(s[0] != s[1]), body, (node, node0, edge))
+        order = jnp.argsort(-node_inf, stable=True)
+        cum = jnp.zeros_like(node_inf).at[order].set(jnp.cumsum(node_inf[order]) / jnp.sum(node_inf))
+        return node, edge, cum, ok1 & ok2
+
+    return jax.jit(fn)
+
+
+def graph_scores(graph: Graph) -> GraphScores:
+    """circuit-tracer's `compute_graph_scores` of the unpruned graph."""
+    rep, comp, ok = _scores_fn(graph.error_start, graph.token_start, graph.logit_start)(
+        jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights())
+    )
+    if not bool(ok):
+        raise RuntimeError(f"influence did not converge in {MAX_ITER} terms: the adjacency matrix has a cycle")
+    return GraphScores(float(rep), float(comp))
+
+
+@functools.lru_cache(maxsize=8)
+def _scores_fn(error_start: int, token_start: int, logit_start: int):
+    def fn(a, w):
+        a_n = normalize(a)
+        inf, ok = influence(a_n, w)
+        tokens, errors = inf[token_start:logit_start].sum(), inf[error_start:token_start].sum()
+        non_error = 1.0 - a_n[:, error_start:token_start].sum(-1)
+        out = inf + w
+        return tokens / (tokens + errors), (non_error * out).sum() / out.sum(), ok
+
+    return jax.jit(fn)
