@@ -20,6 +20,7 @@ from saelab.models import HookContext, Model, forward
 from saelab.sae import SAEParams, sae_config
 from saelab.sae.clt import CLTParams
 from saelab.trace.intervene import Edit, ReplacementContext, _static, edit_arrays, generate, intervene
+from tests.peer_modules import peer
 
 LAYERS, D, D_SAE = 2, 32, 24
 IN = tuple(f"blocks.{i}.ln2.hook_normalized" for i in range(LAYERS))
@@ -47,12 +48,18 @@ def save_tiny_llama(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Model:
-    return Model.load(str(save_tiny_llama(tmp_path_factory.mktemp("tiny"))))
+def model_dir(tmp_path_factory) -> Path:
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
-def _plt(seed: int = 0, b_dec: bool = True):
-    """Random JumpReLU transcoders, one per block (no skip term); b_dec zero when `b_dec` is False."""
+@pytest.fixture(scope="module")
+def model(model_dir) -> Model:
+    return Model.load(str(model_dir))
+
+
+def _plt_layers(seed: int = 0, b_dec: bool = True) -> list:
+    """Random JumpReLU transcoders ((params, config) per block, no skip term); b_dec zero when `b_dec` is
+    False."""
     r = np.random.default_rng(seed)
     n = lambda *s: jnp.asarray(r.normal(size=s) * 0.4, jnp.float32)  # noqa: E731
     cfg = sae_config(architecture="jumprelu", d_in=D, d_sae=D_SAE, d_out=D)
@@ -61,7 +68,11 @@ def _plt(seed: int = 0, b_dec: bool = True):
         theta = jnp.asarray(r.uniform(0.0, 0.3, D_SAE), jnp.float32)
         params = SAEParams(n(D, D_SAE), n(D_SAE) * 0.2, n(D_SAE, D), n(D) if b_dec else jnp.zeros(D), theta)
         layers.append((params, cfg))
-    return transcoder_set_replacement(HOOKS, layers)
+    return layers
+
+
+def _plt(seed: int = 0, b_dec: bool = True):
+    return transcoder_set_replacement(HOOKS, _plt_layers(seed, b_dec))
 
 
 def _clt(seed: int = 1):
@@ -185,3 +196,78 @@ def test_edits_of_one_activation_twice_are_refused() -> None:
     with pytest.raises(ValueError, match="touch the same activation"):
         edit_arrays(_plt(), [Edit(0, "all", None, scale=0.0), Edit(0, 3, 2, value=1.0)], False)
     edit_arrays(_plt(), [Edit(0, 3, 2, value=1.0), Edit(0, 3, 3, value=1.0), Edit(1, "all", 2, scale=0.5)], False)
+
+
+def test_cli_prints_both_continuations_of_a_circuit_tracer_transcoder_set(model, model_dir, tmp_path, capsys):
+    """`saelab trace intervene` (its parser alone: saelab.cli wires it) on the transcoders exported in
+    circuit-tracer's format prints what `generate` returns."""
+    import argparse
+
+    from saelab.sae.formats.circuit_tracer import save_transcoder_set
+    from saelab.trace.intervene_cli import parse_edit, register
+
+    save_transcoder_set(tmp_path / "tc", _plt_layers(), model_name=str(model_dir))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    argv = ["trace intervene", "w5 w17 w40", "--transcoders", str(tmp_path / "tc"), "--set", "1:2=8", "--set"]
+    a = parser.parse_args([*argv, "1:11@3=-4", "--scale", "0:error=0", "--error-terms", "--max-new-tokens", "5"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", "200")
+        a.fn(a)
+    printed = capsys.readouterr().out
+    edits = [Edit(1, 2, None, value=8.0), Edit(1, 11, 3, value=-4.0), Edit(0, "error", None, scale=0.0)]
+    assert [parse_edit(s, h) for s, h in [("1:2=8", "set"), ("1:11@3=-4", "set"), ("0:error=0", "scale")]] == edits
+    want = generate(model, _plt(), "w5 w17 w40", edits, use_error_term=True, max_new_tokens=5)
+    assert want.clean in printed and want.edited in printed and want.clean != want.edited
+    for bad in ("1:2", "x:2=1", "1:feature=2", "1:2@=1"):
+        with pytest.raises(ValueError, match="expected L:F"):
+            parse_edit(bad, "set")
+
+
+def test_feature_edits_equal_circuit_tracers_feature_intervention(model, model_dir, tokens, tmp_path, monkeypatch):
+    """circuit-tracer's own `feature_intervention` (TransformerLens backend, attention not frozen: the edit
+    propagates) on the same Llama with the same CLT exported in its format: its logits equal saelab's edited
+    replacement model with error terms, float32, to 1e-5 of the largest logit."""
+    peer("circuit_tracer")
+    import huggingface_hub.constants
+    import torch
+    import transformers
+    import yaml
+
+    # circuit-tracer 0.5's hf_utils imports a constant huggingface-hub 1.x dropped; False = no hf_transfer
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_ENABLE_HF_TRANSFER", False, raising=False)
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+    from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
+
+    from saelab.sae.formats import circuit_tracer as ct
+
+    hf = transformers.AutoModelForCausalLM.from_pretrained(model_dir).to(torch.float32).eval()
+    tl_cfg = HookedTransformerConfig(
+        n_layers=LAYERS, d_model=D, d_head=8, n_heads=4, n_key_value_heads=2, d_mlp=48, d_vocab=64, n_ctx=128,
+        act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8,
+        rotary_base=10000.0, gated_mlp=True, final_rms=True, eps=hf.config.rms_norm_eps,
+        original_architecture="LlamaForCausalLM", rotary_adjacent_pairs=False, dtype=torch.float32,
+        model_name="tiny-llama", device="cpu",
+    )  # fmt: skip
+    rep = _clt()
+    cfg = sae_config(architecture="clt", n_layers=LAYERS, d_in=D, d_sae=D_SAE, activation="jumprelu")
+    meta = yaml.safe_load(
+        (ct.save_clt(tmp_path / "clt", rep.params, cfg, model_name="tiny") / "config.yaml").read_text()
+    )
+    cpu, f32 = torch.device("cpu"), torch.float32
+    clt = load_clt(str(tmp_path / "clt"), meta["feature_input_hook"], meta["feature_output_hook"], None, cpu, f32)
+    tl = TransformerLensReplacementModel(tl_cfg)
+    weights = convert_llama_weights(hf, tl_cfg)
+    tl.load_and_process_state_dict(weights, fold_ln=False, center_writing_weights=False, center_unembed=False)
+    tl._configure_replacement_model(clt)
+    row = np.asarray(tokens[0])
+    codes = np.asarray(intervene(model, rep, tokens[:1], (), True).codes[0][0])  # (seq, d_sae) of layer 0
+    f = int(np.argmax(codes[3]))
+    edits = [(0, 3, f, 6.0), (1, 5, 7, -2.5), (0, 6, f, 0.0)]  # (layer, position, feature, value): theirs
+    theirs, _ = tl.feature_intervention(torch.from_numpy(row), edits, freeze_attention=False)
+    ours = intervene(model, rep, tokens[:1], [Edit(l, i, p, value=v) for l, p, i, v in edits], True).logits
+    _close(ours[0], theirs[0].numpy())
+    clean = intervene(model, rep, tokens[:1], (), True).logits
+    assert np.abs(np.asarray(ours - clean)).max() > 1e-2  # the edits matter
