@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from saelab.evals.autointerp import suite as autointerp
 from saelab.evals.saebench import absorption, core, mdl, meta_structure, sparse_probing
 from saelab.evals.saebench.context import BenchContext
 
@@ -23,6 +24,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "sparse-probing": Evaluator(sparse_probing.evaluate, sparse_probing.markdown),
     "mdl": Evaluator(mdl.evaluate, mdl.markdown),
     "meta-structure": Evaluator(meta_structure.evaluate, meta_structure.markdown),
+    "autointerp": Evaluator(autointerp.evaluate, autointerp.markdown),
 }
 
 OFFLINE = ("core", "absorption", "sparse-probing", "mdl", "meta-structure")
