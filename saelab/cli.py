@@ -15,6 +15,7 @@ Handler = Callable[[argparse.Namespace], int | None]
 # flows (`saelab --help` lists them so).
 ANALYSIS_COMMANDS: list[str] = [
     "saelab.inspect.cli",
+    "saelab.evals.autointerp.cli",
     "saelab.spliced.cli",
     "saelab.circuits.cli",
     "saelab.trace.cli",
