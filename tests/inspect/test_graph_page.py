@@ -148,6 +148,10 @@ def test_the_page_draws_every_node_and_edge(browser, graph_site) -> None:  # noq
     xs = [float(e.get_attribute("x")) for e in browser.find_elements(By.CSS_SELECTOR, "#graph rect.node.embedding")]
     assert xs == sorted(xs) and len(set(xs)) == len(g["metadata"]["prompt_tokens"])  # positions left to right
     browser.save_screenshot(str(SHOT))
+    slider = browser.find_element(By.ID, "min-weight")
+    browser.execute_script("arguments[0].value = 30; arguments[0].dispatchEvent(new Event('input'))", slider)
+    strong = sum(abs(link["weight"]) >= 0.3 * max(abs(k["weight"]) for k in g["links"]) for link in g["links"])
+    assert 0 < strong < len(g["links"]) and sum(e.is_displayed() for e in edges) == strong
 
 
 def test_hover_shows_top_tokens_and_click_opens_the_dashboard(browser, graph_site) -> None:  # noqa: F811

@@ -48,7 +48,7 @@ const saelabGraph = (() => {
     });
     const widest = Math.max(1, ...[...cells.values()].map((c) => c.length));
     const colW = Math.min(260, Math.max(64, 13 * widest + 16));
-    const rowH = 64, left = 64, top = 24;
+    const rowH = 64, left = 64, top = 56;
     const R = rowOf.size;
     const xy = new Array(g.nodes.length);
     for (const idx of cells.values()) {
@@ -83,9 +83,10 @@ const saelabGraph = (() => {
       const l = g.links[j];
       const s = first.get(l.source), t = first.get(l.target);
       const [x1, y1] = L.xy[s], [x2, y2] = L.xy[t];
-      const w = (0.4 + 3.6 * Math.abs(l.weight) / maxW).toFixed(2);
+      const r = Math.abs(l.weight) / maxW;  // width and opacity by |weight|: weak edges fade into the background
       return `<line class="edge ${l.weight >= 0 ? "pos" : "neg"}" data-s="${s}" data-t="${t}" data-weight="${l.weight}" ` +
-        `x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}" stroke-width="${w}"></line>`;
+        `x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}" ` +
+        `stroke-width="${(0.4 + 3.6 * r).toFixed(2)}" stroke-opacity="${(0.12 + 0.7 * r).toFixed(2)}"></line>`;
     }).join("");
     const grid = [...L.rowOf.entries()].map(([layer, r]) => {
       const y = L.top + (L.R - 1 - r) * L.rowH + L.rowH / 2;
@@ -98,8 +99,14 @@ const saelabGraph = (() => {
       return `<text class="tok" x="${L.left + L.colW * (p + 0.5)}" y="${L.height - 12}" text-anchor="middle">${label}<title>${p}: ${show(t)}</title></text>`;
     }).join("");
     const marks = g.nodes.map((n, i) => mark(n, i, L.xy[i], kind(n) === "feature" ? g.dashboards[n.node_id] : null)).join("");
+    const logits = g.nodes.map((n, i) => [n, i]).filter(([n]) => kind(n) === "logit");
+    const said = logits.length <= 12 ? logits.map(([n, i]) => {  // the token each logit node stands for
+      const m = /^Output "(.*)" \(p=/s.exec(n.clerp || "");
+      const [x, y] = [L.xy[i][0] - 2, L.xy[i][1] - 10];  // slanted, so neighbouring logits' labels do not collide
+      return m ? `<text class="tok" x="${x}" y="${y}" transform="rotate(-35 ${x} ${y})">${show(m[1])}</text>` : "";
+    }).join("") : "";
     return `<svg width="${L.width}" height="${L.height}" role="img" aria-label="attribution graph">` +
-      `<g class="rows">${grid}</g><g class="edges">${edges}</g><g class="nodes">${marks}</g><g>${toks}</g></svg>`;
+      `<g class="rows">${grid}</g><g class="edges">${edges}</g><g class="nodes">${marks}</g><g>${toks}${said}</g></svg>`;
   }
 
   function tooltip(g, n) {
@@ -131,6 +138,16 @@ const saelabGraph = (() => {
     box.innerHTML = svg(g, layout(g));
     const tip = document.getElementById("tooltip");
     const lines = [...box.querySelectorAll(".edge")];
+    const maxW = Math.max(1e-12, ...g.links.map((l) => Math.abs(l.weight)));
+    const slider = document.getElementById("min-weight");
+    const filter = () => {  // hide edges below the chosen share of the largest |weight|
+      const min = Number(slider.value) / 100 * maxW;
+      let shown = 0;
+      lines.forEach((l) => { const on = Math.abs(Number(l.dataset.weight)) >= min; l.style.display = on ? "" : "none"; shown += on; });
+      document.getElementById("shown").textContent = `${shown} edges with |weight| >= ${slider.value}% of the largest`;
+    };
+    slider.addEventListener("input", filter);
+    filter();
     box.addEventListener("mouseover", (e) => {
       const el = e.target.closest(".node");
       if (!el) return;
