@@ -8,19 +8,30 @@ from types import ModuleType
 
 import pytest
 
-EXTRA = {"sae_lens": "sae-lens", "sparsify": "eai-sparsify", "circuit_tracer": "circuit-tracer"}
+EXTRA = {
+    "sae_lens": "sae-lens",
+    "sparsify": "eai-sparsify",
+    "circuit_tracer": "circuit-tracer",
+    "sae_bench": "sae-bench",
+    "sae_probes": "sae-probes",
+}
 # Peers outside the bench extra, with how to install them: circuit-tracer 0.5 pins transformers<=4.57.3 and
 # huggingface-hub<1.0, which the bench extra's SAELens and the torch extra's transformers 5 do not allow.
-INSTALL = {"circuit_tracer": "not in the bench extra (its pins clash); `pip install --no-deps circuit-tracer==0.5.0`"}
+INSTALL = {
+    "circuit_tracer": "not in the bench extra (its pins clash); `pip install --no-deps circuit-tracer==0.5.0`",
+    "sae_bench": "not in the bench extra (it pins a CUDA torch); `just setup-bench` installs it with --no-deps",
+    "sae_probes": "not in the bench extra (it pins a CUDA torch); `just setup-bench` installs it with --no-deps",
+}
 
 
 def peer(module: str) -> ModuleType:
-    """Import a peer module, or fail naming the install command."""
+    """Import a peer module (or one of its submodules), or fail naming the install command."""
+    top = module.split(".")[0]
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
-        msg = f"{module} ({EXTRA[module]}) is a peer in the bench extra: `pip install -e '.[bench]'` (`just test`)"
-        msg = f"{module} ({EXTRA[module]}) is a peer, {INSTALL[module]}" if module in INSTALL else msg
+        msg = f"{module} ({EXTRA[top]}) is a peer in the bench extra: `pip install -e '.[bench]'` (`just test`)"
+        msg = f"{module} ({EXTRA[top]}) is a peer, {INSTALL[top]}" if top in INSTALL else msg
         pytest.fail(f"{msg}: {e}", pytrace=False)
     if module == "sparsify" and not hasattr(mod, "SparseCoder"):
         pytest.fail(
