@@ -198,27 +198,41 @@ def test_edits_of_one_activation_twice_are_refused() -> None:
     edit_arrays(_plt(), [Edit(0, 3, 2, value=1.0), Edit(0, 3, 3, value=1.0), Edit(1, "all", 2, scale=0.5)], False)
 
 
-def test_cli_prints_both_continuations_of_a_circuit_tracer_transcoder_set(model, model_dir, tmp_path, capsys):
+def test_cli_prints_both_continuations_of_a_circuit_tracer_transcoder_set(model_dir, tmp_path, capsys):
     """`saelab trace intervene` (its parser alone: saelab.cli wires it) on the transcoders exported in
-    circuit-tracer's format prints what `generate` returns."""
+    circuit-tracer's format: `generate` gets the parsed edits and the exported weights, and its continuations
+    are printed."""
     import argparse
 
     from saelab.sae.formats.circuit_tracer import save_transcoder_set
+    from saelab.trace import intervene as iv
     from saelab.trace.intervene_cli import parse_edit, register
 
-    save_transcoder_set(tmp_path / "tc", _plt_layers(), model_name=str(model_dir))
+    layers = _plt_layers()
+    save_transcoder_set(tmp_path / "tc", layers, model_name=str(model_dir))
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     argv = ["trace intervene", "w5 w17 w40", "--transcoders", str(tmp_path / "tc"), "--set", "1:2=8", "--set"]
     a = parser.parse_args([*argv, "1:11@3=-4", "--scale", "0:error=0", "--error-terms", "--max-new-tokens", "5"])
+    calls, real = [], iv.generate
+
+    def spy(model, rep, prompt, edits, use_error_term, **kw):
+        calls.append((rep, prompt, list(edits), use_error_term, kw["max_new_tokens"]))
+        calls[-1] += (real(model, rep, prompt, edits, use_error_term, **kw),)
+        return calls[-1][-1]
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COLUMNS", "200")
+        mp.setattr("saelab.trace.intervene.generate", spy)
         a.fn(a)
     printed = capsys.readouterr().out
     edits = [Edit(1, 2, None, value=8.0), Edit(1, 11, 3, value=-4.0), Edit(0, "error", None, scale=0.0)]
+    (rep, prompt, got, errors, n, out), *_ = calls
+    assert (len(calls), prompt, got, errors, n) == (1, "w5 w17 w40", edits, True, 5)
+    for (p, _), q in zip(layers, rep.params, strict=True):
+        np.testing.assert_array_equal(np.asarray(q.W_dec), np.asarray(p.W_dec))
+    assert out.clean in printed and out.edited in printed and out.clean != out.edited
     assert [parse_edit(s, h) for s, h in [("1:2=8", "set"), ("1:11@3=-4", "set"), ("0:error=0", "scale")]] == edits
-    want = generate(model, _plt(), "w5 w17 w40", edits, use_error_term=True, max_new_tokens=5)
-    assert want.clean in printed and want.edited in printed and want.clean != want.edited
     for bad in ("1:2", "x:2=1", "1:feature=2", "1:2@=1"):
         with pytest.raises(ValueError, match="expected L:F"):
             parse_edit(bad, "set")
