@@ -83,28 +83,40 @@ def pad_frozen(f: Frozen, n_pos: int) -> Frozen:
 @functools.lru_cache(maxsize=16)
 def edge_fn(cfg: ModelConfig, n_feat: int):
     """Jitted (params, frozen, skip, sources, rows) -> (R, n_feat + L * pos + pos) float32: each row's direct
-    effects from the features, the errors (layer-major) and the tokens."""
+    effects from the features, the errors (layer-major) and the tokens. Layers above the batch's highest
+    target carry no cotangent and are skipped (`lax.cond`), so a batch of low-layer features costs little."""
 
-    def one(params: ModelWeights, frozen: Frozen, skip, src: Sources, layer, pos, vec):
-        n_pos = src.embed.shape[0]
-        at = jax.nn.one_hot(pos, n_pos, dtype=jnp.float32)[:, None] * vec  # (pos, d) the injected cotangent
+    def run(params: ModelWeights, frozen: Frozen, skip, src: Sources, rows: Rows):
+        n_rows, n_pos = rows.layer.shape[0], src.embed.shape[0]
+        at = jax.nn.one_hot(rows.position, n_pos, dtype=jnp.float32)[:, :, None] * rows.vector[:, None]  # (R, pos, d)
+        inject = lambda l: jnp.where((rows.layer == l)[:, None, None], at, 0.0)
         final = lambda r: frozen_norm(r, frozen.ln_final, params.ln_final, cfg)
-        g = jax.vjp(final, src.embed)[1](jnp.where(layer == cfg.n_layers, at, 0.0))[0]  # (pos, d) on the stream
-        feats, errors = jnp.zeros(n_feat, jnp.float32), []
+        g = jax.vmap(functools.partial(_transpose, final, src.embed))(inject(cfg.n_layers))  # (R, pos, d)
+        feats, errors, top = jnp.zeros((n_rows, n_feat), jnp.float32), [], rows.layer.max()
         for l in reversed(range(cfg.n_layers)):
-            errors.append(jnp.sum(g * src.errors[l], -1))  # (pos,)
-            contrib = jnp.sum(g[src.pair_position[l]] * src.pair_vectors[l], -1)  # (P,)
-            feats = feats.at[src.pair_feature[l]].add(contrib, mode="drop")
             s = None if skip is None else skip[l]
             block = functools.partial(
                 layer_forward, params.layers[l], cfg, frozen.pattern[l], frozen.ln1[l], frozen.ln2[l], s
             )
-            g = jax.vjp(block, src.embed)[1]((jnp.where(layer == l, at, 0.0), g))[0]
-        tokens = jnp.sum(g * src.embed, -1)
-        return jnp.concatenate([feats, jnp.stack(errors[::-1]).reshape(-1), tokens])
+            back = jax.vmap(functools.partial(_transpose, block, src.embed))
 
-    def run(params, frozen, skip, src: Sources, rows: Rows):
-        f = jax.vmap(one, in_axes=(None, None, None, None, 0, 0, 0))
-        return f(params, frozen, skip, src, rows.layer, rows.position, rows.vector)
+            def step(state, l=l, back=back):  # g: the cotangent on the stream leaving layer l
+                g, feats = state
+                err = jnp.sum(g * src.errors[l], -1)  # (R, pos)
+                contrib = jnp.sum(g[:, src.pair_position[l]] * src.pair_vectors[l], -1)  # (R, P)
+                feats = feats.at[:, src.pair_feature[l]].add(contrib, mode="drop")
+                return (back(inject(l), g), feats), err
+
+            skipped = lambda state: (state, jnp.zeros((n_rows, n_pos), jnp.float32))
+            (g, feats), err = jax.lax.cond(l <= top, step, skipped, (g, feats))
+            errors.append(err)
+        tokens = jnp.sum(g * src.embed, -1)  # (R, pos)
+        return jnp.concatenate([feats, jnp.stack(errors[::-1], 1).reshape(n_rows, -1), tokens], axis=1)
 
     return jax.jit(run)
+
+
+def _transpose(f, example: jax.Array, *cotangents: jax.Array) -> jax.Array:
+    """The transpose of the linear map f (one input, shaped like `example`) applied to its output's
+    cotangents."""
+    return jax.vjp(f, example)[1](cotangents[0] if len(cotangents) == 1 else cotangents)[0]

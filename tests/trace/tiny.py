@@ -33,6 +33,7 @@ def tiny_llama(tmp: Path, seed: int = 0) -> Tiny:
     hf_cfg = transformers.LlamaConfig(
         hidden_size=D, intermediate_size=48, num_hidden_layers=N_LAYERS, num_attention_heads=4,
         num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=64, tie_word_embeddings=False,
+        initializer_range=0.2,
     )  # fmt: skip
     hf = transformers.AutoModelForCausalLM.from_config(hf_cfg).to(torch.float32).eval()
     with torch.no_grad():
@@ -40,7 +41,18 @@ def tiny_llama(tmp: Path, seed: int = 0) -> Tiny:
             if w.ndim == 1:
                 w.copy_(torch.randn_like(w) * 0.2 + 1.0)
     hf.save_pretrained(tmp / "model", safe_serialization=True)
+    word_tokenizer().save(str(tmp / "model" / "tokenizer.json"))
     return Tiny(Model.load(str(tmp / "model")), tmp / "model", hf_cfg)
+
+
+def word_tokenizer():
+    """A word-level tokenizer of the tiny vocabulary: <unk>, <s> (BOS), </s>, then w3 .. w96."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<unk>": 0, "<s>": BOS, "</s>": 2} | {f"w{i}": i for i in range(3, VOCAB)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tok
 
 
 def random_plts(seed: int = 1, skip: bool = True) -> list[tuple[SAEParams, JumpReLUConfig]]:
@@ -57,7 +69,7 @@ def random_plts(seed: int = 1, skip: bool = True) -> list[tuple[SAEParams, JumpR
                 f(D_SAE, D),
                 f(D, scale=0.1),
                 theta(),
-                f(D, D, scale=0.1) if skip else None,
+                f(D, D, scale=0.05) if skip else None,
             ),
             cfg,
         )
