@@ -23,7 +23,7 @@ class TraceConfig(Config):
     target: str | None = None
     """The logit node: a token's text (one token); default: circuit-tracer's salient logits."""
     out: Path = Path("results/trace")
-    """Folder of the graph files ({slug}.json, graph-metadata.json, {slug}.summary.json)."""
+    """Folder of the graph files ({slug}.json, graph-metadata.json, {slug}.summary.json, {slug}.graph.npz)."""
     slug: str | None = None
     """The graph's name in its files; default: from the prompt."""
     max_n_logits: int = Field(default=10, ge=1)

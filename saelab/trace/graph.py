@@ -9,9 +9,13 @@ error and token nodes are zero (nothing is attributed to them); logit rows hold 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+ARRAYS = ("tokens", "active_features", "activations", "adjacency", "logit_probabilities")
 
 
 class LogitTarget(NamedTuple):
@@ -71,3 +75,22 @@ class Graph(NamedTuple):
         w = np.zeros(self.n_nodes, np.float32)
         w[self.logit_start :] = self.logit_probabilities
         return w
+
+
+def save(graph: Graph, path: str | Path) -> Path:
+    """Write the graph to one `.npz` file (arrays as they are, the rest as JSON), for later analyses."""
+    path = Path(path)
+    meta = {k: getattr(graph, k) for k in ("prompt", "n_layers", "model_name", "scan")}
+    meta["logit_targets"] = [list(t) for t in graph.logit_targets]
+    arrays = {k: getattr(graph, k) for k in ARRAYS}
+    np.savez_compressed(path, meta=np.asarray(json.dumps(meta)), **arrays)
+    return path
+
+
+def load(path: str | Path) -> Graph:
+    """A graph written by `save`."""
+    with np.load(path) as f:
+        meta = json.loads(str(f["meta"]))
+        arrays = {k: f[k] for k in ARRAYS}
+    targets = tuple(LogitTarget(str(t), int(i)) for t, i in meta.pop("logit_targets"))
+    return Graph(**meta, **arrays, logit_targets=targets)

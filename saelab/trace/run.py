@@ -10,6 +10,7 @@ from typing import Any
 
 from saelab.models import Model
 from saelab.models.aliases import LOCAL_ALIASES
+from saelab.trace import graph as graphs
 from saelab.trace import transcoders as tt
 from saelab.trace.attribute import attribute
 from saelab.trace.config import TraceConfig
@@ -44,8 +45,10 @@ def run(cfg: TraceConfig, model: Model | None = None) -> dict[str, Any]:
     slug = cfg.slug or (re.sub(r"[^A-Za-z0-9]+", "-", cfg.prompt).strip("-").lower()[:48] or "graph")
     decode = lambda i: model.tokenizer.decode([i], skip_special_tokens=False)
     path = write_graph_files(graph_json(graph, pruned, slug, decode, cfg.node_threshold), cfg.out)
+    saved = graphs.save(graph, cfg.out / f"{slug}.graph.npz")  # the unpruned graph, for later analyses
     summary = {
         "graph": str(path),
+        "unpruned": str(saved),
         "prompt": cfg.prompt,
         "n_tokens": graph.n_pos,
         "n_features": graph.n_features,
