@@ -68,14 +68,21 @@ class Continuations(NamedTuple):
 
 
 def intervene(
-    model: Any, rep: Replacement, tokens: Any, edits: Sequence[Edit] = (), use_error_term: bool = False
+    model: Any,
+    rep: Replacement,
+    tokens: Any,
+    edits: Sequence[Edit] = (),
+    use_error_term: bool = False,
+    freeze_attention: bool = False,
 ) -> Intervened:
     """Logits and feature activations of the replacement model on `tokens` (batch, seq) with `edits` applied
-    (positions count from the first token; the first is the BOS the transcoders skip)."""
+    (positions count from the first token; the first is the BOS the transcoders skip). `freeze_attention`
+    holds every attention pattern at the unedited run's (circuit-tracer's default), so an edit acts through
+    the residual stream, the norms and the MLPs only."""
     arrays = edit_arrays(rep, edits, use_error_term)
     toks = jnp.atleast_2d(jnp.asarray(tokens, jnp.int32))
     rows = jnp.ones((toks.shape[0],), bool)
-    fn = _jitted_forward(model.cfg, _static(rep, use_error_term))
+    fn = _jitted_forward(model.cfg, _static(rep, use_error_term), freeze_attention)
     return fn(model.params, rep.params, arrays, rows, toks)
 
 
@@ -184,8 +191,10 @@ class ReplacementContext(HookContext):
     encodes and the edits change its codes; at its output hook the transcoder's output (plus the scaled error
     term) replaces the MLP's, for the rows where `rows` (batch,) is true (elsewhere: the unedited replacement)."""
 
-    def __init__(self, s: _Static, params: Any, edits: EditArrays, rows: jax.Array, hooks: dict | None = None) -> None:
-        super().__init__(hooks=hooks)
+    def __init__(
+        self, s: _Static, params: Any, edits: EditArrays, rows: jax.Array, hooks: dict | None = None, cache=()
+    ) -> None:
+        super().__init__(hooks=hooks, cache=cache)
         self.s, self.params, self.edits, self.rows = s, params, edits, rows
         self.carry = s.carry
         self.y_hat: dict[int, jax.Array] = {}
@@ -258,9 +267,16 @@ class _Context(NamedTuple):
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_forward(cfg: Any, s: _Static):
+def _jitted_forward(cfg: Any, s: _Static, freeze_attention: bool):
+    patterns = tuple(f"blocks.{layer}.attn.hook_pattern" for layer in range(cfg.n_layers))
+
     def run(model_params, params, edits, rows, tokens):
-        ctx = ReplacementContext(s, params, edits, rows)
+        hooks = None
+        if freeze_attention:  # the patterns of the unedited run (no row edited), held in the edited one
+            unedited = ReplacementContext(s, params, edits, jnp.zeros_like(rows), cache=patterns)
+            forward(model_params, cfg, tokens, None, unedited)
+            hooks = {name: (lambda x, p=unedited.cache[name]: p) for name in patterns}
+        ctx = ReplacementContext(s, params, edits, rows, hooks)
         logits = forward(model_params, cfg, tokens, None, ctx).logits
         b, t = tokens.shape
         codes = tuple(ctx.codes[i].reshape(b, t, -1) for i in range(len(s.hooks_in)))

@@ -238,10 +238,13 @@ def test_cli_prints_both_continuations_of_a_circuit_tracer_transcoder_set(model_
             parse_edit(bad, "set")
 
 
-def test_feature_edits_equal_circuit_tracers_feature_intervention(model, model_dir, tokens, tmp_path, monkeypatch):
-    """circuit-tracer's own `feature_intervention` (TransformerLens backend, attention not frozen: the edit
-    propagates) on the same Llama with the same CLT exported in its format: its logits equal saelab's edited
-    replacement model with error terms, float32, to 1e-5 of the largest logit."""
+@pytest.mark.parametrize("freeze", [False, True], ids=["propagating", "frozen-attention"])
+def test_feature_edits_equal_circuit_tracers_feature_intervention(
+    model, model_dir, tokens, tmp_path, monkeypatch, freeze
+):
+    """circuit-tracer's own `feature_intervention` (TransformerLens backend; attention patterns free, or frozen
+    at the clean run as its default does) on the same Llama with the same CLT exported in its format: its
+    logits equal saelab's edited replacement model with error terms, float32, to 1e-5 of the largest logit."""
     peer("circuit_tracer")
     import huggingface_hub.constants
     import torch
@@ -280,8 +283,11 @@ def test_feature_edits_equal_circuit_tracers_feature_intervention(model, model_d
     codes = np.asarray(intervene(model, rep, tokens[:1], (), True).codes[0][0])  # (seq, d_sae) of layer 0
     f = int(np.argmax(codes[3]))
     edits = [(0, 3, f, 6.0), (1, 5, 7, -2.5), (0, 6, f, 0.0)]  # (layer, position, feature, value): theirs
-    theirs, _ = tl.feature_intervention(torch.from_numpy(row), edits, freeze_attention=False)
-    ours = intervene(model, rep, tokens[:1], [Edit(l, i, p, value=v) for l, p, i, v in edits], True).logits
-    _close(ours[0], theirs[0].numpy())
+    theirs, _ = tl.feature_intervention(torch.from_numpy(row), edits, freeze_attention=freeze)
+    ours = intervene(model, rep, tokens[:1], [Edit(l, i, p, value=v) for l, p, i, v in edits], True, freeze)
+    _close(ours.logits[0], theirs[0].numpy())
     clean = intervene(model, rep, tokens[:1], (), True).logits
-    assert np.abs(np.asarray(ours - clean)).max() > 1e-2  # the edits matter
+    assert np.abs(np.asarray(ours.logits - clean)).max() > 1e-2  # the edits matter
+    if freeze:
+        other = intervene(model, rep, tokens[:1], [Edit(l, i, p, value=v) for l, p, i, v in edits], True)
+        assert np.abs(np.asarray(other.logits - ours.logits)).max() > 1e-4  # and freezing changes the result
