@@ -6,10 +6,11 @@ The replacement model is the one `saelab.evals.replacement` evaluates: at each r
 reads the MLP's input (`blocks.L.ln2.hook_normalized`) and its output takes the MLP's place at
 `blocks.L.hook_mlp_out`. An edit changes a feature's activation by `delta = new - current`; the layer's output,
 and for a cross-layer transcoder every later layer's, moves by `delta * W_dec` (the decoder row into that
-layer), and the change propagates through the rest of the model (attention and norms are not frozen). With
-error terms on, each layer also adds its error `mlp_out - transcoder(x)` of the same forward, so with no edits
-the model is the clean one and an edit moves it exactly as circuit-tracer's unfrozen `feature_intervention`
-does; an error node is that term at one layer (and position), which an edit scales (0 removes it).
+layer), and the change propagates through the rest of the model (norms are not frozen; attention patterns
+are, at the unedited run's, with `freeze_attention`). With error terms on, each layer also adds its error
+`mlp_out - transcoder(x)` of the same forward, so with no edits the model is the clean one and an edit moves
+it exactly as circuit-tracer's `feature_intervention` does with the same `freeze_attention`; an error node is
+that term at one layer (and position), which an edit scales (0 removes it).
 
 Position 0 (BOS) keeps the model's own MLP output, as in the eval's splice, so edits start at position 1. A
 position of None edits every position, generated ones included.
