@@ -17,10 +17,10 @@ from pydantic import model_validator
 
 from saelab.sae.affine import decode, pre_activations
 from saelab.sae.auxk import aux_topk, auxk_loss
-from saelab.sae.codes import top_k
 from saelab.sae.config import AuxKConfig, SAEConfig
 from saelab.sae.losses import AuxState, LossOutput, dense_l0_and_counts, loss_output, reconstruction, zero
 from saelab.sae.params import SAEParams
+from saelab.sae.topk_select import TopKSelect, select_top_k
 from saelab.sae.transcoder import with_skip
 
 __all__ = [
@@ -76,7 +76,7 @@ def encode(params: SAEParams, x: jax.Array, cfg: SAEConfig) -> jax.Array:
 def encode_train(params: SAEParams, x: jax.Array, cfg: AuxKConfig) -> BatchCodes:
     """Training codes: the k * batch largest activations of the batch."""
     pre = pre_activations(params, x, cfg)  # (batch, d_sae)
-    codes = batch_topk(pre, cfg.k)
+    codes = batch_topk(pre, cfg.k, cfg.topk_select)
     kept_min = jnp.min(jnp.where(codes > 0, codes, jnp.inf))
     return BatchCodes(codes, pre, jax.lax.stop_gradient(jnp.where(jnp.isinf(kept_min), jnp.nan, kept_min)))
 
@@ -114,24 +114,25 @@ def ema_threshold(params: SAEParams, out: LossOutput, rate: float) -> SAEParams:
     return params._replace(threshold=new.astype(jnp.float32))
 
 
-def batch_topk(pre: jax.Array, k: int) -> jax.Array:
+def batch_topk(pre: jax.Array, k: int, select: TopKSelect = "lax") -> jax.Array:
     """ReLU(pre) where it is among the k * batch largest of the batch, else 0; (batch, d_sae).
 
     Ties at the cut-off are all kept (a measure-zero event for real activations). The cut-off is found
     exactly without sorting the batch (a flat top_k over batch x d_sae values is a sort of them all): take
     each token's top min(2k, d_sae) candidates and find the (k * batch)-th largest among them by bisection;
     that is the batch's cut-off whenever no token has a non-candidate above it, which is checked, with a
-    bisection over the whole batch as the fallback.
+    bisection over the whole batch as the fallback. `select` picks how the per-token candidates are found
+    (saelab.sae.topk_select; the same candidates either way).
     """
     acts = jax.nn.relu(pre)
-    cut = jax.lax.stop_gradient(_kth_largest(jax.lax.stop_gradient(acts), k * acts.shape[0]))
+    cut = jax.lax.stop_gradient(_kth_largest(jax.lax.stop_gradient(acts), k * acts.shape[0], select))
     return jnp.where(acts >= cut, acts, 0.0)
 
 
-def _kth_largest(acts: jax.Array, n: int) -> jax.Array:
+def _kth_largest(acts: jax.Array, n: int, select: TopKSelect) -> jax.Array:
     """The n-th largest entry of a non-negative (batch, d_sae) array."""
     m = min(acts.shape[1], 2 * -(-n // acts.shape[0]))
-    cand, _ = top_k(acts, m)  # (batch, m)
+    cand, _ = select_top_k(acts, m, select)  # (batch, m)
     cut = _bisect_kth(cand, n)
     exact = jnp.all(cand[:, -1] <= cut) | (m == acts.shape[1])
     return jax.lax.cond(exact, lambda: cut, lambda: _bisect_kth(acts, n))

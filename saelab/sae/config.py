@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from saelab.runtime.config import Config
+from saelab.sae.topk_select import TopKSelect
 
 ArchitectureName = str  # a key of saelab.sae.registry.ARCHITECTURES
 ComputeDtype = Literal["float32", "bfloat16"]
@@ -147,6 +148,10 @@ class AuxKConfig(TranscoderConfig):
     two close to d_model / 2", and SAELens' default), capped at d_sae."""
     aux_coefficient: float = 1 / 32
     """Weight of the AuxK loss (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", sec. A.2)."""
+    topk_select: TopKSelect = "lax"
+    """How the k largest pre-activations are found: `lax` (jax.lax.top_k) or `blocks` (block maxima in one
+    pass over all cores, then lax.top_k of k blocks and of their entries; saelab.sae.topk_select). Both give
+    the same latents, ties included; only the speed differs."""
 
     @model_validator(mode="after")
     def _check_k(self) -> AuxKConfig:

@@ -28,6 +28,7 @@ from saelab.sae.auxk import aux_encoder_grad, aux_topk
 from saelab.sae.codes import TopK, densify, top_k
 from saelab.sae.config import ComputeDtype
 from saelab.sae.gather import gather_blocks, gather_dot, gather_sum, scatter_rows
+from saelab.sae.topk_select import TopKSelect, select_top_k
 
 __all__ = [
     "topk_encode",
@@ -71,15 +72,18 @@ def topk_encode_aux(
     *,
     compute_dtype: ComputeDtype = "float32",
     encoder_grad: GradMethod = DEFAULT_ENCODER_GRAD,
+    select: TopKSelect = "lax",
 ) -> tuple[TopK, TopK]:
-    """`topk_encode` plus the AuxK codes `aux_topk(pre, dead_mask, k_aux)` from the same GEMM."""
+    """`topk_encode` plus the AuxK codes `aux_topk(pre, dead_mask, k_aux)` from the same GEMM; `select` picks
+    how the top k are found (saelab.sae.topk_select; the same result either way)."""
     if x.ndim != 2 or W_enc.shape[0] != x.shape[1] or b_enc.shape != (W_enc.shape[1],):
         raise ValueError(f"shapes x {x.shape}, W_enc {W_enc.shape}, b_enc {b_enc.shape} do not fit together")
     if not 1 <= k <= W_enc.shape[1] or not 0 <= k_aux <= W_enc.shape[1]:
         raise ValueError(f"need 1 <= k <= d_sae and 0 <= k_aux <= d_sae, got k={k}, k_aux={k_aux}")
     if dead_mask is None or k_aux == 0:
         dead_mask, k_aux = jnp.zeros((W_enc.shape[1],), bool), 0
-    vals, idx, aux_vals, aux_idx = _encode(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask)
+    how = (k, k_aux, compute_dtype, encoder_grad, select)
+    vals, idx, aux_vals, aux_idx = _encode(*how, x, W_enc, b_enc, dead_mask)
     return TopK(vals, idx), TopK(aux_vals, aux_idx)
 
 
@@ -149,15 +153,15 @@ def _check_codes(vals: jax.Array, idx: jax.Array, W_dec: jax.Array, b_dec: jax.A
 # --- encoder kernel -----------------------------------------------------------------------------------
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _encode(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask):
-    out, _ = _encode_fwd(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _encode(k, k_aux, compute_dtype, encoder_grad, select, x, W_enc, b_enc, dead_mask):
+    out, _ = _encode_fwd(k, k_aux, compute_dtype, encoder_grad, select, x, W_enc, b_enc, dead_mask)
     return out
 
 
-def _encode_fwd(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mask):
+def _encode_fwd(k, k_aux, compute_dtype, encoder_grad, select, x, W_enc, b_enc, dead_mask):
     pre = matmul(x, W_enc, compute_dtype) + b_enc  # (batch, d_sae)
-    top, idx = top_k(pre, k)  # (batch, k)
+    top, idx = select_top_k(pre, k, select)  # (batch, k)
     vals = jax.nn.relu(top)
     if k_aux:
         aux = aux_topk(pre, dead_mask, k_aux)  # (batch, k_aux)
@@ -166,7 +170,7 @@ def _encode_fwd(k, k_aux, compute_dtype, encoder_grad, x, W_enc, b_enc, dead_mas
     return (vals, idx, *aux), (x, W_enc, vals, idx, aux.vals, aux.idx, dead_mask)
 
 
-def _encode_bwd(k, k_aux, compute_dtype, encoder_grad, res, cts):
+def _encode_bwd(k, k_aux, compute_dtype, encoder_grad, select, res, cts):
     x, W_enc, vals, idx, aux_vals, aux_idx, dead_mask = res
     g_vals, _, g_aux, _ = cts
     g = g_vals * (vals > 0)  # (batch, k) ReLU

@@ -13,11 +13,12 @@ import jax
 
 from saelab.sae.affine import decode, encoder_inputs, matmul
 from saelab.sae.auxk import aux_topk, auxk_loss
-from saelab.sae.codes import TopK, densify, latent_counts, top_k
+from saelab.sae.codes import TopK, densify, latent_counts
 from saelab.sae.config import AuxKConfig
 from saelab.sae.losses import AuxState, LossOutput, loss_output, reconstruction, zero
 from saelab.sae.params import SAEParams
 from saelab.sae.sparse import dense_decode, sparse_decode, topk_encode_aux
+from saelab.sae.topk_select import select_top_k
 from saelab.sae.transcoder import with_skip
 
 __all__ = ["TopKConfig", "Kernels", "encode", "encode_sparse", "decode", "decode_sparse", "loss", "topk_codes"]
@@ -69,9 +70,11 @@ def topk_codes(params: SAEParams, x: jax.Array, cfg: TopKConfig, dead_mask: jax.
     k_aux = cfg.resolved_k_aux if dead_mask is not None else 0
     if cfg.kernels == "sparse":
         dt = cfg.compute_dtype
-        return topk_encode_aux(xc, params.W_enc, bias, cfg.k, dead_mask, k_aux, compute_dtype=dt)
+        return topk_encode_aux(
+            xc, params.W_enc, bias, cfg.k, dead_mask, k_aux, compute_dtype=dt, select=cfg.topk_select
+        )
     pre = matmul(xc, params.W_enc, cfg.compute_dtype) + bias  # (batch, d_sae)
-    top, idx = top_k(pre, cfg.k)
+    top, idx = select_top_k(pre, cfg.k, cfg.topk_select)
     codes = TopK(jax.nn.relu(top), idx)
     if not k_aux:
         return codes, TopK(top[:, :0], idx[:, :0])
