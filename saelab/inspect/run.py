@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from saelab.inspect.autointerp import attach_found
 from saelab.inspect.collect import collect
 from saelab.inspect.compat import Inputs, open_inputs
 from saelab.inspect.config import InspectConfig
@@ -26,6 +27,7 @@ def run(cfg: InspectConfig, progress: bool = True) -> dict[str, Any]:
     inputs = open_inputs(cfg.sae, cfg.store, cfg.hook, cfg.model)
     d = dashboards(cfg, inputs, progress=progress)
     index = write_site(cfg.out, d, cfg.shard_latents, overwrite=cfg.overwrite)
+    attach_found(cfg.out, cfg.sae)  # explanations and scores that `saelab autointerp` kept beside the SAE
     seconds = time.perf_counter() - t0
     return {
         "index": str(index),

@@ -94,11 +94,14 @@ def _explain(a: argparse.Namespace) -> None:
         "total: clean minus ablated logit",
     )
     dash = ("top tokens", "dashboard") if ex.report is not None else ()
-    for col in ("pos", "latent", "act", "gradient", "direct", "total", *dash):
+    said = ("explanation",) if ex.explanations else ()  # from `saelab autointerp`
+    for col in ("pos", "latent", "act", "gradient", "direct", "total", *said, *dash):
         t.add_column(col)
     for e in att.effects:
         fmt = lambda v: "" if v != v else f"{v:+.3f}"
         row = [str(e.position), str(e.latent), f"{e.activation:.3f}", fmt(e.gradient), fmt(e.direct), fmt(e.total)]
+        if said:
+            row.append(ex.explanations.get(e.latent, ""))
         if dash:
             row += [" ".join(repr(s) for s in ex.top_tokens.get(e.latent, [])), ex.links.get(e.latent, "")]
         t.add_row(*row)

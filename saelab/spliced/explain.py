@@ -1,7 +1,8 @@
 """`explain`: the latents active at each token of a prompt and the attribution of a target token's logit,
 with each latent's dashboard link and top tokens when a report of the SAE exists: the one given, or one that
 `saelab inspect` wrote for this SAE where it writes reports (`report/`, `results/*/dashboards` as the
-experiments name them), found by the SAE its `meta` names."""
+experiments name them), found by the SAE its `meta` names; and each latent's explanation when `saelab
+autointerp` kept one beside the SAE (SAE/autointerp.json)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Explanation(NamedTuple):
     top_tokens: dict[int, list[str]]  # from the report, empty without one
     links: dict[int, str]  # latent -> its dashboard page, empty without a report
     report: Path | None = None  # the dashboard report read (given, or found for this SAE); None: none found
+    explanations: dict[int, str] = {}  # latent -> its `saelab autointerp` explanation (SAE/autointerp.json)
 
 
 def explain(
@@ -64,7 +66,10 @@ def explain(
         links = {e.latent: f"{page.as_uri()}?i={e.latent}" for e in att.effects}
     texts = [model.tokenizer.decode([int(t)]) for t in toks[0]]
     target_text = model.tokenizer.decode([target_id])
-    return Explanation(hook, texts, per_position, target_text, att, top_tokens, links, report)
+    from saelab.inspect.autointerp import explanations, find_autointerp
+
+    expl = explanations(find_autointerp(sae_path))
+    return Explanation(hook, texts, per_position, target_text, att, top_tokens, links, report, expl)
 
 
 def _one_token(model, target: str) -> int:

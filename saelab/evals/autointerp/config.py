@@ -42,7 +42,7 @@ class AutointerpConfig(Config):
     SAELAB_JUDGE_MODEL for `openai`."""
     judge_batch: int = Field(default=8, ge=1)
     """Local judge: chats per jitted generation call."""
-    scorers: list[ScorerName] = Field(default_factory=lambda: list(SCORERS))
+    scorers: list[ScorerName] = Field(default=list(SCORERS))
     """Scorers to run: detection, fuzzing (delphi's) and embedding (MiniLM cosine AUROC)."""
     tokens: int = Field(default=100_000, ge=1)
     """Tokens of the store scanned for examples (from its start, whole windows)."""

@@ -130,7 +130,7 @@ def negative_windows(
     candidates = np.flatnonzero(pos_all > 0)
     if len(candidates) == 0:
         raise ValueError(f"store {store.path} has no tokens past BOS in its first {n_scan} tokens")
-    centre = np.sort(rng.choice(candidates, min(n, len(candidates)), replace=False))
+    centre = rng.choice(candidates, min(n, len(candidates)), replace=False)  # random order: negatives are its first
     where = centre[:, None] + np.arange(-scan.left, scan.right + 1)  # (n, width)
     inside = (where >= 0) & (where < n_scan)
     rows = np.where(inside, where, 0)

@@ -70,54 +70,48 @@ token fits the explanation: 1 if all of them do, 0 if any does not.
 
 {_CLASSIFY_RULES}"""
 
-DETECTION_SHOTS: tuple[tuple[str, str, str], ...] = (
+# Three shots of five examples each, answered "some", "none" and "all" (delphi's layout): a judge that copies a
+# shot's reply still gives a list of the right length when it is shown five examples.
+_SHOTS: tuple[tuple[str, tuple[tuple[str, str], ...], str], ...] = (
     (
         "Units of measurement right after a number.",
-        "Example 0: mix two cups of sugar with the butter\n"
-        "Example 1: the committee met on Tuesday to discuss\n"
-        "Example 2: a distance of ten kilometres along the river\n"
-        "Example 3: he opened the door and walked in",
-        "[1,0,1,0]",
+        (
+            ("mix two", " cups", " of sugar with the butter"),
+            ("the committee", " met", " on Tuesday to discuss"),
+            ("a distance of ten", " kilometres", " along the river"),
+            ("it weighs about five", " kilograms", " when it is full"),
+            ("he opened", " the", " door and walked in"),
+        ),
+        "[1,0,1,1,0]",
     ),
     (
         "The keyword 'return' in Python functions.",
-        "Example 0: the weather stayed cold all week\n"
-        "Example 1: for item in items: print(item)\n"
-        "Example 2: she sang a song about the sea",
-        "[0,0,0]",
+        (
+            ("the weather", " stayed", " cold all week"),
+            ("for item in items:", " print", "(item)"),
+            ("she sang a song about", " the", " sea"),
+            ("x = compute", "(", "value)"),
+            ("import os,", " sys", " and re"),
+        ),
+        "[0,0,0,0,0]",
     ),
     (
         "Names of months.",
-        "Example 0: the festival is held every June in\n"
-        "Example 1: signed the contract on 3 March 1999\n"
-        "Example 2: sales fell sharply in December as",
-        "[1,1,1]",
+        (
+            ("the festival is held every", " June", " in the"),
+            ("signed the contract on 3", " March", " 1999"),
+            ("sales fell sharply in", " December", " as"),
+            ("the first snow came in", " November", " that year"),
+            ("we will meet again in", " April", " or May"),
+        ),
+        "[1,1,1,1,1]",
     ),
 )
-
-FUZZING_SHOTS: tuple[tuple[str, str, str], ...] = (
-    (
-        "Units of measurement right after a number.",
-        "Example 0: mix two<< cups>> of sugar with the butter\n"
-        "Example 1: the committee<< met>> on Tuesday to discuss\n"
-        "Example 2: a distance of ten<< kilometres>> along the river\n"
-        "Example 3: he opened<< the>> door and walked in",
-        "[1,0,1,0]",
-    ),
-    (
-        "The keyword 'return' in Python functions.",
-        "Example 0: the weather<< stayed>> cold all week\n"
-        "Example 1: for item in items:<< print>>(item)\n"
-        "Example 2: she sang a song about<< the>> sea",
-        "[0,0,0]",
-    ),
-    (
-        "Names of months.",
-        "Example 0: the festival is held every<< June>> in\n"
-        "Example 1: signed the contract on 3<< March>> 1999\n"
-        "Example 2: sales fell sharply in<< December>> as",
-        "[1,1,1]",
-    ),
+DETECTION_SHOTS = tuple(
+    (e, "\n".join(f"Example {i}: {a}{b}{c}" for i, (a, b, c) in enumerate(xs)), r) for e, xs, r in _SHOTS
+)
+FUZZING_SHOTS = tuple(
+    (e, "\n".join(f"Example {i}: {a}{L}{b}{R}{c}" for i, (a, b, c) in enumerate(xs)), r) for e, xs, r in _SHOTS
 )
 
 

@@ -158,7 +158,27 @@ const saelab = (() => {
     document.getElementById("intervals").innerHTML = rec.intervals.filter(([, , exs]) => exs.length).map(([lo, hi, exs]) =>
       `<div class="interval">activation in (${fmt(lo, 3)}, ${fmt(hi, 3)}]</div>` +
       exs.map((ex) => context(vocab, ex, max, centre)).join("")).join("") || "<p>no examples</p>";
+    await autointerpSection(i);
     document.body.dataset.ready = "1";
+  }
+
+  // The explanation and its scores, when `saelab autointerp` attached data/autointerp.js to this report.
+  async function autointerpSection(i) {
+    const ai = await load("autointerp").catch(() => null);
+    const rec = ai && ai.latents[String(i)];
+    if (!rec) return;
+    const el = document.getElementById("autointerp");
+    const what = { detection: "detection accuracy", fuzzing: "fuzzing accuracy", embedding: "embedding AUROC" };
+    const rows = Object.entries(rec.scores).map(([k, s]) =>
+      `<tr><td>${esc(what[k] || k)}</td><td class="num">${fmt(s.score, 3)}</td><td class="num">${fmt(s.control, 3)}</td>` +
+      `<td class="num">${s.n}</td><td class="num">${pct(s.answered)} / ${pct(s.control_answered)}</td></tr>`).join("");
+    el.innerHTML = `<h2>Explanation <small>(by ${esc(ai.judge)})</small></h2>` +
+      `<p class="explanation">${esc(rec.explanation || "(no explanation)")}</p>` +
+      `<table class="scores"><tr><th>scorer</th><th>score</th><th>shuffled control</th><th>samples</th>` +
+      `<th>answered (own / control)</th></tr>${rows}</table>` +
+      `<p class="meta">chance is 0.5 for every scorer; the control is the same scorer given the explanation of ` +
+      `<a href="latent.html?i=${rec.control_from}">latent ${rec.control_from}</a>: “${esc(rec.control_explanation)}”</p>`;
+    el.hidden = false;
   }
 
   return { load, indexPage, latentPage };

@@ -110,3 +110,15 @@ def test_embedding_auroc_and_control() -> None:
 def test_control_needs_two_latents() -> None:
     with pytest.raises(ValueError, match="at least 2 latents"):
         shuffled(1, np.random.default_rng(0))
+
+
+def test_minilm_embedding_scorer_finds_the_keyword() -> None:
+    """The default embedder (all-MiniLM-L6-v2, the select extra): "the word cat" lies closer to contexts with
+    "cat" than to the same filler without it, so the AUROC is near 1 (>= 0.9); unit-norm rows."""
+    from saelab.evals.autointerp.run import default_embedder
+
+    embed = default_embedder()
+    vecs = embed(["a cat", "the river"])
+    assert vecs.shape == (2, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    (score,) = score_embedding(embed, [("the word cat", latent_examples(0, "cat", 10))])
+    assert score.score >= 0.9
