@@ -29,7 +29,7 @@ from saelab.evals.saebench.context import BenchContext
 from saelab.evals.saebench.probes import ProbeConfig, train_probe
 
 MAX_K = 10
-QUICK_WORDS = 1500
+QUICK_WORDS = 800
 L1_PROBE = ProbeConfig(batch_size=4096, weight_decay=1e-6, l1=0.01)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ class BenchContext:
     progress: Any  # a rich Progress (saelab.runtime.progress.progress_bar)
     head: int | None = None
     _model: Model | None = field(default=None, repr=False)
+    _acts: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> Model:
@@ -45,6 +46,11 @@ class BenchContext:
     @property
     def quick(self) -> bool:
         return self.cfg.suite_quick
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens for the token-level metrics (core, MDL): `cfg.tokens`, or one batch in the quick variant."""
+        return self.cfg.batch * self.cfg.context if self.quick else self.cfg.tokens
 
     def codec(self) -> tuple[Callable, Callable]:
         """Jitted (encode(params, x (n, d_in)) -> codes (n, d_sae), decode(params, codes) -> x_hat)."""
@@ -63,19 +69,20 @@ class BenchContext:
 
     def prompt_acts(self, ids: list[list[int]], position: int, what: str, batch_tokens: int = 8192) -> np.ndarray:
         """The hook's activations (n, d_in) float32 at `position` (negative: from the end) of each token list.
-        Lists of similar length run together, left-padded (the padding masked) to a multiple of 16 tokens, so a
-        handful of shapes compile; a progress bar named `what`."""
+        Lists of similar length run together, left-padded (the padding masked) to a bucket width and in a fixed
+        number of rows per width, so one shape per width compiles; a progress bar named `what`."""
         out = np.zeros((len(ids), self.sae.cfg.d_in), np.float32)
         task = self.progress.add_task(what, total=len(ids), info=f"{len(ids)} prompts")
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         done, start = 0, 0
         while start < len(order):
-            width = -(-len(ids[order[start]]) // 16) * 16
+            width = bucket(len(ids[order[start]]))
             rows = max(1, batch_tokens // width)
             chunk = [i for i in order[start : start + rows] if len(ids[i]) <= width]
-            toks = pad_left([ids[i] for i in chunk], 0, width)
-            _, cache = self.model.run_with_cache(toks.tokens, [self.hook], "auto", toks.pad_mask)
-            out[chunk] = np.asarray(sae_input(cache[self.hook], self.head)[:, position], np.float32)
+            seqs = [ids[i] for i in chunk] + [ids[chunk[0]]] * (rows - len(chunk))  # fixed shape: repeat a row
+            toks = pad_left(seqs, 0, width)
+            _, cache = self.model.run_with_cache(toks, [self.hook], "auto")
+            out[chunk] = np.asarray(sae_input(cache[self.hook], self.head)[: len(chunk), position], np.float32)
             start += len(chunk)
             done += len(chunk)
             self.progress.update(task, completed=done)
@@ -98,13 +105,10 @@ class BenchContext:
         return np.concatenate(rows)[:n_tokens]
 
 
-class SuiteResult(NamedTuple):
-    """One evaluator's output: its JSON-ready metrics and the markdown section of the report."""
-
-    name: str
-    metrics: dict[str, Any]
-    markdown: str
-    seconds: float
+def bucket(length: int) -> int:
+    """The padded width of a token list: a multiple of 4 up to 32, of 8 up to 128, of 32 beyond."""
+    step = 4 if length <= 32 else 8 if length <= 128 else 32
+    return -(-length // step) * step
 
 
 def store_activations(store_dir: Path, hook: str, n_tokens: int) -> np.ndarray:

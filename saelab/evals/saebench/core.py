@@ -120,7 +120,7 @@ def weight_metrics(w_enc: jax.Array, w_dec: jax.Array) -> dict[str, float]:
 def evaluate(ctx: BenchContext) -> dict[str, Any]:
     """SAEBench core on `ctx`'s held-out tokens (or store): the metrics above, CE / KL scores, and saelab's own
     explained variance on the same activations (`saelab_explained_variance`, 1 - SSE/SST) beside SAEBench's."""
-    n_tokens = 4096 if ctx.quick else ctx.cfg.tokens
+    n_tokens = ctx.n_tokens
     enc, dec = ctx.codec()
     params = ctx.sae.params
     acts = ctx.activations(n_tokens, "core: activations")

@@ -59,7 +59,7 @@ def quantised_rmse(params, x: jax.Array, z: jax.Array, top: jax.Array, k: int, n
 
 def evaluate(ctx: BenchContext) -> dict[str, Any]:
     """Every (bins, k) row and the least viable description length."""
-    n_tokens = 4096 if ctx.quick else ctx.cfg.tokens
+    n_tokens = ctx.n_tokens
     x = ctx.activations(n_tokens, "mdl: activations")
     enc, dec = ctx.codec()
     z = np.asarray(enc(ctx.sae.params, jnp.asarray(x)))

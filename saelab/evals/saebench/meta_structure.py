@@ -3,7 +3,7 @@
 (1,500 Adam steps at lr 5e-4, batches of 1,024 rows drawn with replacement); the score is the fraction of the
 decoder's variance it explains, `1 - sum ||d - d_hat||^2 / sum ||d - mean(d)||^2` over all rows, with the
 meta-SAE's inference (threshold) codes. Trained with saelab's BatchTopK (AuxK off); sae-bench trains SAELens's,
-which also rescales codes by decoder norms, so the two agree statistically, not bit for bit. Quick: 300 steps.
+which also rescales codes by decoder norms, so the two agree statistically, not bit for bit. Quick: 150 steps.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from saelab.sae import batchtopk as btk
 
 K = 4
 WIDTH_RATIO = 0.25
-STEPS, QUICK_STEPS = 1500, 300
+STEPS, QUICK_STEPS = 1500, 150
 BATCH = 1024
 LR = 5e-4
 
 
-def train_meta_sae(decoder: jax.Array, steps: int = STEPS, seed: int = 42):
-    """(meta-SAE params, its config) trained on the rows of `decoder` (d_sae, d_in)."""
+def train_meta_sae(decoder: jax.Array, steps: int = STEPS, batch: int = BATCH, seed: int = 42):
+    """(meta-SAE params, its config) trained on batches of `batch` rows of `decoder` (d_sae, d_in)."""
     width = max(math.ceil(decoder.shape[0] * WIDTH_RATIO), K)
     cfg = BatchTopKConfig(d_in=decoder.shape[1], d_sae=width, k=K, aux_coefficient=0.0)
     key, init_key = jax.random.split(jax.random.key(seed))
@@ -36,15 +36,15 @@ def train_meta_sae(decoder: jax.Array, steps: int = STEPS, seed: int = 42):
     opt = optax.adam(LR)
     state = opt.init(params)
     keys = jax.random.split(key, steps)
-    params, _ = _train(params, state, decoder, keys, cfg, opt)
+    params, _ = _train(params, state, decoder, keys, cfg, opt, batch)
     return params, cfg
 
 
-@partial(jax.jit, static_argnames=("cfg", "opt"))
-def _train(params, state, decoder, keys, cfg, opt):
+@partial(jax.jit, static_argnames=("cfg", "opt", "batch"))
+def _train(params, state, decoder, keys, cfg, opt, batch):
     def step(carry, key):
         params, state = carry
-        rows = decoder[jax.random.randint(key, (BATCH,), 0, decoder.shape[0])]
+        rows = decoder[jax.random.randint(key, (batch,), 0, decoder.shape[0])]
         (_, out), grads = jax.value_and_grad(lambda p: btk.loss(p, rows, cfg, None, rows), has_aux=True)(params)
         grads = grads._replace(threshold=jnp.zeros_like(grads.threshold))
         updates, state = opt.update(grads, state, params)

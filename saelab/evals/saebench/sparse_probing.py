@@ -9,12 +9,14 @@ codes. Latents are ranked by `|mean_pos - mean_neg|` of z divided column-wise by
 the top k, `LogisticRegression(penalty="l1", solver="saga", max_iter=1000, random_state=42)` with C among
 `logspace(5, -5, 10)` chosen by validation AUC (the last min(20 %, 100) training rows; 6-fold stratified below
 128 rows), refit on the shuffled training set; test accuracy, AUC and weighted F1, averaged over datasets.
-`probe_fit = "l2-c1"` is the faster named variant: one L2 fit at C = 1 (lbfgs), no search.
+`probe_fit = "l2-c1"` is the faster named variant: one L2 fit at C = 1 (lbfgs), no search. The quick variant
+runs three datasets (`QUICK_DATASETS`) and scores the first 500 rows of each test set.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from saelab.evals.saebench.context import BenchContext
 
 KS = (1, 2, 5)
 QUICK_DATASETS = ("5_hist_fig_ismale", "6_hist_fig_isamerican", "7_hist_fig_ispolitician")
+QUICK_TEST = 500  # the quick variant scores the first 500 test rows of each dataset
 MAX_ROWS = 5000
 MAX_TOKENS = 1024
 SEED = 42
@@ -77,6 +80,12 @@ def ranked_latents(z: jax.Array, y: jax.Array) -> jax.Array:
 
 def fit_probe(x_train, y_train, x_test, y_test, fit: str = "saebench", seed: int = SEED) -> dict[str, float]:
     """Test accuracy, AUC, weighted F1 and validation AUC of the probe `fit` names (see the module docstring)."""
+    with warnings.catch_warnings():  # sklearn 1.8 deprecates `penalty`; sae-probes passes it, so do we
+        warnings.simplefilter("ignore")
+        return _fit_probe(x_train, y_train, x_test, y_test, fit, seed)
+
+
+def _fit_probe(x_train, y_train, x_test, y_test, fit: str, seed: int) -> dict[str, float]:
     make = lambda c: LogisticRegression(C=c, penalty="l1", solver="saga", random_state=seed, max_iter=1000)
     best_c, val_auc = None, float("nan")
     if fit == "l2-c1":
@@ -123,6 +132,7 @@ def dataset_scores(ctx: BenchContext, name: str, path: Path) -> dict[str, Any]:
     n_train = min(len(df) - 100, 1024)
     n_test = min(len(df), MAX_ROWS) - n_train - 1
     train, test = split(y_all, n_train, n_test)
+    test = test[:QUICK_TEST] if ctx.quick else test
     rows = np.concatenate([train, test])
     prompts = df["prompt"].to_numpy()[rows].tolist()
     ids = [e.ids[-MAX_TOKENS:] for e in ctx.model.tokenizer.encode_batch(prompts, add_special_tokens=False)]
@@ -146,7 +156,8 @@ def evaluate(ctx: BenchContext) -> dict[str, Any]:
     names = QUICK_DATASETS if ctx.quick else tuple(every)
     details = [dataset_scores(ctx, n, every[n]) for n in names]
     means = {k: float(np.mean([d[k] for d in details])) for k in details[0] if k.startswith("sae_top_")}
-    return {**means, "datasets": len(details), "probe_fit": ctx.cfg.probe_fit, "details": details}
+    variant = f"quick: {len(names)} datasets, test sets cut to {QUICK_TEST} rows" if ctx.quick else "all datasets"
+    return {**means, "datasets": len(details), "variant": variant, "probe_fit": ctx.cfg.probe_fit, "details": details}
 
 
 def markdown(m: dict[str, Any]) -> str:
@@ -157,6 +168,6 @@ def markdown(m: dict[str, Any]) -> str:
         for k in KS
     )
     return (
-        f"{m['datasets']} sae-probes datasets, probe fit `{m['probe_fit']}`.\n\n"
+        f"{m['datasets']} sae-probes datasets ({m['variant']}), probe fit `{m['probe_fit']}`.\n\n"
         f"| k | test accuracy | test AUC | test F1 |\n| --- | --- | --- | --- |\n{rows}\n"
     )

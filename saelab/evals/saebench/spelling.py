@@ -28,12 +28,12 @@ class Prompt(NamedTuple):
 
 
 def alpha_vocab(tokenizer) -> list[str]:
-    """Every vocabulary token whose text (one leading space allowed) is ASCII letters only, in vocabulary order,
-    as sae-bench's `get_alpha_tokens` (a `tokenizers.Tokenizer`; text by its decoder, as
-    `convert_tokens_to_string`)."""
+    """Every vocabulary token whose text (one leading space allowed) is ASCII letters only, as sae-bench's
+    `get_alpha_tokens` (a `tokenizers.Tokenizer`; text by its decoder, as `convert_tokens_to_string`), in token-id
+    order: sae-bench takes the vocabulary dict's order, which its hash map leaves unspecified."""
     vocab = tokenizer.get_vocab()
     words = []
-    for tok in vocab:  # the vocabulary dict's own order, which sae-bench iterates too
+    for tok in sorted(vocab, key=vocab.get):
         text = tokenizer.decoder.decode([tok]) if tokenizer.decoder is not None else tok
         core = text[1:] if text.startswith(" ") else text
         if core and all(c in string.ascii_letters for c in core):
