@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from saelab.models.model import Model
+from saelab.runtime.progress import progress_bar
 from saelab.trace.edges import Rows, bucket, edge_fn, pad_frozen, pad_to, sources
 from saelab.trace.graph import Graph, LogitTarget
 from saelab.trace.linearize import record
@@ -34,9 +35,11 @@ def attribute(
     desired_logit_prob: float = 0.95,
     batch_size: int = 128,
     prompt: str | None = None,
+    progress: bool = False,
 ) -> Graph:
     """The unpruned attribution graph of `tokens` (pos,) int, BOS first. `targets`: the logit nodes' token
-    ids (default: the salient logits). Rows go through the frozen model `batch_size` at a time."""
+    ids (default: the salient logits). Rows go through the frozen model `batch_size` at a time (`progress`:
+    with a progress bar)."""
     tokens = _check(model, transcoders, tokens, batch_size)
     run = record(model, tokens)
     codes, recon = encode_all(transcoders, run.mlp_in)
@@ -58,7 +61,8 @@ def attribute(
         position=np.concatenate([np.full(len(logit_ids), n_pos - 1), active[:, 1]]),
         vector=np.concatenate([logit_vecs, encoder_vectors(transcoders, active[:, 0], active[:, 2])]),
     )
-    out = _edge_rows(model, transcoders, pad_frozen(run.frozen, pos_pad), src, rows, feat_pad, batch_size)
+    frozen = pad_frozen(run.frozen, pos_pad)
+    out = _edge_rows(model, transcoders, frozen, src, rows, feat_pad, batch_size, progress)
     feat_cols = out[:, :n_feat]
     err_cols = out[:, feat_pad : feat_pad + n_layers * pos_pad].reshape(-1, n_layers, pos_pad)[:, :, :n_pos]
     tok_cols = out[:, feat_pad + n_layers * pos_pad :][:, :n_pos]
@@ -102,15 +106,20 @@ def _logit_targets(logits: np.ndarray, targets, max_n: int, p: float) -> tuple[n
     return ids, probs[ids].astype(np.float32)
 
 
-def _edge_rows(model: Model, transcoders, frozen, src, rows: Rows, n_feat: int, batch_size: int) -> np.ndarray:
-    """All rows, `batch_size` at a time (the last batch padded with zero rows)."""
+def _edge_rows(
+    model: Model, transcoders, frozen, src, rows: Rows, n_feat: int, batch: int, progress: bool
+) -> np.ndarray:
+    """All rows, `batch` at a time (the last batch padded with zero rows)."""
     fn = edge_fn(model.cfg, n_feat)
     skip = skip_matrices(transcoders)
     params = jax.tree.map(lambda a: a.astype(jnp.float32), model.params)
-    out = []
-    for i in range(0, len(rows.layer), batch_size):
-        b = Rows(*(pad_to(np.asarray(a[i : i + batch_size]), batch_size, 0) for a in rows))
-        out.append(np.asarray(fn(params, frozen, skip, src, b))[: len(rows.layer) - i])
+    out, n = [], len(rows.layer)
+    with progress_bar("rows/s", progress) as bar:
+        task = bar.add_task("attribution rows", total=n, info=f"{n_feat} feature columns")
+        for i in range(0, n, batch):
+            b = Rows(*(pad_to(np.asarray(a[i : i + batch]), batch, 0) for a in rows))
+            out.append(np.asarray(fn(params, frozen, skip, src, b))[: n - i])
+            bar.update(task, completed=min(i + batch, n))
     return np.concatenate(out)
 
 

@@ -36,3 +36,5 @@ class TraceConfig(Config):
     """Pruning then keeps the edges that hold this share of the edge influence."""
     batch_size: int = Field(default=128, ge=1)
     """Rows (target nodes) per batched backward pass."""
+    progress: bool = True
+    """Show a progress bar over the attribution's rows."""

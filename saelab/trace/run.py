@@ -38,6 +38,7 @@ def run(cfg: TraceConfig, model: Model | None = None) -> dict[str, Any]:
         desired_logit_prob=cfg.desired_logit_prob,
         batch_size=cfg.batch_size,
         prompt=cfg.prompt,
+        progress=cfg.progress,
     )
     t2 = time.perf_counter()
     pruned = prune(graph, cfg.node_threshold, cfg.edge_threshold)
