@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import jax
@@ -137,3 +139,30 @@ def test_batches_shard_over_four_devices(store) -> None:
         timeout=120,
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_reader_threads_run_at_lower_priority_and_read_ahead(store) -> None:
+    """The batches are read by grain's threads (not the caller's), each niced by `reader_nice` so that it
+    does not preempt the step's compute threads, and read ahead of the batch asked for; the caller keeps
+    its own priority."""
+    seen: list[tuple[int, int]] = []  # (native thread id, niceness) of each read
+    loader = ActivationLoader(store, "h", 64, seed=1, reader_nice=7, prefetch=2, threads=1)
+    view_take = loader.view.take
+
+    def take(idx, dtype=None):
+        tid = threading.get_native_id()
+        seen.append((tid, os.getpriority(os.PRIO_PROCESS, tid)))
+        return view_take(idx, dtype)
+
+    loader.view = type("Spy", (), {"take": staticmethod(take)})()
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    next(loader)
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:  # the next batch is read without being asked for
+        time.sleep(0.01)
+    loader.close()
+    assert len(seen) >= 2
+    assert all(tid != threading.get_native_id() and nice == min(19, base + 7) for tid, nice in seen)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    with pytest.raises(ValueError, match="reader_nice must be >= 0"):
+        ActivationLoader(store, "h", 64, reader_nice=-1)
