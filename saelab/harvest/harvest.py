@@ -50,6 +50,11 @@ def run(
     ablation, or a fault injected by a test; they are not part of the store's identity.
     """
     model = model or Model.load(cfg.model, dtype=cfg.model_dtype, process=cfg.model_processing)
+    if model.dtype != float_dtype(cfg.model_dtype, "model dtype"):
+        raise ValueError(
+            f"the model passed in computes in {model.dtype} but model_dtype is {cfg.model_dtype!r} (the store's "
+            f"meta records it); load it with Model.load(..., dtype={cfg.model_dtype!r}) or set model_dtype to match"
+        )
     validate_hook_names(cfg.hooks, model.cfg.n_layers)
     width = store_width(model, cfg.hooks)
     if model.tokenizer is None or model.bos_id is None:
