@@ -7,7 +7,11 @@ the peer runs transformers with a forward hook that stops the pass at layer L (t
 and writes each batch into a memory-mapped file. Model loading is excluded from both. Then the loader reads
 4096-token globally shuffled batches from the new store, as training does.
 
-    python experiments/bench/harvest.py [--quick] [--tokens N] [--layer 6]
+`--bf16` runs both models in bfloat16 (saelab: `saelab harvest --model-dtype bfloat16`; the peer: the same
+checkpoint cast to torch.bfloat16); the default is float32 on both sides. `--device cuda` puts the torch peer on
+that device (saelab runs on JAX's default device: the GPU when jax[cuda12] is installed).
+
+    python experiments/bench/harvest.py [--quick] [--tokens N] [--layer 6] [--bf16] [--device cpu]
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from common import StopForward, finish, parser, torch_model  # noqa: E402
 def main() -> None:
     ap = parser(__doc__, "harvest", "32,768 tokens", layer=6, loader_batches=200)
     ap.add_argument("--tokens", type=int, help="tokens to harvest (default 131,072; quick 32,768)")
+    ap.add_argument("--bf16", action="store_true", help="both models compute in bfloat16 (default float32)")
+    ap.add_argument("--device", default="cpu", help="torch device of the peer (cpu, cuda)")
     a = ap.parse_args()
+    model_dtype = "bfloat16" if a.bf16 else "float32"
     n_tokens = a.tokens or (32_768 if a.quick else 131_072)
     batch, context = 16, 128
     hook = f"blocks.{a.layer}.hook_resid_post"
@@ -35,15 +42,22 @@ def main() -> None:
     from saelab.harvest import run as harvest
     from saelab.models import Model
 
-    model = Model.load(a.model)
+    model = Model.load(a.model, dtype=model_dtype)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = HarvestConfig(
-            model=a.model, hooks=[hook], tokens=n_tokens, context=context, batch=batch, out=Path(tmp) / "store"
+            model=a.model,
+            hooks=[hook],
+            tokens=n_tokens,
+            context=context,
+            batch=batch,
+            model_dtype=model_dtype,
+            out=Path(tmp) / "store",
         )
         t = time.perf_counter()
         harvest(cfg, model=model, progress=False)
         ours_s = time.perf_counter() - t
-        peer_s = torch_harvest(a.model, a.layer, model, n_tokens, batch, context, Path(tmp) / "peer.bin")
+        peer = Path(tmp) / "peer.bin"
+        peer_s = torch_harvest(a.model, a.layer, model, n_tokens, batch, context, peer, model_dtype, a.device)
         loader_bps, batches = loader_rate(Path(tmp) / "store", hook, a.loader_batches)
     result = {
         "bench": "harvest",
@@ -53,6 +67,8 @@ def main() -> None:
         "batch": batch,
         "context": context,
         "stored_dtype": "bfloat16",
+        "model_dtype": model_dtype,
+        "torch_device": a.device,
         "saelab_tokens_per_s": n_tokens / ours_s,
         "torch_tokens_per_s": n_tokens / peer_s,
         "ratio_saelab_vs_torch": peer_s / ours_s,
@@ -60,16 +76,20 @@ def main() -> None:
         "loader_batches_per_s": loader_bps,
         "loader_batches_timed": batches,
     }
-    finish(a, result, "saelab_tokens_per_s", "torch_tokens_per_s", "ratio_saelab_vs_torch", "loader_batches_per_s")
+    keys = ("model_dtype", "saelab_tokens_per_s", "torch_tokens_per_s", "ratio_saelab_vs_torch", "loader_batches_per_s")
+    finish(a, result, *keys)
 
 
-def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, context: int, out: Path) -> float:
-    """Seconds for transformers + a stopping forward hook to harvest the same windows into a bf16 memmap."""
+def torch_harvest(
+    name: str, layer: int, model, n_tokens: int, batch: int, context: int, out: Path, dtype: str, device: str
+) -> float:
+    """Seconds for transformers + a stopping forward hook (model in `dtype` on `device`) to harvest the same
+    windows into a bf16 memmap."""
     import torch
 
     from saelab.data import open_corpus, pack_for_model
 
-    hf = torch_model(name)
+    hf = torch_model(name).to(device=device, dtype=getattr(torch, dtype))
     d = hf.config.hidden_size
     sink = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint16, shape=(n_tokens, d))
     captured = {}
@@ -85,10 +105,10 @@ def torch_harvest(name: str, layer: int, model, n_tokens: int, batch: int, conte
     with torch.inference_mode():
         for b in batches:
             try:
-                hf(input_ids=torch.from_numpy(b.tokens.astype(np.int64)))
+                hf(input_ids=torch.from_numpy(b.tokens.astype(np.int64)).to(device))
             except StopForward:
                 pass
-            x = captured["x"].reshape(-1, d).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+            x = captured["x"].reshape(-1, d).to("cpu", torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
             take = min(len(x), n_tokens - done)
             sink[done : done + take] = x[:take]
             done += take
