@@ -27,9 +27,8 @@ from saelab.trace.transcoders import DecoderPairs
 class Sources(NamedTuple):
     """What the source nodes write, padded to bucket sizes (padding writes zeros)."""
 
-    pair_feature: jax.Array  # (L, P) int: the feature each decoder pair belongs to (padding: out of range)
-    pair_position: jax.Array  # (L, P) int: its position
-    pair_vectors: jax.Array  # (L, P, d_model): decoder vector x activation added to layer l's MLP output
+    pair_feature: jax.Array  # (L, pos, K) int: the feature of each decoder pair written at (layer, position)
+    pair_vectors: jax.Array  # (L, pos, K, d_model): decoder vector x activation added to that MLP output
     errors: jax.Array  # (L, pos, d_model): the error nodes
     embed: jax.Array  # (pos, d_model): the token nodes
 
@@ -55,19 +54,20 @@ def pad_to(x: np.ndarray | jax.Array, n: int, axis: int, value: float = 0) -> ja
 
 
 def sources(pairs: DecoderPairs, errors: jax.Array, embed: jax.Array, n_pos: int, n_feat: int) -> Sources:
-    """The source nodes padded: positions to n_pos, each layer's decoder pairs to one bucket, padding pairs
-    pointing at feature n_feat (dropped)."""
-    n_layers = errors.shape[0]
-    per_layer = [np.flatnonzero(pairs.layer == l) for l in range(n_layers)]
-    p = bucket(max((len(i) for i in per_layer), default=1))
-    take = lambda a, fill: jnp.stack([pad_to(a[i], p, 0, fill) for i in per_layer])
-    return Sources(
-        pair_feature=take(pairs.feature, n_feat),
-        pair_position=take(pairs.position, 0),
-        pair_vectors=take(pairs.vectors.astype(np.float32), 0.0),
-        errors=pad_to(errors, n_pos, 1),
-        embed=pad_to(embed, n_pos, 0),
-    )
+    """The source nodes padded: positions to n_pos, the decoder pairs grouped by the (layer, position) they
+    write, K slots each (the most any has, bucketed), empty slots pointing at feature n_feat (dropped)."""
+    n_layers, d = errors.shape[0], errors.shape[-1]
+    order = np.lexsort((pairs.position, pairs.layer))  # stable: by layer, then position
+    layer, pos = pairs.layer[order], pairs.position[order]
+    group = layer * n_pos + pos
+    first = np.searchsorted(group, group)  # each pair's group start in the sorted order
+    slot = np.arange(len(order)) - first  # rank within its (layer, position)
+    k = bucket(int(slot.max()) + 1 if len(slot) else 1, least=1)
+    feature = np.full((n_layers, n_pos, k), n_feat, np.int32)
+    vectors = np.zeros((n_layers, n_pos, k, d), np.float32)
+    feature[layer, pos, slot] = pairs.feature[order]
+    vectors[layer, pos, slot] = pairs.vectors[order]
+    return Sources(jnp.asarray(feature), jnp.asarray(vectors), pad_to(errors, n_pos, 1), pad_to(embed, n_pos, 0))
 
 
 def pad_frozen(f: Frozen, n_pos: int) -> Frozen:
@@ -103,8 +103,8 @@ def edge_fn(cfg: ModelConfig, n_feat: int):
             def step(state, l=l, back=back):  # g: the cotangent on the stream leaving layer l
                 g, feats = state
                 err = jnp.sum(g * src.errors[l], -1)  # (R, pos)
-                contrib = jnp.sum(g[:, src.pair_position[l]] * src.pair_vectors[l], -1)  # (R, P)
-                feats = feats.at[:, src.pair_feature[l]].add(contrib, mode="drop")
+                contrib = jnp.einsum("rpd,pkd->rpk", g, src.pair_vectors[l]).reshape(n_rows, -1)  # (R, pos * K)
+                feats = feats.at[:, src.pair_feature[l].reshape(-1)].add(contrib, mode="drop")
                 return (back(inject(l), g), feats), err
 
             skipped = lambda state: (state, jnp.zeros((n_rows, n_pos), jnp.float32))
