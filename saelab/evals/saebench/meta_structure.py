@@ -24,16 +24,17 @@ K = 4
 WIDTH_RATIO = 0.25
 STEPS, QUICK_STEPS = 1500, 150
 BATCH = 1024
+EVAL_BATCH = 4096
 LR = 5e-4
 
 
-def train_meta_sae(decoder: jax.Array, steps: int = STEPS, batch: int = BATCH, seed: int = 42):
+def train_meta_sae(decoder: jax.Array, steps: int = STEPS, batch: int = BATCH, lr: float = LR, seed: int = 42):
     """(meta-SAE params, its config) trained on batches of `batch` rows of `decoder` (d_sae, d_in)."""
     width = max(math.ceil(decoder.shape[0] * WIDTH_RATIO), K)
     cfg = BatchTopKConfig(d_in=decoder.shape[1], d_sae=width, k=K, aux_coefficient=0.0)
     key, init_key = jax.random.split(jax.random.key(seed))
     params = init_params(init_key, cfg)
-    opt = optax.adam(LR)
+    opt = optax.adam(lr)
     state = opt.init(params)
     keys = jax.random.split(key, steps)
     params, _ = _train(params, state, decoder, keys, cfg, opt, batch)
@@ -55,6 +56,17 @@ def _train(params, state, decoder, keys, cfg, opt, batch):
     return params, state
 
 
+def reconstruct(params, decoder: jax.Array, cfg: BatchTopKConfig) -> jax.Array:
+    """The meta-SAE's reconstruction of every decoder row, blocks of EVAL_BATCH rows through the batch rule."""
+    blocks = [decoder[s : s + EVAL_BATCH] for s in range(0, decoder.shape[0], EVAL_BATCH)]
+    return jnp.concatenate([_batch_recon(params, b, cfg) for b in blocks])
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _batch_recon(params, rows: jax.Array, cfg: BatchTopKConfig) -> jax.Array:
+    return btk.decode(params, btk.encode_train(params, rows, cfg).codes)
+
+
 @jax.jit
 def variance_explained(decoder: jax.Array, recon: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(fraction of the decoder's variance explained, mean squared error per element)."""
@@ -70,8 +82,7 @@ def evaluate(ctx: BenchContext) -> dict[str, Any]:
     task = ctx.progress.add_task("meta-structure: meta-SAE", total=steps, info=f"{steps} steps")
     params, cfg = train_meta_sae(decoder, steps)
     ctx.progress.update(task, completed=steps)
-    recon = btk.decode(params, btk.encode(params, decoder, cfg))
-    fve, mse = variance_explained(decoder, recon)
+    fve, mse = variance_explained(decoder, reconstruct(params, decoder, cfg))
     return {
         "decoder_fraction_variance_explained": float(fve),
         "final_reconstruction_mse": float(mse),

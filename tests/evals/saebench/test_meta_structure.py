@@ -44,17 +44,17 @@ def test_variance_metric_matches_saebench() -> None:
 
 
 def test_meta_sae_score_agrees_with_saebench_statistically() -> None:
-    """sae-bench's meta-SAE (SAELens BatchTopK, decoder-norm rescaling) and ours (saelab BatchTopK), 300 steps of
-    256 rows at lr 5e-4, width d_sae / 4, k 4, explain the decoder's variance within 0.1 of each other: different
-    random starts and samples, and sae-bench's rescaling, so they agree statistically, not bit for bit."""
+    """sae-bench's meta-SAE (SAELens BatchTopK with decoder-norm rescaling) and ours (saelab BatchTopK), width
+    d_sae / 4, k 4, 60 steps of 256 rows at lr 4e-3 (a short run that converges; the eval's own is 1,500 at 5e-4),
+    explain the decoder's variance within 0.08 of each other, each evaluated by the batch rule: different random
+    starts and samples, and sae-bench's rescaling, so they agree statistically (seeds 0-2 differ by <= 0.05)."""
     main = peer("sae_bench.evals.meta_structure.main")
     cfg_mod = peer("sae_bench.evals.meta_structure.eval_config")
     w = _decoder()
     torch.manual_seed(0)
-    cfg = cfg_mod.MetaStructureEvalConfig(train_steps=300, train_batch_size=256)
+    cfg = cfg_mod.MetaStructureEvalConfig(train_steps=60, train_batch_size=256, learning_rate=4e-3)
     sae, _ = main._train_meta_structure_on_decoder(torch.from_numpy(w), math.ceil(len(w) / 4), cfg, "cpu")
-    theirs, _ = main._decoder_variance_metrics(sae, torch.from_numpy(w), 1024)
-    params, meta_cfg = ms.train_meta_sae(jnp.asarray(w), steps=300, batch=256)
-    recon = ms.btk.decode(params, ms.btk.encode(params, jnp.asarray(w), meta_cfg))
-    ours, _ = ms.variance_explained(jnp.asarray(w), recon)
-    assert theirs > 0.2 and abs(float(ours) - theirs) < 0.1
+    theirs, _ = main._decoder_variance_metrics(sae, torch.from_numpy(w), 4096)
+    params, meta_cfg = ms.train_meta_sae(jnp.asarray(w), steps=60, batch=256, lr=4e-3)
+    ours, _ = ms.variance_explained(jnp.asarray(w), ms.reconstruct(params, jnp.asarray(w), meta_cfg))
+    assert theirs > 0.5 and abs(float(ours) - theirs) < 0.08
