@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,17 +63,20 @@ def attribute(
         position=np.concatenate([np.full(len(logit_ids), n_pos - 1), active[:, 1]]),
         vector=np.concatenate([logit_vecs, encoder_vectors(transcoders, active[:, 0], active[:, 2])]),
     )
-    frozen = pad_frozen(run.frozen, pos_pad)
-    out = _edge_rows(model, transcoders, frozen, src, rows, feat_pad, batch_size, progress)
-    feat_cols = out[:, :n_feat]
-    err_cols = out[:, feat_pad : feat_pad + n_layers * pos_pad].reshape(-1, n_layers, pos_pad)[:, :, :n_pos]
-    tok_cols = out[:, feat_pad + n_layers * pos_pad :][:, :n_pos]
-    edges = np.concatenate([feat_cols, err_cols.reshape(len(out), -1), tok_cols], axis=1)
-
     logit_start = n_feat + (n_layers + 1) * n_pos
     adjacency = np.zeros((logit_start + len(logit_ids),) * 2, np.float32)
-    adjacency[:n_feat, :logit_start] = edges[len(logit_ids) :]
-    adjacency[logit_start:, :logit_start] = edges[: len(logit_ids)]
+    # row i of the attribution is node target[i]: the logits first, then the features
+    target = np.concatenate([logit_start + np.arange(len(logit_ids)), np.arange(n_feat)])
+    cols = np.concatenate(
+        [  # where each graph column sits in the padded rows the edge function returns
+            np.arange(n_feat),
+            feat_pad + (np.arange(n_layers)[:, None] * pos_pad + np.arange(n_pos)).reshape(-1),
+            feat_pad + n_layers * pos_pad + np.arange(n_pos),
+        ]
+    )
+    frozen = pad_frozen(run.frozen, pos_pad)
+    for start, block in _edge_rows(model, transcoders, frozen, src, rows, feat_pad, batch_size, progress):
+        adjacency[target[start : start + len(block)], :logit_start] = block[:, cols]
     decode = lambda ids: model.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
     decode = decode if model.tokenizer is not None else str
     return Graph(
@@ -108,19 +113,18 @@ def _logit_targets(logits: np.ndarray, targets, max_n: int, p: float) -> tuple[n
 
 def _edge_rows(
     model: Model, transcoders, frozen, src, rows: Rows, n_feat: int, batch: int, progress: bool
-) -> np.ndarray:
-    """All rows, `batch` at a time (the last batch padded with zero rows)."""
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, the rows' padded edges), `batch` rows at a time (the last batch padded with zero rows)."""
     fn = edge_fn(model.cfg, n_feat)
     skip = skip_matrices(transcoders)
     params = jax.tree.map(lambda a: a.astype(jnp.float32), model.params)
-    out, n = [], len(rows.layer)
+    n = len(rows.layer)
     with progress_bar("rows/s", progress) as bar:
         task = bar.add_task("attribution rows", total=n, info=f"{n_feat} feature columns")
         for i in range(0, n, batch):
             b = Rows(*(pad_to(np.asarray(a[i : i + batch]), batch, 0) for a in rows))
-            out.append(np.asarray(fn(params, frozen, skip, src, b))[: n - i])
+            yield i, np.asarray(fn(params, frozen, skip, src, b))[: n - i]
             bar.update(task, completed=min(i + batch, n))
-    return np.concatenate(out)
 
 
 def _check(model: Model, tc: TraceTranscoders, tokens, batch_size: int) -> np.ndarray:
