@@ -15,11 +15,14 @@ trainer such as SAELens performs) and the FLOPs our sparse step performs (2 d_in
 8 d_in k for the sparse encoder-gradient and decoder passes), each per second, against the peak of one jitted
 fp32 GEMM of the encoder's shape here.
 
+`--device cuda` trains SAELens on that torch device (saelab runs on JAX's default device: the GPU when
+jax[cuda12] is installed); the interleaved steps then synchronise the device after each block.
+
 `--expansion 32` / `128` measure wider SAEs (18,432 / 73,728 latents at d_model 576); `--steps-only` keeps
 only the interleaved bare steps (what a width sweep needs: end to end at 73,728 latents SAELens needs hours).
 
     python experiments/bench/train_vs_saelens.py [--quick] [--store activations/demo] [--budgets N,N,N]
-        [--peer both|defaults|matched] [--expansion 8] [--steps-only]
+        [--peer both|defaults|matched] [--expansion 8] [--steps-only] [--device cpu]
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def main() -> None:
     p.add_argument("--expansion", type=int, help="d_sae / d_in (default: the config's, 8)")
     p.add_argument("--steps-only", action="store_true", help="only the interleaved bare steps, no end-to-end runs")
     p.add_argument("--blocks", type=int, help="interleaved blocks of 5 steps a side (default 6; quick 3)")
+    p.add_argument("--device", default="cpu", help="torch device SAELens trains on (cpu, cuda)")
     p.add_argument("--out", help="JSON path (default results/bench/train_vs_saelens.json)")
     p.set_defaults(bench="train_vs_saelens")
     a = p.parse_args()
@@ -91,7 +95,7 @@ def main() -> None:
             for b in budgets
         }
         cfg = cfgs[tokens]
-        steps = interleaved_steps(cfg, store, hook, blocks=a.blocks or (3 if a.quick else 6), per_block=5)
+        steps = interleaved_steps(cfg, store, hook, a.blocks or (3 if a.quick else 6), 5, a.device)
         print(f"interleaved steps: saelab {steps['saelab']:,.0f} tok/s, SAELens {steps['saelens']:,.0f} tok/s")
         if a.steps_only:
             return steps_only(a, cfg, store, hook, steps)
@@ -119,6 +123,7 @@ def main() -> None:
                     settings=v,
                     dead_tokens=cfg.train.dead_tokens,
                     checkpoint_tokens=budgets[:-1],
+                    device=a.device,
                     out=Path(tmp) / f"saelens-{v}",
                 ),
                 on_tokens=lambda n, s, _scale, snapshots=snapshots: snapshots.__setitem__(n, copy.deepcopy(s)),
@@ -145,7 +150,9 @@ def main() -> None:
         "k": sae.cfg.k,
         "heldout_tokens": int(x.shape[0]),
         "peer_settings": {
-            v: saelens.saelens_settings(saelens.SAELensTrainConfig(store=a.store, settings=v, out=Path("x")))
+            v: saelens.saelens_settings(
+                saelens.SAELensTrainConfig(store=a.store, settings=v, device=a.device, out=Path("x"))
+            )
             for v in variants
         },
         "tokens_per_s": rate,
@@ -204,7 +211,9 @@ def steps_only(a: argparse.Namespace, cfg, store: ActivationStore, hook: str, st
     )
 
 
-def interleaved_steps(cfg, store: ActivationStore, hook: str, blocks: int, per_block: int) -> dict[str, float]:
+def interleaved_steps(
+    cfg, store: ActivationStore, hook: str, blocks: int, per_block: int, device: str = "cpu"
+) -> dict[str, float]:
     """Tokens/s of the bare train steps, saelab's jitted step and SAELens's `SAETrainer.step`, alternating in
     blocks of `per_block` steps on the same in-memory batches so that both see the same machine load; each
     side's median block. The ratio is robust to other work on the machine; absolute rates are not."""
@@ -230,6 +239,7 @@ def interleaved_steps(cfg, store: ActivationStore, hook: str, blocks: int, per_b
             tokens=10**12,
             batch_size=cfg.data.batch_size,
             lr=cfg.optim.lr,
+            device=device,
             out=Path("unused"),
         ),
         data=iter(()),
@@ -247,6 +257,8 @@ def interleaved_steps(cfg, store: ActivationStore, hook: str, blocks: int, per_b
             trainer.maybe_reset_sparsity()
             trainer.step(torch.from_numpy(x))
             trainer.n_training_steps += 1
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     ours(), theirs()  # compile / warm up
     times = {"saelab": [], "saelens": []}
@@ -263,8 +275,8 @@ def saelens_reconstruct(sae, x: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        t = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-        return sae.decode(sae.encode(t)).numpy()
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(sae.device)
+        return sae.decode(sae.encode(t)).cpu().numpy()
 
 
 def heldout_activations(model_name: str, hook: str, n_tokens: int) -> np.ndarray:

@@ -56,6 +56,8 @@ class SAELensTrainConfig(Config):
     initial b_dec set to saelab's (the module docstring lists what stays different)."""
     dead_tokens: int = Field(default=1_000_000, ge=1)
     """matched: saelab's train.dead_tokens, turned into SAELens's dead_feature_window in steps."""
+    device: str = "cpu"
+    """torch device SAELens trains on (cpu, cuda, cuda:1); batches are read on the host and moved there."""
     checkpoint_tokens: list[int] = []
     """Also export the SAE as it was after each of these token counts (to `out/../{name}-at-{tokens}`), for
     quality at several budgets from one run; SAELens's learning rate is constant by default."""
@@ -71,8 +73,8 @@ class Trained(NamedTuple):
 
 def saelens_settings(cfg: SAELensTrainConfig) -> dict[str, dict[str, Any]]:
     """The SAELens config fields this comparison sets, per SAELens class: what a reader needs to rerun it."""
-    sae: dict[str, Any] = {"k": cfg.k, "dtype": "float32", "device": "cpu", "normalize_activations": "none"}
-    trainer: dict[str, Any] = {"lr": cfg.lr, "lr_end": cfg.lr, "device": "cpu"}
+    sae: dict[str, Any] = {"k": cfg.k, "dtype": "float32", "device": cfg.device, "normalize_activations": "none"}
+    trainer: dict[str, Any] = {"lr": cfg.lr, "lr_end": cfg.lr, "device": cfg.device}
     if cfg.settings == "matched":
         sae["aux_loss_coefficient"] = TopKConfig.model_fields["aux_coefficient"].default
         trainer["dead_feature_window"] = max(cfg.dead_tokens // cfg.batch_size, 1)
