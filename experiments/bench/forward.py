@@ -1,7 +1,10 @@
 """Forward throughput for harvesting: the JAX model stopped after layer L against transformers on torch with
 a forward hook on the same layer, the way peers harvest (full forward, and early exit by raising in the hook).
 
-    python experiments/bench/forward.py [--quick] [--layer 6] [--batch 16] [--context 128]
+`--device cuda` runs the torch side on that device (synchronised before each timing ends); the JAX model runs on
+JAX's default device (the GPU when jax[cuda12] is installed).
+
+    python experiments/bench/forward.py [--quick] [--layer 6] [--batch 16] [--context 128] [--device cpu]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from common import StopForward, docstring_tokens, finish, parser, timeit, torch_
 
 def main() -> None:
     ap = parser(__doc__, "forward", "3 repetitions", layer=6, batch=16, context=128, reps=10)
+    ap.add_argument("--device", default="cpu", help="torch device of the peer (cpu, cuda)")
     a = ap.parse_args()
     reps = 3 if a.quick else a.reps
 
@@ -39,7 +43,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    hf = torch_model(a.model)
+    hf = torch_model(a.model).to(a.device)
     layer = hf.model.layers[a.layer]
     captured = {}
 
@@ -48,7 +52,8 @@ def main() -> None:
         if stop:
             raise StopForward
 
-    tt = torch.tensor(tokens, dtype=torch.long)
+    tt = torch.tensor(tokens, dtype=torch.long, device=a.device)
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else lambda: None
 
     def torch_run(stop: bool):
         h = layer.register_forward_hook(lambda m, i, o: grab(m, i, o, stop))
@@ -59,11 +64,12 @@ def main() -> None:
             pass
         finally:
             h.remove()
+        sync()
 
     torch_full = timeit(lambda: torch_run(False), reps)
     torch_stop = timeit(lambda: torch_run(True), reps)
     _, cache = model.run_with_cache(toks, [hook], stop_at_layer="auto")
-    max_diff = float(np.abs(np.asarray(cache[hook]) - captured["x"].numpy()).max())
+    max_diff = float(np.abs(np.asarray(cache[hook]) - captured["x"].cpu().numpy()).max())
 
     n = a.batch * a.context
     tps = {
@@ -83,6 +89,7 @@ def main() -> None:
         "ratio_jax_vs_best_torch": tps["jax"] / best_torch,
         "max_abs_diff_activation": max_diff,
         "torch_threads": torch.get_num_threads(),
+        "torch_device": a.device,
     }
     finish(
         a,
