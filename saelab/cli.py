@@ -96,7 +96,8 @@ def _print_run(result, name: str = "run") -> None:
         + (f", EV {m['explained_variance']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.4f}" if m else "")
     )
     if result.export_dir.exists():
-        print(f"SAE (SAELens format): {result.export_dir}")
+        ct = (result.export_dir / "config.yaml").exists()  # a CLT's export is in circuit-tracer's format
+        print(f"{'CLT (circuit-tracer format)' if ct else 'SAE (SAELens format)'}: {result.export_dir}")
 
 
 def _print_multi(result) -> None:
