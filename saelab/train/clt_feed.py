@@ -30,7 +30,8 @@ __all__ = ["StackedFeed", "CLTSource", "open_clt_source"]
 
 class StackedFeed:
     """Batches of a CLT from a `ModelStream` of every layer's MLP input and output: x (batch, L, d_in) and
-    y (batch, L, d_out), sharded on the batch axis; `last` is the batch drawn last (an export calibrates on it)."""
+    y (batch, L, d_out), sharded on the batch axis; `last` is the batch drawn last (an export calibrates on it;
+    a run resumed at its last step, with no batch left to draw, calibrates on the next one)."""
 
     def __init__(self, stream: ModelStream, inputs: tuple[str, ...], targets: tuple[str, ...], mesh: Mesh) -> None:
         self.stream, self.inputs, self.targets = stream, inputs, targets
@@ -91,7 +92,7 @@ def open_clt_source(
         lambda step: np.empty(0, np.int64),  # rows were checked finite when the buffer was filled
         lambda rows: rows[:0],
         {"per_layer_mean_sq_norm": [msq[h] for h in targets]},
-        lambda: None if feed.last is None else np.asarray(jax.device_get(feed.last.x)),
+        lambda: np.asarray(jax.device_get((feed.last or next(feed)).x)),  # a resume with no step left draws one
     )
     return CLTSource(src, scales(inputs, sae.d_in), scales(targets, sae.resolved_d_out))
 
