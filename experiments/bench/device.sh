@@ -7,7 +7,8 @@
 #                        again with --bf16 (both models in bfloat16); plus the loader's batches/s
 #   3. train_vs_saelens  TopK SAE training (k 32, 4,608 latents, batch 4096): saelab against SAELens on CUDA,
 #                        interleaved bare steps and end to end
-#   4. topk.py           the block top-k against lax.top_k (alone and in a train step) on the GPU
+#   4. topk.py           the block top-k against lax.top_k (alone and in a train step) on the GPU, and
+#      profile_step.py   the per-op profile of the TopK, BatchTopK and JumpReLU steps
 #   5. train_scale.py    demo-scale training: 10M tokens through saelab.train.run, lax.top_k and block top-k
 #
 # It first installs jax[cuda12] and a CUDA build of torch into the venv (SKIP_INSTALL=1 skips that), harvests
@@ -64,6 +65,8 @@ echo "== 3. TopK training against SAELens"
 "$PY" experiments/bench/train_vs_saelens.py "${QUICK[@]}" --device cuda --store "$STORE" --out "$OUT/train_vs_saelens.json"
 echo "== 4. top-k selection"
 "$PY" experiments/bench/topk.py "${QUICK[@]}" --out "$OUT/topk.json"
+echo "== 4b. per-op profile of the TopK / BatchTopK / JumpReLU steps"
+"$PY" experiments/bench/profile_step.py "${QUICK[@]}" --out "$OUT/profile_step.json"
 echo "== 5. demo-scale training (10M tokens; --quick: 409,600)"
 for select in lax blocks; do
     "$PY" experiments/bench/train_scale.py "${QUICK[@]}" --store "$STORE" --topk-select "$select" \
