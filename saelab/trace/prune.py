@@ -57,58 +57,60 @@ def influence(a_n: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
     return total, ~jnp.any(cur != 0)
 
 
-def find_threshold(scores: jax.Array, threshold: float) -> jax.Array:
-    """The score at which the sorted (descending) scores' cumulative share first reaches `threshold`."""
-    s = -jnp.sort(-scores)
-    cum = jnp.cumsum(s) / jnp.sum(s)
-    return s[jnp.minimum(jnp.searchsorted(cum, threshold), len(s) - 1)]
-
-
 def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
-    """circuit-tracer's `prune_graph` of `graph`. The edge threshold is found among the nonzero edge scores
-    on the host (the zeros, most of the matrix, add nothing to the cumulative share), which spares sorting
-    all n_nodes^2 of them; the result is the same."""
+    """circuit-tracer's `prune_graph` of `graph`. The two thresholds are found on the host among the nonzero
+    scores (the zeros, most of the edge scores, add nothing to the cumulative share), with the cumulative sum
+    accumulated in float64 as PyTorch does on the CPU; the rest is jitted."""
     for name, t in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"{name} must be between 0 and 1, got {t}")
-    scores_fn, trim_fn = _prune_fns(graph.n_features, graph.n_pos, graph.n_logits)
-    node, scores, cum, ok = scores_fn(jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights()), node_threshold)
-    if not bool(ok):
+    node_fn, scores_fn, trim_fn = _prune_fns(graph.n_features, graph.n_pos, graph.n_logits)
+    a, w = jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights())
+    node_inf, cum, ok1 = node_fn(a, w)
+    inf = np.asarray(node_inf)
+    node = inf >= find_threshold(inf, node_threshold)
+    node[graph.token_start :] = True  # tokens and logits always stay
+    scores, ok2 = scores_fn(a, w, jnp.asarray(node))
+    if not (bool(ok1) and bool(ok2)):
         raise RuntimeError(f"influence did not converge in {MAX_ITER} terms: the adjacency matrix has a cycle")
     scores = np.asarray(scores)
-    edge = scores >= _threshold_of_nonzero(scores[scores > 0], scores.size, edge_threshold)
+    edge = scores >= find_threshold(scores, edge_threshold)
     del scores
-    node, edge = trim_fn(node, jnp.asarray(edge))
+    node, edge = trim_fn(jnp.asarray(node), jnp.asarray(edge))
     return PruneResult(np.asarray(node), np.asarray(edge), np.asarray(cum))
 
 
-def _threshold_of_nonzero(nonzero: np.ndarray, size: int, threshold: float) -> float:
-    """`find_threshold` of an array of `size` scores whose nonzero ones are `nonzero` (the rest zeros)."""
+def find_threshold(scores: np.ndarray, threshold: float) -> float:
+    """The score (of non-negative `scores`) at which the descending scores' cumulative share first reaches
+    `threshold` (circuit-tracer's `find_threshold`), from the nonzero scores alone."""
+    nonzero = scores[scores > 0]
     if not nonzero.size:
         return 0.0
     s = -np.sort(-nonzero.astype(np.float32))
-    cum = np.cumsum(s, dtype=np.float32) / np.sum(s, dtype=np.float32)
+    cum = np.cumsum(s, dtype=np.float64).astype(np.float32) / np.float32(np.sum(s, dtype=np.float64))
     i = int(np.searchsorted(cum, np.float32(threshold)))
     if i < s.size:
         return float(s[i])
-    return 0.0 if s.size < size else float(s[-1])  # past the nonzeros: a zero, or the last one
+    return 0.0 if s.size < scores.size else float(s[-1])  # past the nonzeros: a zero, or the last one
 
 
 @functools.lru_cache(maxsize=8)
 def _prune_fns(n_features: int, n_tokens: int, n_logits: int):
-    """Jitted (adjacency, logit weights, node threshold) -> (node mask, edge scores, cumulative shares,
-    converged), and (node mask, edge mask) -> both after circuit-tracer's trimming."""
+    """Jitted: (adjacency, logit weights) -> (node influence, cumulative shares, converged); (adjacency,
+    logit weights, node mask) -> (edge scores, converged); (node mask, edge mask) -> both after
+    circuit-tracer's trimming."""
     keep_end = -(n_logits + n_tokens)  # features and errors come before tokens and logits
 
-    def scores_fn(a, w, node_threshold):
-        node_inf, ok1 = influence(normalize(a), w)
-        node = node_inf >= find_threshold(node_inf, node_threshold)
-        node = node.at[keep_end:].set(True)
-        a_n = normalize(jnp.where(node[:, None] & node[None, :], a, 0.0))
-        pruned_inf, ok2 = influence(a_n, w)
+    def node_fn(a, w):
+        node_inf, ok = influence(normalize(a), w)
         order = jnp.argsort(-node_inf, stable=True)
         cum = jnp.zeros_like(node_inf).at[order].set(jnp.cumsum(node_inf[order]) / jnp.sum(node_inf))
-        return node, a_n * (pruned_inf + w)[:, None], cum, ok1 & ok2
+        return node_inf, cum, ok
+
+    def scores_fn(a, w, node):
+        a_n = normalize(jnp.where(node[:, None] & node[None, :], a, 0.0))
+        pruned_inf, ok = influence(a_n, w)
+        return a_n * (pruned_inf + w)[:, None], ok
 
     def trim(node, edge):  # feature/error nodes need a kept outgoing edge, features a kept incoming one
         node = node.at[:keep_end].set(node[:keep_end] & edge[:, :keep_end].any(0))
@@ -123,7 +125,7 @@ def _prune_fns(n_features: int, n_tokens: int, n_logits: int):
         _, node, edge = jax.lax.while_loop(lambda s: jnp.any(s[0] != s[1]), body, (node, trim(node, edge), edge))
         return node, edge
 
-    return jax.jit(scores_fn), jax.jit(trim_fn)
+    return jax.jit(node_fn), jax.jit(scores_fn), jax.jit(trim_fn)
 
 
 def graph_scores(graph: Graph) -> GraphScores:
