@@ -12,28 +12,30 @@ import os
 from typing import Any
 
 from saelab.evals.autointerp.config import AutointerpConfig
-from saelab.evals.autointerp.judge import ENV_BASE_URL, ENV_MODEL
+from saelab.evals.autointerp.judge import ENV_BASE_URL, ENV_MODEL, Judge
 from saelab.evals.autointerp.run import run_autointerp
+from saelab.evals.autointerp.scorers import Embedder
 from saelab.inspect.autointerp import json_safe
 
 QUICK = {"n_latents": 4, "n_test": 6, "tokens": 50_000}  # the --suite-quick variant
 
 
-def evaluate(ctx: Any) -> dict[str, Any]:
+def evaluate(ctx: Any, judge: Judge | None = None, embedder: Embedder | None = None) -> dict[str, Any]:
     """Explain and score latents of the suite's SAE (`ctx`: saelab.evals.saebench.context.BenchContext):
     the summary per scorer (score, shuffled control, fraction above control), the judge, each latent's
-    explanation and scores, and where the full result is (SAE/autointerp.json)."""
-    judge = "openai" if os.environ.get(ENV_BASE_URL) and os.environ.get(ENV_MODEL) else "local"
+    explanation and scores, and where the full result is (SAE/autointerp.json). `judge` and `embedder`
+    replace the default ones (tests pass fakes)."""
+    kind = "openai" if os.environ.get(ENV_BASE_URL) and os.environ.get(ENV_MODEL) else "local"
     store = getattr(ctx.cfg, "suite_store", None)
     cfg = AutointerpConfig(
         sae=ctx.cfg.sae,
         store=store,
         hook=ctx.hook,
         model=ctx.model_name,
-        judge=judge,
+        judge=kind,
         **(QUICK if ctx.quick else {}),
     )
-    result = run_autointerp(cfg, progress=False)
+    result = run_autointerp(cfg, judge=judge, embedder=embedder, progress=False)
     data = json_safe(result.to_json())
     return {
         "judge": data["judge"],

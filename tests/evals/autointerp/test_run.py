@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -105,3 +106,23 @@ def test_latent_page_shows_explanation_and_scores(world) -> None:
         assert [r.split()[0] for r in rows] == ["detection", "fuzzing", "embedding"]
         assert all("0.5 0.5 8" in r for r in rows)
         assert f"latent {rec['control_from']}" in section.text
+
+
+def test_suite_evaluator(world, tmp_path) -> None:
+    """`saelab eval --suite autointerp`'s evaluator: the registry entry, its metrics and markdown section."""
+    from types import SimpleNamespace
+
+    from saelab.evals.autointerp import suite
+    from saelab.evals.saebench.registry import EVALUATORS
+
+    assert EVALUATORS["autointerp"].evaluate is suite.evaluate
+    sae = shutil.copytree(world["sae"], tmp_path / "sae")  # its own autointerp.json, not the fixture's
+    cfg = SimpleNamespace(sae=sae, suite_store=world["store"])
+    ctx = SimpleNamespace(cfg=cfg, hook="blocks.0.hook_resid_post", model_name="smollm2-135m", quick=True)
+    metrics = suite.evaluate(ctx, judge=YesJudge(), embedder=bag_of_words)
+    assert metrics["variant"] == "quick" and len(metrics["latents"]) == suite.QUICK["n_latents"]
+    assert metrics["summary"]["fuzzing"]["score"] == 0.5 and metrics["result"].endswith("autointerp.json")
+    text = suite.markdown(metrics)
+    assert "| detection | 0.500 | 0.500 | 0% |" in text
+    for k, v in metrics["latents"].items():
+        assert f"| {k} | {v['explanation'].replace('|', chr(92) + '|')} | 0.500 (0.500) |" in text
