@@ -126,3 +126,22 @@ def test_suite_evaluator(world, tmp_path) -> None:
     assert "| detection | 0.500 | 0.500 | 0% |" in text
     for k, v in metrics["latents"].items():
         assert f"| {k} | {v['explanation'].replace('|', chr(92) + '|')} | 0.500 (0.500) |" in text
+
+
+def test_bad_inputs_name_the_fix(world, tmp_path) -> None:
+    from saelab.inspect.autointerp import attach, read_autointerp
+
+    base = {"sae": world["sae"], "store": world["store"], "out": tmp_path / "a.json", "left": 3, "right": 1}
+    with pytest.raises(ValueError, match=r"outside \[0, 48\)"):
+        run_autointerp(AutointerpConfig(**base, latents=[1, 99]), judge=YesJudge(), progress=False)
+    with pytest.raises(ValueError, match="scan more"):
+        run_autointerp(AutointerpConfig(**base, n_test=400), judge=YesJudge(), progress=False)
+    with pytest.raises(ValueError, match="at least 2 distinct latents"):
+        AutointerpConfig(sae=world["sae"], latents=[3, 3])
+    with pytest.raises(ValueError, match="names no activation store"):
+        AutointerpConfig(sae=tmp_path).store_path()
+    with pytest.raises(ValueError, match="not a saelab report"):
+        attach(tmp_path, {"version": 1, "latents": {}})
+    (tmp_path / "old.json").write_text('{"latents": {}}')
+    with pytest.raises(ValueError, match="rerun `saelab autointerp`"):
+        read_autointerp(tmp_path / "old.json")
