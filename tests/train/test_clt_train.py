@@ -133,19 +133,24 @@ def test_folding_a_jumprelu_clts_scales_gives_its_outputs_on_raw_activations() -
     """A JumpReLU CLT with thresholds (and biases) trained on x_l * s_l, y_t * o_t: the folded CLT on raw x equals
     the trained one on scaled x divided by o_t (float32, 1e-5 of the largest output)."""
     sae = CLTConfig(d_in=8, d_sae=16, d_out=6, n_layers=3, activation="jumprelu")
-    keys = jax.random.split(jax.random.key(3), 4)
-    p = clt_sae.init_params(keys[0], sae)
-    p = p._replace(
-        b_enc=0.1 * jax.random.normal(keys[1], p.b_enc.shape),
-        b_dec=jax.random.normal(keys[2], p.b_dec.shape),
-        threshold=jnp.full(p.threshold.shape, 0.05),
-    )
     s, o = (0.5, 2.0, 4.0), (3.0, 0.25, 1.5)
-    x = jax.random.normal(keys[3], (64, 3, 8))
-    forward = jax.jit(lambda p, x: clt_sae.decode(p, clt_sae.encode(p, x, sae)))
-    scaled = forward(p, x * jnp.asarray(s)[:, None]) / jnp.asarray(o)[:, None]
-    raw = forward(fold_clt_scaling(p, s, o), x)
-    pre = clt_sae.pre_activations(p, x * jnp.asarray(s)[:, None], sae)
+
+    @jax.jit
+    def outputs(key):  # (trained CLT on scaled x / o, folded CLT on raw x, pre-activations), one compile
+        k0, k1, k2, k3 = jax.random.split(key, 4)
+        p = clt_sae.init_params(k0, sae)
+        p = p._replace(
+            b_enc=0.1 * jax.random.normal(k1, p.b_enc.shape),
+            b_dec=jax.random.normal(k2, p.b_dec.shape),
+            threshold=jnp.full(p.threshold.shape, 0.05),
+        )
+        x = jax.random.normal(k3, (64, 3, 8))
+        sx = x * jnp.asarray(s)[:, None]
+        scaled = clt_sae.decode(p, clt_sae.encode(p, sx, sae)) / jnp.asarray(o)[:, None]
+        folded = fold_clt_scaling(p, s, o)
+        return scaled, clt_sae.decode(folded, clt_sae.encode(folded, x, sae)), clt_sae.pre_activations(p, sx, sae)
+
+    scaled, raw, pre = outputs(jax.random.key(3))
     assert bool(((pre > 0) & (pre <= 0.05)).any()) and bool((pre > 0.05).any())  # the thresholds cut some codes
     np.testing.assert_allclose(np.asarray(raw), np.asarray(scaled), atol=1e-5 * float(jnp.abs(scaled).max()))
 
