@@ -19,6 +19,7 @@ ANALYSIS_COMMANDS: list[str] = [
     "saelab.spliced.cli",
     "saelab.circuits.cli",
     "saelab.trace.cli",
+    "saelab.trace.intervene_cli",
     "saelab.atoms.cli",
     "saelab.select.cli",
     "saelab.sae.cli",
@@ -32,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "train": ("plan", "export"),
     "inspect": ("serve", "feature"),
     "circuits": ("table",),
+    "trace": ("intervene",),
 }
 # Old top-level names, still accepted: each prints its new name on stderr and runs it.
 RENAMED: dict[str, tuple[str, str]] = {

@@ -8,6 +8,7 @@ import resource
 import time
 from typing import Any
 
+from saelab.inspect.graph_page import write_graph_page
 from saelab.models import Model
 from saelab.models.aliases import LOCAL_ALIASES
 from saelab.trace import graph as graphs
@@ -47,9 +48,11 @@ def run(cfg: TraceConfig, model: Model | None = None) -> dict[str, Any]:
     decode = lambda i: model.tokenizer.decode([i], skip_special_tokens=False)
     path = write_graph_files(graph_json(graph, pruned, slug, decode, cfg.node_threshold), cfg.out)
     saved = graphs.save(graph, cfg.out / f"{slug}.graph.npz")  # the unpruned graph, for later analyses
+    page = write_graph_page(path, cfg.out)
     summary = {
         "graph": str(path),
         "unpruned": str(saved),
+        "page": str(page),
         "prompt": cfg.prompt,
         "n_tokens": graph.n_pos,
         "n_features": graph.n_features,

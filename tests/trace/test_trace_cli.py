@@ -32,6 +32,7 @@ def test_saelab_trace_writes_the_frontend_files(tmp_path, capsys):
     summary = json.loads((out / "g.summary.json").read_text())
     assert 0 < summary["replacement_score"] <= 1 and 0 < summary["completeness_score"] <= 1
     assert summary["kept_nodes"] <= summary["n_nodes"] and "replacement score" in capsys.readouterr().out
+    assert summary["page"] == str(out / "graph-g.html") and (out / "data" / "graph-g.js").is_file()
 
     assert main([*argv, "--target", "w11 w12"]) == 2
     assert "--target 'w11 w12' is 2 tokens" in capsys.readouterr().err
