@@ -21,6 +21,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from saelab.sae.codes import top_k
+
 __all__ = ["TopKSelect", "select_top_k", "block_top_k", "block_width"]
 
 TopKSelect = Literal["lax", "blocks"]
@@ -31,7 +33,7 @@ def select_top_k(a: jax.Array, k: int, method: TopKSelect = "lax") -> tuple[jax.
     """(values, indices) of the k largest entries along the last axis, each (..., k), sorted descending,
     ties to the lower index: `jax.lax.top_k`'s result, computed by `method`."""
     if method == "lax":
-        return _barrier_top_k(a, k)
+        return top_k(a, k)
     if method == "blocks":
         return block_top_k(a, k)
     raise ValueError(f"unknown top-k selection {method!r}; use 'lax' or 'blocks'")
@@ -56,7 +58,7 @@ def block_top_k(a: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
         raise ValueError(f"top-k needs 1 <= k <= {n} (the last axis), got k={k}")
     w = block_width(n, k)
     if w < 2 or a.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
-        return _barrier_top_k(a, k)
+        return top_k(a, k)
     rows = a.reshape(-1, n)  # (rows, n)
     vals, idx = _blocks(rows, k, w)
     return vals.reshape(*a.shape[:-1], k), idx.reshape(*a.shape[:-1], k)
@@ -70,10 +72,10 @@ def _blocks(a: jax.Array, k: int, w: int) -> tuple[jax.Array, jax.Array]:
         key = jnp.pad(key, ((0, 0), (0, nb * w - n)), constant_values=jnp.iinfo(jnp.int32).min)
     blocks = key.reshape(r, nb, w)  # (r, nb, w)
     block_max = _key_float(blocks.max(-1))  # (r, nb) each block's largest entry, in lax.top_k's order
-    _, chosen = _barrier_top_k(block_max, k)  # (r, k) block indices
+    _, chosen = top_k(block_max, k)  # (r, k) block indices
     chosen = jnp.sort(chosen, axis=-1)  # index order, so ties in stage 3 go to the lower index
     cand = jnp.take_along_axis(blocks, chosen[:, :, None], axis=1).reshape(r, k * w)  # (r, k * w) keys
-    _, j = _barrier_top_k(_key_float(cand), k)  # (r, k) positions among the candidates
+    _, j = top_k(_key_float(cand), k)  # (r, k) positions among the candidates
     idx = jnp.take_along_axis(chosen, j // w, axis=1) * w + j % w  # (r, k) indices into the row
     return jnp.take_along_axis(a, idx, axis=1), idx.astype(jnp.int32)
 
@@ -88,9 +90,3 @@ def _order_key(a: jax.Array) -> jax.Array:
 def _key_float(key: jax.Array) -> jax.Array:
     """The float32 whose `_order_key` is `key` (the flip is its own inverse)."""
     return jax.lax.bitcast_convert_type(jnp.where(key < 0, key ^ jnp.int32(_FLIP), key), jnp.float32)
-
-
-def _barrier_top_k(a: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """`jax.lax.top_k` behind an optimisation barrier (see saelab.sae.codes.top_k: without it XLA CPU fuses
-    the result's slice into its consumers and sorts whole rows instead)."""
-    return jax.lax.optimization_barrier(jax.lax.top_k(a, k))

@@ -14,7 +14,7 @@ import pytest
 
 import saelab.sae.auxk as auxk
 import saelab.sae.sparse as sparse
-import saelab.sae.topk as topk
+import saelab.sae.topk_select as topk_select
 from saelab.sae import init_params, sae_config
 from saelab.train.config import OptimConfig
 from saelab.train.state import init_state, make_optimizer
@@ -63,7 +63,7 @@ def test_detector_sees_a_sort_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
         idx = jnp.argsort(-a, axis=-1)[..., :k]
         return jnp.take_along_axis(a, idx, axis=-1), idx
 
-    for module in (sparse, auxk, topk):
+    for module in (sparse, auxk, topk_select):
         monkeypatch.setattr(module, "top_k", sorting_top_k)
     hlo = compiled_step_hlo()
     assert full_row_sorts(hlo)
