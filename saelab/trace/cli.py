@@ -30,7 +30,8 @@ def _trace(a: argparse.Namespace) -> None:
 
     s = run(config_from_args(TraceConfig, a))
     logits = ", ".join(f"{d['token']!r} {d['p']:.3f}" for d in s["logits"])
-    print(f"{s['n_tokens']} tokens, {s['n_features']} active features, logits: {logits}")
+    kept = "" if s["n_active"] == s["n_features"] else f" (the {s['n_features']} most influential kept)"
+    print(f"{s['n_tokens']} tokens, {s['n_active']} active features{kept}, logits: {logits}")
     print(f"pruned: {s['kept_nodes']} nodes, {s['kept_edges']} edges of {s['n_nodes']} nodes")
     print(f"replacement score {s['replacement_score']:.3f}, completeness {s['completeness_score']:.3f}")
     print(f"{s['seconds']['attribute']:.1f} s attribution, {s['seconds']['total']:.1f} s in all")

@@ -36,5 +36,10 @@ class TraceConfig(Config):
     """Pruning then keeps the edges that hold this share of the edge influence."""
     batch_size: int = Field(default=128, ge=1)
     """Rows (target nodes) per batched backward pass."""
+    max_feature_nodes: int | None = Field(default=None, ge=1)
+    """At most this many feature nodes: features are attributed in order of their estimated influence on the
+    logits until this many are (circuit-tracer's `max_feature_nodes`; memory O(this x nodes)); default: all."""
+    update_interval: int = Field(default=4, ge=1)
+    """With --max-feature-nodes, re-rank the unvisited features every this many batches."""
     progress: bool = True
     """Show a progress bar over the attribution's rows."""

@@ -26,7 +26,9 @@ class LogitTarget(NamedTuple):
 
 
 class Graph(NamedTuple):
-    """One prompt's unpruned attribution graph. Arrays are numpy, float32 adjacency."""
+    """One prompt's unpruned attribution graph. Arrays are numpy, float32 adjacency. The feature nodes
+    (`active_features`, `activations`) are the features the graph holds: every active one, or the
+    `max_feature_nodes` chosen by influence (`n_active` then says how many were active)."""
 
     prompt: str  # the prompt's text (token strings joined)
     tokens: np.ndarray  # (n_pos,) int token ids, BOS first
@@ -38,6 +40,8 @@ class Graph(NamedTuple):
     n_layers: int
     model_name: str  # the model the graph was traced on
     scan: str  # the transcoders' identifier (circuit-tracer's `scan`)
+    n_active: int | None = None  # features active in the prompt when the graph keeps only the most influential
+    # (`attribute(..., max_feature_nodes=...)`, circuit-tracer's `selected_features`); None: it keeps them all
 
     @property
     def n_pos(self) -> int:
@@ -80,7 +84,7 @@ class Graph(NamedTuple):
 def save(graph: Graph, path: str | Path) -> Path:
     """Write the graph to one `.npz` file (arrays as they are, the rest as JSON), for later analyses."""
     path = Path(path)
-    meta = {k: getattr(graph, k) for k in ("prompt", "n_layers", "model_name", "scan")}
+    meta = {k: getattr(graph, k) for k in ("prompt", "n_layers", "model_name", "scan", "n_active")}
     meta["logit_targets"] = [list(t) for t in graph.logit_targets]
     arrays = {k: getattr(graph, k) for k in ARRAYS}
     np.savez_compressed(path, meta=np.asarray(json.dumps(meta)), **arrays)

@@ -38,6 +38,8 @@ def run(cfg: TraceConfig, model: Model | None = None) -> dict[str, Any]:
         max_n_logits=cfg.max_n_logits,
         desired_logit_prob=cfg.desired_logit_prob,
         batch_size=cfg.batch_size,
+        max_feature_nodes=cfg.max_feature_nodes,
+        update_interval=cfg.update_interval,
         prompt=cfg.prompt,
         progress=cfg.progress,
     )
@@ -56,6 +58,7 @@ def run(cfg: TraceConfig, model: Model | None = None) -> dict[str, Any]:
         "prompt": cfg.prompt,
         "n_tokens": graph.n_pos,
         "n_features": graph.n_features,
+        "n_active": graph.n_features if graph.n_active is None else graph.n_active,
         "n_nodes": graph.n_nodes,
         "logits": [
             {"token": t.token, "id": t.vocab_idx, "p": float(p)}

@@ -5,6 +5,9 @@ saelab's circuit-tracer writer, the same 10 tokens. Compared: the active feature
 activations, the logit targets, the adjacency matrix (float32; to 1e-5 of its largest magnitude), the pruned
 node and edge masks (exactly), the cumulative influence scores and the replacement and completeness scores
 (to 1e-5), and the frontend JSON (the same nodes and links, weights and influences to 1e-5 relative).
+"plt-capped": circuit-tracer's `max_feature_nodes` rule with fewer nodes than active features (a small batch
+and update interval, so the features are re-ranked several times): the chosen features are identical and
+the adjacency, pruning and scores agree as above.
 Fails, never skips, without circuit-tracer (tests/peer_modules.py)."""
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from tests.peer_modules import peer
 from tests.trace import tiny
 
 TOL = 1e-5
+KINDS = ["plt", "clt", "plt-capped"]
+CAP = dict(batch_size=8, update_interval=2)  # the capped run's batches: re-ranked every 16 rows
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +40,33 @@ def both(tmp_path_factory):
     toks = tiny.tokens()
     plts, (clt, clt_cfg) = tiny.random_plts(), tiny.random_clt()
     out = {}
+    plt_folder, clt_folder = tiny.save_plts(plts, tmp / "plt"), tiny.save_clt(clt, clt_cfg, tmp / "clt")
+    ours_clt = transcoders.from_clt(clt, clt_cfg, scan="tiny/clt")
     with pytest.MonkeyPatch.context() as mp:
-        for kind, folder, ours in (
-            ("plt", tiny.save_plts(plts, tmp / "plt"), tiny.plt_transcoders(plts)),
-            ("clt", tiny.save_clt(clt, clt_cfg, tmp / "clt"), transcoders.from_clt(clt, clt_cfg, scan="tiny/clt")),
+        for kind, folder, ours, opts in (
+            ("plt", plt_folder, tiny.plt_transcoders(plts), dict(batch_size=64)),
+            ("clt", clt_folder, ours_clt, dict(batch_size=64)),
+            ("plt-capped", plt_folder, tiny.plt_transcoders(plts), dict(max_feature_nodes=40, **CAP)),
         ):
             tl = tiny.circuit_tracer_model(model, folder, mp)
-            theirs = ct_attribute(torch.from_numpy(toks), tl, batch_size=64)
-            out[kind] = (attribute(model.model, ours, toks, batch_size=64), theirs)
+            theirs = ct_attribute(torch.from_numpy(toks), tl, **opts)
+            out[kind] = (attribute(model.model, ours, toks, **opts), theirs)
     return out
 
 
-@pytest.mark.parametrize("kind", ["plt", "clt"])
+def _chosen(theirs) -> tuple[np.ndarray, np.ndarray]:
+    """circuit-tracer's feature nodes: the selected ones of its active features, and their activations."""
+    sel = theirs.selected_features.numpy()
+    return theirs.active_features.numpy()[sel], theirs.activation_values.numpy()[sel]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_adjacency_equals_circuit_tracers(both, kind):
     ours, theirs = both[kind]
-    assert ours.n_features > 50  # enough features that every kind of edge occurs
-    np.testing.assert_array_equal(ours.active_features, theirs.active_features.numpy())
-    np.testing.assert_allclose(ours.activations, theirs.activation_values.numpy(), rtol=TOL, atol=TOL)
+    assert ours.n_features >= 40  # enough features that every kind of edge occurs
+    features, acts = _chosen(theirs)
+    np.testing.assert_array_equal(ours.active_features, features)
+    np.testing.assert_allclose(ours.activations, acts, rtol=TOL, atol=TOL)
     assert [t.vocab_idx for t in ours.logit_targets] == [t.vocab_idx for t in theirs.logit_targets]
     np.testing.assert_allclose(ours.logit_probabilities, theirs.logit_probabilities.numpy(), rtol=TOL)
     a = theirs.adjacency_matrix.numpy()
@@ -63,7 +78,17 @@ def test_adjacency_equals_circuit_tracers(both, kind):
         assert block(a, slice(0, nf), cols) > 0 and block(a, slice(ours.logit_start, None), cols) > 0
 
 
-@pytest.mark.parametrize("kind", ["plt", "clt"])
+def test_capped_graph_keeps_fewer_features_than_are_active(both):
+    ours, theirs = both["plt-capped"]
+    n_active = len(theirs.active_features)
+    assert ours.n_features == 40 < n_active == ours.n_active  # the cap bites: 40 of the active features
+    assert ours.n_features > 2 * CAP["batch_size"] * CAP["update_interval"]  # ranked more than twice
+    assert both["plt"][0].n_active is None and both["plt"][0].n_features == n_active
+    full = both["plt"][0]  # the uncapped graph's features: the chosen ones are a strict subset
+    assert {tuple(f) for f in ours.active_features} < {tuple(f) for f in full.active_features}
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_pruning_and_scores_equal_circuit_tracers(both, kind):
     from circuit_tracer.graph import compute_graph_scores, prune_graph
 
