@@ -1,0 +1,294 @@
+"""Attention (QK) attribution on an attribution graph's strongest cross-position edges (issue 34, item 6).
+
+An edge from a feature at key position s to a feature at query position t > s crosses positions, so every
+path it sums over leaves s through some attention head. `edge_heads` splits the edge exactly by the first
+hop out of s: layer l, head h and query position q get
+
+    c[l, h, q] = A_l[h, q, s] * (OV_h of the source's vector carried to layer l at s) . g_l[q]
+
+where the source's vector is carried up position s alone (residual, skip, the head's attention to its own
+position) and g_l[q] is the target's input direction pulled back to layer l's attention output at q through
+the frozen model; the c add up to the graph's edge weight. Its largest (l, h, q) is the head carrying the
+edge, usually with q = t.
+
+`head_scores` explains that head's pre-softmax score at (q, s): the score is bilinear in the residual
+streams at the two positions, q = R_q(N1(r_q) W_Q + b_Q), k = R_s(N1(r_s) W_K + b_K) with the norm scales
+frozen and R the rotary rotation at each position, and each stream is linear in the graph's nodes through
+the frozen model (features, error nodes, token embeddings, at any earlier position). So
+score = scale * sum_ij Q_i . K_j over the nodes i, j plus one constant `bias` component on each side: what
+no node writes (the transcoders' b_dec, position 0's MLP outputs, attention and norm biases, carried the same
+way) and b_Q / b_K. Pre-norm Llama-family blocks without q/k norms or soft-capping.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saelab.models.config import ModelConfig
+from saelab.models.layers import apply_rope, norm, rope_inv_freq
+from saelab.models.model import Model
+from saelab.models.weights import ModelWeights, Norm
+from saelab.trace.edges import Sources, sources
+from saelab.trace.graph import Graph
+from saelab.trace.linearize import Frozen, check_model, frozen_norm, record
+from saelab.trace.transcoders import TraceTranscoders, decoder_pairs, encode_all, encoder_vectors, skip_matrices
+
+
+class State(NamedTuple):
+    """One prompt's frozen replacement model and what its nodes write (positions unpadded)."""
+
+    params: ModelWeights  # float32
+    frozen: Frozen
+    skip: jax.Array | None  # (L, d, d) transcoder skips
+    src: Sources  # the features' decoder vectors x activations, by (layer, position, slot)
+    errors: jax.Array  # (L, pos, d) error nodes (zero at position 0)
+    embed: jax.Array  # (pos, d) token nodes
+    resid_pre: jax.Array  # (L, pos, d) the clean residual stream entering each layer
+    active: np.ndarray  # (n, 3) every active feature (layer, position, index): the graph's, or more when the
+    # graph kept only the most influential; the QK components' feature rows, in this order
+    activations: np.ndarray  # (n,)
+    cfg: ModelConfig | None  # the model's config (None inside jitted functions, where it is static)
+    n_features: int | None  # the graph's active features (None inside jitted functions)
+
+
+class EdgeHeads(NamedTuple):
+    """The edges' split over the first attention hop out of the source's position."""
+
+    target: np.ndarray  # (E,) graph node of each edge's target feature
+    source: np.ndarray  # (E,) its source feature
+    weight: np.ndarray  # (E,) the graph's edge weight A[target, source]
+    shares: np.ndarray  # (E, L, n_heads, pos) c[l, h, q]; sums over the last three axes to `weight`
+
+
+class HeadScore(NamedTuple):
+    """One head's pre-softmax score at (query, key) split over pairs of components."""
+
+    layer: int
+    head: int
+    query: int
+    key: int
+    score: float  # the scaled score, as hook_attn_scores holds it
+    query_vectors: np.ndarray  # (n_comp, d_head) each component's rotated query part; the last row is bias
+    key_vectors: np.ndarray  # (n_comp, d_head) the same for the key
+    scale: float  # the scores' factor, d_head ** -0.5 (or Gemma's query_pre_attn_scalar)
+
+
+def prepare(model: Model, transcoders: TraceTranscoders, graph: Graph) -> State:
+    """The frozen model of `graph`'s prompt and its nodes' writes (one clean forward, one encode)."""
+    _check(model, transcoders, graph)
+    run = record(model, graph.tokens)
+    codes, recon = encode_all(transcoders, run.mlp_in)
+    codes = np.array(codes)
+    codes[:, 0] = 0  # position 0's features are no nodes (circuit-tracer's rule, as in attribute)
+    active = np.argwhere(codes != 0)  # (n, 3) every active feature, the graph's and any it left out
+    acts = codes[tuple(active.T)].astype(np.float32)
+    if graph.n_active is None and not np.array_equal(active, graph.active_features):
+        raise ValueError(
+            "the graph's features are not these transcoders' on its tokens: pass the model and "
+            "transcoders the graph was traced with"
+        )
+    errors = (run.mlp_out - recon).at[:, 0].set(0.0)
+    src = sources(decoder_pairs(transcoders, active, acts), errors, run.embed, graph.n_pos, len(active))
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(graph.n_layers)]
+    ids = np.asarray(graph.tokens, np.int32)[None]
+    _, cache = model.run_with_cache(ids, names, pad_mask=np.ones_like(ids))
+    resid = jnp.stack([cache[n][0] for n in names]).astype(jnp.float32)
+    params = jax.tree.map(lambda a: a.astype(jnp.float32), model.params)
+    return State(
+        params,
+        run.frozen,
+        skip_matrices(transcoders),
+        src,
+        errors,
+        run.embed,
+        resid,
+        active,
+        acts,
+        model.cfg,
+        len(active),
+    )
+
+
+def strongest_edges(graph: Graph, n: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, sources): the n feature-to-feature edges of largest |weight| whose source sits at an earlier
+    position than its target, strongest first (scanned `chunk` target rows at a time)."""
+    pos = graph.active_features[:, 1]
+    best_w, best_t, best_s = np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for start in range(0, graph.n_features, chunk):
+        stop = min(start + chunk, graph.n_features)
+        a = np.abs(graph.adjacency[start:stop, : graph.n_features])
+        a = np.where(pos[None, :] < pos[start:stop, None], a, 0.0).reshape(-1)
+        top = np.argpartition(-a, min(n, a.size - 1))[:n]
+        best_w = np.concatenate([best_w, a[top]])
+        best_t = np.concatenate([best_t, start + top // graph.n_features])
+        best_s = np.concatenate([best_s, top % graph.n_features])
+    keep = np.argsort(-best_w, kind="stable")[:n]
+    keep = keep[best_w[keep] > 0]
+    return best_t[keep], best_s[keep]
+
+
+def edge_heads(state: State, transcoders: TraceTranscoders, graph: Graph, targets, sources_) -> EdgeHeads:
+    """Split each edge (target, source feature nodes, source earlier) over (layer, head, query position)."""
+    targets, sources_ = np.asarray(targets, np.int64), np.asarray(sources_, np.int64)
+    feats = graph.active_features
+    if np.any(feats[sources_, 1] >= feats[targets, 1]):
+        raise ValueError("edge_heads takes cross-position edges only: each source before its target")
+    n_layers, d = graph.n_layers, state.embed.shape[-1]
+    pairs = decoder_pairs(transcoders, feats[sources_], graph.activations[sources_])
+    writes = np.zeros((len(sources_), n_layers, d), np.float32)  # (E, L, d) what each source adds, by layer
+    np.add.at(writes, (pairs.feature, pairs.layer), pairs.vectors)
+    tvec = encoder_vectors(transcoders, feats[targets, 0], feats[targets, 2])
+    where = [jnp.asarray(a) for a in (feats[sources_, 1], feats[targets, 0], feats[targets, 1])]
+    shares = _edge_heads(_arrays(state), jnp.asarray(writes), *where, jnp.asarray(tvec), cfg=state.cfg)
+    weight = graph.adjacency[targets, sources_]
+    return EdgeHeads(targets, sources_, weight, np.asarray(shares))
+
+
+def head_scores(state: State, layer: int, head: int, query: int, key: int) -> HeadScore:
+    """The score of `head` at layer `layer` from position `query` to `key` as components: rows in graph
+    order (`state.active`'s features, error nodes layer-major, tokens), then the bias row."""
+    if not 0 <= key <= query < state.embed.shape[0]:
+        raise ValueError(f"need 0 <= key <= query < {state.embed.shape[0]}; got key {key}, query {query}")
+    cfg = state.cfg
+    if not (0 <= layer < cfg.n_layers and 0 <= head < cfg.n_heads):
+        raise ValueError(f"layer {layer} / head {head} outside the model's {cfg.n_layers} x {cfg.n_heads} heads")
+    qv, kv = _components(_arrays(state), layer, head, query, key, cfg=cfg, n_feat=state.n_features)
+    scale = (cfg.query_pre_attn_scalar or cfg.d_head) ** -0.5
+    score = float(scale * jnp.sum(qv.sum(0) * kv.sum(0)))
+    return HeadScore(layer, head, query, key, score, np.asarray(qv), np.asarray(kv), scale)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "chunk"))
+def top_pairs(qv: jax.Array, kv: jax.Array, scale: float, k: int, chunk: int = 256):
+    """The k pairs (i, j) of largest |scale * qv_i . kv_j|: (values, i, j), scanned `chunk` rows at a time
+    (the full pair matrix is never held)."""
+    n, nk = qv.shape[0], kv.shape[0]
+    n_chunks = -(-n // chunk)
+    padded = jnp.pad(qv, ((0, n_chunks * chunk - n), (0, 0))).reshape(n_chunks, chunk, -1)
+    kk = min(k, chunk * nk)
+
+    def one(block):  # (chunk, d_head)
+        m = (scale * block @ kv.T).reshape(-1)  # (chunk * nk,)
+        _, i = jax.lax.top_k(jnp.abs(m), kk)
+        return m[i], i
+
+    vals, idx = jax.lax.map(one, padded)  # (n_chunks, kk)
+    rows = jnp.arange(n_chunks)[:, None] * chunk + idx // nk
+    _, best = jax.lax.top_k(jnp.abs(vals).reshape(-1), min(k, n_chunks * kk))
+    return vals.reshape(-1)[best], rows.reshape(-1)[best], (idx % nk).reshape(-1)[best]
+
+
+def linear_stream(state: State, embed, writes, taps):
+    """The frozen model from the embeddings (pos, d), the layers' MLP-output additions (L, pos, d) and
+    additions at each layer's attention output (L, pos, d): (the stream entering each layer, each layer's
+    MLP input), both (L, pos, d). Biases, constants, are left out."""
+    return _forward(state.params.layers, state.cfg, state.frozen, state.skip, embed, writes, taps)
+
+
+def _forward(layers, cfg: ModelConfig, frozen: Frozen, skip, embed, writes, taps):
+    resid, ins, xs = embed, [], []
+    for l, p in enumerate(layers):
+        ins.append(resid)
+        v = _values(p, cfg, frozen.ln1[l], resid)  # (pos, heads, d_head)
+        z = jnp.einsum("hqk,khd->qhd", frozen.pattern[l], v)
+        mid = resid + jnp.einsum("qhd,hdm->qm", z, p.attn.W_O) + taps[l]
+        x = frozen_norm(mid, frozen.ln2[l], p.ln2, cfg)
+        xs.append(x)
+        resid = mid + (0.0 if skip is None else x @ skip[l]) + writes[l]
+    return jnp.stack(ins), jnp.stack(xs)
+
+
+def _values(p, cfg: ModelConfig, ln1: jax.Array, resid: jax.Array) -> jax.Array:
+    """Each query head's value vectors (pos, heads, d_head) of the frozen-normalised stream."""
+    v = jnp.einsum("pm,mkd->pkd", frozen_norm(resid, ln1, p.ln1, cfg), p.attn.W_V)
+    return jnp.repeat(v, cfg.n_heads // cfg.n_kv_heads, axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _edge_heads(state: State, writes, s, t_layer, t_pos, t_vec, *, cfg: ModelConfig):
+    """(E, L, heads, pos) c[l, h, q] of each edge (vmapped over edges)."""
+    n_pos, d = state.embed.shape
+    layers, f = state.params.layers, state.frozen
+    zeros = jnp.zeros((len(layers), n_pos, d), jnp.float32)
+    pull = jax.vjp(lambda taps: _forward(layers, cfg, f, state.skip, zeros[0], zeros, taps)[1], zeros)[1]
+
+    def one(w, s, tl, tp, tv):  # w (L, d): one source's writes at position s; the target's layer, position, vector
+        # carried up position s alone: each head attends only to its own position
+        diag = Frozen(f.pattern[:, :, s, s][..., None, None], f.ln1[:, s, None], f.ln2[:, s, None], f.ln_final[s, None])
+        carried = _forward(layers, cfg, diag, state.skip, zeros[0, :1], w[:, None], zeros[:, :1])[0][:, 0]  # (L, d)
+        heads = lambda l, p: jnp.einsum(
+            "hd,hdm->hm", _values(p, cfg, f.ln1[l, s, None], carried[l, None])[0], p.attn.W_O
+        )
+        ov = jnp.stack([heads(l, p) for l, p in enumerate(layers)])  # (L, heads, d): what each head moves from s
+        g = pull(zeros.at[tl, tp].set(tv))[0]  # (L, pos, d): the target's direction at each attention output
+        c = f.pattern[:, :, :, s] * jnp.einsum("lhd,lqd->lhq", ov, g)  # (L, heads, pos)
+        return jnp.where(jnp.arange(n_pos) == s, 0.0, c)  # the hop to its own position stays at s
+
+    return jax.vmap(one)(writes, s, t_layer, t_pos, t_vec)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "n_feat"))
+def _components(state: State, l, h, t, s, *, cfg: ModelConfig, n_feat: int):
+    """(query rows, key rows), each (n_feat + L * pos + pos + 1, d_head): node parts, then the bias row."""
+    layers, f = state.params.layers, state.frozen
+    n_pos, d = state.embed.shape
+    stack = lambda get: jnp.stack([get(p) for p in layers])
+    w_q, w_k, w_ln = stack(lambda p: p.attn.W_Q), stack(lambda p: p.attn.W_K), stack(lambda p: p.ln1.w)
+    kvh = h // (cfg.n_heads // cfg.n_kv_heads)
+    inv = rope_inv_freq(cfg)
+
+    def rot(y, pos):  # (d_head,) rotated to position pos
+        return y if cfg.positions != "rope" else apply_rope(y[None, None, None], jnp.reshape(pos, (1, 1)), inv)[0, 0, 0]
+
+    def read(resid_l, w, head, pos):  # the frozen-normalised stream at pos into one head, rotated: (d_head,)
+        n = frozen_norm(resid_l[pos][None], f.ln1[l, pos][None], Norm(w_ln[l]), cfg)[0]
+        return rot(n @ w[l][:, head], pos)
+
+    def lin(embed, writes):  # (2 d_head,): the query's then the key's node-linear part
+        ins = _forward(layers, cfg, f, state.skip, embed, writes, jnp.zeros((len(layers), n_pos, d)))[0][l]
+        return jnp.concatenate([read(ins, w_q, h, t), read(ins, w_k, kvh, s)])
+
+    j_e, j_w = jax.jacrev(lin, argnums=(0, 1))(state.embed, state.errors)  # (2dh, pos, d), (2dh, L, pos, d)
+    per_pair = jnp.einsum("jlpd,lpkd->lpkj", j_w, state.src.pair_vectors).reshape(-1, j_w.shape[0])
+    feats = jnp.zeros((n_feat, j_w.shape[0])).at[state.src.pair_feature.reshape(-1)].add(per_pair, mode="drop")
+    errs = jnp.einsum("jlpd,lpd->lpj", j_w, state.errors).reshape(-1, j_w.shape[0])
+    toks = jnp.einsum("jpd,pd->pj", j_e, state.embed)
+    nodes = jnp.concatenate([feats, errs, toks])  # (n_nodes, 2dh)
+    bias = lambda get, i: 0.0 if get(layers[0]) is None else stack(get)[l, i]
+    clean = lambda w, b, i, pos: rot(norm(state.resid_pre[l, pos], Norm(w_ln[l], ln_b), cfg) @ w[l][:, i] + b, pos)
+    ln_b = None if layers[0].ln1.b is None else stack(lambda p: p.ln1.b)[l]
+    clean = jnp.concatenate(
+        [clean(w_q, bias(lambda p: p.attn.b_Q, h), h, t), clean(w_k, bias(lambda p: p.attn.b_K, kvh), kvh, s)]
+    )
+    rows = jnp.concatenate([nodes, (clean - nodes.sum(0))[None]])
+    return rows[:, : cfg.d_head], rows[:, cfg.d_head :]
+
+
+def _arrays(state: State) -> State:
+    """The state's arrays alone, for a jitted function (its config passed as a static argument)."""
+    return state._replace(active=None, activations=None, cfg=None, n_features=None)
+
+
+def _check(model: Model, tc: TraceTranscoders, graph: Graph) -> None:
+    cfg = model.cfg
+    check_model(cfg)
+    if cfg.attn_logit_softcap is not None or cfg.rope_local_theta is not None:
+        raise ValueError(
+            f"QK attribution takes plain softmax attention with one rotary base; {cfg.name} has "
+            "soft-capped scores or per-layer rotary bases (Gemma)"
+        )
+    if any(p.attn.q_norm is not None for p in model.params.layers):
+        raise ValueError(
+            f"{cfg.name} normalises queries and keys per head (q/k norm): QK attribution covers "
+            "models without it (Llama, SmolLM2, Qwen2, GPT-2)"
+        )
+    if tc.n_layers != graph.n_layers or cfg.n_layers != graph.n_layers:
+        raise ValueError(
+            f"the graph has {graph.n_layers} layers, the transcoders {tc.n_layers}, the model "
+            f"{cfg.n_layers}: trace the graph with this model and these transcoders"
+        )
