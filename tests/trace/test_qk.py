@@ -138,3 +138,33 @@ def test_bad_inputs_are_named(traced):
         qk.head_scores(st, 0, 0, 2, 5)
     with pytest.raises(ValueError, match="outside the model"):
         qk.head_scores(st, 0, 9, 5, 2)
+
+
+def test_trace_qk_command(model, tmp_path, capsys):
+    """`saelab trace qk` on a saved graph writes the report: each edge's head splits add up to its weight
+    (1e-5 of the largest), each head's score is the model's and its top pair is its largest."""
+    import argparse
+    import json
+
+    from saelab.trace import graph as graphs
+    from saelab.trace import qk_cli
+
+    layers = tiny.random_plts()
+    folder = tiny.save_plts(layers, tmp_path / "tc")
+    graph = attribute(model, transcoders.load(folder), tiny.tokens(seed=7, n=11), batch_size=64)
+    path = graphs.save(graph, tmp_path / "g.graph.npz")
+    parser = argparse.ArgumentParser()
+    qk_cli.register(parser.add_subparsers())
+    argv = ["trace qk", str(path), "--transcoders", str(folder), "--model", model.source, "--edges", "3"]
+    args = parser.parse_args(argv)
+    args.fn(args)
+    report = json.loads((tmp_path / "g.qk.json").read_text())
+    assert len(report["edges"]) == 3 and "3 edges" in capsys.readouterr().out
+    w = np.array([e["weight"] for e in report["edges"]])
+    np.testing.assert_allclose([e["heads_sum"] for e in report["edges"]], w, atol=1e-5 * np.abs(w).max())
+    for hd in report["heads"]:
+        pairs = [abs(p["contribution"]) for p in hd["top_pairs"]]
+        assert pairs == sorted(pairs, reverse=True) and hd["key_pos"] < hd["query_pos"]
+        assert {p["query"]["kind"] for p in hd["top_pairs"]} <= {"feature", "error", "token", "bias"}
+    with pytest.raises(ValueError, match="no graph file"):
+        qk_cli._qk(parser.parse_args(["trace qk", str(tmp_path / "none.npz"), "--transcoders", str(folder)]))
