@@ -215,7 +215,8 @@ def _edge_heads(state: State, writes, s, t_layer, t_pos, t_vec, *, cfg: ModelCon
     n_pos, d = state.embed.shape
     layers, f = state.params.layers, state.frozen
     zeros = jnp.zeros((len(layers), n_pos, d), jnp.float32)
-    pull = jax.vjp(lambda taps: _forward(layers, cfg, f, state.skip, zeros[0], zeros, taps)[1], zeros)[1]
+    # taps as a list of layers: the transpose of indexing one array would pad every layer's cotangent
+    pull = jax.vjp(lambda taps: _forward(layers, cfg, f, state.skip, zeros[0], zeros, taps)[1], list(zeros))[1]
 
     def one(w, s, tl, tp, tv):  # w (L, d): one source's writes at position s; the target's layer, position, vector
         # carried up position s alone: each head attends only to its own position
@@ -225,7 +226,7 @@ def _edge_heads(state: State, writes, s, t_layer, t_pos, t_vec, *, cfg: ModelCon
             "hd,hdm->hm", _values(p, cfg, f.ln1[l, s, None], carried[l, None])[0], p.attn.W_O
         )
         ov = jnp.stack([heads(l, p) for l, p in enumerate(layers)])  # (L, heads, d): what each head moves from s
-        g = pull(zeros.at[tl, tp].set(tv))[0]  # (L, pos, d): the target's direction at each attention output
+        g = jnp.stack(pull(zeros.at[tl, tp].set(tv))[0])  # (L, pos, d): the target at each attention output
         c = f.pattern[:, :, :, s] * jnp.einsum("lhd,lqd->lhq", ov, g)  # (L, heads, pos)
         return jnp.where(jnp.arange(n_pos) == s, 0.0, c)  # the hop to its own position stays at s
 
@@ -253,7 +254,9 @@ def _components(state: State, l, h, t, s, *, cfg: ModelConfig, n_feat: int):
         ins = _forward(layers, cfg, f, state.skip, embed, writes, jnp.zeros((len(layers), n_pos, d)))[0][l]
         return jnp.concatenate([read(ins, w_q, h, t), read(ins, w_k, kvh, s)])
 
-    j_e, j_w = jax.jacrev(lin, argnums=(0, 1))(state.embed, state.errors)  # (2dh, pos, d), (2dh, L, pos, d)
+    # the writes as a list of layers: the transpose of indexing one array would pad every layer's cotangent
+    j_e, j_w = jax.jacrev(lin, argnums=(0, 1))(state.embed, list(state.errors))
+    j_w = jnp.stack(j_w, 1)  # (2dh, L, pos, d); j_e (2dh, pos, d)
     per_pair = jnp.einsum("jlpd,lpkd->lpkj", j_w, state.src.pair_vectors).reshape(-1, j_w.shape[0])
     feats = jnp.zeros((n_feat, j_w.shape[0])).at[state.src.pair_feature.reshape(-1)].add(per_pair, mode="drop")
     errs = jnp.einsum("jlpd,lpd->lpj", j_w, state.errors).reshape(-1, j_w.shape[0])
