@@ -34,6 +34,7 @@ class BenchContext:
     progress: Any  # a rich Progress (saelab.runtime.progress.progress_bar)
     head: int | None = None
     _model: Model | None = field(default=None, repr=False)
+    _acts: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
     _acts: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -88,21 +89,36 @@ class BenchContext:
             self.progress.update(task, completed=done)
         return out
 
-    def activations(self, n_tokens: int, what: str) -> np.ndarray:
-        """(n, d_in) float32 activations without BOS: from `suite_store` when set (its stored non-BOS tokens in
-        order), else from the model on the eval corpus; a progress bar named `what`."""
+    def special_ids(self) -> np.ndarray:
+        """The token ids SAEBench leaves out (its `ignore_tokens`): BOS, EOS and padding."""
+        m = self.model
+        return np.asarray(sorted({i for i in (m.bos_id, m.eos_id, *m.pad_ids) if i is not None}), np.int32)
+
+    def activations(self, n_tokens: int, what: str) -> list[np.ndarray]:
+        """Per SAEBench batch, the (n_b, d_in) float32 activations of its ordinary tokens (BOS, EOS and padding
+        left out, as sae-bench's `ignore_tokens`): from the model on the eval corpus's `n_tokens`, or from
+        `suite_store` (its stored non-BOS tokens in order, in batches of `batch x (context - 1)`). Kept for the
+        next evaluator that asks for as many tokens; a progress bar named `what`."""
+        if n_tokens not in self._acts:
+            self._acts[n_tokens] = self._read_activations(n_tokens, what)
+        return self._acts[n_tokens]
+
+    def _read_activations(self, n_tokens: int, what: str) -> list[np.ndarray]:
         if self.cfg.suite_store is not None:
-            return store_activations(self.cfg.suite_store, self.hook, n_tokens)
+            acts = store_activations(self.cfg.suite_store, self.hook, n_tokens)
+            chunk = self.cfg.batch * (self.cfg.context - 1)
+            return [acts[s : s + chunk] for s in range(0, len(acts), chunk)]
         task = self.progress.add_task(what, total=n_tokens, info=self.cfg.corpus)
-        rows, done = [], 0
+        special = self.special_ids()
+        batches, done = [], 0
         for toks in self.tokens(n_tokens):
-            acts = self.hook_acts(toks)[:, 1:]  # (b, t - 1, d_in): BOS dropped, as sae-bench's filtered buffer
-            rows.append(np.asarray(acts.reshape(-1, acts.shape[-1])))
-            done += acts.shape[0] * acts.shape[1]
+            keep = ~np.isin(np.asarray(toks), special)  # (b, t)
+            batches.append(np.asarray(self.hook_acts(toks))[keep])
+            done += toks.size
             self.progress.update(task, completed=min(done, n_tokens))
-        if not rows:
+        if not batches:
             raise ValueError(f"corpus {self.cfg.corpus!r} ({self.cfg.split}) yielded no text; use another --corpus")
-        return np.concatenate(rows)[:n_tokens]
+        return batches
 
 
 def bucket(length: int) -> int:

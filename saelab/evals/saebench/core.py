@@ -1,8 +1,8 @@
 """SAEBench core (sae-bench 0.6 `evals/core/main.py`): reconstruction, sparsity, shrinkage, density and weight
 metrics, and CE / KL with the SAE spliced in (core_splice.py), each under SAEBench's own name and definition.
 
-Definitions (`get_sparsity_and_variance_metrics`), over batches of `batch x (context - 1)` tokens (BOS and other
-special tokens excluded, as SAEBench's `ignore_tokens`):
+Definitions (`get_sparsity_and_variance_metrics`), over the eval's token batches (`batch x context`), BOS, EOS
+and padding excluded (SAEBench's `ignore_tokens`):
 - `explained_variance = 1 - mean_b(mean ||x - x_hat||^2) / (mean_b(mean ||x||^2) - m^2)` where m is the mean over
   batches and dimensions of `mean_tokens(x_d^2)`: SAEBench's formula as written (it squares a mean of squares, not
   the mean activation), so it differs from saelab's `explained_variance` (1 - SSE/SST), reported beside it;
@@ -123,14 +123,14 @@ def evaluate(ctx: BenchContext) -> dict[str, Any]:
     n_tokens = ctx.n_tokens
     enc, dec = ctx.codec()
     params = ctx.sae.params
-    acts = ctx.activations(n_tokens, "core: activations")
-    chunk = ctx.cfg.batch * (ctx.cfg.context - 1)  # SAEBench's batch of prompts, BOS excluded
+    batches = ctx.activations(n_tokens, "core: activations")
     stats = []
-    for start in range(0, len(acts), chunk):
-        x = jnp.asarray(acts[start : start + chunk])
+    for a in batches:  # one SAEBench batch each: its ordinary tokens
+        x = jnp.asarray(a)
         z = enc(params, x)
         stats.append(recon_stats(x, dec(params, z), z))
     out = finish_recon(stats)
+    acts = np.concatenate(batches)
     sse = float(sum(np.asarray(s.mean_resid) * np.asarray(s.n) for s in stats))
     out["saelab_explained_variance"] = 1 - sse / float(((acts - acts.mean(0)) ** 2).sum())
     out |= weight_metrics(params.W_enc, params.W_dec)
@@ -143,7 +143,7 @@ def _splice(ctx: BenchContext, n_tokens: int) -> dict[str, float]:
     model = ctx.model
     enc, dec = ctx.codec()
     fn = core_splice.make_splice_fn(model.cfg, ctx.hook, enc, dec, ctx.head)
-    special = jnp.asarray(sorted({i for i in (model.bos_id, model.eos_id, *model.pad_ids) if i is not None}))
+    special = jnp.asarray(ctx.special_ids())
     task = ctx.progress.add_task("core: CE/KL splice", total=n_tokens, info=ctx.cfg.corpus)
     sums, done = None, 0
     for toks in ctx.tokens(n_tokens):

@@ -46,7 +46,7 @@ def description_length(z: np.ndarray, top: np.ndarray, num_bins: int, chunk: int
     return float(np.sum(h_bool + p * h_hist))
 
 
-@partial(jax.jit, static_argnames=("k", "num_bins", "dec"))
+@partial(jax.jit, static_argnames=("k", "dec"))
 def quantised_rmse(params, x: jax.Array, z: jax.Array, top: jax.Array, k: int, num_bins: int, dec) -> jax.Array:
     """sqrt(MSE) / d_in of decoding the top-k codes quantised to their bins' midpoints (zeros to the first)."""
     vals, ids = jax.lax.top_k(z, k)
@@ -60,7 +60,7 @@ def quantised_rmse(params, x: jax.Array, z: jax.Array, top: jax.Array, k: int, n
 def evaluate(ctx: BenchContext) -> dict[str, Any]:
     """Every (bins, k) row and the least viable description length."""
     n_tokens = ctx.n_tokens
-    x = ctx.activations(n_tokens, "mdl: activations")
+    x = np.concatenate(ctx.activations(n_tokens, "mdl: activations"))
     enc, dec = ctx.codec()
     z = np.asarray(enc(ctx.sae.params, jnp.asarray(x)))
     top = np.maximum(z.max(0), 100.0).astype(np.float32)

@@ -52,7 +52,7 @@ def test_core_splice_equals_the_same_edits_through_hooks(tiny) -> None:
 
 
 def test_suite_runs_core_mdl_and_meta_structure(tiny, tmp_path) -> None:
-    """The suite on the tiny model: every metric present and finite where it must be, one batch of tokens in the quick variant."""
+    """The quick suite on the tiny model: every metric present and finite where it must be, on one batch."""
     params, cfg = _sae()
     sae_dir = save_saelens(tmp_path / "sae", params, cfg, {"hook_name": HOOK, "model_name": str(tiny.path)})
     text = tmp_path / "words.txt"
@@ -64,7 +64,7 @@ def test_suite_runs_core_mdl_and_meta_structure(tiny, tmp_path) -> None:
     )  # fmt: skip
     result = suite.run(cfg, model=tiny.model)
     core = result["core"]
-    assert core["tokens"] == 4 * 31 and 0 < core["l0"] <= 96
+    assert 0 < core["tokens"] <= 4 * 31 and 0 < core["l0"] <= 96  # one batch, BOS / EOS / padding left out
     assert all(np.isfinite(core[k]) for k in ("explained_variance", "ce_loss_score", "kl_div_score", "mse"))
     assert len(result["mdl"]["rows"]) == 18 and result["meta-structure"]["meta_width"] == 24
     assert (tmp_path / "out.md").read_text().count("\n## ") == 3
