@@ -15,9 +15,10 @@ edge, usually with q = t.
 streams at the two positions, q = R_q(N1(r_q) W_Q + b_Q), k = R_s(N1(r_s) W_K + b_K) with the norm scales
 frozen and R the rotary rotation at each position, and each stream is linear in the graph's nodes through
 the frozen model (features, error nodes, token embeddings, at any earlier position). So
-score = scale * sum_ij Q_i . K_j over the nodes i, j plus one constant `bias` component on each side: what
-no node writes (the transcoders' b_dec, position 0's MLP outputs, attention and norm biases, carried the same
-way) and b_Q / b_K. Pre-norm Llama-family blocks without q/k norms or soft-capping.
+score = scale * sum_ij Q_i . K_j over the nodes i, j and three constant components on each side, what no
+node writes, carried the same way: the transcoders' decoder biases (`decoder_bias`), position 0's MLP
+outputs (`bos`: its features are no nodes, as in circuit-tracer) and the rest (`bias`: b_Q / b_K, attention
+and norm biases; zero for Llama-family models). Pre-norm blocks without q/k norms or soft-capping.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class State(NamedTuple):
     skip: jax.Array | None  # (L, d, d) transcoder skips
     src: Sources  # the features' decoder vectors x activations, by (layer, position, slot)
     errors: jax.Array  # (L, pos, d) error nodes (zero at position 0)
+    silent: jax.Array  # (L, pos, d) what no node writes at the MLP outputs: b_dec, and position 0's whole output
     embed: jax.Array  # (pos, d) token nodes
     resid_pre: jax.Array  # (L, pos, d) the clean residual stream entering each layer
     active: np.ndarray  # (n, 3) every active feature (layer, position, index): the graph's, or more when the
@@ -93,6 +95,11 @@ def prepare(model: Model, transcoders: TraceTranscoders, graph: Graph) -> State:
             "transcoders the graph was traced with"
         )
     errors = (run.mlp_out - recon).at[:, 0].set(0.0)
+    skip = skip_matrices(transcoders)
+    bos = run.mlp_out[:, 0] - (0.0 if skip is None else jnp.einsum("ld,lde->le", run.mlp_in[:, 0], skip))
+    b_dec = jnp.stack([q.b_dec for q in transcoders.replacement.params]) if not transcoders.is_clt else None
+    b_dec = transcoders.replacement.params.b_dec if b_dec is None else b_dec  # (L, d)
+    silent = jnp.broadcast_to(b_dec[:, None], errors.shape).at[:, 0].set(bos).astype(jnp.float32)
     src = sources(decoder_pairs(transcoders, active, acts), errors, run.embed, graph.n_pos, len(active))
     names = [f"blocks.{l}.hook_resid_pre" for l in range(graph.n_layers)]
     ids = np.asarray(graph.tokens, np.int32)[None]
@@ -102,9 +109,10 @@ def prepare(model: Model, transcoders: TraceTranscoders, graph: Graph) -> State:
     return State(
         params,
         run.frozen,
-        skip_matrices(transcoders),
+        skip,
         src,
         errors,
+        silent,
         run.embed,
         resid,
         active,
@@ -151,7 +159,9 @@ def edge_heads(state: State, transcoders: TraceTranscoders, graph: Graph, target
 
 def head_scores(state: State, layer: int, head: int, query: int, key: int) -> HeadScore:
     """The score of `head` at layer `layer` from position `query` to `key` as components: rows in graph
-    order (`state.active`'s features, error nodes layer-major, tokens), then the bias row."""
+    order (`state.active`'s features, error nodes layer-major, tokens), then three constant rows: the
+    transcoders' decoder biases, position 0's MLP outputs, and the rest (b_Q / b_K, attention and norm
+    biases; zero for Llama-family models)."""
     if not 0 <= key <= query < state.embed.shape[0]:
         raise ValueError(f"need 0 <= key <= query < {state.embed.shape[0]}; got key {key}, query {query}")
     cfg = state.cfg
@@ -235,7 +245,7 @@ def _edge_heads(state: State, writes, s, t_layer, t_pos, t_vec, *, cfg: ModelCon
 
 @functools.partial(jax.jit, static_argnames=("cfg", "n_feat"))
 def _components(state: State, l, h, t, s, *, cfg: ModelConfig, n_feat: int):
-    """(query rows, key rows), each (n_feat + L * pos + pos + 1, d_head): node parts, then the bias row."""
+    """(query rows, key rows), each (n_feat + L * pos + pos + 3, d_head): node parts, then the constants."""
     layers, f = state.params.layers, state.frozen
     n_pos, d = state.embed.shape
     stack = lambda get: jnp.stack([get(p) for p in layers])
@@ -268,7 +278,10 @@ def _components(state: State, l, h, t, s, *, cfg: ModelConfig, n_feat: int):
     clean = jnp.concatenate(
         [clean(w_q, bias(lambda p: p.attn.b_Q, h), h, t), clean(w_k, bias(lambda p: p.attn.b_K, kvh), kvh, s)]
     )
-    rows = jnp.concatenate([nodes, (clean - nodes.sum(0))[None]])
+    const = jnp.einsum("jlpd,lpd->pj", j_w, state.silent)  # (pos, 2dh): position 0's outputs, then b_dec's
+    const = jnp.stack([const[1:].sum(0), const[0]])  # the decoder biases, position 0's MLP outputs
+    parts = jnp.concatenate([nodes, const])
+    rows = jnp.concatenate([parts, (clean - parts.sum(0))[None]])
     return rows[:, : cfg.d_head], rows[:, cfg.d_head :]
 
 

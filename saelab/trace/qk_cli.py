@@ -78,7 +78,9 @@ def _head(state, key: tuple[int, int, int, int], edges: list[int], text: list[st
     return {
         "layer": l, "head": h, "query_pos": q, "key_pos": s, "query_token": text[q], "key_token": text[s],
         "score": hs.score, "pattern": float(state.frozen.pattern[l, h, q, s]), "edges": edges,
-        "bias": {"query": float(by_query[-1]), "key": float(by_key[-1]), "both": float(hs.scale * qv[-1] @ kv[-1])},
+        "constants": {  # the three constant rows against the whole other side, and against each other
+            name(c)["kind"]: {"query": float(by_query[c]), "key": float(by_key[c])} for c in range(len(qv) - 3, len(qv))
+        } | {"between": float(hs.scale * qv[-3:].sum(0) @ kv[-3:].sum(0))},
         "top_query": ranked(by_query), "top_key": ranked(by_key),
         "top_pairs": [
             {"query": name(int(a)), "key": name(int(b)), "contribution": float(v)}
@@ -88,7 +90,7 @@ def _head(state, key: tuple[int, int, int, int], edges: list[int], text: list[st
 
 
 def _component(state, c: int, text: list[str]) -> dict[str, Any]:
-    """What component row c of `qk.head_scores` is: a feature, an error node, a token or the bias."""
+    """What component row c of `qk.head_scores` is: a feature, an error node, a token or a constant."""
     n_feat, (n_layers, n_pos) = len(state.active), state.errors.shape[:2]
     if c < n_feat:
         l, p, f = (int(x) for x in state.active[c])
@@ -97,7 +99,9 @@ def _component(state, c: int, text: list[str]) -> dict[str, Any]:
     if c < n_layers * n_pos:
         return {"kind": "error", "layer": c // n_pos, "position": c % n_pos}
     c -= n_layers * n_pos
-    return {"kind": "token", "position": c, "token": text[c]} if c < n_pos else {"kind": "bias"}
+    if c < n_pos:
+        return {"kind": "token", "position": c, "token": text[c]}
+    return {"kind": ("decoder_bias", "bos", "bias")[c - n_pos]}
 
 
 def _decode(model: Model, i: int) -> str:

@@ -66,8 +66,9 @@ def test_head_shares_sum_to_the_edge(traced):
 
 @pytest.mark.parametrize(("layer", "head", "query", "key"), [(0, 1, 6, 2), (1, 3, 10, 4), (1, 0, 5, 5)])
 def test_score_components_sum_to_the_models_score(model, traced, layer, head, query, key):
-    """The pairwise contributions (nodes and the bias row on both sides) add up to the model's own
-    hook_attn_scores at (head, query, key) (1e-5 of the largest |score| of the layer)."""
+    """The pairwise contributions (nodes and the three constant rows on both sides) add up to the model's own
+    hook_attn_scores at (head, query, key) (1e-5 of the largest |score| of the layer), and the last constant
+    (attention and norm biases, b_Q, b_K) is zero in a Llama (1e-5 of the largest component)."""
     _, graph, st = traced
     hs = qk.head_scores(st, layer, head, query, key)
     ids = np.asarray(graph.tokens, np.int32)[None]
@@ -78,6 +79,9 @@ def test_score_components_sum_to_the_models_score(model, traced, layer, head, qu
     tol = 1e-5 * np.abs(np.tril(scores[head])).max()
     assert abs(pairs.sum() - scores[head, query, key]) < tol
     assert abs(hs.score - scores[head, query, key]) < tol
+    # what is left after the nodes, b_dec and position 0's outputs: no attention or norm biases in a Llama
+    assert np.abs(hs.query_vectors[-1]).max() < 1e-5 * np.abs(hs.query_vectors).max()
+    assert np.abs(hs.key_vectors[-1]).max() < 1e-5 * np.abs(hs.key_vectors).max()
     # components that cannot reach the query: later positions' nodes, layers at or above `layer`
     feats = graph.active_features
     late = (feats[:, 1] > query) | (feats[:, 0] >= layer)
@@ -165,6 +169,13 @@ def test_trace_qk_command(model, tmp_path, capsys):
     for hd in report["heads"]:
         pairs = [abs(p["contribution"]) for p in hd["top_pairs"]]
         assert pairs == sorted(pairs, reverse=True) and hd["key_pos"] < hd["query_pos"]
-        assert {p["query"]["kind"] for p in hd["top_pairs"]} <= {"feature", "error", "token", "bias"}
+        assert {p["query"]["kind"] for p in hd["top_pairs"]} <= {
+            "feature",
+            "error",
+            "token",
+            "decoder_bias",
+            "bos",
+            "bias",
+        }
     with pytest.raises(ValueError, match="no graph file"):
         qk_cli._qk(parser.parse_args(["trace qk", str(tmp_path / "none.npz"), "--transcoders", str(folder)]))
