@@ -122,24 +122,6 @@ def prepare(model: Model, transcoders: TraceTranscoders, graph: Graph) -> State:
     )
 
 
-def strongest_edges(graph: Graph, n: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, sources): the n feature-to-feature edges of largest |weight| whose source sits at an earlier
-    position than its target, strongest first (scanned `chunk` target rows at a time)."""
-    pos = graph.active_features[:, 1]
-    best_w, best_t, best_s = np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    for start in range(0, graph.n_features, chunk):
-        stop = min(start + chunk, graph.n_features)
-        a = np.abs(graph.adjacency[start:stop, : graph.n_features])
-        a = np.where(pos[None, :] < pos[start:stop, None], a, 0.0).reshape(-1)
-        top = np.argpartition(-a, min(n, a.size - 1))[:n]
-        best_w = np.concatenate([best_w, a[top]])
-        best_t = np.concatenate([best_t, start + top // graph.n_features])
-        best_s = np.concatenate([best_s, top % graph.n_features])
-    keep = np.argsort(-best_w, kind="stable")[:n]
-    keep = keep[best_w[keep] > 0]
-    return best_t[keep], best_s[keep]
-
-
 def edge_heads(state: State, transcoders: TraceTranscoders, graph: Graph, targets, sources_) -> EdgeHeads:
     """Split each edge (target, source feature nodes, source earlier) over (layer, head, query position)."""
     targets, sources_ = np.asarray(targets, np.int64), np.asarray(sources_, np.int64)

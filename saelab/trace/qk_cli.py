@@ -8,7 +8,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -18,9 +18,16 @@ from saelab.trace.transcoders import TraceTranscoders
 
 
 def qk_report(
-    model: Model, tc: TraceTranscoders, graph: Graph, n_edges: int = 5, n_heads: int = 2, top: int = 10
+    model: Model,
+    tc: TraceTranscoders,
+    graph: Graph,
+    n_edges: int = 5,
+    n_heads: int = 2,
+    top: int = 10,
+    by: Literal["weight", "influence"] = "influence",
 ) -> dict[str, Any]:
-    """The `n_edges` strongest cross-position feature edges of `graph`, each split over (layer, head,
+    """The `n_edges` strongest cross-position feature edges of `graph` (`by` |weight| or influence on the
+    logits), each split over (layer, head,
     query position), and for each edge's `n_heads` largest splits the head's score at (query, key) split
     over the components at both ends: the `top` query components, key components and pairs."""
     from saelab.trace import qk
@@ -29,7 +36,7 @@ def qk_report(
         raise ValueError(f"--edges, --heads and --top must be >= 1; got {n_edges}, {n_heads}, {top}")
     t0 = time.perf_counter()
     state = qk.prepare(model, tc, graph)
-    targets, sources = qk.strongest_edges(graph, n_edges)
+    targets, sources = strongest_edges(graph, n_edges, by)
     split = qk.edge_heads(state, tc, graph, targets, sources)
     text = [_decode(model, int(t)) for t in graph.tokens]
     feats = graph.active_features
@@ -55,10 +62,55 @@ def qk_report(
         "tokens": text,
         "model": graph.model_name,
         "transcoders": graph.scan,
+        "ranked_by": by,
         "edges": edges,
         "heads": out,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def strongest_edges(
+    graph: Graph, n: int, by: Literal["weight", "influence"] = "weight", chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, sources): the n feature-to-feature edges whose source sits at an earlier position than its
+    target, strongest first: by |weight|, or by influence on the logits (pruning's edge score,
+    `|A[t, s]| / sum_s' |A[t, s']| * (w + I)[t]`, I the target's influence). Scanned `chunk` rows at a time."""
+    pos = graph.active_features[:, 1]
+    row = _row_factors(graph, by, chunk)
+    best_w, best_t, best_s = np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for start in range(0, graph.n_features, chunk):
+        stop = min(start + chunk, graph.n_features)
+        a = np.abs(graph.adjacency[start:stop, : graph.n_features]) * row[start:stop, None]
+        a = np.where(pos[None, :] < pos[start:stop, None], a, 0.0).reshape(-1)
+        top = np.argpartition(-a, min(n, a.size - 1))[:n]
+        best_w = np.concatenate([best_w, a[top]])
+        best_t = np.concatenate([best_t, start + top // graph.n_features])
+        best_s = np.concatenate([best_s, top % graph.n_features])
+    keep = np.argsort(-best_w, kind="stable")[:n]
+    keep = keep[best_w[keep] > 0]
+    return best_t[keep], best_s[keep]
+
+
+def _row_factors(graph: Graph, by: str, chunk: int) -> np.ndarray:
+    """(n_nodes,) what each target row's |weights| are multiplied by to rank edges: 1, or (w + I) / row sum
+    with I = w A_n + w A_n^2 + ... (A_n = |A| row-normalised) summed on the host a block of rows at a time."""
+    if by == "weight":
+        return np.ones(graph.n_nodes, np.float32)
+    if by != "influence":
+        raise ValueError(f"rank edges by 'weight' or 'influence', not {by!r}")
+    blocks = range(0, graph.n_nodes, chunk)
+    rowsum = np.concatenate([np.abs(graph.adjacency[i : i + chunk]).sum(1) for i in blocks])
+    rowsum = np.maximum(rowsum, 1e-10)
+    w = graph.logit_weights().astype(np.float64)
+    cur, total = w, np.zeros_like(w)
+    for _ in range(graph.n_nodes):  # the graph is acyclic: at most its depth of steps before cur is zero
+        cur = sum(
+            (cur[i : i + chunk] / rowsum[i : i + chunk]) @ np.abs(graph.adjacency[i : i + chunk]) for i in blocks
+        )
+        if not np.any(cur):
+            break
+        total += cur
+    return ((w + total) / rowsum).astype(np.float32)
 
 
 def _head(state, key: tuple[int, int, int, int], edges: list[int], text: list[str], top: int) -> dict[str, Any]:
@@ -122,6 +174,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model (default: the one the transcoders name, else smollm2-135m)")
     p.add_argument("--edges", type=int, default=5, help="how many of the strongest cross-position edges")
     p.add_argument("--heads", type=int, default=2, help="how many (layer, head, query) splits per edge to explain")
+    p.add_argument(
+        "--by",
+        choices=("influence", "weight"),
+        default="influence",
+        help="rank edges by their influence on the logits (pruning's edge score) or by |weight|",
+    )
     p.add_argument("--top", type=int, default=10, help="how many components and pairs to list per head")
     p.add_argument("--out", type=Path, help="the JSON file (default: next to the graph, SLUG.qk.json)")
     p.set_defaults(fn=_qk)
@@ -137,7 +195,7 @@ def _qk(a: argparse.Namespace) -> None:
     tc = tt.load(a.transcoders)
     local = {hf.lower(): alias for alias, hf in LOCAL_ALIASES.items()}
     model = Model.load(a.model or local.get((tc.model_name or "").lower(), tc.model_name) or "smollm2-135m")
-    report = qk_report(model, tc, graphs.load(a.graph), a.edges, a.heads, a.top)
+    report = qk_report(model, tc, graphs.load(a.graph), a.edges, a.heads, a.top, a.by)
     out = a.out or a.graph.with_name(a.graph.name.removesuffix(".graph.npz") + ".qk.json")
     out.write_text(json.dumps(report, indent=1))
     for hd in report["heads"]:

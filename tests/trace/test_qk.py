@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from saelab.trace import attribute, qk, transcoders
+from saelab.trace import attribute, qk, qk_cli, transcoders
 from saelab.trace.linearize import linear_forward
+from saelab.trace.prune import influence, normalize
 from tests.trace import tiny
 
 
@@ -42,7 +43,7 @@ def test_stream_is_the_trace_linearisation(traced):
 def test_strongest_edges_are_the_largest_cross_position_ones(traced):
     """Against a brute-force numpy ranking of the masked adjacency (exact)."""
     _, graph, _ = traced
-    t, s = qk.strongest_edges(graph, 12, chunk=7)
+    t, s = qk_cli.strongest_edges(graph, 12, chunk=7)
     n, pos = graph.n_features, graph.active_features[:, 1]
     a = np.where(pos[None] < pos[:, None], np.abs(graph.adjacency[:n, :n]), 0.0)
     want = np.sort(a.reshape(-1))[::-1][:12]
@@ -50,12 +51,27 @@ def test_strongest_edges_are_the_largest_cross_position_ones(traced):
     assert np.all(pos[s] < pos[t])
 
 
+def test_edges_by_influence_are_prunings_edge_scores(traced):
+    """Ranked by influence, the edges are the largest of pruning's edge score |A|_n[t, s] (w + I)[t], with
+    saelab.trace.prune's own normalize and influence (ranking exact, scores to 1e-5 relative)."""
+    _, graph, _ = traced
+    t, s = qk_cli.strongest_edges(graph, 10, by="influence", chunk=50)
+    a_n = normalize(jnp.asarray(graph.adjacency))
+    w = jnp.asarray(graph.logit_weights())
+    score = np.asarray(a_n * (w + influence(a_n, w)[0])[:, None])[: graph.n_features, : graph.n_features]
+    pos = graph.active_features[:, 1]
+    score = np.where(pos[None] < pos[:, None], score, 0.0)
+    np.testing.assert_allclose(score[t, s], np.sort(score.reshape(-1))[::-1][:10], rtol=1e-5)
+    with pytest.raises(ValueError, match="'weight' or 'influence'"):
+        qk_cli.strongest_edges(graph, 3, by="size")
+
+
 def test_head_shares_sum_to_the_edge(traced):
     """The per-(layer, head, query) split of each of the 8 strongest cross-position edges adds up to the
     graph's edge weight (1e-5 of the largest edge); nothing is given to the source's own position or to
     layers at or below the source's."""
     tc, graph, st = traced
-    t, s = qk.strongest_edges(graph, 8)
+    t, s = qk_cli.strongest_edges(graph, 8)
     eh = qk.edge_heads(st, tc, graph, t, s)
     np.testing.assert_allclose(eh.shares.sum((1, 2, 3)), eh.weight, atol=1e-5 * np.abs(eh.weight).max())
     src_pos, src_layer = graph.active_features[s, 1], graph.active_features[s, 0]
@@ -135,7 +151,7 @@ def test_top_pairs_are_the_largest(traced):
 
 def test_bad_inputs_are_named(traced):
     tc, graph, st = traced
-    t, s = qk.strongest_edges(graph, 1)
+    t, s = qk_cli.strongest_edges(graph, 1)
     with pytest.raises(ValueError, match="cross-position"):
         qk.edge_heads(st, tc, graph, s, t)  # reversed: the source after the target
     with pytest.raises(ValueError, match="key <= query"):
