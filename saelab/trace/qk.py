@@ -126,6 +126,8 @@ def edge_heads(state: State, transcoders: TraceTranscoders, graph: Graph, target
     """Split each edge (target, source feature nodes, source earlier) over (layer, head, query position)."""
     targets, sources_ = np.asarray(targets, np.int64), np.asarray(sources_, np.int64)
     feats = graph.active_features
+    if np.any(np.concatenate([targets, sources_]) >= graph.n_features) or np.any(targets < 0) or np.any(sources_ < 0):
+        raise ValueError(f"edge_heads takes feature nodes, indices in [0, {graph.n_features}) of the graph")
     if np.any(feats[sources_, 1] >= feats[targets, 1]):
         raise ValueError("edge_heads takes cross-position edges only: each source before its target")
     n_layers, d = graph.n_layers, state.embed.shape[-1]

@@ -149,11 +149,15 @@ def test_top_pairs_are_the_largest(traced):
     np.testing.assert_allclose(vals, full[i, j], rtol=1e-6)
 
 
-def test_bad_inputs_are_named(traced):
+def test_bad_inputs_are_named(model, traced):
     tc, graph, st = traced
     t, s = qk_cli.strongest_edges(graph, 1)
     with pytest.raises(ValueError, match="cross-position"):
         qk.edge_heads(st, tc, graph, s, t)  # reversed: the source after the target
+    with pytest.raises(ValueError, match="feature nodes"):
+        qk.edge_heads(st, tc, graph, [graph.n_features], s)
+    with pytest.raises(ValueError, match="not these transcoders'"):
+        qk.prepare(model, tiny.plt_transcoders(tiny.random_plts(seed=5)), graph)
     with pytest.raises(ValueError, match="key <= query"):
         qk.head_scores(st, 0, 0, 2, 5)
     with pytest.raises(ValueError, match="outside the model"):
