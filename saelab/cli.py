@@ -20,6 +20,7 @@ ANALYSIS_COMMANDS: list[str] = [
     "saelab.circuits.cli",
     "saelab.trace.cli",
     "saelab.trace.intervene_cli",
+    "saelab.trace.qk_cli",
     "saelab.atoms.cli",
     "saelab.select.cli",
     "saelab.sae.cli",
@@ -33,7 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "train": ("plan", "export"),
     "inspect": ("serve", "feature"),
     "circuits": ("table",),
-    "trace": ("intervene",),
+    "trace": ("intervene", "qk"),
 }
 # Old top-level names, still accepted: each prints its new name on stderr and runs it.
 RENAMED: dict[str, tuple[str, str]] = {
