@@ -104,9 +104,7 @@ def _row_factors(graph: Graph, by: str, chunk: int) -> np.ndarray:
     w = graph.logit_weights().astype(np.float64)
     cur, total = w, np.zeros_like(w)
     for _ in range(graph.n_nodes):  # the graph is acyclic: at most its depth of steps before cur is zero
-        cur = sum(
-            (cur[i : i + chunk] / rowsum[i : i + chunk]) @ np.abs(graph.adjacency[i : i + chunk]) for i in blocks
-        )
+        cur = sum((cur[i : i + chunk] / rowsum[i : i + chunk]) @ np.abs(graph.adjacency[i : i + chunk]) for i in blocks)
         if not np.any(cur):
             break
         total += cur
