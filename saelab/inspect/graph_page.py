@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from saelab.inspect.site import DATA, read_top_tokens
 
 ASSETS = Path(__file__).parent / "assets"
-PAGE_FILES = ("graph.js", "graph.css")
+PAGE_FILES = ("shared.js", "graph.js", "graph.css")
 NOT_FEATURES = ("embedding", "logit", "mlp reconstruction error")
 SCHEMA = "circuit-tracer's frontend schema (metadata.prompt_tokens, nodes[].node_id/layer/ctx_idx, links[])"
 
@@ -107,7 +107,7 @@ def feature_index(node: GraphNode) -> int | None:
 
 def write_graph_page(graph_json_path: str | Path, site_dir: str | Path, dashboards: str = "L{layer}") -> Path:
     """Write the page of the graph at `graph_json_path` into `site_dir` (created if absent; other files there
-    are kept): `graph-{slug}.html`, the shared graph.js and graph.css, and `data/graph-{slug}.js`. Returns
+    are kept): `graph-{slug}.html`, the shared shared.js, graph.js and graph.css, and `data/graph-{slug}.js`. Returns
     the page's path; it opens from disk or from `saelab inspect serve`."""
     g = read_graph(graph_json_path)
     site = Path(site_dir)

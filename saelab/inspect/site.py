@@ -20,7 +20,7 @@ from saelab.inspect.collect import ActivationStats, Contexts
 from saelab.inspect.weights import LogitLens, Ranked
 
 ASSETS = Path(__file__).parent / "assets"
-PAGES = ("index.html", "latent.html", "app.js", "style.css")
+PAGES = ("index.html", "latent.html", "shared.js", "app.js", "style.css")
 DATA = "data"
 
 

@@ -23,9 +23,9 @@ def _data(report: Path, name: str):
 
 
 def test_report_layout_and_data(report) -> None:
-    for page in ("index.html", "latent.html", "app.js", "style.css"):
+    for page in ("index.html", "latent.html", "shared.js", "app.js", "style.css"):
         assert (report / page).is_file()
-    assert "http" not in (report / "index.html").read_text() + (report / "app.js").read_text()  # no network
+    assert "http" not in "".join((report / f).read_text() for f in ("index.html", "shared.js", "app.js"))  # no network
     meta, idx, vocab = _data(report, "meta"), _data(report, "index"), _data(report, "vocab")
     assert meta["d_sae"] == 200 and meta["hook"] == REAL_HOOK and meta["n_tokens"] == 2048 - 32  # BOS excluded
     assert idx["latent"] == list(range(200)) and len(vocab) == 49152

@@ -4,26 +4,7 @@
 "use strict";
 
 const saelabGraph = (() => {
-  const loaded = {};
-  const waiting = {};
-  window.saelabData = window.saelabData || ((name, obj) => {
-    loaded[name] = obj;
-    (waiting[name] || []).forEach((resolve) => resolve(obj));
-  });
-
-  function load(name) {
-    if (name in loaded) return Promise.resolve(loaded[name]);
-    return new Promise((resolve, reject) => {
-      (waiting[name] = waiting[name] || []).push(resolve);
-      const s = document.createElement("script");
-      s.src = `data/${name}.js`;
-      s.onerror = () => reject(new Error(`cannot load data/${name}.js`));
-      document.head.appendChild(s);
-    });
-  }
-
-  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-  const show = (t) => esc(String(t).replace(/\n/g, "↵").replace(/\t/g, "⇥"));
+  const { load, esc, show } = saelabShared;
   const fmt = (x, d = 3) => (x === null || x === undefined ? "" : Number(x).toPrecision(d));
   const NOT_FEATURES = ["embedding", "logit", "mlp reconstruction error"];
   const kind = (n) => (n.feature_type === "embedding" ? "embedding" : n.feature_type === "logit" ? "logit"
