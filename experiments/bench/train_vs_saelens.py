@@ -72,7 +72,8 @@ def main() -> None:
     p.set_defaults(bench="train_vs_saelens")
     a = p.parse_args()
     budgets = sorted(int(b) for b in a.budgets.split(",")) if a.budgets else ([BUDGETS[0]] if a.quick else BUDGETS)
-    variants = ["defaults", "matched"] if (a.peer or ("defaults" if a.quick else "both")) == "both" else [a.peer]
+    chosen = a.peer or ("defaults" if a.quick else "both")
+    variants = ["defaults", "matched"] if chosen == "both" else [chosen]
     tokens = budgets[-1]
     store = ActivationStore(a.store)
     hook = store.hooks[0]
