@@ -38,3 +38,22 @@ def peer(module: str) -> ModuleType:
             "the `sparsify` installed is another project of that name; `pip install eai-sparsify`", pytrace=False
         )
     return mod
+
+
+# What `just setup` / `just setup-browser` install for the tests that are not peers: missing, they fail the test
+# that needs them with the command that installs them, as a missing peer does.
+SETUP = {
+    "torch": "the torch extra (torch builds the random reference models): `just setup`",
+    "transformers": "the torch extra (transformers writes the random reference checkpoints): `just setup`",
+    "selenium": "Selenium drives the headless-Chromium page tests: `just setup-browser`",
+    "bm25s": "the select extra: `just setup`",
+    "sklearn": "the select extra: `just setup`",
+}
+
+
+def needed(module: str) -> ModuleType:
+    """Import a module `just setup` (or `just setup-browser`) installs, or fail naming the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pytest.fail(f"{module} is missing: {SETUP[module.split('.')[0]]} ({e})", pytrace=False)

@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 
 from saelab.circuits.tasks import TaskData
 from saelab.models import Model
+from tests.peer_modules import needed
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,7 @@ def tiny():
 
 def save_tiny(path: Path, family: str, tokenizer: Tokenizer | None = None, **kw) -> Path:
     """A small random Llama or GPT-2 in Hugging Face format (plus tokenizer.json when given)."""
-    torch = pytest.importorskip("torch", reason="building a random reference model needs torch")
+    torch = needed("torch")
     import transformers
 
     torch.manual_seed(0)

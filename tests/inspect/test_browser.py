@@ -15,22 +15,14 @@ from pathlib import Path
 import pytest
 
 from saelab.inspect.serve import address, make_server
+from tests.browser import chrome
 
-CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SHOTS = Path(os.environ.get("SAELAB_SCREENSHOTS") or Path(tempfile.gettempdir()) / "saelab-inspect-screenshots")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists() or not DRIVER.exists():
-        pytest.skip(f"{CHROMIUM} or {DRIVER} is absent: install them with `just setup-browser`")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: `just setup-browser`")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=str(DRIVER)))
-    driver.set_page_load_timeout(60)
+    driver = chrome("1400,1000")
     yield driver
     driver.quit()
 

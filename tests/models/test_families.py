@@ -13,12 +13,13 @@ import pytest
 
 from saelab.models import Model, config_from_hf
 from saelab.models.layers import rms_norm
+from tests.peer_modules import needed
 
 NEW = ["qwen3-bias-untied", "gemma3", "pythia-parallel"]  # one per new block (parity covers the variants)
 
 
 def _saved(name: str, tmp_path_factory):
-    pytest.importorskip("torch", reason=f"the random {name} checkpoint is written by transformers on torch")
+    needed("torch")
     from tests.models.test_parity import _save
 
     path = tmp_path_factory.mktemp(name)

@@ -10,6 +10,7 @@ import pytest
 from saelab.models import HookContext, Model, forward
 from saelab.models.generate import Sampling, generate, next_token
 from tests.models.small import sliced_smollm2
+from tests.peer_modules import needed
 
 VOCAB = 97  # prompt ids are drawn below this, valid for every model here
 
@@ -40,7 +41,7 @@ def family(request, tmp_path_factory) -> Model:
     if request.param == "smollm2-window-3":
         return sliced_smollm2(2, sliding_window=3)
     # The other families have no shipped checkpoint: transformers writes random ones, and it needs torch.
-    pytest.importorskip("torch", reason=f"the random {request.param} checkpoint is written by transformers on torch")
+    needed("torch")
     from tests.models.test_parity import _save
 
     path = tmp_path_factory.mktemp(request.param)

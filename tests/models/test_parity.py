@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from saelab.models import Model
+from tests.peer_modules import needed
 
-torch = pytest.importorskip("torch", reason="reference parity needs the torch extra")
+torch = needed("torch")
 import transformers  # noqa: E402
 
 from .torch_reference import assert_matches  # noqa: E402

@@ -8,6 +8,7 @@ import pytest
 
 from saelab.models import Model
 from saelab.models.loading import resolve
+from tests.peer_modules import needed
 
 from .torch_reference import assert_matches
 
@@ -24,7 +25,7 @@ def model() -> Model:
 
 @pytest.fixture(scope="module")
 def torch_model():
-    torch = pytest.importorskip("torch", reason="reference parity needs the torch extra")
+    torch = needed("torch")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve("smollm2-135m")

@@ -9,6 +9,7 @@ import pytest
 
 from saelab.cli import main
 from saelab.select import SelectConfig, run
+from tests.peer_modules import needed
 
 
 def _check_selection(pool, out, n_selected):
@@ -27,7 +28,7 @@ def _check_selection(pool, out, n_selected):
 @pytest.mark.parametrize("method", ["jaccard", "hidden", "bm25", "dsir", "random"])
 def test_selection_is_byte_identical(tmp_path, tiny_model, tiny_sae, pool_and_target, method):
     if method in ("bm25", "dsir"):  # the `select` extra
-        pytest.importorskip({"bm25": "bm25s", "dsir": "sklearn"}[method], reason="needs the select extra (just setup)")
+        needed({"bm25": "bm25s", "dsir": "sklearn"}[method])
     pool, target = pool_and_target
     cfg = SelectConfig(
         pool=pool,

@@ -20,7 +20,7 @@ from saelab.models import HookContext, Model, forward
 from saelab.sae import SAEParams, sae_config
 from saelab.sae.clt import CLTParams
 from saelab.trace.intervene import Edit, ReplacementContext, _static, edit_arrays, generate, intervene
-from tests.peer_modules import peer
+from tests.peer_modules import needed, peer
 
 LAYERS, D, D_SAE = 2, 32, 24
 IN = tuple(f"blocks.{i}.ln2.hook_normalized" for i in range(LAYERS))
@@ -30,7 +30,7 @@ HOOKS = list(zip(IN, OUT, strict=True))
 
 def save_tiny_llama(path: Path) -> Path:
     """A random 2-block Llama in Hugging Face format with a word-level tokenizer of 64 words (w3 .. w63)."""
-    torch = pytest.importorskip("torch", reason="building the random reference model needs torch")
+    torch = needed("torch")
     import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers
 

@@ -18,3 +18,13 @@ def assert_same_run(full, resumed, label: str = "") -> None:
         if a is not None:
             assert np.array_equal(np.asarray(a), np.asarray(b)), f"{label}{field} differs after resume"
     assert without_speed(RunDir(full.run_dir).read_metrics()) == without_speed(RunDir(resumed.run_dir).read_metrics())
+
+
+def assert_close_params(mine, alone, label: str = "", rtol: float = 1e-5) -> None:
+    """Two train results' parameters agree, each field to `rtol` of its largest entry (runs of the same batches
+    whose programs differ, e.g. one SAE trained with others and alone)."""
+    for field, a, b in zip(mine.params._fields, mine.params, alone.params, strict=True):
+        if b is not None:
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
+            assert err <= rtol, f"{label}{field}: relative difference {err:.2e}"

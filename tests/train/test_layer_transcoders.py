@@ -13,7 +13,7 @@ from saelab.train import multi, stream
 from saelab.train.multi import MultiTrainConfig, load_multi_run_config
 from saelab.train.stream import ModelCache
 from tests.models.small import sliced_smollm2
-from tests.train.same_run import assert_same_run
+from tests.train.same_run import assert_close_params, assert_same_run
 from tests.train.test_stream import TEXT
 
 LAYERS = 3
@@ -77,11 +77,7 @@ def test_transcoders_of_every_layer_equal_separate_runs_on_the_same_batches(toge
         forwards.append(list(stream.MODELS._forwards)[-1][2])
         mine = together.saes[member.name]
         assert mine.steps == alone.steps == 20
-        for field, a, b in zip(mine.params._fields, mine.params, alone.params, strict=True):
-            if b is not None:
-                a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-                err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
-                assert err <= 1e-5, f"{member.name}.{field}: relative difference {err:.2e}"
+        assert_close_params(mine, alone, f"{member.name}.")
     # each separate run ran its own forward of its two hooks
     assert forwards == [(IN.format(layer=i), OUT.format(layer=i)) for i in range(LAYERS)]
 

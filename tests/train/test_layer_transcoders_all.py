@@ -4,7 +4,6 @@ records). The 3-layer file beside this one covers resume and the template; this 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from saelab import train
@@ -12,6 +11,7 @@ from saelab.train import multi, stream
 from saelab.train.multi import MultiTrainConfig, load_multi_run_config
 from saelab.train.stream import ModelCache
 from tests.models.small import sliced_smollm2
+from tests.train.same_run import assert_close_params
 from tests.train.test_stream import TEXT
 
 IN, OUT = "blocks.{layer}.ln2.hook_normalized", "blocks.{layer}.hook_mlp_out"
@@ -47,8 +47,4 @@ def test_thirty_transcoders_in_one_run_equal_thirty_separate_runs(full_model, tm
         alone = train.run(mcfg.model_copy(update={"train": elsewhere}))
         mine = together.saes[member.name]
         assert mine.steps == alone.steps == 8
-        for field, a, b in zip(mine.params._fields, mine.params, alone.params, strict=True):
-            if b is not None:
-                a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-                err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
-                assert err <= RTOL, f"{member.name}.{field}: relative difference {err:.2e}"
+        assert_close_params(mine, alone, f"{member.name}.", RTOL)

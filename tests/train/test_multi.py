@@ -13,7 +13,7 @@ from saelab.sae import load_sae
 from saelab.store import StoreWriter
 from saelab.train import multi
 from saelab.train.multi import MultiTrainConfig, load_multi_run_config
-from tests.train.same_run import assert_same_run, without_speed
+from tests.train.same_run import assert_close_params, assert_same_run, without_speed
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
 D, CONTEXT, WINDOWS = 8, 16, 48
@@ -82,9 +82,7 @@ def test_saes_trained_together_match_separate_runs(together, tmp_path) -> None:
         alone = train.run(mcfg.model_copy(update={"train": elsewhere}))
         mine = together.saes[member.name]
         assert mine.steps == alone.steps == 12
-        for field, a, b in zip(mine.params._fields, mine.params, alone.params, strict=True):
-            if b is not None:
-                _close(a, b, f"{member.name}.{field}")
+        assert_close_params(mine, alone, f"{member.name}.")
         rows, ref = RunDir(mine.run_dir).read_metrics(), RunDir(alone.run_dir).read_metrics()
         assert [r["step"] for r in rows] == [r["step"] for r in ref] == [4, 8, 12]
         for key in ("loss", "mse", "l0", "explained_variance", "sparsity_loss", "aux_loss"):
