@@ -4,8 +4,6 @@ the export where it is installed)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +23,7 @@ from saelab.sae import (
     save_saelens,
 )
 from saelab.sae.registry import forward
+from tests.peer_modules import peer
 
 D_IN, D_OUT, D_SAE = 6, 4, 10
 
@@ -243,14 +242,11 @@ def test_export_follows_saelens_transcoder_forward(tmp_path, arch: str, skip: bo
     np.testing.assert_allclose(theirs, np.asarray(forward(p, jnp.asarray(x), cfg)), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("sae_lens") is None,
-    reason="loads the export in SAELens itself, a peer in the bench extra: `pip install -e '.[bench]'`",
-)
 @pytest.mark.parametrize(("arch", "skip"), [("relu", False), ("relu", True), ("jumprelu", False)])
 def test_export_loads_in_saelens(tmp_path, arch: str, skip: bool) -> None:
+    """SAELens itself (a peer: missing, the test fails naming the install) loads the export and computes ours."""
+    SAE = peer("sae_lens").SAE
     import torch
-    from sae_lens import SAE
 
     cfg = sae_config(architecture=arch, d_in=D_IN, d_sae=D_SAE, d_out=D_OUT, skip=skip)
     p = _params(cfg)
