@@ -49,6 +49,13 @@ class EvalConfig(Config):
     suite_store: Path | None = None
     """Read the suite's token activations (core reconstruction, MDL) from this activation store instead of the
     model; CE/KL and the prompt-based metrics still run the model."""
+    suite_cache: Path = Path("activations/saebench-cache")
+    """Folder keeping the model's activations on the suite's prompts and token batches (absorption, sparse
+    probing, core and MDL), keyed by model, hook, head, position and the token ids: they do not depend on the
+    SAE, so a second SAE at the same hook skips those model passes (docs/evaluation.md, "Activations shared
+    between SAEs"). Safe to delete."""
+    use_suite_cache: bool = True
+    """Read and write `suite_cache`; off, every run computes its activations from the model."""
     probe_fit: Literal["saebench", "l2-c1"] = "saebench"
     """Sparse-probing fit: `saebench` (sae-probes' search over ten C by validation AUC, L1 saga), or the faster
     `l2-c1` (one L2 fit at C = 1, no search)."""

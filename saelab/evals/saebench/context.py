@@ -16,6 +16,7 @@ import numpy as np
 from saelab.data import open_corpus
 from saelab.evals.batches import token_batches
 from saelab.evals.config import EvalConfig
+from saelab.evals.saebench.act_cache import CacheKey, cached
 from saelab.models import Model
 from saelab.models.hook_views import sae_input
 from saelab.models.inputs import pad_left
@@ -35,7 +36,6 @@ class BenchContext:
     head: int | None = None
     _model: Model | None = field(default=None, repr=False)
     _acts: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
-    _acts: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> Model:
@@ -68,10 +68,24 @@ class BenchContext:
         _, cache = self.model.run_with_cache(tokens, [self.hook], stop_at_layer="auto", prepend_bos=False)
         return sae_input(cache[self.hook], self.head).astype(jnp.float32)
 
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where shared activations are kept (None: the cache is off)."""
+        return self.cfg.suite_cache if self.cfg.use_suite_cache else None
+
+    def cache_key(self, position: int | str) -> CacheKey:
+        """What the hook's activations depend on besides the token ids (act_cache.py)."""
+        return CacheKey(self.model_name, self.cfg.model_processing or "none", self.hook, self.head, position)
+
     def prompt_acts(self, ids: list[list[int]], position: int, what: str, batch_tokens: int = 8192) -> np.ndarray:
-        """The hook's activations (n, d_in) float32 at `position` (negative: from the end) of each token list.
-        Lists of similar length run together, left-padded (the padding masked) to a bucket width and in a fixed
-        number of rows per width, so one shape per width compiles; a progress bar named `what`."""
+        """The hook's activations (n, d_in) float32 at `position` (negative: from the end) of each token list,
+        read back from `cfg.suite_cache` when an earlier SAE at this hook ran the same prompts."""
+        compute = lambda: [self._prompt_acts(ids, position, what, batch_tokens)]
+        return cached(self.cache_dir, self.cache_key(position), ids, compute)[0]
+
+    def _prompt_acts(self, ids: list[list[int]], position: int, what: str, batch_tokens: int) -> np.ndarray:
+        """Lists of similar length run together, left-padded (the padding masked) to a bucket width and in a
+        fixed number of rows per width, so one shape per width compiles; a progress bar named `what`."""
         out = np.zeros((len(ids), self.sae.cfg.d_in), np.float32)
         task = self.progress.add_task(what, total=len(ids), info=f"{len(ids)} prompts")
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -108,16 +122,23 @@ class BenchContext:
             acts = store_activations(self.cfg.suite_store, self.hook, n_tokens)
             chunk = self.cfg.batch * (self.cfg.context - 1)
             return [acts[s : s + chunk] for s in range(0, len(acts), chunk)]
+        toks = list(self.tokens(n_tokens))
+        compute = lambda: self._model_activations(toks, n_tokens, what)
+        batches = cached(self.cache_dir, self.cache_key("tokens"), toks, compute)
+        if not batches:
+            raise ValueError(f"corpus {self.cfg.corpus!r} ({self.cfg.split}) yielded no text; use another --corpus")
+        return batches
+
+    def _model_activations(self, toks: list[jax.Array], n_tokens: int, what: str) -> list[np.ndarray]:
+        """Per token batch, the hook's activations at its ordinary tokens (BOS, EOS and padding left out)."""
         task = self.progress.add_task(what, total=n_tokens, info=self.cfg.corpus)
         special = self.special_ids()
         batches, done = [], 0
-        for toks in self.tokens(n_tokens):
-            keep = ~np.isin(np.asarray(toks), special)  # (b, t)
-            batches.append(np.asarray(self.hook_acts(toks))[keep])
-            done += toks.size
+        for t in toks:
+            keep = ~np.isin(np.asarray(t), special)  # (b, t)
+            batches.append(np.asarray(self.hook_acts(t))[keep])
+            done += t.size
             self.progress.update(task, completed=min(done, n_tokens))
-        if not batches:
-            raise ValueError(f"corpus {self.cfg.corpus!r} ({self.cfg.split}) yielded no text; use another --corpus")
         return batches
 
 

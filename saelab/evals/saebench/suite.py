@@ -64,6 +64,7 @@ def _meta(cfg: EvalConfig, sae, hook: str, model_name: str, names: list[str], ou
         "corpus": cfg.corpus,
         "split": cfg.split,
         "activations": str(cfg.suite_store) if cfg.suite_store else "model",
+        "activation_cache": str(cfg.suite_cache) if cfg.use_suite_cache else "off",
         "probe_fit": cfg.probe_fit,
         "d_sae": sae.cfg.d_sae,
         "architecture": sae.cfg.architecture,
