@@ -4,9 +4,10 @@ arXiv 2502.16681; sae-bench 0.6 `evals/sparse_probing_sae_probes/`, sae-probes 0
 
 Per binary dataset: labels by sorted class value; the first 5,000 rows; a balanced training set of
 `min(size - 100, 1024)` and a balanced test set of the rest (minus one), drawn by `np.random.RandomState(42)` in
-sae-probes' order; x the hook's activation at each prompt's last token (no BOS; the last 1,024 tokens); z its SAE
-codes. Latents are ranked by `|mean_pos - mean_neg|` of z divided column-wise by its mean non-zero |value|; for
-the top k, `LogisticRegression(penalty="l1", solver="saga", max_iter=1000, random_state=42)` with C among
+sae-probes' order; x the hook's activation at each prompt's last token (`prompt_ids`: BOS first, as the
+TransformerLens tokenizer sae-probes uses adds it, then the text's last 1,023 tokens); z its SAE codes. Latents
+are ranked by `|mean_pos - mean_neg|` of z divided column-wise by its mean non-zero |value|; for the top k,
+`LogisticRegression(penalty="l1", solver="saga", max_iter=1000, random_state=42)` with C among
 `logspace(5, -5, 10)` chosen by validation AUC (the last min(20 %, 100) training rows; 6-fold stratified below
 128 rows), refit on the shuffled training set; test accuracy, AUC and weighted F1, averaged over datasets.
 `probe_fit = "l2-c1"` is the faster named variant: one L2 fit at C = 1 (lbfgs), no search. The quick variant
@@ -66,6 +67,18 @@ def split(y: np.ndarray, n_train: int, n_test: int, seed: int = SEED) -> tuple[n
     rest_pos, rest_neg = np.setdiff1d(pos, train[0]), np.setdiff1d(neg, train[1])
     test = [rng.choice(rest_pos, t_pos, replace=False), rng.choice(rest_neg, n_test - t_pos, replace=False)]
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def prompt_ids(tokenizer: Any, prompts: list[str], bos_id: int | None) -> list[list[int]]:
+    """Each prompt's token ids as sae-probes runs them: TransformerLens gives its model a tokenizer made with
+    `add_bos_token=True` (when the model has a BOS token), and sae-probes truncates from the left to `MAX_TOKENS`
+    with that BOS kept, so the ids are BOS then the text's last `MAX_TOKENS - 1` tokens. On the short prompts of the
+    datasets (a name, a short sentence) the BOS changes the last token's activation well beyond float noise
+    (docs/evaluation.md, SAEBench suite)."""
+    head = [] if bos_id is None else [bos_id]
+    keep = MAX_TOKENS - len(head)
+    texts = tokenizer.encode_batch(prompts, add_special_tokens=False)
+    return [head + e.ids[max(len(e.ids) - keep, 0) :] for e in texts]
 
 
 @jax.jit
@@ -135,7 +148,7 @@ def dataset_scores(ctx: BenchContext, name: str, path: Path) -> dict[str, Any]:
     test = test[:QUICK_TEST] if ctx.quick else test
     rows = np.concatenate([train, test])
     prompts = df["prompt"].to_numpy()[rows].tolist()
-    ids = [e.ids[-MAX_TOKENS:] for e in ctx.model.tokenizer.encode_batch(prompts, add_special_tokens=False)]
+    ids = prompt_ids(ctx.model.tokenizer, prompts, ctx.model.bos_id)
     x = ctx.prompt_acts(ids, -1, f"sparse-probing: {name}")
     enc, _ = ctx.codec()
     z = np.asarray(enc(ctx.sae.params, jnp.asarray(x)))

@@ -56,3 +56,46 @@ def test_probe_fit_matches_find_best_reg(n_train: int) -> None:
     assert ours["test_f1"] == pytest.approx(theirs.metrics.test_f1, abs=1e-9)
     assert ours["val_auc"] == pytest.approx(theirs.metrics.val_auc, abs=1e-9)
     assert ours["test_accuracy"] > 0.7
+
+
+class _TokensAsActivations:
+    """A stand-in for sae-probes' TransformerLens model: its 'activation' at position p of a row is the row's token
+    ids up to p (-1 after, to a width of 1,024), so what `_process_activations` picks for a prompt is the tokens
+    the real model's last-token activation depends on (causal attention)."""
+
+    def __init__(self, tokenizer, hook: str) -> None:
+        self.tokenizer, self.hook = tokenizer, hook
+
+    def run_with_cache(self, tokens, names_filter, stop_at_layer=None):
+        n = tokens.shape[1]
+        row = torch.nn.functional.pad(tokens, (0, 1024 - n), value=-1)  # (batch, 1024)
+        upto = torch.arange(1024)[None, :] <= torch.arange(n)[:, None]  # (pos, 1024)
+        return None, {self.hook: torch.where(upto[None], row[:, None, :], -1).float()}  # (batch, pos, 1024)
+
+
+def test_prompt_ids_are_the_tokens_sae_probes_runs(tmp_path) -> None:
+    """The ids `prompt_ids` gives each prompt are the tokens before and at the position whose activation sae-probes'
+    `_process_activations` takes (its tokenizer settings, right padding, left truncation to 1,024 and
+    `activation_pos`), with SmolLM2's tokenizer as TransformerLens prepares it (`get_tokenizer_with_bos`, which
+    prepends BOS): 300 prompts of a quick dataset and two longer than 1,024 tokens. Exact equality: token ids."""
+    from saelab.models.loading import open_checkpoint
+
+    gen = peer("sae_probes.generate_model_activations")
+    transformers = peer("transformers")
+    from transformer_lens.utilities.tokenize_utils import get_tokenizer_with_bos
+
+    ck = open_checkpoint("smollm2-135m")
+    name = {k: ck.tokenizer.id_to_token(ck.special[k]) for k in ("bos", "eos", "padding")}
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=ck.tokenizer, bos_token=name["bos"], eos_token=name["eos"], pad_token=name["padding"]
+    ).save_pretrained(tmp_path)
+    hook = "blocks.6.hook_resid_post"
+    model = _TokensAsActivations(get_tokenizer_with_bos(transformers.AutoTokenizer.from_pretrained(tmp_path)), hook)
+    prompts = sp.pd.read_csv(sp.datasets()[sp.QUICK_DATASETS[0]], compression="zstd")["prompt"].tolist()[:300]
+    long = " ".join(prompts)  # about 3,000 tokens
+    prompts += [long, "x" + long]
+    acts = gen._process_activations(model, prompts, 8, 1024, [hook], None, "cpu")[hook]
+    theirs = [[int(t) for t in row if t >= 0] for row in acts]
+    ours = sp.prompt_ids(ck.tokenizer, prompts, ck.special["bos"])
+    assert theirs[0][0] == ck.special["bos"] and len(theirs[-1]) == 1024
+    assert ours == theirs
