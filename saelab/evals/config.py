@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from saelab.runtime.config import Config
 
@@ -44,8 +44,17 @@ class EvalConfig(Config):
     """SAEBench evaluators to run instead of this eval, comma-separated: core, absorption, sparse-probing, mdl,
     meta-structure; `saebench` is every offline one (docs/evaluation.md, "SAEBench suite")."""
     suite_quick: bool = False
-    """The suite's quick variant (`--quick`): fewer tokens, a sampled absorption vocabulary, three probing
-    datasets, a shorter meta-SAE run; each result says it is the quick variant."""
+    """The suite's quick variant (`--quick`, the same as `suite_variant = "quick"`): one batch of tokens, 800
+    sampled absorption words, three probing datasets, a shorter meta-SAE run; each result says so."""
+    suite_variant: Literal["full", "medium", "quick"] | None = None
+    """The suite's workload by name (saelab/evals/saebench/sizes.py): `full` is SAEBench's (hours here),
+    `medium` compares SAEs on two cores, `quick` is a smoke test; default full (quick with `--quick`)."""
+    absorption_words: int | None = Field(default=None, ge=50)
+    """Absorption: words sampled from the alphabetic vocabulary, over the variant's (None: the variant's)."""
+    probing_datasets: list[str] | None = None
+    """Sparse probing: sae-probes datasets to score, over the variant's (None: the variant's)."""
+    probing_test_rows: int | None = Field(default=None, ge=10)
+    """Sparse probing: the first test rows of each dataset scored, over the variant's (None: the variant's)."""
     suite_store: Path | None = None
     """Read the suite's token activations (core reconstruction, MDL) from this activation store instead of the
     model; CE/KL and the prompt-based metrics still run the model."""
@@ -59,6 +68,12 @@ class EvalConfig(Config):
     probe_fit: Literal["saebench", "l2-c1"] = "saebench"
     """Sparse-probing fit: `saebench` (sae-probes' search over ten C by validation AUC, L1 saga), or the faster
     `l2-c1` (one L2 fit at C = 1, no search)."""
+
+    @model_validator(mode="after")
+    def _one_variant(self) -> EvalConfig:
+        if self.suite_quick and self.suite_variant not in (None, "quick"):
+            raise ValueError(f"--quick and suite_variant {self.suite_variant!r} disagree; give one of them")
+        return self
 
 
 class PlotConfig(Config):

@@ -10,8 +10,8 @@ scores > 0 gets a fresh prompt (examples from the whole vocabulary) and its abso
 Scores are means over letters whose probe F1 > 0.6; sae-bench reports nothing below 20 such letters
 (`saebench_would_report`).
 
-The quick variant samples the vocabulary (`vocabulary: "sampled N of M"` in the result): the same steps on fewer
-words, so its numbers are noisier and not comparable to a full run's.
+The quick and medium variants sample the vocabulary (sizes.py; `vocabulary: "sampled N of M"` in the result): the
+same steps on fewer words, so their numbers are noisier and not comparable to a full run's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from saelab.evals.saebench.context import BenchContext
 from saelab.evals.saebench.probes import ProbeConfig, train_probe
 
 MAX_K = 10
-QUICK_WORDS = 800
 L1_PROBE = ProbeConfig(batch_size=4096, weight_decay=1e-6, l1=0.01)
 
 
@@ -55,7 +54,8 @@ def evaluate(ctx: BenchContext) -> dict[str, Any]:
     definition to mean what sae-bench's does)."""
     rng = random.Random(42)
     full_vocab = spelling.alpha_vocab(ctx.model.tokenizer)
-    vocab = rng.sample(full_vocab, QUICK_WORDS) if ctx.quick and len(full_vocab) > QUICK_WORDS else full_vocab
+    n_words = ctx.sizes.absorption_words
+    vocab = rng.sample(full_vocab, n_words) if n_words is not None and len(full_vocab) > n_words else full_vocab
     train, test = spelling.split_prompts(vocab, rng)
     x_train = spelling.word_activations(ctx, train, "absorption: probe prompts (train)")
     x_test = spelling.word_activations(ctx, test, "absorption: probe prompts (test)")

@@ -17,6 +17,7 @@ from saelab.data import open_corpus
 from saelab.evals.batches import token_batches
 from saelab.evals.config import EvalConfig
 from saelab.evals.saebench.act_cache import CacheKey, cached
+from saelab.evals.saebench.sizes import SuiteSizes, resolve
 from saelab.models import Model
 from saelab.models.hook_views import sae_input
 from saelab.models.inputs import pad_left
@@ -45,13 +46,20 @@ class BenchContext:
         return self._model
 
     @property
-    def quick(self) -> bool:
-        return self.cfg.suite_quick
+    def variant(self) -> str:
+        """The workload's name (`quick`, `medium`, `full`, with any size set over it)."""
+        return resolve(self.cfg)[0]
+
+    @property
+    def sizes(self) -> SuiteSizes:
+        """The workload of this run (sizes.py)."""
+        return resolve(self.cfg)[1]
 
     @property
     def n_tokens(self) -> int:
-        """Tokens for the token-level metrics (core, MDL): `cfg.tokens`, or one batch in the quick variant."""
-        return self.cfg.batch * self.cfg.context if self.quick else self.cfg.tokens
+        """Tokens for the token-level metrics (core, MDL): `cfg.tokens`, or the variant's batches."""
+        n = self.sizes.token_batches
+        return self.cfg.tokens if n is None else n * self.cfg.batch * self.cfg.context
 
     def codec(self) -> tuple[Callable, Callable]:
         """Jitted (encode(params, x (n, d_in)) -> codes (n, d_sae), decode(params, codes) -> x_hat)."""

@@ -22,7 +22,7 @@ from saelab.sae import batchtopk as btk
 
 K = 4
 WIDTH_RATIO = 0.25
-STEPS, QUICK_STEPS = 1500, 150
+STEPS = 1500
 BATCH = 1024
 EVAL_BATCH = 4096
 LR = 5e-4
@@ -78,7 +78,7 @@ def variance_explained(decoder: jax.Array, recon: jax.Array) -> tuple[jax.Array,
 def evaluate(ctx: BenchContext) -> dict[str, Any]:
     """The meta-SAE's decoder variance explained (weights only: the model is never loaded)."""
     decoder = jnp.asarray(ctx.sae.params.W_dec, jnp.float32)
-    steps = QUICK_STEPS if ctx.quick else STEPS
+    steps = ctx.sizes.meta_steps
     task = ctx.progress.add_task("meta-structure: meta-SAE", total=steps, info=f"{steps} steps")
     params, cfg = train_meta_sae(decoder, steps)
     ctx.progress.update(task, completed=steps)

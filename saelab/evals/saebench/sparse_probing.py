@@ -11,7 +11,8 @@ are ranked by `|mean_pos - mean_neg|` of z divided column-wise by its mean non-z
 `logspace(5, -5, 10)` chosen by validation AUC (the last min(20 %, 100) training rows; 6-fold stratified below
 128 rows), refit on the shuffled training set; test accuracy, AUC and weighted F1, averaged over datasets.
 `probe_fit = "l2-c1"` is the faster named variant: one L2 fit at C = 1 (lbfgs), no search. The quick variant
-runs three datasets (`QUICK_DATASETS`) and scores the first 500 rows of each test set.
+runs three datasets (`QUICK_DATASETS`) and scores the first 500 rows of each test set; other workloads are
+named in sizes.py (`medium`: eight datasets, 1,000 test rows).
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from sklearn.model_selection import LeavePOut, StratifiedKFold
 from saelab.evals.saebench.context import BenchContext
 
 KS = (1, 2, 5)
-QUICK_DATASETS = ("5_hist_fig_ismale", "6_hist_fig_isamerican", "7_hist_fig_ispolitician")
-QUICK_TEST = 500  # the quick variant scores the first 500 test rows of each dataset
 MAX_ROWS = 5000
 MAX_TOKENS = 1024
 SEED = 42
@@ -145,7 +144,7 @@ def dataset_scores(ctx: BenchContext, name: str, path: Path) -> dict[str, Any]:
     n_train = min(len(df) - 100, 1024)
     n_test = min(len(df), MAX_ROWS) - n_train - 1
     train, test = split(y_all, n_train, n_test)
-    test = test[:QUICK_TEST] if ctx.quick else test
+    test = test[: ctx.sizes.probing_test_rows]  # None: the whole test set
     rows = np.concatenate([train, test])
     prompts = df["prompt"].to_numpy()[rows].tolist()
     ids = prompt_ids(ctx.model.tokenizer, prompts, ctx.model.bos_id)
@@ -164,12 +163,17 @@ def dataset_scores(ctx: BenchContext, name: str, path: Path) -> dict[str, Any]:
 
 
 def evaluate(ctx: BenchContext) -> dict[str, Any]:
-    """Every sae-probes binary dataset (the three `QUICK_DATASETS` in the quick variant); means over datasets."""
+    """The sae-probes binary datasets of the run's sizes (every one in the full variant); means over datasets."""
     every = datasets()
-    names = QUICK_DATASETS if ctx.quick else tuple(every)
+    sizes = ctx.sizes
+    names = sizes.probing_datasets or tuple(every)
+    unknown = sorted(set(names) - set(every))
+    if unknown:
+        raise ValueError(f"sparse probing: unknown datasets {unknown}; sae-probes' are named like {list(every)[:3]}")
     details = [dataset_scores(ctx, n, every[n]) for n in names]
     means = {k: float(np.mean([d[k] for d in details])) for k in details[0] if k.startswith("sae_top_")}
-    variant = f"quick: {len(names)} datasets, test sets cut to {QUICK_TEST} rows" if ctx.quick else "all datasets"
+    rows = "whole test sets" if sizes.probing_test_rows is None else f"test sets cut to {sizes.probing_test_rows} rows"
+    variant = f"{ctx.variant}: {len(names)} of {len(every)} datasets, {rows}"
     return {**means, "datasets": len(details), "variant": variant, "probe_fit": ctx.cfg.probe_fit, "details": details}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from saelab.evals.config import EvalConfig
 from saelab.evals.saebench.context import BenchContext
 from saelab.evals.saebench.registry import EVALUATORS, resolve_suite
+from saelab.evals.saebench.sizes import resolve
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
 from saelab.sae import load_sae
@@ -41,17 +42,17 @@ def run(cfg: EvalConfig, model=None) -> dict[str, Any]:
             sections.append(f"## {name} ({metrics['seconds']:.1f} s)\n\n{ev.markdown(metrics)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float))
-    head = (
-        f"# SAEBench suite: {cfg.sae}\n\n{model_name} at {hook}; {'quick' if cfg.suite_quick else 'full'} variant\n\n"
-    )
+    variant, sizes = resolve(cfg)
+    head = f"# SAEBench suite: {cfg.sae}\n\n{model_name} at {hook}; {variant} variant ({sizes.describe()})\n\n"
     out.with_suffix(".md").write_text(head + "\n".join(sections))
     return result
 
 
 def default_out(cfg: EvalConfig) -> Path:
-    """Beside the run: eval-saebench.json (eval-saebench-quick.json for the quick variant)."""
+    """Beside the run: eval-saebench.json (eval-saebench-quick.json, eval-saebench-medium.json for those)."""
     run_dir = RunDir.holding(cfg.sae) or RunDir(cfg.sae)
-    return run_dir.eval_result("saebench-quick" if cfg.suite_quick else "saebench")
+    name = "quick" if cfg.suite_quick else cfg.suite_variant or "full"
+    return run_dir.eval_result("saebench" if name == "full" else f"saebench-{name}")
 
 
 def _meta(cfg: EvalConfig, sae, hook: str, model_name: str, names: list[str], out: Path) -> dict[str, Any]:
@@ -60,7 +61,8 @@ def _meta(cfg: EvalConfig, sae, hook: str, model_name: str, names: list[str], ou
         "model": model_name,
         "hook": hook,
         "suite": names,
-        "variant": "quick" if cfg.suite_quick else "full",
+        "variant": resolve(cfg)[0],
+        "sizes": resolve(cfg)[1]._asdict(),
         "corpus": cfg.corpus,
         "split": cfg.split,
         "activations": str(cfg.suite_store) if cfg.suite_store else "model",

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from saelab.evals.saebench import sparse_probing as sp
+from saelab.evals.saebench.sizes import QUICK_DATASETS
 from tests.peer_modules import peer
 
 
@@ -18,7 +19,7 @@ def test_datasets_labels_and_split_match_sae_probes() -> None:
     are identical to sae-probes'."""
     data = peer("sae_probes.utils_data")
     assert list(sp.datasets()) == data.get_numbered_binary_tags()
-    name = sp.QUICK_DATASETS[0]
+    name = QUICK_DATASETS[0]
     y = np.unique(sp.pd.read_csv(sp.datasets()[name], compression="zstd")["target"].to_numpy(), return_inverse=True)[1]
     assert np.array_equal(y, data.get_yvals(name))
     for n_train, n_test in ((1024, 3975), (37, 80)):
@@ -91,7 +92,7 @@ def test_prompt_ids_are_the_tokens_sae_probes_runs(tmp_path) -> None:
     ).save_pretrained(tmp_path)
     hook = "blocks.6.hook_resid_post"
     model = _TokensAsActivations(get_tokenizer_with_bos(transformers.AutoTokenizer.from_pretrained(tmp_path)), hook)
-    prompts = sp.pd.read_csv(sp.datasets()[sp.QUICK_DATASETS[0]], compression="zstd")["prompt"].tolist()[:300]
+    prompts = sp.pd.read_csv(sp.datasets()[QUICK_DATASETS[0]], compression="zstd")["prompt"].tolist()[:300]
     long = " ".join(prompts)  # about 3,000 tokens
     prompts += [long, "x" + long]
     acts = gen._process_activations(model, prompts, 8, 1024, [hook], None, "cpu")[hook]
