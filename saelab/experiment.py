@@ -39,8 +39,10 @@ from saelab.circuits.config import CircuitsConfig
 from saelab.circuits.run import run as run_circuits
 from saelab.data.texts import TEXTS
 from saelab.evals import run as run_eval
+from saelab.evals.autointerp import AutointerpConfig, run_autointerp
 from saelab.evals.config import EvalConfig, PlotConfig
 from saelab.evals.plots import run as run_plot
+from saelab.evals.saebench import table as saebench_table
 from saelab.harvest import run as run_harvest
 from saelab.harvest.config import HarvestConfig
 from saelab.inspect import run as run_inspect
@@ -96,6 +98,7 @@ _PLAIN_STAGES: dict[str, tuple[type[BaseModel], Callable[[Any], Any]]] = {
     "harvest": (HarvestConfig, run_harvest),
     "eval": (EvalConfig, run_eval),
     "plot": (PlotConfig, run_plot),
+    "saebench-table": (saebench_table.TableConfig, saebench_table.run),
     "saelens-train": (SAELensTrainConfig, run_saelens),
     "inspect": (InspectConfig, run_inspect),
     "atoms": (AtomsConfig, run_atoms),
@@ -112,6 +115,7 @@ _PLAIN_STAGES: dict[str, tuple[type[BaseModel], Callable[[Any], Any]]] = {
 STAGES: dict[str, StageKind] = {
     "train": StageKind(TrainConfig, _train, lambda c: c.run_dir),
     "train-multi": StageKind(MultiTrainConfig, _train_multi, lambda c: c.run_dir),
+    "autointerp": StageKind(AutointerpConfig, _plain(run_autointerp), lambda c: c.out_path()),
     **{kind: StageKind(config, _plain(fn), lambda c: c.out) for kind, (config, fn) in _PLAIN_STAGES.items()},
 }
 
