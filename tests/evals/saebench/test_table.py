@@ -10,6 +10,7 @@ import pytest
 
 from saelab import experiment
 from saelab.evals.autointerp import AutointerpConfig
+from saelab.evals.config import EvalConfig
 from saelab.evals.saebench import table
 
 
@@ -80,3 +81,18 @@ quick = { n_latents = 2 }
     kind = experiment.STAGES["autointerp"]
     assert kind.output(stage.config) == Path("checkpoints/x/autointerp.json")
     assert kind.output(stage.config.model_copy(update={"out": tmp_path / "a.json"})) == tmp_path / "a.json"
+
+
+def test_saebench_stage_kind_runs_the_suite_and_writes_beside_the_run(tmp_path) -> None:
+    (tmp_path / "s.toml").write_text("""
+[[stages]]
+kind = "saebench"
+sae = "checkpoints/x"
+suite = "core,absorption"
+suite_variant = "medium"
+quick = { suite_variant = "quick" }
+""")
+    _, [stage] = experiment.load(tmp_path / "s.toml", quick=True)
+    kind = experiment.STAGES["saebench"]
+    assert kind.config is EvalConfig and stage.config.suite_variant == "quick"
+    assert kind.output(stage.config) == Path("checkpoints/x/eval-saebench-quick.json")
