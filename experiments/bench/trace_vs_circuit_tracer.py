@@ -7,10 +7,13 @@ activation), written with saelab's circuit-tracer export for circuit-tracer. Bot
 the same `max_feature_nodes`, batch size and update interval.
 
     python experiments/bench/trace_vs_circuit_tracer.py [--quick] [--max-feature-nodes 2048] [--batch 128]
+        [--prompt-file FILE] [--side both|saelab|circuit-tracer] [--verbose]
 
 Reports each side's attribution seconds (model loading excluded) and peak resident memory growth, the ratio,
 and how far the graphs agree: the logit targets, the chosen features (Jaccard), the adjacency over the
 shared nodes (largest difference relative to the largest entry), the pruned node counts and both scores.
+`--side` runs one side alone (a long prompt: each in its own process, under its own time and memory limit);
+`--verbose` passes circuit-tracer's own progress log (its phases' times, a bar over the feature rows).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from common import finish, parser, torch_model  # noqa: E402
+from common import finish, parser, tl_config, torch_model  # noqa: E402
 
 PROMPT = (
     "The Eiffel Tower is in the city of Paris, and the Colosseum is in Rome. The Brandenburg Gate stands in the city of"
@@ -34,7 +37,12 @@ def main() -> None:
     ap = parser(__doc__, "trace_vs_circuit_tracer", "max_feature_nodes 256", max_feature_nodes=2048, batch=128)
     ap.add_argument("--transcoders", default="checkpoints/transcoders-plt")
     ap.add_argument("--prompt", default=PROMPT)
+    ap.add_argument("--prompt-file", help="read the prompt from this file (instead of --prompt)")
+    ap.add_argument("--side", choices=("both", "saelab", "circuit-tracer"), default="both")
+    ap.add_argument("--verbose", action="store_true", help="circuit-tracer's progress log")
     a = ap.parse_args()
+    if a.prompt_file:
+        a.prompt = Path(a.prompt_file).read_text()
     n_max = 256 if a.quick else a.max_feature_nodes
     import tempfile
 
@@ -46,13 +54,17 @@ def main() -> None:
     tokens = np.asarray(model.to_tokens(a.prompt).tokens[0], np.int64)
     layers = jumprelu_layers(model, Path(a.transcoders), tokens)
     tmp = Path(tempfile.mkdtemp(prefix="trace_vs_ct_"))
-    tl = circuit_tracer_model(a.model, model, layers, tmp)
+    tl = circuit_tracer_model(a.model, model, layers, tmp) if a.side != "saelab" else None
     opts = dict(batch_size=a.batch, max_feature_nodes=n_max, update_interval=4)
 
     from saelab.trace import transcoders as tt
 
     ours_tc = tt.from_layers(layers, model_name="HuggingFaceTB/SmolLM2-135M", scan="saelab/plt-jumprelu")
     rss0 = _rss_gib()
+    print(f"{len(tokens)} tokens; attributing ({a.side})", flush=True)
+    if a.side != "both":
+        one_side(a, model, ours_tc, tl, tokens, opts, rss0)
+        return
     t0 = time.perf_counter()
     ours = attribute(model, ours_tc, tokens, **opts)
     t_ours, rss_ours = time.perf_counter() - t0, _rss_gib()
@@ -75,6 +87,24 @@ def main() -> None:
     )
 
 
+def one_side(a, model, ours_tc, tl, tokens: np.ndarray, opts: dict, rss0: float) -> None:
+    """One side's attribution of the prompt alone: its seconds, peak resident memory and graph size."""
+    t0 = time.perf_counter()
+    if a.side == "saelab":
+        from saelab.trace import attribute
+
+        g = attribute(model, ours_tc, tokens, progress=a.verbose, **opts)
+        n_active, n_nodes = g.n_active or g.n_features, g.n_nodes
+    else:
+        g, _ = circuit_tracer_graph(tl, tokens, opts | {"verbose": a.verbose})
+        n_active, n_nodes = len(g.active_features), g.adjacency_matrix.shape[0]
+    seconds = round(time.perf_counter() - t0, 2)
+    result = {"side": a.side, "prompt": a.prompt, "n_tokens": len(tokens), "n_active": int(n_active)}
+    result |= {"n_nodes": int(n_nodes), "max_feature_nodes": opts["max_feature_nodes"], "batch_size": a.batch}
+    result |= {"seconds": seconds, "peak_rss_gib": {"before": rss0, "after": _rss_gib()}}
+    finish(a, result, "side", "n_tokens", "n_active", "seconds")
+
+
 def jumprelu_layers(model, path: Path, tokens: np.ndarray) -> list:
     """The TopK transcoders of the run at `path` as JumpReLU transcoders (same weights; per layer the mean
     k-th largest activation over the prompt's positions 1.. as every latent's threshold)."""
@@ -83,7 +113,7 @@ def jumprelu_layers(model, path: Path, tokens: np.ndarray) -> list:
     from saelab.trace.linearize import record
 
     saes = [load_sae(path / f"L{l}") for l in range(model.cfg.n_layers)]
-    mlp_in = np.asarray(record(model, tokens).mlp_in)  # (L, pos, d)
+    mlp_in = np.asarray(record(model, tokens, compact=True).mlp_in)  # (L, pos, d)
     out = []
     for l, s in enumerate(saes):
         codes = np.asarray(encode(s.params, mlp_in[l, 1:], s.cfg))  # (pos - 1, d_sae)
@@ -107,23 +137,13 @@ def circuit_tracer_model(name: str, model, layers: list, tmp: Path):
     )
     from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
     from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
-    from transformer_lens import HookedTransformerConfig
     from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
 
     from saelab.sae.formats import circuit_tracer as ct
 
     folder = ct.save_transcoder_set(tmp / "tc", layers, model_name="HuggingFaceTB/SmolLM2-135M", scan="saelab/plt")
     hf = torch_model(name)
-    c = hf.config
-    tl_cfg = HookedTransformerConfig(
-        n_layers=c.num_hidden_layers, d_model=c.hidden_size, d_head=c.hidden_size // c.num_attention_heads,
-        n_heads=c.num_attention_heads, n_key_value_heads=c.num_key_value_heads, d_mlp=c.intermediate_size,
-        d_vocab=c.vocab_size, n_ctx=min(c.max_position_embeddings, 8192), act_fn="silu", normalization_type="RMS",
-        positional_embedding_type="rotary", rotary_dim=c.hidden_size // c.num_attention_heads,
-        rotary_base=float(getattr(c, "rope_theta", None) or c.rope_parameters["rope_theta"]), gated_mlp=True,
-        final_rms=True, eps=c.rms_norm_eps, original_architecture="LlamaForCausalLM", rotary_adjacent_pairs=False,
-        dtype=torch.float32, model_name="SmolLM2-135M", device="cpu",
-    )  # fmt: skip
+    tl_cfg = tl_config(hf.config)
     meta = yaml.safe_load((folder / "config.yaml").read_text())
     tcs = load_transcoder_set(
         {l: str(folder / f"layer_{l}.safetensors") for l in range(len(layers))},
@@ -158,7 +178,7 @@ def agreement(ours, theirs, prune, graph_scores) -> dict:
     theirs_feats = {tuple(f) for f in theirs.active_features.numpy()[sel]}
     ours_feats = {tuple(f) for f in ours.active_features}
     jac = len(ours_feats & theirs_feats) / max(1, len(ours_feats | theirs_feats))
-    a = theirs.adjacency_matrix.numpy()
+    a, ours = theirs.adjacency_matrix.numpy(), ours.square()  # saelab holds the feature and logit rows
     rel = float(np.abs(ours.adjacency - a).max() / np.abs(a).max()) if ours_feats == theirs_feats else float("nan")
     p_ours, p_theirs = prune(ours), prune_graph(theirs)
     s_ours, s_theirs = graph_scores(ours), compute_graph_scores(theirs)

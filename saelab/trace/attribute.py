@@ -11,13 +11,14 @@
 4. Rows, logits first then features, in batches through `saelab.trace.edges`. With `max_feature_nodes`
    below the active count (circuit-tracer's rule), features are visited in order of their influence on the
    logits estimated from the rows so far (`partial_influences`, re-ranked every `update_interval` batches)
-   until that many are attributed; the graph keeps only those feature nodes, and the rows are held in one
-   (max_feature_nodes + logits, nodes) buffer, so memory is O(max_feature_nodes x nodes).
+   until that many are attributed; the graph keeps only those feature nodes. The rows are written to a
+   (max_feature_nodes + logits, nodes) file as they come and read back in blocks (`saelab.trace.rows`).
+5. The graph is held as its rows: the feature and logit nodes' rows against every node (error and token
+   nodes have no inputs, so the square matrix adds only zero rows); `saelab.trace.prune` reads it so.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -29,7 +30,10 @@ from saelab.runtime.progress import progress_bar
 from saelab.trace.edges import Rows, bucket, edge_fn, pad_frozen, pad_to, sources
 from saelab.trace.graph import Graph, LogitTarget
 from saelab.trace.linearize import record
-from saelab.trace.transcoders import TraceTranscoders, decoder_pairs, encode_all, encoder_vectors, skip_matrices
+from saelab.trace.rows import Ranking, partial_influences, ranked_rows
+from saelab.trace.transcoders import TraceTranscoders, decoder_pairs, encode_all, encoder_table, skip_matrices
+
+__all__ = ["attribute", "partial_influences", "salient_logits"]
 
 
 def attribute(
@@ -46,30 +50,29 @@ def attribute(
     prompt: str | None = None,
     progress: bool = False,
 ) -> Graph:
-    """The unpruned attribution graph of `tokens` (pos,) int, BOS first. `targets`: the logit nodes' token
-    ids (default: the salient logits). Rows go through the frozen model `batch_size` at a time (`progress`:
-    with a progress bar). `max_feature_nodes`: at most this many feature nodes, the most influential as
+    """The unpruned attribution graph of `tokens` (pos,) int, BOS first, as its rows (`Graph.adjacency`:
+    the feature and logit nodes' rows against every node). `targets`: the logit nodes' token ids (default:
+    the salient logits). Rows go through the frozen model `batch_size` at a time (`progress`: with a
+    progress bar). `max_feature_nodes`: at most this many feature nodes, the most influential as
     circuit-tracer estimates them, re-ranked every `update_interval` batches (None: every active feature)."""
     tokens = _check(model, transcoders, tokens, batch_size, max_feature_nodes, update_interval)
-    run = record(model, tokens)
-    codes, recon = encode_all(transcoders, run.mlp_in)
-    codes = np.array(codes)
-    codes[:, 0] = 0  # circuit-tracer drops position 0's features (the BOS)
-    active = np.argwhere(codes != 0)  # (n, 3) (layer, position, feature), lexicographic
-    acts = codes[tuple(active.T)].astype(np.float32)
-    errors = (run.mlp_out - recon).at[:, 0].set(0.0)  # (L, pos, d)
+    run = record(model, tokens, compact=True)
+    active, acts, errors = _features(transcoders, run)
     logit_ids, probs = _logit_targets(np.asarray(run.logits), targets, max_n_logits, desired_logit_prob)
     w_u = model.params.embed if model.params.unembed is None else model.params.unembed  # (vocab, d)
     w_u = np.asarray(w_u, np.float32)
     logit_vecs = w_u[logit_ids] - w_u.mean(0)
+    del w_u
 
-    n_layers, n_pos, n_feat = transcoders.n_layers, len(tokens), len(active)
+    n_layers, n_pos, n_feat, n_logits = transcoders.n_layers, len(tokens), len(active), len(logit_ids)
     pos_pad, feat_pad = bucket(n_pos), bucket(n_feat)
     src = sources(decoder_pairs(transcoders, active, acts), errors, run.embed, pos_pad, feat_pad)
-    rows = Rows(
-        layer=np.concatenate([np.full(len(logit_ids), n_layers), active[:, 0]]),
-        position=np.concatenate([np.full(len(logit_ids), n_pos - 1), active[:, 1]]),
-        vector=np.concatenate([logit_vecs, encoder_vectors(transcoders, active[:, 0], active[:, 2])]),
+    targets_ = Targets(
+        layer=np.concatenate([np.full(n_logits, n_layers), active[:, 0]]),
+        position=np.concatenate([np.full(n_logits, n_pos - 1), active[:, 1]]),
+        feature=np.concatenate([np.zeros(n_logits, np.int64), active[:, 2]]),
+        logit_vectors=logit_vecs,
+        encoder=encoder_table(transcoders),
     )
     logit_start = n_feat + (n_layers + 1) * n_pos
     cols = np.concatenate(
@@ -79,16 +82,17 @@ def attribute(
             feat_pad + n_layers * pos_pad + np.arange(n_pos),
         ]
     )
-    compute = _row_fn(model, transcoders, pad_frozen(run.frozen, pos_pad), src, rows, feat_pad, batch_size, cols)
+    compute = _row_fn(model, transcoders, pad_frozen(run.frozen, pos_pad), src, targets_, feat_pad, batch_size, cols)
+    del run
     n_keep = n_feat if max_feature_nodes is None else min(max_feature_nodes, n_feat)
     with progress_bar("rows/s", progress) as bar:
-        task = bar.add_task("attribution rows", total=len(logit_ids) + n_keep, info=f"{n_feat} active features")
+        task = bar.add_task("attribution rows", total=n_logits + n_keep, info=f"{n_feat} active features")
         tick = lambda n: bar.update(task, advance=n)
         if n_keep == n_feat:
-            adjacency, selected = _all_rows(compute, len(logit_ids), n_feat, logit_start, batch_size, tick), None
+            adjacency, selected = _all_rows(compute, n_logits, n_feat, logit_start, batch_size, tick), None
         else:
             rank = Ranking(probs, n_keep, batch_size, update_interval)
-            adjacency, selected = _ranked_rows(compute, len(logit_ids), n_feat, logit_start, rank, tick)
+            adjacency, selected = ranked_rows(compute, n_logits, n_feat, logit_start, rank, tick)
             active, acts = active[selected], acts[selected]
     decode = lambda ids: model.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
     decode = decode if model.tokenizer is not None else str
@@ -105,6 +109,17 @@ def attribute(
         scan=transcoders.scan,
         n_active=None if selected is None else n_feat,
     )
+
+
+def _features(tc: TraceTranscoders, run) -> tuple[np.ndarray, np.ndarray, jax.Array]:
+    """(active (n, 3) (layer, position, feature), lexicographic; their activations; the error nodes
+    (L, pos, d), zero at position 0) of a clean run: position 0's features (the BOS) are dropped, as
+    circuit-tracer does."""
+    codes, recon = encode_all(tc, run.mlp_in)
+    codes = np.asarray(codes)
+    active = np.argwhere(codes[:, 1:] != 0) + np.array([0, 1, 0])  # (n, 3), lexicographic
+    acts = codes[tuple(active.T)].astype(np.float32)
+    return active, acts, (run.mlp_out - recon).at[:, 0].set(0.0)
 
 
 def salient_logits(logits: np.ndarray, max_n_logits: int, desired_logit_prob: float) -> np.ndarray:
@@ -125,94 +140,47 @@ def _logit_targets(logits: np.ndarray, targets, max_n: int, p: float) -> tuple[n
     return ids, probs[ids].astype(np.float32)
 
 
-class Ranking(NamedTuple):
-    """circuit-tracer's `max_feature_nodes` rule: how many features, and how often they are re-ranked."""
+class Targets(NamedTuple):
+    """The rows' target nodes, logits first then features: where each reads its input and its direction
+    (a logit's demeaned unembedding row, a feature's encoder column), gathered a batch at a time."""
 
-    probs: np.ndarray  # (n_logits,) float32 logit probabilities, the influence's weights
-    max_feature_nodes: int
-    batch_size: int
-    update_interval: int  # batches between re-rankings
+    layer: np.ndarray  # (rows,) int: the layer whose MLP input the node reads; L for the final norm's output
+    position: np.ndarray  # (rows,) int
+    feature: np.ndarray  # (rows,) int: a feature row's feature index (0 for logits)
+    logit_vectors: np.ndarray  # (n_logits, d_model)
+    encoder: np.ndarray  # (L, d_model, d_sae) the transcoders' encoders
+
+    def rows(self, idx: np.ndarray, batch: int) -> Rows:
+        """The rows `idx`, padded to `batch`."""
+        n_logits = len(self.logit_vectors)
+        layer = self.layer[idx]
+        logit = idx < n_logits
+        vec = self.encoder[np.minimum(layer, len(self.encoder) - 1), :, self.feature[idx]]
+        vec[logit] = self.logit_vectors[idx[logit]]
+        return Rows(*(pad_to(a, batch, 0) for a in (layer, self.position[idx], vec)))
 
 
-def _row_fn(model: Model, transcoders, frozen, src, rows: Rows, n_feat: int, batch: int, cols: np.ndarray):
-    """idx (<= batch,) -> (len(idx), graph columns) float32: the rows `idx` of `rows`, padded to one batch."""
+def _row_fn(model: Model, transcoders, frozen, src, targets: Targets, n_feat: int, batch: int, cols: np.ndarray):
+    """idx (<= batch,) -> (len(idx), graph columns) float32: the rows `idx` of `targets`, padded to one batch."""
     fn = edge_fn(model.cfg, n_feat)
     skip = skip_matrices(transcoders)
     params = jax.tree.map(lambda a: a.astype(jnp.float32), model.params)
 
     def compute(idx: np.ndarray) -> np.ndarray:
-        b = Rows(*(pad_to(np.asarray(a)[idx], batch, 0) for a in rows))
-        return np.asarray(fn(params, frozen, skip, src, b))[: len(idx), cols]
+        return np.asarray(fn(params, frozen, skip, src, targets.rows(np.asarray(idx), batch)))[: len(idx), cols]
 
     return compute
 
 
 def _all_rows(compute, n_logits: int, n_feat: int, logit_start: int, batch: int, tick) -> np.ndarray:
-    """The dense adjacency with every active feature's row (rows: the logits, then features in order)."""
-    adjacency = np.zeros((logit_start + n_logits,) * 2, np.float32)
-    target = np.concatenate([logit_start + np.arange(n_logits), np.arange(n_feat)])  # node of each row
+    """Every active feature's row, then the logits', against every node (rows computed logits first)."""
+    adjacency = np.zeros((n_feat + n_logits, logit_start + n_logits), np.float32)
+    target = np.concatenate([n_feat + np.arange(n_logits), np.arange(n_feat)])  # the graph row of each
     for i in range(0, len(target), batch):
         idx = np.arange(i, min(i + batch, len(target)))
         adjacency[target[idx], :logit_start] = compute(idx)
         tick(len(idx))
     return adjacency
-
-
-def _ranked_rows(compute, n_logits: int, n_feat: int, logit_start: int, r: Ranking, tick):
-    """(the adjacency over the chosen features, their indices (sorted)): circuit-tracer's `max_feature_nodes`
-    loop. The logit rows first; then, every `update_interval` batches, the unvisited features ranked by
-    their influence through the rows so far (stable order on ties), and the next batches taken from the top."""
-    n_rows = n_logits + r.max_feature_nodes
-    edges = np.zeros((n_rows, logit_start), np.float32)  # rows in the order computed
-    row_node = np.zeros(n_rows, np.int32)  # each row's node (logit node ids, then feature indices)
-    for i in range(0, n_logits, r.batch_size):
-        idx = np.arange(i, min(i + r.batch_size, n_logits))
-        edges[idx], row_node[idx] = compute(idx), logit_start + idx
-        tick(len(idx))
-    visited, st = np.zeros(n_feat, bool), n_logits
-    while st < n_rows:
-        infl = np.asarray(partial_influences(edges, jnp.asarray(r.probs), row_node))[:n_feat]
-        if np.isnan(infl).any():
-            raise RuntimeError("the partial influences did not converge: the rows so far have a cycle")
-        rank = np.argsort(-infl, kind="stable")
-        pending = rank[~visited[rank]][: min(r.update_interval * r.batch_size, n_rows - st)]
-        for j in range(0, len(pending), r.batch_size):
-            f = pending[j : j + r.batch_size]
-            edges[st : st + len(f)], row_node[st : st + len(f)] = compute(n_logits + f), f
-            visited[f], st = True, st + len(f)
-            tick(len(f))
-    selected = np.flatnonzero(visited)
-    keep = np.concatenate([selected, np.arange(n_feat, logit_start)])  # the kept columns
-    order = n_logits + np.argsort(row_node[n_logits:], kind="stable")  # feature rows by feature index
-    n = len(keep) + n_logits
-    adjacency = np.zeros((n, n), np.float32)
-    for i in range(0, r.max_feature_nodes, 1024):  # in blocks: no second full copy of the rows
-        block = order[i : i + 1024]
-        adjacency[i : i + len(block), : len(keep)] = edges[np.ix_(block, keep)]
-    adjacency[len(keep) :, : len(keep)] = edges[np.ix_(np.arange(n_logits), keep)]
-    return adjacency, selected
-
-
-@functools.partial(jax.jit, static_argnames="max_iter")
-def partial_influences(edges: jax.Array, probs: jax.Array, row_node: jax.Array, max_iter: int = 128) -> jax.Array:
-    """circuit-tracer's `compute_partial_influences`: each node's influence on the logits through the rows
-    computed so far, (rows' columns,) float32. `edges` (rows, nodes before the logits) in computed order,
-    `row_node` each row's node (a logit's is its node id, past the columns); rows not yet computed are zero
-    and add nothing. NaNs if the series has not ended after `max_iter` terms (a cycle)."""
-    n_cols = edges.shape[1]
-    a = jnp.abs(edges)
-    a = a / jnp.maximum(a.sum(1, keepdims=True), 1e-8)
-    start = jnp.concatenate([jnp.zeros(n_cols, jnp.float32), probs])  # (nodes,) the logits' weights
-
-    def body(state):
-        prod, total, i = state
-        prod = jnp.concatenate([prod[row_node] @ a, jnp.zeros_like(probs)])
-        return prod, total + prod, i + 1
-
-    prod, total, _ = jax.lax.while_loop(
-        lambda s: jnp.any(s[0] != 0) & (s[2] < max_iter), body, (start, jnp.zeros_like(start), 0)
-    )
-    return jnp.where(jnp.any(prod != 0), jnp.nan, total)[:n_cols]
 
 
 def _check(model: Model, tc: TraceTranscoders, tokens, batch_size: int, max_nodes, interval: int) -> np.ndarray:

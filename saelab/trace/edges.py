@@ -20,17 +20,30 @@ import numpy as np
 
 from saelab.models.config import ModelConfig
 from saelab.models.weights import ModelWeights
-from saelab.trace.linearize import Frozen, frozen_norm, layer_forward
+from saelab.trace.linearize import Frozen, frozen_norm, layer_forward, layer_pattern
 from saelab.trace.transcoders import DecoderPairs
 
 
 class Sources(NamedTuple):
-    """What the source nodes write, padded to bucket sizes (padding writes zeros)."""
+    """What the source nodes write, padded to bucket sizes (padding writes zeros). A decoder pair's vector
+    is `table[pair_row] * pair_scale`, gathered a layer at a time (`layer_vectors`): the table is the
+    transcoders' decoder, so a long prompt holds no (L, pos, K, d_model) array."""
 
     pair_feature: jax.Array  # (L, pos, K) int: the feature of each decoder pair written at (layer, position)
-    pair_vectors: jax.Array  # (L, pos, K, d_model): decoder vector x activation added to that MLP output
+    pair_row: jax.Array  # (L, pos, K) int: its decoder vector's row in `table`
+    pair_scale: jax.Array  # (L, pos, K) float32: the feature's activation (0 in empty slots)
+    table: jax.Array  # (T, d_model) float32 decoder vectors
     errors: jax.Array  # (L, pos, d_model): the error nodes
     embed: jax.Array  # (pos, d_model): the token nodes
+
+    def layer_vectors(self, layer: int) -> jax.Array:
+        """(pos, K, d_model): decoder vector x activation of each pair added to `layer`'s MLP output."""
+        return self.table[self.pair_row[layer]] * self.pair_scale[layer][..., None]
+
+    @property
+    def pair_vectors(self) -> jax.Array:
+        """(L, pos, K, d_model): every layer's `layer_vectors`."""
+        return self.table[self.pair_row] * self.pair_scale[..., None]
 
 
 class Rows(NamedTuple):
@@ -64,19 +77,25 @@ def sources(pairs: DecoderPairs, errors: jax.Array, embed: jax.Array, n_pos: int
     slot = np.arange(len(order)) - first  # rank within its (layer, position)
     k = bucket(int(slot.max()) + 1 if len(slot) else 1, least=1)
     feature = np.full((n_layers, n_pos, k), n_feat, np.int32)
-    vectors = np.zeros((n_layers, n_pos, k, d), np.float32)
+    row, scale = np.zeros((n_layers, n_pos, k), np.int32), np.zeros((n_layers, n_pos, k), np.float32)
     feature[layer, pos, slot] = pairs.feature[order]
-    vectors[layer, pos, slot] = pairs.vectors[order]
-    return Sources(jnp.asarray(feature), jnp.asarray(vectors), pad_to(errors, n_pos, 1), pad_to(embed, n_pos, 0))
+    row[layer, pos, slot], scale[layer, pos, slot] = pairs.row[order], pairs.scale[order]
+    table = pairs.table if len(pairs.table) else np.zeros((1, d), np.float32)
+    arrays = (jnp.asarray(x) for x in (feature, row, scale, table))
+    return Sources(*arrays, pad_to(errors, n_pos, 1), pad_to(embed, n_pos, 0))
 
 
 def pad_frozen(f: Frozen, n_pos: int) -> Frozen:
-    """The frozen state padded to n_pos positions: padded queries attend nowhere and scale by zero."""
+    """The frozen state padded to n_pos positions: padded positions scale by zero and, held patterns, attend
+    nowhere (recomputed ones: no prompt position attends to them, the causal mask)."""
+    pad = lambda x, axis: None if x is None else pad_to(x, n_pos, axis)
     return Frozen(
-        pattern=pad_to(pad_to(f.pattern, n_pos, 2), n_pos, 3),
-        ln1=pad_to(f.ln1, n_pos, 1),
-        ln2=pad_to(f.ln2, n_pos, 1),
-        ln_final=pad_to(f.ln_final, n_pos, 0),
+        pattern=None if f.pattern is None else pad(pad(f.pattern, 2), 3),
+        ln1=pad(f.ln1, 1),
+        ln2=pad(f.ln2, 1),
+        ln_final=pad(f.ln_final, 0),
+        q=pad(f.q, 1),
+        k=pad(f.k, 1),
     )
 
 
@@ -95,15 +114,15 @@ def edge_fn(cfg: ModelConfig, n_feat: int):
         feats, errors, top = jnp.zeros((n_rows, n_feat), jnp.float32), [], rows.layer.max()
         for l in reversed(range(cfg.n_layers)):
             s = None if skip is None else skip[l]
-            block = functools.partial(
-                layer_forward, params.layers[l], cfg, frozen.pattern[l], frozen.ln1[l], frozen.ln2[l], s
-            )
-            back = jax.vmap(functools.partial(_transpose, block, src.embed))
 
-            def step(state, l=l, back=back):  # g: the cotangent on the stream leaving layer l
+            def step(state, l=l, s=s):  # g: the cotangent on the stream leaving layer l
                 g, feats = state
+                pattern = layer_pattern(frozen, l, cfg)  # recomputed here, per batch, when held as q and k
+                ln1, ln2 = frozen.ln1[l], frozen.ln2[l]
+                block = functools.partial(layer_forward, params.layers[l], cfg, pattern, ln1, ln2, s)
+                back = jax.vmap(functools.partial(_transpose, block, src.embed))
                 err = jnp.sum(g * src.errors[l], -1)  # (R, pos)
-                contrib = jnp.einsum("rpd,pkd->rpk", g, src.pair_vectors[l]).reshape(n_rows, -1)  # (R, pos * K)
+                contrib = jnp.einsum("rpd,pkd->rpk", g, src.layer_vectors(l)).reshape(n_rows, -1)  # (R, pos * K)
                 feats = feats.at[:, src.pair_feature[l].reshape(-1)].add(contrib, mode="drop")
                 return (back(inject(l), g), feats), err
 

@@ -4,7 +4,9 @@ Nodes, in adjacency order: the active transcoder features (layer, position, feat
 error node per (layer, position), layer-major, one token node per position, then the logit targets. The
 adjacency matrix is `A[target, source]`: the direct, linear effect of the source node on the target through
 the local replacement model (frozen attention patterns and norm scales, `saelab.trace.linearize`). Rows of
-error and token nodes are zero (nothing is attributed to them); logit rows hold their direct inputs.
+error and token nodes are zero (nothing is attributed to them); logit rows hold their direct inputs. A graph
+holds either the square matrix or, as `saelab.trace.attribute` writes it, only its nonzero kinds of rows:
+the features' then the logits' (`row_nodes` says which node each row is; `square` gives the square matrix).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Graph(NamedTuple):
     tokens: np.ndarray  # (n_pos,) int token ids, BOS first
     active_features: np.ndarray  # (n_features, 3) int: (layer, position, feature index)
     activations: np.ndarray  # (n_features,) float32: each active feature's activation
-    adjacency: np.ndarray  # (n_nodes, n_nodes) float32: A[target, source]
+    adjacency: np.ndarray  # (n_nodes or n_features + n_logits, n_nodes) float32: A[target, source] (see row_nodes)
     logit_targets: tuple[LogitTarget, ...]  # the logit nodes, in order (the first is the graph's target)
     logit_probabilities: np.ndarray  # (n_logits,) float32: softmax probabilities at the last position
     n_layers: int
@@ -73,6 +75,26 @@ class Graph(NamedTuple):
     @property
     def n_nodes(self) -> int:
         return self.logit_start + self.n_logits
+
+    def row_nodes(self) -> np.ndarray:
+        """(adjacency rows,) int: the node of each row of `adjacency`: every node in order when it is square,
+        else the features then the logits."""
+        if self.adjacency.shape[0] == self.n_nodes:
+            return np.arange(self.n_nodes)
+        if self.adjacency.shape[0] != self.n_features + self.n_logits:
+            raise ValueError(
+                f"adjacency has {self.adjacency.shape[0]} rows: want {self.n_nodes} (every node) or "
+                f"{self.n_features + self.n_logits} (features and logits)"
+            )
+        return np.concatenate([np.arange(self.n_features), self.logit_start + np.arange(self.n_logits)])
+
+    def square(self) -> Graph:
+        """This graph with the square (n_nodes, n_nodes) adjacency (zero rows for error and token nodes)."""
+        if self.adjacency.shape[0] == self.n_nodes:
+            return self
+        a = np.zeros((self.n_nodes, self.n_nodes), np.float32)
+        a[self.row_nodes()] = self.adjacency
+        return self._replace(adjacency=a)
 
     def logit_weights(self) -> np.ndarray:
         """(n_nodes,) float32: each logit node's probability, zero elsewhere (what influence is measured on)."""

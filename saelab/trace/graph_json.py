@@ -29,10 +29,11 @@ def graph_json(
 ) -> dict[str, Any]:
     """The frontend's graph document; `decode` turns a token id into its text."""
     nodes = {int(i): _node(graph, int(i), pruned, decode) for i in np.flatnonzero(pruned.node_mask)}
-    dsts, srcs = np.nonzero(pruned.edge_mask)
+    rows, srcs = np.nonzero(pruned.edge_mask)  # rows of the adjacency as the graph holds it
+    dsts = graph.row_nodes()[rows]
     links = [
-        {"source": nodes[s]["node_id"], "target": nodes[t]["node_id"], "weight": float(graph.adjacency[t, s])}
-        for t, s in zip(dsts.tolist(), srcs.tolist(), strict=True)
+        {"source": nodes[s]["node_id"], "target": nodes[t]["node_id"], "weight": float(graph.adjacency[r, s])}
+        for r, t, s in zip(rows.tolist(), dsts.tolist(), srcs.tolist(), strict=True)
         if s in nodes and t in nodes
     ]
     linked = {x for link in links for x in (link["source"], link["target"])}

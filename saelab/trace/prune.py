@@ -7,6 +7,10 @@ no cycles. Pruning keeps the nodes holding `node_threshold` of the influence (an
 then, on the graph of those nodes renormalised, the edges holding `edge_threshold` of the edge influence
 `A_n[t, s] (w + I)[t]`, then drops, until nothing changes, feature and error nodes with no kept outgoing
 edge and features with no kept incoming one.
+
+Everything runs on the adjacency's rows as the graph holds them (`Graph.row_nodes`): the square matrix, or
+only the features' and logits' rows (the error and token rows are zero, so they add nothing to a product,
+a row sum or a threshold); the edge mask has the adjacency's shape.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class PruneResult(NamedTuple):
     """Which nodes and edges a pruned graph keeps, and each node's cumulative influence share."""
 
     node_mask: np.ndarray  # (n_nodes,) bool
-    edge_mask: np.ndarray  # (n_nodes, n_nodes) bool, [target, source]
+    edge_mask: np.ndarray  # the adjacency's shape, bool, [target row, source]
     cumulative_scores: np.ndarray  # (n_nodes,) float32: share of influence held by nodes at least as influential
 
 
@@ -44,15 +48,17 @@ def normalize(a: jax.Array) -> jax.Array:
     return a / jnp.maximum(a.sum(1, keepdims=True), 1e-10)
 
 
-def influence(a_n: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(`w A_n + w A_n^2 + ...`, whether the series reached zero within MAX_ITER terms)."""
+def influence(a_n: jax.Array, w: jax.Array, row_node: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(`w A_n + w A_n^2 + ...`, whether the series reached zero within MAX_ITER terms). `a_n` holds the rows
+    of the nodes `row_node` (None: every node, square)."""
+    take = (lambda v: v) if row_node is None else (lambda v: v[row_node])
 
     def body(state):
         cur, total, i = state
-        cur = cur @ a_n
+        cur = take(cur) @ a_n
         return cur, total + cur, i + 1
 
-    first = w @ a_n
+    first = take(w) @ a_n
     cur, total, i = jax.lax.while_loop(lambda s: jnp.any(s[0] != 0) & (s[2] < MAX_ITER), body, (first, first, 0))
     return total, ~jnp.any(cur != 0)
 
@@ -65,18 +71,18 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"{name} must be between 0 and 1, got {t}")
     node_fn, scores_fn, trim_fn = _prune_fns(graph.n_features, graph.n_pos, graph.n_logits)
-    a, w = jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights())
-    node_inf, cum, ok1 = node_fn(a, w)
+    a, w, rows = jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights()), jnp.asarray(graph.row_nodes())
+    node_inf, cum, ok1 = node_fn(a, w, rows)
     inf = np.asarray(node_inf)
     node = inf >= find_threshold(inf, node_threshold)
     node[graph.token_start :] = True  # tokens and logits always stay
-    scores, ok2 = scores_fn(a, w, jnp.asarray(node))
+    scores, ok2 = scores_fn(a, w, jnp.asarray(node), rows)
     if not (bool(ok1) and bool(ok2)):
         raise RuntimeError(f"influence did not converge in {MAX_ITER} terms: the adjacency matrix has a cycle")
     scores = np.asarray(scores)
     edge = scores >= find_threshold(scores, edge_threshold)
     del scores
-    node, edge = trim_fn(jnp.asarray(node), jnp.asarray(edge))
+    node, edge = trim_fn(jnp.asarray(node), jnp.asarray(edge), rows)
     return PruneResult(np.asarray(node), np.asarray(edge), np.asarray(cum))
 
 
@@ -96,30 +102,30 @@ def find_threshold(scores: np.ndarray, threshold: float) -> float:
 
 @functools.lru_cache(maxsize=8)
 def _prune_fns(n_features: int, n_tokens: int, n_logits: int):
-    """Jitted: (adjacency, logit weights) -> (node influence, cumulative shares, converged); (adjacency,
-    logit weights, node mask) -> (edge scores, converged); (node mask, edge mask) -> both after
-    circuit-tracer's trimming."""
+    """Jitted, each also given the adjacency rows' nodes: (adjacency, logit weights) -> (node influence,
+    cumulative shares, converged); (adjacency, logit weights, node mask) -> (edge scores, converged); (node
+    mask, edge mask) -> both after circuit-tracer's trimming."""
     keep_end = -(n_logits + n_tokens)  # features and errors come before tokens and logits
 
-    def node_fn(a, w):
-        node_inf, ok = influence(normalize(a), w)
+    def node_fn(a, w, rows):
+        node_inf, ok = influence(normalize(a), w, rows)
         order = jnp.argsort(-node_inf, stable=True)
         cum = jnp.zeros_like(node_inf).at[order].set(jnp.cumsum(node_inf[order]) / jnp.sum(node_inf))
         return node_inf, cum, ok
 
-    def scores_fn(a, w, node):
-        a_n = normalize(jnp.where(node[:, None] & node[None, :], a, 0.0))
-        pruned_inf, ok = influence(a_n, w)
-        return a_n * (pruned_inf + w)[:, None], ok
+    def scores_fn(a, w, node, rows):
+        a_n = normalize(jnp.where(node[rows][:, None] & node[None, :], a, 0.0))
+        pruned_inf, ok = influence(a_n, w, rows)
+        return a_n * (pruned_inf + w)[rows][:, None], ok
 
     def trim(node, edge):  # feature/error nodes need a kept outgoing edge, features a kept incoming one
         node = node.at[:keep_end].set(node[:keep_end] & edge[:, :keep_end].any(0))
         return node.at[:n_features].set(node[:n_features] & edge[:n_features].any(1))
 
-    def trim_fn(node, edge):
+    def trim_fn(node, edge, rows):  # the features' rows come first in either layout
         def body(state):
             _, node, edge = state
-            edge = edge & node[:, None] & node[None, :]
+            edge = edge & node[rows][:, None] & node[None, :]
             return node, trim(node, edge), edge
 
         _, node, edge = jax.lax.while_loop(lambda s: jnp.any(s[0] != s[1]), body, (node, trim(node, edge), edge))
@@ -131,7 +137,7 @@ def _prune_fns(n_features: int, n_tokens: int, n_logits: int):
 def graph_scores(graph: Graph) -> GraphScores:
     """circuit-tracer's `compute_graph_scores` of the unpruned graph."""
     rep, comp, ok = _scores_fn(graph.error_start, graph.token_start, graph.logit_start)(
-        jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights())
+        jnp.asarray(graph.adjacency), jnp.asarray(graph.logit_weights()), jnp.asarray(graph.row_nodes())
     )
     if not bool(ok):
         raise RuntimeError(f"influence did not converge in {MAX_ITER} terms: the adjacency matrix has a cycle")
@@ -140,11 +146,11 @@ def graph_scores(graph: Graph) -> GraphScores:
 
 @functools.lru_cache(maxsize=8)
 def _scores_fn(error_start: int, token_start: int, logit_start: int):
-    def fn(a, w):
+    def fn(a, w, rows):
         a_n = normalize(a)
-        inf, ok = influence(a_n, w)
+        inf, ok = influence(a_n, w, rows)
         tokens, errors = inf[token_start:logit_start].sum(), inf[error_start:token_start].sum()
-        non_error = 1.0 - a_n[:, error_start:token_start].sum(-1)
+        non_error = jnp.ones_like(w).at[rows].set(1.0 - a_n[:, error_start:token_start].sum(-1))
         out = inf + w
         return tokens / (tokens + errors), (non_error * out).sum() / out.sum(), ok
 

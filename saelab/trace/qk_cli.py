@@ -92,23 +92,24 @@ def strongest_edges(
 
 
 def _row_factors(graph: Graph, by: str, chunk: int) -> np.ndarray:
-    """(n_nodes,) what each target row's |weights| are multiplied by to rank edges: 1, or (w + I) / row sum
+    """(adjacency rows,) what each target row's |weights| are multiplied by to rank edges: 1, or (w + I) / row sum
     with I = w A_n + w A_n^2 + ... (A_n = |A| row-normalised) summed on the host a block of rows at a time."""
     if by == "weight":
         return np.ones(graph.n_nodes, np.float32)
     if by != "influence":
         raise ValueError(f"rank edges by 'weight' or 'influence', not {by!r}")
-    blocks = range(0, graph.n_nodes, chunk)
-    rowsum = np.concatenate([np.abs(graph.adjacency[i : i + chunk]).sum(1) for i in blocks])
+    a, nodes = graph.adjacency, graph.row_nodes()  # the rows as the graph holds them (features first)
+    blocks = range(0, len(a), chunk)
+    rowsum = np.concatenate([np.abs(a[i : i + chunk]).sum(1) for i in blocks])
     rowsum = np.maximum(rowsum, 1e-10)
     w = graph.logit_weights().astype(np.float64)
     cur, total = w, np.zeros_like(w)
     for _ in range(graph.n_nodes):  # the graph is acyclic: at most its depth of steps before cur is zero
-        cur = sum((cur[i : i + chunk] / rowsum[i : i + chunk]) @ np.abs(graph.adjacency[i : i + chunk]) for i in blocks)
+        cur = sum((cur[nodes[i : i + chunk]] / rowsum[i : i + chunk]) @ np.abs(a[i : i + chunk]) for i in blocks)
         if not np.any(cur):
             break
         total += cur
-    return ((w + total) / rowsum).astype(np.float32)
+    return ((w + total)[nodes] / rowsum).astype(np.float32)
 
 
 def _head(state, key: tuple[int, int, int, int], edges: list[int], text: list[str], top: int) -> dict[str, Any]:

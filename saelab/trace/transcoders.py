@@ -39,12 +39,21 @@ class TraceTranscoders(NamedTuple):
 
 
 class DecoderPairs(NamedTuple):
-    """Every (active feature, layer it writes) pair: circuit-tracer's `decoder_locations`."""
+    """Every (active feature, layer it writes) pair: circuit-tracer's `decoder_locations`. The vectors are
+    held as rows of a decoder table times the activations (a per-layer set's table is its stacked W_dec, so
+    a long prompt's pairs cost no (pairs, d_model) array until `vectors` is asked for)."""
 
     feature: np.ndarray  # (P,) int: index of the feature among the active ones
     layer: np.ndarray  # (P,) int: the layer whose MLP output the vector is added to
     position: np.ndarray  # (P,) int: the feature's position
-    vectors: np.ndarray  # (P, d_model) float32: the decoder vector times the feature's activation
+    row: np.ndarray  # (P,) int: the pair's decoder vector's row in `table`
+    scale: np.ndarray  # (P,) float32: the feature's activation
+    table: np.ndarray  # (T, d_model) float32: decoder vectors
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """(P, d_model) float32: each pair's decoder vector times the feature's activation."""
+        return self.table[self.row] * self.scale[:, None]
 
 
 def hooks(n_layers: int) -> list[tuple[str, str]]:
@@ -95,36 +104,47 @@ def encode_all(tc: TraceTranscoders, mlp_in: jax.Array) -> tuple[jax.Array, jax.
     return jnp.stack(codes), jnp.stack(recon)
 
 
-def encoder_vectors(tc: TraceTranscoders, layer: np.ndarray, feature: np.ndarray) -> np.ndarray:
-    """(n, d_model): the encoder direction each (layer, feature) reads."""
+def encoder_table(tc: TraceTranscoders) -> np.ndarray:
+    """(L, d_model, d_sae) float32: every layer's encoder (what each feature's pre-activation reads)."""
     p = tc.replacement.params
     if tc.is_clt:
-        return np.asarray(p.W_enc)[layer, :, feature]
-    w_enc = np.stack([np.asarray(q.W_enc) for q in p])  # (L, d_model, d_sae)
-    return w_enc[layer, :, feature]
+        return np.asarray(p.W_enc, np.float32)
+    return np.stack([np.asarray(q.W_enc, np.float32) for q in p])
+
+
+def encoder_vectors(tc: TraceTranscoders, layer: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    """(n, d_model): the encoder direction each (layer, feature) reads."""
+    return encoder_table(tc)[layer, :, feature]
 
 
 def decoder_pairs(tc: TraceTranscoders, active: np.ndarray, activations: np.ndarray) -> DecoderPairs:
     """Every active feature's decoder vectors (scaled by its activation) into each layer it writes, grouped
-    by source layer: one pair a feature for a transcoder set, L - l pairs for a CLT feature of layer l."""
-    p, parts = tc.replacement.params, []
-    for l in range(tc.n_layers):
+    by source layer: one pair a feature for a transcoder set (rows of its stacked W_dec), L - l pairs for a
+    CLT feature of layer l (the table holds those pairs' vectors)."""
+    p, acts = tc.replacement.params, np.asarray(activations, np.float32)
+    if tc.is_clt:
+        return _clt_pairs(p, tc.n_layers, active, acts)
+    w_dec = [np.asarray(q.W_dec, np.float32) for q in p]
+    offset = np.cumsum([0] + [w.shape[0] for w in w_dec[:-1]])  # each layer's first row in the stack
+    feat = np.arange(len(active))  # lexicographic, so already grouped by layer
+    row = offset[active[:, 0]] + active[:, 2]
+    return DecoderPairs(feat, active[:, 0], active[:, 1], row, acts, np.concatenate(w_dec))
+
+
+def _clt_pairs(p: CLTParams, n_layers: int, active: np.ndarray, acts: np.ndarray) -> DecoderPairs:
+    parts, d = [], int(p.W_enc.shape[1])
+    for l in range(n_layers):
         idx = np.flatnonzero(active[:, 0] == l)
-        if not idx.size:
-            continue
-        if tc.is_clt:
-            dec = np.asarray(p.W_dec[l])[active[idx, 2]]  # (n, L - l, d)
-        else:
-            dec = np.asarray(p[l].W_dec)[active[idx, 2]][:, None]  # (n, 1, d)
-        n_out = dec.shape[1]
-        dec = dec * activations[idx, None, None]
-        feat = np.repeat(idx, n_out)
-        parts.append(
-            (feat, np.tile(np.arange(l, l + n_out), idx.size), active[feat, 1], dec.reshape(-1, dec.shape[-1]))
-        )
+        if idx.size:
+            n_out = n_layers - l
+            vecs = np.asarray(p.W_dec[l], np.float32)[active[idx, 2]].reshape(-1, d)  # (n * (L - l), d)
+            feat = np.repeat(idx, n_out)
+            parts.append((feat, np.tile(np.arange(l, n_layers), idx.size), active[feat, 1], acts[feat], vecs))
     if not parts:
-        return DecoderPairs(*(np.zeros(0, np.int64),) * 3, np.zeros((0, _d_model(tc)), np.float32))
-    return DecoderPairs(*(np.concatenate(x) for x in zip(*parts, strict=True)))
+        z = np.zeros(0, np.int64)
+        return DecoderPairs(z, z, z, z, np.zeros(0, np.float32), np.zeros((0, d), np.float32))
+    feat, layer, pos, scale, table = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return DecoderPairs(feat, layer, pos, np.arange(len(feat)), scale, table)
 
 
 def skip_matrices(tc: TraceTranscoders) -> jax.Array | None:

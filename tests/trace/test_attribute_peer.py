@@ -70,6 +70,8 @@ def test_adjacency_equals_circuit_tracers(both, kind):
     assert [t.vocab_idx for t in ours.logit_targets] == [t.vocab_idx for t in theirs.logit_targets]
     np.testing.assert_allclose(ours.logit_probabilities, theirs.logit_probabilities.numpy(), rtol=TOL)
     a = theirs.adjacency_matrix.numpy()
+    assert ours.adjacency.shape == (ours.n_features + ours.n_logits, a.shape[1])  # held as its rows
+    ours = ours.square()
     assert ours.adjacency.shape == a.shape
     np.testing.assert_allclose(ours.adjacency, a, rtol=0, atol=TOL * np.abs(a).max())
     block = lambda m, rows, cols: np.abs(m[rows, cols]).max()
@@ -94,13 +96,23 @@ def test_pruning_and_scores_equal_circuit_tracers(both, kind):
 
     ours, theirs = both[kind]
     want = prune_graph(theirs)
-    for graph in (ours, ours._replace(adjacency=theirs.adjacency_matrix.numpy())):  # our edges, and theirs
+    a = theirs.adjacency_matrix.numpy()
+    theirs_rows = ours._replace(adjacency=a[ours.row_nodes()])  # their edges as the rows saelab holds
+    for graph in (ours, ours.square(), theirs_rows, ours._replace(adjacency=a)):  # ours and theirs, both layouts
         got = prune(graph)
         np.testing.assert_array_equal(got.node_mask, want.node_mask.numpy())
-        np.testing.assert_array_equal(got.edge_mask, want.edge_mask.numpy())
+        np.testing.assert_array_equal(_square_mask(graph, got.edge_mask), want.edge_mask.numpy())
         np.testing.assert_allclose(got.cumulative_scores, want.cumulative_scores.numpy(), rtol=TOL, atol=TOL)
+        np.testing.assert_allclose(graph_scores(graph), compute_graph_scores(theirs), rtol=TOL)
     assert 0 < want.node_mask.sum() < ours.n_nodes and 0 < want.edge_mask.sum()
-    np.testing.assert_allclose(graph_scores(ours), compute_graph_scores(theirs), rtol=TOL)
+    assert not want.edge_mask.numpy()[np.setdiff1d(np.arange(ours.n_nodes), ours.row_nodes())].any()
+
+
+def _square_mask(graph, mask: np.ndarray) -> np.ndarray:
+    """An edge mask over the graph's adjacency rows as the (n_nodes, n_nodes) mask."""
+    out = np.zeros((graph.n_nodes, graph.n_nodes), bool)
+    out[graph.row_nodes()] = mask
+    return out
 
 
 def test_frontend_json_equals_circuit_tracers(both, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import pytest
 
 from saelab.models.config import ModelConfig
 from saelab.trace import attribute, transcoders
-from saelab.trace.linearize import check_model, linear_forward, record
+from saelab.trace.linearize import check_model, layer_pattern, linear_forward, record
 from saelab.trace.prune import prune
 from tests.trace import tiny
 
@@ -33,7 +33,7 @@ def _transcoders(kind: str) -> transcoders.TraceTranscoders:
 @pytest.mark.parametrize("kind", ["plt", "clt"])
 def test_edges_add_up_to_each_nodes_input(model, kind):
     tc, toks = _transcoders(kind), tiny.tokens(seed=7, n=11)
-    graph = attribute(model, tc, toks, batch_size=32)
+    graph = attribute(model, tc, toks, batch_size=32).square()
     run = record(model, toks)
     skip = transcoders.skip_matrices(tc)
     params = jax.tree.map(lambda a: a.astype(jnp.float32), model.params)
@@ -70,9 +70,9 @@ def test_named_targets_and_a_longer_prompt(model):
     (attention is causal), to 1e-5 of the largest."""
     tc = tiny.plt_transcoders(tiny.random_plts())
     short = tiny.tokens(seed=3, n=9)
-    g = attribute(model, tc, short, targets=[42])
+    g = attribute(model, tc, short, targets=[42]).square()
     assert [t.vocab_idx for t in g.logit_targets] == [42] and g.n_logits == 1
-    h = attribute(model, tc, np.concatenate([short, [5, 6, 7, 8, 9]]), targets=[42])
+    h = attribute(model, tc, np.concatenate([short, [5, 6, 7, 8, 9]]), targets=[42]).square()
     where = {tuple(f): i for i, f in enumerate(h.active_features.tolist())}
     ih = [where[tuple(f)] for f in g.active_features.tolist()]  # KeyError if a feature went missing
     ig = list(range(g.n_features))
@@ -97,3 +97,18 @@ def test_bad_input_is_refused_with_the_fix(model):
     graph = attribute(model, tc, tiny.tokens())
     with pytest.raises(ValueError, match="edge_threshold must be between 0 and 1"):
         prune(graph, edge_threshold=1.5)
+
+
+def test_compact_patterns_are_the_clean_runs(model):
+    """The patterns recomputed from the clean run's queries and keys (what attribute holds) equal the
+    model's own hook_pattern (1e-6), and the frozen model is the same with either (1e-5 of the largest)."""
+    toks = tiny.tokens(seed=7, n=11)
+    full, compact = record(model, toks), record(model, toks, compact=True)
+    assert compact.frozen.pattern is None and compact.frozen.q.shape[:2] == (tiny.N_LAYERS, len(toks))
+    for l in range(tiny.N_LAYERS):
+        np.testing.assert_allclose(layer_pattern(compact.frozen, l, model.cfg), full.frozen.pattern[l], atol=1e-6)
+    params = jax.tree.map(lambda a: a.astype(jnp.float32), model.params)
+    writes = full.mlp_out
+    want = np.asarray(linear_forward(params, model.cfg, full.frozen, None, full.embed, writes))
+    got = np.asarray(linear_forward(params, model.cfg, compact.frozen, None, full.embed, writes))
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())

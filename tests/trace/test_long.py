@@ -1,6 +1,7 @@
 """Long prompts: circuit-tracer's `max_feature_nodes` rule. `partial_influences` equals circuit-tracer's
-`compute_partial_influences` on the same rows (float32, to 1e-5 relative); `saelab trace
---max-feature-nodes N` keeps N feature nodes and says how many were active; bad settings are refused by name.
+`compute_partial_influences` on the same rows (float32, to 1e-5 relative), from an array and from the rows'
+file read back a row at a time; `saelab trace --max-feature-nodes N` keeps N feature nodes and says how many
+were active; bad settings are refused by name.
 Fails, never skips, without circuit-tracer (tests/peer_modules.py)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from saelab.cli import main
+from saelab.trace import rows
 from saelab.trace.attribute import attribute, partial_influences
 from tests.peer_modules import peer
 from tests.trace import tiny
@@ -62,3 +64,36 @@ def test_bad_max_feature_nodes_is_refused(tmp_path):
         attribute(t.model, tc, tiny.tokens(), max_feature_nodes=0)
     with pytest.raises(ValueError, match="update_interval"):
         attribute(t.model, tc, tiny.tokens(), max_feature_nodes=5, update_interval=0)
+
+
+def test_rows_read_back_in_blocks_give_the_same_graph(tmp_path, monkeypatch):
+    """The capped loop's rows go through a file read back in blocks (saelab.trace.rows): with blocks of one
+    row the partial influences equal circuit-tracer's on the same rows (1e-5 relative) and the graph is
+    identical to the one read back in one block."""
+    peer("circuit_tracer")
+    import torch
+    from circuit_tracer.graph import compute_partial_influences
+
+    t = tiny.tiny_llama(tmp_path)
+    tc, toks = tiny.plt_transcoders(tiny.random_plts()), tiny.tokens()
+    one_block = attribute(t.model, tc, toks, max_feature_nodes=24, batch_size=4, update_interval=2)
+    monkeypatch.setattr(rows, "BLOCK_BYTES", 1)
+    r = np.random.default_rng(1)
+    edges = np.abs(r.normal(size=(9, 30))).astype(np.float32) * (r.random((9, 30)) < 0.5)
+    row_node = np.array([30, 31, 0, 1, 2, 3, 4, 5, 6])  # two logits, then features 0..6 (of 20)
+    edges[2:, :20] *= np.arange(20)[None] > row_node[2:, None]  # acyclic: features read higher-index ones
+    buf = rows.RowBuffer(*edges.shape)
+    buf.write(0, edges[:5])
+    buf.write(5, edges[5:])
+    np.testing.assert_array_equal(buf[0:9], edges)
+    probs = np.array([0.6, 0.3], np.float32)
+    got = rows.partial_influences(buf, probs, row_node)
+    full = np.concatenate([edges, np.zeros((9, 2), np.float32)], 1)
+    want = compute_partial_influences(
+        torch.from_numpy(full), torch.from_numpy(probs), torch.from_numpy(row_node), device="cpu"
+    ).numpy()
+    assert np.abs(want[:20]).max() > 0
+    np.testing.assert_allclose(got, want[:30], rtol=1e-5, atol=1e-7)
+    blocked = attribute(t.model, tc, toks, max_feature_nodes=24, batch_size=4, update_interval=2)
+    np.testing.assert_array_equal(blocked.active_features, one_block.active_features)
+    np.testing.assert_array_equal(blocked.adjacency, one_block.adjacency)

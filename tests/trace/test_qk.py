@@ -56,7 +56,7 @@ def test_edges_by_influence_are_prunings_edge_scores(traced):
     saelab.trace.prune's own normalize and influence (ranking exact, scores to 1e-5 relative)."""
     _, graph, _ = traced
     t, s = qk_cli.strongest_edges(graph, 10, by="influence", chunk=50)
-    a_n = normalize(jnp.asarray(graph.adjacency))
+    a_n = normalize(jnp.asarray(graph.square().adjacency))
     w = jnp.asarray(graph.logit_weights())
     score = np.asarray(a_n * (w + influence(a_n, w)[0])[:, None])[: graph.n_features, : graph.n_features]
     pos = graph.active_features[:, 1]
