@@ -32,6 +32,23 @@ def torch_model(name: str):
     return AutoModelForCausalLM.from_pretrained(str(path.parent if kw else path), dtype=torch.float32, **kw).eval()
 
 
+def tl_config(c, model_name: str = "SmolLM2-135M"):
+    """TransformerLens's config of a Llama-family transformers config `c` (float32, CPU, no weight processing
+    assumed): the TransformerLens side of the peers that run SmolLM2 in TransformerLens."""
+    import torch
+    from transformer_lens import HookedTransformerConfig
+
+    return HookedTransformerConfig(
+        n_layers=c.num_hidden_layers, d_model=c.hidden_size, d_head=c.hidden_size // c.num_attention_heads,
+        n_heads=c.num_attention_heads, n_key_value_heads=c.num_key_value_heads, d_mlp=c.intermediate_size,
+        d_vocab=c.vocab_size, n_ctx=min(c.max_position_embeddings, 8192), act_fn="silu", normalization_type="RMS",
+        positional_embedding_type="rotary", rotary_dim=c.hidden_size // c.num_attention_heads,
+        rotary_base=float(getattr(c, "rope_theta", None) or c.rope_parameters["rope_theta"]), gated_mlp=True,
+        final_rms=True, eps=c.rms_norm_eps, original_architecture="LlamaForCausalLM", rotary_adjacent_pairs=False,
+        dtype=torch.float32, model_name=model_name, device="cpu",
+    )  # fmt: skip
+
+
 def timeit(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict[str, float]:
     """Median and min seconds of `fn()` over `reps` runs after `warmup` untimed runs."""
     for _ in range(warmup):
