@@ -14,11 +14,14 @@ indices); absorption the same sampled words (sae-bench has no vocabulary size: i
 sample); MDL the same activations, `calculate_dl`'s per-latent loop run on the first `--mdl-latents` latents and
 its time extrapolated linearly (marked `extrapolated` in the table and the RESULT line); meta-structure the same
 steps (`train_steps`). Model loading is excluded on both sides. `--quick` shakes the script out on a smaller
-workload still (200 words, one dataset, 100 test rows, 32 MDL latents).
+workload still (one probing dataset, 100 test rows, 32 MDL latents; absorption keeps the variant's words:
+sae-bench's pipeline fails (KeyError in its k-sparse probes, NaN probe loss) when a letter has no training word,
+as on a 200-word sample).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -28,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import saebench_peer as sbp  # noqa: E402
-from common import finish, parser, tl_config, torch_model  # noqa: E402
+from common import finish, parser, tl_config  # noqa: E402
 
 METRICS = ("core", "absorption", "sparse-probing", "mdl", "meta-structure")
 # (saelab key, sae-bench key) of each metric's headline numbers; None: the same key.
@@ -42,7 +45,8 @@ HEADLINES = {
 
 
 def main() -> None:
-    ap = parser(__doc__, "saebench_vs_saelab", "200 words, one dataset, 100 test rows", mdl_latents=256, timeout=900)
+    quick = "one probing dataset, 100 test rows, 32 MDL latents"
+    ap = parser(__doc__, "saebench_vs_saelab", quick, mdl_latents=256, timeout=900)
     ap.add_argument("--sae", default="checkpoints/demo-quick")
     ap.add_argument("--variant", choices=("quick", "medium"), default="quick")
     ap.add_argument("--metrics", default=",".join(METRICS))
@@ -53,9 +57,7 @@ def main() -> None:
     from saelab.models import Model
 
     cache = Path(tempfile.mkdtemp(prefix="saebench_vs_saelab_"))
-    shrink = dict(absorption_words=200, probing_test_rows=100) if a.quick else {}
-    if a.quick:
-        shrink["probing_datasets"] = ["5_hist_fig_ismale"]
+    shrink = dict(probing_datasets=["5_hist_fig_ismale"], probing_test_rows=100) if a.quick else {}
     cfg = EvalConfig(
         sae=Path(a.sae), model=a.model, suite=",".join(metrics), suite_variant=a.variant, progress=False,
         suite_cache=cache / "cache", out=cache / "suite.json", **shrink,
@@ -90,7 +92,7 @@ def main() -> None:
     kv["total_saelab_s"] = round(sum(r["saelab_s"] for r in done), 1)
     kv["total_saebench_s"] = round(sum(r["sae_bench_s"] for r in done), 1)
     kv["variant"] = variant.replace(" ", "")
-    finish(a, result, "resid_max_diff", **kv)
+    finish(a, json.loads(json.dumps(result, default=_plain)), "resid_max_diff", **kv)
 
 
 def saelab_side(cfg, model) -> dict:
@@ -139,7 +141,7 @@ def peer_model(a, model, tmp: Path):
     PreTrainedTokenizerFast(
         tokenizer_object=ck.tokenizer, bos_token=name["bos"], eos_token=name["eos"], pad_token=name["padding"]
     ).save_pretrained(tmp / "tok")
-    hf = torch_model(a.model)
+    hf = saelab_weights_in_transformers(model, ck)
     cfg = tl_config(hf.config, a.model)
     cfg.default_prepend_bos = True
     tl = HookedTransformer(cfg, tokenizer=AutoTokenizer.from_pretrained(tmp / "tok"))
@@ -149,11 +151,33 @@ def peer_model(a, model, tmp: Path):
     return tl.eval(), sae, hook
 
 
+def saelab_weights_in_transformers(model, ck):
+    """A transformers Llama holding saelab's own float32 tensors of the checkpoint (transformers' GGUF loader
+    dequantises on its own; saelab's tensors keep the TransformerLens activations equal to saelab's)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = model.cfg
+    hf = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_mlp, num_hidden_layers=c.n_layers,
+            num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads, rms_norm_eps=c.norm_eps,
+            rope_theta=c.rope_theta, tie_word_embeddings=True, max_position_embeddings=2048,
+        )
+    )  # fmt: skip
+    sd = {k: torch.from_numpy(np.asarray(ck.get(k), np.float32)) for k in hf.state_dict() if k != "lm_head.weight"}
+    hf.load_state_dict(sd, strict=False)
+    hf.tie_weights()
+    return hf.eval()
+
+
 def resid_difference(model, tl, hook: str, tokens) -> float:
     """Max |saelab - TransformerLens| of the hook's activation on one token batch."""
     _, ours = model.run_with_cache(tokens.numpy().astype(np.int32), [hook], prepend_bos=False)
     _, theirs = tl.run_with_cache(tokens, names_filter=[hook])
-    return float(np.abs(np.asarray(ours[hook]) - theirs[hook].numpy()).max())
+    ours, theirs = np.asarray(ours[hook]), theirs[hook].numpy()
+    print(f"  (largest |activation| {np.abs(ours).max():.1f})", flush=True)
+    return float(np.abs(ours - theirs).max())
 
 
 def special_ids(model) -> set[int]:
@@ -183,6 +207,8 @@ def peer_side(a, metrics, tl, sae, hook, model, batches, sizes, n_latents) -> di
                 out[name] = runs[name]()
         except sbp.PeerTimeout as e:
             out[name] = sbp.Peer(float("nan"), {}, f"timed out: {e}")
+        except Exception as e:  # sae-bench's own code failing on this workload is a result too
+            out[name] = sbp.Peer(float("nan"), {}, f"failed: {type(e).__name__}: {str(e)[:200]}")
         print(f"sae-bench {name}: {out[name].seconds:.1f} s ({out[name].note})", flush=True)
     return out
 
@@ -253,6 +279,11 @@ def table(metrics, ours, theirs) -> list[dict]:
     for r in rows:
         print(f"  {r['metric']}: sae-bench {r['note']}")
     return rows
+
+
+def _plain(v):
+    """numpy / torch scalars and arrays as JSON values."""
+    return v.tolist() if hasattr(v, "tolist") else str(v)
 
 
 def _fmt(v) -> str:
