@@ -164,10 +164,13 @@ def attend(
     (float32, scaled, soft-capped, masked: TransformerLens's hook_attn_scores) and the softmax pattern pass
     through `{prefix}hook_attn_scores` and `{prefix}hook_pattern`."""
     b, s, h, d = q.shape
-    t = k.shape[1]
-    g = h // k.shape[2]
-    qg = q.reshape(b, s, k.shape[2], g, d)  # query head i reads kv head i // g
-    logits = jnp.einsum("bqkgd,btkd->bkgqt", qg, k, preferred_element_type=jnp.float32) * scale
+    t, kv = k.shape[1], k.shape[2]
+    g = h // kv
+    # Heads-major operands, so both products are plain batched GEMMs over (b, kv) whose outputs need no
+    # transpose: query head i reads kv head i // g, and (kv, g) flattens to the head index.
+    qh = q.reshape(b, s, kv, g, d).transpose(0, 2, 3, 1, 4)  # (b, kv, g, s, d)
+    kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # (b, kv, t, d)
+    logits = jnp.einsum("bkgsd,bktd->bkgst", qh, kh, preferred_element_type=jnp.float32) * scale
     if softcap is not None:
         logits = jnp.tanh(logits / softcap) * softcap
     logits = logits.reshape(b, h, s, t)
@@ -177,8 +180,8 @@ def attend(
     probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)  # (b, H, s, t)
     if ctx is not None:
         probs = ctx(prefix + "hook_pattern", probs)
-    z = jnp.einsum("bkgqt,btkd->bqkgd", probs.reshape(b, k.shape[2], g, s, t), v)
-    return z.reshape(b, s, h, d)
+    z = jnp.einsum("bkgst,bktd->bkgsd", probs.reshape(b, kv, g, s, t), vh)
+    return z.transpose(0, 3, 1, 2, 4).reshape(b, s, h, d)
 
 
 def mlp(p: MLPWeights, cfg: ModelConfig, h: jax.Array, ctx: HookContext, prefix: str) -> jax.Array:
