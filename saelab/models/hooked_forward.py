@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from saelab.models.compile_options import forward_options
 from saelab.models.hook_views import hook_width, sae_input
 from saelab.models.hooks import HookContext, HookFn, stop_layer
 from saelab.models.model import Model
@@ -36,7 +37,9 @@ def forward_fn(model: Model, hooks: tuple[str, ...], dtype: jnp.dtype, batch: in
     mesh = Mesh(np.asarray(local[:n]), ("data",))
     params = jax.device_put(model.params, NamedSharding(mesh, P()))
 
-    @partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None))))
+    shardings = (NamedSharding(mesh, P()), NamedSharding(mesh, P("data", None)))
+
+    @partial(jax.jit, in_shardings=shardings, compiler_options=forward_options())
     def run(params, tokens):
         _, cache = forward(params, model.cfg, tokens, None, HookContext(interventions, cache=hooks), stop)
         acts = {h: _rows(sae_input(cache[h])).astype(dtype) for h in hooks}

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from tokenizers import Tokenizer
 
+from saelab.models.compile_options import forward_options
 from saelab.models.config import ModelConfig
 from saelab.models.hook_args import FwdHooks, RunsWithHooks, hook_pairs, pick_names
 from saelab.models.hook_fns import LiftedHooks, call_lifted, lift_hooks
@@ -226,7 +227,7 @@ def _cached_forward(cfg: ModelConfig, names: tuple[str, ...], stop_at_layer: int
     def run(params, tokens, pad_mask):
         return tuple(forward(params, cfg, tokens, pad_mask, HookContext(cache=names), stop_at_layer))
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=forward_options())
 
 
 @functools.lru_cache(maxsize=64)
@@ -234,4 +235,4 @@ def _hooked_forward(cfg: ModelConfig, hooks: LiftedHooks):
     def run(params, tokens, pad_mask, data):
         return forward(params, cfg, tokens, pad_mask, HookContext(hooks=hooks.bind(data))).logits
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=forward_options())

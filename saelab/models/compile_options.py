@@ -1,0 +1,32 @@
+"""XLA compiler options of the jitted model forwards: on CPU, dots through oneDNN instead of YNNPACK.
+
+jaxlib's CPU backend hands every dot (and some reductions) to YNNPACK by default. On the forward's GEMMs
+(2,048 tokens x 576 x 576..1,536, float32) oneDNN's kernels ran 5-50% faster on the 2-core Xeon and the whole
+forward 9% faster (docs/benchmarks.md has the measurements and the machine). The options are passed per
+jitted function (`jax.jit(..., compiler_options=...)`), so they change the model forwards only, not the rest
+of the process (training steps keep XLA's defaults), and nothing on other backends. An `XLA_FLAGS` that
+already names one of these options is the user's choice of CPU dot library, and wins.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+
+ONEDNN_DOTS: dict[str, Any] = {
+    "xla_cpu_experimental_ynn_fusion_type": "",  # no YNNPACK fusions, so the dots reach oneDNN
+    "xla_cpu_use_onednn": True,
+    "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+}
+
+
+def forward_options(backend: str | None = None, xla_flags: str | None = None) -> dict[str, Any] | None:
+    """The compiler options of a jitted model forward: ONEDNN_DOTS on CPU, None on other backends or when
+    `XLA_FLAGS` sets any of them (`backend` and `xla_flags` default to JAX's backend and the environment)."""
+    backend = jax.default_backend() if backend is None else backend
+    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    if backend != "cpu" or any(name in flags for name in ONEDNN_DOTS):
+        return None
+    return dict(ONEDNN_DOTS)
