@@ -182,13 +182,15 @@ def peer_absorption(sae, tl, layer: int, vocab: list[str]) -> Peer:
 
 def peer_meta_structure(sae, steps: int) -> Peer:
     """sae-bench's `run_eval_single_sae` of meta-structure with `train_steps = steps` (other settings default)."""
+    import torch
     from sae_bench.evals.meta_structure import main
     from sae_bench.evals.meta_structure.eval_config import MetaStructureEvalConfig
 
     cfg = MetaStructureEvalConfig(train_steps=steps)
     main._set_random_seed(cfg.random_seed)
     t0 = time.perf_counter()
-    out = main.run_eval_single_sae("saelab", "sae", sae, cfg, "cpu")
+    with torch.enable_grad():  # it trains; the caller runs with gradients off
+        out = main.run_eval_single_sae("saelab", "sae", sae, cfg, "cpu")
     m = out.eval_result_metrics.meta_structure
     numbers = {"decoder_fraction_variance_explained": m.decoder_fraction_variance_explained}
     return Peer(time.perf_counter() - t0, numbers, f"run_eval_single_sae, train_steps={steps}")
