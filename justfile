@@ -17,15 +17,21 @@ setup:
 demo *ARGS: setup
     {{venv}}/bin/saelab run experiments/demo.toml {{ARGS}}
 
+# What `saelab eval --suite` (SAEBench's metrics) needs: the saebench extra, and sae-probes for sparse probing's
+# datasets (without its dependencies, which would replace torch with a CUDA build).
+setup-saebench: setup
+    {{py}} -m pip install -q -e ".[saebench]"
+    {{py}} -m pip install -q --no-deps "sae-probes==0.4.2"
+
 # Install the peers (the bench extra: sae-lens, eai-sparsify; circuit-tracer): oracles for the tests, rivals in the benches.
-setup-bench: setup
+setup-bench: setup-saebench
     {{py}} -m pip install -q -e ".[bench]"
     # circuit-tracer 0.5 pins transformers<=4.57.3 and huggingface-hub<1.0; the parts its parity test uses run with
     # the newer ones, so it goes in without its dependencies (pyproject.toml says why it is not in the extra).
     {{py}} -m pip install -q --no-deps "circuit-tracer==0.5.0"
     # sae-bench 0.6 and sae-probes 0.4 (the oracles of tests/evals/saebench) pin a CUDA torch and an older numpy:
     # they go in without their dependencies, with only the small modules their metric code imports.
-    {{py}} -m pip install -q --no-deps "sae-bench==0.6.0" "sae-probes==0.4.2" tabulate collectibles loguru zstandard xgboost-cpu
+    {{py}} -m pip install -q --no-deps "sae-bench==0.6.0" tabulate collectibles loguru xgboost-cpu
 
 # Run the test suite, peers and Chromium (for the dashboard browser test) included. One pytest-xdist worker per
 # core, each test file on one worker (its module fixtures, compiled models among them, are built once);

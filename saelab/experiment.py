@@ -39,10 +39,10 @@ from saelab.circuits.config import CircuitsConfig
 from saelab.circuits.run import run as run_circuits
 from saelab.data.texts import TEXTS
 from saelab.evals import run as run_eval
+from saelab.evals import saebench
 from saelab.evals.autointerp import AutointerpConfig, run_autointerp
 from saelab.evals.config import EvalConfig, PlotConfig
 from saelab.evals.plots import run as run_plot
-from saelab.evals.saebench import suite as saebench_suite
 from saelab.evals.saebench import table as saebench_table
 from saelab.harvest import run as run_harvest
 from saelab.harvest.config import HarvestConfig
@@ -117,7 +117,7 @@ STAGES: dict[str, StageKind] = {
     "train": StageKind(TrainConfig, _train, lambda c: c.run_dir),
     "train-multi": StageKind(MultiTrainConfig, _train_multi, lambda c: c.run_dir),
     "autointerp": StageKind(AutointerpConfig, _plain(run_autointerp), lambda c: c.out_path()),
-    "saebench": StageKind(EvalConfig, _plain(saebench_suite.run), lambda c: c.out or saebench_suite.default_out(c)),
+    "saebench": StageKind(EvalConfig, _plain(saebench.run), lambda c: c.out or saebench.default_out(c)),
     **{kind: StageKind(config, _plain(fn), lambda c: c.out) for kind, (config, fn) in _PLAIN_STAGES.items()},
 }
 

@@ -43,8 +43,8 @@ def data_dir() -> Path:
     spec = importlib.util.find_spec("sae_probes")
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
-            "sparse-probing reads its datasets from the sae-probes package: "
-            "pip install --no-deps sae-probes==0.4.2 (or `just setup-bench`)"
+            "sparse-probing reads its datasets from the sae-probes package, which is not installed: "
+            "pip install --no-deps sae-probes==0.4.2 (or `just setup-saebench`)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 

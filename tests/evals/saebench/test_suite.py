@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from saelab.cli import main
-from saelab.evals.saebench import EVALUATORS, resolve_suite
+from saelab.evals.saebench.registry import EVALUATORS, resolve_suite
 from saelab.sae import save_saelens
 from tests.evals.saebench.conftest import HOOK, twin_sae
 
