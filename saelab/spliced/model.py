@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from saelab.models import Model, forward
+from saelab.models.compile_options import forward_options
 from saelab.models.config import ModelConfig
 from saelab.models.generate import DEFAULT_NEW_TOKENS, Generation, generate_model, generate_text
 from saelab.models.hook_args import FwdHooks, RunsWithHooks, hook_pairs, pick_names
@@ -202,4 +203,4 @@ def _jitted(cfg: ModelConfig, attached: tuple[Attached, ...], hooks: LiftedHooks
         out = forward(params, cfg, tokens, pad_mask, ctx)
         return out.logits, out.cache
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=forward_options())  # as the plain model's forwards: same dot library

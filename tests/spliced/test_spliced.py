@@ -51,7 +51,8 @@ def test_latent_hooks_appear_in_the_cache_with_their_shapes(small_model: Model, 
     x = cache[HOOK + ".hook_sae_input"]
     np.testing.assert_allclose(cache[HOOK + ".hook_sae_recons"] + cache[HOOK + ".hook_sae_error"], x, atol=1e-5)
     hand = encode(sae.params, x.reshape(-1, d), sae.cfg).reshape(b, t, D_SAE)
-    np.testing.assert_allclose(np.asarray(cache[ACTS]), np.asarray(hand), atol=1e-6)
+    # the spliced forward's dots run in oneDNN (models/compile_options.py), the hand encode's in XLA's default
+    np.testing.assert_allclose(np.asarray(cache[ACTS]), np.asarray(hand), rtol=1e-5, atol=1e-5)
 
 
 def test_ablating_a_latent_subtracts_its_contribution(small_model: Model, sae, tokens) -> None:
