@@ -30,22 +30,31 @@ def run(cfg: EvalConfig, model=None) -> dict[str, Any]:
         raise ValueError(f"SAE {cfg.sae} does not name its {missing[2:]}; pass {missing}")
     out = cfg.out or default_out(cfg)
     result: dict[str, Any] = {"meta": _meta(cfg, sae, hook, model_name, names, out)}
+    variant, sizes = resolve(cfg)
+    head = f"# SAEBench suite: {cfg.sae}\n\n{model_name} at {hook}; {variant} variant ({sizes.describe()})\n\n"
     sections = []
     with progress_bar("it/s", cfg.progress) as bar:
         ctx = BenchContext(cfg, sae, model_name, hook, bar, cfg.hook_head_index, model)
-        for name in names:
+        for i, name in enumerate(names):
             t0 = time.perf_counter()
             ev = EVALUATORS[name]
             metrics = ev.evaluate(ctx)
             metrics["seconds"] = round(time.perf_counter() - t0, 2)
             result[name] = metrics
+            result["meta"]["complete"] = i == len(names) - 1
             sections.append(f"## {name} ({metrics['seconds']:.1f} s)\n\n{ev.markdown(metrics)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float))
-    variant, sizes = resolve(cfg)
-    head = f"# SAEBench suite: {cfg.sae}\n\n{model_name} at {hook}; {variant} variant ({sizes.describe()})\n\n"
-    out.with_suffix(".md").write_text(head + "\n".join(sections))
+            _write(out, result, head + "\n".join(sections))
     return result
+
+
+def _write(out: Path, result: dict[str, Any], report: str) -> None:
+    """The JSON and its report as they stand, written after every evaluator so a long run that stops keeps what
+    it finished (`meta.complete` says whether every evaluator ran); each file is replaced whole, never half-written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((out, json.dumps(result, indent=2, default=float)), (out.with_suffix(".md"), report)):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
 
 
 def default_out(cfg: EvalConfig) -> Path:

@@ -3,12 +3,14 @@ made through the public hook API, and `--suite core,mdl,meta-structure` end to e
 
 from __future__ import annotations
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from saelab.evals.config import EvalConfig
-from saelab.evals.saebench import core_splice, suite
+from saelab.evals.saebench import core_splice, registry, suite
 from saelab.sae import ReLUConfig, SAEParams, decode, encode, save_saelens
 from tests.trace.tiny import BOS, VOCAB, D, tiny_llama
 
@@ -68,3 +70,29 @@ def test_suite_runs_core_mdl_and_meta_structure(tiny, tmp_path) -> None:
     assert all(np.isfinite(core[k]) for k in ("explained_variance", "ce_loss_score", "kl_div_score", "mse"))
     assert len(result["mdl"]["rows"]) == 18 and result["meta-structure"]["meta_width"] == 24
     assert (tmp_path / "out.md").read_text().count("\n## ") == 3
+    assert json.loads((tmp_path / "out.json").read_text())["meta"]["complete"]
+
+
+def test_suite_keeps_finished_metrics_when_a_later_one_fails(tiny, tmp_path, monkeypatch) -> None:
+    """A long suite that stops in its second evaluator still leaves the first one's numbers on disk, marked
+    incomplete."""
+    params, cfg = _sae()
+    sae_dir = save_saelens(tmp_path / "sae", params, cfg, {"hook_name": HOOK, "model_name": str(tiny.path)})
+
+    def fail(ctx):
+        raise RuntimeError("stopped")
+
+    monkeypatch.setitem(
+        registry.EVALUATORS, "meta-structure", registry.EVALUATORS["meta-structure"]._replace(evaluate=fail)
+    )
+    text = tmp_path / "words.txt"
+    text.write_text("\n\n".join(" ".join(f"w{i}" for i in range(3, 60)) for _ in range(40)))
+    cfg = EvalConfig(
+        sae=sae_dir, corpus=f"text:{text}", split="all", suite="mdl,meta-structure", suite_quick=True, progress=False,
+        tokens=512, context=32, batch=4, out=tmp_path / "out.json",
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="stopped"):
+        suite.run(cfg, model=tiny.model)
+    kept = json.loads((tmp_path / "out.json").read_text())
+    assert "mdl" in kept and "meta-structure" not in kept and kept["meta"]["complete"] is False
+    assert (tmp_path / "out.md").read_text().count("\n## ") == 1
