@@ -22,13 +22,15 @@ import jax.numpy as jnp
 
 from saelab.sae.affine import decode
 from saelab.sae.config import ComputeDtype, SAEConfig
+from saelab.sae.decoder_norm import decoder_norm_error, fold_decoder_norm
 from saelab.sae.params import SAEParams
-from saelab.sae.registry import encode
+from saelab.sae.registry import encode, get_architecture
 from saelab.sae.saelens_cfg import saelens_cfg
 from saelab.sae.transcoder import with_skip
 
 RuntimeNorm = Literal["none", "constant_norm_rescale", "layer_norm"]
 LAYER_NORM_EPS = 1e-5  # SAELens's run_time_activation_ln_in default
+UNIT_TOLERANCE = 1e-5  # max |decoder row norm - 1| of a unit-norm decoder (sae-bench's check_decoder_norms, float32)
 
 
 class InputNorm(NamedTuple):
@@ -189,6 +191,20 @@ class LoadedSAE(_Fields):
     def reconstruct(self, x: jax.Array) -> jax.Array:
         """decode(encode(x)) in raw units, (..., d_out); the same as `forward`."""
         return self.forward(x)
+
+    def fold_W_dec_norm(self) -> LoadedSAE:  # noqa: N802 - SAELens's name
+        """This SAE with unit decoder rows, each row's norm folded into its encoder column, bias and threshold
+        (SAELens's `fold_W_dec_norm`, which works in place; this returns a new LoadedSAE): the same reconstruction.
+        An architecture whose codes would change (TopK's selection) is returned as is when its rows are already
+        unit (to 1e-5) and refused otherwise, as SAELens refuses."""
+        if decoder_norm_error(self.params.W_dec) <= UNIT_TOLERANCE:
+            return self
+        if not get_architecture(self.cfg.architecture).folds_decoder_norm:
+            raise ValueError(
+                f"a {self.cfg.architecture} SAE's codes depend on its decoder norms (folding them would change which "
+                "latents it picks), and its decoder rows are not unit norm; evaluate it as it is"
+            )
+        return self._replace(params=fold_decoder_norm(self.params))
 
     # ---- SAELens's constructors ----
 

@@ -61,6 +61,7 @@ class Architecture:
     update_threshold: UpdateFn = _unchanged  # after each optimiser step (the BatchTopK threshold EMA)
     encode_sparse: SparseEncodeFn | None = None  # exact per-token codes (vals, idx), each (batch, cfg.k)
     unit_norm_decoder: bool = False  # default of train.unit_norm_decoder
+    folds_decoder_norm: bool = False  # codes scale with their pre-activations: decoder norms fold exactly
     input_scaling: InputScaling = "sqrt_d"  # default of train.input_scaling: the scale its defaults assume
     saelens_name: str | Callable[[Any], str] = "standard"  # SAELens architecture it exports as
     saelens_imports: tuple[str, ...] = ()  # SAELens architectures that load as this one
@@ -135,6 +136,7 @@ register(
     _builtin(
         relu,
         ReLUConfig,
+        folds_decoder_norm=True,
         saelens_name="standard",
         saelens_imports=("standard",),
         saelens_transcoder="transcoder",
@@ -171,6 +173,7 @@ register(
         jumprelu,
         JumpReLUConfig,
         input_scaling="unit",  # the threshold and bandwidth defaults are Gemma Scope's, for unit inputs
+        folds_decoder_norm=True,
         saelens_name="jumprelu",
         saelens_imports=("jumprelu",),
         saelens_transcoder="jumprelu_transcoder",

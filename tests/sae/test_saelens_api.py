@@ -199,3 +199,24 @@ def test_from_pretrained_and_load_from_disk_are_saelabs_loaders(offline, tmp_pat
     folder = _write(tmp_path / "local", "jumprelu", "layer_norm")
     disk = LoadedSAE.load_from_disk(folder, runtime_norm=True)
     assert disk.cfg == load_sae(folder, runtime_norm=True).cfg and disk.norm.runtime == "layer_norm"
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+def test_fold_w_dec_norm_equals_saelens(tmp_path, arch: str) -> None:
+    """`fold_W_dec_norm` gives SAELens's folded weights (rtol 1e-5) and unit rows, and leaves the forward as it was."""
+    ours, theirs = _both(tmp_path, arch)
+    assert np.abs(np.linalg.norm(np.asarray(ours.W_dec), axis=1) - 1).max() > 0.1  # the test SAE is not unit
+    folded = ours.fold_W_dec_norm()
+    theirs.fold_W_dec_norm()
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec", *(["threshold"] if arch == "jumprelu" else [])):
+        np.testing.assert_allclose(np.asarray(getattr(folded, name)), getattr(theirs, name).detach().numpy(), **TOL)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(folded.W_dec), axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(folded(jnp.asarray(X))), np.asarray(ours(jnp.asarray(X))), **TOL)
+
+
+def test_fold_w_dec_norm_refuses_a_topk_sae_whose_rows_are_not_unit(tmp_path) -> None:
+    ours, _ = _both(tmp_path, "topk")
+    with pytest.raises(ValueError, match="decoder norms"):
+        ours.fold_W_dec_norm()
+    unit = ours._replace(params=ours.params._replace(W_dec=ours.W_dec / jnp.linalg.norm(ours.W_dec, axis=1)[:, None]))
+    assert unit.fold_W_dec_norm() is unit

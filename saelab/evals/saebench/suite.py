@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from saelab.evals.saebench.sizes import resolve
 from saelab.runtime.progress import progress_bar
 from saelab.runtime.rundir import RunDir
 from saelab.sae import load_sae
+from saelab.sae.decoder_norm import decoder_norm_error
+from saelab.sae.loaded import UNIT_TOLERANCE, LoadedSAE
 
 
 def run(cfg: EvalConfig, model=None) -> dict[str, Any]:
@@ -22,14 +25,14 @@ def run(cfg: EvalConfig, model=None) -> dict[str, Any]:
     if not cfg.suite:
         raise ValueError("no --suite given: name evaluators, e.g. --suite core,absorption or --suite saebench")
     names = resolve_suite(cfg.suite)
-    sae = load_sae(cfg.sae)
+    sae, decoder_norm = unit_decoder(load_sae(cfg.sae))
     hook = cfg.hook or sae.metadata.get("hook_name")
     model_name = cfg.model or sae.metadata.get("model_name")
     if not hook or not model_name:
         missing = "--hook" if not hook else "--model"
         raise ValueError(f"SAE {cfg.sae} does not name its {missing[2:]}; pass {missing}")
     out = cfg.out or default_out(cfg)
-    result: dict[str, Any] = {"meta": _meta(cfg, sae, hook, model_name, names, out)}
+    result: dict[str, Any] = {"meta": _meta(cfg, sae, hook, model_name, names, out) | {"decoder_norm": decoder_norm}}
     variant, sizes = resolve(cfg)
     head = f"# SAEBench suite: {cfg.sae}\n\n{model_name} at {hook}; {variant} variant ({sizes.describe()})\n\n"
     sections = []
@@ -55,6 +58,21 @@ def _write(out: Path, result: dict[str, Any], report: str) -> None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
+
+
+def unit_decoder(sae: LoadedSAE) -> tuple[LoadedSAE, str]:
+    """The SAE with unit decoder rows, as SAEBench evaluates it (its loader calls SAELens's `fold_W_dec_norm`):
+    absorption reads `z_i cos(W_dec[i], p)` and sparse probing ranks latents by code size, both meaningless in
+    units of a row norm of 0.01. Returns it and a line for the report; an SAE that cannot fold (TopK with non-unit
+    rows) is kept as is, with a warning."""
+    error = decoder_norm_error(sae.params.W_dec)
+    if error <= UNIT_TOLERANCE:
+        return sae, "unit rows"
+    try:
+        return sae.fold_W_dec_norm(), f"folded into the encoder (max |row norm - 1| was {error:.3g})"
+    except ValueError as e:
+        warnings.warn(f"SAEBench assumes unit decoder rows: {e}", stacklevel=2)
+        return sae, f"not unit (max |row norm - 1| {error:.3g}) and not foldable for {sae.cfg.architecture}: as is"
 
 
 def default_out(cfg: EvalConfig) -> Path:

@@ -96,3 +96,32 @@ def test_suite_keeps_finished_metrics_when_a_later_one_fails(tiny, tmp_path, mon
     kept = json.loads((tmp_path / "out.json").read_text())
     assert "mdl" in kept and "meta-structure" not in kept and kept["meta"]["complete"] is False
     assert (tmp_path / "out.md").read_text().count("\n## ") == 1
+
+
+def _rescaled(params: SAEParams, seed: int) -> SAEParams:
+    """The same SAE function with decoder row i scaled by c_i and code i by 1 / c_i (c in [0.01, 0.1])."""
+    c = jnp.asarray(np.random.default_rng(seed).uniform(0.01, 0.1, params.W_dec.shape[0]).astype(np.float32))
+    return params._replace(W_enc=params.W_enc / c, b_enc=params.b_enc / c, W_dec=params.W_dec * c[:, None])
+
+
+def test_suite_scores_an_sae_as_its_unit_decoder_twin(tiny, tmp_path) -> None:
+    """SAEBench folds decoder norms before it evaluates: a ReLU SAE whose decoder rows have norms 0.01-0.1 gets the
+    metrics of the same SAE with unit rows (meta-structure and MDL read code sizes and decoder rows), to 1e-4."""
+    params, cfg = _sae()
+    params = params._replace(W_dec=params.W_dec / jnp.linalg.norm(params.W_dec, axis=1, keepdims=True))
+    text = tmp_path / "words.txt"
+    text.write_text("\n\n".join(" ".join(f"w{i}" for i in range(3, 60)) for _ in range(40)))
+    results = []
+    for name, p in (("unit", params), ("scaled", _rescaled(params, 5))):
+        sae_dir = save_saelens(tmp_path / name, p, cfg, {"hook_name": HOOK, "model_name": str(tiny.path)})
+        run_cfg = EvalConfig(
+            sae=sae_dir, corpus=f"text:{text}", split="all", tokens=512, context=32, batch=4, progress=False,
+            suite="mdl,meta-structure", suite_quick=True, out=tmp_path / f"{name}.json",
+        )  # fmt: skip
+        results.append(suite.run(run_cfg, model=tiny.model))
+    unit, scaled = results
+    assert unit["meta"]["decoder_norm"] == "unit rows" and scaled["meta"]["decoder_norm"].startswith("folded")
+    for name in ("mdl", "meta-structure"):
+        for key, value in unit[name].items():
+            if isinstance(value, float) and key != "seconds":
+                np.testing.assert_allclose(scaled[name][key], value, rtol=1e-4, atol=1e-6, err_msg=f"{name}.{key}")
