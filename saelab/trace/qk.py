@@ -36,8 +36,9 @@ from saelab.models.model import Model
 from saelab.models.weights import ModelWeights, Norm
 from saelab.trace.edges import Sources, sources
 from saelab.trace.graph import Graph
+from saelab.trace.heads import edge_shares, frozen_stream
 from saelab.trace.linearize import Frozen, check_model, frozen_norm, record
-from saelab.trace.transcoders import TraceTranscoders, decoder_pairs, encode_all, encoder_vectors, skip_matrices
+from saelab.trace.transcoders import TraceTranscoders, decoder_pairs, encode_all, skip_matrices
 
 
 class State(NamedTuple):
@@ -125,20 +126,9 @@ def prepare(model: Model, transcoders: TraceTranscoders, graph: Graph) -> State:
 def edge_heads(state: State, transcoders: TraceTranscoders, graph: Graph, targets, sources_) -> EdgeHeads:
     """Split each edge (target, source feature nodes, source earlier) over (layer, head, query position)."""
     targets, sources_ = np.asarray(targets, np.int64), np.asarray(sources_, np.int64)
-    feats = graph.active_features
     if np.any(np.concatenate([targets, sources_]) >= graph.n_features) or np.any(targets < 0) or np.any(sources_ < 0):
         raise ValueError(f"edge_heads takes feature nodes, indices in [0, {graph.n_features}) of the graph")
-    if np.any(feats[sources_, 1] >= feats[targets, 1]):
-        raise ValueError("edge_heads takes cross-position edges only: each source before its target")
-    n_layers, d = graph.n_layers, state.embed.shape[-1]
-    pairs = decoder_pairs(transcoders, feats[sources_], graph.activations[sources_])
-    writes = np.zeros((len(sources_), n_layers, d), np.float32)  # (E, L, d) what each source adds, by layer
-    np.add.at(writes, (pairs.feature, pairs.layer), pairs.vectors)
-    tvec = encoder_vectors(transcoders, feats[targets, 0], feats[targets, 2])
-    where = [jnp.asarray(a) for a in (feats[sources_, 1], feats[targets, 0], feats[targets, 1])]
-    shares = _edge_heads(_arrays(state), jnp.asarray(writes), *where, jnp.asarray(tvec), cfg=state.cfg)
-    weight = graph.adjacency[targets, sources_]
-    return EdgeHeads(targets, sources_, weight, np.asarray(shares))
+    return EdgeHeads(*edge_shares(state, transcoders, graph, targets, sources_))
 
 
 def head_scores(state: State, layer: int, head: int, query: int, key: int) -> HeadScore:
@@ -181,50 +171,8 @@ def linear_stream(state: State, embed, writes, taps):
     """The frozen model from the embeddings (pos, d), the layers' MLP-output additions (L, pos, d) and
     additions at each layer's attention output (L, pos, d): (the stream entering each layer, each layer's
     MLP input), both (L, pos, d). Biases, constants, are left out."""
-    return _forward(state.params.layers, state.cfg, state.frozen, state.skip, embed, writes, taps)
-
-
-def _forward(layers, cfg: ModelConfig, frozen: Frozen, skip, embed, writes, taps):
-    resid, ins, xs = embed, [], []
-    for l, p in enumerate(layers):
-        ins.append(resid)
-        v = _values(p, cfg, frozen.ln1[l], resid)  # (pos, heads, d_head)
-        z = jnp.einsum("hqk,khd->qhd", frozen.pattern[l], v)
-        mid = resid + jnp.einsum("qhd,hdm->qm", z, p.attn.W_O) + taps[l]
-        x = frozen_norm(mid, frozen.ln2[l], p.ln2, cfg)
-        xs.append(x)
-        resid = mid + (0.0 if skip is None else x @ skip[l]) + writes[l]
-    return jnp.stack(ins), jnp.stack(xs)
-
-
-def _values(p, cfg: ModelConfig, ln1: jax.Array, resid: jax.Array) -> jax.Array:
-    """Each query head's value vectors (pos, heads, d_head) of the frozen-normalised stream."""
-    v = jnp.einsum("pm,mkd->pkd", frozen_norm(resid, ln1, p.ln1, cfg), p.attn.W_V)
-    return jnp.repeat(v, cfg.n_heads // cfg.n_kv_heads, axis=1)
-
-
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _edge_heads(state: State, writes, s, t_layer, t_pos, t_vec, *, cfg: ModelConfig):
-    """(E, L, heads, pos) c[l, h, q] of each edge (vmapped over edges)."""
-    n_pos, d = state.embed.shape
-    layers, f = state.params.layers, state.frozen
-    zeros = jnp.zeros((len(layers), n_pos, d), jnp.float32)
-    # taps as a list of layers: the transpose of indexing one array would pad every layer's cotangent
-    pull = jax.vjp(lambda taps: _forward(layers, cfg, f, state.skip, zeros[0], zeros, taps)[1], list(zeros))[1]
-
-    def one(w, s, tl, tp, tv):  # w (L, d): one source's writes at position s; the target's layer, position, vector
-        # carried up position s alone: each head attends only to its own position
-        diag = Frozen(f.pattern[:, :, s, s][..., None, None], f.ln1[:, s, None], f.ln2[:, s, None], f.ln_final[s, None])
-        carried = _forward(layers, cfg, diag, state.skip, zeros[0, :1], w[:, None], zeros[:, :1])[0][:, 0]  # (L, d)
-        heads = lambda l, p: jnp.einsum(
-            "hd,hdm->hm", _values(p, cfg, f.ln1[l, s, None], carried[l, None])[0], p.attn.W_O
-        )
-        ov = jnp.stack([heads(l, p) for l, p in enumerate(layers)])  # (L, heads, d): what each head moves from s
-        g = jnp.stack(pull(zeros.at[tl, tp].set(tv))[0])  # (L, pos, d): the target at each attention output
-        c = f.pattern[:, :, :, s] * jnp.einsum("lhd,lqd->lhq", ov, g)  # (L, heads, pos)
-        return jnp.where(jnp.arange(n_pos) == s, 0.0, c)  # the hop to its own position stays at s
-
-    return jax.vmap(one)(writes, s, t_layer, t_pos, t_vec)
+    ins, xs = frozen_stream(state.params, state.cfg, state.frozen, state.skip, embed, writes, taps)
+    return ins, xs[:-1]
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "n_feat"))
@@ -245,7 +193,7 @@ def _components(state: State, l, h, t, s, *, cfg: ModelConfig, n_feat: int):
         return rot(n @ w[l][:, head], pos)
 
     def lin(embed, writes):  # (2 d_head,): the query's then the key's node-linear part
-        ins = _forward(layers, cfg, f, state.skip, embed, writes, jnp.zeros((len(layers), n_pos, d)))[0][l]
+        ins = frozen_stream(state.params, cfg, f, state.skip, embed, writes, jnp.zeros((len(layers), n_pos, d)))[0][l]
         return jnp.concatenate([read(ins, w_q, h, t), read(ins, w_k, kvh, s)])
 
     # the writes as a list of layers: the transpose of indexing one array would pad every layer's cotangent
