@@ -44,8 +44,19 @@ class CircuitsConfig(Config):
     worst task among the calibrated ones; circuits.json holds all four (sae-codes = this one)."""
     null_permutations: int = Field(default=100, ge=2)
     """positions="aligned": within-pair label swaps of the null each node score is calibrated against."""
-    method: Literal["sae-codes", "patching", "attribution", "all"] = "all"
-    """Which head rankings to compute. Exact patching also runs whenever the ground truth needs it."""
+    method: Literal["sae-codes", "patching", "attribution", "graph", "all"] = "all"
+    """Which head rankings to compute. Exact patching also runs whenever the ground truth needs it; "graph"
+    (and "all") needs `transcoders`."""
+    transcoders: Path | None = None
+    """A transcoder set or CLT as `saelab trace` reads it (e.g. checkpoints/transcoders-plt): with it the graph
+    method ranks heads by the attribution-graph edges they carry (saelab.circuits.graph), on the same prompts as
+    attribution patching (the held-out ones under `held_out`)."""
+    graph_prompts: int = Field(default=8, ge=1)
+    """Prompts the graph method traces (the first of attribution's)."""
+    graph_max_features: int | None = Field(default=512, ge=1)
+    """Feature nodes per graph, the most influential (circuit-tracer's `max_feature_nodes`); None: all."""
+    graph_edges: int = Field(default=2048, ge=1)
+    """The strongest kept cross-position edges per graph whose heads are counted."""
     prompts: int = Field(default=40, ge=1)
     """Prompt pairs for patching, attribution and the task baselines."""
     sae_prompts: int = Field(default=5, ge=1)
@@ -125,6 +136,8 @@ class CircuitsConfig(Config):
     def _consistent(self) -> CircuitsConfig:
         if self.ground_truth == "published" and self.task not in ("ioi", "greater-than"):
             raise ValueError("published head sets exist for ioi and greater-than (GPT-2 small) only")
+        if self.method == "graph" and self.transcoders is None:
+            raise ValueError("method='graph' ranks heads from attribution graphs: set transcoders (a trace folder)")
         if self.ground_truth == "mean-ablation" and not self.mean_ablation:
             raise ValueError("ground_truth='mean-ablation' needs mean_ablation=true")
         if self.task not in BUILTIN and not (self.task.startswith("jsonl:") or self.task.endswith(".jsonl")):

@@ -1,8 +1,8 @@
 """`run(cfg)`: one circuit-discovery experiment end to end (docs/methods.md, "Circuits").
 
 Builds the task, measures the baselines, runs the chosen methods (SAE codes, exact patching, mean ablation,
-attribution patching), scores every ranking against the ground-truth head set and writes circuits.json,
-one heat map per method and the ROC curves into `cfg.out`.
+attribution patching, EAP-IG, heads from attribution graphs), scores every ranking against the ground-truth
+head set and writes circuits.json, one heat map per method and the ROC curves into `cfg.out`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from saelab.circuits.calibrated import calibrated_codes
 from saelab.circuits.codes import CodesResult, sae_codes, top_edges
 from saelab.circuits.config import PAPER_L1, CircuitsConfig
+from saelab.circuits.graph import graph_heads
 from saelab.circuits.paper import paper_codes
 from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, eap_ig, exact_patching
 from saelab.circuits.published import published_heads
@@ -50,6 +51,16 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
         effects["attribution"] = attribution_patching(model, held, held_base)
     if cfg.method in ("attribution", "all") and cfg.ig_steps and "eap-ig" not in effects:
         effects["eap-ig"] = eap_ig(model, held, held_base, cfg.ig_steps)
+    if cfg.transcoders is not None and cfg.method in ("graph", "all") and "graph" not in effects:
+        effects["graph"] = graph_heads(
+            model,
+            held,
+            cfg.transcoders,
+            prompts=cfg.graph_prompts,
+            max_feature_nodes=cfg.graph_max_features,
+            max_edges=cfg.graph_edges,
+            progress=cfg.progress,
+        )
     if cfg.held_out and needs_patching and "patching-held-out" not in effects:
         # the ceiling: exact patching itself, on prompts disjoint from the ground truth's
         held_effect = exact_patching(model, held, held_base, chunk_tokens=cfg.chunk_tokens, progress=cfg.progress)
@@ -191,6 +202,7 @@ def reused_effects(cfg: CircuitsConfig, model: Model) -> dict[str, HeadEffects]:
     return {
         k: HeadEffects(k, np.reshape(v["normalised"], shape), np.reshape(v["metric_drop"], shape), prev["runtime_s"][k])
         for k, v in prev["effects"].items()
+        if k != "graph"  # the graph method depends on transcoders and its own settings: recomputed
     }
 
 

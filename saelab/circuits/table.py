@@ -20,6 +20,7 @@ COLUMNS = (
     ("saelab pair (uncalibrated)", "saelab", "sae-codes-pair"),
     ("attribution", None, "attribution"),
     ("EAP-IG", None, "eap-ig"),
+    ("attribution graphs", None, "graph"),
     ("ceiling", None, "patching-held-out"),
 )
 
