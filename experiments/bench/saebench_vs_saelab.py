@@ -3,6 +3,7 @@ the same workload per metric: core, absorption, sparse probing, MDL and meta-str
 
     python experiments/bench/saebench_vs_saelab.py [--sae checkpoints/demo-quick] [--variant quick|medium]
         [--quick] [--metrics core,absorption,...] [--mdl-latents 256] [--timeout 900]
+        [--probing-datasets 48_cm_correct] [--probing-test-rows 100]
 
 saelab: `saelab.evals.saebench.suite.run` with an `EvalConfig` of the variant (sizes.py), its activation cache in a
 fresh temporary folder (so nothing computed earlier makes it faster), the JAX model loaded beforehand. sae-bench:
@@ -50,6 +51,10 @@ def main() -> None:
     ap.add_argument("--sae", default="checkpoints/demo-quick")
     ap.add_argument("--variant", choices=("quick", "medium"), default="quick")
     ap.add_argument("--metrics", default=",".join(METRICS))
+    ap.add_argument(
+        "--probing-datasets", help="comma-separated sae-probes datasets over the variant's (e.g. 48_cm_correct)"
+    )
+    ap.add_argument("--probing-test-rows", type=int, help="test rows per probing dataset over the variant's")
     a = ap.parse_args()
     metrics = [m.strip() for m in a.metrics.split(",")]
     from saelab.evals.config import EvalConfig
@@ -58,6 +63,10 @@ def main() -> None:
 
     cache = Path(tempfile.mkdtemp(prefix="saebench_vs_saelab_"))
     shrink = dict(probing_datasets=["5_hist_fig_ismale"], probing_test_rows=100) if a.quick else {}
+    if a.probing_datasets:
+        shrink["probing_datasets"] = [d.strip() for d in a.probing_datasets.split(",")]
+    if a.probing_test_rows:
+        shrink["probing_test_rows"] = a.probing_test_rows
     cfg = EvalConfig(
         sae=Path(a.sae), model=a.model, suite=",".join(metrics), suite_variant=a.variant, progress=False,
         suite_cache=cache / "cache", out=cache / "suite.json", **shrink,
