@@ -91,6 +91,10 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.A
     return (x.astype(jnp.float32) * cos + rotated * sin).astype(x.dtype)
 
 
+BLOCKED_FROM = 512  # sequences at least this long attend in causal query blocks (`attend`)
+QUERY_BLOCK = 128
+
+
 def attention_mask(pad_mask: jax.Array, positions: jax.Array, window: int | None) -> jax.Array:
     """Boolean (batch, 1, q, k): causal, no padded keys, and keys within the sliding window if any."""
     q = positions[:, :, None]
@@ -138,7 +142,8 @@ def attention(
     scale = (cfg.query_pre_attn_scalar or cfg.d_head) ** -0.5  # Gemma's query_pre_attn_scalar, else d_head
     # Scores and pattern go through the context only when asked, leaving the plain path free to fuse.
     watched = ctx.active(a + "hook_attn_scores") or ctx.active(a + "hook_pattern")
-    z = attend(q, k, v, mask, scale, cfg.attn_logit_softcap, ctx if watched else None, a)
+    causal = ctx.kv is None  # no cache: key j is masked for every query i < j (index order)
+    z = attend(q, k, v, mask, scale, cfg.attn_logit_softcap, ctx if watched else None, a, causal=causal)
     z = ctx(a + "hook_z", z)  # (batch, seq, heads, d_head)
     return project_heads(z, p.W_O, p.b_O, ctx, prefix)
 
@@ -157,12 +162,25 @@ def attend(
     softcap: float | None = None,
     ctx: HookContext | None = None,
     prefix: str = "attn.",
+    causal: bool = False,
 ) -> jax.Array:
     """Grouped-query attention. q: (b, s, H, d), k/v: (b, t, Hkv, d), mask (b, 1, s, t) -> z: (b, s, H, d).
 
     t = s for a full forward; with a KV cache t is the cache length. With `ctx`, the scores (b, H, s, t)
     (float32, scaled, soft-capped, masked: TransformerLens's hook_attn_scores) and the softmax pattern pass
-    through `{prefix}hook_attn_scores` and `{prefix}hook_pattern`."""
+    through `{prefix}hook_attn_scores` and `{prefix}hook_pattern`. `causal` says the mask hides every key
+    after its query in index order (no cache): a long sequence then runs in query blocks of `QUERY_BLOCK`,
+    each against the keys up to its end only, which skips the masked half of the scores (the keys left out
+    carry exactly zero weight, so only the summation order changes)."""
+    if causal and ctx is None and q.shape[1] == k.shape[1] >= BLOCKED_FROM:
+        n, blk = q.shape[1], QUERY_BLOCK
+        parts = [
+            attend(
+                q[:, i : i + blk], k[:, : i + blk], v[:, : i + blk], mask[:, :, i : i + blk, : i + blk], scale, softcap
+            )
+            for i in range(0, n, blk)
+        ]
+        return jnp.concatenate(parts, axis=1)
     b, s, h, d = q.shape
     t, kv = k.shape[1], k.shape[2]
     g = h // kv
