@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saelab.circuits.config import CircuitsConfig
 from saelab.circuits.patching import HeadEffects
 from saelab.circuits.tasks import TaskData
 from saelab.models import Model
@@ -58,3 +59,16 @@ def graph_heads(
             bar.update(job, advance=1)
     effect = total / n
     return HeadEffects("graph", effect, effect, time.perf_counter() - t0)
+
+
+def graph_effects(model: Model, task: TaskData, cfg: CircuitsConfig) -> HeadEffects:
+    """`graph_heads` with a run's settings (`transcoders`, `graph_prompts`, `graph_max_features`, `graph_edges`)."""
+    return graph_heads(
+        model,
+        task,
+        cfg.transcoders,
+        prompts=cfg.graph_prompts,
+        max_feature_nodes=cfg.graph_max_features,
+        max_edges=cfg.graph_edges,
+        progress=cfg.progress,
+    )

@@ -8,6 +8,7 @@ head set and writes circuits.json, one heat map per method and the ROC curves in
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ import numpy as np
 from saelab.circuits.calibrated import calibrated_codes
 from saelab.circuits.codes import CodesResult, sae_codes, top_edges
 from saelab.circuits.config import PAPER_L1, CircuitsConfig
-from saelab.circuits.graph import graph_heads
+from saelab.circuits.graph import graph_effects
 from saelab.circuits.paper import paper_codes
 from saelab.circuits.patching import Baselines, HeadEffects, attribution_patching, baselines, eap_ig, exact_patching
 from saelab.circuits.published import published_heads
@@ -37,14 +38,11 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     effects: dict[str, HeadEffects] = reused_effects(cfg, model) if cfg.effects_from else {}
     reused = sorted(effects)
     needs_patching = cfg.method in ("patching", "all") or cfg.ground_truth in ("patching", "mean-ablation")
+    patch = partial(exact_patching, chunk_tokens=cfg.chunk_tokens, progress=cfg.progress)
     if needs_patching and "patching" not in effects:
-        effects["patching"] = exact_patching(
-            model, task, base, "negative", chunk_tokens=cfg.chunk_tokens, progress=cfg.progress
-        )
+        effects["patching"] = patch(model, task, base, "negative")
         if cfg.mean_ablation:
-            effects["mean-ablation"] = exact_patching(
-                model, task, base, "mean", chunk_tokens=cfg.chunk_tokens, progress=cfg.progress
-            )
+            effects["mean-ablation"] = patch(model, task, base, "mean")
     held = make_task(model, cfg, cfg.prompts, (cfg.seed, HELD_STREAM)) if cfg.held_out else task
     held_base = baselines(model, held) if cfg.held_out else base
     if cfg.method in ("attribution", "all") and "attribution" not in effects:
@@ -52,19 +50,10 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     if cfg.method in ("attribution", "all") and cfg.ig_steps and "eap-ig" not in effects:
         effects["eap-ig"] = eap_ig(model, held, held_base, cfg.ig_steps)
     if cfg.transcoders is not None and cfg.method in ("graph", "all") and "graph" not in effects:
-        effects["graph"] = graph_heads(
-            model,
-            held,
-            cfg.transcoders,
-            prompts=cfg.graph_prompts,
-            max_feature_nodes=cfg.graph_max_features,
-            max_edges=cfg.graph_edges,
-            progress=cfg.progress,
-        )
+        effects["graph"] = graph_effects(model, held, cfg)
     if cfg.held_out and needs_patching and "patching-held-out" not in effects:
         # the ceiling: exact patching itself, on prompts disjoint from the ground truth's
-        held_effect = exact_patching(model, held, held_base, chunk_tokens=cfg.chunk_tokens, progress=cfg.progress)
-        effects["patching-held-out"] = held_effect._replace(method="patching-held-out")
+        effects["patching-held-out"] = patch(model, held, held_base)._replace(method="patching-held-out")
     codes = None
     if cfg.method in ("sae-codes", "all"):
         codes = run_codes(model, cfg, draw=0)
@@ -202,7 +191,7 @@ def reused_effects(cfg: CircuitsConfig, model: Model) -> dict[str, HeadEffects]:
     return {
         k: HeadEffects(k, np.reshape(v["normalised"], shape), np.reshape(v["metric_drop"], shape), prev["runtime_s"][k])
         for k, v in prev["effects"].items()
-        if k != "graph"  # the graph method depends on transcoders and its own settings: recomputed
+        if k != "graph"  # its transcoders and settings are not checked: recomputed
     }
 
 
