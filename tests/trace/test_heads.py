@@ -10,23 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saelab.trace import attribute, heads, qk, qk_cli, transcoders
+from saelab.trace import heads, qk_cli
 from saelab.trace.prune import prune
-from tests.trace import tiny
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return tiny.tiny_llama(tmp_path_factory.mktemp("heads")).model
-
-
-@pytest.fixture(scope="module", params=["plt", "clt"])
-def traced(request, model):
-    tc = (
-        tiny.plt_transcoders(tiny.random_plts()) if request.param == "plt" else transcoders.from_clt(*tiny.random_clt())
-    )
-    graph = attribute(model, tc, tiny.tokens(seed=7, n=11), batch_size=64)
-    return tc, graph, qk.prepare(model, tc, graph)
 
 
 def _edges_of_kind(graph, rng, n: int = 6):

@@ -19,20 +19,9 @@ from saelab.trace.prune import prune
 from tests.trace import tiny
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return tiny.tiny_llama(tmp_path_factory.mktemp("lin")).model
-
-
-def _transcoders(kind: str) -> transcoders.TraceTranscoders:
-    if kind == "plt":
-        return tiny.plt_transcoders(tiny.random_plts())
-    return transcoders.from_clt(*tiny.random_clt())
-
-
 @pytest.mark.parametrize("kind", ["plt", "clt"])
 def test_edges_add_up_to_each_nodes_input(model, kind):
-    tc, toks = _transcoders(kind), tiny.tokens(seed=7, n=11)
+    tc, toks = tiny.transcoder_set(kind), tiny.tokens(seed=7, n=11)
     graph = attribute(model, tc, toks, batch_size=32).square()
     run = record(model, toks)
     skip = transcoders.skip_matrices(tc)

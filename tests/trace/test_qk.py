@@ -15,20 +15,6 @@ from saelab.trace.prune import influence, normalize
 from tests.trace import tiny
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return tiny.tiny_llama(tmp_path_factory.mktemp("qk")).model
-
-
-@pytest.fixture(scope="module", params=["plt", "clt"])
-def traced(request, model):
-    tc = (
-        tiny.plt_transcoders(tiny.random_plts()) if request.param == "plt" else transcoders.from_clt(*tiny.random_clt())
-    )
-    graph = attribute(model, tc, tiny.tokens(seed=7, n=11), batch_size=64)
-    return tc, graph, qk.prepare(model, tc, graph)
-
-
 def test_stream_is_the_trace_linearisation(traced):
     """qk's frozen forward gives the same MLP inputs as saelab.trace.linearize (1e-5 of the largest)."""
     _, graph, st = traced

@@ -92,6 +92,11 @@ def plt_transcoders(layers) -> tt.TraceTranscoders:
     return tt.from_layers(layers, model_name="tiny-llama", scan="tiny/plt")
 
 
+def transcoder_set(kind: str) -> tt.TraceTranscoders:
+    """The random per-layer set ("plt") or the random CLT ("clt") of the tests."""
+    return plt_transcoders(random_plts()) if kind == "plt" else tt.from_clt(*random_clt())
+
+
 def tokens(seed: int = 4, n: int = 9) -> np.ndarray:
     """BOS then n random ids."""
     r = np.random.default_rng(seed)
