@@ -127,6 +127,11 @@ class Stage:
     id: str
     kind: str
     config: BaseModel
+    group: str  # the [[stages]] table's id: a swept stage's positions share it
+
+
+def _named(stage: Stage, only: list[str]) -> bool:
+    return bool({stage.id, stage.group, stage.kind} & set(only))
 
 
 def load(path: str | Path, quick: bool = False) -> tuple[str, list[Stage]]:
@@ -141,10 +146,10 @@ def load(path: str | Path, quick: bool = False) -> tuple[str, list[Stage]]:
     name = raw.get("experiment", {}).get("name", path.stem) + ("-quick" if quick else "")
     stages: list[Stage] = []
     for i, table in enumerate(raw.get("stages", [])):
-        for sid, kind, fields in _expand(table, i, quick, name, path):
+        for group, sid, kind, fields in _expand(table, i, quick, name, path):
             cls = _config_class(kind, path)
             try:
-                stages.append(Stage(sid, kind, cls(**fields)))
+                stages.append(Stage(sid, kind, cls(**fields), group))
             except ValidationError as e:
                 why = explain_errors(e, cls)
                 raise ValueError(f"{path}: stage {sid!r} ({kind}) has an invalid config:\n{why}") from None
@@ -159,10 +164,14 @@ def load(path: str | Path, quick: bool = False) -> tuple[str, list[Stage]]:
 def run(path: str | Path, quick: bool = False, only: list[str] | None = None, log=print) -> list[tuple[Stage, Any]]:
     """Run the experiment's stages in order; returns (stage, result or 'skipped') per stage."""
     name, stages = load(path, quick)
+    unknown = set(only or []) - {n for s in stages for n in (s.id, s.group, s.kind)}
+    if unknown:
+        known = sorted({n for s in stages for n in (s.group, s.kind)})
+        raise ValueError(f"--only {sorted(unknown)} names no stage of {path}; stage ids and kinds: {known}")
     marks = RESULTS / name / "stages"
     out = []
     for stage in stages:
-        if only and stage.id not in only and stage.kind not in only:
+        if only and not _named(stage, only):
             log(f"[{stage.id}] not named by --only; skipped")
             continue
         kind = STAGES[stage.kind]
@@ -204,7 +213,7 @@ def _config_class(kind: str, path: Path) -> type[BaseModel]:
 
 
 def _expand(table: dict, index: int, quick: bool, name: str, path: Path):
-    """(id, kind, fields) for each sweep position of one [[stages]] table."""
+    """(table id, id, kind, fields) for each sweep position of one [[stages]] table."""
     table = dict(table)
     kind = table.pop("kind", None)
     if kind is None:
@@ -222,7 +231,7 @@ def _expand(table: dict, index: int, quick: bool, name: str, path: Path):
     for values in positions:
         fmt = {"name": name, "data": str(TEXTS), **values}
         suffix = "".join(f"-{k}{v}" for k, v in values.items())
-        yield f"{sid}{suffix}", kind, _format(table, fmt)
+        yield sid, f"{sid}{suffix}", kind, _format(table, fmt)
 
 
 def _set(table: dict, dotted: str, value: Any) -> None:

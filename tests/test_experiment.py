@@ -188,6 +188,29 @@ out = "results/d/eval.json"
     assert not (fake_kind / "results/d/stages").exists()  # no marker: it runs once the corpus is there
 
 
+def test_only_names_a_swept_stage_by_its_table_id_and_refuses_an_unknown_name(fake_kind) -> None:
+    f = fake_kind / "s.toml"
+    f.write_text("""
+[[stages]]
+kind = "count"
+id = "a"
+value = 1
+out = "out/a.txt"
+[[stages]]
+kind = "count"
+id = "b"
+value = 2
+out = "out/b-{layer}.txt"
+sweep = { layer = [3, 7] }
+""")
+    lines: list[str] = []
+    ran = [s.id for s, r in experiment.run(f, only=["b"], log=lines.append)]
+    assert ran == ["b-layer3", "b-layer7"] and lines[0] == "[a] not named by --only; skipped"
+    assert [s.id for s, _ in experiment.run(f, only=["b-layer7"], log=lambda *_: None)] == ["b-layer7"]
+    with pytest.raises(ValueError, match=r"--only \['bb'\] names no stage.*'a', 'b', 'count'"):
+        experiment.run(f, only=["bb"], log=lambda *_: None)
+
+
 def test_experiment_strings_name_the_shipped_data_folder(fake_kind) -> None:
     (fake_kind / "p.toml").write_text("""
 [[stages]]
