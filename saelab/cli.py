@@ -172,7 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("run", help="run an experiment file's stages in order, skipping those already done")
     rn.add_argument("experiment", help="experiment TOML (see experiments/demo.toml)")
     rn.add_argument("--quick", action="store_true", help="small budgets from each stage's `quick` table (smoke test)")
-    rn.add_argument("--only", action="append", metavar="STAGE", help="run only this stage (its id, its table id for every sweep position, or its kind; repeatable)")
+    rn.add_argument(
+        "--only",
+        action="append",
+        metavar="STAGE",
+        help="run only this stage (its id, its table id for every sweep position, or its kind; repeatable)",
+    )
     rn.set_defaults(fn=_run)
     add_distributed_flags(rn)
     add_jax_cache_flag(rn)

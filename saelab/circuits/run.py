@@ -50,7 +50,7 @@ def run(cfg: CircuitsConfig) -> dict[str, Any]:
     if cfg.method in ("attribution", "all") and cfg.ig_steps and "eap-ig" not in effects:
         effects["eap-ig"] = eap_ig(model, held, held_base, cfg.ig_steps)
     if cfg.transcoders is not None and cfg.method in ("graph", "all") and "graph" not in effects:
-        effects["graph"] = graph_effects(model, held, cfg)
+        effects |= graph_effects(model, held, cfg)
     if cfg.held_out and needs_patching and "patching-held-out" not in effects:
         # the ceiling: exact patching itself, on prompts disjoint from the ground truth's
         effects["patching-held-out"] = patch(model, held, held_base)._replace(method="patching-held-out")
@@ -191,7 +191,7 @@ def reused_effects(cfg: CircuitsConfig, model: Model) -> dict[str, HeadEffects]:
     return {
         k: HeadEffects(k, np.reshape(v["normalised"], shape), np.reshape(v["metric_drop"], shape), prev["runtime_s"][k])
         for k, v in prev["effects"].items()
-        if k != "graph"  # its transcoders and settings are not checked: recomputed
+        if not k.startswith("graph")  # its transcoders and settings are not checked: recomputed
     }
 
 

@@ -21,6 +21,7 @@ COLUMNS = (
     ("attribution", None, "attribution"),
     ("EAP-IG", None, "eap-ig"),
     ("attribution graphs", None, "graph"),
+    ("graphs + QK", None, "graph-qk"),
     ("ceiling", None, "patching-held-out"),
 )
 

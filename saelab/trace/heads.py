@@ -88,12 +88,23 @@ def head_ranking(state, transcoders: TraceTranscoders, graph: Graph, kept=None, 
     """(L, n_heads) float: the graph's cross-position edges' pruning scores spread over the heads that carry
     them, summing to the scores' total over the edges used (the `max_edges` highest-scoring cross-position
     edges, among the edges `kept` (a bool mask shaped like the adjacency, e.g. `prune`'s) when given)."""
+    return head_flow(state, transcoders, graph, kept, max_edges).sum((2, 3))
+
+
+def head_flow(state, transcoders: TraceTranscoders, graph: Graph, kept=None, max_edges: int = 2048) -> np.ndarray:
+    """(L, n_heads, query, key) float: `head_ranking` before its sum over positions: each edge's score goes
+    to the heads in proportion to |sum over q of c[l, h, q]|, within a head to the query positions in
+    proportion to |c[l, h, q]|, and to the key position of the edge's source."""
     t, s, score = strongest_crossing(graph, max_edges, kept)
+    cfg = state.cfg
     if len(t) == 0:
-        return np.zeros((state.cfg.n_layers, state.cfg.n_heads))
-    per_head = np.abs(edge_shares(state, transcoders, graph, t, s).shares.sum(-1))  # (E, L, heads)
-    share = per_head / np.maximum(per_head.sum((1, 2), keepdims=True), 1e-30)
-    return np.einsum("e,elh->lh", score, share)
+        return np.zeros((cfg.n_layers, cfg.n_heads, graph.n_pos, graph.n_pos))
+    shares = edge_shares(state, transcoders, graph, t, s).shares  # (E, L, heads, q)
+    per_head = np.abs(shares.sum(-1))
+    per_head /= np.maximum(per_head.sum((1, 2), keepdims=True), 1e-30)
+    per_query = np.abs(shares) / np.maximum(np.abs(shares).sum(-1, keepdims=True), 1e-30)
+    key = np.eye(graph.n_pos, dtype=np.float32)[node_positions(graph)[s]]  # (E, key)
+    return np.einsum("e,elh,elhq,es->lhqs", score, per_head, per_query, key, optimize=True)
 
 
 def strongest_crossing(graph: Graph, n: int, kept=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

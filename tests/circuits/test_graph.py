@@ -15,8 +15,9 @@ from saelab.sae import JumpReLUConfig, SAEParams
 from saelab.sae.formats import circuit_tracer as ct
 from saelab.trace import attribute, qk
 from saelab.trace import transcoders as trace_transcoders
-from saelab.trace.heads import head_ranking
+from saelab.trace.heads import head_flow
 from saelab.trace.prune import prune
+from saelab.trace.qk_heads import head_outputs, qk_head_effects
 
 D, LAYERS, D_SAE = 32, 3, 40
 
@@ -40,26 +41,36 @@ def setup(tmp_path_factory, tiny, tokenizer):
 
 
 def test_graph_method_is_the_mean_of_each_prompts_normalised_ranking(setup, tmp_path) -> None:
-    """circuits.json holds the graph ranking, scored by AUC like the others; it equals the mean over the first
-    `graph_prompts` prompts of each graph's head ranking divided by its sum (1e-6), recomputed here."""
+    """circuits.json holds the graph rankings, scored by AUC like the others; each equals the mean over the
+    first `graph_prompts` prompts of each graph's head ranking divided by its sum (1e-6), recomputed here:
+    the OV flow (`graph`), and the OV flow plus the QK effects of patching each head's output to its output
+    on the paired negative (`graph-qk`)."""
     path, folder = setup
     cfg = CircuitsConfig(
         task="ioi", model=str(path), method="graph", transcoders=folder, prompts=3, graph_prompts=2,
         graph_max_features=64, graph_edges=200, mean_ablation=False, top_n=3, progress=False, out=tmp_path / "out",
     )  # fmt: skip
     result = run(cfg)
-    assert "graph" in result["auc"] and 0 <= result["auc"]["graph"] <= 1 and result["runtime_s"]["graph"] > 0
+    for k in ("graph", "graph-qk"):
+        assert 0 <= result["auc"][k] <= 1 and result["runtime_s"][k] > 0
     model = Model.load(str(path))
     task = make_task(model, cfg, cfg.prompts, (cfg.seed, 0))
     tc = trace_transcoders.load(folder)
-    want = np.zeros((LAYERS, 4))
+    want, want_qk = np.zeros((LAYERS, 4)), np.zeros((LAYERS, 4))
     for i in range(2):
         toks = prompt_tokens(task, i)
         assert toks[0] == task.pos[i][task.mask[i] == 1][0] and len(toks) == int(task.mask[i].sum())
         graph = attribute(model, tc, toks, max_feature_nodes=64)
-        r = head_ranking(qk.prepare(model, tc, graph), tc, graph, prune(graph).edge_mask, 200)
+        st = qk.prepare(model, tc, graph)
+        flow = head_flow(st, tc, graph, prune(graph).edge_mask, 200)
+        patched = head_outputs(model, toks) - head_outputs(model, prompt_tokens(task, i, negative=True))
+        r, r_qk = flow.sum((2, 3)), flow.sum((2, 3)) + qk_head_effects(st, flow, patched)
         want += r / r.sum() / 2
-    np.testing.assert_allclose(np.reshape(result["effects"]["graph"]["normalised"], want.shape), want, atol=1e-6)
+        want_qk += r_qk / r_qk.sum() / 2
+    got = {k: np.reshape(result["effects"][k]["normalised"], want.shape) for k in ("graph", "graph-qk")}
+    np.testing.assert_allclose(got["graph"], want, atol=1e-6)
+    np.testing.assert_allclose(got["graph-qk"], want_qk, atol=1e-6)
+    assert not np.allclose(want, want_qk)  # the QK side moves the ranking
     assert np.isclose(want.sum(), 1.0) and want[0].sum() > 0  # a layer-0 head moves the tokens themselves
 
 
@@ -72,7 +83,8 @@ def test_graph_heads_of_greater_than_leave_the_scoring_tokens_off(setup) -> None
     toks = prompt_tokens(task, 0)
     assert len(toks) == int(task.mask[0].sum()) - task.scoring_tokens
     effects = graph_heads(model, task, folder, prompts=1, max_feature_nodes=32, max_edges=50, progress=False)
-    assert effects.method == "graph" and effects.effect.shape == (LAYERS, 4) and np.isclose(effects.effect.sum(), 1)
+    for k, e in effects.items():
+        assert e.method == k and e.effect.shape == (LAYERS, 4) and np.isclose(e.effect.sum(), 1)
 
 
 def test_graph_method_needs_transcoders() -> None:
