@@ -148,10 +148,11 @@ class AuxKConfig(TranscoderConfig):
     two close to d_model / 2", and SAELens' default), capped at d_sae."""
     aux_coefficient: float = 1 / 32
     """Weight of the AuxK loss (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", sec. A.2)."""
-    topk_select: TopKSelect = "lax"
-    """How the k largest pre-activations are found: `lax` (jax.lax.top_k) or `blocks` (block maxima in one
-    pass over all cores, then lax.top_k of k blocks and of their entries; saelab.sae.topk_select). Both give
-    the same latents, ties included; only the speed differs."""
+    topk_select: TopKSelect = "auto"
+    """How the k largest pre-activations are found: `native` (saelab's multi-threaded CPU kernel,
+    saelab.sae.cpu_kernels), `lax` (jax.lax.top_k), `blocks` (block maxima in one pass over all cores, then
+    lax.top_k of k blocks and of their entries), or `auto`: native where it serves, else lax
+    (saelab.sae.topk_select). All give the same latents, ties included; only the speed differs."""
 
     @model_validator(mode="after")
     def _check_k(self) -> AuxKConfig:

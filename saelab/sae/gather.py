@@ -2,7 +2,9 @@
 
 A slot (b, j) pairs latent idx[b, j] with a row of its token: `rows[b, 0]`, or with prefix blocks
 `sum_m sel[b, j, m] * rows[b, m]`. Chunks of DEFAULT_CHUNK tokens keep each (chunk, k, d) block of gathered
-rows in cache, where one (batch, k, d) block at training sizes would spill.
+rows in cache, where one (batch, k, d) block at training sizes would spill. Without prefix blocks, where
+saelab's CPU kernels serve the process (saelab.sae.cpu_kernels), each runs as one multi-threaded call instead,
+with the same sums in the same order.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from saelab.sae import cpu_kernels
 from saelab.sae.config import ComputeDtype
 
 __all__ = ["DEFAULT_CHUNK", "gather_sum", "gather_blocks", "gather_dot", "scatter_rows"]
@@ -24,6 +27,8 @@ def gather_sum(w: jax.Array, idx: jax.Array, table: jax.Array, compute_dtype: Co
     the k gathers depended on the consumers, and a squared-error sum after it made it several times slower.)"""
     dt = jnp.dtype(compute_dtype)
     table = table.astype(dt)
+    if cpu_kernels.enabled():
+        return cpu_kernels.gather_sum(w, idx, table)
     step = lambda j, acc: acc + w[:, j, None] * table[idx[:, j]].astype(jnp.float32)
     acc = jnp.zeros((w.shape[0], table.shape[1]), jnp.float32)
     return jax.lax.fori_loop(0, w.shape[1], step, acc, unroll=min(8, max(w.shape[1], 1)))
@@ -50,6 +55,8 @@ def gather_dot(
     """`<row_bj, table[idx[b, j]]>` for every slot, (batch, k)."""
     dt = jnp.dtype(compute_dtype)
     table = table.astype(dt)
+    if sel is None and cpu_kernels.enabled():
+        return cpu_kernels.gather_dot(rows[:, 0].astype(dt), idx, table)
 
     def one(chunk):
         r, i, sc = chunk  # (c, m, d), (c, k), (c, k, m) or None
@@ -73,6 +80,8 @@ def scatter_rows(w: jax.Array, idx: jax.Array, rows: jax.Array, sel: jax.Array |
 
     if sel is None:  # a (batch, 1, d) operand gets a layout XLA CPU fills and relayouts slowly
         rows = rows[:, 0]
+        if cpu_kernels.enabled():
+            return cpu_kernels.scatter_rows(w, idx, rows, n_out)
     out = jnp.zeros((n_out, rows.shape[-1]), jnp.float32)
     out, _ = jax.lax.scan(step, out, _chunks(rows, idx, sel, w))
     return out

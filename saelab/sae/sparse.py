@@ -23,12 +23,13 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from saelab.sae import cpu_kernels
 from saelab.sae.affine import matmul
 from saelab.sae.auxk import aux_encoder_grad, aux_topk
 from saelab.sae.codes import TopK, densify, top_k
 from saelab.sae.config import ComputeDtype
 from saelab.sae.gather import gather_blocks, gather_dot, gather_sum, scatter_rows
-from saelab.sae.topk_select import TopKSelect, select_top_k
+from saelab.sae.topk_select import TopKSelect, resolve, select_top_k
 
 __all__ = [
     "topk_encode",
@@ -72,7 +73,7 @@ def topk_encode_aux(
     *,
     compute_dtype: ComputeDtype = "float32",
     encoder_grad: GradMethod = DEFAULT_ENCODER_GRAD,
-    select: TopKSelect = "lax",
+    select: TopKSelect = "auto",
 ) -> tuple[TopK, TopK]:
     """`topk_encode` plus the AuxK codes `aux_topk(pre, dead_mask, k_aux)` from the same GEMM; `select` picks
     how the top k are found (saelab.sae.topk_select; the same result either way)."""
@@ -160,8 +161,13 @@ def _encode(k, k_aux, compute_dtype, encoder_grad, select, x, W_enc, b_enc, dead
 
 
 def _encode_fwd(k, k_aux, compute_dtype, encoder_grad, select, x, W_enc, b_enc, dead_mask):
-    pre = matmul(x, W_enc, compute_dtype) + b_enc  # (batch, d_sae)
-    top, idx = select_top_k(pre, k, select)  # (batch, k)
+    if resolve(select) == "native":  # the bias is added inside the kernel: one pass less over (batch, d_sae)
+        pre = matmul(x, W_enc, compute_dtype)  # (batch, d_sae), without the bias
+        top, idx = cpu_kernels.top_k_bias(pre, b_enc, k)  # (batch, k)
+        pre = pre + b_enc if k_aux else None
+    else:
+        pre = matmul(x, W_enc, compute_dtype) + b_enc  # (batch, d_sae)
+        top, idx = select_top_k(pre, k, select)  # (batch, k)
     vals = jax.nn.relu(top)
     if k_aux:
         aux = aux_topk(pre, dead_mask, k_aux)  # (batch, k_aux)

@@ -1,4 +1,8 @@
-"""Top-k selection for the TopK family: `jax.lax.top_k` or an exact two-stage selection over blocks.
+"""Top-k selection for the TopK family: `jax.lax.top_k`, saelab's multi-threaded CPU kernel, or an exact
+two-stage selection over blocks; all three give `lax.top_k`'s values and indices.
+
+"auto" (the default) takes the CPU kernel (saelab.sae.cpu_kernels) for float32 where it serves the
+process, else `lax.top_k`.
 
 On XLA CPU `lax.top_k` is one single-threaded runtime call whose cost grows with the row length; the
 elementwise and reduction fusions around it run on every core. "blocks" moves most of the work into such
@@ -21,22 +25,45 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from saelab.sae import cpu_kernels
 from saelab.sae.codes import top_k
 
-__all__ = ["TopKSelect", "select_top_k", "block_top_k", "block_width"]
+__all__ = ["TopKSelect", "select_top_k", "resolve", "block_top_k", "block_width"]
 
-TopKSelect = Literal["lax", "blocks"]
+TopKSelect = Literal["auto", "lax", "native", "blocks"]
 _FLIP = 0x7FFFFFFF  # xor of a negative float's bits that makes their integer order the float order
 
 
-def select_top_k(a: jax.Array, k: int, method: TopKSelect = "lax") -> tuple[jax.Array, jax.Array]:
+def select_top_k(a: jax.Array, k: int, method: TopKSelect = "auto") -> tuple[jax.Array, jax.Array]:
     """(values, indices) of the k largest entries along the last axis, each (..., k), sorted descending,
-    ties to the lower index: `jax.lax.top_k`'s result, computed by `method`."""
+    ties to the lower index: `jax.lax.top_k`'s result, computed by `method`. Differentiable in a."""
+    method = resolve(method, a.dtype)
     if method == "lax":
         return top_k(a, k)
     if method == "blocks":
         return block_top_k(a, k)
-    raise ValueError(f"unknown top-k selection {method!r}; use 'lax' or 'blocks'")
+    n = a.shape[-1]
+    if not 1 <= k <= n:
+        raise ValueError(f"top-k needs 1 <= k <= {n} (the last axis), got k={k}")
+    rows = jax.lax.stop_gradient(a).reshape(-1, n).astype(jnp.float32)  # exact: widening keeps the order
+    _, idx = cpu_kernels.top_k_bias(rows, jnp.zeros((n,), jnp.float32), k)
+    idx = idx.reshape(*a.shape[:-1], k)
+    return jnp.take_along_axis(a, idx, axis=-1), idx
+
+
+def resolve(method: TopKSelect, dtype: jnp.dtype = jnp.float32) -> TopKSelect:
+    """The selection `method` names for values of `dtype`: "auto" is "native" for float32 where the CPU
+    kernels serve the process, else "lax"; "native" without them is an error naming the way out."""
+    if method not in ("auto", "lax", "native", "blocks"):
+        raise ValueError(f"unknown top-k selection {method!r}; use 'auto', 'lax', 'native' or 'blocks'")
+    if method == "auto":
+        return "native" if jnp.dtype(dtype) == jnp.float32 and cpu_kernels.enabled() else "lax"
+    if method == "native" and not cpu_kernels.enabled():
+        raise ValueError(
+            "topk_select='native' needs saelab's CPU kernels, which do not serve this process (a CPU backend "
+            "with one device, a C++ compiler, SAELAB_CPU_KERNELS not 0); use 'auto' or 'lax'"
+        )
+    return method
 
 
 def block_width(n: int, k: int) -> int:

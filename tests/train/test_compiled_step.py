@@ -39,18 +39,22 @@ def full_row_sorts(hlo: str) -> list[str]:
     return [ln.strip() for ln in hlo.splitlines() if re.search(r"= .*\bsort\(", ln) and shape.search(ln)]
 
 
-def topk_calls(hlo: str) -> list[str]:
-    """The TopK custom calls whose output is (BATCH, K): the partial selection the step should use."""
-    return [ln for ln in hlo.splitlines() if 'custom_call_target="TopK"' in ln and f"[{BATCH},{K}]" in ln]
+def topk_calls(hlo: str, target: str = "TopK") -> list[str]:
+    """The custom calls to `target` whose output is (BATCH, K): the partial selection the step should use
+    (XLA's TopK, or saelab's CPU kernel `saelab_top_k_bias`)."""
+    return [ln for ln in hlo.splitlines() if f'custom_call_target="{target}"' in ln and f"[{BATCH},{K}]" in ln]
 
 
 @pytest.mark.skipif(
     jax.default_backend() != "cpu",
     reason="checks XLA CPU's lowering of top_k (its TopK custom call); GPU and TPU lower top_k to other kernels",
 )
-def test_topk_step_selects_without_sorting_rows() -> None:
+@pytest.mark.parametrize("kernels,target", [("1", "saelab_top_k_bias"), ("0", "TopK")])
+def test_topk_step_selects_without_sorting_rows(monkeypatch: pytest.MonkeyPatch, kernels: str, target: str) -> None:
+    """With saelab's CPU kernels the step selects in one `saelab_top_k_bias` call; without, in XLA's TopK."""
+    monkeypatch.setenv("SAELAB_CPU_KERNELS", kernels)
     hlo = compiled_step_hlo()
-    assert topk_calls(hlo), "the train step no longer uses XLA's TopK for the k largest pre-activations"
+    assert topk_calls(hlo, target), f"the train step no longer uses {target} for the k largest pre-activations"
     assert not full_row_sorts(hlo), "the train step sorts whole (batch, d_sae) rows:\n" + "\n".join(
         full_row_sorts(hlo)[:3]
     )
@@ -63,6 +67,7 @@ def test_detector_sees_a_sort_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
         idx = jnp.argsort(-a, axis=-1)[..., :k]
         return jnp.take_along_axis(a, idx, axis=-1), idx
 
+    monkeypatch.setenv("SAELAB_CPU_KERNELS", "0")
     for module in (sparse, auxk, topk_select):
         monkeypatch.setattr(module, "top_k", sorting_top_k)
     hlo = compiled_step_hlo()

@@ -1,0 +1,126 @@
+"""Multi-threaded CPU kernels of the sparse TopK step (cpu_kernels.cc), built on first use and called
+through JAX's FFI.
+
+On XLA CPU, `lax.top_k` is one single-threaded runtime call, and the sparse backward's gathers and
+scatter-adds run as loops of small ops; together they took more than half of a TopK train step. The C++
+kernels beside this module do each in one call over XLA's intra-op thread pool and give the same results:
+the top-k the same indices and values as `lax.top_k` (ties to the lower index, its total order of floats),
+the sums the same slot order in float32.
+
+The kernels are compiled with the system's C++ compiler (`CXX`, else `c++`/`g++`) against jaxlib's FFI
+headers into `~/.cache/saelab/kernels` (`SAELAB_KERNEL_CACHE` moves it), once per source, jaxlib version
+and CPU. `enabled()` says whether they serve this process: only on the CPU backend with one device (the FFI
+call is not partitioned over a mesh), unless `SAELAB_CPU_KERNELS=0`; without a compiler or on a failed
+build a warning names the cause once, and saelab's XLA kernels run instead, with the same results.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+
+__all__ = ["enabled", "top_k_bias", "gather_sum", "gather_dot", "scatter_rows", "build"]
+
+SOURCE = Path(__file__).with_name("cpu_kernels.cc")
+TARGETS = ("saelab_top_k_bias", "saelab_gather_sum", "saelab_gather_dot", "saelab_scatter_rows")
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off")
+
+
+def enabled() -> bool:
+    """True when the kernels serve this process: CPU backend, one device, not switched off, built."""
+    if os.environ.get("SAELAB_CPU_KERNELS", "1").lower() in ("0", "off", "false", "no"):
+        return False
+    if jax.default_backend() != "cpu" or jax.device_count() != 1:
+        return False
+    return _registered()
+
+
+def build(cache: Path | None = None) -> Path:
+    """The compiled kernel library for this source, jaxlib and CPU, compiling it if it is not cached."""
+    cache = (
+        Path(os.environ.get("SAELAB_KERNEL_CACHE", "~/.cache/saelab/kernels")).expanduser() if cache is None else cache
+    )
+    src = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([src, jaxlib.__version__.encode(), " ".join(FLAGS).encode(), _cpu_id()]))
+    lib = cache / f"cpu_kernels-{key.hexdigest()[:16]}.so"
+    if lib.exists():
+        return lib
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        out = Path(tmp) / lib.name
+        cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(out)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        os.replace(out, lib)  # atomic: a concurrent build replaces it with the same bytes
+    return lib
+
+
+@functools.cache
+def _registered() -> bool:
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(build()))
+    except (OSError, RuntimeError) as e:
+        warnings.warn(f"saelab's CPU kernels are unavailable, the XLA kernels run instead: {e}", stacklevel=3)
+        return False
+    for name in TARGETS:
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+    return True
+
+
+def _cpu_id() -> bytes:
+    """The CPU's model and instruction-set flags (the library is built with -march=native)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))})).encode()
+    except OSError:
+        return platform.processor().encode()
+
+
+def _call(name: str, out, *args: jax.Array):
+    if not _registered():
+        raise RuntimeError("saelab's CPU kernels did not build (see the warning); check enabled() first")
+    return jax.ffi.ffi_call(name, out, vmap_method="sequential")(*args)
+
+
+def top_k_bias(pre: jax.Array, bias: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """`lax.top_k(pre + bias, k)` for float32 pre (rows, n) and bias (n,): values (rows, k), int32 indices."""
+    rows = pre.shape[0]
+    out = (jax.ShapeDtypeStruct((rows, k), jnp.float32), jax.ShapeDtypeStruct((rows, k), jnp.int32))
+    vals, idx = _call("saelab_top_k_bias", out, pre.astype(jnp.float32), bias.astype(jnp.float32))
+    return vals, idx
+
+
+def gather_sum(w: jax.Array, idx: jax.Array, table: jax.Array) -> jax.Array:
+    """`sum_j w[b, j] * table[idx[b, j]]`, (rows, d) float32."""
+    out = jax.ShapeDtypeStruct((w.shape[0], table.shape[1]), jnp.float32)
+    return _call("saelab_gather_sum", out, w.astype(jnp.float32), idx.astype(jnp.int32), table.astype(jnp.float32))
+
+
+def gather_dot(rows: jax.Array, idx: jax.Array, table: jax.Array) -> jax.Array:
+    """`<rows[b], table[idx[b, j]]>` for every slot, (rows, k) float32."""
+    out = jax.ShapeDtypeStruct(idx.shape, jnp.float32)
+    args = rows.astype(jnp.float32), idx.astype(jnp.int32), table.astype(jnp.float32)
+    return _call("saelab_gather_dot", out, *args)
+
+
+def scatter_rows(w: jax.Array, idx: jax.Array, rows: jax.Array, n_out: int) -> jax.Array:
+    """`out[idx[b, j]] += w[b, j] * rows[b]` from zeros, (n_out, d) float32."""
+    out = jax.ShapeDtypeStruct((n_out, rows.shape[1]), jnp.float32)
+    args = w.astype(jnp.float32), idx.astype(jnp.int32), rows.astype(jnp.float32)
+    return _call("saelab_scatter_rows", out, *args)
