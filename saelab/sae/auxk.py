@@ -38,23 +38,26 @@ class DeadColumns(NamedTuple):
     pos: jax.Array  # (d_sae,) int32 column of each dead latent among ids (clipped garbage elsewhere)
 
 
-def aux_topk(pre: jax.Array, dead_mask: jax.Array, k_aux: int) -> TopK:
+def aux_topk(pre: jax.Array | Callable[[jax.Array | None], jax.Array], dead_mask: jax.Array, k_aux: int) -> TopK:
     """ReLU of the top k_aux pre-activations among dead latents, (batch, k_aux), as global latent indices.
 
-    Slots beyond the number of dead latents carry value 0; all zero when no latent is dead.
+    Slots beyond the number of dead latents carry value 0; all zero when no latent is dead. `pre` is the
+    (batch, d_sae) pre-activations, or a function of column ids (None: all) computing those columns, so that
+    only the dead columns are computed (saelab.sae.sparse's screened top-k has no full pre-activations).
     """
-    batch = pre.shape[0]
+    columns = pre if callable(pre) else lambda ids: pre if ids is None else pre[:, ids]
+    batch, d_sae = jax.eval_shape(columns, None).shape
 
     def run(width: int) -> TopK:
         cols = dead_columns(dead_mask, width)
-        sub = pre if width == pre.shape[1] else pre[:, cols.ids]  # (batch, width)
+        sub = columns(None if width == d_sae else cols.ids)  # (batch, width)
         if width == k_aux:  # every dead latent is selected
             ids = jnp.broadcast_to(cols.ids, sub.shape)
             return TopK(jnp.where(cols.valid, jax.nn.relu(sub), 0.0), ids)
         top, j = top_k(jnp.where(cols.valid, sub, -jnp.inf), k_aux)  # (batch, k_aux)
         return TopK(jnp.where(cols.valid[j], jax.nn.relu(top), 0.0), cols.ids[j])
 
-    empty = TopK(jnp.zeros((batch, k_aux), pre.dtype), jnp.zeros((batch, k_aux), jnp.int32))
+    empty = TopK(jnp.zeros((batch, k_aux), jnp.float32), jnp.zeros((batch, k_aux), jnp.int32))
     return on_dead_width(dead_mask, k_aux, run, empty)
 
 

@@ -6,6 +6,8 @@
 // counter, so the call never waits on a task that has not started (the caller takes every part nobody
 // else claimed): no deadlock when every pool thread is busy.
 //
+// screened_top_k: the same for x @ W + bias, recomputing exactly only the latents a bfloat16 estimate
+//   cannot rule out (ScreenedRow).
 // top_k_bias: the k largest of (pre + bias) per row, sorted descending, ties to the lower index, in
 //   lax.top_k's total order of floats (the bits as integers, negatives flipped: -0.0 < 0.0, NaN above +inf).
 // gather_sum: out[b] = sum_j w[b, j] * table[idx[b, j]]             (the sparse decoder forward)
@@ -15,6 +17,8 @@
 // Sums run in slot order (b, then j) in float32, as the XLA kernels they replace do.
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -66,6 +70,46 @@ inline float KeyFloat(int32_t key) {
   return v;
 }
 
+constexpr int64_t kBlock = 16;  // entries per block maximum (one AVX-512 register)
+
+// Whether any of v[0..kBlock) is not below t (NaNs count as not below): branch-free, vectorised.
+template <typename T>
+inline bool AnyNotBelow(const T* v, T t) {
+  bool any = false;
+  for (int64_t i = 0; i < kBlock; ++i) any |= !(v[i] < t);
+  return any;
+}
+
+// The k-th largest of v[0..n), 1 <= k <= n. The entries split into nb = n / kBlock strided sets
+// {c, c + nb, ...}; the k-th largest set maximum t is at most the answer (k sets hold an entry >= t), so only
+// the entries >= t are ranked. The set maxima are taken column-wise, so every step is a vector operation.
+// `scratch` holds n + n / kBlock.
+template <typename T>
+T KthLargest(const T* v, int64_t n, int64_t k, T* scratch) {
+  const int64_t nb = n / kBlock;
+  int64_t m = 0;
+  if (nb >= k) {
+    T* maxima = scratch + n;
+    std::copy(v, v + nb, maxima);
+    for (int64_t r = 1; r < kBlock; ++r)
+      for (int64_t c = 0; c < nb; ++c) maxima[c] = std::max(maxima[c], v[r * nb + c]);
+    std::nth_element(maxima, maxima + k - 1, maxima + nb, std::greater<T>());
+    const T t = maxima[k - 1];
+    int64_t i = 0;
+    for (; i + kBlock <= n; i += kBlock)
+      if (AnyNotBelow(v + i, t))
+        for (int64_t j = i; j < i + kBlock; ++j)
+          if (v[j] >= t) scratch[m++] = v[j];
+    for (; i < n; ++i)
+      if (v[i] >= t) scratch[m++] = v[i];
+  } else {
+    std::copy(v, v + n, scratch);
+    m = n;
+  }
+  std::nth_element(scratch, scratch + k - 1, scratch + m, std::greater<T>());
+  return scratch[k - 1];
+}
+
 // Insert (key, i) into the descending list keys[0..n) at the place that keeps earlier indices first on ties.
 inline void Insert(int32_t* keys, int32_t* ids, int64_t n, int32_t key, int32_t i) {
   int64_t p = n;
@@ -78,13 +122,15 @@ inline void Insert(int32_t* keys, int32_t* ids, int64_t n, int32_t key, int32_t 
   ids[p] = i;
 }
 
+// The top k of one row of pre + bias in lax.top_k's order: a descending list of k (key, index) that an entry
+// enters only when its key beats the k-th; entries come in index order, so a tie keeps the lower index.
 void TopKRow(const float* row, const float* bias, int64_t n, int64_t k, int32_t* keys, int32_t* ids) {
   for (int64_t i = 0; i < k; ++i) Insert(keys, ids, i, OrderKey(row[i] + bias[i]), static_cast<int32_t>(i));
   float thr = KeyFloat(keys[k - 1]);
   for (int64_t i = k; i < n; ++i) {
-    float v = row[i] + bias[i];
+    const float v = row[i] + bias[i];
     if (v < thr) continue;  // false for a NaN on either side: those take the exact comparison
-    int32_t key = OrderKey(v);
+    const int32_t key = OrderKey(v);
     if (key <= keys[k - 1]) continue;  // an equal key at a higher index loses the tie
     Insert(keys, ids, k - 1, key, static_cast<int32_t>(i));
     thr = KeyFloat(keys[k - 1]);
@@ -102,6 +148,11 @@ inline float Dot(const float* a, const float* b, int64_t d) {
   for (int i = 0; i < kLanes; ++i) s += lanes[i];
   for (; e < d; ++e) s += a[e] * b[e];
   return s;
+}
+
+// Ask for the cache lines of v[0..d) ahead of their use.
+inline void Prefetch(const float* v, int64_t d) {
+  for (int64_t e = 0; e < d; e += 16) __builtin_prefetch(v + e);
 }
 
 constexpr int64_t kRowsPerPart = 64;
@@ -208,6 +259,144 @@ ffi::Error ScatterRows(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::Buffe
   return ffi::Error::Success();
 }
 
+
+// The k largest exact pre-activations x_b . W_j + bias_j of a row, found from a cheap estimate `lo_pre`
+// (a bfloat16 GEMM) and a bound on its error: the latents whose upper bound reaches
+// the k-th largest lower bound are the only ones that can be in the top k (the k latents of the largest
+// lower bounds all have exact values at or above it), so only those are recomputed exactly (a float32 dot
+// of x_b with the row W_j of `wt`) and ranked in index order, ties to the lower index. A row with a value
+// that is not finite is recomputed in full.
+
+// The bound's row terms rb = (||dx_b||, ||bf16(x_b)||, gamma ||x_b||) and latent terms cw = (||bf16(W_j)||
+// + ||dW_j||, ||dW_j||, ||W_j||) (three rows of n), with dx, dW the bfloat16 rounding errors: by
+// Cauchy-Schwarz on x.W - bf16(x).bf16(W) = dx.bf16(W) + bf16(x).dW + dx.dW, plus both sums' float32
+// accumulation; kUlps covers the float32 roundings of the bounds themselves.
+constexpr float kUlps = 1e-6f;
+
+void ScreenedRow(const float* lo_pre, const float* xb, const float* wt, const float* bias, const float* rb,
+                 const float* cw, int64_t n, int64_t d, int64_t k, int32_t* keys, int32_t* ids, float* lo,
+                 float* hi, float* scratch, int32_t* cand) {
+  const float* __restrict c0 = cw;
+  const float* __restrict c1 = cw + n;
+  const float* __restrict c2 = cw + 2 * n;
+  const float* __restrict est_in = lo_pre;
+  const float* __restrict bias_in = bias;
+  float* __restrict lo_out = lo;
+  float* __restrict hi_out = hi;
+  const float r0 = rb[0], r1 = rb[1], r2 = rb[2];
+  int bad = 0;  // a bound that is not finite
+  for (int64_t j = 0; j < n; ++j) {
+    const float est = est_in[j] + bias_in[j];
+    const float spread = r0 * c0[j] + r1 * c1[j] + r2 * c2[j] + kUlps * std::fabs(est);
+    const float l = est - spread, h = est + spread;
+    lo_out[j] = l;
+    hi_out[j] = h;
+    bad |= static_cast<int>(!(std::fabs(l) <= FLT_MAX)) | static_cast<int>(!(std::fabs(h) <= FLT_MAX));
+  }
+  int64_t found = 0;
+  if (bad) {  // recompute the whole row
+    for (int64_t j = 0; j < n; ++j) cand[found++] = static_cast<int32_t>(j);
+  } else {
+    const float floor_ = KthLargest(lo, n, k, scratch);  // the k-th largest lower bound
+    int64_t j = 0;
+    for (; j + kBlock <= n; j += kBlock)
+      if (AnyNotBelow(hi + j, floor_))
+        for (int64_t i = j; i < j + kBlock; ++i)
+          if (hi[i] >= floor_) cand[found++] = static_cast<int32_t>(i);
+    for (; j < n; ++j)
+      if (hi[j] >= floor_) cand[found++] = static_cast<int32_t>(j);
+  }
+  int64_t kept = 0;
+  for (int64_t c = 0; c < found; ++c) {
+    const int32_t j = cand[c];
+    if (c + 2 < found) Prefetch(wt + static_cast<int64_t>(cand[c + 2]) * d, d);  // hide the next rows' misses
+    const int32_t key = OrderKey(Dot(xb, wt + static_cast<int64_t>(j) * d, d) + bias[j]);
+    if (kept < k) {
+      Insert(keys, ids, kept++, key, j);
+    } else if (key > keys[k - 1]) {
+      Insert(keys, ids, k - 1, key, j);
+    }
+  }
+}
+
+ffi::Error ScreenedTopK(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> lo_pre, ffi::Buffer<ffi::F32> x,
+                        ffi::Buffer<ffi::F32> wt, ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> row_terms,
+                        ffi::Buffer<ffi::F32> latent_terms, ffi::ResultBuffer<ffi::F32> vals,
+                        ffi::ResultBuffer<ffi::S32> idx) {
+  const int64_t rows = lo_pre.dimensions()[0], n = lo_pre.dimensions()[1], d = x.dimensions()[1];
+  const int64_t k = vals->dimensions()[1];
+  if (wt.dimensions()[0] != n || wt.dimensions()[1] != d || k < 1 || k > n)
+    return ffi::Error::InvalidArgument("screened_top_k: shapes do not fit, or k is not in [1, n]");
+  const float *lp = lo_pre.typed_data(), *xp = x.typed_data(), *w = wt.typed_data();
+  const float *b = bias.typed_data(), *rt = row_terms.typed_data(), *lt = latent_terms.typed_data();
+  float* v = vals->typed_data();
+  int32_t* ix = idx->typed_data();
+  ParallelFor(pool, PartsOf(rows), [&](int64_t part) {
+    std::unique_ptr<int32_t[]> keys(new int32_t[k]), cand(new int32_t[n]);
+    std::unique_ptr<float[]> scratch(new float[n + n / kBlock + 1]), lo(new float[n]), hi(new float[n]);
+    const int64_t end = std::min(rows, (part + 1) * kRowsPerPart);
+    for (int64_t r = part * kRowsPerPart; r < end; ++r) {
+      ScreenedRow(lp + r * n, xp + r * d, w, b, rt + 3 * r, lt, n, d, k, keys.get(), ix + r * k, lo.get(), hi.get(),
+                  scratch.get(), cand.get());
+      for (int64_t j = 0; j < k; ++j) v[r * k + j] = KeyFloat(keys[j]);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+// bfloat16 bits of v, rounded to nearest even (a NaN stays a quiet NaN), as XLA's convert rounds.
+inline uint16_t ToBf16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline float FromBf16(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// One pass over W (d, n) for the screened top-k: its transpose wt (n, d), its bfloat16 rounding wb (d, n)
+// and per column j the bound's terms (||wb_j|| + ||W_j - wb_j||, ||W_j - wb_j||, ||W_j||), terms (3, n).
+ffi::Error ScreenPrep(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> wt,
+                      ffi::ResultBuffer<ffi::BF16> wb, ffi::ResultBuffer<ffi::F32> terms) {
+  const int64_t d = w.dimensions()[0], n = w.dimensions()[1];
+  const float* src = w.typed_data();
+  float* t = wt->typed_data();
+  uint16_t* b = reinterpret_cast<uint16_t*>(wb->typed_data());
+  float* out = terms->typed_data();
+  constexpr int64_t kCols = 64;
+  ParallelFor(pool, (n + kCols - 1) / kCols, [&](int64_t part) {
+    const int64_t lo = part * kCols, hi = std::min(n, lo + kCols), m = hi - lo;
+    float sb[kCols] = {}, sd[kCols] = {}, sw[kCols] = {};
+    for (int64_t i = 0; i < d; ++i) {
+      const float* row = src + i * n + lo;
+      uint16_t* brow = b + i * n + lo;
+      for (int64_t j = 0; j < m; ++j) {
+        const float v = row[j];
+        const uint16_t r = ToBf16(v);
+        const float vb = FromBf16(r);
+        brow[j] = r;
+        sb[j] += vb * vb;
+        sd[j] += (v - vb) * (v - vb);
+        sw[j] += v * v;
+      }
+      for (int64_t j = 0; j < m; ++j) t[(lo + j) * d + i] = row[j];
+    }
+    for (int64_t j = 0; j < m; ++j) {
+      const float dn = std::sqrt(sd[j]);
+      out[lo + j] = std::sqrt(sb[j]) + dn;
+      out[n + lo + j] = dn;
+      out[2 * n + lo + j] = std::sqrt(sw[j]);
+    }
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_top_k_bias, TopKBias,
@@ -240,4 +429,24 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_scatter_rows, ScatterRows,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_screened_top_k, ScreenedTopK,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_screen_prep, ScreenPrep,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::BF16>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());

@@ -31,10 +31,28 @@ import jax
 import jax.numpy as jnp
 import jaxlib
 
-__all__ = ["enabled", "top_k_bias", "gather_sum", "gather_dot", "scatter_rows", "build"]
+__all__ = [
+    "enabled",
+    "fast_bfloat16",
+    "top_k_bias",
+    "screened_top_k",
+    "gather_sum",
+    "gather_dot",
+    "scatter_rows",
+    "build",
+]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
-TARGETS = ("saelab_top_k_bias", "saelab_gather_sum", "saelab_gather_dot", "saelab_scatter_rows")
+TARGETS = (
+    "saelab_top_k_bias",
+    "saelab_screened_top_k",
+    "saelab_screen_prep",
+    "saelab_gather_sum",
+    "saelab_gather_dot",
+    "saelab_scatter_rows",
+)
+BF16_ROUNDING = 2.0**-9
+"""Unit roundoff of a float32 rounded to bfloat16 (8 significant bits, round to nearest even)."""
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off")
 
 
@@ -45,6 +63,13 @@ def enabled() -> bool:
     if jax.default_backend() != "cpu" or jax.device_count() != 1:
         return False
     return _registered()
+
+
+def fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (avx512_bf16 or amx_bf16), which makes a bfloat16
+    GEMM several times faster than a float32 one; where it does not, screening would cost more than it saves."""
+    flags = _cpu_id().decode()
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def build(cache: Path | None = None) -> Path:
@@ -104,6 +129,33 @@ def top_k_bias(pre: jax.Array, bias: jax.Array, k: int) -> tuple[jax.Array, jax.
     out = (jax.ShapeDtypeStruct((rows, k), jnp.float32), jax.ShapeDtypeStruct((rows, k), jnp.int32))
     vals, idx = _call("saelab_top_k_bias", out, pre.astype(jnp.float32), bias.astype(jnp.float32))
     return vals, idx
+
+
+def screened_top_k(x: jax.Array, W_enc: jax.Array, b_enc: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """The k largest of the float32 pre-activations x @ W_enc + b_enc per row (values and int32 indices, sorted
+    descending, ties to the lower index), computed from a bfloat16 GEMM and an exact float32 recomputation of
+    the few latents it cannot rule out.
+
+    With dx = x - bf16(x) and dW = W - bf16(W), the estimate bf16(x) . bf16(W_j) misses x . W_j by
+    dx . bf16(W_j) + bf16(x) . dW_j + dx . dW_j plus the float32 accumulation of both sums (gamma_d each), so by
+    Cauchy-Schwarz by at most ||dx|| (||bf16(W_j)|| + ||dW_j||) + ||bf16(x)|| ||dW_j|| + 2 gamma_d ||x|| ||W_j||
+    (with 2^-10 of it to spare for the norms' own rounding). The values are float32 dot products summed in
+    another order than XLA's GEMM: equal to its pre-activations up to float32 rounding, not bit for bit.
+    """
+    d, n = W_enc.shape
+    gamma = 2.1 * d * 2.0**-24 / (1 - d * 2.0**-24)
+    x = x.astype(jnp.float32)
+    prep = (jax.ShapeDtypeStruct((n, d), jnp.float32), jax.ShapeDtypeStruct((d, n), jnp.bfloat16))
+    prep += (jax.ShapeDtypeStruct((3, n), jnp.float32),)
+    Wt, Wb, latent_terms = _call("saelab_screen_prep", prep, W_enc.astype(jnp.float32))  # one pass over W
+    xb = x.astype(jnp.bfloat16)
+    lo_pre = jnp.matmul(xb, Wb, preferred_element_type=jnp.float32)  # (batch, d_sae)
+    xbf = xb.astype(jnp.float32)
+    norm = lambda a: jnp.sqrt(jnp.sum(a * a, axis=1))
+    row_terms = jnp.stack([norm(x - xbf), norm(xbf), gamma * norm(x)], 1) * (1 + 2.0**-10)  # (batch, 3)
+    rows = x.shape[0]
+    out = (jax.ShapeDtypeStruct((rows, k), jnp.float32), jax.ShapeDtypeStruct((rows, k), jnp.int32))
+    return _call("saelab_screened_top_k", out, lo_pre, x, Wt, b_enc.astype(jnp.float32), row_terms, latent_terms)
 
 
 def gather_sum(w: jax.Array, idx: jax.Array, table: jax.Array) -> jax.Array:

@@ -161,13 +161,19 @@ def _encode(k, k_aux, compute_dtype, encoder_grad, select, x, W_enc, b_enc, dead
 
 
 def _encode_fwd(k, k_aux, compute_dtype, encoder_grad, select, x, W_enc, b_enc, dead_mask):
-    if resolve(select) == "native":  # the bias is added inside the kernel: one pass less over (batch, d_sae)
+    method = resolve(select, screen=compute_dtype == "float32")
+    if method == "screened":  # no (batch, d_sae) float32 GEMM: AuxK computes its dead columns itself
+        top, idx = cpu_kernels.screened_top_k(x, W_enc, b_enc, k)  # (batch, k)
+        pre = lambda ids: (
+            matmul(x, W_enc if ids is None else W_enc[:, ids], compute_dtype) + (b_enc if ids is None else b_enc[ids])
+        )
+    elif method == "native":  # the bias is added inside the kernel: one pass less over (batch, d_sae)
         pre = matmul(x, W_enc, compute_dtype)  # (batch, d_sae), without the bias
         top, idx = cpu_kernels.top_k_bias(pre, b_enc, k)  # (batch, k)
         pre = pre + b_enc if k_aux else None
     else:
         pre = matmul(x, W_enc, compute_dtype) + b_enc  # (batch, d_sae)
-        top, idx = select_top_k(pre, k, select)  # (batch, k)
+        top, idx = select_top_k(pre, k, method)  # (batch, k)
     vals = jax.nn.relu(top)
     if k_aux:
         aux = aux_topk(pre, dead_mask, k_aux)  # (batch, k_aux)

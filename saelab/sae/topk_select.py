@@ -1,8 +1,11 @@
-"""Top-k selection for the TopK family: `jax.lax.top_k`, saelab's multi-threaded CPU kernel, or an exact
-two-stage selection over blocks; all three give `lax.top_k`'s values and indices.
+"""Top-k selection for the TopK family: `jax.lax.top_k`, saelab's multi-threaded CPU kernel ("native"), or
+an exact two-stage selection over blocks; all three give `lax.top_k`'s values and indices. The sparse encoder
+has a fourth, "screened" (saelab.sae.cpu_kernels.screened_top_k): a bfloat16 GEMM and an error bound rule out
+most latents and only the rest are computed in float32; the same top k of the float32 pre-activations, whose
+values are summed in another order than XLA's GEMM (equal up to float32 rounding, not bit for bit).
 
-"auto" (the default) takes the CPU kernel (saelab.sae.cpu_kernels) for float32 where it serves the
-process, else `lax.top_k`.
+"auto" (the default) takes "screened" in the sparse encoder on CPUs that multiply bfloat16 in hardware,
+"native" for other float32 selections where the CPU kernels serve the process, else `lax.top_k`.
 
 On XLA CPU `lax.top_k` is one single-threaded runtime call whose cost grows with the row length; the
 elementwise and reduction fusions around it run on every core. "blocks" moves most of the work into such
@@ -30,7 +33,7 @@ from saelab.sae.codes import top_k
 
 __all__ = ["TopKSelect", "select_top_k", "resolve", "block_top_k", "block_width"]
 
-TopKSelect = Literal["auto", "lax", "native", "blocks"]
+TopKSelect = Literal["auto", "lax", "native", "screened", "blocks"]
 _FLIP = 0x7FFFFFFF  # xor of a negative float's bits that makes their integer order the float order
 
 
@@ -51,18 +54,25 @@ def select_top_k(a: jax.Array, k: int, method: TopKSelect = "auto") -> tuple[jax
     return jnp.take_along_axis(a, idx, axis=-1), idx
 
 
-def resolve(method: TopKSelect, dtype: jnp.dtype = jnp.float32) -> TopKSelect:
-    """The selection `method` names for values of `dtype`: "auto" is "native" for float32 where the CPU
-    kernels serve the process, else "lax"; "native" without them is an error naming the way out."""
-    if method not in ("auto", "lax", "native", "blocks"):
-        raise ValueError(f"unknown top-k selection {method!r}; use 'auto', 'lax', 'native' or 'blocks'")
+def resolve(method: TopKSelect, dtype: jnp.dtype = jnp.float32, *, screen: bool = False) -> TopKSelect:
+    """The selection `method` names for values of `dtype`. "auto" is "screened" where the caller can screen
+    (`screen`: the sparse encoder, whose pre-activations are a float32 GEMM) and the CPU multiplies bfloat16 in
+    hardware, else "native" for float32 where the CPU kernels serve the process, else "lax". "native" or
+    "screened" without the kernels is an error naming the way out; "screened" where the caller cannot screen
+    is "native" (the same top k of the pre-activations it is given)."""
+    if method not in ("auto", "lax", "native", "screened", "blocks"):
+        raise ValueError(f"unknown top-k selection {method!r}; use 'auto', 'lax', 'native', 'screened' or 'blocks'")
     if method == "auto":
-        return "native" if jnp.dtype(dtype) == jnp.float32 and cpu_kernels.enabled() else "lax"
-    if method == "native" and not cpu_kernels.enabled():
+        if not (jnp.dtype(dtype) == jnp.float32 and cpu_kernels.enabled()):
+            return "lax"
+        return "screened" if screen and cpu_kernels.fast_bfloat16() else "native"
+    if method in ("native", "screened") and not cpu_kernels.enabled():
         raise ValueError(
-            "topk_select='native' needs saelab's CPU kernels, which do not serve this process (a CPU backend "
+            f"topk_select={method!r} needs saelab's CPU kernels, which do not serve this process (a CPU backend "
             "with one device, a C++ compiler, SAELAB_CPU_KERNELS not 0); use 'auto' or 'lax'"
         )
+    if method == "screened":
+        return "screened" if screen else "native"
     return method
 
 

@@ -15,7 +15,7 @@ import pytest
 import saelab.sae.auxk as auxk
 import saelab.sae.sparse as sparse
 import saelab.sae.topk_select as topk_select
-from saelab.sae import init_params, sae_config
+from saelab.sae import cpu_kernels, init_params, sae_config
 from saelab.train.config import OptimConfig
 from saelab.train.state import init_state, make_optimizer
 from saelab.train.step import make_train_step
@@ -49,10 +49,14 @@ def topk_calls(hlo: str, target: str = "TopK") -> list[str]:
     jax.default_backend() != "cpu",
     reason="checks XLA CPU's lowering of top_k (its TopK custom call); GPU and TPU lower top_k to other kernels",
 )
-@pytest.mark.parametrize("kernels,target", [("1", "saelab_top_k_bias"), ("0", "TopK")])
-def test_topk_step_selects_without_sorting_rows(monkeypatch: pytest.MonkeyPatch, kernels: str, target: str) -> None:
-    """With saelab's CPU kernels the step selects in one `saelab_top_k_bias` call; without, in XLA's TopK."""
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_topk_step_selects_without_sorting_rows(monkeypatch: pytest.MonkeyPatch, kernels: str) -> None:
+    """With saelab's CPU kernels the step selects in one call, screened on CPUs that multiply bfloat16 in
+    hardware (`saelab_screened_top_k`), else `saelab_top_k_bias`; without them, in XLA's TopK."""
     monkeypatch.setenv("SAELAB_CPU_KERNELS", kernels)
+    target = "TopK"
+    if kernels == "1":
+        target = "saelab_screened_top_k" if cpu_kernels.fast_bfloat16() else "saelab_top_k_bias"
     hlo = compiled_step_hlo()
     assert topk_calls(hlo, target), f"the train step no longer uses {target} for the k largest pre-activations"
     assert not full_row_sorts(hlo), "the train step sorts whole (batch, d_sae) rows:\n" + "\n".join(
