@@ -1,6 +1,8 @@
 """Where a train step's time goes, per XLA op: saelab's real jitted train step (loss, gradients, Adam, dead-latent
 counts; `saelab.train.step.make_train_step`) of the TopK, BatchTopK and JumpReLU SAEs of experiments/sae-*.toml
-(4,608 latents, batch 4096), TopK and BatchTopK once with each `topk_select` (lax.top_k, then the block top-k).
+(4,608 latents, batch 4096): TopK with each `topk_select` (the default "auto"; then "lax", XLA's own kernels
+with SAELAB_CPU_KERNELS=0, the step before saelab's CPU kernels; "native"; "screened"), BatchTopK with "auto"
+and "lax" (SAELAB_CPU_KERNELS=0), JumpReLU. saelab's CPU kernels appear as `ffi_call` ops.
 
 Each variant runs `--reps` steps under `jax.profiler.trace`; the Perfetto trace it writes is read back and every
 op's durations are summed over the steps and the threads that ran it (so an op split over both cores counts
@@ -16,6 +18,7 @@ from __future__ import annotations
 import collections
 import gzip
 import json
+import os
 import statistics
 import sys
 import time
@@ -33,17 +36,20 @@ from saelab.train.placement import initial_state  # noqa: E402
 from saelab.train.step import make_train_step  # noqa: E402
 
 EXPERIMENTS = Path(__file__).resolve().parents[1]
-VARIANTS = {  # name: (config, overrides)
-    "topk-lax": ("sae-topk.toml", []),
-    "topk-blocks": ("sae-topk.toml", ["sae.topk_select='blocks'"]),
-    "batchtopk-lax": ("sae-batchtopk.toml", []),
-    "batchtopk-blocks": ("sae-batchtopk.toml", ["sae.topk_select='blocks'"]),
-    "jumprelu": ("sae-jumprelu.toml", []),
+VARIANTS = {  # name: (config, overrides, SAELAB_CPU_KERNELS)
+    "topk-auto": ("sae-topk.toml", [], "1"),
+    "topk-xla": ("sae-topk.toml", ["sae.topk_select='lax'"], "0"),
+    "topk-native": ("sae-topk.toml", ["sae.topk_select='native'"], "1"),
+    "topk-screened": ("sae-topk.toml", ["sae.topk_select='screened'"], "1"),
+    "batchtopk-auto": ("sae-batchtopk.toml", [], "1"),
+    "batchtopk-xla": ("sae-batchtopk.toml", ["sae.topk_select='lax'"], "0"),
+    "jumprelu": ("sae-jumprelu.toml", [], "1"),
 }
 
 
-def profile(name: str, toml: str, overrides: list[str], reps: int, expansion: int, traces: Path) -> dict:
+def profile(name: str, toml: str, overrides: list[str], kernels: str, reps: int, expansion: int, traces: Path) -> dict:
     """Median step seconds and per-op summed microseconds of `reps` profiled steps of one variant."""
+    os.environ["SAELAB_CPU_KERNELS"] = kernels  # read when the step is traced
     cfg = train.load_config(EXPERIMENTS / toml, [*overrides, f"sae.expansion={expansion}", "train.wandb='disabled'"])
     r = train.resolve(cfg)
     state, tx = initial_state(r.sae, cfg, make_mesh())
@@ -96,8 +102,8 @@ def main() -> None:
     variants = {k: v for k, v in VARIANTS.items() if not a.quick or k.startswith("topk")}
     traces = RESULTS / "profile_step"
     result: dict = {"reps": reps, "expansion": a.expansion, "variants": {}}
-    for name, (toml, overrides) in variants.items():
-        res = profile(name, toml, overrides, reps, a.expansion, traces)
+    for name, (toml, overrides, kernels) in variants.items():
+        res = profile(name, toml, overrides, kernels, reps, a.expansion, traces)
         result["variants"][name] = res
         ops = sorted(res["ops_us_per_step"].items(), key=lambda kv: -kv[1])
         busy = sum(v for _, v in ops)
