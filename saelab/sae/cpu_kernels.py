@@ -5,7 +5,9 @@ On XLA CPU, `lax.top_k` is one single-threaded runtime call, and the sparse back
 scatter-adds run as loops of small ops; together they took more than half of a TopK train step. The C++
 kernels beside this module do each in one call over XLA's intra-op thread pool and give the same results:
 the top-k the same indices and values as `lax.top_k` (ties to the lower index, its total order of floats),
-the sums the same slot order in float32.
+the sums the same slot order in float32. `screened_top_k` also replaces the encoder's float32 GEMM with a
+bfloat16 one and float32 dots where that cannot decide: the top k of the float32 pre-activations, their values
+summed in another order than XLA's GEMM.
 
 The kernels are compiled with the system's C++ compiler (`CXX`, else `c++`/`g++`) against jaxlib's FFI
 headers into `~/.cache/saelab/kernels` (`SAELAB_KERNEL_CACHE` moves it), once per source, jaxlib version
@@ -74,9 +76,8 @@ def fast_bfloat16() -> bool:
 
 def build(cache: Path | None = None) -> Path:
     """The compiled kernel library for this source, jaxlib and CPU, compiling it if it is not cached."""
-    cache = (
-        Path(os.environ.get("SAELAB_KERNEL_CACHE", "~/.cache/saelab/kernels")).expanduser() if cache is None else cache
-    )
+    if cache is None:
+        cache = Path(os.environ.get("SAELAB_KERNEL_CACHE", "~/.cache/saelab/kernels")).expanduser()
     src = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([src, jaxlib.__version__.encode(), " ".join(FLAGS).encode(), _cpu_id()]))
     lib = cache / f"cpu_kernels-{key.hexdigest()[:16]}.so"
@@ -108,6 +109,7 @@ def _registered() -> bool:
     return True
 
 
+@functools.cache
 def _cpu_id() -> bytes:
     """The CPU's model and instruction-set flags (the library is built with -march=native)."""
     try:
