@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, finish, parser  # noqa: E402
 
 from saelab import train  # noqa: E402
+from saelab.sae import cpu_kernels  # noqa: E402
 from saelab.train.mesh import make_mesh  # noqa: E402
 from saelab.train.placement import initial_state  # noqa: E402
 from saelab.train.step import make_train_step  # noqa: E402
@@ -100,6 +101,9 @@ def main() -> None:
     a = ap.parse_args()
     reps = 2 if a.quick else a.reps
     variants = {k: v for k, v in VARIANTS.items() if not a.quick or k.startswith("topk")}
+    if not cpu_kernels.enabled():  # a GPU, or no C++ compiler: the selections that need the kernels are skipped
+        print("saelab's CPU kernels do not serve this process: topk-native and topk-screened are skipped")
+        variants = {k: v for k, v in variants.items() if k not in ("topk-native", "topk-screened")}
     traces = RESULTS / "profile_step"
     result: dict = {"reps": reps, "expansion": a.expansion, "variants": {}}
     for name, (toml, overrides, kernels) in variants.items():
