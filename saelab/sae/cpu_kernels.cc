@@ -150,11 +150,6 @@ inline float Dot(const float* a, const float* b, int64_t d) {
   return s;
 }
 
-// Ask for the cache lines of v[0..d) ahead of their use.
-inline void Prefetch(const float* v, int64_t d) {
-  for (int64_t e = 0; e < d; e += 16) __builtin_prefetch(v + e);
-}
-
 constexpr int64_t kRowsPerPart = 64;
 
 int64_t PartsOf(int64_t rows) { return std::max<int64_t>(1, (rows + kRowsPerPart - 1) / kRowsPerPart); }
@@ -309,7 +304,6 @@ void ScreenedRow(const float* lo_pre, const float* xb, const float* wt, const fl
   int64_t kept = 0;
   for (int64_t c = 0; c < found; ++c) {
     const int32_t j = cand[c];
-    if (c + 2 < found) Prefetch(wt + static_cast<int64_t>(cand[c + 2]) * d, d);  // hide the next rows' misses
     const int32_t key = OrderKey(Dot(xb, wt + static_cast<int64_t>(j) * d, d) + bias[j]);
     if (kept < k) {
       Insert(keys, ids, kept++, key, j);
