@@ -391,56 +391,30 @@ ffi::Error ScreenPrep(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::Result
   return ffi::Error::Success();
 }
 
+// The FFI signatures. Every kernel takes XLA's intra-op thread pool first; gather_sum, gather_dot and
+// scatter_rows share one: (float32 weights or rows, int32 slots, float32 table or rows) -> float32.
+using F32 = ffi::Buffer<ffi::F32>;
+using S32 = ffi::Buffer<ffi::S32>;
+
+auto Pooled() { return ffi::Ffi::Bind().Ctx<ffi::ThreadPool>(); }
+
+auto SlotKernel() { return Pooled().Arg<F32>().Arg<S32>().Arg<F32>().Ret<F32>(); }
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_top_k_bias, TopKBias,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::S32>>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_gather_sum, GatherSum,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_gather_dot, GatherDot,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_scatter_rows, ScatterRows,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
+XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_top_k_bias, TopKBias, Pooled().Arg<F32>().Arg<F32>().Ret<F32>().Ret<S32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_gather_sum, GatherSum, SlotKernel());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_gather_dot, GatherDot, SlotKernel());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_scatter_rows, ScatterRows, SlotKernel());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_screened_top_k, ScreenedTopK,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::S32>>());
-
+                              Pooled()  // lo_pre, x, wt, bias, row terms, latent terms
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Ret<F32>()
+                                  .Ret<S32>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(saelab_screen_prep, ScreenPrep,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::BF16>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+                              Pooled().Arg<F32>().Ret<F32>().Ret<ffi::Buffer<ffi::BF16>>().Ret<F32>());
